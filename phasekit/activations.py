@@ -1,0 +1,398 @@
+"""Activation functions and their Gaussian expectations, with a registry.
+
+For zero-mean jointly Gaussian arguments with covariance ``C`` (rows of ``C``
+in the order of the arguments) the order-parameter equations need
+
+====  ==================================  ===========
+name  expectation                         ``C`` shape
+====  ==================================  ===========
+I2    ``< g(a) g(b) >``                   (..., 2, 2)
+J2    ``< g'(a) g'(b) >``                 (..., 2, 2)
+H2    ``< g''(a) g(b) >``                 (..., 2, 2)
+I3    ``< g'(a) b g(c) >``                (..., 3, 3)
+I4    ``< g'(a) g'(b) g(c) g(d) >``       (..., 4, 4)
+====  ==================================  ===========
+
+Gaussian integration by parts (Stein's lemma) on the linear argument gives
+``I3(a, b, c) = C_ab H2(a, c) + C_bc J2(a, c)``, so an activation is fully
+described by I2, J2, H2 and I4.  ``erf``, ``relu`` and ``linear`` have closed
+forms; everything else is computed by Gauss-Hermite quadrature
+(:func:`phasekit.gaussian.gaussian_expectation`).  Users add activations with
+:func:`register_activation`; closed forms are optional.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+from scipy import special
+
+from .gaussian import gaussian_expectation
+
+__all__ = [
+    "Activation",
+    "activation",
+    "register_activation",
+    "available_activations",
+    "expect_I2",
+    "expect_J2",
+    "expect_H2",
+    "expect_I3",
+    "expect_I4",
+]
+
+Array = np.ndarray
+Func = Callable[[Array], Array]
+
+_CLOSED_FORM_KEYS = ("I2", "J2", "H2", "I4")
+
+
+@dataclass(frozen=True, eq=False)
+class Activation:
+    """A hidden-unit activation ``g`` with the Gaussian expectations it needs.
+
+    Parameters
+    ----------
+    name : str
+        Registry name.
+    g, dg : callable
+        The function and its derivative, vectorised over ndarrays.
+    d2g : callable, optional
+        Second derivative.  Without it ``H2`` uses Stein's lemma on ``E[a g'(a) g(b)]``.
+    closed_forms : mapping, optional
+        Any of ``"I2", "J2", "H2", "I4"`` mapped to a function of ``C``
+        (shapes as in the module docstring).  Missing ones use quadrature.
+    quadrature_nodes : tuple of int
+        Gauss-Hermite nodes per dimension for 2-D and 4-D expectations.
+    description : str
+        One line for tables and reports.
+    """
+
+    name: str
+    g: Func
+    dg: Func
+    d2g: Func | None = None
+    closed_forms: Mapping[str, Callable[[Array], Array]] = field(default_factory=dict)
+    quadrature_nodes: tuple[int, int] = (96, 20)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.closed_forms) - set(_CLOSED_FORM_KEYS)
+        if unknown:
+            raise ValueError(
+                f"closed_forms: unknown key(s) {sorted(unknown)}; allowed: {list(_CLOSED_FORM_KEYS)}"
+            )
+
+    def __repr__(self) -> str:
+        forms = ",".join(sorted(self.closed_forms)) or "none"
+        return f"Activation({self.name!r}, closed forms: {forms})"
+
+    def I2(self, C: Array) -> Array:
+        """``< g(a) g(b) >`` for ``C`` of shape (..., 2, 2)."""
+        return expect_I2(C, self, self)
+
+    def J2(self, C: Array) -> Array:
+        """``< g'(a) g'(b) >`` for ``C`` of shape (..., 2, 2)."""
+        return expect_J2(C, self, self)
+
+    def H2(self, C: Array) -> Array:
+        """``< g''(a) g(b) >`` for ``C`` of shape (..., 2, 2)."""
+        return expect_H2(C, self, self)
+
+    def I3(self, C: Array) -> Array:
+        """``< g'(a) b g(c) >`` for ``C`` of shape (..., 3, 3)."""
+        return expect_I3(C, self, self)
+
+    def I4(self, C: Array) -> Array:
+        """``< g'(a) g'(b) g(c) g(d) >`` for ``C`` of shape (..., 4, 4)."""
+        return expect_I4(C, self, self, self)
+
+
+def _check_shape(C: Array, d: int, what: str) -> Array:
+    C = np.asarray(C, dtype=float)
+    if C.ndim < 2 or C.shape[-2:] != (d, d):
+        raise ValueError(f"C: {what} needs covariances of shape (..., {d}, {d}), got {C.shape}")
+    return C
+
+
+def _sub(C: Array, idx: list[int]) -> Array:
+    return C[..., idx, :][..., :, idx]
+
+
+# --- mixed-activation expectations (the Committee uses these directly) -----------
+
+def expect_I2(C: Array, act_a: Activation, act_b: Activation) -> Array:
+    """``< g_a(a) g_b(b) >`` for ``C`` of shape (..., 2, 2)."""
+    C = _check_shape(C, 2, "I2")
+    if act_a is act_b and "I2" in act_a.closed_forms:
+        return act_a.closed_forms["I2"](C)
+    return gaussian_expectation(C, [act_a.g, act_b.g], act_a.quadrature_nodes[0])
+
+
+def expect_J2(C: Array, act_a: Activation, act_b: Activation) -> Array:
+    """``< g_a'(a) g_b'(b) >`` for ``C`` of shape (..., 2, 2)."""
+    C = _check_shape(C, 2, "J2")
+    if act_a is act_b and "J2" in act_a.closed_forms:
+        return act_a.closed_forms["J2"](C)
+    return gaussian_expectation(C, [act_a.dg, act_b.dg], act_a.quadrature_nodes[0])
+
+
+def expect_H2(C: Array, act_a: Activation, act_b: Activation) -> Array:
+    """``< g_a''(a) g_b(b) >`` for ``C`` of shape (..., 2, 2)."""
+    C = _check_shape(C, 2, "H2")
+    if act_a is act_b and "H2" in act_a.closed_forms:
+        return act_a.closed_forms["H2"](C)
+    n = act_a.quadrature_nodes[0]
+    if act_a.d2g is not None:
+        return gaussian_expectation(C, [act_a.d2g, act_b.g], n)
+    # Stein on a: E[a g'(a) g(b)] = C_aa E[g''(a) g(b)] + C_ab E[g'(a) g'(b)].
+    dg = act_a.dg
+    a_dg = gaussian_expectation(C, [lambda x: x * dg(x), act_b.g], n)
+    j2 = expect_J2(C, act_a, act_b)
+    return (a_dg - C[..., 0, 1] * j2) / C[..., 0, 0]
+
+
+def expect_I3(C: Array, act_a: Activation, act_c: Activation) -> Array:
+    """``< g_a'(a) b g_c(c) >`` for ``C`` of shape (..., 3, 3), via Stein's lemma on b."""
+    C = _check_shape(C, 3, "I3")
+    Cac = _sub(C, [0, 2])
+    return C[..., 0, 1] * expect_H2(Cac, act_a, act_c) + C[..., 1, 2] * expect_J2(Cac, act_a, act_c)
+
+
+def expect_I4(C: Array, act_ab: Activation, act_c: Activation, act_d: Activation) -> Array:
+    """``< g'(a) g'(b) g_c(c) g_d(d) >`` (a, b under ``act_ab``) for ``C`` of shape (..., 4, 4)."""
+    C = _check_shape(C, 4, "I4")
+    if act_ab is act_c is act_d and "I4" in act_ab.closed_forms:
+        return act_ab.closed_forms["I4"](C)
+    return gaussian_expectation(
+        C, [act_ab.dg, act_ab.dg, act_c.g, act_d.g], act_ab.quadrature_nodes[1]
+    )
+
+
+# --- closed forms --------------------------------------------------------------
+
+_2_PI = 2.0 / np.pi
+
+
+def _erf_I2(C: Array) -> Array:
+    a = C[..., 0, 1] / np.sqrt((1.0 + C[..., 0, 0]) * (1.0 + C[..., 1, 1]))
+    return _2_PI * np.arcsin(np.clip(a, -1.0, 1.0))
+
+
+def _erf_lambda2(C: Array) -> Array:
+    return (1.0 + C[..., 0, 0]) * (1.0 + C[..., 1, 1]) - C[..., 0, 1] ** 2
+
+
+def _erf_J2(C: Array) -> Array:
+    return _2_PI / np.sqrt(_erf_lambda2(C))
+
+
+def _erf_H2(C: Array) -> Array:
+    return -_2_PI * C[..., 0, 1] / ((1.0 + C[..., 0, 0]) * np.sqrt(_erf_lambda2(C)))
+
+
+def erf_I4_entries(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
+    """Closed-form erf ``I4`` from the ten distinct covariance entries (arrays of one shape)."""
+    a11 = 1.0 + c11
+    a22 = 1.0 + c22
+    lam4 = a11 * a22 - c12 * c12
+    lam0 = lam4 * c34 - c23 * c24 * a11 - c13 * c14 * a22 + c12 * (c13 * c24 + c14 * c23)
+    lam1 = lam4 * (1.0 + c33) - c23 * c23 * a11 - c13 * c13 * a22 + 2.0 * c12 * c13 * c23
+    lam2 = lam4 * (1.0 + c44) - c24 * c24 * a11 - c14 * c14 * a22 + 2.0 * c12 * c14 * c24
+    ratio = np.clip(lam0 / np.sqrt(lam1 * lam2), -1.0, 1.0)
+    return (4.0 / np.pi**2) / np.sqrt(lam4) * np.arcsin(ratio)
+
+
+def _unpack4(C: Array) -> tuple[Array, ...]:
+    return (C[..., 0, 0], C[..., 1, 1], C[..., 2, 2], C[..., 3, 3], C[..., 0, 1],
+            C[..., 0, 2], C[..., 0, 3], C[..., 1, 2], C[..., 1, 3], C[..., 2, 3])
+
+
+def _erf_I4(C: Array) -> Array:
+    return erf_I4_entries(*_unpack4(C))
+
+
+def _relu_I2(C: Array) -> Array:
+    from .orthant import relu_I2
+    return relu_I2(C)
+
+
+def _relu_J2(C: Array) -> Array:
+    from .orthant import relu_J2
+    return relu_J2(C)
+
+
+def _relu_I4(C: Array) -> Array:
+    from .orthant import relu_I4
+    return relu_I4(C)
+
+
+def _relu_H2(C: Array) -> Array:
+    # E[delta(a) relu(b)] = phi(0; C_aa) E[relu(b) | a = 0].
+    det = np.clip(C[..., 0, 0] * C[..., 1, 1] - C[..., 0, 1] ** 2, 0.0, None)
+    return np.sqrt(det) / (2.0 * np.pi * C[..., 0, 0])
+
+
+def _erf(x: Array) -> Array:
+    return special.erf(x / np.sqrt(2.0))
+
+
+def _erf_prime(x: Array) -> Array:
+    return np.sqrt(2.0 / np.pi) * np.exp(-0.5 * x * x)
+
+
+def _erf_second(x: Array) -> Array:
+    return -x * _erf_prime(x)
+
+
+def _sigmoid(x: Array) -> Array:
+    return special.expit(x)
+
+
+def _sigmoid_prime(x: Array) -> Array:
+    s = special.expit(x)
+    return s * (1.0 - s)
+
+
+def _sigmoid_second(x: Array) -> Array:
+    s = special.expit(x)
+    return s * (1.0 - s) * (1.0 - 2.0 * s)
+
+
+def _tanh_prime(x: Array) -> Array:
+    return 1.0 - np.tanh(x) ** 2
+
+
+def _tanh_second(x: Array) -> Array:
+    t = np.tanh(x)
+    return -2.0 * t * (1.0 - t * t)
+
+
+def _elu(x: Array) -> Array:
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
+
+
+def _elu_prime(x: Array) -> Array:
+    return np.where(x > 0, 1.0, np.exp(np.minimum(x, 0.0)))
+
+
+def _elu_second(x: Array) -> Array:
+    return np.where(x > 0, 0.0, np.exp(np.minimum(x, 0.0)))
+
+
+def _swish(x: Array) -> Array:
+    return x * special.expit(x)
+
+
+def _swish_prime(x: Array) -> Array:
+    s = special.expit(x)
+    return s + x * s * (1.0 - s)
+
+
+def _swish_second(x: Array) -> Array:
+    s = special.expit(x)
+    return s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s))
+
+
+def _softplus(x: Array) -> Array:
+    return np.logaddexp(0.0, x)
+
+
+# --- registry ------------------------------------------------------------------
+
+_REGISTRY: dict[str, Activation] = {}
+
+
+def register_activation(
+    name: str | Activation,
+    g: Func | None = None,
+    dg: Func | None = None,
+    *,
+    d2g: Func | None = None,
+    closed_forms: Mapping[str, Callable[[Array], Array]] | None = None,
+    quadrature_nodes: tuple[int, int] = (96, 20),
+    description: str = "",
+    overwrite: bool = False,
+) -> Activation:
+    """Add an activation to the registry and return it.
+
+    Either pass a ready :class:`Activation` or a name with ``g`` and ``dg``.
+
+    Examples
+    --------
+    >>> import numpy as np, phasekit
+    >>> act = phasekit.register_activation("cube", lambda x: x**3, lambda x: 3 * x**2,
+    ...                                    overwrite=True)
+    >>> round(float(act.I2(np.array([[1.0, 0.0], [0.0, 1.0]]))), 12)
+    0.0
+    """
+    if isinstance(name, Activation):
+        act = name
+    else:
+        if not isinstance(name, str) or not name:
+            raise ValueError("name: must be a non-empty string")
+        if g is None or dg is None:
+            raise ValueError("g, dg: both the function and its derivative are required")
+        act = Activation(name, g, dg, d2g, dict(closed_forms or {}), tuple(quadrature_nodes),
+                         description)
+    if act.name in _REGISTRY and not overwrite:
+        raise ValueError(f"name: activation {act.name!r} is already registered (pass overwrite=True)")
+    _REGISTRY[act.name] = act
+    return act
+
+
+def available_activations() -> list[str]:
+    """Names of all registered activations."""
+    return sorted(_REGISTRY)
+
+
+def activation(name: str | Activation) -> Activation:
+    """Look up a registered activation by name (an :class:`Activation` passes through)."""
+    if isinstance(name, Activation):
+        return name
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"activation: unknown activation {name!r}; registered: {available_activations()}"
+        ) from None
+
+
+register_activation(Activation(
+    "erf", _erf, _erf_prime, _erf_second,
+    {"I2": _erf_I2, "J2": _erf_J2, "H2": _erf_H2, "I4": _erf_I4},
+    description="g(x) = erf(x / sqrt 2), closed forms (Saad & Solla 1995)",
+))
+register_activation(Activation(
+    "relu", lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float), None,
+    {"I2": _relu_I2, "J2": _relu_J2, "H2": _relu_H2, "I4": _relu_I4},
+    description="g(x) = max(x, 0), closed forms; I4 through 4-variate orthant probabilities",
+))
+register_activation(Activation(
+    "linear", lambda x: x, np.ones_like, np.zeros_like,
+    {"I2": lambda C: C[..., 0, 1], "J2": lambda C: np.ones(C.shape[:-2]),
+     "H2": lambda C: np.zeros(C.shape[:-2]), "I4": lambda C: C[..., 2, 3]},
+    description="g(x) = x, polynomial moments",
+))
+register_activation(Activation(
+    "tanh", np.tanh, _tanh_prime, _tanh_second,
+    description="g(x) = tanh(x), Gauss-Hermite quadrature",
+))
+register_activation(Activation(
+    "sigmoid", _sigmoid, _sigmoid_prime, _sigmoid_second,
+    description="g(x) = 1 / (1 + exp(-x)), Gauss-Hermite quadrature",
+))
+register_activation(Activation(
+    "softplus", _softplus, _sigmoid, _sigmoid_prime,
+    description="g(x) = log(1 + exp(x)), Gauss-Hermite quadrature",
+))
+register_activation(Activation(
+    "elu", _elu, _elu_prime, _elu_second,
+    description="g(x) = x for x > 0, exp(x) - 1 otherwise, Gauss-Hermite quadrature",
+))
+register_activation(Activation(
+    "swish", _swish, _swish_prime, _swish_second,
+    description="g(x) = x sigmoid(x), Gauss-Hermite quadrature",
+))

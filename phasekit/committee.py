@@ -1,0 +1,434 @@
+"""The teacher-student soft committee machine and its order-parameter ODEs.
+
+Notation follows MODEL.md: K student units (fields ``x_i``), M teacher units
+(fields ``y_n``), order parameters ``R_in = J_i . B_n``, ``Q_ik = J_i . J_k``,
+``T_nm = B_n . B_m``, time ``alpha = mu / N``.  All K + M fields are stacked
+as ``(x_1..x_K, y_1..y_M)`` with covariance ``Sigma = [[Q, R], [R^T, T]]``
+and signs ``s_u = -1`` (student), ``+1`` (teacher).
+
+The right-hand side uses Stein's lemma on the linear argument of I3,
+``I3(x_i, v, u) = Sigma_iv H2(x_i, u) + Sigma_vu J2(x_i, u)``, so the whole
+first-order flow is two K x (K+M) tables of 2-D expectations and two small
+matrix products:
+
+    A_iv = Sigma_iv h_i + sum_u J2_iu s_u Sigma_uv,   h_i = sum_u s_u H2_iu,
+    dR/dalpha = eta A[:, teachers],   dQ/dalpha = eta (A[:, students] + A^T) + eta^2 (...).
+
+The eta^2 term evaluates I4 once per distinct block, using its symmetries in
+(i, k) and (u, w): ``K(K+1)/2 x L(L+1)/2`` blocks, contracted with the weights
+``s_u s_w`` (doubled off the diagonal).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .activations import (
+    Activation,
+    activation as _lookup_activation,
+    erf_I4_entries,
+    expect_H2,
+    expect_I2,
+    expect_I4,
+    expect_J2,
+)
+
+__all__ = ["State", "Committee", "committee_from_parameters"]
+
+# I4 blocks evaluated per chunk: keeps temporaries in cache and memory bounded.
+_I4_CHUNK = 1 << 15
+# Relative tolerance for "inside the positive-semidefinite cone".
+PSD_TOL = 1e-9
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+@dataclass(frozen=True, eq=False)
+class State:
+    """Order parameters of a committee machine.
+
+    Parameters
+    ----------
+    R : array_like, shape (K, M)
+        Student-teacher overlaps ``R_in = J_i . B_n``.
+    Q : array_like, shape (K, K)
+        Student-student overlaps ``Q_ik = J_i . J_k`` (symmetric).
+    """
+
+    R: np.ndarray
+    Q: np.ndarray
+
+    def __post_init__(self) -> None:
+        R = np.array(self.R, dtype=float, ndmin=2)
+        Q = np.array(self.Q, dtype=float, ndmin=2)
+        if R.ndim != 2:
+            raise ValueError(f"R: must be a (K, M) matrix, got shape {R.shape}")
+        if Q.shape != (R.shape[0], R.shape[0]):
+            raise ValueError(f"Q: must be a ({R.shape[0]}, {R.shape[0]}) matrix to match R, got {Q.shape}")
+        if not np.allclose(Q, Q.T, rtol=0, atol=1e-12 * max(1.0, float(np.abs(Q).max(initial=0)))):
+            raise ValueError("Q: must be symmetric")
+        if not (np.all(np.isfinite(R)) and np.all(np.isfinite(Q))):
+            raise ValueError("state: R and Q must be finite")
+        R.setflags(write=False)
+        Q = 0.5 * (Q + Q.T)
+        Q.setflags(write=False)
+        object.__setattr__(self, "R", R)
+        object.__setattr__(self, "Q", Q)
+
+    @property
+    def K(self) -> int:
+        return self.R.shape[0]
+
+    @property
+    def M(self) -> int:
+        return self.R.shape[1]
+
+    def to_vector(self) -> np.ndarray:
+        """State vector ``(R row-major, upper triangle of Q row-major)``, length ``KM + K(K+1)/2``."""
+        iu = np.triu_indices(self.K)
+        return np.concatenate([self.R.ravel(), self.Q[iu]])
+
+    @classmethod
+    def from_vector(cls, v: np.ndarray, K: int, M: int) -> "State":
+        """Inverse of :meth:`to_vector`."""
+        v = np.asarray(v, dtype=float)
+        n = K * M + K * (K + 1) // 2
+        if v.shape != (n,):
+            raise ValueError(f"v: expected a vector of length {n} for K={K}, M={M}, got shape {v.shape}")
+        R = v[: K * M].reshape(K, M)
+        Q = np.zeros((K, K))
+        iu = np.triu_indices(K)
+        Q[iu] = v[K * M:]
+        Q = Q + np.triu(Q, 1).T
+        return cls(R, Q)
+
+    def __repr__(self) -> str:
+        return f"State(R={self.R.tolist()}, Q={self.Q.tolist()})"
+
+
+def vector_labels(K: int, M: int) -> list[str]:
+    """Names of the state-vector components, e.g. ``R12`` or ``Q11`` (1-based)."""
+    labels = [f"R{i + 1},{n + 1}" if max(K, M) > 9 else f"R{i + 1}{n + 1}" for i in range(K) for n in range(M)]
+    for i, k in zip(*np.triu_indices(K)):
+        labels.append(f"Q{i + 1},{k + 1}" if K > 9 else f"Q{i + 1}{k + 1}")
+    return labels
+
+
+class Committee:
+    """Teacher-student soft committee machine trained by on-line SGD.
+
+    Parameters
+    ----------
+    K, M : int
+        Student and teacher hidden units, ``>= 1``.
+    activation : str or Activation
+        Registered activation of the student (and teacher unless
+        ``teacher_activation`` is given).
+    eta : float
+        Learning rate, ``> 0``.
+    second_order : bool
+        Keep the ``eta^2`` term (exact for on-line SGD).  ``False`` gives the
+        small-eta limit in which time is naturally measured in ``eta * alpha``.
+    noise : float
+        Standard deviation ``sigma >= 0`` of Gaussian output noise on the teacher.
+    T : array_like, shape (M, M), optional
+        Teacher overlaps, symmetric positive definite; default identity.
+    teacher_activation : str or Activation, optional
+        Teacher's activation when it differs from the student's.
+    """
+
+    def __init__(
+        self,
+        K: int,
+        M: int,
+        activation: str | Activation = "relu",
+        eta: float = 0.1,
+        second_order: bool = True,
+        noise: float = 0.0,
+        T: np.ndarray | None = None,
+        teacher_activation: str | Activation | None = None,
+    ) -> None:
+        if not _is_int(K) or K < 1:
+            raise ValueError(f"K: number of student units must be an integer >= 1, got {K!r}")
+        if not _is_int(M) or M < 1:
+            raise ValueError(f"M: number of teacher units must be an integer >= 1, got {M!r}")
+        eta = float(eta)
+        if not np.isfinite(eta) or eta <= 0:
+            raise ValueError(f"eta: learning rate must be finite and > 0, got {eta!r}")
+        noise = float(noise)
+        if not np.isfinite(noise) or noise < 0:
+            raise ValueError(f"noise: output-noise standard deviation must be >= 0, got {noise!r}")
+        if T is None:
+            T = np.eye(M)
+        T = np.array(T, dtype=float)
+        if T.shape != (M, M):
+            raise ValueError(f"T: must be an ({M}, {M}) matrix, got shape {T.shape}")
+        if not np.all(np.isfinite(T)) or not np.allclose(T, T.T, rtol=0, atol=1e-12):
+            raise ValueError("T: must be a finite symmetric matrix")
+        lam_min = float(np.linalg.eigvalsh(T)[0])
+        if lam_min <= 0:
+            raise ValueError(f"T: must be positive definite (smallest eigenvalue {lam_min:.3g} <= 0)")
+        self.K = int(K)
+        self.M = int(M)
+        self.eta = eta
+        self.second_order = bool(second_order)
+        self.noise = noise
+        self.T = T
+        self.T.setflags(write=False)
+        self.activation = _lookup_activation(activation)
+        self.teacher_activation = (
+            self.activation if teacher_activation is None else _lookup_activation(teacher_activation)
+        )
+        self._build_indices()
+
+    # --- construction helpers ------------------------------------------------
+
+    @property
+    def L(self) -> int:
+        """Number of fields, K + M."""
+        return self.K + self.M
+
+    @property
+    def n_state(self) -> int:
+        """Length of the state vector, ``KM + K(K+1)/2``."""
+        return self.K * self.M + self.K * (self.K + 1) // 2
+
+    @property
+    def mixed(self) -> bool:
+        """Whether teacher and student activations differ."""
+        return self.teacher_activation is not self.activation
+
+    def replace(self, **changes: Any) -> "Committee":
+        """A copy with some parameters changed, e.g. ``model.replace(eta=0.5)``."""
+        params = dict(K=self.K, M=self.M, activation=self.activation, eta=self.eta,
+                      second_order=self.second_order, noise=self.noise, T=self.T,
+                      teacher_activation=None if not self.mixed else self.teacher_activation)
+        unknown = set(changes) - set(params)
+        if unknown:
+            raise ValueError(f"replace: unknown parameter(s) {sorted(unknown)}")
+        params.update(changes)
+        return Committee(**params)
+
+    def parameters(self) -> dict[str, Any]:
+        """JSON-ready description of the model (inverse: :func:`committee_from_parameters`)."""
+        return {
+            "K": self.K,
+            "M": self.M,
+            "activation": self.activation.name,
+            "teacher_activation": self.teacher_activation.name,
+            "eta": self.eta,
+            "second_order": self.second_order,
+            "noise": self.noise,
+            "T": self.T.tolist(),
+        }
+
+    def __repr__(self) -> str:
+        extra = f", teacher_activation={self.teacher_activation.name!r}" if self.mixed else ""
+        return (f"Committee(K={self.K}, M={self.M}, activation={self.activation.name!r}, "
+                f"eta={self.eta}, second_order={self.second_order}, noise={self.noise}{extra})")
+
+    def _build_indices(self) -> None:
+        K, M, L = self.K, self.M, self.L
+        self._signs = np.r_[-np.ones(K), np.ones(M)]
+        self._iu_K = np.triu_indices(K)
+        # 2-D blocks (x_i, u) for every student i and field u, i-major.
+        ii, uu = np.meshgrid(np.arange(K), np.arange(L), indexing="ij")
+        self._idx2 = np.stack([ii.ravel(), uu.ravel()], axis=-1)
+        # Field pairs u <= w with weights s_u s_w (doubled off the diagonal).
+        pu, pw = np.triu_indices(L)
+        self._pairs_all = np.stack([pu, pw], axis=-1)
+        self._w_pairs = self._signs[pu] * self._signs[pw] * np.where(pu == pw, 1.0, 2.0)
+        # Student pairs i <= k.
+        si, sk = self._iu_K
+        self._pairs_s = np.stack([si, sk], axis=-1)
+        # I4 blocks (i, k, u, w): ik-major so a chunk of ik rows is contiguous.
+        P_s, P_a = len(si), len(pu)
+        self._idx4 = np.concatenate(
+            [np.repeat(self._pairs_s, P_a, axis=0), np.tile(self._pairs_all, (P_s, 1))], axis=1
+        )
+        # Entries (a, b) of a 4x4 block in the order erf_I4_entries expects.
+        ent = [(0, 0), (1, 1), (2, 2), (3, 3), (0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+        self._flat4 = np.stack([self._idx4[:, a] * L + self._idx4[:, b] for a, b in ent])
+        # Type of each field pair for mixed activations: 0 ss, 1 st, 2 tt.
+        self._pair_type = (pu >= K).astype(int) + (pw >= K).astype(int)
+        self._use_erf_entries = (not self.mixed) and self.activation.closed_forms.get("I4") is \
+            _lookup_activation("erf").closed_forms["I4"]
+
+    # --- state handling --------------------------------------------------------
+
+    def covariance(self, state: State | np.ndarray) -> np.ndarray:
+        """Covariance ``[[Q, R], [R^T, T]]`` of the K + M fields, shape ``(..., L, L)``.
+
+        Accepts a :class:`State` or state vectors of shape ``(..., n_state)``.
+        """
+        if isinstance(state, State):
+            self._check_dims(state)
+            v = state.to_vector()
+        else:
+            v = np.asarray(state, dtype=float)
+        return self._sigma(v)
+
+    def _sigma(self, v: np.ndarray) -> np.ndarray:
+        K, M, L = self.K, self.M, self.L
+        batch = v.shape[:-1]
+        S = np.empty(batch + (L, L))
+        R = v[..., : K * M].reshape(batch + (K, M))
+        q = v[..., K * M:]
+        Q = np.empty(batch + (K, K))
+        Q[..., self._iu_K[0], self._iu_K[1]] = q
+        Q[..., self._iu_K[1], self._iu_K[0]] = q
+        S[..., :K, :K] = Q
+        S[..., :K, K:] = R
+        S[..., K:, :K] = np.swapaxes(R, -1, -2)
+        S[..., K:, K:] = self.T
+        return S
+
+    def _check_dims(self, state: State) -> None:
+        if state.R.shape != (self.K, self.M):
+            raise ValueError(f"state: R has shape {state.R.shape}, model needs ({self.K}, {self.M})")
+
+    def min_eigenvalue(self, state: State | np.ndarray) -> float:
+        """Smallest eigenvalue of the field covariance divided by its largest |entry|."""
+        S = self.covariance(state)
+        scale = max(1.0, float(np.abs(S).max()))
+        return float(np.linalg.eigvalsh(S)[..., 0].min()) / scale
+
+    def validate_state(self, state: State, name: str = "state") -> State:
+        """Raise ``ValueError`` unless ``state`` is a valid point of this model's state space.
+
+        Requires matching shapes, ``Q_ii > 0`` and ``[[Q, R], [R^T, T]]``
+        positive semidefinite (to a relative tolerance of ``1e-9``).
+        """
+        if not isinstance(state, State):
+            raise ValueError(f"{name}: expected a phasekit.State, got {type(state).__name__}")
+        self._check_dims(state)
+        if np.any(np.diag(state.Q) <= 0):
+            raise ValueError(f"{name}: student norms Q_ii must be > 0, got diag(Q) = {np.diag(state.Q).tolist()}")
+        lam = self.min_eigenvalue(state)
+        if lam < -PSD_TOL:
+            raise ValueError(
+                f"{name}: the covariance [[Q, R], [R^T, T]] must be positive semidefinite "
+                f"(smallest eigenvalue / scale = {lam:.3g} < 0)"
+            )
+        return state
+
+    # --- the flow --------------------------------------------------------------
+
+    def _tables2(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """H2 and J2 tables over (student i, field u), shape ``(..., K, L)``."""
+        K, L = self.K, self.L
+        i2 = self._idx2
+        C = S[..., i2[:, :, None], i2[:, None, :]]  # (..., K*L, 2, 2)
+        batch = S.shape[:-2]
+        if not self.mixed:
+            H = expect_H2(C, self.activation, self.activation)
+            J = expect_J2(C, self.activation, self.activation)
+        else:
+            C = C.reshape(batch + (K, L, 2, 2))
+            sa, ta = self.activation, self.teacher_activation
+            H = np.concatenate([expect_H2(C[..., :, :K, :, :], sa, sa),
+                                expect_H2(C[..., :, K:, :, :], sa, ta)], axis=-1)
+            J = np.concatenate([expect_J2(C[..., :, :K, :, :], sa, sa),
+                                expect_J2(C[..., :, K:, :, :], sa, ta)], axis=-1)
+        return H.reshape(batch + (K, L)), J.reshape(batch + (K, L))
+
+    def _i4_sum(self, S: np.ndarray) -> np.ndarray:
+        """``sum_{u,w} s_u s_w I4(x_i, x_k, u, w)`` for i <= k, shape ``(..., K(K+1)/2)``."""
+        L = self.L
+        batch = S.shape[:-2]
+        P_s, P_a = len(self._pairs_s), len(self._pairs_all)
+        out = np.empty(batch + (P_s,))
+        rows = max(1, _I4_CHUNK // P_a)
+        Sflat = S.reshape(batch + (L * L,))
+        for start in range(0, P_s, rows):
+            stop = min(P_s, start + rows)
+            blk = slice(start * P_a, stop * P_a)
+            if self._use_erf_entries:
+                ent = Sflat[..., self._flat4[:, blk]]  # (..., 10, nblk)
+                vals = erf_I4_entries(*np.moveaxis(ent, -2, 0))
+            else:
+                idx = self._idx4[blk]
+                C = S[..., idx[:, :, None], idx[:, None, :]]
+                if not self.mixed:
+                    vals = expect_I4(C, self.activation, self.activation, self.activation)
+                else:
+                    vals = np.empty(C.shape[:-2])
+                    types = np.tile(self._pair_type, stop - start)
+                    acts = {0: (self.activation, self.activation),
+                            1: (self.activation, self.teacher_activation),
+                            2: (self.teacher_activation, self.teacher_activation)}
+                    for t, (ac, ad) in acts.items():
+                        m = types == t
+                        vals[..., m] = expect_I4(C[..., m, :, :], self.activation, ac, ad)
+            out[..., start:stop] = vals.reshape(batch + (stop - start, P_a)) @ self._w_pairs
+        return out
+
+    def rhs_vector(self, v: np.ndarray) -> np.ndarray:
+        """``d state / d alpha`` for state vectors ``v`` of shape ``(..., n_state)``.
+
+        The hot path: no validation.  Batched over leading axes (used by
+        finite-difference Jacobians and ensembles).
+        """
+        v = np.asarray(v, dtype=float)
+        K, eta = self.K, self.eta
+        S = self._sigma(v)
+        H, J = self._tables2(S)
+        s = self._signs
+        h = H @ s  # (..., K)
+        A = S[..., :K, :] * h[..., :, None] + (J * s) @ S  # (..., K, L)
+        dR = eta * A[..., :, K:]
+        AQ = A[..., :, :K]
+        dQ = eta * (AQ + np.swapaxes(AQ, -1, -2))[..., self._iu_K[0], self._iu_K[1]]
+        if self.second_order:
+            second = self._i4_sum(S)
+            if self.noise > 0:
+                second = second + self.noise**2 * J[..., self._iu_K[0], self._iu_K[1]]
+            dQ = dQ + eta**2 * second
+        batch = v.shape[:-1]
+        return np.concatenate([dR.reshape(batch + (-1,)), dQ], axis=-1)
+
+    def rhs(self, state: State) -> State:
+        """``d state / d alpha`` as a :class:`State` (R- and Q-derivatives)."""
+        self._check_dims(state)
+        return State.from_vector(self.rhs_vector(state.to_vector()), self.K, self.M)
+
+    def eg_vector(self, v: np.ndarray) -> np.ndarray:
+        """Noise-free generalisation error for state vectors of shape ``(..., n_state)``."""
+        S = self._sigma(np.asarray(v, dtype=float))
+        p = self._pairs_all
+        C = S[..., p[:, :, None], p[:, None, :]]
+        if not self.mixed:
+            I2 = expect_I2(C, self.activation, self.activation)
+        else:
+            I2 = np.empty(C.shape[:-2])
+            acts = {0: (self.activation, self.activation), 1: (self.activation, self.teacher_activation),
+                    2: (self.teacher_activation, self.teacher_activation)}
+            for t, (a, b) in acts.items():
+                m = self._pair_type == t
+                I2[..., m] = expect_I2(C[..., m, :, :], a, b)
+        return 0.5 * (I2 @ self._w_pairs)
+
+    def eg(self, state: State) -> float:
+        """Noise-free generalisation error ``eps_g = <(sigma - tau)^2> / 2``."""
+        self._check_dims(state)
+        return float(self.eg_vector(state.to_vector()))
+
+
+def committee_from_parameters(params: Mapping[str, Any] | str) -> Committee:
+    """Rebuild a :class:`Committee` from :meth:`Committee.parameters` (dict or JSON string)."""
+    if isinstance(params, str):
+        params = json.loads(params)
+    p = dict(params)
+    keys = {"K", "M", "activation", "teacher_activation", "eta", "second_order", "noise", "T"}
+    p = {k: v for k, v in p.items() if k in keys}
+    if p.get("teacher_activation") == p.get("activation"):
+        p["teacher_activation"] = None
+    if "second_order" in p:
+        p["second_order"] = bool(p["second_order"])
+    return Committee(**p)
