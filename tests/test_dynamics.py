@@ -1,0 +1,108 @@
+"""Trajectories: exact solutions, published landmarks and run statuses."""
+
+import json
+
+import numpy as np
+import pytest
+
+import phasekit as pk
+
+
+def linear_exact(state0, T, eta, alpha, second_order):
+    """Closed-form solution of the linear committee machine.
+
+    All student vectors receive the same update ``-(eta/N)(D . xi) xi`` with
+    ``D = sum_i J_i - sum_n B_n``, so ``r_n = D . B_n``, ``q_i = D . J_i`` and
+    ``D . D`` obey scalar linear ODEs solved here by hand.
+    """
+    R0, Q0 = state0.R, state0.Q
+    K = R0.shape[0]
+    so = 1.0 if second_order else 0.0
+    r0 = R0.sum(0) - T.sum(0)                # D . B_n
+    q0 = Q0.sum(1) - R0.sum(1)                # D . J_i
+    dd0 = Q0.sum() - 2 * R0.sum() + T.sum()  # D . D
+    a = K * eta
+    lam = so * K**2 * eta**2 - 2 * a          # growth rate of D . D
+    c = so * K * eta**2 - eta                 # source of q_i from D . D
+    E = np.exp(-a * alpha)
+    R = R0 - np.outer(np.ones(K), r0) * (1 - E) / K
+    int_dd = dd0 * np.expm1(lam * alpha) / lam
+    int_q = q0 * (1 - E) / a + c * dd0 / (lam + a) * (np.expm1(lam * alpha) / lam - (1 - E) / a)
+    Q = Q0 - eta * (int_q[:, None] + int_q[None, :]) + so * eta**2 * int_dd
+    return R, Q
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+def test_linear_activation_matches_exact_solution(second_order):
+    rng = np.random.default_rng(0)
+    K, M, eta = 2, 3, 0.3
+    T = np.array([[1.0, 0.2, 0.0], [0.2, 0.8, 0.1], [0.0, 0.1, 1.2]])
+    model = pk.Committee(K, M, "linear", eta=eta, second_order=second_order, T=T)
+    R0 = 0.1 * rng.normal(size=(K, M))
+    Q0 = np.array([[0.5, 0.1], [0.1, 0.4]])
+    s0 = pk.State(R0, Q0)
+    ds = pk.integrate(model, s0, 20.0, n_points=11, rtol=1e-11, atol=1e-13)
+    assert ds.attrs["status"] == "ok"
+    for j, alpha in enumerate(ds.alpha.values):
+        R, Q = linear_exact(s0, T, eta, alpha, second_order)
+        assert np.allclose(ds.R.values[j], R, rtol=0, atol=1e-9)
+        assert np.allclose(ds.Q.values[j], Q, rtol=0, atol=1e-9)
+
+
+def test_erf_plateau_matches_saad_solla():
+    """Erf, K = M = 3, first order, nearly symmetric start: plateau eps_g to 4 digits.
+
+    The students coincide at this plateau (Q = C), where the approach is
+    algebraic rather than exponential, so the start is very nearly symmetric
+    (X = 1e-14) to give the run time to get close before it escapes.
+    """
+    K = 3
+    model = pk.Committee(K, K, "erf", eta=1.0, second_order=False)
+    R0 = 1e-14 * np.random.default_rng(1).uniform(size=(K, K))
+    ds = pk.integrate(model, pk.State(R0, 0.2 * np.eye(K)), 2000.0, n_points=2001)
+    eg = ds.eg.values
+    alpha = ds.alpha.values
+    slope = np.abs(np.gradient(eg, alpha))
+    inside = (alpha > 20) & (eg > 0.5 * eg.min() + 0.5 * eg[alpha > 20].max())
+    j = np.argmin(np.where(inside, slope, np.inf))
+    eg_ss = (K / np.pi) * (np.pi / 6 - K * np.arcsin(1 / (2 * K)))
+    assert f"{eg[j]:.4g}" == f"{eg_ss:.4g}" == "0.0203"
+    assert abs(eg[j] - eg_ss) < 5e-6  # half a unit of the fourth significant digit
+    assert eg[-1] < 1e-6  # the run escapes and converges
+
+
+def test_dataset_layout_and_provenance():
+    model = pk.Committee(2, 3, "erf", eta=0.2)
+    ds = pk.integrate(model, pk.State(np.zeros((2, 3)), np.eye(2) * 0.3), 5.0, n_points=6)
+    assert ds.R.dims == ("alpha", "i", "n") and ds.Q.dims == ("alpha", "i", "k")
+    assert ds.eg.dims == ("alpha",)
+    assert ds.alpha.values.tolist() == [0, 1, 2, 3, 4, 5]
+    assert np.allclose(ds.eta_alpha, 0.2 * ds.alpha)
+    for var in ("R", "Q", "eg", "alpha"):
+        assert ds[var].attrs["long_name"] and "units" in ds[var].attrs
+    params = json.loads(ds.attrs["parameters"])
+    assert params["model"]["K"] == 2 and params["solver"]["rtol"] == 1e-9
+    assert ds.attrs["phasekit_version"] == pk.__version__
+    assert pk.model_from_dataset(ds).parameters() == model.parameters()
+    assert np.allclose(pk.state_at(ds, 0).Q, 0.3 * np.eye(2))
+
+
+def test_stop_eg_reports_converged():
+    model = pk.Committee(1, 1, "erf", eta=0.5)
+    ds = pk.integrate(model, pk.State([[0.0]], [[0.25]]), 500.0, stop_eg=1e-4)
+    assert ds.attrs["status"] == "converged"
+    assert ds.eg.values[-1] == pytest.approx(1e-4, rel=1e-6)
+    assert ds.alpha.values[-1] == ds.attrs["alpha_end"] < 500
+
+
+def test_integrate_argument_errors():
+    model = pk.Committee(1, 1, "erf")
+    s = pk.State([[0.0]], [[0.25]])
+    with pytest.raises(ValueError, match="alpha_max: must be finite and > 0"):
+        pk.integrate(model, s, -1)
+    with pytest.raises(ValueError, match="n_points: need at least 2 samples"):
+        pk.integrate(model, s, 1, n_points=1)
+    with pytest.raises(ValueError, match="stop_eg: threshold must be > 0"):
+        pk.integrate(model, s, 1, stop_eg=0)
+    with pytest.raises(ValueError, match="model: expected a phasekit.Committee"):
+        pk.integrate("erf", s, 1)
