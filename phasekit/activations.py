@@ -62,8 +62,10 @@ class Activation:
     d2g : callable, optional
         Second derivative.  Without it ``H2`` uses Stein's lemma on ``E[a g'(a) g(b)]``.
     closed_forms : mapping, optional
-        Any of ``"I2", "J2", "H2", "I4"`` mapped to a function of ``C``
-        (shapes as in the module docstring).  Missing ones use quadrature.
+        Any of ``"I2", "J2", "H2", "I4"`` mapped to a function of the
+        covariance entries (broadcastable arrays): ``f(c11, c22, c12)`` for the
+        2-D expectations, ``f(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34)``
+        for I4.  Missing ones use quadrature.
     quadrature_nodes : tuple of int
         Gauss-Hermite nodes per dimension for 2-D and 4-D expectations.
     description : str
@@ -127,7 +129,7 @@ def expect_I2(C: Array, act_a: Activation, act_b: Activation) -> Array:
     """``< g_a(a) g_b(b) >`` for ``C`` of shape (..., 2, 2)."""
     C = _check_shape(C, 2, "I2")
     if act_a is act_b and "I2" in act_a.closed_forms:
-        return act_a.closed_forms["I2"](C)
+        return act_a.closed_forms["I2"](*_unpack2(C))
     return gaussian_expectation(C, [act_a.g, act_b.g], act_a.quadrature_nodes[0])
 
 
@@ -135,7 +137,7 @@ def expect_J2(C: Array, act_a: Activation, act_b: Activation) -> Array:
     """``< g_a'(a) g_b'(b) >`` for ``C`` of shape (..., 2, 2)."""
     C = _check_shape(C, 2, "J2")
     if act_a is act_b and "J2" in act_a.closed_forms:
-        return act_a.closed_forms["J2"](C)
+        return act_a.closed_forms["J2"](*_unpack2(C))
     return gaussian_expectation(C, [act_a.dg, act_b.dg], act_a.quadrature_nodes[0])
 
 
@@ -143,7 +145,7 @@ def expect_H2(C: Array, act_a: Activation, act_b: Activation) -> Array:
     """``< g_a''(a) g_b(b) >`` for ``C`` of shape (..., 2, 2)."""
     C = _check_shape(C, 2, "H2")
     if act_a is act_b and "H2" in act_a.closed_forms:
-        return act_a.closed_forms["H2"](C)
+        return act_a.closed_forms["H2"](*_unpack2(C))
     n = act_a.quadrature_nodes[0]
     if act_a.d2g is not None:
         return gaussian_expectation(C, [act_a.d2g, act_b.g], n)
@@ -165,36 +167,44 @@ def expect_I4(C: Array, act_ab: Activation, act_c: Activation, act_d: Activation
     """``< g'(a) g'(b) g_c(c) g_d(d) >`` (a, b under ``act_ab``) for ``C`` of shape (..., 4, 4)."""
     C = _check_shape(C, 4, "I4")
     if act_ab is act_c is act_d and "I4" in act_ab.closed_forms:
-        return act_ab.closed_forms["I4"](C)
+        return act_ab.closed_forms["I4"](*_unpack4(C))
     return gaussian_expectation(
         C, [act_ab.dg, act_ab.dg, act_c.g, act_d.g], act_ab.quadrature_nodes[1]
     )
 
 
-# --- closed forms --------------------------------------------------------------
+# --- closed forms ----------------------------------------------------------------
+# Closed forms are functions of covariance *entries* (broadcastable arrays):
+# 2-D ones take (c11, c22, c12); I4 takes the diagonal then the upper triangle
+# row-major, (c11, c22, c33, c44, c12, c13, c14, c23, c24, c34).  Entries let the
+# right-hand side broadcast quantities that depend on one index pair only.
 
 _2_PI = 2.0 / np.pi
 
 
-def _erf_I2(C: Array) -> Array:
-    a = C[..., 0, 1] / np.sqrt((1.0 + C[..., 0, 0]) * (1.0 + C[..., 1, 1]))
-    return _2_PI * np.arcsin(np.clip(a, -1.0, 1.0))
+def _unpack2(C: Array) -> tuple[Array, Array, Array]:
+    return C[..., 0, 0], C[..., 1, 1], C[..., 0, 1]
 
 
-def _erf_lambda2(C: Array) -> Array:
-    return (1.0 + C[..., 0, 0]) * (1.0 + C[..., 1, 1]) - C[..., 0, 1] ** 2
+def _unpack4(C: Array) -> tuple[Array, ...]:
+    return (C[..., 0, 0], C[..., 1, 1], C[..., 2, 2], C[..., 3, 3], C[..., 0, 1],
+            C[..., 0, 2], C[..., 0, 3], C[..., 1, 2], C[..., 1, 3], C[..., 2, 3])
 
 
-def _erf_J2(C: Array) -> Array:
-    return _2_PI / np.sqrt(_erf_lambda2(C))
+def _erf_I2(c11: Array, c22: Array, c12: Array) -> Array:
+    return _2_PI * np.arcsin(np.clip(c12 / np.sqrt((1.0 + c11) * (1.0 + c22)), -1.0, 1.0))
 
 
-def _erf_H2(C: Array) -> Array:
-    return -_2_PI * C[..., 0, 1] / ((1.0 + C[..., 0, 0]) * np.sqrt(_erf_lambda2(C)))
+def _erf_J2(c11: Array, c22: Array, c12: Array) -> Array:
+    return _2_PI / np.sqrt((1.0 + c11) * (1.0 + c22) - c12 * c12)
 
 
-def erf_I4_entries(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
-    """Closed-form erf ``I4`` from the ten distinct covariance entries (arrays of one shape)."""
+def _erf_H2(c11: Array, c22: Array, c12: Array) -> Array:
+    a11 = 1.0 + c11
+    return -_2_PI * c12 / (a11 * np.sqrt(a11 * (1.0 + c22) - c12 * c12))
+
+
+def _erf_I4(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
     a11 = 1.0 + c11
     a22 = 1.0 + c22
     lam4 = a11 * a22 - c12 * c12
@@ -205,34 +215,32 @@ def erf_I4_entries(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
     return (4.0 / np.pi**2) / np.sqrt(lam4) * np.arcsin(ratio)
 
 
-def _unpack4(C: Array) -> tuple[Array, ...]:
-    return (C[..., 0, 0], C[..., 1, 1], C[..., 2, 2], C[..., 3, 3], C[..., 0, 1],
-            C[..., 0, 2], C[..., 0, 3], C[..., 1, 2], C[..., 1, 3], C[..., 2, 3])
+def _relu_rho(c11: Array, c22: Array, c12: Array) -> Array:
+    return np.clip(c12 / np.sqrt(c11 * c22), -1.0, 1.0)
 
 
-def _erf_I4(C: Array) -> Array:
-    return erf_I4_entries(*_unpack4(C))
+def _relu_I2(c11: Array, c22: Array, c12: Array) -> Array:
+    det = np.clip(c11 * c22 - c12 * c12, 0.0, None)
+    return 0.25 * c12 + (np.sqrt(det) + c12 * np.arcsin(_relu_rho(c11, c22, c12))) / (2.0 * np.pi)
 
 
-def _relu_I2(C: Array) -> Array:
-    from .orthant import relu_I2
-    return relu_I2(C)
+def _relu_J2(c11: Array, c22: Array, c12: Array) -> Array:
+    return 0.25 + np.arcsin(_relu_rho(c11, c22, c12)) / (2.0 * np.pi)
 
 
-def _relu_J2(C: Array) -> Array:
-    from .orthant import relu_J2
-    return relu_J2(C)
-
-
-def _relu_I4(C: Array) -> Array:
-    from .orthant import relu_I4
-    return relu_I4(C)
-
-
-def _relu_H2(C: Array) -> Array:
+def _relu_H2(c11: Array, c22: Array, c12: Array) -> Array:
     # E[delta(a) relu(b)] = phi(0; C_aa) E[relu(b) | a = 0].
-    det = np.clip(C[..., 0, 0] * C[..., 1, 1] - C[..., 0, 1] ** 2, 0.0, None)
-    return np.sqrt(det) / (2.0 * np.pi * C[..., 0, 0])
+    det = np.clip(c11 * c22 - c12 * c12, 0.0, None)
+    return np.sqrt(det) / (2.0 * np.pi * c11)
+
+
+def _relu_I4(*entries: Array) -> Array:
+    c11, c22, c33, c44, c12, c13, c14, c23, c24, c34 = np.broadcast_arrays(*entries)
+    C = np.stack([np.stack([c11, c12, c13, c14], -1), np.stack([c12, c22, c23, c24], -1),
+                  np.stack([c13, c23, c33, c34], -1), np.stack([c14, c24, c34, c44], -1)], -2)
+    from .orthant import relu_I4
+
+    return relu_I4(C)
 
 
 def _erf(x: Array) -> Array:
@@ -372,8 +380,10 @@ register_activation(Activation(
 ))
 register_activation(Activation(
     "linear", lambda x: x, np.ones_like, np.zeros_like,
-    {"I2": lambda C: C[..., 0, 1], "J2": lambda C: np.ones(C.shape[:-2]),
-     "H2": lambda C: np.zeros(C.shape[:-2]), "I4": lambda C: C[..., 2, 3]},
+    {"I2": lambda c11, c22, c12: c12 + 0.0 * (c11 + c22),
+     "J2": lambda c11, c22, c12: np.ones(np.broadcast(c11, c22, c12).shape),
+     "H2": lambda c11, c22, c12: np.zeros(np.broadcast(c11, c22, c12).shape),
+     "I4": lambda *c: np.broadcast_arrays(*c)[-1] + 0.0},
     description="g(x) = x, polynomial moments",
 ))
 register_activation(Activation(

@@ -30,7 +30,6 @@ import numpy as np
 from .activations import (
     Activation,
     activation as _lookup_activation,
-    erf_I4_entries,
     expect_H2,
     expect_I2,
     expect_I4,
@@ -252,13 +251,13 @@ class Committee:
         self._idx4 = np.concatenate(
             [np.repeat(self._pairs_s, P_a, axis=0), np.tile(self._pairs_all, (P_s, 1))], axis=1
         )
-        # Entries (a, b) of a 4x4 block in the order erf_I4_entries expects.
-        ent = [(0, 0), (1, 1), (2, 2), (3, 3), (0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
-        self._flat4 = np.stack([self._idx4[:, a] * L + self._idx4[:, b] for a, b in ent])
         # Type of each field pair for mixed activations: 0 ss, 1 st, 2 tt.
         self._pair_type = (pu >= K).astype(int) + (pw >= K).astype(int)
-        self._use_erf_entries = (not self.mixed) and self.activation.closed_forms.get("I4") is \
-            _lookup_activation("erf").closed_forms["I4"]
+        # Closed forms in covariance entries let whole tables broadcast (see _tables2, _i4_sum).
+        forms = self.activation.closed_forms
+        self._closed2 = not self.mixed and "H2" in forms and "J2" in forms
+        self._closed4 = not self.mixed and "I4" in forms
+        self._closed_I2 = not self.mixed and "I2" in forms
 
     # --- state handling --------------------------------------------------------
 
@@ -323,50 +322,52 @@ class Committee:
     def _tables2(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """H2 and J2 tables over (student i, field u), shape ``(..., K, L)``."""
         K, L = self.K, self.L
-        i2 = self._idx2
-        C = S[..., i2[:, :, None], i2[:, None, :]]  # (..., K*L, 2, 2)
         batch = S.shape[:-2]
-        if not self.mixed:
-            H = expect_H2(C, self.activation, self.activation)
-            J = expect_J2(C, self.activation, self.activation)
-        else:
-            C = C.reshape(batch + (K, L, 2, 2))
-            sa, ta = self.activation, self.teacher_activation
-            H = np.concatenate([expect_H2(C[..., :, :K, :, :], sa, sa),
-                                expect_H2(C[..., :, K:, :, :], sa, ta)], axis=-1)
-            J = np.concatenate([expect_J2(C[..., :, :K, :, :], sa, sa),
-                                expect_J2(C[..., :, K:, :, :], sa, ta)], axis=-1)
-        return H.reshape(batch + (K, L)), J.reshape(batch + (K, L))
+        if self._closed2:
+            diag = np.diagonal(S, axis1=-2, axis2=-1)
+            ent = (diag[..., :K, None], diag[..., None, :], S[..., :K, :])
+            forms = self.activation.closed_forms
+            return forms["H2"](*ent), forms["J2"](*ent)
+        i2 = self._idx2
+        C = S[..., i2[:, :, None], i2[:, None, :]].reshape(batch + (K, L, 2, 2))
+        sa, ta = self.activation, self.teacher_activation
+        H = np.concatenate([expect_H2(C[..., :, :K, :, :], sa, sa),
+                            expect_H2(C[..., :, K:, :, :], sa, ta)], axis=-1)
+        J = np.concatenate([expect_J2(C[..., :, :K, :, :], sa, sa),
+                            expect_J2(C[..., :, K:, :, :], sa, ta)], axis=-1)
+        return H, J
 
     def _i4_sum(self, S: np.ndarray) -> np.ndarray:
         """``sum_{u,w} s_u s_w I4(x_i, x_k, u, w)`` for i <= k, shape ``(..., K(K+1)/2)``."""
-        L = self.L
         batch = S.shape[:-2]
         P_s, P_a = len(self._pairs_s), len(self._pairs_all)
         out = np.empty(batch + (P_s,))
         rows = max(1, _I4_CHUNK // P_a)
-        Sflat = S.reshape(batch + (L * L,))
+        pu, pw = self._pairs_all.T
+        if self._closed4:
+            i4 = self.activation.closed_forms["I4"]
+            diag = np.diagonal(S, axis1=-2, axis2=-1)
+            d_u, d_w = diag[..., None, pu], diag[..., None, pw]
+            c_uw = S[..., pu, pw][..., None, :]
         for start in range(0, P_s, rows):
             stop = min(P_s, start + rows)
-            blk = slice(start * P_a, stop * P_a)
-            if self._use_erf_entries:
-                ent = Sflat[..., self._flat4[:, blk]]  # (..., 10, nblk)
-                vals = erf_I4_entries(*np.moveaxis(ent, -2, 0))
+            si, sk = self._pairs_s[start:stop].T
+            if self._closed4:
+                # Entries depending on (i, k) only or (u, w) only broadcast against
+                # each other; only the four cross covariances need a full gather.
+                Si, Sk = S[..., si, :], S[..., sk, :]  # (..., rows, L)
+                vals = i4(diag[..., si, None], diag[..., sk, None], d_u, d_w, S[..., si, sk][..., None],
+                          Si[..., pu], Si[..., pw], Sk[..., pu], Sk[..., pw], c_uw)
             else:
-                idx = self._idx4[blk]
-                C = S[..., idx[:, :, None], idx[:, None, :]]
-                if not self.mixed:
-                    vals = expect_I4(C, self.activation, self.activation, self.activation)
-                else:
-                    vals = np.empty(C.shape[:-2])
-                    types = np.tile(self._pair_type, stop - start)
-                    acts = {0: (self.activation, self.activation),
-                            1: (self.activation, self.teacher_activation),
-                            2: (self.teacher_activation, self.teacher_activation)}
-                    for t, (ac, ad) in acts.items():
-                        m = types == t
-                        vals[..., m] = expect_I4(C[..., m, :, :], self.activation, ac, ad)
-            out[..., start:stop] = vals.reshape(batch + (stop - start, P_a)) @ self._w_pairs
+                idx = self._idx4[start * P_a:stop * P_a]
+                C = S[..., idx[:, :, None], idx[:, None, :]].reshape(batch + (stop - start, P_a, 4, 4))
+                vals = np.empty(batch + (stop - start, P_a))
+                sa, ta = self.activation, self.teacher_activation
+                for t, (ac, ad) in enumerate([(sa, sa), (sa, ta), (ta, ta)]):
+                    m = self._pair_type == t
+                    if m.any():
+                        vals[..., m] = expect_I4(C[..., m, :, :], sa, ac, ad)
+            out[..., start:stop] = vals @ self._w_pairs
         return out
 
     def rhs_vector(self, v: np.ndarray) -> np.ndarray:
@@ -401,15 +402,16 @@ class Committee:
     def eg_vector(self, v: np.ndarray) -> np.ndarray:
         """Noise-free generalisation error for state vectors of shape ``(..., n_state)``."""
         S = self._sigma(np.asarray(v, dtype=float))
-        p = self._pairs_all
-        C = S[..., p[:, :, None], p[:, None, :]]
-        if not self.mixed:
-            I2 = expect_I2(C, self.activation, self.activation)
+        pu, pw = self._pairs_all.T
+        if self._closed_I2:
+            diag = np.diagonal(S, axis1=-2, axis2=-1)
+            I2 = self.activation.closed_forms["I2"](diag[..., pu], diag[..., pw], S[..., pu, pw])
         else:
+            p = self._pairs_all
+            C = S[..., p[:, :, None], p[:, None, :]]
             I2 = np.empty(C.shape[:-2])
-            acts = {0: (self.activation, self.activation), 1: (self.activation, self.teacher_activation),
-                    2: (self.teacher_activation, self.teacher_activation)}
-            for t, (a, b) in acts.items():
+            sa, ta = self.activation, self.teacher_activation
+            for t, (a, b) in enumerate([(sa, sa), (sa, ta), (ta, ta)]):
                 m = self._pair_type == t
                 I2[..., m] = expect_I2(C[..., m, :, :], a, b)
         return 0.5 * (I2 @ self._w_pairs)

@@ -167,3 +167,27 @@ def test_invalid_states():
         pk.State(np.zeros((2, 2)), np.eye(3))
     with pytest.raises(ValueError, match=r"v: expected a vector of length 7"):
         pk.State.from_vector(np.zeros(6), 2, 2)
+
+
+def _reference():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "reference.py"
+    spec = importlib.util.spec_from_file_location("phasekit_reference_rhs", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("activation,K,M", [("erf", 2, 3), ("erf", 3, 2), ("relu", 2, 3), ("relu", 3, 2)])
+def test_rhs_equals_loop_reference(activation, K, M):
+    """Vectorised flow (Stein-reduced I3, symmetric I4 table) against the loop-per-tuple reference."""
+    ref = _reference()
+    model = pk.Committee(K, M, activation, eta=0.6, noise=0.2)
+    state = generic_state(K, M, seed=21)
+    assert np.allclose(model.rhs_vector(state.to_vector()), ref.reference_rhs(model, state),
+                       rtol=1e-12, atol=1e-13)
+    first = model.replace(second_order=False)
+    assert np.allclose(first.rhs_vector(state.to_vector()), ref.reference_rhs(first, state),
+                       rtol=1e-12, atol=1e-13)
