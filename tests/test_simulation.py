@@ -1,0 +1,338 @@
+"""Finite-N SGD: block algebra against the sequential loop, chain against vectors, ODE limit."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import phasekit as pk
+from phasekit import simulation as sim
+from phasekit.simulation import simulate
+
+RELU22 = pk.Committee(2, 2, "relu", eta=0.1)
+START22 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))  # MODEL.md start
+# Second-order ReLU needs the 4-variate orthant probabilities; until they land
+# the comparison falls back to the first-order flow (eta = 0.1: a small change).
+HAVE_RELU_I4 = importlib.util.find_spec("phasekit.orthant") is not None
+
+
+def _sequential(model, V, Xi, zeta, c):
+    """Plain per-example SGD on N-vectors: the definition in MODEL.md."""
+    K = model.K
+    V = V.copy()
+    g, dg, gt = model.activation.g, model.activation.dg, model.teacher_activation.g
+    for t in range(Xi.shape[0]):
+        xi = Xi[t]
+        x, y = V[:K] @ xi, V[K:] @ xi
+        tau = gt(y).sum() + (0.0 if zeta is None else zeta[t])
+        delta = (tau - g(x).sum()) * dg(x)
+        V[:K] += c * np.outer(delta, xi)
+    return V
+
+
+def _overlaps(model, V):
+    return sim._state_vectors(model, V[None])[0]
+
+
+def _ode_state(model, state0, alpha):
+    """(R, Q) of the ODE at the requested alphas: shape (len(alpha), n_state)."""
+    flow = model if HAVE_RELU_I4 or model.activation.name != "relu" else model.replace(second_order=False)
+    alpha = np.atleast_1d(np.asarray(alpha, float))
+    ds = pk.integrate(flow, state0, float(alpha.max()), alpha_eval=alpha)
+    R, Q = ds["R"].values, ds["Q"].values
+    iu = np.triu_indices(model.K)
+    return np.concatenate([R.reshape(len(alpha), -1), Q[:, iu[0], iu[1]]], axis=-1)
+
+
+def _vectors(ds):
+    """State vectors (run, alpha, n_state) of a simulation dataset."""
+    K = ds.sizes["i"]
+    iu = np.triu_indices(K)
+    R, Q = ds["R"].values, ds["Q"].values
+    return np.concatenate([R.reshape(R.shape[:2] + (-1,)), Q[..., iu[0], iu[1]]], axis=-1)
+
+
+# --- construction -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", [
+    START22,
+    # Coinciding students (a singular covariance) and a student equal to a teacher.
+    pk.State([[0.3, 0.1], [0.3, 0.1]], [[0.5, 0.5], [0.5, 0.5]]),
+    pk.State([[1.0, 0.0], [0.2, 0.4]], [[1.0, 0.2], [0.2, 0.7]]),
+])
+def test_initial_weights_have_the_requested_overlaps(state):
+    rng = np.random.default_rng(1)
+    V = sim._initial_weights(RELU22, state.to_vector(), 200, 3, rng)
+    S = V @ np.swapaxes(V, -1, -2)
+    np.testing.assert_allclose(S, np.broadcast_to(RELU22.covariance(state), S.shape), atol=1e-13)
+    # Three runs get three different random frames.
+    assert np.abs(V[0] - V[1]).max() > 0.1
+    ds = simulate(RELU22, state, 200, 0.05, n_points=2)
+    np.testing.assert_allclose(ds["R"].isel(run=0, alpha=0), state.R, atol=1e-13)
+    np.testing.assert_allclose(ds["Q"].isel(run=0, alpha=0), state.Q, atol=1e-13)
+
+
+# --- the block algebra against the per-example loop -----------------------------------
+
+
+@pytest.mark.parametrize("act, eta, noise", [("relu", 0.5, 0.0), ("erf", 2.0, 0.3)])
+def test_block_equals_sequential_sgd(act, eta, noise):
+    # eta sqrt(b / N) close to 1: the fixed-point sweeps need many passes and
+    # many ReLU thresholds get crossed within the block.
+    model = pk.Committee(2, 3, act, eta=eta, noise=noise)
+    N, b, runs = 40, 30, 3
+    rng = np.random.default_rng(2)
+    state = pk.State(rng.uniform(-0.3, 0.3, (2, 3)), [[0.8, 0.1], [0.1, 0.5]])
+    V = sim._initial_weights(model, state.to_vector(), N, runs, rng)
+    Xi = rng.standard_normal((runs, b, N))
+    zeta = noise * rng.standard_normal((runs, b)) if noise else None
+    c = eta / N
+    expected = np.stack([_sequential(model, V[r], Xi[r], None if zeta is None else zeta[r], c)
+                         for r in range(runs)])
+    got = sim._micro_block(model, V.copy(), Xi, zeta, c)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert np.abs(expected - V).max() > 1e-2  # the block did move the weights
+
+
+def test_overlap_increment_matches_the_vectors():
+    """The reduced chain's block update of (R, Q) from fields and Gram matrix only."""
+    model = pk.Committee(3, 2, "erf", eta=1.5)
+    N, b, runs = 25, 20, 4
+    rng = np.random.default_rng(3)
+    state = pk.State(rng.uniform(-0.3, 0.3, (3, 2)), np.eye(3) * 0.6 + 0.1)
+    V = sim._initial_weights(model, state.to_vector(), N, runs, rng)
+    Xi = rng.standard_normal((runs, b, N))
+    c = model.eta / N
+    fields = Xi @ np.swapaxes(V, -1, -2)
+    G = Xi @ np.swapaxes(Xi, -1, -2)
+    delta = sim._block_deltas(model, fields[..., :3], fields[..., 3:], np.tril(G, -1) * c, None)
+    step = sim._overlap_increment(model, fields[..., :3], fields[..., 3:], G, delta, c)
+    V_new = sim._micro_block(model, V.copy(), Xi, None, c)
+    before = np.stack([_overlaps(model, v) for v in V])
+    after = np.stack([_overlaps(model, v) for v in V_new])
+    np.testing.assert_allclose(before + step, after, rtol=0, atol=1e-12)
+    assert np.abs(step).max() > 0.05
+
+
+def test_span_part_of_the_input_norm_is_the_pseudo_inverse_form():
+    """|z|^2 = (x, y)^T Sigma^+ (x, y) for fields (x, y) = F z, also when Sigma is singular."""
+    rng = np.random.default_rng(4)
+    state = pk.State([[0.3, 0.1], [0.3, 0.1]], [[0.5, 0.5], [0.5, 0.5]])
+    S = RELU22.covariance(state)
+    F, keep = sim._factor(S)
+    assert keep.sum() == 3
+    z = rng.standard_normal((1000, 4)) * keep
+    u = z @ F.T
+    quad = np.einsum("ta,ab,tb->t", u, np.linalg.pinv(S, rcond=1e-10), u)
+    np.testing.assert_allclose(quad, (z**2).sum(-1), rtol=1e-9)
+
+
+# --- the reduced chain against the microscopic simulation -----------------------------
+
+
+def _ks_compare(model, state0, N, alpha, runs, seed, **kw):
+    micro = _vectors(simulate(model, state0, N, alpha, n_runs=runs, seed=seed, n_points=2))[:, -1]
+    red = _vectors(simulate(model, state0, N, alpha, n_runs=runs, seed=seed + 1, n_points=2,
+                               method="reduced", **kw))[:, -1]
+    out = {}
+    for name, j in (("R11", 0), ("Q11", model.K * model.M)):
+        a, b = micro[:, j], red[:, j]
+        p = stats.ks_2samp(a, b).pvalue
+        z = (a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+        out[name] = (p, z)
+    return out, micro, red
+
+
+def test_reduced_matches_microscopic_in_distribution():
+    """Acceptance: N = 100, alpha = 2, 2000 runs each, ReLU K = M = 2, MODEL.md start."""
+    out, micro, red = _ks_compare(RELU22, START22, 100, 2.0, 2000, seed=10)
+    print("N=100 alpha=2 eta=0.1:", {k: (round(p, 4), round(z, 2)) for k, (p, z) in out.items()})
+    for name, (p, z) in out.items():
+        assert p > 0.01, (name, p)
+        assert abs(z) < 3, (name, z)
+    # The runs really have spread: the comparison is not of two constants.
+    assert micro[:, 0].std() > 0.01
+
+
+@pytest.mark.parametrize("block", [1, None])
+def test_reduced_matches_microscopic_at_large_eta(block):
+    """eta = 1.5 at N = 30: the (eta/N)^2 |xi|^2 term and its chi-square part matter."""
+    model = pk.Committee(2, 2, "erf", eta=1.5, noise=0.2)
+    out, micro, red = _ks_compare(model, START22, 30, 1.0, 2000, seed=20, block=block)
+    for name, (p, z) in out.items():
+        assert p > 0.01, (name, p, block)
+        assert abs(z) < 3, (name, z, block)
+
+
+def test_reduced_detects_a_wrong_input_norm(monkeypatch):
+    """The comparison above can fail: dropping the part of |xi|^2 outside span(J, B) is caught."""
+    model = pk.Committee(2, 2, "erf", eta=1.5, noise=0.2)
+    micro = _vectors(simulate(model, START22, 30, 1.0, n_runs=2000, seed=20, n_points=2))[:, -1]
+
+    def no_remainder(rng, dof, b):
+        return np.zeros((len(dof), b, b))
+
+    monkeypatch.setattr(sim, "_bartlett", no_remainder)
+    red = _vectors(simulate(model, START22, 30, 1.0, n_runs=2000, seed=21, n_points=2,
+                            method="reduced", block=1))[:, -1]
+    j = model.K * model.M  # Q11
+    assert stats.ks_2samp(micro[:, j], red[:, j]).pvalue < 0.01
+
+
+def test_bartlett_gives_the_gram_matrix_of_gaussian_vectors():
+    rng = np.random.default_rng(6)
+    dof, b, n = 7, 4, 40000
+    A = sim._bartlett(rng, np.full(n, dof), b)
+    W = A @ np.swapaxes(A, -1, -2)
+    X = rng.standard_normal((n, b, dof))
+    W_direct = X @ np.swapaxes(X, -1, -2)
+    # Wishart_b(dof, I): E W = dof I, Var W_st = dof (1 + delta_st).
+    for a, c in ((0, 0), (3, 3), (1, 2), (0, 3)):
+        p = stats.ks_2samp(W[:, a, c], W_direct[:, a, c]).pvalue
+        assert p > 1e-3, (a, c, p)
+        assert abs(W[:, a, c].mean() - dof * (a == c)) < 4 * np.sqrt(dof * (1 + (a == c)) / n)
+
+
+# --- reproducibility and the dataset ---------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["microscopic", "reduced"])
+def test_same_seed_same_numbers(method):
+    kw = dict(n_runs=3, n_points=5, method=method)
+    a = simulate(RELU22, START22, 60, 1.0, seed=5, **kw)
+    b = simulate(RELU22, START22, 60, 1.0, seed=5, **kw)
+    c = simulate(RELU22, START22, 60, 1.0, seed=6, **kw)
+    np.testing.assert_array_equal(a["R"].values, b["R"].values)
+    np.testing.assert_array_equal(a["Q"].values, b["Q"].values)
+    assert not np.array_equal(a["R"].values, c["R"].values)
+    assert a.sizes == {"run": 3, "alpha": 5, "i": 2, "n": 2, "k": 2}
+    assert a.attrs["method"] == method and a.attrs["N"] == 60 and a.attrs["status"] == "ok"
+    np.testing.assert_allclose(a["alpha"].values * 60, np.rint(a["alpha"].values * 60))
+    for name in list(a.data_vars) + list(a.coords):
+        assert {"long_name", "units"} <= set(a[name].attrs), name
+
+
+def test_dataset_writes_to_netcdf(tmp_path):
+    ds = simulate(RELU22, START22, 50, 0.5, n_runs=2, n_points=3, n_test=10)
+    ds.to_netcdf(tmp_path / "sim.nc", engine="scipy")
+
+
+def test_test_set_error_estimates_the_closed_form():
+    """eg from the order parameters vs the error on 4000 real test inputs."""
+    model = pk.Committee(2, 2, "relu", eta=0.5)
+    ds = simulate(model, START22, 300, 3.0, n_runs=2, n_points=4, n_test=4000, seed=3)
+    eg, est = ds["eg"].values, ds["eg_test"].values
+    # Standard error of the test-set mean: (sigma - tau)^2 / 2 has relative
+    # standard deviation about sqrt(2) for Gaussian errors.
+    se = np.sqrt(2.0) * eg / np.sqrt(4000)
+    assert np.all(np.abs(est - eg) < 4 * se + 1e-12), (est, eg)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(N=4), "N"),
+    (dict(method="exact"), "method"),
+    (dict(n_runs=0), "n_runs"),
+    (dict(method="reduced", n_test=5), "n_test"),
+    (dict(block=0), "block"),
+    (dict(alpha_max=-1.0), "alpha_max"),
+    (dict(n_points=1), "n_points"),
+])
+def test_bad_arguments(kwargs, match):
+    args = dict(N=50, alpha_max=1.0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        simulate(RELU22, START22, args.pop("N"), args.pop("alpha_max"), **args)
+
+
+def test_diverging_runs_are_reported():
+    model = pk.Committee(1, 1, "linear", eta=6.0)  # linear perceptron diverges for eta > 2 at large N
+    ds = simulate(model, pk.State([[0.0]], [[0.5]]), 200, 20.0, n_runs=2, n_points=3, method="reduced")
+    assert ds.attrs["status"] == "diverged" and ds.attrs["n_diverged"] == 2
+
+
+# --- the thermodynamic limit ------------------------------------------------------------
+
+
+def _mean_vs_ode(method, N, eta_alphas, runs, seed):
+    alphas = np.asarray(eta_alphas) / RELU22.eta
+    ds = simulate(RELU22, START22, N, float(alphas.max()), n_runs=runs, seed=seed, method=method,
+                     n_points=int(round(alphas.max() * RELU22.eta)) + 1)
+    sims = _vectors(ds.sel(alpha=alphas, method="nearest"))  # (run, point, n_state)
+    ode = _ode_state(RELU22, START22, alphas)
+    return sims, ode
+
+
+def _align_teachers(v, K=2, M=2):
+    """Relabel the teachers of each run (T = identity: a symmetry) to maximise trace R."""
+    R = v[..., : K * M].reshape(v.shape[:-1] + (K, M))
+    swap = R[..., 0, 1] + R[..., 1, 0] > R[..., 0, 0] + R[..., 1, 1]
+    out = v.copy()
+    out[swap, : K * M] = R[swap][..., ::-1].reshape(-1, K * M)
+    return out, int(swap.sum())
+
+
+def test_plateau_matches_ode_reduced_n1e4():
+    """Acceptance (plateau): N = 1e4, 8 runs, eta*alpha = 5, exact chain."""
+    sims, ode = _mean_vs_ode("reduced", 10_000, [5.0], 8, seed=30)
+    dev = np.abs(sims.mean(0) - ode).max()
+    print("reduced N=1e4 eta*alpha=5: max |mean - ODE| =", dev)
+    assert dev < 0.03
+    assert np.abs(ode[0, :4] - 0.5246).max() < 0.05  # the ODE is on the plateau there
+
+
+def test_microscopic_mean_matches_ode_small():
+    """Cheap microscopic variant: N = 1000, 8 runs, eta*alpha = 3."""
+    sims, ode = _mean_vs_ode("microscopic", 1000, [1.0, 3.0], 8, seed=31)
+    assert np.abs(sims.mean(0) - ode).max() < 0.03
+
+
+@pytest.mark.slow
+def test_microscopic_plateau_matches_ode_n1e4():
+    """Acceptance (plateau), microscopic: N = 1e4, 8 runs, eta*alpha = 5."""
+    sims, ode = _mean_vs_ode("microscopic", 10_000, [5.0], 8, seed=32)
+    dev = np.abs(sims.mean(0) - ode).max()
+    print("microscopic N=1e4 eta*alpha=5: max |mean - ODE| =", dev)
+    assert dev < 0.03
+
+
+@pytest.mark.slow
+def test_specialised_matches_ode_n1e4():
+    """Acceptance (specialised): N = 1e4, 8 runs, eta*alpha = 5 and 60, exact chain."""
+    sims, ode = _mean_vs_ode("reduced", 10_000, [5.0, 60.0], 8, seed=33)
+    aligned, n_swapped = _align_teachers(sims[:, 1])
+    dev = np.abs(sims[:, 0].mean(0) - ode[0]).max(), np.abs(aligned.mean(0) - ode[1]).max()
+    print("reduced N=1e4: max |mean - ODE| at eta*alpha = 5, 60:", dev, "teacher-swapped runs:", n_swapped)
+    assert max(dev) < 0.03
+
+
+# --- fluctuations ------------------------------------------------------------------------
+
+
+def spread_exponent(Ns, alpha, runs, seed):
+    """Fitted exponent of the run-to-run standard deviation of R11 and Q11 against N."""
+    sd = []
+    for j, N in enumerate(Ns):
+        ds = simulate(RELU22, START22, int(N), alpha, n_runs=runs, seed=seed + j, n_points=2,
+                         method="reduced")
+        v = _vectors(ds)[:, -1]
+        sd.append([v[:, 0].std(ddof=1), v[:, 4].std(ddof=1)])
+    sd = np.array(sd)
+    return [np.polyfit(np.log(Ns), np.log(sd[:, q]), 1)[0] for q in range(2)]
+
+
+def test_spread_shrinks_like_inverse_sqrt_n_small():
+    slopes = spread_exponent(np.array([100, 300, 1000, 3000]), 2.0, 100, seed=40)
+    print("spread exponents (R11, Q11), N = 1e2..3e3:", slopes)
+    assert all(-0.6 <= s <= -0.4 for s in slopes), slopes
+
+
+@pytest.mark.slow
+def test_spread_shrinks_like_inverse_sqrt_n():
+    """Acceptance: 100 runs, N = 1e2 ... 1e5, alpha = 5."""
+    slopes = spread_exponent(np.logspace(2, 5, 7).round().astype(int), 5.0, 100, seed=50)
+    print("spread exponents (R11, Q11), N = 1e2..1e5:", slopes)
+    assert all(-0.6 <= s <= -0.4 for s in slopes), slopes
