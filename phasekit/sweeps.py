@@ -1,0 +1,733 @@
+"""Grid sweeps over a study, spread over dask, checkpointed point by point.
+
+:func:`sweep` evaluates the measures of a :class:`phasekit.study.Study` at
+every point of its grid and returns an ``xarray.Dataset`` with one variable
+per measure output over the grid dims, plus a ``status`` and ``message`` per
+point: a failing or diverging point is recorded and never stops the sweep.
+
+Execution.  Points are grouped into batches (a few tasks per worker, so that
+scheduling overhead stays small) and submitted to a dask.distributed cluster:
+by default a local cluster with one single-threaded worker process per core,
+or an existing cluster given as ``client=`` (or a scheduler address).  The
+batches are collected as they complete; each finished batch is written at
+once to ``<outdir>/checkpoints/batch-<invocation>-<n>.nc`` (written to a
+temporary name and renamed, so a killed run never leaves a half-written
+file).  Running the same study again computes only the points that have no
+checkpoint yet.  The checkpoint directory also holds ``study.json`` with a
+hash of the study's computational content; a different study in the same
+directory is refused (``fresh=True`` discards the old checkpoints).
+
+Measures.  :data:`MEASURES` maps a name to a :class:`Measure`: a function
+``f(model, state0, settings) -> dict`` of scalars with the attributes of its
+outputs.  The measures that read the trajectory share one integration per
+point (:func:`point_trajectory` caches it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import import_module
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import xarray as xr
+
+from .committee import Committee, State
+from .provenance import provenance_attrs
+from .study import Study, StudyError, as_study
+
+__all__ = [
+    "MEASURES",
+    "Measure",
+    "register_measure",
+    "sweep",
+    "evaluate_point",
+    "point_trajectory",
+    "initial_state",
+    "load_checkpoints",
+    "checkpoint_dir",
+    "SWEEP_STATUS",
+]
+
+# Status of a grid point: "ok" (all measures computed), "diverged" (the
+# trajectory left the state space or blew up), "failed" (solver failure or a
+# measure raised), "missing" (not computed, e.g. its worker died).
+SWEEP_STATUS = ("ok", "diverged", "failed", "missing")
+
+# Integration settings that determine a trajectory (keys of [integration]).
+_TRAJ_KEYS = ("alpha_max", "n_points", "rtol", "atol", "method", "stop_eg", "max_norm")
+
+
+# --- sibling modules, imported lazily ----------------------------------------------
+
+
+def _sibling(name: str) -> ModuleType | None:
+    """``phasekit.<name>`` if it exists, else None (a broken module still raises)."""
+    try:
+        return import_module(f"phasekit.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"phasekit.{name}":
+            return None
+        raise
+
+
+def _require(name: str, attr: str) -> Callable:
+    mod = _sibling(name)
+    if mod is None or not hasattr(mod, attr):
+        raise NotImplementedError(f"phasekit.{name}.{attr} is not available in this installation")
+    return getattr(mod, attr)
+
+
+# --- initial states ----------------------------------------------------------------
+
+
+def initial_state(model: Committee, X: float, *, Q0: Any = None, kind: str = "diagonal",
+                  seed: int | None = None) -> State:
+    """Initial order parameters at distance ``X`` from the symmetric subspace.
+
+    Delegates to :func:`phasekit.plateaus.initial_state`.  Where that module is
+    not installed, the ``"diagonal"`` kind is built here: ``R_in = X`` for
+    ``i == n`` (else 0) and ``Q = diag(Q0)`` with ``Q0`` defaulting to values
+    between 0.2 and 0.3.
+
+    Parameters
+    ----------
+    model : Committee
+    X : float
+        Size of the initial student-teacher overlaps, ``> 0``.
+    Q0 : float or sequence of K floats, optional
+        Initial student norms ``Q_ii``.
+    kind : str
+        Kind of initial state (see :func:`phasekit.plateaus.initial_state`).
+    seed : int, optional
+        Seed of random kinds.
+
+    Returns
+    -------
+    State
+    """
+    plateaus = _sibling("plateaus")
+    if plateaus is not None and hasattr(plateaus, "initial_state"):
+        return plateaus.initial_state(model, X, Q0=Q0, kind=kind, seed=seed)
+    if kind != "diagonal":
+        raise ValueError(f"kind: only 'diagonal' is available without phasekit.plateaus, got {kind!r}")
+    K, M = model.K, model.M
+    if Q0 is None:
+        q = np.resize(np.array([0.2, 0.3, 0.25]), K)
+    else:
+        q = np.broadcast_to(np.asarray(Q0, dtype=float), (K,))
+    return model.validate_state(State(float(X) * np.eye(K, M), np.diag(q)), "initial state")
+
+
+# --- the measures registry ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A quantity computed at each grid point.
+
+    Attributes
+    ----------
+    name : str
+    func : callable
+        ``func(model, state0, settings) -> dict[str, float]``; ``settings``
+        holds the study's integration settings (with ``alpha_max`` resolved)
+        updated by the measure's own settings.
+    outputs : dict
+        Output variable name -> ``{"long_name": ..., "units": ...}``.
+    settings : tuple of str
+        Names of the settings a study may give it (all positive numbers).
+    description : str
+    """
+
+    name: str
+    func: Callable[[Committee, State, dict], dict]
+    outputs: Mapping[str, Mapping[str, str]]
+    settings: tuple[str, ...] = ()
+    description: str = ""
+
+
+MEASURES: dict[str, Measure] = {}
+
+
+def register_measure(name: str, outputs: Mapping[str, tuple[str, str]], settings: tuple[str, ...] = (),
+                     description: str = "") -> Callable[[Callable], Callable]:
+    """Decorator adding ``func(model, state0, settings) -> dict`` to :data:`MEASURES`.
+
+    ``outputs`` maps each returned key to ``(long_name, units)``; ``settings``
+    names the (positive, numeric) settings a study file may give the measure.
+    """
+
+    def register(func: Callable) -> Callable:
+        MEASURES[name] = Measure(name, func, {k: {"long_name": ln, "units": u} for k, (ln, u) in outputs.items()},
+                                 tuple(settings), description or ((func.__doc__ or "").strip().splitlines() or [""])[0])
+        return func
+
+    return register
+
+
+_local = threading.local()  # per-thread cache of the current point's trajectory
+
+
+def point_trajectory(model: Committee, state0: State, settings: Mapping[str, Any]) -> xr.Dataset:
+    """``phasekit.integrate`` with the study's settings, cached for the current point.
+
+    The measures reading a trajectory (convergence time, plateau length,
+    final error) share this single integration.
+    """
+    from .dynamics import integrate
+
+    traj_settings = {k: settings.get(k) for k in _TRAJ_KEYS}
+    key = (json.dumps(model.parameters(), sort_keys=True), state0.to_vector().tobytes(),
+           json.dumps(traj_settings, sort_keys=True))
+    cache: OrderedDict = getattr(_local, "trajectories", None)
+    if cache is None:
+        cache = _local.trajectories = OrderedDict()
+    if key not in cache:
+        kwargs = {k: v for k, v in traj_settings.items() if v is not None}
+        alpha_max = kwargs.pop("alpha_max")
+        cache[key] = integrate(model, state0, alpha_max, **kwargs)
+        while len(cache) > 2:
+            cache.popitem(last=False)
+    return cache[key]
+
+
+def _last_trajectory() -> xr.Dataset | None:
+    cache = getattr(_local, "trajectories", None)
+    return next(reversed(cache.values())) if cache else None
+
+
+def _crossing_time(traj: xr.Dataset, threshold: float) -> float:
+    """First alpha at which eps_g falls below ``threshold`` (log-linear interpolation)."""
+    eg = traj["eg"].values
+    alpha = traj["alpha"].values
+    below = np.flatnonzero(eg < threshold)
+    if below.size == 0:
+        return math.inf
+    j = int(below[0])
+    if j == 0:
+        return 0.0
+    e0, e1 = math.log(eg[j - 1]), math.log(max(eg[j], 1e-300))
+    f = (e0 - math.log(threshold)) / (e0 - e1)
+    return float(alpha[j - 1] + f * (alpha[j] - alpha[j - 1]))
+
+
+@register_measure("final_eg", {"final_eg": ("eps_g at the end of the run", "1"),
+                               "alpha_end": ("end of the run alpha", "1")})
+def measure_final_eg(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
+    """Generalisation error at the end of the integrated trajectory."""
+    traj = point_trajectory(model, state0, settings)
+    return {"final_eg": float(traj["eg"].values[-1]), "alpha_end": float(traj.attrs["alpha_end"])}
+
+
+@register_measure("convergence_time", {"convergence_time": ("convergence time alpha (eps_g < threshold)", "1")},
+                  settings=("threshold",))
+def measure_convergence_time(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
+    """First alpha with eps_g below ``threshold`` (default: ``stop_eg``, else 1e-3); inf if never."""
+    traj = point_trajectory(model, state0, settings)
+    threshold = settings.get("threshold") or settings.get("stop_eg") or 1e-3
+    status = traj.attrs["status"]
+    if status == "converged" and settings.get("stop_eg") == threshold:
+        return {"convergence_time": float(traj.attrs["alpha_end"])}
+    plateaus = _sibling("plateaus")
+    if plateaus is not None and hasattr(plateaus, "convergence_time"):
+        t = float(plateaus.convergence_time(traj, threshold))
+    else:
+        t = _crossing_time(traj, threshold)
+    if not math.isfinite(t) and status in ("diverged", "failed"):
+        t = math.nan  # unknown: the run stopped before it could converge
+    return {"convergence_time": t}
+
+
+@register_measure("plateau_length", {"plateau_length": ("plateau length alpha", "1")})
+def measure_plateau_length(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
+    """Time spent near the symmetric plateau (:func:`phasekit.plateaus.plateau_length`)."""
+    plateau_length = _require("plateaus", "plateau_length")
+    traj = point_trajectory(model, state0, settings)
+    return {"plateau_length": float(plateau_length(traj))}
+
+
+@functools.lru_cache(maxsize=64)
+def _symmetric_plateau(model_json: str) -> Any:
+    from .committee import committee_from_parameters
+
+    return _require("fixed_points", "symmetric_plateau")(committee_from_parameters(model_json))
+
+
+@register_measure("plateau_eg", {"plateau_eg": ("eps_g at the symmetric plateau", "1")})
+def measure_plateau_eg(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
+    """eps_g of the symmetric plateau fixed point (:func:`phasekit.fixed_points.symmetric_plateau`)."""
+    fp = _symmetric_plateau(json.dumps(model.parameters(), sort_keys=True))
+    return {"plateau_eg": float(fp.eg)}
+
+
+@register_measure("escape_eigenvalue", {"escape_eigenvalue": ("escape eigenvalue of the plateau", "1/alpha")})
+def measure_escape_eigenvalue(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
+    """Unstable eigenvalue of the symmetric plateau, per unit alpha."""
+    fp = _symmetric_plateau(json.dumps(model.parameters(), sort_keys=True))
+    lam = fp.escape_eigenvalue
+    return {"escape_eigenvalue": math.nan if lam is None else float(np.real(lam))}
+
+
+@register_measure("asymptotic_eg", {"asymptotic_eg": ("asymptotic eps_g", "1")}, settings=("tol",))
+def measure_asymptotic_eg(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
+    """Long-time eps_g (:func:`phasekit.plateaus.asymptotic_eg`); NaN unless it converged."""
+    asymptotic_eg = _require("plateaus", "asymptotic_eg")
+    kwargs = {k: settings[k] for k in ("tol",) if settings.get(k) is not None}
+    res = asymptotic_eg(model, state0, **kwargs)
+    if res.status != "converged":
+        raise _MeasureStatus(res.status, f"asymptotic_eg: {res.status}")
+    return {"asymptotic_eg": float(res.eg)}
+
+
+@functools.lru_cache(maxsize=64)
+def _critical_eta(model_json: str, eta_max: float | None) -> float:
+    from .committee import committee_from_parameters
+
+    critical_eta = _require("fixed_points", "critical_eta")
+    model = committee_from_parameters(model_json)
+    return float(critical_eta(model) if eta_max is None else critical_eta(model, eta_max=eta_max))
+
+
+@register_measure("eta_c", {"eta_c": ("critical learning rate eta_c", "1")}, settings=("eta_max",))
+def measure_eta_c(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
+    """Critical learning rate of the perfect solution (:func:`phasekit.fixed_points.critical_eta`)."""
+    # eta_c does not depend on eta: key the cache on the model at a fixed eta.
+    params = model.replace(eta=1.0).parameters()
+    eta_max = settings.get("eta_max")
+    return {"eta_c": _critical_eta(json.dumps(params, sort_keys=True), eta_max)}
+
+
+class _MeasureStatus(Exception):
+    """Raised by a measure to set the point's status without a traceback."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- one grid point ----------------------------------------------------------------
+
+
+def evaluate_point(study: Study, index: int) -> dict[str, Any]:
+    """All measures of ``study`` at flat grid point ``index``; never raises.
+
+    Returns
+    -------
+    dict
+        ``index``, ``status`` (see :data:`SWEEP_STATUS`), ``message``,
+        ``seconds`` (compute time) and every measure output (NaN when not computed).
+    """
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {"index": int(index)}
+    for mname in study.measures:
+        for var in MEASURES[mname].outputs:
+            record[var] = math.nan
+    status, messages = "ok", []
+    _local.trajectories = OrderedDict()  # a fresh cache per point
+    try:
+        p = study.point_parameters(index)
+        model = Committee(K=p["K"], M=p["M"], activation=p["activation"], eta=p["eta"],
+                          second_order=p["second_order"], noise=p["noise"],
+                          teacher_activation=p["teacher_activation"])
+        init = study.initial
+        state0 = initial_state(model, p["X"], Q0=init.get("Q0"), kind=init.get("kind", "diagonal"),
+                               seed=init.get("seed"))
+        base = {k: study.integration.get(k) for k in _TRAJ_KEYS}
+        base["alpha_max"] = study.alpha_max(p["eta"])
+        for mname, msettings in study.measures.items():
+            settings = {**base, **msettings}
+            try:
+                with np.errstate(all="ignore"):
+                    out = MEASURES[mname].func(model, state0, settings)
+                record.update({k: float(v) for k, v in out.items()})
+            except _MeasureStatus as exc:
+                status = "diverged" if exc.status == "diverged" else "failed"
+                messages.append(str(exc))
+            except Exception as exc:  # a measure's failure is data, not a crash
+                status = "failed"
+                messages.append(f"{mname}: {type(exc).__name__}: {exc}")
+        traj = _last_trajectory()
+        if traj is not None:
+            tstat = traj.attrs["status"]
+            # Divergence explains everything downstream of it, so it takes precedence.
+            if tstat == "diverged" or (tstat == "failed" and status == "ok"):
+                status = tstat
+            if tstat in ("diverged", "failed"):
+                messages.insert(0, str(traj.attrs["message"]))
+    except Exception as exc:
+        status = "failed"
+        messages.append(f"{type(exc).__name__}: {exc}")
+        if os.environ.get("PHASEKIT_DEBUG"):
+            traceback.print_exc()
+    finally:
+        _local.trajectories = OrderedDict()
+    record["status"] = status
+    record["message"] = "; ".join(messages)[:500]
+    record["seconds"] = time.perf_counter() - t0
+    record["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    return record
+
+
+@functools.lru_cache(maxsize=8)
+def _study_from_json(text: str) -> Study:
+    from .study import parse_study
+
+    return parse_study(json.loads(text))
+
+
+def _run_batch(study_json: str, indices: list[int]) -> list[dict[str, Any]]:
+    """Worker side: evaluate the points ``indices`` (module-level, so picklable)."""
+    study = _study_from_json(study_json)
+    return [evaluate_point(study, j) for j in indices]
+
+
+# --- checkpoints -------------------------------------------------------------------
+
+
+def checkpoint_dir(outdir: str | Path) -> Path:
+    """Where :func:`sweep` keeps per-batch checkpoint files under ``outdir``."""
+    return Path(outdir) / "checkpoints"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _prepare_checkpoints(study: Study, ckdir: Path, fresh: bool) -> None:
+    """Create ``ckdir`` with its manifest, refusing checkpoints of another study."""
+    ckdir.mkdir(parents=True, exist_ok=True)
+    manifest = ckdir / "study.json"
+    if manifest.exists():
+        try:
+            old = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {"hash": "unreadable"}
+        if fresh or old.get("hash") != study.hash():
+            if not fresh:
+                raise StudyError(
+                    f"{ckdir} holds checkpoints of a different study (hash {old.get('hash')} != {study.hash()}): "
+                    f"the grid or settings changed; rerun with --fresh to discard them or --outdir for a new place")
+            for f in ckdir.glob("batch-*.nc"):
+                f.unlink()
+    _atomic_write_text(manifest, json.dumps({"hash": study.hash(), "study": study.to_dict()}, indent=1,
+                                            sort_keys=True))
+
+
+def _write_batch(ckdir: Path, invocation: str, seq: int, records: list[dict[str, Any]]) -> Path:
+    keys = [k for k in records[0] if k not in ("index",)]
+    data = {}
+    for k in keys:
+        vals = [r[k] for r in records]
+        if isinstance(vals[0], str):
+            data[k] = ("point", np.array(vals, dtype=object))
+        else:
+            data[k] = ("point", np.array(vals, dtype=float))
+    data["invocation"] = ("point", np.array([invocation] * len(records), dtype=object))
+    ds = xr.Dataset(data, coords={"point": ("point", np.array([r["index"] for r in records], dtype=np.int32))})
+    path = ckdir / f"batch-{invocation}-{seq:05d}.nc"
+    tmp = path.with_name(f".{path.name}.tmp")
+    ds.to_netcdf(tmp, engine="scipy")
+    os.replace(tmp, path)  # atomic: a killed run leaves whole files only
+    return path
+
+
+def load_checkpoints(outdir: str | Path) -> xr.Dataset | None:
+    """All checkpointed points under ``outdir`` as one dataset over ``point``.
+
+    Variables: every measure output, ``status``, ``message``, ``seconds`` and
+    ``invocation`` (which run of the sweep computed the point).  ``None`` if
+    there are none.
+    """
+    ckdir = checkpoint_dir(outdir)
+    parts = []
+    for f in sorted(ckdir.glob("batch-*.nc")):
+        try:
+            parts.append(xr.load_dataset(f, engine="scipy"))
+        except Exception as exc:  # a foreign or damaged file must not stop a resume
+            warnings.warn(f"skipping unreadable checkpoint {f}: {exc}", stacklevel=2)
+    if not parts:
+        return None
+    ds = xr.concat(parts, dim="point", data_vars="all", coords="minimal", compat="override",
+                   join="outer")
+    return ds
+
+
+# --- progress ----------------------------------------------------------------------
+
+
+class _Progress:
+    """A one-line progress bar on stderr: points done, rate and time left."""
+
+    def __init__(self, total: int, done: int, enabled: bool, stream: Any = None) -> None:
+        self.total, self.done0, self.done = total, done, done
+        self.enabled = enabled and total > done
+        self.stream = stream or sys.stderr
+        self.t0 = time.perf_counter()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = -1.0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        new = self.done - self.done0
+        rate = new / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else math.inf
+        frac = self.done / self.total
+        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+        eta = "--:--" if not math.isfinite(left) else f"{int(left // 60):02d}:{int(left % 60):02d}"
+        line = f"[{bar}] {self.done}/{self.total} points  {rate:.2f} points/s  {eta} left"
+        if self.tty:
+            self.stream.write("\r" + line)
+        elif self.done == self.total or elapsed - self._last >= 5.0:
+            self.stream.write(line + "\n")
+            self._last = elapsed
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# --- the sweep ---------------------------------------------------------------------
+
+
+def _batches(indices: list[int], n_workers: int, batch_size: int | None) -> list[list[int]]:
+    """Group points into tasks: about four per worker, each at most 64 points.
+
+    Batches are strided over the grid (point j goes to batch j mod n) so that
+    cheap and expensive regions of the grid are mixed in every task.
+    """
+    if not indices:
+        return []
+    n = len(indices)
+    if batch_size is None:
+        n_batches = max(-(-n // 64), min(n, 4 * max(1, n_workers)))
+    else:
+        n_batches = -(-n // batch_size)
+    return [indices[j::n_batches] for j in range(n_batches)]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def sweep(
+    study: Study | str | Path | Mapping[str, Any],
+    client: Any = None,
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    outdir: str | Path | None = None,
+    batch_size: int | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    write: bool = True,
+) -> xr.Dataset:
+    """Evaluate the study's measures over its grid.
+
+    Parameters
+    ----------
+    study : Study, path or mapping
+        A validated study (see :mod:`phasekit.study`); recipe studies are refused.
+    client : dask.distributed.Client, optional
+        Run on this existing cluster, unchanged.
+    scheduler : str, optional
+        Address of a running dask scheduler (``"tcp://host:8786"``) to connect to.
+    n_workers : int, optional
+        Without ``client``/``scheduler``: worker processes of the local cluster
+        (default: all cores).  ``0`` evaluates the points serially in this
+        process (no dask; for debugging).
+    outdir : path, optional
+        Output folder, default ``outputs/<study name>``; checkpoints go to
+        ``<outdir>/checkpoints``, the dataset to ``<outdir>/<name>.nc``.
+    batch_size : int, optional
+        Points per task (default: about four tasks per worker, at most 64 points).
+    fresh : bool
+        Discard existing checkpoints instead of resuming.
+    progress : bool
+        Show a progress bar on stderr.
+    write : bool
+        Write the assembled dataset to ``<outdir>/<name>.nc``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims: the study's grid axes, in order.  One float variable per measure
+        output, ``status`` / ``message`` (str) per point, ``seconds`` (compute
+        time), ``invocation`` (which run computed the point) and ``worker``
+        (``host:pid`` of the process that computed it).  Attributes:
+        provenance, ``study`` (JSON), ``study_hash``, ``started``, ``finished``.
+
+    Raises
+    ------
+    StudyError
+        If the study is a recipe, or ``outdir`` holds checkpoints of a different study.
+    """
+    study = as_study(study)
+    if study.recipe is not None:
+        raise StudyError(f"{study.source}: study '{study.name}' is a recipe; use phasekit.recipes.run_recipe")
+    started = _now()
+    outdir = Path(outdir) if outdir is not None else Path("outputs") / study.name
+    ckdir = checkpoint_dir(outdir)
+    _prepare_checkpoints(study, ckdir, fresh)
+
+    done_ds = load_checkpoints(outdir)
+    done = set() if done_ds is None else {int(j) for j in done_ds["point"].values}
+    missing = [j for j in range(study.n_points) if j not in done]
+    invocation = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+    batch_size = batch_size or study.run.get("batch_size")
+    lost: dict[int, str] = {}
+
+    if missing:
+        bar = _Progress(study.n_points, len(done), progress)
+        study_json = study.to_json()
+        seq = 0
+        if client is None and scheduler is None and n_workers == 0:
+            for batch in _batches(missing, 1, batch_size or 1):
+                _write_batch(ckdir, invocation, seq, _run_batch(study_json, batch))
+                seq += 1
+                bar.update(len(batch))
+        else:
+            from dask.distributed import Client, LocalCluster, as_completed
+
+            own_cluster = own_client = None
+            try:
+                if client is None:
+                    if scheduler is not None:
+                        client = own_client = Client(scheduler)
+                    else:
+                        workers = n_workers or max(1, os.cpu_count() or 1)
+                        own_cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                   dashboard_address=None)
+                        client = own_client = Client(own_cluster)
+                n_w = max(1, len(client.scheduler_info()["workers"]))
+                batches = _batches(missing, n_w, batch_size)
+                futures = client.map(_run_batch, [study_json] * len(batches), batches, pure=False)
+                owner = {f.key: b for f, b in zip(futures, batches)}
+                for fut in as_completed(futures):
+                    try:
+                        records = fut.result()
+                    except Exception as exc:  # e.g. a worker died: recorded, retried on the next run
+                        for j in owner[fut.key]:
+                            lost[j] = f"batch failed: {type(exc).__name__}: {exc}"[:500]
+                        bar.update(len(owner[fut.key]))
+                        continue
+                    _write_batch(ckdir, invocation, seq, records)
+                    seq += 1
+                    bar.update(len(records))
+                    fut.release()
+            finally:
+                if own_client is not None:
+                    own_client.close()
+                if own_cluster is not None:
+                    own_cluster.close()
+        bar.close()
+
+    ds = assemble(study, load_checkpoints(outdir), lost=lost)
+    ds.attrs.update(started=started, finished=_now())
+    if write:
+        path = outdir / f"{study.name}.nc"
+        tmp = path.with_name(f".{path.name}.tmp")
+        ds.to_netcdf(tmp, engine="scipy")
+        os.replace(tmp, path)
+    return ds
+
+
+_AXIS_ATTRS = {
+    "eta": ("learning rate eta", "1"),
+    "K": ("student hidden units K", "1"),
+    "M": ("teacher hidden units M", "1"),
+    "activation": ("activation", "1"),
+    "X": ("initial overlap X", "1"),
+    "noise": ("output noise sigma", "1"),
+    "second_order": ("eta^2 term kept (0/1)", "1"),
+}
+
+
+def assemble(study: Study, records: xr.Dataset | None, lost: Mapping[int, str] | None = None) -> xr.Dataset:
+    """Arrange checkpoint ``records`` (over ``point``) on the study's grid.
+
+    Points without a record get status ``"missing"`` (or ``"failed"`` with the
+    message in ``lost``).
+    """
+    shape = study.shape
+    n = study.n_points
+    outputs: dict[str, Mapping[str, str]] = {}
+    for mname in study.measures:
+        outputs.update(MEASURES[mname].outputs)
+    flat: dict[str, np.ndarray] = {v: np.full(n, np.nan) for v in outputs}
+    flat["seconds"] = np.full(n, np.nan)
+    status = np.array(["missing"] * n, dtype=object)
+    message = np.array([""] * n, dtype=object)
+    invocation = np.array([""] * n, dtype=object)
+    worker = np.array([""] * n, dtype=object)
+    for j, msg in (lost or {}).items():
+        status[j], message[j] = "failed", msg
+    if records is not None:
+        idx = records["point"].values.astype(int)
+        keep = (idx >= 0) & (idx < n)
+        idx = idx[keep]
+        for v in list(outputs) + ["seconds"]:
+            if v in records:
+                flat[v][idx] = records[v].values[keep]
+        status[idx] = records["status"].values[keep]
+        message[idx] = records["message"].values[keep]
+        invocation[idx] = records["invocation"].values[keep]
+        if "worker" in records:
+            worker[idx] = records["worker"].values[keep]
+    dims = study.dims
+    coords = {}
+    for ax in dims:
+        vals = study.grid[ax]
+        if ax == "second_order":
+            arr = np.array([int(v) for v in vals], dtype=np.int32)
+        elif ax in ("K", "M"):
+            arr = np.array(vals, dtype=np.int32)
+        elif ax == "activation":
+            arr = np.array(vals, dtype=object)
+        else:
+            arr = np.array(vals, dtype=float)
+        ln, u = _AXIS_ATTRS[ax]
+        coords[ax] = (ax, arr, {"long_name": ln, "units": u})
+    data = {v: (dims, flat[v].reshape(shape), dict(attrs)) for v, attrs in outputs.items()}
+    data["status"] = (dims, status.reshape(shape), {"long_name": "point status", "units": "1",
+                                                    "flag_values": " ".join(SWEEP_STATUS)})
+    data["message"] = (dims, message.reshape(shape), {"long_name": "status message", "units": "1"})
+    data["seconds"] = (dims, flat["seconds"].reshape(shape), {"long_name": "compute time", "units": "s"})
+    data["invocation"] = (dims, invocation.reshape(shape), {"long_name": "sweep run that computed the point",
+                                                            "units": "1"})
+    data["worker"] = (dims, worker.reshape(shape), {"long_name": "host:pid that computed the point", "units": "1"})
+    ds = xr.Dataset(data, coords=coords)
+    counts = {s: int(np.sum(status == s)) for s in SWEEP_STATUS}
+    defaults = {k: v for k, v in study.model.items() if k not in dims}
+    attrs = provenance_attrs({"study": study.to_dict()}, study=study.to_json(), study_name=study.name,
+                             study_hash=study.hash(), n_points=n, measures=" ".join(study.measures),
+                             description=study.description)
+    for s, c in counts.items():
+        attrs[f"n_{s}"] = c
+    for k, v in defaults.items():
+        if v is None:
+            continue
+        attrs[f"model_{k}"] = int(v) if isinstance(v, bool) else v
+    ds.attrs.update(attrs)
+    return ds

@@ -1,0 +1,238 @@
+"""Sweeps: measures against direct integration, failure recording, checkpoint/resume, dask clusters."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import phasekit as pk
+from phasekit import sweeps
+from phasekit.study import StudyError, parse_study
+from phasekit.sweeps import MEASURES, evaluate_point, load_checkpoints, register_measure, sweep
+
+REPO = Path(__file__).resolve().parents[1]
+MEASURE_VARS = ["convergence_time", "final_eg", "alpha_end"]
+
+
+def small_study(**over):
+    d = {
+        "name": "t",
+        "model": {"K": 2, "M": "K", "activation": "erf", "second_order": True},
+        "grid": {"eta": [0.5, 1.5, 40.0], "K": [1, 2]},
+        "integration": {"eta_alpha_max": 150.0, "n_points": 301, "rtol": 1e-8, "atol": 1e-11},
+        "measures": {"convergence_time": {"threshold": 1e-2}, "final_eg": {}},
+    }
+    d.update(over)
+    return parse_study(d)
+
+
+def test_measures_match_direct_integration():
+    st = small_study()
+    j = 2  # eta = 0.5, K = 1 ... C order over (eta, K): index 2 -> eta = 1.5, K = 1
+    p = st.point_parameters(j)
+    assert (p["eta"], p["K"]) == (1.5, 1)
+    rec = evaluate_point(st, j)
+    assert rec["status"] == "ok", rec["message"]
+    model = pk.Committee(1, 1, "erf", eta=1.5)
+    s0 = sweeps.initial_state(model, 1e-3)
+    # Independent route to the crossing time: stop the solver exactly at the threshold (event location).
+    exact = pk.integrate(model, s0, 100.0, stop_eg=1e-2, rtol=1e-10, atol=1e-13)
+    assert exact.attrs["status"] == "converged"
+    assert rec["convergence_time"] == pytest.approx(exact.attrs["alpha_end"], rel=2e-3)
+    full = pk.integrate(model, s0, 100.0, rtol=1e-10, atol=1e-13)
+    assert rec["final_eg"] == pytest.approx(float(full["eg"][-1]), rel=1e-5, abs=1e-9)
+    assert rec["alpha_end"] == pytest.approx(100.0)
+
+
+def test_initial_state_is_diagonal_overlap():
+    model = pk.Committee(3, 2, "erf")
+    s = sweeps.initial_state(model, 0.01)
+    np.testing.assert_allclose(s.R, [[0.01, 0], [0, 0.01], [0, 0]])
+    assert np.allclose(s.Q, np.diag(np.diag(s.Q))) and np.all((np.diag(s.Q) >= 0.2) & (np.diag(s.Q) <= 0.3))
+
+
+def test_sweep_records_divergence_and_failures_without_stopping(tmp_path, monkeypatch):
+    calls = []
+
+    @register_measure("fragile", {"fragile": ("a test measure", "1")})
+    def fragile(model, state0, settings):
+        calls.append(model.K)
+        if model.K == 2:
+            raise RuntimeError("boom at K = 2")
+        return {"fragile": float(model.eta)}
+
+    try:
+        st = small_study(measures={"convergence_time": {"threshold": 1e-2}, "final_eg": {}, "fragile": {}},
+                         model={"K": 2, "M": "K", "activation": "linear"}, grid={"eta": [0.5, 1.0, 40.0], "K": [1, 2]})
+        ds = sweep(st, n_workers=0, outdir=tmp_path, progress=False)
+    finally:
+        MEASURES.pop("fragile")
+    assert ds.sizes == {"eta": 3, "K": 2}
+    assert len(calls) == 6  # every point was attempted
+    # eta = 40 is far beyond eta_c: the linear network's overlaps blow up.
+    big = ds.sel(eta=40.0)
+    assert list(big["status"].values) == ["diverged", "diverged"]
+    assert np.all(np.isnan(big["convergence_time"].values))
+    assert all("diverg" in m or "cone" in m or "exceeded" in m for m in big["message"].values)
+    k2 = ds.sel(eta=[0.5, 1.0], K=2)
+    assert set(k2["status"].values) == {"failed"}
+    assert all("fragile: RuntimeError: boom at K = 2" in m for m in k2["message"].values)
+    # The other measures of the failed points were still computed.
+    assert np.all(np.isfinite(k2["final_eg"].values))
+    ok = ds.sel(eta=[0.5, 1.0], K=1)
+    assert set(ok["status"].values) == {"ok"}
+    np.testing.assert_allclose(ok["fragile"].values, [0.5, 1.0])
+    # Provenance and attributes; the written file round-trips.
+    assert ds.attrs["study_hash"] == st.hash() and ds.attrs["n_diverged"] == 2 and ds.attrs["n_failed"] == 2
+    for v in list(ds.data_vars) + list(ds.coords):
+        assert "long_name" in ds[v].attrs and "units" in ds[v].attrs, v
+    back = xr.load_dataset(tmp_path / "t.nc", engine="scipy")
+    np.testing.assert_array_equal(back["final_eg"].values, ds["final_eg"].values)
+    assert list(back["status"].values.ravel()) == list(ds["status"].values.ravel())
+    assert back.attrs["study"] == st.to_json() and back.attrs["study_hash"] == st.hash()
+
+
+def test_resume_computes_only_missing_points(tmp_path):
+    st = small_study()
+    first = sweep(st, n_workers=0, outdir=tmp_path, progress=False, batch_size=1)
+    files = sorted((tmp_path / "checkpoints").glob("batch-*.nc"))
+    assert len(files) == 6
+    removed = []
+    for f in files[:2]:
+        removed += [int(j) for j in xr.load_dataset(f, engine="scipy")["point"].values]
+        f.unlink()
+    again = sweep(st, n_workers=0, outdir=tmp_path, progress=False, batch_size=1)
+    recs = load_checkpoints(tmp_path)
+    assert sorted(recs["point"].values.tolist()) == list(range(6))  # each point exactly once
+    inv_first = set(first["invocation"].values.ravel())
+    assert len(inv_first) == 1
+    new_points = [int(p) for p, inv in zip(recs["point"].values, recs["invocation"].values) if inv not in inv_first]
+    assert sorted(new_points) == sorted(removed)
+    for v in MEASURE_VARS:
+        np.testing.assert_array_equal(again[v].values, first[v].values)
+    # Nothing missing: a third run computes nothing.
+    third = sweep(st, n_workers=0, outdir=tmp_path, progress=False)
+    assert len(list((tmp_path / "checkpoints").glob("batch-*.nc"))) == 6
+    np.testing.assert_array_equal(third["invocation"].values, again["invocation"].values)
+
+
+def test_changed_study_is_refused_or_fresh(tmp_path):
+    st = small_study()
+    sweep(st, n_workers=0, outdir=tmp_path, progress=False)
+    changed = small_study(grid={"eta": [0.5, 1.5, 40.0], "K": [1, 3]})
+    with pytest.raises(StudyError, match="different study"):
+        sweep(changed, n_workers=0, outdir=tmp_path, progress=False)
+    tighter = small_study(integration={"eta_alpha_max": 150.0, "n_points": 301, "rtol": 1e-9, "atol": 1e-11})
+    with pytest.raises(StudyError, match="--fresh"):
+        sweep(tighter, n_workers=0, outdir=tmp_path, progress=False)
+    ds = sweep(changed, n_workers=0, outdir=tmp_path, progress=False, fresh=True)
+    assert list(ds["K"].values) == [1, 3] and set(ds["status"].values.ravel()) <= {"ok", "diverged"}
+    recs = load_checkpoints(tmp_path)
+    assert len(recs["point"]) == 6 and len(set(recs["invocation"].values)) == 1
+
+
+def test_recipe_study_is_not_a_sweep(tmp_path):
+    with pytest.raises(StudyError, match="recipe"):
+        sweep(parse_study({"name": "r", "recipe": "x"}), n_workers=0, outdir=tmp_path)
+
+
+def test_batches_cover_points_once():
+    idx = list(range(103))
+    for workers, bs in [(1, None), (2, None), (8, None), (2, 7)]:
+        batches = sweeps._batches(idx, workers, bs)
+        assert sorted(j for b in batches for j in b) == idx
+        if bs:
+            assert max(map(len, batches)) <= bs
+        else:
+            assert len(batches) == min(len(idx), 4 * workers) and max(map(len, batches)) <= 64
+            assert max(map(len, batches)) - min(map(len, batches)) <= 1
+
+
+def test_sweep_on_local_cluster_by_scheduler_address(tmp_path):
+    from dask.distributed import LocalCluster
+
+    st = small_study()
+    serial = sweep(st, n_workers=0, outdir=tmp_path / "serial", progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        ds = sweep(st, scheduler=cluster.scheduler_address, outdir=tmp_path / "cluster", progress=False,
+                   batch_size=1)
+        assert len(cluster.scheduler_info["workers"]) == 2  # the cluster was used, not replaced
+    pids = {w.split(":")[1] for w in ds["worker"].values.ravel()}
+    assert str(os.getpid()) not in pids  # computed by the cluster's worker processes
+    for v in MEASURE_VARS:
+        np.testing.assert_array_equal(ds[v].values, serial[v].values)
+    assert list(ds["status"].values.ravel()) == list(serial["status"].values.ravel())
+
+
+KILL_STUDY = """
+name = "killme"
+[model]
+K = 2
+M = "K"
+activation = "erf"
+[grid]
+eta = {start = 0.2, stop = 1.0, num = 12, spacing = "log"}
+K = [2, 3]
+[integration]
+eta_alpha_max = 150.0
+n_points = 201
+rtol = 1e-8
+atol = 1e-11
+[measures.convergence_time]
+threshold = 1e-3
+[measures.final_eg]
+"""
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_killed_sweep_resumes_without_loss_or_repetition(tmp_path):
+    study = tmp_path / "killme.toml"
+    study.write_text(textwrap.dedent(KILL_STUDY))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "phasekit.cli", "run", str(study), "--outdir", str(out), "--workers", "2",
+           "--batch-size", "1", "--no-report", "--no-progress"]
+    # A session of its own, so that SIGKILL reaches the sweep and its worker processes (and only them).
+    proc = subprocess.Popen(cmd, env=_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckdir = out / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(ckdir.glob("batch-*.nc"))) < 3 and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = load_checkpoints(out)
+    assert before is not None, "no checkpoint was written before the kill"
+    n_before = len(before["point"])
+    assert 0 < n_before < 24, f"the kill came too late ({n_before} points done)"
+    assert not (out / "killme.nc").exists()
+    assert len(set(before["invocation"].values)) == 1
+
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    recs = load_checkpoints(out)
+    points = recs["point"].values.tolist()
+    assert sorted(points) == list(range(24))  # no finished point was computed twice, none is missing
+    inv = dict(zip(points, recs["invocation"].values))
+    first_inv = before["invocation"].values[0]
+    for p in before["point"].values:  # everything finished before the kill was kept, not recomputed
+        assert inv[int(p)] == first_inv
+    assert sum(v != first_inv for v in inv.values()) == 24 - n_before
+
+    resumed = xr.load_dataset(out / "killme.nc", engine="scipy")
+    whole = sweep(study, n_workers=0, outdir=tmp_path / "whole", progress=False)
+    for v in MEASURE_VARS:
+        np.testing.assert_array_equal(resumed[v].values, whole[v].values)
+    assert list(resumed["status"].values.ravel()) == list(whole["status"].values.ravel())
+    np.testing.assert_array_equal(resumed["eta"].values, whole["eta"].values)
