@@ -55,17 +55,19 @@ whose sampling cost does not.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
 import xarray as xr
+from scipy.optimize import linear_sum_assignment
 
 from .committee import Committee, State
 from .dynamics import MAX_NORM, trajectory_dataset
 from .parallel import parallel_map
 
-__all__ = ["simulate", "block_size", "METHODS"]
+__all__ = ["simulate", "align_teachers", "block_size", "METHODS"]
 
 METHODS = ("microscopic", "reduced")
 
@@ -390,3 +392,34 @@ def simulate(
     ds.attrs.update(status="diverged" if diverged else "ok", n_diverged=diverged,
                     message=f"{diverged} of {n_runs} runs diverged" if diverged else "reached alpha_max")
     return ds
+
+
+def align_teachers(ds: xr.Dataset, index: int = -1) -> xr.Dataset:
+    """Relabel the teacher units of each run so that sample ``index`` has the largest trace of R.
+
+    Runs that start near the symmetric subspace specialise to any permutation
+    of the teachers; with ``T`` invariant under the permutation this is an
+    exact symmetry, so relabelling makes runs comparable with each other and
+    with the ODE.  Adds ``teacher_perm(run, n)`` (1-based labels used) and the
+    attribute ``n_relabelled``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Output of :func:`simulate` (needs ``K == M``).
+    index : int
+        The sample of ``alpha`` whose ``R`` decides the labels.
+    """
+    R = ds["R"].values
+    if R.shape[-1] != R.shape[-2]:
+        raise ValueError(f"ds: teacher relabelling needs K == M, got K={R.shape[-2]}, M={R.shape[-1]}")
+    T = np.array(json.loads(ds.attrs["model"])["T"])
+    perms = np.stack([linear_sum_assignment(-np.nan_to_num(r[index], nan=0.0))[1] for r in R])
+    for p in perms:
+        if not np.allclose(T[np.ix_(p, p)], T):
+            raise ValueError("ds: the teacher overlaps T are not invariant under the relabelling")
+    out = ds.copy()
+    out["R"] = (ds["R"].dims, np.take_along_axis(R, perms[:, None, None, :], axis=-1), ds["R"].attrs)
+    out["teacher_perm"] = (("run", "n"), perms + 1, {"long_name": "teacher relabelled as n", "units": "1"})
+    out.attrs["n_relabelled"] = int(np.sum(np.any(perms != np.arange(perms.shape[1]), axis=1)))
+    return out

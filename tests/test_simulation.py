@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
+import xarray as xr
 from scipy import stats
 
 import phasekit as pk
 from phasekit import simulation as sim
-from phasekit.simulation import simulate
+from phasekit.recipes import run_recipe
+from phasekit.recipes.simulation import ode_reference
+from phasekit.simulation import align_teachers, simulate
 
 RELU22 = pk.Committee(2, 2, "relu", eta=0.1)
 START22 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))  # MODEL.md start
-# Second-order ReLU needs the 4-variate orthant probabilities; until they land
-# the comparison falls back to the first-order flow (eta = 0.1: a small change).
-HAVE_RELU_I4 = importlib.util.find_spec("phasekit.orthant") is not None
 
 
 def _sequential(model, V, Xi, zeta, c):
@@ -38,13 +36,15 @@ def _overlaps(model, V):
 
 
 def _ode_state(model, state0, alpha):
-    """(R, Q) of the ODE at the requested alphas: shape (len(alpha), n_state)."""
-    flow = model if HAVE_RELU_I4 or model.activation.name != "relu" else model.replace(second_order=False)
+    """(R, Q) of the ODE at the requested alphas: shape (len(alpha), n_state).
+
+    Second order when available (second-order ReLU needs phasekit.orthant),
+    else first order: at eta = 0.1 a small change.
+    """
     alpha = np.atleast_1d(np.asarray(alpha, float))
-    ds = pk.integrate(flow, state0, float(alpha.max()), alpha_eval=alpha)
-    R, Q = ds["R"].values, ds["Q"].values
-    iu = np.triu_indices(model.K)
-    return np.concatenate([R.reshape(len(alpha), -1), Q[:, iu[0], iu[1]]], axis=-1)
+    ds = ode_reference(model, state0, float(alpha.max()), n_points=int(alpha.max() * 10) + 1)
+    print("ODE order:", 2 if ds.attrs["second_order"] else 1)
+    return _vectors(ds.expand_dims("run").interp(alpha=alpha))[0]
 
 
 def _vectors(ds):
@@ -248,6 +248,18 @@ def test_bad_arguments(kwargs, match):
         simulate(RELU22, START22, args.pop("N"), args.pop("alpha_max"), **args)
 
 
+def test_align_teachers_undoes_a_relabelling():
+    ds = simulate(RELU22, pk.State([[0.9, 0.1], [0.0, 0.8]], np.eye(2)), 100, 0.5, n_runs=2, n_points=3)
+    swapped = ds.copy()
+    swapped["R"] = ds["R"].copy()
+    swapped["R"][1] = ds["R"].values[1][..., ::-1]
+    back = align_teachers(swapped)
+    np.testing.assert_array_equal(back["R"].values, ds["R"].values)
+    assert back.attrs["n_relabelled"] == 1 and back["teacher_perm"].values.tolist() == [[1, 2], [2, 1]]
+    with pytest.raises(ValueError, match="K == M"):
+        align_teachers(simulate(pk.Committee(1, 2), pk.State([[0.1, 0.1]], [[1.0]]), 20, 0.1, n_points=2))
+
+
 def test_diverging_runs_are_reported():
     model = pk.Committee(1, 1, "linear", eta=6.0)  # linear perceptron diverges for eta > 2 at large N
     ds = simulate(model, pk.State([[0.0]], [[0.5]]), 200, 20.0, n_runs=2, n_points=3, method="reduced")
@@ -257,22 +269,16 @@ def test_diverging_runs_are_reported():
 # --- the thermodynamic limit ------------------------------------------------------------
 
 
-def _mean_vs_ode(method, N, eta_alphas, runs, seed):
+def _mean_vs_ode(method, N, eta_alphas, runs, seed, align=False):
+    """Simulated states (run, point, n_state) and the ODE's (point, n_state) at eta*alpha."""
     alphas = np.asarray(eta_alphas) / RELU22.eta
     ds = simulate(RELU22, START22, N, float(alphas.max()), n_runs=runs, seed=seed, method=method,
-                     n_points=int(round(alphas.max() * RELU22.eta)) + 1)
-    sims = _vectors(ds.sel(alpha=alphas, method="nearest"))  # (run, point, n_state)
-    ode = _ode_state(RELU22, START22, alphas)
-    return sims, ode
-
-
-def _align_teachers(v, K=2, M=2):
-    """Relabel the teachers of each run (T = identity: a symmetry) to maximise trace R."""
-    R = v[..., : K * M].reshape(v.shape[:-1] + (K, M))
-    swap = R[..., 0, 1] + R[..., 1, 0] > R[..., 0, 0] + R[..., 1, 1]
-    out = v.copy()
-    out[swap, : K * M] = R[swap][..., ::-1].reshape(-1, K * M)
-    return out, int(swap.sum())
+                  n_points=int(round(alphas.max() * RELU22.eta)) + 1)
+    if align:
+        ds = align_teachers(ds)
+        print("runs specialised to the relabelled teachers:", ds.attrs["n_relabelled"], "of", runs)
+    sims = _vectors(ds.sel(alpha=alphas, method="nearest"))
+    return sims, _ode_state(RELU22, START22, alphas)
 
 
 def test_plateau_matches_ode_reduced_n1e4():
@@ -302,11 +308,10 @@ def test_microscopic_plateau_matches_ode_n1e4():
 @pytest.mark.slow
 def test_specialised_matches_ode_n1e4():
     """Acceptance (specialised): N = 1e4, 8 runs, eta*alpha = 5 and 60, exact chain."""
-    sims, ode = _mean_vs_ode("reduced", 10_000, [5.0, 60.0], 8, seed=33)
-    aligned, n_swapped = _align_teachers(sims[:, 1])
-    dev = np.abs(sims[:, 0].mean(0) - ode[0]).max(), np.abs(aligned.mean(0) - ode[1]).max()
-    print("reduced N=1e4: max |mean - ODE| at eta*alpha = 5, 60:", dev, "teacher-swapped runs:", n_swapped)
-    assert max(dev) < 0.03
+    sims, ode = _mean_vs_ode("reduced", 10_000, [5.0, 60.0], 8, seed=33, align=True)
+    dev = np.abs(sims.mean(0) - ode).max(axis=-1)
+    print("reduced N=1e4: max |mean - ODE| at eta*alpha = 5, 60:", dev)
+    assert dev.max() < 0.03
 
 
 # --- fluctuations ------------------------------------------------------------------------
@@ -336,3 +341,18 @@ def test_spread_shrinks_like_inverse_sqrt_n():
     slopes = spread_exponent(np.logspace(2, 5, 7).round().astype(int), 5.0, 100, seed=50)
     print("spread exponents (R11, Q11), N = 1e2..1e5:", slopes)
     assert all(-0.6 <= s <= -0.4 for s in slopes), slopes
+
+
+# --- recipes --------------------------------------------------------------------------------
+
+
+def test_recipes_quick(tmp_path):
+    files = run_recipe("simulation_overlay", tmp_path / "overlay", quick=True, n_points=11)
+    for role in ("perceptron", "committee"):
+        sim_ds = xr.open_dataset(files[f"{role}_simulation"], engine="scipy")
+        assert sim_ds.sizes["run"] == 2 and files[f"{role}_figure"].stat().st_size > 1000
+    files = run_recipe("finite_size", tmp_path / "fs", quick=True)
+    ds = xr.open_dataset(files["finite_size"], engine="scipy")
+    # Fifty runs, N = 100 ... 1000: the spread shrinks like N^(-1/2) within its scatter.
+    exps = ds["exponent"].values
+    assert np.all(np.abs(exps + 0.5) < 0.15), exps
