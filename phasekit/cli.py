@@ -155,14 +155,16 @@ def _cmd_fixed_points(args: argparse.Namespace) -> int:
     model = _model(args)
     fps = fixed_points(model, n_starts=args.n_starts, seed=args.seed)
     print(f"# fixed points of {model!r}")
-    print(f"{'#':>3} {'eps_g':>10} {'stable':>6} {'unstable':>8} {'residual':>9}  leading eigenvalues; state")
+    print(f"{'#':>3} {'kind':>17} {'eps_g':>10} {'stable':>6} {'unstable':>8} {'residual':>9}  "
+          f"leading eigenvalues [1/alpha]; state")
     for j, fp in enumerate(fps):
         lam = np.asarray(fp.eigenvalues)
         lead = ", ".join(f"{complex(x).real:+.4g}" + (f"{complex(x).imag:+.2g}j" if abs(complex(x).imag) > 1e-9
                                                      else "") for x in lam[:4])
         R = np.array2string(np.asarray(fp.state.R), precision=4, separator=",").replace("\n", "")
         Q = np.array2string(np.asarray(fp.state.Q), precision=4, separator=",").replace("\n", "")
-        print(f"{j:>3} {fp.eg:>10.5g} {('yes' if fp.stable else 'no'):>6} {fp.n_unstable:>8d} "
+        kind = getattr(fp, "label", "") or getattr(fp, "kind", "")
+        print(f"{j:>3} {kind:>17} {fp.eg:>10.5g} {('yes' if fp.stable else 'no'):>6} {fp.n_unstable:>8d} "
               f"{fp.residual:>9.2g}  [{lead}]; R = {R}, Q = {Q}")
         if fp.escape_eigenvalue is not None:
             print(f"    symmetric plateau: escape eigenvalue {float(np.real(fp.escape_eigenvalue)):.5g}")

@@ -305,9 +305,13 @@ def _critical_eta(model_json: str, eta_max: float | None) -> float:
 
 @register_measure("eta_c", {"eta_c": ("critical learning rate eta_c", "1")}, settings=("eta_max",))
 def measure_eta_c(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """Critical learning rate of the perfect solution (:func:`phasekit.fixed_points.critical_eta`)."""
-    # eta_c does not depend on eta: key the cache on the model at a fixed eta.
-    params = model.replace(eta=1.0).parameters()
+    """Critical learning rate of the perfect solution (:func:`phasekit.fixed_points.critical_eta`).
+
+    Always for the exact (second-order) flow, whatever the study's ``second_order``.
+    """
+    # eta_c is a property of SGD with its eta^2 term and does not depend on the
+    # model's eta: key the cache on the second-order model at a fixed eta.
+    params = model.replace(eta=1.0, second_order=True).parameters()
     eta_max = settings.get("eta_max")
     return {"eta_c": _critical_eta(json.dumps(params, sort_keys=True), eta_max)}
 

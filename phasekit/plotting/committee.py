@@ -10,7 +10,7 @@ import xarray as xr
 
 from .common import label
 
-__all__ = ["order_parameters", "eg_curves"]
+__all__ = ["order_parameters", "eg_curves", "learning_rate_scan", "stacked_order_parameters"]
 
 
 def _time(ds: xr.Dataset, time: str | None) -> tuple[np.ndarray, str]:
@@ -26,7 +26,7 @@ def _model_text(ds: xr.Dataset) -> str:
 
 
 def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | None = None,
-                     log_eg: bool = True) -> plt.Figure:
+                     log_eg: bool = True, reference_eg: float | None = None) -> plt.Figure:
     """Three panels: ``R_in``, ``Q_ik`` (i <= k) and ``eps_g`` against time.
 
     Parameters
@@ -38,6 +38,8 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
     title : str, optional
     log_eg : bool
         Logarithmic eps_g axis.
+    reference_eg : float, optional
+        Draw this eps_g (e.g. the symmetric plateau's) as a dashed line.
     """
     t, tlabel = _time(ds, time)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
@@ -49,6 +51,9 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
         for k in range(i, K):
             axes[1].plot(t, ds["Q"].values[:, i, k], label=f"Q{i + 1}{k + 1}", ls="-" if i == k else "--")
     axes[2].plot(t, ds["eg"].values, color="k", label="eps_g")
+    if reference_eg is not None and np.isfinite(reference_eg):
+        axes[2].axhline(reference_eg, color="C3", ls="--", lw=1,
+                        label=f"symmetric plateau, eps_g = {reference_eg:.4g}")
     status = ds.attrs.get("status", "ok")
     if status == "diverged":
         for ax, y in zip(axes, (ds["R"].values[-1].ravel(), np.diag(ds["Q"].values[-1]), [ds["eg"].values[-1]])):
@@ -57,8 +62,11 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
     axes[0].set_ylabel(label(ds["R"]))
     axes[1].set_ylabel(label(ds["Q"]))
     axes[2].set_ylabel(label(ds["eg"]))
-    if log_eg and np.all(ds["eg"].values > 0):
+    if log_eg:
+        eg = ds["eg"].values
+        floor = max(np.nanmax(eg) * 1e-8, 1e-12) if np.isfinite(eg).any() else 1e-12
         axes[2].set_yscale("log")
+        axes[2].set_ylim(bottom=max(floor, np.nanmin(np.where(eg > 0, eg, np.nan)) * 0.5))
     for ax, name in zip(axes, ("student-teacher overlaps", "student-student overlaps", "generalisation error")):
         ax.set_xlabel(tlabel)
         ax.set_title(name, fontsize=10)
@@ -99,4 +107,96 @@ def eg_curves(trajectories: Sequence[xr.Dataset], *, labels: Sequence[str] | Non
     ax.set_title(title or "Generalisation error", fontsize=11)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return fig
+
+
+def _panel_lines(ax: plt.Axes, t: np.ndarray, ds: xr.Dataset, var: str) -> None:
+    vals = ds[var].values
+    K, J = vals.shape[-2:]
+    for a in range(K):
+        for b in range(a if var == "Q" else 0, J):
+            diag = a == b
+            ax.plot(t, vals[:, a, b], ls="-" if diag else "--", label=f"{var}{a + 1}{b + 1}")
+
+
+def learning_rate_scan(ds: xr.Dataset, *, main: float | None = None) -> plt.Figure:
+    """Learning curves stacked over ``eta`` (see :func:`phasekit.recipes.committee.stack_trajectories`).
+
+    Left: R and Q of the run at ``eta = main``; middle: its eps_g; right:
+    eps_g for every eta, runs that diverged drawn up to where they stopped and
+    marked with a red ``x``.  If ``ds.attrs["eta_c"]`` is set, runs above it
+    are dashed.
+    """
+    etas = ds["eta"].values
+    main = float(etas[0] if main is None else main)
+    one = ds.sel(eta=main)
+    a = ds["alpha"].values
+    pos = a > 0
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+    _panel_lines(axes[0], a[pos], one.isel(alpha=pos), "R")
+    _panel_lines(axes[0], a[pos], one.isel(alpha=pos), "Q")
+    axes[0].set_ylabel("order parameters R, Q [1]")
+    axes[0].set_title(f"overlaps at eta = {main:g}", fontsize=10)
+    axes[1].plot(a[pos], one["eg"].values[pos], color="k", label="eps_g")
+    axes[1].set_title(f"generalisation error at eta = {main:g}", fontsize=10)
+    axes[1].set_ylabel(label(ds["eg"]))
+    eta_c = float(ds.attrs.get("eta_c", np.inf))
+    eg_all = ds["eg"].values[:, pos]
+    eg0 = float(np.nanmax(eg_all[:, 0])) if eg_all.size else 1.0
+    # From the initial error down to 1e-8 of it: deeper is solver round-off.
+    top, bottom = 4.0 * eg0, 1e-8 * eg0
+    for j, eta in enumerate(etas):
+        run = ds.isel(eta=j)
+        style = "--" if eta > eta_c else "-"
+        axes[2].plot(a[pos], run["eg"].values[pos], style, color=f"C{j}",
+                     label=f"eta = {eta:g}" + (" > eta_c" if eta > eta_c else ""))
+        if str(run["status"].values) == "diverged":
+            y = float(run["eg_end"].values)
+            axes[2].plot(float(run["alpha_end"].values), min(y, 0.6 * top), "x", color="crimson", ms=10, mew=2.5)
+    axes[2].plot([], [], "x", color="crimson", ms=10, mew=2.5, label="diverged: run stopped")
+    axes[2].set_title("generalisation error for several learning rates", fontsize=10)
+    axes[2].set_ylabel(label(ds["eg"]))
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel(label(ds["alpha"]))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[1:]:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom, top)
+    fig.suptitle(ds.attrs.get("title", "Learning curves"), fontsize=11)
+    return fig
+
+
+def stacked_order_parameters(ds: xr.Dataset, dim: str, *, time: str = "eta_alpha") -> plt.Figure:
+    """One row per value of ``dim`` (e.g. activation): R, Q and eps_g against time."""
+    vals = ds[dim].values
+    t = ds[time].values if time in ds.coords else ds["alpha"].values
+    tlabel = label(ds[time]) if time in ds.coords else label(ds["alpha"])
+    fig, axes = plt.subplots(len(vals), 3, figsize=(13, 3.4 * len(vals)), squeeze=False, constrained_layout=True)
+    for r, v in enumerate(vals):
+        run = ds.sel({dim: v})
+        _panel_lines(axes[r, 0], t, run, "R")
+        _panel_lines(axes[r, 1], t, run, "Q")
+        eg = run["eg"].values
+        axes[r, 2].plot(t, eg, color="k", label="eps_g")
+        status = str(run["status"].values)
+        if status == "diverged":
+            axes[r, 2].plot(float(run["alpha_end"].values) * (float(ds.attrs.get("eta", 1.0)) if time == "eta_alpha"
+                                                              else 1.0),
+                            np.nanmin([float(run["eg_end"].values), np.nanmax(eg)]), "x", color="crimson", ms=9,
+                            label="diverged: run stopped")
+        pos = eg[np.isfinite(eg) & (eg > 0)]
+        if pos.size and pos.max() / max(pos.min(), 1e-300) > 30:
+            axes[r, 2].set_yscale("log")
+            axes[r, 2].set_ylim(bottom=max(pos.min() * 0.5, pos.max() * 1e-9))
+        for c, (var, name) in enumerate((("R", "student-teacher overlaps"), ("Q", "student-student overlaps"),
+                                         ("eg", "generalisation error"))):
+            ax = axes[r, c]
+            ax.set_xlabel(tlabel)
+            ax.set_ylabel(label(ds[var]))
+            ax.set_title(f"{name} ({dim} = {v})", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1)
+    fig.suptitle(ds.attrs.get("title", ""), fontsize=11)
     return fig
