@@ -73,7 +73,7 @@ METHODS = ("microscopic", "reduced")
 
 # Largest block: beyond it the Gram matrix (b N flops per example) costs more
 # than drawing the inputs (N normals per example).
-_MAX_BLOCK = {"microscopic": 32, "reduced": 32}
+_MAX_BLOCK = 32
 # Target contraction eta sqrt(b / N) of the block's fixed-point sweeps.
 _CONTRACTION = 0.1
 # Floats of inputs held at once by a microscopic chunk of runs (32 MB).
@@ -84,7 +84,7 @@ _REDUCED_CHUNK_RUNS = 1024
 _RANK_TOL = 1e-12
 
 
-def block_size(model: Committee, N: int, method: str = "microscopic") -> int:
+def block_size(model: Committee, N: int) -> int:
     """Default number of examples processed together.
 
     ``b = min(b_max, N - K - M, floor(0.01 N / eta^2))`` (at least 1): short
@@ -92,7 +92,7 @@ def block_size(model: Committee, N: int, method: str = "microscopic") -> int:
     Wishart remainder of the reduced chain has ``N - r >= b`` degrees of freedom.
     """
     limit = int(_CONTRACTION**2 * N / model.eta**2)
-    return max(1, min(_MAX_BLOCK[method], N - model.L, limit))
+    return max(1, min(_MAX_BLOCK, N - model.L, limit))
 
 
 # --- the block: shared by both methods -------------------------------------------
@@ -188,35 +188,41 @@ def _noise(model: Committee, rng: np.random.Generator, shape: tuple[int, ...]) -
     return model.noise * rng.standard_normal(shape) if model.noise > 0 else None
 
 
+def _normals(gens: list[np.random.Generator], shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normals (len(gens), *shape), run r's from its own generator."""
+    return np.stack([g.standard_normal(shape) for g in gens])
+
+
 # --- one chunk of runs -----------------------------------------------------------
 
 
-def _initial_weights(model: Committee, v0: np.ndarray, N: int, n: int,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Weights (n, K + M, N) whose overlaps equal the state ``v0``, in a random frame."""
+def _initial_weights(model: Committee, v0: np.ndarray, N: int, gens: list[np.random.Generator]) -> np.ndarray:
+    """Weights (n, K + M, N) whose overlaps equal the state ``v0``, in a random frame per run."""
     F, _ = _factor(model.covariance(v0))  # (L, L), F F^T = [[Q, R], [R^T, T]]
     # A uniformly random orthonormal L-frame in R^N: QR of a Gaussian matrix,
     # with the signs fixed so the frame's law is rotation invariant.
-    Z = rng.standard_normal((n, N, model.L))
+    Z = _normals(gens, (N, model.L))
     E, upper = np.linalg.qr(Z)
     E = E * np.sign(np.diagonal(upper, axis1=-2, axis2=-1))[:, None, :]
     return F @ np.swapaxes(E, -1, -2)
 
 
-def _run_microscopic(model: Committee, v0: np.ndarray, N: int, n: int, steps: np.ndarray,
-                     b: int, n_test: int, seed: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    c = model.eta / N
-    V = _initial_weights(model, v0, N, n, rng)
-    Xtest = rng.standard_normal((n, n_test, N)) if n_test else None
+def _run_microscopic(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray, b: int, n_test: int,
+                     seeds: list[np.random.SeedSequence]) -> tuple[np.ndarray, np.ndarray]:
+    # One generator per run: a run's numbers do not depend on how runs are grouped.
+    gens = [np.random.default_rng(s) for s in seeds]
+    n, c = len(gens), model.eta / N
+    V = _initial_weights(model, v0, N, gens)
+    Xtest = _normals(gens, (n_test, N)) if n_test else None
     out = np.empty((n, len(steps), model.n_state))
     eg_test = np.full((n, len(steps)), np.nan)
     done = 0
     for j, target in enumerate(steps):
         while done < target:
             bb = min(b, target - done)
-            Xi = rng.standard_normal((n, bb, N))
-            _micro_block(model, V, Xi, _noise(model, rng, (n, bb)), c)
+            Xi = _normals(gens, (bb, N))
+            zeta = model.noise * _normals(gens, (bb,)) if model.noise > 0 else None
+            _micro_block(model, V, Xi, zeta, c)
             done += bb
         out[:, j] = _state_vectors(model, V)
         if Xtest is not None:
@@ -245,8 +251,10 @@ def _bartlett(rng: np.random.Generator, dof: np.ndarray, b: int) -> np.ndarray:
     return A
 
 
-def _run_reduced(model: Committee, v0: np.ndarray, N: int, n: int, steps: np.ndarray,
-                 b: int, n_test: int, seed: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+def _run_reduced(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray, b: int, n_test: int,
+                 chunk: tuple[np.random.SeedSequence, int]) -> tuple[np.ndarray, np.ndarray]:
+    # One generator for the chunk's n runs: each block is drawn in one call.
+    seed, n = chunk
     rng = np.random.default_rng(seed)
     K, L, c = model.K, model.L, model.eta / N
     eye = np.eye(L)
@@ -364,20 +372,24 @@ def simulate(
         raise ValueError(f"n_test: must be an integer >= 0, got {n_test!r}")
     if n_test and method != "microscopic":
         raise ValueError("n_test: a test set needs real input vectors (method='microscopic'); use 0")
-    b = block_size(model, N, method) if block is None else block
+    b = block_size(model, N) if block is None else block
     if int(b) != b or not 1 <= b <= N - model.L:
         raise ValueError(f"block: must be an integer in [1, N - K - M] = [1, {N - model.L}], got {block!r}")
     b, n_runs, n_test = int(b), int(n_runs), int(n_test)
 
     steps = np.unique(np.rint(np.linspace(0.0, alpha_max, int(n_points)) * N).astype(np.int64))
-    if method == "microscopic":
-        per_chunk = max(1, _MICRO_CHUNK_FLOATS // (b * N + n_test * N))
-    else:
-        per_chunk = _REDUCED_CHUNK_RUNS
-    sizes = [min(per_chunk, n_runs - s) for s in range(0, n_runs, per_chunk)]
-    seeds = np.random.SeedSequence(seed).spawn(len(sizes))
     v0 = state0.to_vector()
-    jobs = [(method, model, v0, N, n, steps, b, n_test, ss) for n, ss in zip(sizes, seeds)]
+    if method == "microscopic":
+        # Per-run seeds, so chunks may follow the number of workers.
+        workers = len(client.scheduler_info()["workers"]) if client is not None else max(1, int(n_workers))
+        per_chunk = max(1, min(_MICRO_CHUNK_FLOATS // ((b + n_test) * N), -(-n_runs // workers)))
+        run_seeds = np.random.SeedSequence(seed).spawn(n_runs)
+        chunks = [run_seeds[s:s + per_chunk] for s in range(0, n_runs, per_chunk)]
+    else:
+        # A generator per fixed-size chunk: the numbers depend on n_runs, not on workers.
+        sizes = [min(_REDUCED_CHUNK_RUNS, n_runs - s) for s in range(0, n_runs, _REDUCED_CHUNK_RUNS)]
+        chunks = [(ss, n) for ss, n in zip(np.random.SeedSequence(seed).spawn(len(sizes)), sizes)]
+    jobs = [(method, model, v0, N, steps, b, n_test, chunk) for chunk in chunks]
     results = parallel_map(_run_chunk, jobs, client=client, n_workers=n_workers, batch_size=1)
     Yv = np.concatenate([r[0] for r in results])
     settings = {"method": method, "N": N, "n_runs": n_runs, "seed": int(seed), "block": b,
@@ -388,7 +400,8 @@ def simulate(
     if n_test:
         ds["eg_test"] = (("run", "alpha"), np.concatenate([r[1] for r in results]),
                          {"long_name": f"test-set error ({n_test} inputs)", "units": "1"})
-    diverged = int(np.sum(~np.all(np.isfinite(Yv), axis=(1, 2))))
+    with np.errstate(invalid="ignore"):
+        diverged = int(np.sum(~np.all(np.abs(Yv) < MAX_NORM, axis=(1, 2))))
     ds.attrs.update(status="diverged" if diverged else "ok", n_diverged=diverged,
                     message=f"{diverged} of {n_runs} runs diverged" if diverged else "reached alpha_max")
     return ds

@@ -65,8 +65,7 @@ def _vectors(ds):
     pk.State([[1.0, 0.0], [0.2, 0.4]], [[1.0, 0.2], [0.2, 0.7]]),
 ])
 def test_initial_weights_have_the_requested_overlaps(state):
-    rng = np.random.default_rng(1)
-    V = sim._initial_weights(RELU22, state.to_vector(), 200, 3, rng)
+    V = sim._initial_weights(RELU22, state.to_vector(), 200, [np.random.default_rng(s) for s in (1, 2, 3)])
     S = V @ np.swapaxes(V, -1, -2)
     np.testing.assert_allclose(S, np.broadcast_to(RELU22.covariance(state), S.shape), atol=1e-13)
     # Three runs get three different random frames.
@@ -87,7 +86,7 @@ def test_block_equals_sequential_sgd(act, eta, noise):
     N, b, runs = 40, 30, 3
     rng = np.random.default_rng(2)
     state = pk.State(rng.uniform(-0.3, 0.3, (2, 3)), [[0.8, 0.1], [0.1, 0.5]])
-    V = sim._initial_weights(model, state.to_vector(), N, runs, rng)
+    V = sim._initial_weights(model, state.to_vector(), N, [rng] * runs)
     Xi = rng.standard_normal((runs, b, N))
     zeta = noise * rng.standard_normal((runs, b)) if noise else None
     c = eta / N
@@ -104,7 +103,7 @@ def test_overlap_increment_matches_the_vectors():
     N, b, runs = 25, 20, 4
     rng = np.random.default_rng(3)
     state = pk.State(rng.uniform(-0.3, 0.3, (3, 2)), np.eye(3) * 0.6 + 0.1)
-    V = sim._initial_weights(model, state.to_vector(), N, runs, rng)
+    V = sim._initial_weights(model, state.to_vector(), N, [rng] * runs)
     Xi = rng.standard_normal((runs, b, N))
     c = model.eta / N
     fields = Xi @ np.swapaxes(V, -1, -2)
@@ -198,6 +197,17 @@ def test_bartlett_gives_the_gram_matrix_of_gaussian_vectors():
 
 
 # --- reproducibility and the dataset ---------------------------------------------------
+
+
+def test_microscopic_runs_do_not_depend_on_grouping():
+    """A run's numbers are its own: the same with 1 or 2 runs per chunk, and in a larger batch."""
+    kw = dict(n_points=3, seed=8)
+    one = simulate(RELU22, START22, 60, 0.5, n_runs=2, n_workers=1, **kw)
+    split = sim._run_chunk(("microscopic", RELU22, START22.to_vector(), 60, np.array([0, 15, 30]),
+                            sim.block_size(RELU22, 60), 0, np.random.SeedSequence(8).spawn(3)[1:2]))[0]
+    three = simulate(RELU22, START22, 60, 0.5, n_runs=3, **kw)
+    np.testing.assert_array_equal(_vectors(one)[1], split[0])
+    np.testing.assert_array_equal(_vectors(three)[:2], _vectors(one))
 
 
 @pytest.mark.parametrize("method", ["microscopic", "reduced"])
