@@ -476,7 +476,10 @@ def fixed_points(s: float, *, depth: int = 2, weight_decay: float = 0.0, tau: fl
         (:func:`layer_rhs`); the Jacobian there also shows the directions that
         break balance (eigenvalue ``-2 lambda / tau`` at nonzero fixed points, 0
         without weight decay: a continuous family of unbalanced solutions).
-        ``"mode"``: state ``(u,)`` of :func:`mode_rhs`.
+        ``"mode"``: state ``(u,)`` of :func:`mode_rhs`.  Away from the origin its
+        eigenvalue equals the layers' balanced-direction eigenvalue; at the origin
+        the two differ (``-k lambda`` against ``-lambda`` for ``k >= 3``) because
+        ``u = v^k`` is not smoothly invertible there.
 
     Returns
     -------
@@ -520,7 +523,8 @@ def fixed_points(s: float, *, depth: int = 2, weight_decay: float = 0.0, tau: fl
 def _as_modes(singular_values: Any, u0: Any) -> tuple[Array, Array]:
     sv = np.atleast_1d(np.asarray(singular_values, dtype=float))
     if sv.ndim != 1 or np.any(~np.isfinite(sv)) or np.any(sv < 0):
-        raise ValueError(f"singular_values: must be a 1-D array of finite values >= 0, got {singular_values!r}")
+        raise ValueError("singular_values: must be a 1-D array of finite values >= 0, "
+                         f"got {singular_values!r}")
     u0 = np.broadcast_to(np.asarray(u0, dtype=float), sv.shape).copy()
     return sv, u0
 

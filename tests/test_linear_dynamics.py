@@ -81,7 +81,8 @@ def _fd_jacobian(a, s, lam, h=1e-6):
     for j in range(a.size):
         e = np.zeros(a.size)
         e[j] = h
-        J[:, j] = (ld.layer_rhs(a + e, s, weight_decay=lam) - ld.layer_rhs(a - e, s, weight_decay=lam)) / (2 * h)
+        J[:, j] = (ld.layer_rhs(a + e, s, weight_decay=lam)
+                   - ld.layer_rhs(a - e, s, weight_decay=lam)) / (2 * h)
     return J
 
 
@@ -108,8 +109,8 @@ def test_fixed_points_with_weight_decay_have_a_barrier(k):
     assert [fp.n_unstable for fp in fps] == [0, 1, 0]
     for fp in fps:
         assert fp.residual < 1e-13
-        assert np.allclose(fp.eigenvalues, np.sort(np.linalg.eigvals(_fd_jacobian(fp.state, s, lam)).real)[::-1],
-                           atol=1e-7)
+        fd = np.sort(np.linalg.eigvals(_fd_jacobian(fp.state, s, lam)).real)[::-1]
+        assert np.allclose(fp.eigenvalues, fd, atol=1e-7)
         col = fp.eigenvectors[:, 0]
         assert np.linalg.norm(col) == pytest.approx(1.0) and col[np.argmax(np.abs(col))] > 0
     # mode coordinates: the balanced-direction eigenvalue is the u-flow slope at nonzero fixed points
@@ -166,7 +167,8 @@ def test_mode_trajectories_dataset(tmp_path):
     ds.to_netcdf(tmp_path / "t.nc", engine="scipy")
     back = xr.open_dataset(tmp_path / "t.nc", engine="scipy")
     assert np.allclose(back["u"], ds["u"])
-    assert ds["fixed_point"].values[0] == pytest.approx(np.prod(ld.fixed_points(2.0, depth=3, weight_decay=0.1)[-1].state))
+    learned = ld.fixed_points(2.0, depth=3, weight_decay=0.1)[-1]
+    assert ds["fixed_point"].values[0] == pytest.approx(np.prod(learned.state))
 
 
 def test_recipe_quick_and_study_file(tmp_path):

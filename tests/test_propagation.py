@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from numpy.polynomial.hermite_e import hermegauss
-from scipy import integrate, optimize, special
+from scipy import integrate, optimize
 
 import phasekit as pk
 from phasekit import propagation as prop

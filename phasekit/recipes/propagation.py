@@ -28,13 +28,15 @@ def edge_of_chaos_recipe(
     n_sigma_b2: int = 26,
     sigma_w2_min: float = 0.5,
     sigma_w2_max: Mapping[str, float] | float | None = None,
-    sigma_b2_max: float = 0.5,
+    sigma_b2_max: Mapping[str, float] | float = 0.5,
     n_workers: int | None = None,
 ) -> dict[str, Path]:
     """Order/chaos phase diagrams with the edge of chaos for several activations.
 
+    ``sigma_w2_max`` and ``sigma_b2_max`` are numbers or per-activation mappings.
     Writes ``phase_<activation>.nc`` and ``phase_diagrams.png`` (colour: depth
-    scale ``xi_c``; red: critical line from :func:`phasekit.propagation.edge_of_chaos`).
+    scale ``xi_c``; red: critical line from :func:`phasekit.propagation.edge_of_chaos`,
+    dotted where its ``q*`` repels the variance map).
     """
     outdir = Path(outdir)
     if quick:
@@ -48,8 +50,12 @@ def edge_of_chaos_recipe(
             top = _DEFAULT_SW_MAX.get(name, 4.0)
         else:
             top = float(sigma_w2_max)
+        if isinstance(sigma_b2_max, Mapping):
+            right = float(sigma_b2_max.get(name, 0.5))
+        else:
+            right = float(sigma_b2_max)
         sw = np.linspace(sigma_w2_min, top, n_sigma_w2)
-        sb = np.linspace(0.0, sigma_b2_max, n_sigma_b2)
+        sb = np.linspace(0.0, right, n_sigma_b2)
         ds = prop.phase_diagram(name, sw, sb, n_workers=n_workers)
         path = outdir / f"phase_{name}.nc"
         ds.to_netcdf(path, engine="scipy")
