@@ -228,8 +228,6 @@ def _trajectory_start(traj: xr.Dataset, **overrides: Any) -> tuple[Committee, fl
     if traj["R"].dims != ("alpha", "i", "n"):
         raise ValueError(f"traj: expected a single trajectory with R(alpha, i, n), got R{traj['R'].dims}")
     model = model_from_dataset(traj)
-    if traj.attrs.get("status") == "diverged":
-        overrides = {**overrides, "diverged": True}
     alpha = traj["alpha"].values
     v0 = state_at(traj, 0).to_vector()
     a_end = float(traj.attrs.get("alpha_end", alpha[-1]))
@@ -240,7 +238,8 @@ def _trajectory_start(traj: xr.Dataset, **overrides: Any) -> tuple[Committee, fl
 
     settings = {"rtol": float(setting("rtol", 1e-9)), "atol": float(setting("atol", 1e-12)),
                 "method": str(setting("method", _METHOD)), "max_norm": float(setting("max_norm", MAX_NORM))}
-    settings["diverged"] = bool(overrides.pop("diverged", False))
+    # a diverged trajectory ends at the divergence; its re-integration may stop a hair short of it
+    settings["diverged"] = traj.attrs.get("status") == "diverged"
     for key, val in overrides.items():
         if val is not None:
             settings[key] = val
@@ -479,7 +478,6 @@ def _first_crossing(model: Committee, v0: np.ndarray, a0: float, a_end: float, t
                      method=settings["method"], max_norm=settings.get("max_norm", MAX_NORM))
     if run.status == "event":
         return Crossing(run.alpha, "reached", threshold)
-    # a trajectory that diverged at a_end: the re-integration may stop a hair short of it
     diverged = run.status == "diverged" or (run.status == "end" and settings.get("diverged", False))
     return Crossing(float("inf"), "diverged" if diverged else "not_reached", threshold)
 

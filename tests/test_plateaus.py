@@ -351,3 +351,21 @@ def test_asymptotic_eg_relu_perfect_solution_and_plateau():
     res = asymptotic_eg(model, initial_state(model, 0.0))
     assert res.status == "converged" and not res.fixed_point.stable
     assert res.eg == pytest.approx(0.073613, abs=2e-6)
+
+
+# --- recipes and figures ----------------------------------------------------------------
+
+
+def test_plateau_recipes_quick(tmp_path):
+    from phasekit.recipes import available_recipes, run_recipe
+
+    assert {"plateau_scaling", "convergence_time"} <= set(available_recipes())
+    files = run_recipe("plateau_scaling", tmp_path / "ps", quick=True)
+    ds = xr.load_dataset(files["plateau_scaling_erf_K2_plateau"], engine="scipy")
+    assert float(ds.slope_ratio) == pytest.approx(1.0, abs=0.02)
+    assert files["figure"].stat().st_size > 0
+    files = run_recipe("convergence_time", tmp_path / "ct", quick=True)
+    ds = xr.load_dataset(files["convergence_time_K1"], engine="scipy")
+    assert float(ds.eta_c) == pytest.approx(2.0, rel=1e-6)  # MODEL.md: ReLU perceptron
+    assert np.all(ds.status.values == 0) and np.all(ds.eta.values < 2.0)
+    assert files["figure"].stat().st_size > 0
