@@ -130,7 +130,7 @@ def plot_loss_vs_width(ds: xr.Dataset, var: str = "loss") -> plt.Figure:
     if "regime" not in ds.dims or "m" not in ds.dims:
         raise ValueError("ds: need dimensions 'regime' and 'm'")
     acts = list(ds["activation"].values) if "activation" in ds.dims else [None]
-    fig, axes = plt.subplots(1, len(acts), figsize=(5 * len(acts), 4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(acts), figsize=(5 * len(acts), 4), squeeze=False)
     m = ds["m"].values
     for ax, act in zip(axes[0], acts):
         sub = ds.sel(activation=act) if act is not None else ds
@@ -138,20 +138,20 @@ def plot_loss_vs_width(ds: xr.Dataset, var: str = "loss") -> plt.Figure:
             r = sub.sel(regime=regime)
             desc = f"{regime} (tau = {float(r['regime_tau']):g}, scale = {float(r['regime_scale']):g})"
             _band(ax, m, r[var], color=f"C{i}", label=desc)
-            if "tangent_loss_limit" in r and regime == "lazy":
+            if var == "loss" and "tangent_loss_limit" in r and regime == "lazy":
                 _band(ax, m, r["tangent_loss_limit"], color=f"C{i}", ls=":",
                       label="tangent model, infinite time")
         floor = float(sub["loss_floor"].max()) if "loss_floor" in sub else 0.0
-        if floor > 0:
+        if var == "loss" and floor > 0:
             ax.axhline(floor, color="k", ls="--", lw=1, label="symmetry floor of g")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel(label(ds["m"]))
         ax.set_title(f"{act} student" if act is not None else "student", fontsize=10)
+        ax.set_ylabel(label(ds[var]))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel(label(ds[var]))
-    fig.suptitle("loss at the end of training vs width", fontsize=11)
+    fig.suptitle(f"{ds[var].attrs.get('long_name', var)} vs width", fontsize=11)
     return fig
 
 
