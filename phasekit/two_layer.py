@@ -850,7 +850,6 @@ class TangentModel:
         p = self.problem
         p._check(student)
         th = self.theta(t)
-        P, d = self.A_groups.shape
         k = p.scale / student.m
         ip = p.student_pairs(student.a, self.A_groups)
         Ap, A, c = self.A_groups, student.a, student.c

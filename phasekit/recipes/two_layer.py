@@ -36,7 +36,8 @@ from ..plotting.two_layer import (
 )
 from ..provenance import provenance_attrs
 
-__all__ = ["lazy_vs_active_recipe", "lazy_width_recipe", "lazy_scale_recipe", "classify_regime"]
+__all__ = ["lazy_vs_active_recipe", "lazy_width_recipe", "lazy_scale_recipe", "scale_study", "fit_exponent",
+           "classify_regime"]
 
 # A run is lazy when its predictor stays within this fraction of |f*| of the tangent
 # model's, and learns features when it beats the tangent model's infinite-time loss
