@@ -1,0 +1,616 @@
+"""Orthant probabilities and ReLU expectations of phasekit.orthant.
+
+Three kinds of reference, each independent of the path-integral derivation
+used by the module:
+
+* Monte Carlo (10^7 samples per covariance, 5 standard errors), on random and
+  on singular covariances built from explicit linear maps of independent
+  normals, so coinciding arguments are exactly equal in every sample;
+* deterministic adaptive quadrature: conditioning on the ReLU arguments
+  ``(c, d)`` leaves ``P(a > 0, b > 0 | c, d)``, a bivariate normal CDF given by
+  Owen's T function, integrated over the quadrant ``c, d > 0`` in polar
+  coordinates with nested ``scipy.integrate.quad``;
+* closed forms: independent blocks, equicorrelation 1/2, and rank-2
+  covariances, where ``x = G z`` with ``z`` in the plane and the orthant is an
+  arc of directions.
+
+In addition: the two-step Stein reduction agrees with relu_I4; continuity and
+the square-root law near singular matrices; the automatically chosen
+quadrature agrees with a very fine rule on nearly singular matrices; batch,
+scalar, zero-variance and invalid inputs.
+"""
+
+import time
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from scipy import integrate
+from scipy.special import ndtr, owens_t
+
+from phasekit.orthant import (
+    orthant2,
+    orthant3,
+    orthant4,
+    relu_I2,
+    relu_I3,
+    relu_I4,
+    relu_J2,
+)
+
+N_MC = 10_000_000
+CHUNK = 1_000_000
+
+
+# --- covariances --------------------------------------------------------------------
+
+
+def random_factor(rng, d=4, k=5):
+    """Rows = linear maps of k independent normals, with unequal scales."""
+    return rng.normal(size=(d, k)) * rng.uniform(0.5, 1.5, size=(d, 1))
+
+
+def well_conditioned(rng, d=4):
+    """Covariance whose correlation matrix has smallest eigenvalue >= 0.05."""
+    while True:
+        G = random_factor(rng, d, d + 2)
+        C = G @ G.T
+        s = np.sqrt(np.diag(C))
+        if np.linalg.eigvalsh(C / np.outer(s, s))[0] >= 0.05:
+            return C
+
+
+def singular_factors():
+    """Singular patterns met in the dynamics, as rows of G (C = G G^T)."""
+    rng = np.random.default_rng(20240611)
+    g = rng.normal(size=(4, 6))
+    y = rng.normal(size=(2, 6))  # two teacher vectors
+    cases = {}
+    for name, rows in {
+        "a==b": [0, 0, 2, 3],
+        "c==a": [0, 1, 0, 3],
+        "c==d": [0, 1, 2, 2],
+        "d==b": [0, 1, 2, 1],
+    }.items():
+        cases[name] = g[rows]
+    cases["d==-b"] = np.array([g[0], g[1], g[2], -g[1]])
+    cases["c==-a"] = np.array([g[0], g[1], -0.7 * g[0], g[3]])
+    # Perfect solution x1 = y1, x2 = y2: blocks (x1, x1, y1, x2) and (x1, x2, y1, y2).
+    cases["x1,x1,y1,x2"] = np.array([y[0], y[0], y[0], y[1]])
+    cases["x1,x2,y1,y2"] = np.array([y[0], y[1], y[0], y[1]])
+    # Symmetric plateau: both students at (y1 + y2) / 2.
+    cases["plateau"] = np.array([0.5 * (y[0] + y[1]), 0.5 * (y[0] + y[1]), y[0], y[1]])
+    # Three students in the span of two teachers: rank 2, no collinear pair.
+    cases["rank2"] = np.array([y[0] + 0.3 * y[1], 0.5 * y[0] - y[1], -0.2 * y[0] + y[1],
+                               y[0] + 0.8 * y[1]])
+    # One exact linear relation among all four.
+    cases["rank3"] = np.array([g[0], g[1], g[2], g[0] - 0.5 * g[1] + 0.7 * g[2]])
+    return cases
+
+
+# --- Monte Carlo --------------------------------------------------------------------
+
+
+MC_SINGULAR = ["a==b", "c==a", "c==d", "d==-b", "x1,x1,y1,x2", "rank3"]
+MC_RANDOM_SEEDS = [1, 2, 3]
+
+
+def mc_random_factor(seed):
+    """Random 4x6 factor (a latent dimension shared with singular_factors)."""
+    return random_factor(np.random.default_rng(seed), 4, 6)
+
+
+@lru_cache(maxsize=None)
+def mc_moments_all():
+    """Monte Carlo means and standard errors for every Monte Carlo case.
+
+    All cases are linear maps x = G z of the same 6-dimensional latent normal
+    z, so one stream of N_MC samples of z serves them all (each case on its
+    own is an ordinary Monte Carlo estimate).  Per case: P2, P3, P4, J2, I2,
+    I3, I4 for the leading arguments of (a, b, c, d).
+    """
+    factors = {name: singular_factors()[name] for name in MC_SINGULAR}
+    factors.update({seed: mc_random_factor(seed) for seed in MC_RANDOM_SEEDS})
+    rng = np.random.default_rng(2024)
+    sums = {key: np.zeros((7, 2)) for key in factors}
+    for _ in range(N_MC // CHUNK):
+        z = rng.standard_normal((6, CHUNK))
+        for key, G in factors.items():
+            a, b, c, d = G @ z
+            pa = a > 0
+            p2 = pa & (b > 0)
+            p3 = p2 & (c > 0)
+            p4 = p3 & (d > 0)
+            for j, p in ((0, p2), (1, p3), (2, p4), (3, p2)):
+                n = np.count_nonzero(p)
+                sums[key][j] += n, n  # indicator: sum of squares = sum
+            for j, v in ((4, np.maximum(a, 0.0) * np.maximum(b, 0.0)),
+                         (5, np.where(pa, b * np.maximum(c, 0.0), 0.0)),
+                         (6, np.where(p4, c * d, 0.0))):
+                sums[key][j] += v.sum(), v @ v
+    out = {}
+    for key, acc in sums.items():
+        mean = acc[:, 0] / N_MC
+        out[key] = mean, np.sqrt(np.clip(acc[:, 1] / N_MC - mean**2, 0.0, None) / N_MC)
+    return out
+
+
+def exact_moments(C):
+    return np.array([orthant2(C[:2, :2]), orthant3(C[:3, :3]), orthant4(C),
+                     relu_J2(C[:2, :2]), relu_I2(C[:2, :2]), relu_I3(C[:3, :3]), relu_I4(C)])
+
+
+NAMES = ["P2", "P3", "P4", "J2", "I2", "I3", "I4"]
+
+
+def assert_within_mc(exact, mean, se, label):
+    # 5 standard errors, plus round-off slack for the exactly-zero cases (se = 0).
+    bad = np.abs(exact - mean) > 5.0 * se + 1e-12
+    assert not bad.any(), (
+        f"{label}: " + ", ".join(f"{NAMES[j]} exact {exact[j]:.6g} MC {mean[j]:.6g} +- {se[j]:.2g}"
+                                 for j in np.flatnonzero(bad)))
+
+
+@pytest.mark.parametrize("seed", MC_RANDOM_SEEDS)
+def test_random_covariances_match_monte_carlo(seed):
+    G = mc_random_factor(seed)
+    mean, se = mc_moments_all()[seed]
+    assert_within_mc(exact_moments(G @ G.T), mean, se, f"seed {seed}")
+
+
+# The rank-2 patterns (x1,x2,y1,y2), plateau, rank2 also have exact closed forms below.
+@pytest.mark.parametrize("name", MC_SINGULAR)
+def test_singular_covariances_match_monte_carlo(name):
+    G = singular_factors()[name]
+    mean, se = mc_moments_all()[name]
+    assert_within_mc(exact_moments(G @ G.T), mean, se, name)
+
+
+def test_monte_carlo_comparison_has_power():
+    # The 5-SE criterion must reject plausible mistakes: the wrong sign of a
+    # sizeable covariance entry, or exchanged step/ReLU arguments.
+    G = mc_random_factor(1)
+    C = G @ G.T
+    mean, se = mc_moments_all()[1]
+    s = np.sqrt(np.diag(C))
+    wrong = [C[np.ix_([2, 3, 0, 1], [2, 3, 0, 1])]]
+    for i, j in zip(*np.triu_indices(4, 1)):
+        flipped = C.copy()
+        flipped[i, j] = flipped[j, i] = -C[i, j]
+        if abs(C[i, j]) > 0.3 * s[i] * s[j] and np.linalg.eigvalsh(flipped)[0] > 0:
+            wrong.append(flipped)
+    assert len(wrong) >= 3
+    for W in wrong:
+        assert abs(relu_I4(W) - mean[6]) > 5.0 * se[6]
+    flipped_ab = C[:2, :2] * np.array([[1, -1], [-1, 1]])
+    assert abs(relu_I2(flipped_ab) - mean[4]) > 5.0 * se[4]
+    assert abs(orthant2(flipped_ab) - mean[0]) > 5.0 * se[0]
+
+
+# --- deterministic reference: condition on the ReLU arguments ----------------------------
+
+
+def bvn_upper(mu, sd, rho):
+    """P(X1 > 0, X2 > 0) for X ~ N(mu, [[sd1^2, .], [., sd2^2]]) with correlation rho.
+
+    Owen's T representation of the bivariate normal CDF; degenerate components
+    (sd = 0 or |rho| = 1) are handled exactly.
+    """
+    h, k = mu[0] / sd[0], mu[1] / sd[1]
+    if rho >= 1.0:
+        return ndtr(min(h, k))
+    if rho <= -1.0:
+        return max(0.0, ndtr(h) + ndtr(k) - 1.0)
+    h = h if h != 0.0 else 1e-300
+    k = k if k != 0.0 else 1e-300
+    sq = np.sqrt(1.0 - rho * rho)
+    return (0.5 * ndtr(h) + 0.5 * ndtr(k) - owens_t(h, (k - rho * h) / (h * sq))
+            - owens_t(k, (h - rho * k) / (k * sq)) - (0.5 if h * k < 0 else 0.0))
+
+
+def conditional_step_probability(C):
+    """Function (c, d) -> P(a > 0, b > 0 | c, d) for covariance C of (a, b, c, d)."""
+    B = C[:2, 2:] @ np.linalg.inv(C[2:, 2:])
+    S = C[:2, :2] - B @ C[2:, :2]
+    # A conditional variance at round-off level means a (or b) is a function of (c, d).
+    fixed = np.diag(S) <= 1e-12 * np.diag(C[:2, :2])
+    sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
+    rho = 0.0 if fixed.any() else np.clip(S[0, 1] / (sd[0] * sd[1]), -1.0, 1.0)
+
+    def prob(c, d):
+        mu = B @ np.array([c, d])
+        if fixed.any():
+            ind = [mu[i] > 0 if fixed[i] else True for i in range(2)]
+            free = [i for i in range(2) if not fixed[i]]
+            if not all(ind):
+                return 0.0
+            return ndtr(mu[free[0]] / sd[free[0]]) if free else 1.0
+        return bvn_upper(mu, sd, rho)
+
+    return prob
+
+
+def quadrature_reference(C, relu=True):
+    """E[theta(a) theta(b) relu(c) relu(d)] (or P4) by nested adaptive quadrature.
+
+    (c, d) = L z with L the Cholesky factor of C[2:, 2:]; in polar coordinates
+    z = r (cos t, sin t) the quadrant c, d > 0 is t in (psi - pi/2, pi/2) with
+    psi the angle of the second row of L.
+    """
+    L = np.linalg.cholesky(C[2:, 2:])
+    prob = conditional_step_probability(C)
+    psi = np.arctan2(L[1, 1], L[1, 0])
+
+    def inner(r, t):
+        c, d = L @ (r * np.array([np.cos(t), np.sin(t)]))
+        weight = c * d if relu else 1.0
+        return weight * prob(c, d) * r * np.exp(-0.5 * r * r) / (2.0 * np.pi)
+
+    def outer(t):
+        return integrate.quad(inner, 0.0, 40.0, args=(t,), epsabs=1e-15, epsrel=1e-13,
+                              limit=200)[0]
+
+    return integrate.quad(outer, psi - 0.5 * np.pi, 0.5 * np.pi, epsabs=1e-14, epsrel=1e-13,
+                          limit=200)[0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_relu_I4_and_orthant4_match_quadrature(seed):
+    C = well_conditioned(np.random.default_rng(seed + 10))
+    assert abs(relu_I4(C) - quadrature_reference(C)) < 1e-10
+    assert abs(orthant4(C) - quadrature_reference(C, relu=False)) < 1e-11
+
+
+@pytest.mark.parametrize("name", ["a==b", "c==a", "d==b", "d==-b", "c==-a"])
+def test_singular_relu_I4_matches_quadrature(name):
+    G = singular_factors()[name]
+    C = G @ G.T
+    assert abs(relu_I4(C) - quadrature_reference(C)) < 1e-9
+    assert abs(orthant4(C) - quadrature_reference(C, relu=False)) < 1e-10
+
+
+def test_relu_I4_c_equals_d_matches_one_dimensional_quadrature():
+    # c == d: E[theta(a) theta(b) c^2 1(c > 0)], conditioning on c alone.
+    G = singular_factors()["c==d"]
+    C = G @ G.T
+    var_c = C[2, 2]
+    beta = C[:2, 2] / var_c
+    S = C[:2, :2] - np.outer(beta, beta) * var_c
+    sd = np.sqrt(np.diag(S))
+    rho = S[0, 1] / (sd[0] * sd[1])
+
+    def f(c):
+        return c * c * bvn_upper(beta * c, sd, rho) * np.exp(-0.5 * c * c / var_c)
+
+    ref = integrate.quad(f, 0.0, 40.0 * np.sqrt(var_c), epsabs=1e-15, epsrel=1e-13,
+                         limit=200)[0] / np.sqrt(2.0 * np.pi * var_c)
+    assert abs(relu_I4(C) - ref) < 1e-10
+
+
+# --- closed-form special cases -------------------------------------------------------
+
+
+def test_orthant4_closed_forms():
+    assert abs(orthant4(np.eye(4)) - 1.0 / 16.0) < 1e-15
+    equi = np.full((4, 4), 0.5) + 0.5 * np.eye(4)  # P = 1 / (n + 1)
+    assert abs(orthant4(3.0 * equi) - 0.2) < 1e-13
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        A, B = (well_conditioned(rng, 2) for _ in range(2))
+        C = np.zeros((4, 4))
+        C[:2, :2], C[2:, 2:] = A, B
+        perm = rng.permutation(4)
+        C = C[np.ix_(perm, perm)]
+        assert abs(orthant4(C) - orthant2(A) * orthant2(B)) < 1e-13
+
+
+def test_small_closed_forms_against_known_values():
+    # Independent entries: 1/4, 1/8; E[relu(a)^2] = var / 2; E[relu(a) relu(b)] for
+    # independent a, b = sd_a sd_b / (2 pi); theta(a) relu(-a) = 0.
+    assert orthant2(np.diag([2.0, 3.0])) == 0.25
+    assert abs(orthant3(np.diag([1.0, 2.0, 3.0])) - 0.125) < 1e-16
+    assert abs(relu_I2(np.full((2, 2), 3.0)) - 1.5) < 1e-15
+    assert abs(relu_I2(np.diag([4.0, 9.0])) - 6.0 / (2 * np.pi)) < 1e-15
+    assert abs(relu_I2(np.array([[1.0, -1.0], [-1.0, 1.0]]))) < 1e-16
+    assert abs(relu_J2(np.array([[1.0, -1.0], [-1.0, 1.0]]))) < 1e-16
+    # theta(a) a relu(a) = relu(a)^2: E = var / 2.
+    assert abs(relu_I3(np.full((3, 3), 2.0)) - 1.0) < 1e-15
+    # theta(a) b relu(-a) with b = a: zero.
+    assert abs(relu_I3(np.array([[1.0, 1.0, -1.0], [1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]]))) < 1e-16
+
+
+def test_closed_forms_on_collinear_pairs_with_round_off():
+    # Collinear pairs assembled as G G^T carry ~1e-16 rounding in rho, which a
+    # plain asin would turn into ~1e-8 errors; the exact values are recovered.
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        g, h = rng.normal(size=(2, 5))
+        v = g @ g
+        anti = np.array([g, -0.7 * g])
+        assert abs(orthant2(anti @ anti.T)) < 1e-15
+        assert abs(relu_I2(anti @ anti.T)) < 1e-15
+        same = np.array([g, 1.3 * g])
+        assert abs(relu_J2(same @ same.T) - 0.5) < 1e-15
+        assert abs(relu_I2(same @ same.T) - 0.65 * v) < 1e-14 * v
+        three = np.array([g, h, -0.7 * g])
+        assert abs(orthant3(three @ three.T)) < 1e-15
+        # theta(a) b relu(c) with c = 1.3 a: C_bc P(a > 0) (the density term vanishes).
+        three = np.array([g, h, 1.3 * g])
+        C = three @ three.T
+        assert abs(relu_I3(C) - 0.5 * C[1, 2]) < 1e-14 * np.sqrt(C[1, 1] * C[2, 2])
+
+
+def rank2_reference(G):
+    """Exact P4 and I4 for x = G z with z in the plane (G of shape (4, 2)).
+
+    The orthant is the arc of directions u_t with g_i . u_t > 0 for all i, and
+    E[r^2] = 2 for the radius, so I4 = (1/pi) int_arc (g_c . u)(g_d . u) dt.
+    """
+    psi = np.arctan2(G[:, 1], G[:, 0])
+    rel = np.angle(np.exp(1j * (psi - psi[0])))  # in (-pi, pi]
+    lo = max([-0.5 * np.pi] + [x - 0.5 * np.pi for x in rel if x >= 0])
+    hi = min([0.5 * np.pi] + [x + 0.5 * np.pi for x in rel if x < 0])
+    if hi <= lo:
+        return 0.0, 0.0
+    lo, hi = lo + psi[0], hi + psi[0]
+    nc, nd = np.linalg.norm(G[2]), np.linalg.norm(G[3])
+    ssum = psi[2] + psi[3]
+    integral = 0.5 * nc * nd * (np.cos(psi[2] - psi[3]) * (hi - lo)
+                                + 0.5 * (np.sin(2 * hi - ssum) - np.sin(2 * lo - ssum)))
+    return (hi - lo) / (2 * np.pi), integral / np.pi
+
+
+def test_rank2_covariances_exact():
+    rng = np.random.default_rng(3)
+    planar = [rng.normal(size=(4, 2)) for _ in range(20)]
+    e1, e2 = np.eye(2)
+    planar += [np.array([e1, e1, e1, e2]), np.array([e1, e2, e1, e2]),
+               np.array([e1, e2, 0.9 * e1, 1.1 * e2]), np.array([e1, -e1, e1, e2]),
+               np.array([(e1 + e2) / 2, (e1 + e2) / 2, e1, e2])]
+    checked_nonzero = 0
+    for G in planar:
+        C = G @ G.T
+        P4, I4 = rank2_reference(G)
+        assert abs(orthant4(C) - P4) < 1e-12
+        assert abs(relu_I4(C) - I4) < 1e-11
+        checked_nonzero += I4 > 1e-3
+    assert checked_nonzero >= 8
+
+
+def test_stein_reduction_agrees():
+    # The two-step Stein reduction of the brief: E[c d 1(x > 0)] =
+    # C_cd P4 + sum_{k in a,b,c} C_ck phi(0; C_kk) E[d 1(others > 0) | x_k = 0], and
+    # the conditional expectation = sum_m S_dm phi(0; S_mm) P(rest > 0 | x_k = x_m = 0).
+    def cond(C, idx):
+        keep = [i for i in range(C.shape[0]) if i not in idx]
+        A = C[np.ix_(keep, idx)] @ np.linalg.inv(C[np.ix_(idx, idx)])
+        return C[np.ix_(keep, keep)] - A @ C[np.ix_(idx, keep)], keep
+
+    def stein(C):
+        total = C[2, 3] * orthant4(C)
+        for k in (0, 1, 2):
+            S, keep = cond(C, [k])
+            inner = 0.0
+            for m in keep:
+                rest = [i for i in range(4) if i not in (k, m)]
+                R2, _ = cond(C, [k, m])
+                P2 = 1.0 if len(rest) == 0 else orthant2(R2)
+                jm = keep.index(m)
+                inner += S[keep.index(3), jm] / np.sqrt(2 * np.pi * S[jm, jm]) * P2
+            total += C[2, k] / np.sqrt(2 * np.pi * C[k, k]) * inner
+        return total
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        C = well_conditioned(rng)
+        assert abs(relu_I4(C) - stein(C)) < 1e-12 * np.sqrt(C[2, 2] * C[3, 3])
+
+
+# --- singular limits and continuity ----------------------------------------------------
+
+
+def test_coinciding_arguments_reduce_to_lower_dimension():
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        C3 = well_conditioned(rng, 3)
+        # (a, a, c, d): P4 = P3(a, c, d).
+        C = C3[np.ix_([0, 0, 1, 2], [0, 0, 1, 2])]
+        assert abs(orthant4(C) - orthant3(C3)) < 1e-12
+        # (a, a, a, a): theta(a)^2 relu(a)^2, E = C_aa / 2.
+        C = C3[np.ix_([0, 0, 0, 0], [0, 0, 0, 0])]
+        assert abs(relu_I4(C) - 0.5 * C3[0, 0]) < 1e-12
+        # (a, b, c, -b): theta(b) relu(-b) = 0.
+        G = np.linalg.cholesky(C3)
+        Gm = np.array([G[0], G[1], G[2], -G[1]])
+        assert abs(relu_I4(Gm @ Gm.T)) < 1e-12
+        assert abs(orthant4(Gm @ Gm.T)) < 1e-12
+        # (a, b, c, c) with b independent of (a, c) reduces to E[theta(a) relu(c)^2] / 2.
+        C = np.zeros((4, 4))
+        C[np.ix_([0, 2, 3], [0, 2, 3])] = C3[np.ix_([0, 1, 1], [0, 1, 1])]
+        C[1, 1] = 1.0
+        rho = C3[0, 1] / np.sqrt(C3[0, 0] * C3[1, 1])
+        # E[theta(a) c^2 1(c>0)] = C_cc (1/4 + asin(rho)/(2 pi) + rho sqrt(1-rho^2)/(2 pi))
+        ref = C3[1, 1] * (0.25 + (np.arcsin(rho) + rho * np.sqrt(1 - rho**2)) / (2 * np.pi))
+        assert abs(relu_I4(C) - 0.5 * ref) < 1e-12
+
+
+@pytest.mark.parametrize("pattern", [(0, 1), (2, 3), (0, 2), (1, 3)])
+def test_near_collinear_pair_is_continuous(pattern):
+    # Pair at correlation 1 - eta: the value approaches the singular one like
+    # sqrt(eta) (the square-root law of asin near 1), never jumps.
+    i, j = pattern
+    g = np.random.default_rng(11).normal(size=(4, 6))
+    noise = np.random.default_rng(12).normal(size=6)
+    values, etas = [], [0.0, 1e-12, 1e-10, 1e-8, 1e-6]
+    for eta in etas:
+        G = g.copy()
+        G[j] = g[i] + np.sqrt(eta) * noise
+        values.append(float(relu_I4(G @ G.T)))
+    diffs = np.abs(np.array(values[1:]) - values[0])
+    bound = 10.0 * np.sqrt(np.array(etas[1:])) + 1e-9
+    assert np.all(diffs < bound), diffs
+    # sqrt law: diff / sqrt(eta) is the same (to 2%) at every scale, which also
+    # shows that the quadrature resolves the boundary layer of width sqrt(eta).
+    k = diffs / np.sqrt(etas[1:])
+    assert np.all(np.abs(k - k[1]) <= 0.02 * abs(k[1]) + 1e-6), k
+
+
+def test_near_singular_matches_quadrature_reference():
+    # A nearly rank-3 matrix (smallest correlation eigenvalue ~1e-8): the graded
+    # quadrature keeps the 1e-10 accuracy.
+    g = np.random.default_rng(13).normal(size=(4, 6))
+    noise = np.random.default_rng(14).normal(size=6)
+    G = g.copy()
+    G[3] = g[0] - 0.5 * g[1] + 0.7 * g[2] + 1e-4 * noise
+    C = G @ G.T
+    assert abs(relu_I4(C) - quadrature_reference(C)) < 1e-10
+
+
+def fine_rule_values(monkeypatch, C):
+    """orthant4 and relu_I4 with every matrix on a very fine composite rule.
+
+    35 geometric panels from s = 1e-7 to 1 with 30 Gauss-Legendre nodes each:
+    resolves boundary layers down to a correlation eigenvalue of ~1e-13.
+    """
+    import phasekit.orthant as mod
+
+    edges = np.concatenate([[0.0], np.logspace(-7, 0, 36)])
+    parts = [mod._gauss_legendre(lo, hi, 30) for lo, hi in zip(edges[:-1], edges[1:])]
+    s = np.concatenate([p[0] for p in parts])
+    w = np.concatenate([p[1] for p in parts])
+    with monkeypatch.context() as m:
+        m.setattr(mod, "_rule", lambda level: (s, 2.0 * s * w))
+        m.setattr(mod, "_levels", lambda R, lam, gap: np.zeros(len(R), dtype=int))
+        return orthant4(C), relu_I4(C)
+
+
+def test_graded_quadrature_resolves_near_singular_matrices(monkeypatch):
+    # Families approaching the singular patterns at distance eps (smallest
+    # eigenvalue ~eps^2): the automatically chosen rule agrees with a very fine
+    # one.  Without the graded panels the error would be ~eps (up to 1e-5).
+    rng = np.random.default_rng(15)
+    mats = []
+    for name, G in singular_factors().items():
+        for eps in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6):
+            H = G + eps * rng.normal(size=G.shape)
+            mats.append(H @ H.T)
+    # Exactly rank-2 matrices with a nearly collinear pair (a singular matrix
+    # hiding a nearly singular block).
+    for eps in (1e-2, 1e-4, 1e-6):
+        H = rng.normal(size=(4, 2))
+        H[1] = H[0] + eps * rng.normal(size=2)
+        mats.append(H @ H.T)
+    C = np.array(mats)
+    P4_fine, I4_fine = fine_rule_values(monkeypatch, C)
+    scale = np.sqrt(C[:, 2, 2] * C[:, 3, 3])
+    assert np.abs(orthant4(C) - P4_fine).max() < 1e-11
+    assert np.abs((relu_I4(C) - I4_fine) / scale).max() < 1e-11
+
+
+@pytest.mark.parametrize("name", ["rank2", "rank3", "plateau", "x1,x2,y1,y2"])
+def test_rank_deficient_limit_from_inside_the_cone(name):
+    # Non-pairwise rank deficiency: I4 is continuous, and the value at C is the
+    # limit of C + eps diag(C); the distance shrinks like sqrt(eps) or faster.
+    G = singular_factors()[name]
+    C = G @ G.T
+    D = np.diag(np.diag(C))
+    at = float(relu_I4(C))
+    diffs = [abs(float(relu_I4(C + eps * D)) - at) for eps in (1e-6, 1e-8, 1e-10)]
+    assert diffs[0] < 1e-2 and diffs[1] < 1e-3 and diffs[2] < 1e-4, diffs
+    assert diffs[2] <= 1e-2 * diffs[0] + 1e-14, diffs  # at least the sqrt(eps) rate
+
+
+# --- API ---------------------------------------------------------------------------
+
+
+def test_batch_equals_elementwise():
+    rng = np.random.default_rng(21)
+    mats = [well_conditioned(rng) for _ in range(9)]
+    mats += [G @ G.T for G in singular_factors().values()]
+    g = rng.normal(size=(4, 5))
+    for eta in (1e-3, 1e-7, 1e-11):  # near-singular: other quadrature levels
+        G = g.copy()
+        G[1] = g[0] + eta * rng.normal(size=5)
+        mats.append(G @ G.T)
+    mats.append(np.diag([1.0, 0.0, 2.0, 3.0]))  # zero variance
+    stack = np.array(mats[:24]).reshape(2, 3, 4, 4, 4)
+    flat = stack.reshape(-1, 4, 4)
+    for f in (relu_I4, orthant4):
+        batch = f(stack)
+        assert batch.shape == (2, 3, 4)
+        single = np.array([f(m) for m in flat]).reshape(2, 3, 4)
+        np.testing.assert_allclose(batch, single, rtol=0, atol=1e-15)
+    for f, d in ((orthant2, 2), (relu_J2, 2), (relu_I2, 2), (orthant3, 3), (relu_I3, 3)):
+        sub = stack[..., :d, :d]
+        single = np.array([f(m) for m in sub.reshape(-1, d, d)]).reshape(2, 3, 4)
+        np.testing.assert_array_equal(f(sub), single)
+
+
+def test_scalar_and_empty_inputs():
+    C = well_conditioned(np.random.default_rng(0))
+    assert np.ndim(relu_I4(C)) == 0 and np.ndim(orthant4(C)) == 0
+    assert relu_I4(np.zeros((0, 4, 4))).shape == (0,)
+    assert orthant2(np.zeros((3, 0, 2, 2))).shape == (3, 0)
+
+
+def test_zero_variance_gives_zero():
+    C = well_conditioned(np.random.default_rng(1))
+    for k in range(4):
+        Z = C.copy()
+        Z[k, :] = Z[:, k] = 0.0
+        assert relu_I4(Z) == 0.0 and orthant4(Z) == 0.0
+    for k in range(3):
+        Z = C[:3, :3].copy()
+        Z[k, :] = Z[:, k] = 0.0
+        assert orthant3(Z) == 0.0
+        assert relu_I3(Z) == 0.0
+    Z = C[:2, :2].copy()
+    Z[1, :] = Z[:, 1] = 0.0
+    assert orthant2(Z) == relu_J2(Z) == relu_I2(Z) == 0.0
+
+
+def test_invalid_inputs_raise():
+    with pytest.raises(ValueError, match="shape"):
+        relu_I4(np.eye(3))
+    with pytest.raises(ValueError, match="shape"):
+        orthant2(np.eye(3))
+    with pytest.raises(ValueError, match="finite"):
+        orthant4(np.full((4, 4), np.nan))
+    with pytest.raises(ValueError, match="non-negative"):
+        relu_I2(np.diag([1.0, -1.0]))
+    indefinite = np.eye(4)
+    indefinite[0, 1] = indefinite[1, 0] = indefinite[0, 2] = indefinite[2, 0] = 0.9
+    indefinite[1, 2] = indefinite[2, 1] = -0.9
+    with pytest.raises(ValueError, match="semidefinite"):
+        relu_I4(indefinite)
+
+
+def test_round_off_indefiniteness_is_tolerated():
+    # A singular covariance assembled with round-off gives the singular value:
+    # |rho| slightly above 1 ...
+    G = singular_factors()["c==a"]
+    C = G @ G.T
+    bumped = C.copy()
+    bumped[0, 2] = bumped[2, 0] = C[0, 2] * (1 + 1e-12)
+    assert abs(relu_I4(bumped) - relu_I4(C)) < 1e-12
+    assert abs(relu_I2(bumped[np.ix_([0, 2], [0, 2])]) - 0.5 * C[0, 0]) < 1e-12
+    # ... or an eigenvalue slightly below 0 (here -1e-10): the change is of the
+    # order of the perturbation, not its square root.
+    G = singular_factors()["rank3"]
+    C = G @ G.T
+    null = np.linalg.eigh(C)[1][:, 0]
+    bumped = C - 1e-10 * np.outer(null, null)
+    assert np.linalg.eigvalsh(bumped)[0] < 0
+    assert abs(relu_I4(bumped) - relu_I4(C)) < 1e-9
+    assert abs(orthant4(bumped) - orthant4(C)) < 1e-9
+
+
+def test_speed_of_ten_thousand_blocks():
+    # The ODE right-hand side evaluates ~10^4 blocks; a generous bound catches a
+    # regression to per-matrix Python work (typically 0.05 - 0.2 s).
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(10_000, 4, 6))
+    C = A @ np.swapaxes(A, -1, -2)
+    start = time.perf_counter()
+    relu_I4(C)
+    assert time.perf_counter() - start < 10.0
