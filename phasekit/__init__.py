@@ -1,21 +1,59 @@
-"""phasekit: exact order-parameter dynamics of on-line learning in two-layer networks.
+"""phasekit: the statistical physics of on-line learning in two-layer networks.
+
+Exact order-parameter dynamics of on-line SGD in soft committee machines
+(teacher and student), their fixed points, stability and phase diagrams,
+microscopic simulations that check the theory, and parallel sweeps that turn
+all of it into xarray datasets, figures and reports.  Also the sources' other
+systems: signal propagation in deep random networks, deep linear networks and
+lazy versus feature-learning training.
 
 The public API is re-exported here from small modules, one per concept:
 
-- :mod:`phasekit.activations` -- activations and their Gaussian expectations (registry)
-- :mod:`phasekit.committee` -- the soft committee machine: :class:`Committee`, :class:`State`
-- :mod:`phasekit.dynamics` -- :func:`integrate` the ODEs into xarray datasets
+======================  ======================================================
+module                  concept
+======================  ======================================================
+``activations``         activations, Gaussian expectations, the registry
+``orthant``             Gaussian orthant probabilities (ReLU's I4)
+``committee``           the soft committee machine: ``Committee``, ``State``
+``dynamics``            ``integrate`` the ODEs into trajectory datasets
+``fixed_points``        fixed points, Jacobians, ``critical_eta``, continuation
+``plateaus``            symmetry-breaking starts, plateau lengths, convergence
+``simulation``          microscopic SGD and the exact finite-N chain
+``study``, ``sweeps``   study files and dask-parallel, resumable sweeps
+``report``, ``plotting`` figures and Markdown reports from datasets
+``propagation``         signal propagation, edge of chaos
+``linear_dynamics``     deep linear networks
+``two_layer``           lazy versus feature-learning two-layer networks
+======================  ======================================================
 """
 
 from ._version import __version__
-from .activations import (
-    Activation,
-    activation,
-    available_activations,
-    register_activation,
-)
+from .activations import Activation, activation, available_activations, register_activation
 from .committee import Committee, State
 from .dynamics import integrate, model_from_dataset, state_at
+from .fixed_points import (
+    FixedPoint,
+    continuation,
+    critical_eta,
+    find_fixed_point,
+    fixed_points,
+    jacobian,
+    optimal_eta,
+    perfect_solution,
+    symmetric_plateau,
+)
+from .plateaus import (
+    asymptotic_eg,
+    convergence_time,
+    initial_state,
+    plateau_length,
+    plateau_scaling,
+    plateau_times,
+)
+from .simulation import simulate
+from .study import load_study
+from .sweeps import sweep
+from . import linear_dynamics, propagation, two_layer
 
 __all__ = [
     "__version__",
@@ -28,4 +66,25 @@ __all__ = [
     "integrate",
     "model_from_dataset",
     "state_at",
+    "FixedPoint",
+    "continuation",
+    "critical_eta",
+    "find_fixed_point",
+    "fixed_points",
+    "jacobian",
+    "optimal_eta",
+    "perfect_solution",
+    "symmetric_plateau",
+    "asymptotic_eg",
+    "convergence_time",
+    "initial_state",
+    "plateau_length",
+    "plateau_scaling",
+    "plateau_times",
+    "simulate",
+    "load_study",
+    "sweep",
+    "linear_dynamics",
+    "propagation",
+    "two_layer",
 ]

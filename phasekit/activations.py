@@ -30,6 +30,7 @@ import numpy as np
 from scipy import special
 
 from .gaussian import gaussian_expectation
+from .orthant import relu_I4 as _orthant_relu_I4
 
 __all__ = [
     "Activation",
@@ -238,9 +239,7 @@ def _relu_I4(*entries: Array) -> Array:
     c11, c22, c33, c44, c12, c13, c14, c23, c24, c34 = np.broadcast_arrays(*entries)
     C = np.stack([np.stack([c11, c12, c13, c14], -1), np.stack([c12, c22, c23, c24], -1),
                   np.stack([c13, c23, c33, c34], -1), np.stack([c14, c24, c34, c44], -1)], -2)
-    from .orthant import relu_I4
-
-    return relu_I4(C)
+    return _orthant_relu_I4(C)
 
 
 def _erf(x: Array) -> Array:

@@ -67,7 +67,7 @@ def test_erf_plateau_matches_saad_solla():
     j = np.argmin(np.where(inside, slope, np.inf))
     eg_ss = (K / np.pi) * (np.pi / 6 - K * np.arcsin(1 / (2 * K)))
     assert f"{eg[j]:.4g}" == f"{eg_ss:.4g}" == "0.0203"
-    assert abs(eg[j] - eg_ss) < 5e-6  # half a unit of the fourth significant digit
+    assert abs(eg[j] - eg_ss) < 5e-4 * eg_ss
     assert eg[-1] < 1e-6  # the run escapes and converges
 
 

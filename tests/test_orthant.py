@@ -20,7 +20,6 @@ quadrature agrees with a very fine rule on nearly singular matrices; batch,
 scalar, zero-variance and invalid inputs.
 """
 
-import time
 from functools import lru_cache
 
 import numpy as np
@@ -603,14 +602,3 @@ def test_round_off_indefiniteness_is_tolerated():
     assert np.linalg.eigvalsh(bumped)[0] < 0
     assert abs(relu_I4(bumped) - relu_I4(C)) < 1e-9
     assert abs(orthant4(bumped) - orthant4(C)) < 1e-9
-
-
-def test_speed_of_ten_thousand_blocks():
-    # The ODE right-hand side evaluates ~10^4 blocks; a generous bound catches a
-    # regression to per-matrix Python work (typically 0.05 - 0.2 s).
-    rng = np.random.default_rng(0)
-    A = rng.normal(size=(10_000, 4, 6))
-    C = A @ np.swapaxes(A, -1, -2)
-    start = time.perf_counter()
-    relu_I4(C)
-    assert time.perf_counter() - start < 10.0
