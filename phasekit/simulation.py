@@ -351,7 +351,9 @@ def simulate(
         ``R(run, alpha, i, n)``, ``Q(run, alpha, i, k)``, ``eg(run, alpha)``
         (closed form from the order parameters), optionally ``eg_test``;
         attrs ``method``, ``N``, ``n_runs``, ``seed``, ``block``, ``status``
-        (``"ok"``, or ``"diverged"`` if any run blew up; its samples are NaN).
+        (``"ok"``, or ``"diverged"`` if any run's order parameters left
+        ``|.| < 1e6``; the reduced chain fills such a run with NaN from then on)
+        and ``n_diverged``.
     """
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")

@@ -279,11 +279,11 @@ def test_diverging_runs_are_reported():
 # --- the thermodynamic limit ------------------------------------------------------------
 
 
-def _mean_vs_ode(method, N, eta_alphas, runs, seed, align=False):
+def _mean_vs_ode(method, N, eta_alphas, runs, seed, align=False, n_workers=1):
     """Simulated states (run, point, n_state) and the ODE's (point, n_state) at eta*alpha."""
     alphas = np.asarray(eta_alphas) / RELU22.eta
     ds = simulate(RELU22, START22, N, float(alphas.max()), n_runs=runs, seed=seed, method=method,
-                  n_points=int(round(alphas.max() * RELU22.eta)) + 1)
+                  n_points=int(round(alphas.max() * RELU22.eta)) + 1, n_workers=n_workers)
     if align:
         ds = align_teachers(ds)
         print("runs specialised to the relabelled teachers:", ds.attrs["n_relabelled"], "of", runs)
@@ -309,7 +309,7 @@ def test_microscopic_mean_matches_ode_small():
 @pytest.mark.slow
 def test_microscopic_plateau_matches_ode_n1e4():
     """Acceptance (plateau), microscopic: N = 1e4, 8 runs, eta*alpha = 5."""
-    sims, ode = _mean_vs_ode("microscopic", 10_000, [5.0], 8, seed=32)
+    sims, ode = _mean_vs_ode("microscopic", 10_000, [5.0], 8, seed=32, n_workers=2)
     dev = np.abs(sims.mean(0) - ode).max()
     print("microscopic N=1e4 eta*alpha=5: max |mean - ODE| =", dev)
     assert dev < 0.03
