@@ -90,18 +90,21 @@ def eg_curves(trajectories: Sequence[xr.Dataset], *, labels: Sequence[str] | Non
         fig = ax.figure
     labels = list(labels) if labels is not None else [f"eta = {float(t.attrs['eta']):.3g}" for t in trajectories]
     marked = False
+    # Keep the axes on the learning curves: a diverging run leaves through the top.
+    top = 10.0 * max(float(np.nanmax(t_["eg"].values[:1])) for t_ in trajectories)
     for j, (ds, name) in enumerate(zip(trajectories, labels)):
         t, tlabel = _time(ds, time)
         eg = ds["eg"].values
         status = ds.attrs.get("status", "ok")
         ax.plot(t, eg, color=f"C{j}", label=name + (" (diverged)" if status == "diverged" else ""))
         if status == "diverged":
-            ax.plot(t[-1], eg[-1], "x", color="crimson", ms=9, mew=2)
+            ax.plot(t[-1], min(eg[-1], 0.5 * top), "x", color="crimson", ms=9, mew=2)
             marked = True
     if marked:
         ax.plot([], [], "x", color="crimson", ms=9, mew=2, label="run stopped: diverged")
     if log_eg:
         ax.set_yscale("log")
+    ax.set_ylim(top=top)
     ax.set_xlabel(tlabel)
     ax.set_ylabel(label(trajectories[0]["eg"]))
     ax.set_title(title or "Generalisation error", fontsize=11)

@@ -60,22 +60,39 @@ def stability_boundary(ds: xr.Dataset) -> plt.Figure:
     if "eta_c" not in ds:
         raise ValueError("ds: needs an 'eta_c' variable (measure eta_c)")
     keep = [d for d in ("K", "activation") if d in ds["eta_c"].dims]
-    da, note = fixed_elsewhere(ds["eta_c"], keep)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    # eta_c does not depend on eta: the learning rate is not a fixed parameter here.
+    da, note = fixed_elsewhere(ds["eta_c"].isel(eta=0) if "eta" in ds["eta_c"].dims else ds["eta_c"], keep)
+    fig, ax = plt.subplots(figsize=(6, 4.3))
     acts = list(da["activation"].values) if "activation" in da.dims else [None]
+    top = float(np.nanmax(da.values)) * 1.3 if np.isfinite(da.values).any() else 1.0
+    if "eta" in ds.dims:
+        top = max(top, float(ds["eta"].max()) * 1.1)
+    runs = None
+    if "eta" in ds["status"].dims and "K" in ds["status"].dims:
+        runs, _ = fixed_elsewhere(ds["status"], ["eta", "K"] + (["activation"] if acts[0] is not None else []))
     for j, act in enumerate(acts):
         line = da.sel(activation=act) if act is not None else da
         x = line["K"].values if "K" in line.dims else np.array([ds.attrs.get("model_K", 0)])
         y = np.atleast_1d(line.values)
         name = act if act is not None else ds.attrs.get("model_activation", "")
-        ax.plot(x, y, "o-", color=f"C{j}", label=f"{name}: eta_c")
-        ax.fill_between(x, y, np.nanmax(y) * 1.3 if np.isfinite(y).any() else 1, color=f"C{j}", alpha=0.08)
-    ax.set_xlabel(_coord_label(ds, "K") if "K" in ds.dims else "student hidden units K [1]")
+        ax.plot(x, y, "o-", color=f"C{j}", lw=2, label=f"{name}: eta_c")
+        ax.fill_between(x, y, top, color=f"C{j}", alpha=0.08)
+        if runs is not None:
+            r = runs.sel(activation=act) if act is not None else runs
+            r = r.transpose("K", "eta")
+            kk, ee = np.meshgrid(r["K"].values, r["eta"].values, indexing="ij")
+            div = r.values == "diverged"
+            off = 0.06 * (j - (len(acts) - 1) / 2)  # side by side, not on top of each other
+            if div.any():
+                ax.plot(kk[div] + off, ee[div], "x", color=f"C{j}", ms=7, mew=1.5,
+                        label=f"{name}: sweep runs that diverged")
+        ax.set_xlabel(_coord_label(ds, "K") if "K" in ds.dims else "student hidden units K [1]")
     ax.set_ylabel(label(ds["eta_c"]))
     if "K" in ds.dims:
         ax.set_xticks(ds["K"].values)
-    ax.set_ylim(bottom=0)
-    ax.legend(title="activation (shaded: unstable)", fontsize=8)
+    ax.set_ylim(0, top)
+    ax.legend(title="shaded: perfect solution unstable", fontsize=8, title_fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.02, 1.0))
     ax.set_title(_title("Stability boundary of the perfect solution", note))
     ax.grid(alpha=0.3)
     return fig
@@ -107,8 +124,7 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, log: bool | None = None
             Normalize(vals.min(), vals.max()) if vals.size else Normalize(0, 1))
     fig, axes = plt.subplots(1, len(panels), figsize=(1.2 + 4.3 * len(panels), 4.2), squeeze=False,
                              constrained_layout=True)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")  # grey: no value
     mesh = None
     seen: set[str] = set()
     for ax, p in zip(axes[0], panels):
@@ -134,7 +150,8 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, log: bool | None = None
                 ax.plot(c, r, marker="$!$", color="crimson", ms=9)
                 seen.add("failed")
             elif small:
-                ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=8,
+                ax.text(c, r, f"{v:.0f}" if 100 <= abs(v) < 1e5 else f"{v:.3g}", ha="center", va="center",
+                        fontsize=8,
                         color="w" if norm(v) < 0.55 else "k")
         ax.set_xticks(range(d.sizes[x]), [_fmt(v) for v in d[x].values], rotation=45 if d.sizes[x] > 6 else 0)
         ax.set_yticks(range(d.sizes[y]), [_fmt(v) for v in d[y].values])
@@ -202,43 +219,58 @@ def measure_lines(ds: xr.Dataset, var: str, x: str, *, hue: str | None = None,
                   logy: bool | None = None) -> plt.Figure:
     """``ds[var]`` against grid dim ``x``, one line per value of ``hue`` (at most eight).
 
-    Diverged points are marked ``x`` at the bottom axis, points that never
-    converged (``inf``) with a triangle at the top.
+    One panel per activation when ``activation`` is another grid dim.
+    Diverged points are marked ``x`` at the bottom of the axes, points that
+    never got below the threshold (``inf``) with a triangle at the top.
     """
-    keep = [x] + ([hue] if hue else [])
+    facet = "activation" if "activation" in ds[var].dims and "activation" not in (x, hue) else None
+    keep = [x] + ([hue] if hue else []) + ([facet] if facet else [])
     da, note = fixed_elsewhere(ds[var], keep)
     st, _ = fixed_elsewhere(ds["status"], keep)
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    panels = list(da[facet].values) if facet else [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1 + 5 * len(panels), 4.2), squeeze=False,
+                             sharey=True, constrained_layout=True)
     hues = list(da[hue].values)[:8] if hue else [None]
-    finite = da.values[np.isfinite(da.values)]
+    finite = da.values[np.isfinite(da.values) & (st.values != "diverged")]
     if logy is None:
         logy = finite.size > 0 and finite.min() > 0 and finite.max() / finite.min() > 20
-    for j, h in enumerate(hues):
-        d = da.sel({hue: h}) if hue else da
-        s = st.sel({hue: h}) if hue else st
-        xv = d[x].values
-        yv = d.values
-        name = f"{_SYMBOL.get(hue, hue)} = {_fmt(h)}" if hue else var
-        ax.plot(xv, np.where(np.isfinite(yv), yv, np.nan), "o-", color=f"C{j}", label=name)
-        div = s.values == "diverged"
-        if div.any():
-            ax.plot(xv[div], np.full(div.sum(), 0.02), "x", color=f"C{j}", ms=8,
-                    transform=ax.get_xaxis_transform())
-        inf = np.isinf(yv)
-        if inf.any():
-            ax.plot(xv[inf], np.full(inf.sum(), 0.97), "^", color=f"C{j}", ms=7,
-                    transform=ax.get_xaxis_transform())
-    if logy:
-        ax.set_yscale("log")
-    if x == "eta" and ds.sizes[x] > 2 and ds[x].values[-1] / ds[x].values[0] > 10:
-        ax.set_xscale("log")
-    handles, labels = ax.get_legend_handles_labels()
-    handles += [Line2D([], [], ls="", marker="x", color="0.3"), Line2D([], [], ls="", marker="^", color="0.3")]
-    labels += ["diverged", "never below threshold"]
-    ax.legend(handles, labels, fontsize=8)
-    ax.set_xlabel(_coord_label(ds, x))
-    ax.set_ylabel(label(ds[var]))
-    ax.set_title(_title(ds[var].attrs.get("long_name", var), note))
-    ax.grid(alpha=0.3)
+    seen = set()
+    for ax, p in zip(axes[0], panels):
+        dp = da.sel({facet: p}) if facet else da
+        sp = st.sel({facet: p}) if facet else st
+        for j, h in enumerate(hues):
+            d = dp.sel({hue: h}) if hue else dp
+            s = sp.sel({hue: h}) if hue else sp
+            xv = d[x].values
+            yv = d.values
+            name = f"{_SYMBOL.get(hue, hue)} = {_fmt(h)}" if hue else var
+            div = s.values == "diverged"
+            # a diverged run's value is where it happened to stop: not drawn, only marked
+            ax.plot(xv, np.where(np.isfinite(yv) & ~div, yv, np.nan), "o-", color=f"C{j}", label=name)
+            if div.any():
+                ax.plot(xv[div], np.full(div.sum(), 0.03), "x", color=f"C{j}", ms=8, mew=2,
+                        transform=ax.get_xaxis_transform())
+                seen.add("diverged")
+            inf = np.isinf(yv) & ~div
+            if inf.any():
+                ax.plot(xv[inf], np.full(inf.sum(), 0.97), "^", color=f"C{j}", ms=7,
+                        transform=ax.get_xaxis_transform())
+                seen.add("inf")
+        if logy:
+            ax.set_yscale("log")
+        if x == "eta" and ds.sizes[x] > 2 and ds[x].values[-1] / ds[x].values[0] > 10:
+            ax.set_xscale("log")
+        handles, labels = ax.get_legend_handles_labels()
+        if "diverged" in seen:
+            handles.append(Line2D([], [], ls="", marker="x", mew=2, color="0.3"))
+            labels.append("diverged")
+        if "inf" in seen:
+            handles.append(Line2D([], [], ls="", marker="^", color="0.3"))
+            labels.append("never below threshold")
+        ax.legend(handles, labels, fontsize=8)
+        ax.set_xlabel(_coord_label(ds, x))
+        ax.set_title(f"activation = {p}" if facet else "", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(label(ds[var]))
+    fig.suptitle(_title(ds[var].attrs.get("long_name", var), note), fontsize=11)
     return fig
-
