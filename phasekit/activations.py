@@ -47,7 +47,7 @@ __all__ = [
 Array = np.ndarray
 Func = Callable[[Array], Array]
 
-_CLOSED_FORM_KEYS = ("I2", "J2", "H2", "I4")
+_CLOSED_FORM_KEYS = ("I2", "J2", "H2", "I4", "H2J2")
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +66,8 @@ class Activation:
         Any of ``"I2", "J2", "H2", "I4"`` mapped to a function of the
         covariance entries (broadcastable arrays): ``f(c11, c22, c12)`` for the
         2-D expectations, ``f(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34)``
-        for I4.  Missing ones use quadrature.
+        for I4.  Missing ones use quadrature.  Optionally ``"H2J2"`` returns
+        ``(H2, J2)`` together when they share work (used by the ODE right-hand side).
     quadrature_nodes : tuple of int
         Gauss-Hermite nodes per dimension for 2-D and 4-D expectations.
     description : str
@@ -203,6 +204,12 @@ def _erf_J2(c11: Array, c22: Array, c12: Array) -> Array:
 def _erf_H2(c11: Array, c22: Array, c12: Array) -> Array:
     a11 = 1.0 + c11
     return -_2_PI * c12 / (a11 * np.sqrt(a11 * (1.0 + c22) - c12 * c12))
+
+
+def _erf_H2J2(c11: Array, c22: Array, c12: Array) -> tuple[Array, Array]:
+    a11 = 1.0 + c11
+    j2 = _2_PI / np.sqrt(a11 * (1.0 + c22) - c12 * c12)
+    return (-c12 / a11) * j2, j2
 
 
 def _erf_I4(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
@@ -369,7 +376,7 @@ def activation(name: str | Activation) -> Activation:
 
 register_activation(Activation(
     "erf", _erf, _erf_prime, _erf_second,
-    {"I2": _erf_I2, "J2": _erf_J2, "H2": _erf_H2, "I4": _erf_I4},
+    {"I2": _erf_I2, "J2": _erf_J2, "H2": _erf_H2, "I4": _erf_I4, "H2J2": _erf_H2J2},
     description="g(x) = erf(x / sqrt 2), closed forms (Saad & Solla 1995)",
 ))
 register_activation(Activation(

@@ -40,6 +40,8 @@ __all__ = ["State", "Committee", "committee_from_parameters"]
 
 # I4 blocks evaluated per chunk: keeps temporaries in cache and memory bounded.
 _I4_CHUNK = 1 << 15
+# Up to this many I4 blocks, gather all entries contiguously instead of broadcasting.
+_I4_FULL_GATHER = 1 << 12
 # Relative tolerance for "inside the positive-semidefinite cone".
 PSD_TOL = 1e-9
 
@@ -246,11 +248,42 @@ class Committee:
         # Student pairs i <= k.
         si, sk = self._iu_K
         self._pairs_s = np.stack([si, sk], axis=-1)
-        # I4 blocks (i, k, u, w): ik-major so a chunk of ik rows is contiguous.
-        P_s, P_a = len(si), len(pu)
-        self._idx4 = np.concatenate(
-            [np.repeat(self._pairs_s, P_a, axis=0), np.tile(self._pairs_all, (P_s, 1))], axis=1
-        )
+        P_a = len(pu)
+        # Sigma as one gather from the concatenation [state vector, T.ravel()].
+        src = np.empty((L, L), dtype=np.intp)
+        src[:K, K:] = np.arange(K * M).reshape(K, M)
+        src[K:, :K] = src[:K, K:].T
+        q = np.empty((K, K), dtype=np.intp)
+        q[self._iu_K] = K * M + np.arange(K * (K + 1) // 2)
+        q[self._iu_K[1], self._iu_K[0]] = q[self._iu_K]
+        src[:K, :K] = q
+        src[K:, K:] = self.n_state + np.arange(M * M).reshape(M, M)
+        self._sigma_src = src.ravel()
+        # State-derivative entries as gathers from the (K, L) table A (see rhs_vector).
+        ri, rn = np.divmod(np.arange(K * M), M)
+        self._out_a = np.r_[ri * L + K + rn, si * L + sk]
+        self._out_b = np.r_[ri * L + K + rn, sk * L + si]
+        self._out_qmask = np.r_[np.zeros(K * M), np.ones(len(si))]
+        # I4 blocks (i, k, u, w) in chunks of whole ik rows; flat indices into Sigma of
+        # the entries that depend on (i, k) only, (u, w) only, or both.
+        self._uw_flat = np.stack([pu * L + pu, pw * L + pw, pu * L + pw])
+        self._i4_chunks = []
+        if self.second_order:
+            rows = max(1, _I4_CHUNK // P_a)
+            for start in range(0, len(si), rows):
+                a, b = si[start:start + rows, None], sk[start:start + rows, None]
+                ik = np.stack([a[:, 0] * L + a[:, 0], b[:, 0] * L + b[:, 0], a[:, 0] * L + b[:, 0]])
+                cross = np.stack([a * L + pu, a * L + pw, b * L + pu, b * L + pw])
+                self._i4_chunks.append((start, start + len(a), ik, cross))
+        # Few blocks: one contiguous gather of all ten entries beats broadcasting
+        # (numpy's small 2-D broadcasts are slow); many blocks: broadcast in chunks.
+        self._i4_full = None
+        if self.second_order and len(si) * P_a <= _I4_FULL_GATHER:
+            ik, cross = self._i4_chunks[0][2:]
+            shape = cross[0].shape
+            rows = [np.broadcast_to(x[:, None], shape) for x in ik]
+            cols = [np.broadcast_to(x, shape) for x in self._uw_flat]
+            self._i4_full = np.stack([rows[0], rows[1], cols[0], cols[1], rows[2], *cross, cols[2]]).reshape(10, -1)
         # Type of each field pair for mixed activations: 0 ss, 1 st, 2 tt.
         self._pair_type = (pu >= K).astype(int) + (pw >= K).astype(int)
         # Closed forms in covariance entries let whole tables broadcast (see _tables2, _i4_sum).
@@ -274,19 +307,9 @@ class Committee:
         return self._sigma(v)
 
     def _sigma(self, v: np.ndarray) -> np.ndarray:
-        K, M, L = self.K, self.M, self.L
         batch = v.shape[:-1]
-        S = np.empty(batch + (L, L))
-        R = v[..., : K * M].reshape(batch + (K, M))
-        q = v[..., K * M:]
-        Q = np.empty(batch + (K, K))
-        Q[..., self._iu_K[0], self._iu_K[1]] = q
-        Q[..., self._iu_K[1], self._iu_K[0]] = q
-        S[..., :K, :K] = Q
-        S[..., :K, K:] = R
-        S[..., K:, :K] = np.swapaxes(R, -1, -2)
-        S[..., K:, K:] = self.T
-        return S
+        ext = np.concatenate([v, np.broadcast_to(self.T.ravel(), batch + (self.M * self.M,))], axis=-1)
+        return ext[..., self._sigma_src].reshape(batch + (self.L, self.L))
 
     def _check_dims(self, state: State) -> None:
         if state.R.shape != (self.K, self.M):
@@ -327,6 +350,8 @@ class Committee:
             diag = np.diagonal(S, axis1=-2, axis2=-1)
             ent = (diag[..., :K, None], diag[..., None, :], S[..., :K, :])
             forms = self.activation.closed_forms
+            if "H2J2" in forms:
+                return forms["H2J2"](*ent)
             return forms["H2"](*ent), forms["J2"](*ent)
         i2 = self._idx2
         C = S[..., i2[:, :, None], i2[:, None, :]].reshape(batch + (K, L, 2, 2))
@@ -340,29 +365,33 @@ class Committee:
     def _i4_sum(self, S: np.ndarray) -> np.ndarray:
         """``sum_{u,w} s_u s_w I4(x_i, x_k, u, w)`` for i <= k, shape ``(..., K(K+1)/2)``."""
         batch = S.shape[:-2]
-        P_s, P_a = len(self._pairs_s), len(self._pairs_all)
+        L = self.L
+        P_s = len(self._pairs_s)
+        Sflat = S.reshape(batch + (L * L,))
+        if self._closed4 and self._i4_full is not None:
+            e = Sflat[..., self._i4_full]  # (..., 10, blocks)
+            vals = self.activation.closed_forms["I4"](*(e if e.ndim == 2 else np.moveaxis(e, -2, 0)))
+            return vals.reshape(batch + (P_s, -1)) @ self._w_pairs
         out = np.empty(batch + (P_s,))
-        rows = max(1, _I4_CHUNK // P_a)
-        pu, pw = self._pairs_all.T
         if self._closed4:
+            # Entries depending on (i, k) only or (u, w) only broadcast against each
+            # other; only the four cross covariances are gathered per block.
             i4 = self.activation.closed_forms["I4"]
-            diag = np.diagonal(S, axis1=-2, axis2=-1)
-            d_u, d_w = diag[..., None, pu], diag[..., None, pw]
-            c_uw = S[..., pu, pw][..., None, :]
-        for start in range(0, P_s, rows):
-            stop = min(P_s, start + rows)
-            si, sk = self._pairs_s[start:stop].T
+            uw = Sflat[..., self._uw_flat][..., None, :]  # (..., 3, 1, P_a)
+        sa, ta = self.activation, self.teacher_activation
+        for start, stop, ik, cross in self._i4_chunks:
             if self._closed4:
-                # Entries depending on (i, k) only or (u, w) only broadcast against
-                # each other; only the four cross covariances need a full gather.
-                Si, Sk = S[..., si, :], S[..., sk, :]  # (..., rows, L)
-                vals = i4(diag[..., si, None], diag[..., sk, None], d_u, d_w, S[..., si, sk][..., None],
-                          Si[..., pu], Si[..., pw], Sk[..., pu], Sk[..., pw], c_uw)
+                e = Sflat[..., ik][..., None]  # (..., 3, rows, 1)
+                c = Sflat[..., cross]  # (..., 4, rows, P_a)
+                vals = i4(e[..., 0, :, :], e[..., 1, :, :], uw[..., 0, :, :], uw[..., 1, :, :],
+                          e[..., 2, :, :], c[..., 0, :, :], c[..., 1, :, :], c[..., 2, :, :],
+                          c[..., 3, :, :], uw[..., 2, :, :])
             else:
-                idx = self._idx4[start * P_a:stop * P_a]
-                C = S[..., idx[:, :, None], idx[:, None, :]].reshape(batch + (stop - start, P_a, 4, 4))
-                vals = np.empty(batch + (stop - start, P_a))
-                sa, ta = self.activation, self.teacher_activation
+                si, sk = self._pairs_s[start:stop].T
+                pu, pw = self._pairs_all.T
+                idx = np.stack(np.broadcast_arrays(si[:, None], sk[:, None], pu, pw), axis=-1)
+                C = S[..., idx[..., :, None], idx[..., None, :]]  # (..., rows, P_a, 4, 4)
+                vals = np.empty(C.shape[:-2])
                 for t, (ac, ad) in enumerate([(sa, sa), (sa, ta), (ta, ta)]):
                     m = self._pair_type == t
                     if m.any():
@@ -377,22 +406,21 @@ class Committee:
         finite-difference Jacobians and ensembles).
         """
         v = np.asarray(v, dtype=float)
-        K, eta = self.K, self.eta
+        K, L, eta = self.K, self.L, self.eta
         S = self._sigma(v)
         H, J = self._tables2(S)
         s = self._signs
-        h = H @ s  # (..., K)
-        A = S[..., :K, :] * h[..., :, None] + (J * s) @ S  # (..., K, L)
-        dR = eta * A[..., :, K:]
-        AQ = A[..., :, :K]
-        dQ = eta * (AQ + np.swapaxes(AQ, -1, -2))[..., self._iu_K[0], self._iu_K[1]]
+        A = S[..., :K, :] * (H @ s)[..., :, None] + (J * s) @ S  # (..., K, L)
+        # dR_in = eta A_i,K+n;  dQ_ik = eta (A_ik + A_ki): two gathers from A.
+        Af = A.reshape(v.shape[:-1] + (K * L,))
+        out = Af[..., self._out_a] + Af[..., self._out_b] * self._out_qmask
         if self.second_order:
             second = self._i4_sum(S)
             if self.noise > 0:
                 second = second + self.noise**2 * J[..., self._iu_K[0], self._iu_K[1]]
-            dQ = dQ + eta**2 * second
-        batch = v.shape[:-1]
-        return np.concatenate([dR.reshape(batch + (-1,)), dQ], axis=-1)
+            out[..., K * self.M:] += eta * second
+        out *= eta
+        return out
 
     def rhs(self, state: State) -> State:
         """``d state / d alpha`` as a :class:`State` (R- and Q-derivatives)."""

@@ -149,3 +149,11 @@ def test_registry_user_activation_and_errors():
         pk.Activation("bad", np.tanh, np.tanh, closed_forms={"I5": None})
     with pytest.raises(ValueError, match=r"C: I4 needs covariances of shape \(\.\.\., 4, 4\)"):
         act.I4(np.eye(3))
+
+
+def test_fused_erf_h2_j2_equals_separate_forms():
+    erf = pk.activation("erf")
+    C = random_cov(2, np.random.default_rng(4))
+    args = (C[0, 0], C[1, 1], C[0, 1])
+    h, j = erf.closed_forms["H2J2"](*args)
+    assert h == pytest.approx(erf.H2(C), rel=1e-14) and j == pytest.approx(erf.J2(C), rel=1e-14)
