@@ -8,7 +8,11 @@ Each worker count gets its own local cluster (one single-threaded process
 per worker); the cluster is started and warmed up (phasekit imported on every
 worker) before the clock starts, so the numbers measure the sweep itself:
 batching, scheduling, checkpoint writes and the point computations.
-Parallel efficiency = rate(n workers) / (n * rate(1 worker)).
+Parallel efficiency = rate(n workers) / (n * rate(1 worker)).  Worker
+utilisation = summed point time / (workers * wall time) separates the sweep's
+own overhead (idle workers: scheduling, batching, checkpoint writes) from
+slower points (other processes competing for the cores); the load average
+printed before and after tells whether the machine was shared.
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ def main() -> None:
                 elapsed, busy = run(w, st, tmp / f"w{w}-{r}")
                 best = elapsed if best is None else min(best, elapsed)
                 print(f"workers = {w}: {st.n_points} points in {elapsed:.2f} s "
-                      f"(summed point time {busy:.2f} s) -> {st.n_points / elapsed:.2f} points/s")
+                      f"(summed point time {busy:.2f} s, worker utilisation {busy / (w * elapsed):.1%}) "
+                      f"-> {st.n_points / elapsed:.2f} points/s")
             rates[w] = st.n_points / best
         if 1 in rates:
             for w, rate in rates.items():

@@ -81,7 +81,7 @@ _MODEL_DEFAULTS: dict[str, Any] = {
     "eta": 0.1, "second_order": True, "noise": 0.0,
 }
 _INITIAL_DEFAULTS: dict[str, Any] = {"X": 1e-3, "Q0": None, "kind": "diagonal", "seed": 0}
-_INITIAL_KINDS = ("diagonal", "random", "uniform")
+_INITIAL_KINDS = ("diagonal", "uniform", "plateau")
 _INTEGRATION_DEFAULTS: dict[str, Any] = {
     "alpha_max": None, "eta_alpha_max": None, "n_points": 401, "rtol": 1e-8, "atol": 1e-11,
     "method": "DOP853", "stop_eg": None, "max_norm": 1e6,

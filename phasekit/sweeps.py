@@ -38,9 +38,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import import_module
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -72,65 +70,18 @@ SWEEP_STATUS = ("ok", "diverged", "failed", "missing")
 _TRAJ_KEYS = ("alpha_max", "n_points", "rtol", "atol", "method", "stop_eg", "max_norm")
 
 
-# --- sibling modules, imported lazily ----------------------------------------------
-
-
-def _sibling(name: str) -> ModuleType | None:
-    """``phasekit.<name>`` if it exists, else None (a broken module still raises)."""
-    try:
-        return import_module(f"phasekit.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"phasekit.{name}":
-            return None
-        raise
-
-
-def _require(name: str, attr: str) -> Callable:
-    mod = _sibling(name)
-    if mod is None or not hasattr(mod, attr):
-        raise NotImplementedError(f"phasekit.{name}.{attr} is not available in this installation")
-    return getattr(mod, attr)
-
-
 # --- initial states ----------------------------------------------------------------
 
 
 def initial_state(model: Committee, X: float, *, Q0: Any = None, kind: str = "diagonal",
                   seed: int | None = None) -> State:
-    """Initial order parameters at distance ``X`` from the symmetric subspace.
+    """Initial order parameters of a grid point: :func:`phasekit.plateaus.initial_state`.
 
-    Delegates to :func:`phasekit.plateaus.initial_state`.  Where that module is
-    not installed, the ``"diagonal"`` kind is built here: ``R_in = X`` for
-    ``i == n`` (else 0) and ``Q = diag(Q0)`` with ``Q0`` defaulting to values
-    between 0.2 and 0.3.
-
-    Parameters
-    ----------
-    model : Committee
-    X : float
-        Size of the initial student-teacher overlaps, ``> 0``.
-    Q0 : float or sequence of K floats, optional
-        Initial student norms ``Q_ii``.
-    kind : str
-        Kind of initial state (see :func:`phasekit.plateaus.initial_state`).
-    seed : int, optional
-        Seed of random kinds.
-
-    Returns
-    -------
-    State
+    ``kind="diagonal"`` (default): ``R_in = X delta_in``, ``Q = diag(Q0)``.
     """
-    plateaus = _sibling("plateaus")
-    if plateaus is not None and hasattr(plateaus, "initial_state"):
-        return plateaus.initial_state(model, X, Q0=Q0, kind=kind, seed=seed)
-    if kind != "diagonal":
-        raise ValueError(f"kind: only 'diagonal' is available without phasekit.plateaus, got {kind!r}")
-    K, M = model.K, model.M
-    if Q0 is None:
-        q = np.resize(np.array([0.2, 0.3, 0.25]), K)
-    else:
-        q = np.broadcast_to(np.asarray(Q0, dtype=float), (K,))
-    return model.validate_state(State(float(X) * np.eye(K, M), np.diag(q)), "initial state")
+    from .plateaus import initial_state as _initial_state
+
+    return _initial_state(model, X, Q0=Q0, kind=kind, seed=seed)
 
 
 # --- the measures registry ---------------------------------------------------------
@@ -206,24 +157,16 @@ def point_trajectory(model: Committee, state0: State, settings: Mapping[str, Any
     return cache[key]
 
 
+def _note(message: str) -> None:
+    """Attach a remark to the current point's message without changing its status."""
+    notes = getattr(_local, "notes", None)
+    if notes is not None:
+        notes.append(message)
+
+
 def _last_trajectory() -> xr.Dataset | None:
     cache = getattr(_local, "trajectories", None)
     return next(reversed(cache.values())) if cache else None
-
-
-def _crossing_time(traj: xr.Dataset, threshold: float) -> float:
-    """First alpha at which eps_g falls below ``threshold`` (log-linear interpolation)."""
-    eg = traj["eg"].values
-    alpha = traj["alpha"].values
-    below = np.flatnonzero(eg < threshold)
-    if below.size == 0:
-        return math.inf
-    j = int(below[0])
-    if j == 0:
-        return 0.0
-    e0, e1 = math.log(eg[j - 1]), math.log(max(eg[j], 1e-300))
-    f = (e0 - math.log(threshold)) / (e0 - e1)
-    return float(alpha[j - 1] + f * (alpha[j] - alpha[j - 1]))
 
 
 @register_measure("final_eg", {"final_eg": ("eps_g at the end of the run", "1"),
@@ -237,35 +180,44 @@ def measure_final_eg(model: Committee, state0: State, settings: Mapping[str, Any
 @register_measure("convergence_time", {"convergence_time": ("convergence time alpha (eps_g < threshold)", "1")},
                   settings=("threshold",))
 def measure_convergence_time(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """First alpha with eps_g below ``threshold`` (default: ``stop_eg``, else 1e-3); inf if never."""
+    """First alpha with eps_g below ``threshold`` (default: ``stop_eg``, else 1e-3); inf if never.
+
+    Exact to solver tolerance: either the trajectory itself stopped there
+    (``stop_eg == threshold``) or :func:`phasekit.plateaus.convergence_time`
+    locates the crossing by event detection.
+    """
     traj = point_trajectory(model, state0, settings)
     threshold = settings.get("threshold") or settings.get("stop_eg") or 1e-3
     status = traj.attrs["status"]
     if status == "converged" and settings.get("stop_eg") == threshold:
         return {"convergence_time": float(traj.attrs["alpha_end"])}
-    plateaus = _sibling("plateaus")
-    if plateaus is not None and hasattr(plateaus, "convergence_time"):
-        t = float(plateaus.convergence_time(traj, threshold))
-    else:
-        t = _crossing_time(traj, threshold)
-    if not math.isfinite(t) and status in ("diverged", "failed"):
-        t = math.nan  # unknown: the run stopped before it could converge
-    return {"convergence_time": t}
+    if status in ("diverged", "failed"):
+        return {"convergence_time": math.nan}  # unknown: the run stopped before it could converge
+    if np.nanmin(traj["eg"].values) > 2 * threshold:
+        return {"convergence_time": math.inf}  # nowhere near: no need to locate a crossing
+    from .plateaus import convergence_time
+
+    return {"convergence_time": float(convergence_time(traj, threshold))}
 
 
-@register_measure("plateau_length", {"plateau_length": ("plateau length alpha", "1")})
+@register_measure("plateau_length", {"plateau_length": ("plateau length alpha", "1")}, settings=("band",))
 def measure_plateau_length(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """Time spent near the symmetric plateau (:func:`phasekit.plateaus.plateau_length`)."""
-    plateau_length = _require("plateaus", "plateau_length")
+    """Time spent within ``band`` (relative, default 0.05) of the plateau's eps_g
+    (:func:`phasekit.plateaus.plateau_length`); nan if never near it, inf if it ends there."""
+    from .plateaus import plateau_length
+
     traj = point_trajectory(model, state0, settings)
-    return {"plateau_length": float(plateau_length(traj))}
+    kwargs = {"band": settings["band"]} if settings.get("band") is not None else {}
+    return {"plateau_length": float(plateau_length(traj, **kwargs))}
 
 
 @functools.lru_cache(maxsize=64)
 def _symmetric_plateau(model_json: str) -> Any:
     from .committee import committee_from_parameters
 
-    return _require("fixed_points", "symmetric_plateau")(committee_from_parameters(model_json))
+    from .fixed_points import symmetric_plateau
+
+    return symmetric_plateau(committee_from_parameters(model_json))
 
 
 @register_measure("plateau_eg", {"plateau_eg": ("eps_g at the symmetric plateau", "1")})
@@ -285,12 +237,19 @@ def measure_escape_eigenvalue(model: Committee, state0: State, settings: Mapping
 
 @register_measure("asymptotic_eg", {"asymptotic_eg": ("asymptotic eps_g", "1")}, settings=("tol",))
 def measure_asymptotic_eg(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """Long-time eps_g (:func:`phasekit.plateaus.asymptotic_eg`); NaN unless it converged."""
-    asymptotic_eg = _require("plateaus", "asymptotic_eg")
-    kwargs = {k: settings[k] for k in ("tol",) if settings.get(k) is not None}
+    """eps_g of the fixed point the flow ends at (:func:`phasekit.plateaus.asymptotic_eg`).
+
+    A run that has not stopped by its horizon keeps its last eps_g and says so
+    in the message; a diverged run gives NaN.
+    """
+    from .plateaus import asymptotic_eg
+
+    kwargs = {k: settings[k] for k in ("tol", "rtol", "atol", "method", "max_norm") if settings.get(k) is not None}
     res = asymptotic_eg(model, state0, **kwargs)
+    if res.status == "diverged":
+        raise _MeasureStatus("diverged", f"asymptotic_eg: diverged ({res.message})")
     if res.status != "converged":
-        raise _MeasureStatus(res.status, f"asymptotic_eg: {res.status}")
+        _note(f"asymptotic_eg: {res.status} at alpha = {res.alpha:.6g}")
     return {"asymptotic_eg": float(res.eg)}
 
 
@@ -298,7 +257,8 @@ def measure_asymptotic_eg(model: Committee, state0: State, settings: Mapping[str
 def _critical_eta(model_json: str, eta_max: float | None) -> float:
     from .committee import committee_from_parameters
 
-    critical_eta = _require("fixed_points", "critical_eta")
+    from .fixed_points import critical_eta
+
     model = committee_from_parameters(model_json)
     return float(critical_eta(model) if eta_max is None else critical_eta(model, eta_max=eta_max))
 
@@ -343,6 +303,7 @@ def evaluate_point(study: Study, index: int) -> dict[str, Any]:
             record[var] = math.nan
     status, messages = "ok", []
     _local.trajectories = OrderedDict()  # a fresh cache per point
+    _local.notes = messages
     try:
         p = study.point_parameters(index)
         model = Committee(K=p["K"], M=p["M"], activation=p["activation"], eta=p["eta"],
@@ -380,6 +341,7 @@ def evaluate_point(study: Study, index: int) -> dict[str, Any]:
             traceback.print_exc()
     finally:
         _local.trajectories = OrderedDict()
+        _local.notes = None
     record["status"] = status
     record["message"] = "; ".join(messages)[:500]
     record["seconds"] = time.perf_counter() - t0
