@@ -150,8 +150,9 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, log: bool | None = None
                 ax.plot(c, r, marker="$!$", color="crimson", ms=9)
                 seen.add("failed")
             elif small:
-                ax.text(c, r, f"{v:.0f}" if 100 <= abs(v) < 1e5 else f"{v:.3g}", ha="center", va="center",
-                        fontsize=8,
+                tiny = abs(v) < 1e-8 * max(1e-300, float(np.abs(vals).max()))  # round-off around zero
+                text = "0" if tiny else f"{v:.0f}" if 100 <= abs(v) < 1e5 else f"{v:.3g}"
+                ax.text(c, r, text, ha="center", va="center", fontsize=8,
                         color="w" if norm(v) < 0.55 else "k")
         ax.set_xticks(range(d.sizes[x]), [_fmt(v) for v in d[x].values], rotation=45 if d.sizes[x] > 6 else 0)
         ax.set_yticks(range(d.sizes[y]), [_fmt(v) for v in d[y].values])
