@@ -146,8 +146,10 @@ def write_report(
             "Critical learning rate eta_c of the perfect solution against the number of hidden units. "
             "For eta above eta_c the eta^2 term of on-line SGD destabilises the perfect solution.")
     if "convergence_time" in vars_:
+        thr = (study.measures["convergence_time"].get("threshold") or study.integration.get("stop_eg") or 1e-3)
         if {"eta", "K"} <= dims:
-            add(ps.heatmap(ds, "convergence_time", "eta", "K"), "convergence_time_eta_K",
+            add(ps.heatmap(ds, "convergence_time", "eta", "K",
+                           title=f"Convergence time: first alpha with eps_g < {thr:g}"), "convergence_time_eta_K",
                 "Convergence time over eta x K",
                 "Time alpha (examples per input dimension) until eps_g first drops below the threshold. "
                 "Hatched cells with x: the run diverged; grey circles: the threshold was not reached in time.")
@@ -198,6 +200,39 @@ def write_report(
     return path
 
 
+def _highlights(ds: xr.Dataset, study: Study) -> list[str]:
+    """Key numbers: eta_c and the fastest learning rate per combination of the other axes."""
+    L: list[str] = []
+    others = [d for d in study.dims if d not in ("eta", "X")]
+    fastest = "convergence_time" in ds and "eta" in study.dims
+    if not others or not ("eta_c" in ds or fastest):
+        return L
+    head = others + (["eta_c"] if "eta_c" in ds else [])
+    if fastest:
+        head += ["fastest eta on the grid", "its convergence time"]
+    L += ["## Highlights", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    sub = ds.stack(_combo=others)
+    for j in range(sub.sizes["_combo"]):
+        one = sub.isel(_combo=j)
+        row = [_fmt(one[d].values) for d in others]
+        if "eta_c" in ds:
+            row.append(_fmt(np.nanmax(one["eta_c"].values) if np.isfinite(one["eta_c"].values).any() else np.nan))
+        if fastest:
+            ct = one["convergence_time"]
+            extra = [d for d in ct.dims if d != "eta"]
+            if extra:
+                ct = ct.isel({d: 0 for d in extra})
+            vals = np.where(one["status"].isel({d: 0 for d in extra}).values == "ok", ct.values, np.nan)
+            if np.isfinite(vals).any():
+                k = int(np.nanargmin(vals))
+                row += [_fmt(ct["eta"].values[k]), _fmt(vals[k])]
+            else:
+                row += ["-", "-"]
+        L.append("| " + " | ".join(row) + " |")
+    L.append("")
+    return L
+
+
 def _rel(p: Path, base: Path) -> str:
     try:
         return str(Path(p).resolve().relative_to(base.resolve()))
@@ -245,6 +280,7 @@ def _markdown(ds: xr.Dataset, study: Study, figures: list, traj_files: list[Path
             L.append(f"| ... | | {bad.size - 20} more |")
         L.append("")
 
+    L += _highlights(ds, study)
     L += ["## Figures", ""]
     for t, p, cap in figures:
         L += [f"### {t}", "", f"![{t}]({_rel(p, outdir)})", ""]

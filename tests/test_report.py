@@ -54,7 +54,8 @@ def test_report_has_figures_tables_and_status(tmp_path):
     for p in images:
         assert (tmp_path / p).stat().st_size > 5000
     # The results table carries the dataset's numbers, in grid order.
-    rows = [line for line in text.splitlines() if line.startswith("| erf") or line.startswith("| relu")]
+    results = text.split("## Results")[1]
+    rows = [line for line in results.splitlines() if line.startswith("| erf") or line.startswith("| relu")]
     assert len(rows) == 12
     cells = [r.strip("|").split("|") for r in rows]
     assert [c[0].strip() for c in cells] == ["erf"] * 6 + ["relu"] * 6
@@ -122,3 +123,16 @@ def test_report_from_file_defaults_next_to_dataset(tmp_path):
     assert path == f.parent / "report.md" and f"`{f}`" in path.read_text()
     with pytest.raises(ValueError, match="study"):
         write_report(xr.Dataset(), tmp_path)
+
+
+def test_highlights_give_eta_c_and_fastest_eta(tmp_path):
+    ct = np.array([30.0, 50.0, 20.0, 90.0, 60.0, 40.0, 10.0, 5.0, 7.0, 80.0, 70.0, 75.0])
+    st, ds = synthetic(GRID_STUDY, {"convergence_time": ct, "final_eg": np.ones(12), "alpha_end": np.ones(12),
+                                    "eta_c": np.repeat([4.0, 2.3, 2.0, 1.3], 3)})
+    text = write_report(ds, tmp_path, trajectories=False).read_text()
+    rows = text.split("## Highlights")[1].split("##")[0].strip().splitlines()[2:]
+    # (erf, K = 1): point 1 (eta = 1) diverged, so the fastest ok run is eta = 2 with 20
+    assert rows[0] == "| erf | 1 | 4 | 2 | 20 |"
+    assert rows[1] == "| erf | 2 | 2.3 | 2 | 40 |"
+    assert rows[2] == "| relu | 1 | 2 | 1 | 5 |"
+    assert rows[3] == "| relu | 2 | 1.3 | 1 | 70 |"
