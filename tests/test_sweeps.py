@@ -158,12 +158,38 @@ def test_batches_cover_points_once():
 def test_sweep_on_local_cluster_by_scheduler_address(tmp_path):
     from dask.distributed import LocalCluster
 
+    from phasekit.cli import main
+
     st = small_study()
     serial = sweep(st, n_workers=0, outdir=tmp_path / "serial", progress=False)
+    study_file = tmp_path / "t.toml"
+    study_file.write_text(textwrap.dedent("""
+        name = "t"
+        [model]
+        K = 2
+        M = "K"
+        activation = "erf"
+        second_order = true
+        [grid]
+        eta = [0.5, 1.5, 40.0]
+        K = [1, 2]
+        [integration]
+        eta_alpha_max = 150.0
+        n_points = 301
+        rtol = 1e-8
+        atol = 1e-11
+        [measures.convergence_time]
+        threshold = 1e-2
+        [measures.final_eg]
+    """))
+    assert parse_study(__import__("tomllib").loads(study_file.read_text())).hash() == st.hash()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        ds = sweep(st, scheduler=cluster.scheduler_address, outdir=tmp_path / "cluster", progress=False,
-                   batch_size=1)
+        # the command line's --scheduler: an existing cluster, addressed by its scheduler address
+        code = main(["run", str(study_file), "--scheduler", cluster.scheduler_address, "--outdir",
+                     str(tmp_path / "cluster"), "--batch-size", "1", "--no-report", "--no-progress"])
+        assert code == 0
         assert len(cluster.scheduler_info["workers"]) == 2  # the cluster was used, not replaced
+    ds = xr.load_dataset(tmp_path / "cluster" / "t.nc", engine="scipy")
     pids = {w.split(":")[1] for w in ds["worker"].values.ravel()}
     assert str(os.getpid()) not in pids  # computed by the cluster's worker processes
     for v in MEASURE_VARS:
