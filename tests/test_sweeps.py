@@ -151,7 +151,7 @@ def test_batches_cover_points_once():
         if bs:
             assert max(map(len, batches)) <= bs
         else:
-            assert len(batches) == min(len(idx), 4 * workers) and max(map(len, batches)) <= 64
+            assert len(batches) == min(len(idx), 8 * workers) and max(map(len, batches)) <= 64
             assert max(map(len, batches)) - min(map(len, batches)) <= 1
 
 
