@@ -51,8 +51,9 @@ from .plateaus import (
     plateau_times,
 )
 from .simulation import simulate
-from .study import load_study
-from .sweeps import sweep
+from .report import write_report
+from .study import Study, StudyError, load_study, parse_study
+from .sweeps import MEASURES, register_measure, sweep
 from . import linear_dynamics, propagation, two_layer
 
 __all__ = [
@@ -82,8 +83,14 @@ __all__ = [
     "plateau_scaling",
     "plateau_times",
     "simulate",
+    "Study",
+    "StudyError",
     "load_study",
+    "parse_study",
+    "MEASURES",
+    "register_measure",
     "sweep",
+    "write_report",
     "linear_dynamics",
     "propagation",
     "two_layer",

@@ -191,3 +191,16 @@ def test_rhs_equals_loop_reference(activation, K, M):
     first = model.replace(second_order=False)
     assert np.allclose(first.rhs_vector(state.to_vector()), ref.reference_rhs(first, state),
                        rtol=1e-12, atol=1e-13)
+
+
+def test_large_first_order_model():
+    """K = M = 50 first order: the flow is cheap (no I4) and exact at the perfect solution."""
+    K = 50
+    model = pk.Committee(K, K, "erf", eta=1.0, second_order=False)
+    assert np.abs(model.rhs_vector(pk.State(np.eye(K), np.eye(K)).to_vector())).max() < 1e-14
+    state = pk.State(1e-3 * np.random.default_rng(0).uniform(size=(K, K)), 0.5 * np.eye(K))
+    d = model.rhs(state)
+    # relabelling students permutes the flow (a check that no index table is off by one)
+    p = np.random.default_rng(1).permutation(K)
+    dp = model.rhs(pk.State(state.R[p], state.Q[np.ix_(p, p)]))
+    assert np.allclose(dp.R, d.R[p], atol=1e-15) and np.allclose(dp.Q, d.Q[np.ix_(p, p)], atol=1e-15)
