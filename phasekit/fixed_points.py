@@ -231,6 +231,12 @@ def _perm_sending(size: int, targets: Sequence[int]) -> list[int]:
     return perm
 
 
+def _swap(size: int, i: int) -> list[int]:
+    p = list(range(size))
+    p[i], p[i + 1] = p[i + 1], p[i]
+    return p
+
+
 @dataclass(frozen=True)
 class _Symmetry:
     """For every coordinate j: a representative r[j] and a map pi_j with J[pi_j, j] = J[:, r[j]]."""
@@ -238,10 +244,42 @@ class _Symmetry:
     reps: np.ndarray
     perms: np.ndarray  # (n, n)
     kind: str
+    generators: tuple = ()  # coordinate maps of adjacent transpositions generating the group
 
     @property
     def representatives(self) -> np.ndarray:
         return np.unique(self.reps)
+
+    def symmetrise(self, J: np.ndarray) -> np.ndarray:
+        """Average ``J`` over the group: ``J[a, b]`` becomes the mean over the orbit of ``(a, b)``.
+
+        Equivariance ``P J P^T = J`` then holds to rounding, so eigenvalues of
+        different symmetry sectors cross exactly instead of repelling at the
+        square root of the numerical error.  Rows may stack several state-shaped blocks.
+        """
+        n = self.perms.shape[0]
+        m = J.shape[0]
+        rows = np.arange(m)
+        labels = np.arange(m * n).reshape(m, n)
+        maps = []
+        for g in self.generators:
+            g_rows = np.concatenate([g + b * n for b in range(m // n)])
+            maps.append((g_rows, g))
+        # label propagation to the smallest index of each pair orbit (pairs (a, b) -> (g a, g b))
+        while True:
+            old = labels.copy()
+            for g_rows, g in maps:
+                img = np.empty_like(labels)
+                img[g_rows[:, None], g[None, :]] = labels[rows[:, None], np.arange(n)[None, :]]
+                labels = np.minimum(labels, img)
+                back = labels[g_rows[:, None], g[None, :]]
+                labels = np.minimum(labels, back)
+            if np.array_equal(labels, old):
+                break
+        flat = labels.ravel()
+        sums = np.bincount(flat, weights=J.ravel(), minlength=m * n)
+        counts = np.bincount(flat, minlength=m * n)
+        return (sums[flat] / counts[flat]).reshape(m, n)
 
 
 def _state_symmetry(model: Committee, v: np.ndarray, tol: float = 1e-12) -> _Symmetry | None:
@@ -286,7 +324,13 @@ def _state_symmetry(model: Committee, v: np.ndarray, tol: float = 1e-12) -> _Sym
                 return None
             reps[j] = index[rep]
             perms[j] = pi
-        return _Symmetry(reps, perms, kind)
+        if kind == "separate":
+            gens = [(_swap(K, i), list(range(M))) for i in range(K - 1)]
+            gens += [(list(range(K)), _swap(M, a)) for a in range(M - 1)]
+        else:
+            gens = [(_swap(K, i), _swap(K, i)) for i in range(K - 1)]
+        generators = tuple(_coordinate_permutation(K, M, sg, tg) for sg, tg in gens)
+        return _Symmetry(reps, perms, kind, generators)
 
     if K * M == 1:
         return None
@@ -427,6 +471,7 @@ def _cone_jacobian(model: Committee, fun: Callable[[np.ndarray], np.ndarray], v:
             pi = np.concatenate([symmetry.perms[j] + b * n for b in range(blocks)])
             J[pi, j] = Jc[r]
             E[pi, j] = Ec[r]
+        J = symmetry.symmetrise(J)
     return f0, J, E, F.shape[0]
 
 
@@ -1489,8 +1534,17 @@ def optimal_eta(model: Committee, *, rtol: float = 1e-10, full_output: bool = Fa
     def neg_rate(e: float) -> float:
         return -st.decay_rate(e)
 
-    res = optimize.minimize_scalar(neg_rate, bounds=(1e-9 * eta_c, eta_c), method="bounded",
+    # The decay rate can peak sharply (two eigenvalues meeting), so Brent's method runs
+    # inside the best cell of a scan, and a finer scan around its answer seeds the refinement.
+    grid = np.linspace(0.0, eta_c, 401)[1:-1]
+    j = int(np.argmax([st.decay_rate(e) for e in grid]))
+    cell = (grid[max(j - 1, 0)] if j > 0 else 1e-9 * eta_c, grid[min(j + 1, len(grid) - 1)])
+    res = optimize.minimize_scalar(neg_rate, bounds=cell, method="bounded",
                                    options={"xatol": 1e-12 * eta_c, "maxiter": 500})
+    fine = np.linspace(max(res.x - 1e-3 * eta_c, cell[0]), min(res.x + 1e-3 * eta_c, cell[1]), 201)
+    rates_fine = np.array([st.decay_rate(e) for e in fine])
+    if rates_fine.max() > -float(res.fun):
+        res = optimize.OptimizeResult(x=float(fine[np.argmax(rates_fine)]), fun=-float(rates_fine.max()))
     eta_o = float(res.x)
     kink = False
     n = len(st.A)
@@ -1512,7 +1566,7 @@ def optimal_eta(model: Committee, *, rtol: float = 1e-10, full_output: bool = Fa
         dl = (vl[:, k].conj() @ st.B @ vr[:, k]) / (vl[:, k].conj() @ vr[:, k])
         return float((w[k] + e * dl).real)
 
-    d = 1e-4 * eta_o
+    d = 2 * (fine[1] - fine[0])
     lo, hi = max(eta_o - d, 1e-12 * eta_c), min(eta_o + d, eta_c)
     w_lo, _, v_lo = eig_at(lo)
     w_hi, _, v_hi = eig_at(hi)
