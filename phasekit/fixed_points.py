@@ -77,6 +77,7 @@ __all__ = [
     "perfect_solution",
     "fixed_points",
     "eta_structure",
+    "EtaStructure",
     "critical_eta",
     "optimal_eta",
     "continuation",
