@@ -17,6 +17,8 @@ module                  concept
 ``committee``           the soft committee machine: ``Committee``, ``State``
 ``dynamics``            ``integrate`` the ODEs into trajectory datasets
 ``fixed_points``        fixed points, Jacobians, ``critical_eta``, continuation
+                        (``phasekit.fixed_points`` is the search function; the
+                        module is ``importlib.import_module("phasekit.fixed_points")``)
 ``plateaus``            symmetry-breaking starts, plateau lengths, convergence
 ``simulation``          microscopic SGD and the exact finite-N chain
 ``study``, ``sweeps``   study files and dask-parallel, resumable sweeps
@@ -33,11 +35,14 @@ from .committee import Committee, State
 from .dynamics import integrate, model_from_dataset, state_at
 from .fixed_points import (
     FixedPoint,
+    EtaStructure,
     continuation,
     critical_eta,
+    eta_structure,
     find_fixed_point,
     fixed_points,
     jacobian,
+    linearise,
     optimal_eta,
     perfect_solution,
     symmetric_plateau,
@@ -68,11 +73,14 @@ __all__ = [
     "model_from_dataset",
     "state_at",
     "FixedPoint",
+    "EtaStructure",
     "continuation",
     "critical_eta",
+    "eta_structure",
     "find_fixed_point",
     "fixed_points",
     "jacobian",
+    "linearise",
     "optimal_eta",
     "perfect_solution",
     "symmetric_plateau",

@@ -560,12 +560,16 @@ def _as_vector(model: Committee, state: State | np.ndarray, name: str) -> np.nda
 
 @dataclass(eq=False)
 class FixedPoint:
-    """A fixed point of the order-parameter flow and its linearisation.
+    """A fixed point of a flow and its linearisation.
+
+    The result type of every fixed-point search in phasekit: the committee
+    machine here, and deep linear networks (:mod:`phasekit.linear_dynamics`,
+    where ``state`` is a plain vector, ``model`` is ``None`` and ``eg`` is nan).
 
     Attributes
     ----------
-    state : State
-        The order parameters.
+    state : State or ndarray
+        The order parameters (a :class:`State` for the committee machine).
     eigenvalues : ndarray, shape (n_state,)
         Spectrum of the Jacobian of ``d state / d alpha`` at the model's eta
         (units 1/alpha), sorted by decreasing real part (ties: decreasing
@@ -617,7 +621,7 @@ class FixedPoint:
     residual: float
     converged: bool
     kind: str
-    model: Committee
+    model: Committee | None
     jacobian: np.ndarray
     jacobian_error: float = float("nan")
     jacobian_method: str = ""
@@ -638,7 +642,7 @@ class FixedPoint:
     @property
     def vector(self) -> np.ndarray:
         """The state as a vector in MODEL.md order."""
-        return self.state.to_vector()
+        return self.state.to_vector() if isinstance(self.state, State) else np.asarray(self.state)
 
     def to_dataset(self) -> xr.Dataset:
         """The fixed point as an ``xarray.Dataset``.
@@ -656,6 +660,8 @@ class FixedPoint:
 
 def _fixed_point_dataset(fp: FixedPoint) -> xr.Dataset:
     model = fp.model
+    if model is None:
+        raise ValueError("to_dataset: only committee-machine fixed points have a dataset layout")
     K, M, n = model.K, model.M, model.n_state
     labels = vector_labels(K, M)
     ev = np.asarray(fp.eigenvalues, dtype=complex)

@@ -38,8 +38,9 @@ balanced, ``a_i = v = u^(1/k)``.  The mode strength ``u = u_alpha^T W v_alpha`` 
   ``s`` and an unstable one near 0, so weight decay adds a barrier that a
   too-small initialisation cannot cross.
 
-Fixed points are returned as :class:`FixedPoint` (state, Jacobian eigenvalues
-and eigenvectors, stability), in layer coordinates ``(a_1, ..., a_k)`` or in the
+Fixed points are returned as :class:`phasekit.FixedPoint`, the committee
+machine's result type (state vector, Jacobian eigenvalues and eigenvectors,
+stability; ``model`` is ``None``), in layer coordinates ``(a_1, ..., a_k)`` or in the
 mode strength ``u``.
 """
 
@@ -52,6 +53,7 @@ import numpy as np
 import xarray as xr
 from scipy.integrate import solve_ivp
 
+from .fixed_points import FixedPoint, _classify
 from .provenance import provenance_attrs
 
 __all__ = [
@@ -67,36 +69,6 @@ __all__ = [
 ]
 
 Array = np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class FixedPoint:
-    """A fixed point of a flow and its linear stability.
-
-    Attributes
-    ----------
-    state : ndarray, shape (n,)
-        Position.
-    eigenvalues : ndarray, shape (n,)
-        Jacobian eigenvalues (per unit time), by decreasing real part (ties:
-        decreasing imaginary part); real dtype when the spectrum is real.
-    eigenvectors : ndarray, shape (n, n)
-        Matching unit eigenvectors as columns, each scaled so that its
-        largest-magnitude component (the first of ties) is real and positive.
-    stable : bool
-        All eigenvalues have negative real part.
-    n_unstable : int
-        Number of eigenvalues with positive real part.
-    residual : float
-        Largest ``|rhs(state)|`` (0 up to rounding at a true fixed point).
-    """
-
-    state: Array
-    eigenvalues: Array
-    eigenvectors: Array
-    stable: bool
-    n_unstable: int
-    residual: float
 
 
 # --- validation ------------------------------------------------------------------
@@ -458,9 +430,10 @@ def _make_fixed_point(state: Array, jac: Array, residual: float) -> FixedPoint:
     if np.all(np.abs(lam.imag) <= 1e-12 * np.maximum(1.0, np.abs(lam.real))):
         lam, vec = lam.real, vec.real
     tol = 1e-12 * max(1.0, float(np.max(np.abs(lam))) if lam.size else 1.0)
-    n_unstable = int(np.sum(lam.real > tol))
-    stable = bool(np.all(lam.real < -tol))
-    return FixedPoint(np.asarray(state, float), lam, vec, stable, n_unstable, float(residual))
+    n_unstable, stable, kind = _classify(lam, tol, True)
+    return FixedPoint(np.asarray(state, float), lam, vec, eg=float("nan"), n_unstable=n_unstable,
+                      stable=stable, residual=float(residual), converged=True, kind=kind, model=None,
+                      jacobian=np.asarray(jac, float), jacobian_method="analytic", eig_tol=tol)
 
 
 def fixed_points(s: float, *, depth: int = 2, weight_decay: float = 0.0, tau: float = 1.0,

@@ -64,5 +64,6 @@ def parallel_map(
         import dask
 
         tasks = [dask.delayed(_run_batch)(func, b) for b in batches]
-        results = dask.compute(*tasks, scheduler="processes", num_workers=workers)
+        # chunksize=1: the multiprocessing scheduler would otherwise send six tasks at a time
+        results = dask.compute(*tasks, scheduler="processes", num_workers=workers, chunksize=1)
     return [r for batch in results for r in batch]

@@ -197,3 +197,15 @@ def test_bad_input_raises_value_error():
         ld.mode_strength([-1.0], 1.0, 0.1)
     with pytest.raises(ValueError, match="singular_values: at most min"):
         ld.simulate_deep_linear([1.0] * 7, n_in=8, n_out=6)
+
+
+def test_fixed_points_share_the_committee_result_type():
+    import phasekit as pk
+
+    fps = ld.fixed_points(2.0, depth=2)
+    assert fps and all(isinstance(fp, pk.FixedPoint) for fp in fps)
+    assert all(fp.model is None and fp.kind in {"stable", "saddle", "unstable", "marginal"} for fp in fps)
+    # layer coordinates: the origin is a saddle, the learned point is marginal along the
+    # rescaling a1 -> c a1, a2 -> a2 / c; in the mode strength it is stable
+    assert [fp.kind for fp in fps] == ["saddle", "marginal"]
+    assert [fp.kind for fp in ld.fixed_points(2.0, depth=2, coordinates="mode")] == ["unstable", "stable"]
