@@ -21,12 +21,6 @@ STATUS = ("ok", "converged", "diverged", "failed")
 MAX_NORM = 1e6
 
 
-class _NonFinite(Exception):
-    def __init__(self, alpha: float) -> None:
-        super().__init__(alpha)
-        self.alpha = alpha
-
-
 @dataclass(frozen=True)
 class _Events:
     model: Committee
