@@ -847,7 +847,7 @@ class _NewtonResult:
 
 def _perp_gram(model: Committee, V: np.ndarray) -> np.ndarray:
     """``W = Q - R T^-1 R^T``: Gram matrix of the student components outside the teachers' span."""
-    K, M = model.K, model.M
+    K = model.K
     V = np.asarray(V, dtype=float)
     S = model.covariance(V)
     R = S[..., :K, K:]
@@ -997,8 +997,8 @@ def _polish_on_face(model: Committee, fun: Callable[[np.ndarray], np.ndarray], z
         c = (A.T @ W @ A)[..., iu[0], iu[1]]
         return np.concatenate([fun(Z), weight * c], axis=-1)
 
-    z1, res1, _, _ = _solve(model, aug, z, P, Pinv, tol=min(tol, 1e-3 * max(res, 1e-300)) * 1e-2,
-                            max_iter=30, max_norm=1e3)
+    z1, _, _, _ = _solve(model, aug, z, P, Pinv, tol=min(tol, 1e-3 * max(res, 1e-300)) * 1e-2,
+                         max_iter=30, max_norm=1e3)
     f1 = fun(z1[None, :])[0]
     r1 = float(np.abs(f1).max())
     moved = float(np.abs(P @ (z1 - z)).max())
