@@ -21,11 +21,11 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     pass
 
 
-def _add_model_args(p: argparse.ArgumentParser, eta_default: float = 0.1) -> None:
+def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--K", type=int, default=2, help="student hidden units")
     p.add_argument("--M", type=int, default=None, help="teacher hidden units (default: K)")
     p.add_argument("--activation", default="relu", help="activation (see phasekit.available_activations())")
-    p.add_argument("--eta", type=float, default=eta_default, help="learning rate")
+    p.add_argument("--eta", type=float, default=0.1, help="learning rate")
     p.add_argument("--first-order", action="store_true", help="drop the eta^2 term (small-eta limit)")
     p.add_argument("--noise", type=float, default=0.0, help="output-noise standard deviation")
 
@@ -146,12 +146,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_fixed_points(args: argparse.Namespace) -> int:
     import numpy as np
 
-    try:
-        from .fixed_points import fixed_points
-    except ModuleNotFoundError as exc:
-        if exc.name != "phasekit.fixed_points":
-            raise
-        raise RuntimeError("phasekit.fixed_points is not available in this installation") from None
+    from .fixed_points import fixed_points
+
     model = _model(args)
     fps = fixed_points(model, n_starts=args.n_starts, seed=args.seed)
     print(f"# fixed points of {model!r}")
@@ -163,7 +159,7 @@ def _cmd_fixed_points(args: argparse.Namespace) -> int:
                                                      else "") for x in lam[:4])
         R = np.array2string(np.asarray(fp.state.R), precision=4, separator=",").replace("\n", "")
         Q = np.array2string(np.asarray(fp.state.Q), precision=4, separator=",").replace("\n", "")
-        kind = getattr(fp, "label", "") or getattr(fp, "kind", "")
+        kind = fp.label or fp.kind
         print(f"{j:>3} {kind:>17} {fp.eg:>10.5g} {('yes' if fp.stable else 'no'):>6} {fp.n_unstable:>8d} "
               f"{fp.residual:>9.2g}  [{lead}]; R = {R}, Q = {Q}")
         if fp.escape_eigenvalue is not None:

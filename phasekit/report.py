@@ -45,7 +45,8 @@ def trajectory_points(study: Study, ds: xr.Dataset, max_points: int = 3) -> list
 
     The study's ``[report] trajectories`` selections if given (unspecified
     axes at their first value); otherwise up to ``max_points`` points spread
-    along the first grid axis, preferring points that did not fail.
+    along the first grid axis (the others at their first value), leaving out
+    points that were never computed (status ``"missing"``).
     """
     dims = study.dims
     if not dims:

@@ -64,7 +64,7 @@ class StudyError(ValueError):
 
 # --- schema ------------------------------------------------------------------------
 
-# Grid axes and model parameters: name -> (kind, lower bound, bound inclusive?)
+# Grid axes: name -> description (the allowed keys of [grid]).
 GRID_AXES: dict[str, str] = {
     "eta": "learning rate eta (> 0)",
     "K": "student hidden units (integer >= 1)",
@@ -89,6 +89,7 @@ _INTEGRATION_DEFAULTS: dict[str, Any] = {
 _METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
 _RUN_DEFAULTS: dict[str, Any] = {"batch_size": None}
 _REPORT_KEYS = ("trajectories", "title")
+
 
 def _fmt(value: Any) -> str:
     text = repr(value)

@@ -110,7 +110,7 @@ def test_recipes_lists_names(capsys):
         assert name in out
 
 
-def test_report_subcommand_rewrites_report(tmp_path, capsys):
+def test_report_subcommand_rewrites_report(tmp_path):
     study = tmp_path / "s.toml"
     study.write_text(STUDY)
     out = tmp_path / "o"
@@ -131,7 +131,7 @@ def test_fixed_points_table(capsys):
     assert "eps_g" in out and len(out.strip().splitlines()) >= 3
 
 
-def test_console_module_runs(tmp_path):
+def test_console_module_runs():
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run([sys.executable, "-m", "phasekit.cli", "recipes"], env=env, capture_output=True,
                          text=True, timeout=120)

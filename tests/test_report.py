@@ -44,7 +44,7 @@ def test_report_has_figures_tables_and_status(tmp_path):
     n = 12
     ct = np.linspace(10, 120, n)
     ct[5] = np.inf
-    st, ds = synthetic(GRID_STUDY, {"convergence_time": ct, "final_eg": np.full(n, 1e-3),
+    _, ds = synthetic(GRID_STUDY, {"convergence_time": ct, "final_eg": np.full(n, 1e-3),
                                     "alpha_end": np.full(n, 40.0), "eta_c": np.repeat([4.0, 2.3, 2.0, 1.3], 3)})
     path = write_report(ds, tmp_path, trajectories=False)
     text = path.read_text()
@@ -114,7 +114,7 @@ def test_trajectory_points_and_integration(tmp_path):
 
 
 def test_report_from_file_defaults_next_to_dataset(tmp_path):
-    st, ds = synthetic(GRID_STUDY, {"convergence_time": np.ones(12), "final_eg": np.ones(12),
+    _, ds = synthetic(GRID_STUDY, {"convergence_time": np.ones(12), "final_eg": np.ones(12),
                                     "alpha_end": np.ones(12), "eta_c": np.ones(12)})
     f = tmp_path / "d" / "rep.nc"
     f.parent.mkdir()
@@ -127,7 +127,7 @@ def test_report_from_file_defaults_next_to_dataset(tmp_path):
 
 def test_highlights_give_eta_c_and_fastest_eta(tmp_path):
     ct = np.array([30.0, 50.0, 20.0, 90.0, 60.0, 40.0, 10.0, 5.0, 7.0, 80.0, 70.0, 75.0])
-    st, ds = synthetic(GRID_STUDY, {"convergence_time": ct, "final_eg": np.ones(12), "alpha_end": np.ones(12),
+    _, ds = synthetic(GRID_STUDY, {"convergence_time": ct, "final_eg": np.ones(12), "alpha_end": np.ones(12),
                                     "eta_c": np.repeat([4.0, 2.3, 2.0, 1.3], 3)})
     text = write_report(ds, tmp_path, trajectories=False).read_text()
     rows = text.split("## Highlights")[1].split("##")[0].strip().splitlines()[2:]

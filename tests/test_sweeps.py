@@ -35,7 +35,7 @@ def small_study(**over):
 
 def test_measures_match_direct_integration():
     st = small_study()
-    j = 2  # eta = 0.5, K = 1 ... C order over (eta, K): index 2 -> eta = 1.5, K = 1
+    j = 2  # C order over (eta, K): index 2 -> eta = 1.5, K = 1
     p = st.point_parameters(j)
     assert (p["eta"], p["K"]) == (1.5, 1)
     rec = evaluate_point(st, j)
@@ -58,7 +58,7 @@ def test_initial_state_is_diagonal_overlap():
     assert np.allclose(s.Q, np.diag(np.diag(s.Q))) and np.all((np.diag(s.Q) >= 0.2) & (np.diag(s.Q) <= 0.3))
 
 
-def test_sweep_records_divergence_and_failures_without_stopping(tmp_path, monkeypatch):
+def test_sweep_records_divergence_and_failures_without_stopping(tmp_path):
     calls = []
 
     @register_measure("fragile", {"fragile": ("a test measure", "1")})

@@ -43,13 +43,8 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
     """
     t, tlabel = _time(ds, time)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
-    K, M = ds.sizes["i"], ds.sizes["n"]
-    for i in range(K):
-        for n in range(M):
-            axes[0].plot(t, ds["R"].values[:, i, n], label=f"R{i + 1}{n + 1}", ls="-" if i == n else "--")
-    for i in range(K):
-        for k in range(i, K):
-            axes[1].plot(t, ds["Q"].values[:, i, k], label=f"Q{i + 1}{k + 1}", ls="-" if i == k else "--")
+    _panel_lines(axes[0], t, ds, "R")
+    _panel_lines(axes[1], t, ds, "Q")
     axes[2].plot(t, ds["eg"].values, color="k", label="eps_g")
     if reference_eg is not None and np.isfinite(reference_eg):
         axes[2].axhline(reference_eg, color="C3", ls="--", lw=1,
@@ -71,7 +66,7 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
         ax.set_xlabel(tlabel)
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2 if ax.get_legend_handles_labels()[0].__len__() > 6 else 1)
+        ax.legend(fontsize=7, ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1)
     fig.suptitle(title or _model_text(ds), fontsize=11)
     return fig
 
