@@ -122,9 +122,6 @@ def test_report_subcommand_rewrites_report(tmp_path):
 
 
 def test_fixed_points_table(capsys):
-    fp = pytest.importorskip("phasekit.fixed_points")
-    if not hasattr(fp, "fixed_points"):
-        pytest.skip("phasekit.fixed_points.fixed_points not available")
     assert main(["fixed-points", "--K", "1", "--M", "1", "--activation", "erf", "--eta", "0.5",
                  "--n-starts", "8"]) == 0
     out = capsys.readouterr().out
