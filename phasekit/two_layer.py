@@ -48,9 +48,9 @@ every output ``scale``.  The tangent kernel of a ReLU network grows like
 ``tau^2`` (like ``tau`` for bounded activations), whereas small-``tau`` runs
 first escape the saddle at ``w = 0`` in a time growing like ``log(1 / tau)``;
 :func:`horizon` therefore runs each point of a sweep to ``T / max(1, tau^2)``
-(``T / max(1, tau)``): ``T`` units of kernel time, and at least ``T`` units of
-mean-field time.  Mini-batch SGD with learning rate ``lr`` advances ``t`` by
-``lr`` per step.
+(``T / max(1, tau)``): ``T`` units of kernel time when the kernel grows
+(``tau > 1``), ``T`` units of mean-field time otherwise.  Mini-batch SGD with
+learning rate ``lr`` advances ``t`` by ``lr`` per step.
 
 Tangent model
 -------------
@@ -808,7 +808,7 @@ class TangentModel:
 
     def _feature_gram(self, Ap: Array, pp: _Pairs) -> Array:
         """``E[g'(u_p) g'(u_q) x x^T]`` of shape (P, d, P, d)."""
-        P, d = Ap.shape
+        d = Ap.shape[1]
         T, D = self.problem.kernels.third(Ap, Ap)
         J = pp.J
         M = J[:, None, :, None] * np.eye(d)[None, :, None, :]
@@ -893,7 +893,10 @@ class Trajectory:
     n_evaluations : int
         Loss-gradient evaluations (flow) or steps (SGD).
     status : str
-        ``"ok"`` or ``"failed"`` (solver failure; samples end where it stopped).
+        ``"ok"`` or ``"failed"`` (solver failure, or a non-finite SGD loss;
+        samples end where the solver stopped).
+    message : str
+        The solver's message (empty for SGD).
     """
 
     t: Array
@@ -1035,8 +1038,9 @@ def train_sgd(
     for step in range(1, n_steps + 1):
         x = rng.standard_normal((batch, student0.d))
         U = x @ A.T
-        err = k * (g(U) @ c) - problem.target_output(x)  # (batch,)
-        grad_c = k * (g(U).T @ err) / batch
+        gU = g(U)
+        err = k * (gU @ c) - problem.target_output(x)  # (batch,)
+        grad_c = k * (gU.T @ err) / batch
         grad_a = k * c[:, None] * ((dg(U) * err[:, None]).T @ x) / batch
         A -= step_factor * grad_a
         c -= step_factor * grad_c
@@ -1062,8 +1066,9 @@ def horizon(tau: float, T: float, activation: str = "relu") -> float:
     ``kappa`` is how the tangent kernel grows with the initial scale: ``tau^2``
     for ReLU (homogeneous of degree 2 in the weights), ``tau`` for bounded
     activations (sigmoid, tanh, erf, ...: ``E[g'(u)^2] ~ 1 / tau`` for wide
-    pre-activations).  Every run thus covers ``T`` units of its kernel time,
-    and at least ``T`` units of mean-field time (see the module docstring).
+    pre-activations).  Every run thus covers ``T`` units of its kernel time
+    ``kappa t`` when ``kappa > 1``, and ``T`` units of mean-field time otherwise
+    (see the module docstring).
     """
     tau = _check_positive(tau, "tau")
     kappa = tau**2 if get_activation(activation).name == "relu" else tau

@@ -37,7 +37,7 @@ def _band(ax: plt.Axes, x: np.ndarray, da: xr.DataArray, **kwargs) -> None:
 
 
 def _select_single(ds: xr.Dataset, keep: tuple[str, ...]) -> xr.Dataset:
-    """First entry of every dimension of length > 1 that is neither kept nor ``seed``."""
+    """First entry of each of ``activation, scale, m, tau, regime, variant`` not in ``keep``."""
     for dim in ("activation", "scale", "m", "tau", "regime", "variant"):
         if dim in ds.dims and dim not in keep:
             ds = ds.isel({dim: 0})

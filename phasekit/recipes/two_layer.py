@@ -130,7 +130,8 @@ def _write_tau_report(ds: xr.Dataset, path: Path, *, threshold: float, T: float)
         f"loss; medians over {sub.sizes['seed']} seeds.  Time t is the mean-field time "
         "dw/dt = -(m / scale^2) grad L; each run ends at t = T / max(1, tau^2) for ReLU "
         "(T / max(1, tau) for bounded activations) "
-        f"(T = {T:g}), i.e. T units of tangent-kernel time.",
+        f"(T = {T:g}), i.e. T units of tangent-kernel time for tau > 1 and T units of "
+        "mean-field time below.",
         "",
         "Regimes: **lazy** when the trained network stays within "
         f"{LAZY_DISTANCE:g} |f*| of its trained tangent model (linearisation around the "
