@@ -229,6 +229,10 @@ def test_same_seed_same_numbers(method):
 def test_dataset_writes_to_netcdf(tmp_path):
     ds = simulate(RELU22, START22, 50, 0.5, n_runs=2, n_points=3, n_test=10)
     ds.to_netcdf(tmp_path / "sim.nc", engine="scipy")
+    back = xr.open_dataset(tmp_path / "sim.nc", engine="scipy").load()
+    assert back["R"].dims == ("run", "alpha", "i", "n")
+    assert np.array_equal(back["Q"].values, ds["Q"].values)
+    assert back.attrs["phasekit_version"] == ds.attrs["phasekit_version"]
 
 
 def test_test_set_error_estimates_the_closed_form():
