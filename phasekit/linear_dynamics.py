@@ -203,11 +203,6 @@ class _RationalFlow:
         k = self.k
         return self.s * v ** (k - 2) - v ** (2 * k - 2) - self.lam
 
-    def dP(self, v: Array) -> Array:
-        k = self.k
-        return self.s * (k - 2) * v ** (k - 3) - (2 * k - 2) * v ** (2 * k - 3) if k > 2 \
-            else -2.0 * v
-
     def roots(self) -> Array:
         """Roots of ``P`` (``lambda > 0``) or of ``s - v^k`` (``lambda = 0``), Newton-polished."""
         k = self.k
@@ -649,18 +644,18 @@ def simulate_deep_linear(
     rec = 0
     for step in range(n_steps + 1):
         W = product(Ws, n_in)
+        E = Y - W @ X
         if step == record_steps[rec]:
             M = U.T @ W @ V
             u_sim[:, rec] = np.diag(M)[:m]
             off = M.copy()
             np.fill_diagonal(off, 0.0)
             offdiag[rec] = np.linalg.norm(off)
-            E = Y - W @ X
             loss[rec] = 0.5 * np.sum(E * E) / n_samples + 0.5 * lam * sum(np.sum(w * w) for w in Ws)
             rec += 1
             if rec == record_steps.size:
                 break
-        G = (Y - W @ X) @ X.T / n_samples                 # -dL/dW (data term)
+        G = E @ X.T / n_samples                           # -dL/dW (data term)
         grads = []
         for i in range(k):
             above = product(Ws[i + 1:], Ws[i].shape[0])   # W_k ... W_{i+1}

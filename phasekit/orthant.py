@@ -350,9 +350,9 @@ def _rule(level: int) -> tuple[Array, Array]:
     """Nodes ``s`` and weights ``2 s w`` (the Jacobian of ``t = 1 - s^2`` folded in).
 
     Levels ``0 .. len(_PLAIN) - 1`` are plain Gauss-Legendre on [0, 1]; a
-    higher level uses ``L = level - len(_PLAIN) + 1`` panels
-    ``[0, q^-L], [q^-L, q^-(L-1)], ..., [q^-1, 1]`` that resolve a boundary
-    layer at ``s ~ q^-L``.
+    higher level uses, with ``L = level - len(_PLAIN) + 1``, the ``L + 1`` panels
+    ``[0, q^-L], [q^-L, q^-(L-1)], ..., [q^-1, 1]`` (``_N_PANEL`` nodes each,
+    ``_N_TOP`` on the last) that resolve a boundary layer at ``s ~ q^-L``.
     """
     if level < len(_PLAIN):
         s, w = _gauss_legendre(0.0, 1.0, _PLAIN[level][1])

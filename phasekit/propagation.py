@@ -641,7 +641,8 @@ def c_map(
 
     ``c' = (sigma_b2 + sigma_w2 I2(C)) / sqrt(q1' q2')`` with
     ``C = [[q1, c sqrt(q1 q2)], [c sqrt(q1 q2), q2]]`` and ``q' = q_map(q)``.
-    ``I2`` is the activation's (closed forms for relu, erf, linear).  Near
+    ``I2(C) = E[g(u) g(v)]`` comes from this module's kernels (closed forms for
+    relu, erf, linear; the polar quadrature of :func:`_pair_expectation` otherwise).  Near
     ``c = 1`` use :func:`delta_map`, which keeps the relative precision of ``1 - c``.
 
     Parameters
@@ -882,7 +883,7 @@ def critical_line(activation: str | Activation, sigma_b2: Any) -> tuple[Array, A
 
 # --- phase diagram ---------------------------------------------------------------
 
-def _phase_point(item: tuple[Activation, float, float, int]) -> tuple[float, ...]:
+def _phase_point(item: tuple[str | Activation, float, float, int, float]) -> tuple[float, ...]:
     """Order parameters of one ``(sigma_w2, sigma_b2)`` point (module level: picklable)."""
     act, sw, sb, n_angle, q0 = item
     k = _kernel(act, n_angle=n_angle)

@@ -377,7 +377,7 @@ def test_rank2_covariances_exact():
 
 
 def test_stein_reduction_agrees():
-    # The two-step Stein reduction of the brief: E[c d 1(x > 0)] =
+    # The two-step Stein reduction (see the relu_I4 docstring): E[c d 1(x > 0)] =
     # C_cd P4 + sum_{k in a,b,c} C_ck phi(0; C_kk) E[d 1(others > 0) | x_k = 0], and
     # the conditional expectation = sum_m S_dm phi(0; S_mm) P(rest > 0 | x_k = x_m = 0).
     def cond(C, idx):

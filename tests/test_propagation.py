@@ -280,7 +280,7 @@ def test_erf_profile_closed_form_and_quadrature_agree():
 
 
 def test_profile_matches_a_simulated_wide_network():
-    """Two inputs through actual random tanh networks of width 2000 (finite-width corrections ~1/N)."""
+    """Two inputs through actual random tanh networks of width 1000 (finite-width corrections ~1/N)."""
     rng = np.random.default_rng(2024)
     sw, sb, depth, n, reps, c0 = 2.5, 0.1, 6, 1000, 12, 0.3
     qs = prop.q_star("tanh", sw, sb)
