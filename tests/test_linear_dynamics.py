@@ -1,6 +1,9 @@
 """Deep linear networks: closed-form mode dynamics, fixed points, and a trained network."""
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from pathlib import Path
 
 import numpy as np

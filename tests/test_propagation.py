@@ -1,7 +1,10 @@
 """Signal propagation: variance/correlation maps, edge of chaos, depth profiles, phase diagrams."""
 
 import json
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from pathlib import Path
 
 import numpy as np

@@ -12,6 +12,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
+try:
+    from tomllib import loads as _toml_loads
+except ModuleNotFoundError:  # Python 3.10
+    from tomli import loads as _toml_loads
+
 import phasekit as pk
 from phasekit import sweeps
 from phasekit.study import StudyError, parse_study
@@ -182,7 +187,7 @@ def test_sweep_on_local_cluster_by_scheduler_address(tmp_path):
         threshold = 1e-2
         [measures.final_eg]
     """))
-    assert parse_study(__import__("tomllib").loads(study_file.read_text())).hash() == st.hash()
+    assert parse_study(_toml_loads(study_file.read_text())).hash() == st.hash()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         # the command line's --scheduler: an existing cluster, addressed by its scheduler address
         code = main(["run", str(study_file), "--scheduler", cluster.scheduler_address, "--outdir",
