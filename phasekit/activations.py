@@ -16,7 +16,9 @@ I4    ``< g'(a) g'(b) g(c) g(d) >``       (..., 4, 4)
 Gaussian integration by parts (Stein's lemma) on the linear argument gives
 ``I3(a, b, c) = C_ab H2(a, c) + C_bc J2(a, c)``, so an activation is fully
 described by I2, J2, H2 and I4.  ``erf``, ``relu`` and ``linear`` have closed
-forms; everything else is computed by Gauss-Hermite quadrature
+forms (the relu ones in angle form, ``theta = atan2(sqrt(det), C_ab)`` with the
+determinant formed without cancellation, so they stay accurate for nearly
+collinear arguments); everything else is computed by Gauss-Hermite quadrature
 (:func:`phasekit.gaussian.gaussian_expectation`).  Users add activations with
 :func:`register_activation`; closed forms are optional.
 """
@@ -47,7 +49,7 @@ __all__ = [
 Array = np.ndarray
 Func = Callable[[Array], Array]
 
-_CLOSED_FORM_KEYS = ("I2", "J2", "H2", "I4", "H2J2")
+_CLOSED_FORM_KEYS = ("I2", "J2", "H2", "I4", "H2J2", "J2grad", "D2")
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +70,13 @@ class Activation:
         2-D expectations, ``f(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34)``
         for I4.  Missing ones use quadrature.  Optionally ``"H2J2"`` returns
         ``(H2, J2)`` together when they share work (used by the ODE right-hand side).
+        Two optional keys make :meth:`phasekit.Committee.eg` accurate to a few
+        ulps near the perfect solution (where its sum over field pairs cancels):
+        ``"J2grad"``, ``f(c11, c22, c12) -> (< g'(a) g'(b) >, < g''(a) g''(b) >,
+        < g'''(a) g'(b) >, < g'(a) g'''(b) >)`` (``J2`` and, by Price's theorem,
+        ``dJ2/dc12``, ``2 dJ2/dc11``, ``2 dJ2/dc22``), and, for an activation
+        with a kink, ``"D2"``, ``f(c22, dq, dr) -> < (g(a) - g(b))^2 >`` for
+        ``c11 = c22 + dq``, ``c12 = c22 + dr``, accurate when ``dq, dr`` are small.
     quadrature_nodes : tuple of int
         Gauss-Hermite nodes per dimension for 2-D and 4-D expectations.
     description : str
@@ -212,6 +221,17 @@ def _erf_H2J2(c11: Array, c22: Array, c12: Array) -> tuple[Array, Array]:
     return (-c12 / a11) * j2, j2
 
 
+def _erf_J2grad(c11: Array, c22: Array, c12: Array) -> tuple[Array, Array, Array, Array]:
+    # J2 = (2/pi) lam^(-1/2), lam = (1 + c11)(1 + c22) - c12^2; Price's theorem gives
+    # E[g''(a) g''(b)] = dJ2/dc12 and E[g'''(a) g'(b)] = 2 dJ2/dc11.
+    a11 = 1.0 + c11
+    a22 = 1.0 + c22
+    inv = 1.0 / (a11 * a22 - c12 * c12)
+    j2 = _2_PI * np.sqrt(inv)
+    j3 = j2 * inv
+    return j2, c12 * j3, -a22 * j3, -a11 * j3
+
+
 def _erf_I4(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
     a11 = 1.0 + c11
     a22 = 1.0 + c22
@@ -223,23 +243,98 @@ def _erf_I4(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
     return (4.0 / np.pi**2) / np.sqrt(lam4) * np.arcsin(ratio)
 
 
-def _relu_rho(c11: Array, c22: Array, c12: Array) -> Array:
-    return np.clip(c12 / np.sqrt(c11 * c22), -1.0, 1.0)
+def _two_product(a: Array, b: Array) -> tuple[Array, Array]:
+    """``a b = p + e`` exactly (Dekker's product with Veltkamp's splitting; no FMA needed)."""
+    p = a * b
+    t = 134217729.0 * a  # 2^27 + 1
+    a_hi = t - (t - a)
+    a_lo = a - a_hi
+    t = 134217729.0 * b
+    b_hi = t - (t - b)
+    b_lo = b - b_hi
+    return p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+
+
+def _det2(c11: Array, c22: Array, c12: Array) -> Array:
+    """``c11 c22 - c12^2`` to a few ulps of the result, clipped at 0.
+
+    The two products are formed exactly, so a nearly collinear pair (``rho``
+    close to 1) keeps its small determinant accurate.
+    """
+    p, e = _two_product(c11, c22)
+    q, f = _two_product(c12, c12)
+    return np.clip((p - q) + (e - f), 0.0, None)
+
+
+def _relu_angles(c11: Array, c22: Array, c12: Array) -> tuple[Array, Array]:
+    """``sqrt(det)`` and ``phi = pi - theta``, ``theta = arccos(rho)`` the angle between the arguments.
+
+    With the determinant formed without cancellation, ``atan2`` keeps the
+    angles accurate where ``arcsin(rho)`` is not: near ``rho = +-1`` an error
+    of one ulp in ``rho`` moves ``arcsin`` by ``~1e-8``.
+    """
+    sdet = np.sqrt(_det2(c11, c22, c12))
+    return sdet, np.arctan2(sdet, -c12)
+
+
+# Taylor coefficients of sin(t) - t cos(t) = sum_k (-1)^(k+1) 2k t^(2k+1) / (2k+1)!, k >= 1,
+# as a polynomial in t^2 (times t^3), highest first; 11 terms reach 1e-17 relative for t <= 1.
+_SIN_TCOS = np.array([(-1.0) ** (k + 1) * 2 * k / float(np.prod(np.arange(1.0, 2 * k + 2)))
+                      for k in range(11, 0, -1)])
+
+
+def _sin_minus_tcos(t: Array) -> Array:
+    """``sin t - t cos t`` for ``0 <= t <= pi``; a series below ``t = 1``, where the difference cancels."""
+    t = np.asarray(t, dtype=float)
+    ts = np.minimum(t, 1.0)
+    series = ts**3 * np.polyval(_SIN_TCOS, ts * ts)
+    return np.where(t < 1.0, series, np.sin(t) - t * np.cos(t))
 
 
 def _relu_I2(c11: Array, c22: Array, c12: Array) -> Array:
-    det = np.clip(c11 * c22 - c12 * c12, 0.0, None)
-    return 0.25 * c12 + (np.sqrt(det) + c12 * np.arcsin(_relu_rho(c11, c22, c12))) / (2.0 * np.pi)
+    # Arc-cosine kernel sqrt(c11 c22) (sin theta + (pi - theta) cos theta) / (2 pi)
+    # = (sqrt(det) + c12 phi) / (2 pi); for c12 < 0 the two terms cancel and the
+    # form sqrt(c11 c22) (sin phi - phi cos phi) / (2 pi) is used.
+    sdet, phi = _relu_angles(c11, c22, c12)
+    direct = sdet + c12 * phi
+    anti = np.sqrt(c11 * c22) * _sin_minus_tcos(phi)
+    return np.where((c12 < 0) & (phi < 1.0), anti, direct) / (2.0 * np.pi)
 
 
 def _relu_J2(c11: Array, c22: Array, c12: Array) -> Array:
-    return 0.25 + np.arcsin(_relu_rho(c11, c22, c12)) / (2.0 * np.pi)
+    # Orthant probability 1/4 + arcsin(rho) / (2 pi) = phi / (2 pi).
+    return _relu_angles(c11, c22, c12)[1] / (2.0 * np.pi)
 
 
 def _relu_H2(c11: Array, c22: Array, c12: Array) -> Array:
     # E[delta(a) relu(b)] = phi(0; C_aa) E[relu(b) | a = 0].
-    det = np.clip(c11 * c22 - c12 * c12, 0.0, None)
-    return np.sqrt(det) / (2.0 * np.pi * c11)
+    return np.sqrt(_det2(c11, c22, c12)) / (2.0 * np.pi * c11)
+
+
+def _relu_J2grad(c11: Array, c22: Array, c12: Array) -> tuple[Array, Array, Array, Array]:
+    # Price's theorem: d/dc12 E[theta theta] = E[delta(a) delta(b)] = 1 / (2 pi sqrt(det)),
+    # 2 d/dc11 E[theta theta] = E[delta'(a) theta(b)] = -(c12 / c11) / (2 pi sqrt(det)).
+    sdet, phi = _relu_angles(c11, c22, c12)
+    phi2 = 1.0 / (2.0 * np.pi * sdet)
+    return phi / (2.0 * np.pi), phi2, -(c12 / c11) * phi2, -(c12 / c22) * phi2
+
+
+def _relu_D2(c22: Array, dq: Array, dr: Array) -> Array:
+    """``E[(relu(a) - relu(b))^2]`` for ``C_aa = c22 + dq``, ``C_ab = c22 + dr``, ``C_bb = c22``.
+
+    Accurate to a few ulps of the result when ``a`` is close to ``b``, given
+    ``dq`` and ``dr`` exactly (differences of nearby floats are):
+    ``(sqrt C_aa - sqrt C_bb)^2 / 2 + 2 sqrt(C_aa C_bb) (1/2 - J(theta))``,
+    ``J(theta) = (sin theta + (pi - theta) cos theta) / (2 pi)``, with
+    ``det = C_aa C_bb - C_ab^2 = c22 (dq - 2 dr) - dr^2`` free of the ``c22^2``
+    cancellation and ``2 pi (1/2 - J) = 2 pi sin^2(theta/2) - (sin theta - theta cos theta)``.
+    """
+    c11 = c22 + dq
+    sdet = np.sqrt(np.clip(c22 * (dq - 2.0 * dr) - dr * dr, 0.0, None))
+    theta = np.arctan2(sdet, c22 + dr)
+    half_minus_j = (2.0 * np.pi * np.sin(0.5 * theta) ** 2 - _sin_minus_tcos(theta)) / (2.0 * np.pi)
+    dsq = dq / (np.sqrt(c11) + np.sqrt(c22))
+    return 0.5 * dsq * dsq + 2.0 * np.sqrt(c11 * c22) * half_minus_j
 
 
 def _relu_I4(*entries: Array) -> Array:
@@ -376,15 +471,17 @@ def activation(name: str | Activation) -> Activation:
 
 register_activation(Activation(
     "erf", _erf, _erf_prime, _erf_second,
-    {"I2": _erf_I2, "J2": _erf_J2, "H2": _erf_H2, "I4": _erf_I4, "H2J2": _erf_H2J2},
+    {"I2": _erf_I2, "J2": _erf_J2, "H2": _erf_H2, "I4": _erf_I4, "H2J2": _erf_H2J2,
+     "J2grad": _erf_J2grad},
     description="g(x) = erf(x / sqrt 2), closed forms (Saad & Solla 1995)",
 ))
 register_activation(Activation(
     "relu", lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float), None,
-    {"I2": _relu_I2, "J2": _relu_J2, "H2": _relu_H2, "I4": _relu_I4},
+    {"I2": _relu_I2, "J2": _relu_J2, "H2": _relu_H2, "I4": _relu_I4, "J2grad": _relu_J2grad,
+     "D2": _relu_D2},
     description="g(x) = max(x, 0), closed forms; I4 through 4-variate orthant probabilities",
 ))
-register_activation(Activation(
+_LINEAR = register_activation(Activation(
     "linear", lambda x: x, np.ones_like, np.zeros_like,
     {"I2": lambda c11, c22, c12: c12 + 0.0 * (c11 + c22),
      "J2": lambda c11, c22, c12: np.ones(np.broadcast(c11, c22, c12).shape),

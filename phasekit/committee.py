@@ -1,6 +1,6 @@
 """The teacher-student soft committee machine and its order-parameter ODEs.
 
-Notation follows MODEL.md: K student units (fields ``x_i``), M teacher units
+Notation: K student units (fields ``x_i``), M teacher units
 (fields ``y_n``), order parameters ``R_in = J_i . B_n``, ``Q_ik = J_i . J_k``,
 ``T_nm = B_n . B_m``, time ``alpha = mu / N``.  All K + M fields are stacked
 as ``(x_1..x_K, y_1..y_M)`` with covariance ``Sigma = [[Q, R], [R^T, T]]``
@@ -17,17 +17,23 @@ matrix products:
 The eta^2 term evaluates I4 once per distinct block, using its symmetries in
 (i, k) and (u, w): ``K(K+1)/2 x L(L+1)/2`` blocks, contracted with the weights
 ``s_u s_w`` (doubled off the diagonal).
+
+The generalisation error ``eps_g = (1/2) sum_{u,w} s_u s_w I2(u, w)`` cancels
+near the perfect solution; :meth:`Committee.eg_vector` then switches to a form
+built from differences of nearby order parameters (see the comments there).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
 
 from .activations import (
+    _LINEAR,
     Activation,
     activation as _lookup_activation,
     expect_H2,
@@ -291,6 +297,18 @@ class Committee:
         self._closed2 = not self.mixed and "H2" in forms and "J2" in forms
         self._closed4 = not self.mixed and "I4" in forms
         self._closed_I2 = not self.mixed and "I2" in forms
+        # eps_g route (see eg_vector): exact quadratic form, difference form near the
+        # perfect solution, or the plain sum over field pairs.
+        if not self.mixed and self.activation is _LINEAR:
+            self._eg_route = "linear"
+        elif not self.mixed and all(k in forms for k in ("I2", "J2", "H2", "J2grad")):
+            self._eg_route = "matched"
+        else:
+            self._eg_route = "plain"
+        # Smallest sine of the angle between two teachers (sets the nodes of that route).
+        d = np.sqrt(np.diag(self.T))
+        cos = np.abs(self.T / np.outer(d, d))[~np.eye(self.M, dtype=bool)]
+        self._teacher_sine = float(np.sqrt(max(0.0, 1.0 - cos.max(initial=0.0) ** 2)))
 
     # --- state handling --------------------------------------------------------
 
@@ -428,26 +446,254 @@ class Committee:
         return State.from_vector(self.rhs_vector(state.to_vector()), self.K, self.M)
 
     def eg_vector(self, v: np.ndarray) -> np.ndarray:
-        """Noise-free generalisation error for state vectors of shape ``(..., n_state)``."""
-        S = self._sigma(np.asarray(v, dtype=float))
+        """Noise-free generalisation error for state vectors of shape ``(..., n_state)``.
+
+        Returns an array of shape ``(...)``, never negative.  The hot path: no
+        validation.
+
+        Near the perfect solution the plain sum over field pairs of ``I2``
+        cancels (terms of order ``T``, result of order the distance to it).
+        There, for one activation with the closed form ``"J2grad"`` (relu, erf;
+        relu adds ``"D2"`` for its kink), each student ``i`` is paired with the
+        teacher ``pi(i)`` of largest correlation and ``eps_g`` is evaluated in a
+        difference form (see the comments at ``_eg_matched``) accurate to a few
+        ulps of its own size, down to ``eps_g ~ 1e-15``.  The switch is where
+        the plain sum falls below ``2e-2`` of the sum of its terms' magnitudes.
+        The plain sum, whose absolute error is ``~1e-16`` times the size of its
+        terms, is kept where ``pi`` is not injective (two students near one
+        teacher, e.g. ``K > M``) and, for relu, where two teachers are so nearly
+        collinear that the difference form would need more than 64
+        Gauss-Legendre nodes per path parameter.  The linear activation is a
+        quadratic form of the order parameters, always summed in that form
+        without cancellation of large terms.
+        """
+        v = np.asarray(v, dtype=float)
+        batch = v.shape[:-1]
+        S = self._sigma(v.reshape((-1, v.shape[-1])))
+        if self._eg_route == "linear":
+            eg = _eg_linear(S, self.T, self.K)
+        else:
+            I2 = self._i2_pairs(S)
+            eg = 0.5 * (I2 @ self._w_pairs)
+            if self._eg_route == "matched":
+                # The plain sum's absolute error is ~eps times the sum of magnitudes.
+                scale = 0.5 * (np.abs(I2) @ np.abs(self._w_pairs))
+                need = np.flatnonzero(~(eg >= _EG_CANCEL * scale))
+                if need.size:
+                    pi, injective = _matching(S[need], self.T, self.K)
+                    idx, pi = need[injective], pi[injective]
+                    forms = self.activation.closed_forms
+                    sine = self._teacher_sine if "D2" in forms else 1.0
+                    nodes = _eg_nodes(S[idx], pi, self.T, self.K, sine)
+                    for n in np.unique(nodes[nodes > 0]):
+                        m = nodes == n
+                        eg[idx[m]] = 0.5 * _eg_matched(S[idx[m]], pi[m], self.T, self.K, forms, int(n))
+        return np.maximum(eg, 0.0).reshape(batch)
+
+    def _i2_pairs(self, S: np.ndarray) -> np.ndarray:
+        """``I2(u, w)`` for the field pairs ``u <= w`` of ``_pairs_all``, shape ``(B, pairs)``."""
         pu, pw = self._pairs_all.T
         if self._closed_I2:
             diag = np.diagonal(S, axis1=-2, axis2=-1)
-            I2 = self.activation.closed_forms["I2"](diag[..., pu], diag[..., pw], S[..., pu, pw])
-        else:
-            p = self._pairs_all
-            C = S[..., p[:, :, None], p[:, None, :]]
-            I2 = np.empty(C.shape[:-2])
-            sa, ta = self.activation, self.teacher_activation
-            for t, (a, b) in enumerate([(sa, sa), (sa, ta), (ta, ta)]):
-                m = self._pair_type == t
-                I2[..., m] = expect_I2(C[..., m, :, :], a, b)
-        return 0.5 * (I2 @ self._w_pairs)
+            return self.activation.closed_forms["I2"](diag[..., pu], diag[..., pw], S[..., pu, pw])
+        p = self._pairs_all
+        C = S[..., p[:, :, None], p[:, None, :]]
+        I2 = np.empty(C.shape[:-2])
+        sa, ta = self.activation, self.teacher_activation
+        for t, (a, b) in enumerate([(sa, sa), (sa, ta), (ta, ta)]):
+            m = self._pair_type == t
+            I2[..., m] = expect_I2(C[..., m, :, :], a, b)
+        return I2
 
     def eg(self, state: State) -> float:
-        """Noise-free generalisation error ``eps_g = <(sigma - tau)^2> / 2``."""
+        """Noise-free generalisation error ``eps_g = <(sigma - tau)^2> / 2`` (see :meth:`eg_vector`)."""
         self._check_dims(state)
         return float(self.eg_vector(state.to_vector()))
+
+
+# --- eps_g near the perfect solution -----------------------------------------------
+#
+# With a map pi from students to teachers, sigma - tau = sum_i D_i - sum_n e_n g(y_n)
+# where D_i = g(x_i) - g(y_pi(i)) and e_n = 1 - #{i : pi(i) = n}.  Near the perfect
+# solution the D_i are small and, for pi injective, e_n is 0 or 1, so
+#
+#     2 eps_g = sum_ij <D_i D_j> - 2 sum_in e_n <D_i g(y_n)> + sum_nm e_n e_m I2(y_n, y_m)
+#
+# has no cancellation of large terms.  Its inputs are the covariances of the small
+# difference fields z_i = x_i - y_pi(i): Cov(z_i, y_pi(j)) = R_i,pi(j) - T_pi(i)pi(j),
+# Cov(z_i, z_j) = (Q_ij - T_pi(i)pi(j)) - Cov(z_i, y_pi(j)) - Cov(z_j, y_pi(i)).  The
+# differences of nearby order parameters are exact in floating point (Sterbenz), and
+# the three-term sum is formed with an error-free transformation.
+#
+# With D_i = int_0^1 g'(u_i(s)) z_i ds, u_i(s) = y_pi(i) + s z_i, Stein's lemma gives
+#
+#     <D_i D_j> = int int [c J2 + (a_u b_w + a_w b_u) J2_uw + a_u b_u J2_uu + a_w b_w J2_ww] ds dt
+#
+# with u = u_i(s), w = u_j(t), c = Cov(z_i, z_j), a_. = Cov(z_i, .), b_. = Cov(z_j, .),
+# J2 = <g'(u) g'(w)>, J2_uw = <g''(u) g''(w)>, J2_uu = <g'''(u) g'(w)> (the closed form
+# "J2grad"), and <D_i g(y_n)> = int [a_u H2(u, y_n) + Cov(z_i, y_n) J2(u, y_n)] ds.  For
+# different teachers (and, for smooth g, also for i = j) the integrands are analytic in
+# (s, t) with variations of the order of the distance to the solution: a short
+# Gauss-Legendre rule is exact to rounding.  <D_i^2> of an activation with a kink uses
+# its closed form "D2" instead.
+
+# Where eps_g < _EG_CANCEL times the sum of the magnitudes of its pair terms, the plain
+# sum has lost ~2 digits and eg_vector switches to the difference form.
+_EG_CANCEL = 2e-2
+# Gauss-Legendre rules per path parameter.  The integrands of the difference form vary
+# on the scale D = 1 / (|z_i| / |y_pi(i)|) in s and t; for a kink (relu) they are
+# singular where u and w become collinear, at a distance ~D = sin(smallest angle between
+# two teachers) / (|z_i| / |y_pi(i)|).  Measured against 50-digit references (see the
+# tests), 4 + 10 / sqrt(D) nodes reach rounding; states that would need more than the
+# largest rule keep the plain sum.
+_EG_RULES = (6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
+# (batch x pairs x nodes) elements per chunk of the difference form.
+_EG_CHUNK = 1 << 18
+
+
+@lru_cache(maxsize=None)
+def _gauss_legendre01(n: int) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.legendre.leggauss(n)
+    return 0.5 * (x + 1.0), 0.5 * w
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a + b = s + e`` exactly (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _accurate_sum(x: np.ndarray) -> np.ndarray:
+    """Sum over the last axis as if in twice the working precision.
+
+    Pairwise TwoSum; the rounding errors of all levels are summed separately,
+    so the error is ``eps |sum| + O(n eps^2) sum |x|``.
+    """
+    err = np.zeros(x.shape[:-1])
+    while x.shape[-1] > 1:
+        if x.shape[-1] % 2:
+            x = np.concatenate([x, np.zeros(x.shape[:-1] + (1,))], axis=-1)
+        x, e = _two_sum(x[..., 0::2], x[..., 1::2])
+        err += e.sum(axis=-1)
+    return x[..., 0] + err
+
+
+def _sum3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``a + b + c`` with a relative error of ~2 ulps whatever the cancellation."""
+    s, e1 = _two_sum(a, b)
+    s, e2 = _two_sum(s, c)
+    return s + (e1 + e2)
+
+
+def _matching(S: np.ndarray, T: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher of largest correlation per student, shape ``(B, K)``, and whether it is injective."""
+    pi = np.argmax(S[:, :K, K:] / np.sqrt(np.diag(T)), axis=-1)
+    if K == 1:
+        return pi, np.ones(len(pi), dtype=bool)
+    srt = np.sort(pi, axis=-1)
+    return pi, np.all(srt[:, 1:] != srt[:, :-1], axis=-1)
+
+
+def _differences(S: np.ndarray, T: np.ndarray, K: int, pi: np.ndarray):
+    """``T_pi(i)pi(j)``, ``Q_ij - T_pi(i)pi(j)`` and ``R_i,pi(j) - T_pi(i)pi(j)``, each ``(B, K, K)``."""
+    Tpp = T[pi[:, :, None], pi[:, None, :]]
+    Rp = np.take_along_axis(S[:, :K, K:], np.broadcast_to(pi[:, None, :], pi.shape + (K,)), axis=2)
+    return Tpp, S[:, :K, :K] - Tpp, Rp - Tpp
+
+
+def _eg_linear(S: np.ndarray, T: np.ndarray, K: int) -> np.ndarray:
+    """``eps_g`` of the linear activation, shape ``(B,)``.
+
+    ``2 eps_g = sum_ik Q_ik - 2 sum_in R_in + sum_nm T_nm`` is rewritten with any
+    map ``pi`` as ``sum_ik (Q_ik - T_pi(i)pi(k)) - 2 sum_in (R_in - T_pi(i)n)
+    + sum_nm e_n e_m T_nm`` (``e_n = 1 - #{i : pi(i) = n}``), an identity; with
+    ``pi`` the best-correlated teacher the differences are small and exact near
+    the perfect solution, and the terms are summed in twice the working precision.
+    """
+    B = S.shape[0]
+    M = T.shape[0]
+    pi, _ = _matching(S, T, K)
+    _, dQ, _ = _differences(S, T, K, pi)
+    dRn = S[:, :K, K:] - T[pi]  # R_in - T_pi(i)n
+    e = 1.0 - (pi[:, :, None] == np.arange(M)).sum(axis=1)
+    eTe = (e[:, :, None] * e[:, None, :] * T).reshape(B, -1)
+    terms = np.concatenate([dQ.reshape(B, -1), -2.0 * dRn.reshape(B, -1), eTe], axis=-1)
+    return 0.5 * _accurate_sum(terms)
+
+
+def _eg_nodes(S: np.ndarray, pi: np.ndarray, T: np.ndarray, K: int, sine: float) -> np.ndarray:
+    """Gauss-Legendre nodes per path parameter for each state (0: none suffices), shape ``(B,)``.
+
+    ``sine``: smallest sine of the angle between two teachers (1 for a smooth activation).
+    """
+    Tpp, dQ, dR = _differences(S, T, K, pi)
+    ar = np.arange(K)
+    z2 = np.max((dQ[:, ar, ar] - 2.0 * dR[:, ar, ar]) / Tpp[:, ar, ar], axis=-1)  # |z_i|^2 / T_aa
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = 4.0 + 10.0 * (np.maximum(z2, 0.0) / sine**2) ** 0.25
+    rules = np.asarray(_EG_RULES)
+    pos = np.searchsorted(rules, np.nan_to_num(need, nan=np.inf))
+    return np.where(pos < len(rules), rules[np.minimum(pos, len(rules) - 1)], 0)
+
+
+def _eg_matched(S: np.ndarray, pi: np.ndarray, T: np.ndarray, K: int,
+                forms: Mapping[str, Any], n_nodes: int) -> np.ndarray:
+    """``2 eps_g`` in the difference form (see above) for an injective ``pi``, shape ``(B,)``.
+
+    ``S``: covariances ``(B, L, L)``; ``pi``: ``(B, K)`` distinct teacher indices;
+    ``forms``: the activation's closed forms (``"J2grad"``, ``"J2"``, ``"H2"``,
+    ``"I2"`` and optionally ``"D2"``); ``n_nodes``: Gauss-Legendre nodes per
+    path parameter.
+    """
+    B = S.shape[0]
+    M = T.shape[0]
+    Tpp, dQ, dR = _differences(S, T, K, pi)
+    c = _sum3(dQ, -dR, -np.swapaxes(dR, 1, 2))  # Cov(z_i, z_j)
+    ar = np.arange(K)
+    Td, dRd, V = Tpp[:, ar, ar], dR[:, ar, ar], c[:, ar, ar]  # T_aa, Cov(z_i, y_a), Var(z_i)
+    kink = "D2" in forms
+    si, sj = np.triu_indices(K, 1 if kink else 0)
+    pair_w = np.where(si == sj, 1.0, 2.0)
+    s, ws = _gauss_legendre01(n_nodes)
+    s2, t2 = (x.ravel() for x in np.meshgrid(s, s, indexing="ij"))
+    w2 = np.outer(ws, ws).ravel()
+    parts = []
+    if len(si):
+        # Per-pair inputs (B, pairs, 1): T_aa, T_bb, T_ab, Cov(z_i, y_a), Cov(z_j, y_b),
+        # Var z_i, Var z_j, Cov(z_i, y_b), Cov(z_j, y_a), Cov(z_i, z_j).
+        pair_in = np.stack([Td[:, si], Td[:, sj], Tpp[:, si, sj], dRd[:, si], dRd[:, sj],
+                            V[:, si], V[:, sj], dR[:, si, sj], dR[:, sj, si], c[:, si, sj]])[..., None]
+        Iij = np.empty((B, len(si)))
+        step = max(1, _EG_CHUNK // (len(si) * len(w2)))
+        for lo in range(0, B, step):
+            Ta, Tb, Tab, ra, rb, Vi, Vj, rij, rji, cij = pair_in[:, lo:lo + step]
+            au, bw = ra + s2 * Vi, rb + t2 * Vj  # Cov(z_i, u), Cov(z_j, w)
+            aw, bu = rij + t2 * cij, rji + s2 * cij  # Cov(z_i, w), Cov(z_j, u)
+            Cuu = Ta + s2 * (ra + au)
+            Cww = Tb + t2 * (rb + bw)
+            Cuw = Tab + s2 * rij + t2 * (rji + s2 * cij)
+            j2, j2uw, j2uu, j2ww = forms["J2grad"](Cuu, Cww, Cuw)
+            F = cij * j2 + (au * bw + aw * bu) * j2uw + au * bu * j2uu + aw * bw * j2ww
+            Iij[lo:lo + step] = F @ w2
+        parts.append(pair_w * Iij)
+    if kink:
+        parts.append(forms["D2"](Td, dQ[:, ar, ar], dRd))
+    e = 1.0 - (pi[:, :, None] == np.arange(M)).sum(axis=1)  # 0 or 1
+    if np.any(e):
+        # Teachers that no student is paired with: <D_i g(y_n)> and I2(y_n, y_m).
+        dRn = S[:, :K, K:] - T[pi]  # Cov(z_i, y_n)
+        Tan = T[pi][..., None]  # (B, K, M, 1)
+        au = (dRd[:, :, None] + s * V[:, :, None])[:, :, None, :]  # (B, K, 1, nodes)
+        Cuu = Td[:, :, None, None] + s * (dRd[:, :, None, None] + au)
+        Cun = Tan + s * dRn[..., None]
+        Cnn = np.diag(T)[:, None]
+        G = (au * forms["H2"](Cuu, Cnn, Cun) + dRn[..., None] * forms["J2"](Cuu, Cnn, Cun)) @ ws
+        parts.append((-2.0 * e[:, None, :] * G).reshape(B, -1))
+        dT = np.diag(T)
+        I2T = forms["I2"](dT[:, None], dT[None, :], T)
+        parts.append((e[:, :, None] * e[:, None, :] * I2T).reshape(B, -1))
+    return _accurate_sum(np.concatenate(parts, axis=-1))
 
 
 def committee_from_parameters(params: Mapping[str, Any] | str) -> Committee:
