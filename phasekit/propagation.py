@@ -791,8 +791,14 @@ def _eoc_scalar(k: _Kernel, sb: float) -> tuple[float, float]:
     def B(q: Array) -> Array:
         return q - k.V(q) / k.D(q)
 
+    def B1(q: float) -> float:
+        # One evaluation path for the scan and for Brent's method: batched and scalar
+        # quadratures round differently, and at a root on a grid node (e.g. q* = 10)
+        # a sign flip of 1e-15 between them would leave Brent without a bracket.
+        return float(B(np.array([q]))[0])
+
     grid = np.geomspace(_Q_SCAN_MIN, _Q_MAX, 201)
-    b = B(grid)
+    b = np.array([B1(q) for q in grid])
     if np.all(np.abs(b) <= 1e-10 * grid):
         # Positively homogeneous g (relu, linear): every q* lies on the single EOC point.
         if sb == 0.0:
@@ -811,7 +817,7 @@ def _eoc_scalar(k: _Kernel, sb: float) -> tuple[float, float]:
         if f[j] == 0.0:
             roots.append(float(lo))
             continue
-        r = optimize.brentq(lambda q: float(B(q)) - sb, lo, hi, xtol=1e-300,
+        r = optimize.brentq(lambda q: B1(q) - sb, lo, hi, xtol=1e-300,
                             rtol=4 * np.finfo(float).eps, maxiter=500)
         roots.append(float(r))
     if not roots:

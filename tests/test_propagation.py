@@ -67,6 +67,24 @@ def test_erf_critical_line_matches_closed_form():
     assert erf_line(1e-3)[0] == pytest.approx(1e-9 / 3, rel=1e-2)
 
 
+@pytest.mark.parametrize("act", ["erf", "tanh", ERF_QUAD])
+def test_edge_of_chaos_at_the_scan_nodes(act):
+    """A bias variance whose q* sits exactly on a node of the q* scan is found there.
+
+    sigma_b2 = B(q_node) with B = q - V/E[g'^2] evaluated on the whole scan grid at
+    once: the batched quadrature may round the last bit differently from one-point
+    evaluations, which must not leave the root without a bracket.
+    """
+    k = prop._kernel(act)
+    grid = np.geomspace(prop._Q_SCAN_MIN, prop._Q_MAX, 201)
+    b = grid - k.V(grid) / k.D(grid)
+    worst = 0.0
+    for j in range(60, 161, 2):  # q* from 1e-2 to 1e8 (below, B ~ q^3 cancels to few digits)
+        sw, qs = prop.edge_of_chaos(act, float(b[j]))
+        worst = max(worst, abs(qs - grid[j]) / grid[j], abs(sw * float(k.D(grid[j])) - 1.0))
+    assert worst <= 1e-10
+
+
 def _tanh_B_quad(q):
     """q - V/E[g'^2] by adaptive scipy quadrature in z (split at 0)."""
     def E(f):
