@@ -1,4 +1,4 @@
-"""Learning dynamics of deep linear networks on whitened inputs (MODEL.md section 3).
+"""Learning dynamics of deep linear networks on whitened inputs.
 
 A chain of ``k`` weight matrices ``W = W_k ... W_1`` is trained by gradient flow
 ``tau dW_i/dt = -dL/dW_i`` on
@@ -55,6 +55,7 @@ from scipy.integrate import solve_ivp
 
 from .fixed_points import FixedPoint, _classify
 from .provenance import provenance_attrs
+from .spectrum import eigen_decomposition
 
 __all__ = [
     "FixedPoint",
@@ -414,21 +415,17 @@ def mode_strength_ode(t: Any, s: float, u0: float, *, depth: int = 2,
 # --- fixed points --------------------------------------------------------------
 
 def _make_fixed_point(state: Array, jac: Array, residual: float) -> FixedPoint:
-    lam, vec = np.linalg.eig(jac)
-    order = np.lexsort((-lam.imag, -lam.real))  # decreasing real part, then imaginary part
-    lam, vec = lam[order], vec[:, order]
-    # unit columns with the largest-magnitude component (first of ties) real and positive
-    vec = vec / np.linalg.norm(vec, axis=0)
-    lead = vec[np.argmax(np.abs(vec) > np.abs(vec).max(axis=0) * (1 - 1e-12), axis=0),
-               np.arange(vec.shape[1])]
-    vec = vec * (np.abs(lead) / np.where(lead == 0, 1.0, lead))
-    if np.all(np.abs(lam.imag) <= 1e-12 * np.maximum(1.0, np.abs(lam.real))):
-        lam, vec = lam.real, vec.real
-    tol = 1e-12 * max(1.0, float(np.max(np.abs(lam))) if lam.size else 1.0)
-    n_unstable, stable, kind = _classify(lam, tol, True)
+    # the layer Jacobian is symmetric with a (k-1)-fold eigenvalue at balanced points; the
+    # shared decomposition returns a real orthonormal basis of such eigenspaces
+    spec = eigen_decomposition(jac)
+    lam, vec = spec.eigenvalues, spec.eigenvectors
+    finite = np.abs(lam[np.isfinite(lam)])
+    tol = 1e-12 * max(1.0, float(finite.max()) if finite.size else 1.0)
+    n_unstable, stable, kind = _classify(lam, tol, spec.converged)
     return FixedPoint(np.asarray(state, float), lam, vec, eg=float("nan"), n_unstable=n_unstable,
-                      stable=stable, residual=float(residual), converged=True, kind=kind, model=None,
-                      jacobian=np.asarray(jac, float), jacobian_method="analytic", eig_tol=tol)
+                      stable=stable, residual=float(residual), converged=spec.converged, kind=kind, model=None,
+                      jacobian=np.asarray(jac, float), jacobian_method="analytic", eig_tol=tol,
+                      message=spec.message)
 
 
 def fixed_points(s: float, *, depth: int = 2, weight_decay: float = 0.0, tau: float = 1.0,

@@ -134,6 +134,23 @@ def test_fixed_points_with_weight_decay_have_a_barrier(k):
         np.prod(fps[2].state), rel=1e-9)
 
 
+@pytest.mark.parametrize("k", [3, 4, 5])
+def test_layer_eigenvectors_are_an_orthonormal_eigenbasis(k):
+    """The layer Jacobian is symmetric with a (k-1)-fold eigenvalue at balanced points:
+    its eigenvectors are real, orthonormal and span the eigenspaces of eigh (an independent driver)."""
+    for fp in ld.fixed_points(1.0, depth=k, weight_decay=0.1):
+        J, V, w = fp.jacobian, fp.eigenvectors, fp.eigenvalues
+        assert np.allclose(J, J.T, rtol=0, atol=1e-14)
+        assert V.dtype == float and w.dtype == float
+        assert np.abs(V.T @ V - np.eye(k)).max() <= 1e-10
+        assert np.abs(J @ V - V * w).max() <= 1e-12
+        lam, U = np.linalg.eigh(J)
+        assert np.allclose(np.sort(w), lam, rtol=0, atol=1e-12)
+        for x in np.unique(np.round(lam, 9)):
+            sel_v, sel_u = np.abs(w - x) < 1e-9, np.abs(lam - x) < 1e-9
+            assert np.abs(V[:, sel_v] @ V[:, sel_v].T - U[:, sel_u] @ U[:, sel_u].T).max() <= 1e-9
+
+
 # --- a trained network -----------------------------------------------------------
 
 @pytest.mark.parametrize("k, lam, u0", [(2, 0.0, 1e-3), (3, 0.1, 1e-2)])
