@@ -50,7 +50,7 @@ from scipy.optimize import minimize_scalar
 
 from .committee import PSD_TOL, Committee, State, committee_from_parameters
 from .dynamics import MAX_NORM, model_from_dataset, state_at
-from .parallel import parallel_map
+from .parallel import check_workers, parallel_map
 from .provenance import provenance_attrs
 
 __all__ = [
@@ -757,7 +757,8 @@ def plateau_scaling(
     alpha_max : float, optional
         Integration limit per X; default ``2 ln(1/X) / lambda_esc + 1000 / eta``.
     rtol, atol, method : solver settings.
-    client, n_workers : see :func:`phasekit.parallel.parallel_map`.
+    client, n_workers : see :func:`phasekit.parallel.parallel_map` (default: in this
+        process, or on the active dask client).
 
     Returns
     -------
@@ -772,6 +773,7 @@ def plateau_scaling(
         ``eg_plateau``.
     """
     _check_model(model)
+    check_workers(n_workers)  # before the plateau is computed
     X = np.atleast_1d(np.asarray(X, dtype=float))
     if X.ndim != 1 or X.size == 0 or not np.all(np.isfinite(X)) or np.any(X <= 0) or np.any(X > 0.1):
         raise ValueError(f"X: amplitudes must be a non-empty 1-D sequence in (0, 0.1], got {X!r}")
@@ -894,6 +896,9 @@ def convergence_time_vs_eta(
         Critical learning rate to record (for plots); default
         :func:`phasekit.fixed_points.critical_eta` when the model keeps the
         eta^2 term, has K = M and no noise, else nan.
+    rtol, atol, method : solver settings.
+    client, n_workers : see :func:`phasekit.parallel.parallel_map` (default: in this
+        process, or on the active dask client).
 
     Returns
     -------
@@ -905,6 +910,7 @@ def convergence_time_vs_eta(
     """
     _check_model(model)
     model.validate_state(state0, "state0")
+    check_workers(n_workers)
     threshold = _check_threshold(threshold)
     eta = np.atleast_1d(np.asarray(eta, dtype=float))
     if eta.ndim != 1 or eta.size == 0 or not np.all(np.isfinite(eta)) or np.any(eta <= 0):

@@ -916,8 +916,8 @@ def phase_diagram(
 ) -> xr.Dataset:
     """Order/chaos phase diagram over a grid of ``(sigma_b2, sigma_w2)``.
 
-    Points are independent and spread over dask through
-    :func:`phasekit.parallel.parallel_map`.
+    Points are independent: ``n_workers >= 2`` or a dask ``client`` spread them
+    through :func:`phasekit.parallel.parallel_map` (default: in this process).
 
     Parameters
     ----------

@@ -65,7 +65,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .committee import Committee, State
 from .dynamics import MAX_NORM, trajectory_dataset
-from .parallel import parallel_map
+from .parallel import choose_backend, parallel_map
 
 __all__ = ["simulate", "align_teachers", "block_size", "METHODS"]
 
@@ -304,7 +304,7 @@ def simulate(
     n_points: int = 101,
     block: int | None = None,
     n_test: int = 0,
-    n_workers: int = 1,
+    n_workers: int | None = None,
     client: Any = None,
 ) -> xr.Dataset:
     """Simulate on-line SGD of the committee machine at finite input dimension N.
@@ -342,7 +342,9 @@ def simulate(
         positive, the dataset gets ``eg_test(run, alpha)``, the empirical
         noise-free test error next to the closed-form ``eg``.
     n_workers, client :
-        Spread chunks of runs over processes (:func:`phasekit.parallel.parallel_map`).
+        Spread chunks of runs over worker processes (``n_workers >= 2``) or a
+        dask cluster (``client``, or the active dask client when ``n_workers``
+        is not given); by default in this process (:func:`phasekit.parallel.parallel_map`).
 
     Returns
     -------
@@ -378,12 +380,13 @@ def simulate(
     if int(b) != b or not 1 <= b <= N - model.L:
         raise ValueError(f"block: must be an integer in [1, N - K - M] = [1, {N - model.L}], got {block!r}")
     b, n_runs, n_test = int(b), int(n_runs), int(n_test)
+    backend = choose_backend(client, n_workers)  # validates n_workers before any work
 
     steps = np.unique(np.rint(np.linspace(0.0, alpha_max, int(n_points)) * N).astype(np.int64))
     v0 = state0.to_vector()
     if method == "microscopic":
         # Per-run seeds, so chunks may follow the number of workers.
-        workers = len(client.scheduler_info()["workers"]) if client is not None else max(1, int(n_workers))
+        workers = backend.n_workers
         per_chunk = max(1, min(_MICRO_CHUNK_FLOATS // ((b + n_test) * N), -(-n_runs // workers)))
         run_seeds = np.random.SeedSequence(seed).spawn(n_runs)
         chunks = [run_seeds[s:s + per_chunk] for s in range(0, n_runs, per_chunk)]
