@@ -41,6 +41,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 try:
     import tomllib
@@ -91,6 +92,31 @@ _INTEGRATION_DEFAULTS: dict[str, Any] = {
 }
 _METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
 _RUN_DEFAULTS: dict[str, Any] = {"batch_size": None}
+
+# Sanity limit on the number of grid points (a typo such as num = 1e8 would fill the
+# memory before the first point is computed); raised by this environment variable.
+MAX_POINTS = 1_000_000
+MAX_POINTS_ENV = "PHASEKIT_MAX_POINTS"
+
+
+def max_points() -> int:
+    """Largest grid a study may have: :data:`MAX_POINTS`, or ``$PHASEKIT_MAX_POINTS``."""
+    text = os.environ.get(MAX_POINTS_ENV, "").strip()
+    if not text:
+        return MAX_POINTS
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise StudyError(f"{MAX_POINTS_ENV}: must be a number of grid points >= 1, got {text!r}") from None
+    if value < 1:
+        raise StudyError(f"{MAX_POINTS_ENV}: must be a number of grid points >= 1, got {text!r}")
+    return value
+
+
+def _too_many(n: int) -> str:
+    how = f"${MAX_POINTS_ENV}" if os.environ.get(MAX_POINTS_ENV, "").strip() else \
+        f"set {MAX_POINTS_ENV} to allow more"
+    return f"{n:,} grid points exceed the limit of {max_points():,} ({how})"
 _REPORT_KEYS = ("trajectories", "title")
 
 
@@ -189,6 +215,8 @@ def _axis_values(chk: _Checker, axis: str, value: Any) -> list:
         start = chk.scalar(axis, f"{key}.start", value["start"])
         stop = chk.scalar(axis, f"{key}.stop", value["stop"])
         num = chk.integer(f"{key}.num", value["num"], minimum=1)
+        if num > max_points():
+            raise chk.fail(f"{key}.num", _too_many(num))
         spacing = chk.string(f"{key}.spacing", value.get("spacing", "linear"))
         if spacing not in ("linear", "log"):
             raise chk.fail(f"{key}.spacing", f"must be 'linear' or 'log', got {spacing!r}")
@@ -206,6 +234,8 @@ def _axis_values(chk: _Checker, axis: str, value: Any) -> list:
                                 f"{_fmt(value)}")
         if not value:
             raise chk.fail(key, "must not be empty")
+        if len(value) > max_points():
+            raise chk.fail(key, _too_many(len(value)))
         values = [chk.scalar(axis, f"{key}[{j}]", v) for j, v in enumerate(value)]
     if len(set(values)) != len(values):
         raise chk.fail(key, f"values must be distinct, got {_fmt(values)}")
@@ -356,6 +386,9 @@ def parse_study(data: Mapping[str, Any], source: str = "<study>") -> Study:
         chk.known("", data, ("name", "description", "recipe", "parameters"))
         recipe = chk.string("recipe", data["recipe"], r"[A-Za-z0-9_]+")
         parameters = chk.table("parameters", data.get("parameters", {}))
+        from .recipes import check_parameters
+
+        check_parameters(recipe, parameters, source)  # names, types and ranges, before any work
         return Study(name=name, description=description, recipe=recipe, parameters=parameters, source=source)
     if "parameters" in data:
         raise chk.fail("parameters", "is only allowed together with 'recipe'")
@@ -376,7 +409,12 @@ def parse_study(data: Mapping[str, Any], source: str = "<study>") -> Study:
     # [grid]
     grid_in = chk.table("grid", data.get("grid", {}))
     chk.known("grid", grid_in, GRID_AXES)
-    grid = {axis: _axis_values(chk, axis, v) for axis, v in grid_in.items()}
+    grid = {}
+    for axis, v in grid_in.items():
+        grid[axis] = _axis_values(chk, axis, v)
+        n = math.prod(len(vals) for vals in grid.values())
+        if n > max_points():  # before the next axis multiplies it further
+            raise chk.fail("grid", _too_many(n))
     if model["M"] == "K" and "M" in grid:
         raise chk.fail("model.M", "is \"K\" (tied to K) but M is also a grid axis")
 
@@ -419,6 +457,14 @@ def parse_study(data: Mapping[str, Any], source: str = "<study>") -> Study:
         schema = MEASURES[mname].settings
         chk.known(key, settings, schema)
         measures[mname] = {sk: chk.number(f"{key}.{sk}", sv, positive=True) for sk, sv in settings.items()}
+    if "eta_c" in measures:
+        first_order = (False in grid["second_order"]) if "second_order" in grid else not model["second_order"]
+        if first_order:
+            where = "grid.second_order" if "second_order" in grid else "model.second_order"
+            raise chk.fail("measures.eta_c",
+                           f"eta_c is the learning rate at which the eta^2 term of SGD destabilises the perfect "
+                           f"solution, so it needs second_order = true ({where} is false: the first-order flow "
+                           f"is stable at every eta)")
 
     # [integration]
     integ_in = chk.table("integration", data.get("integration", {}))

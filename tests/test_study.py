@@ -146,3 +146,68 @@ def test_point_index_range():
     assert isinstance(st, Study) and st.n_points == 2
     with pytest.raises(ValueError, match="index"):
         st.point(2)
+
+
+def test_grid_size_limit_before_any_memory_is_used(tmp_path, monkeypatch):
+    monkeypatch.delenv("PHASEKIT_MAX_POINTS", raising=False)
+    huge = write(tmp_path, 'name = "x"\n[grid]\neta = {start = 0.1, stop = 1.0, num = 100000000}\n'
+                           '[measures.final_eg]\n')
+    with pytest.raises(StudyError) as info:
+        load_study(huge)
+    msg = str(info.value)
+    assert "'grid.eta.num'" in msg and "100,000,000 grid points exceed the limit of 1,000,000" in msg
+    assert "PHASEKIT_MAX_POINTS" in msg
+    product = write(tmp_path, 'name = "x"\n[grid]\neta = {start = 0.1, stop = 1.0, num = 2000}\n'
+                              'X = {start = 0.001, stop = 0.01, num = 1000}\n[measures.final_eg]\n', "p.toml")
+    with pytest.raises(StudyError, match="'grid': 2,000,000 grid points exceed"):
+        load_study(product)
+    monkeypatch.setenv("PHASEKIT_MAX_POINTS", "3e6")
+    assert load_study(product).n_points == 2_000_000
+
+
+def test_eta_c_of_a_first_order_study_is_refused(tmp_path):
+    first = write(tmp_path, 'name = "x"\n[model]\nsecond_order = false\n[measures.eta_c]\n')
+    with pytest.raises(StudyError) as info:
+        load_study(first)
+    msg = str(info.value)
+    assert "'measures.eta_c'" in msg and "needs second_order = true" in msg and "stable at every eta" in msg
+    mixed = write(tmp_path, 'name = "x"\n[grid]\nsecond_order = [true, false]\n[measures.eta_c]\n', "m.toml")
+    with pytest.raises(StudyError, match="grid.second_order is false"):
+        load_study(mixed)
+    assert load_study(write(tmp_path, 'name = "x"\n[measures.eta_c]\n', "ok.toml")).measures == {"eta_c": {}}
+
+
+BAD_RECIPES = [
+    ("unknown parameter", 'eta = 0.1\nalpha_maxx = 3.0\n', "parameters.alpha_maxx", "unknown key"),
+    ("wrong type", 'eta = "fast"\n', "parameters.eta", "must be a number"),
+    ("not a list", 'eta_values = 0.5\n', "parameters.eta_values", "must be a list of numbers"),
+    ("out of range", 'eta = -0.1\n', "parameters.eta", "must be > 0"),
+    ("element out of range", 'eta_values = [0.5, 0.0]\n', "parameters.eta_values[1]", "must be > 0"),
+    ("quick is an option", 'quick = true\n', "parameters.quick", "--quick"),
+]
+
+
+@pytest.mark.parametrize("what, params, key, problem", BAD_RECIPES, ids=[b[0] for b in BAD_RECIPES])
+def test_recipe_parameters_checked_at_parse_time(tmp_path, what, params, key, problem):
+    path = write(tmp_path, f'name = "r"\nrecipe = "relu_perceptron"\n[parameters]\n{params}')
+    with pytest.raises(StudyError) as info:
+        load_study(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: ") and f"'{key}'" in msg and problem in msg and "\n" not in msg, msg
+
+
+def test_recipe_choices_workers_and_unknown_recipe(tmp_path):
+    cases = [
+        ('recipe = "plateau_scaling"\n[parameters]\nkinds = ["plateau", "diagonl"]\n', "parameters.kinds[1]",
+         "must be one of"),
+        ('recipe = "edge_of_chaos"\n[parameters]\nactivations = ["relu", "tanhh"]\n', "parameters.activations[1]",
+         "unknown activation"),
+        ('recipe = "stability_boundary"\n[parameters]\nn_workers = -2\n', "parameters.n_workers", "[0, "),
+        ('recipe = "relu_perceptronn"\n', "recipe", "unknown recipe"),
+    ]
+    for j, (text, key, problem) in enumerate(cases):
+        path = write(tmp_path, f'name = "r"\n{text}', f"r{j}.toml")
+        with pytest.raises(StudyError) as info:
+            load_study(path)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: ") and f"'{key}'" in msg and problem in msg, msg

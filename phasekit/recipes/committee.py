@@ -101,7 +101,7 @@ def _plateau_eg(model: Committee) -> float:
         return float("nan")
 
 
-@recipe("relu_perceptron")
+@recipe("relu_perceptron", checks={"eta": "> 0", "eta_values": "> 0", "alpha_max": "> 0", "Q0": "> 0"})
 def relu_perceptron(outdir: Path, quick: bool = False, eta: float = 0.1,
                     eta_values: Sequence[float] = (0.1, 0.5, 1.0, 1.9, 2.2, 3.0),
                     alpha_max: float = 400.0, R0: float = 0.0, Q0: float = 0.25) -> dict[str, Path]:
@@ -122,7 +122,7 @@ def relu_perceptron(outdir: Path, quick: bool = False, eta: float = 0.1,
     return _write(ds, learning_rate_scan(ds, main=float(eta)), Path(outdir), "relu_perceptron")
 
 
-@recipe("relu_committee")
+@recipe("relu_committee", checks={"eta": "> 0", "X": "> 0", "Q0": "> 0", "eta_alpha_max": "> 0"})
 def relu_committee(outdir: Path, quick: bool = False, eta: float = 0.1, X: float = 1e-3,
                    Q0: Sequence[float] = (0.2, 0.3), eta_alpha_max: float = 80.0,
                    second_order: bool = False) -> dict[str, Path]:
@@ -141,6 +141,10 @@ def relu_committee(outdir: Path, quick: bool = False, eta: float = 0.1, X: float
                            title=f"ReLU soft committee machine K = M = 2, eta = {eta:g}, "
                                  f"{'with' if second_order else 'without'} the eta^2 term")
     return _write(traj, fig, Path(outdir), "relu_committee")
+
+
+_MISMATCH_CHECKS = {"eta": "> 0", "X": "> 0", "Q0": "> 0", "eta_alpha_max": "> 0",
+                    "activations": "activation"}
 
 
 def _mismatch(outdir: Path, quick: bool, name: str, K: int, M: int, Q0: Sequence[float], eta: float,
@@ -166,7 +170,7 @@ def _mismatch(outdir: Path, quick: bool, name: str, K: int, M: int, Q0: Sequence
     return _write(ds, stacked_order_parameters(ds, "activation"), Path(outdir), name)
 
 
-@recipe("overrealisable")
+@recipe("overrealisable", checks=_MISMATCH_CHECKS)
 def overrealisable(outdir: Path, quick: bool = False, eta: float = 0.1, X: float = 1e-3,
                    Q0: Sequence[float] = (0.2, 0.3, 0.25), eta_alpha_max: float = 400.0,
                    activations: Sequence[str] = ("relu", "erf")) -> dict[str, Path]:
@@ -174,7 +178,7 @@ def overrealisable(outdir: Path, quick: bool = False, eta: float = 0.1, X: float
     return _mismatch(outdir, quick, "overrealisable", 3, 2, Q0, eta, eta_alpha_max, X, activations)
 
 
-@recipe("unrealisable")
+@recipe("unrealisable", checks=_MISMATCH_CHECKS)
 def unrealisable(outdir: Path, quick: bool = False, eta: float = 0.1, X: float = 1e-3,
                  Q0: Sequence[float] = (0.2, 0.2), eta_alpha_max: float = 400.0,
                  activations: Sequence[str] = ("relu", "erf")) -> dict[str, Path]:

@@ -62,7 +62,7 @@ def _saad_solla_escape(K: int) -> float:
     return 2 * K / (math.pi * math.sqrt(2 * K - 1) * (2 * K + 1) ** 1.5)
 
 
-@recipe("stability_boundary")
+@recipe("stability_boundary", checks={"activations": "activation", "K_values": ">= 1", "n_workers": "workers"})
 def stability_boundary_recipe(
     outdir: Path,
     quick: bool = False,

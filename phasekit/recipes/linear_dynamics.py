@@ -16,7 +16,9 @@ from ..plotting.linear_dynamics import plot_mode_trajectories
 __all__ = ["deep_linear_recipe"]
 
 
-@recipe("deep_linear")
+@recipe("deep_linear", checks={"singular_values": "> 0", "u0": "> 0", "depths": ">= 1", "weight_decays": ">= 0",
+                              "t_max": "> 0", "n_times": ">= 2", "learning_rate": "> 0", "hidden": ">= 1",
+                              "n_in": ">= 1", "n_out": ">= 1", "n_samples": ">= 1", "seed": ">= 0"})
 def deep_linear_recipe(
     outdir: Path,
     quick: bool = False,

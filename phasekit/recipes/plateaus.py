@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import recipe
+from . import choices, recipe
 from .. import plateaus as pl
 from ..committee import Committee, State
 from ..plotting.common import save_figure
@@ -38,7 +38,8 @@ def _plateau(model: Committee) -> Any:
     return fp
 
 
-@recipe("plateau_scaling")
+@recipe("plateau_scaling", checks={"cases": "activation", "eta": "> 0", "X": "> 0, <= 0.1", "fit_range": "> 0", "band": "> 0",
+                                  "kinds": choices(*pl.INITIAL_KINDS), "n_workers": "workers"})
 def plateau_scaling_recipe(
     outdir: Path,
     quick: bool = False,
@@ -80,7 +81,8 @@ def plateau_scaling_recipe(
     return files
 
 
-@recipe("convergence_time")
+@recipe("convergence_time", checks={"threshold": "> 0", "n_eta": ">= 1", "perceptron_Q0": "> 0", "committee_X": "> 0",
+                                   "activation": "activation", "eta_alpha_max": "> 0", "n_workers": "workers"})
 def convergence_time_recipe(
     outdir: Path,
     quick: bool = False,

@@ -18,7 +18,9 @@ __all__ = ["edge_of_chaos_recipe", "correlation_depth_recipe"]
 _DEFAULT_SW_MAX = {"relu": 3.0, "elu": 3.0, "swish": 3.5, "softplus": 3.5, "tanh": 4.0, "erf": 5.0}
 
 
-@recipe("edge_of_chaos")
+@recipe("edge_of_chaos", checks={"activations": "activation", "n_sigma_w2": ">= 1", "n_sigma_b2": ">= 1",
+                                "sigma_w2_min": "> 0", "sigma_w2_max": "> 0", "sigma_b2_max": ">= 0",
+                                "n_workers": "workers"})
 def edge_of_chaos_recipe(
     outdir: Path,
     quick: bool = False,
@@ -65,7 +67,7 @@ def edge_of_chaos_recipe(
     return files
 
 
-@recipe("correlation_depth")
+@recipe("correlation_depth", checks={"depth": ">= 1", "tanh_sigma_b2": ">= 0", "c0": ">= -1, < 1"})
 def correlation_depth_recipe(
     outdir: Path,
     quick: bool = False,

@@ -14,7 +14,7 @@ from ..plotting import save_figure
 from ..plotting.simulation import plot_finite_size, plot_overlay
 from ..provenance import provenance_attrs
 from ..simulation import align_teachers, simulate
-from . import recipe
+from . import choices, recipe
 
 __all__ = ["simulation_overlay", "finite_size", "ode_reference"]
 
@@ -40,7 +40,10 @@ def ode_reference(model: Committee, state0: State, alpha_max: float, n_points: i
         return integrate(model.replace(second_order=False), state0, alpha_max, n_points=n_points)
 
 
-@recipe("simulation_overlay")
+@recipe("simulation_overlay", checks={"cases": choices(*_CASES), "perceptron_N": ">= 3", "perceptron_alpha_max": "> 0",
+                                     "perceptron_runs": ">= 1", "committee_N": ">= 5", "committee_eta_alpha_max": "> 0",
+                                     "committee_runs": ">= 1", "method": choices("microscopic", "reduced"),
+                                     "n_points": ">= 2", "n_test": ">= 0", "seed": ">= 0", "n_workers": "workers"})
 def simulation_overlay(
     outdir: Path,
     quick: bool = False,
@@ -134,7 +137,8 @@ def spread(model: Committee, state0: State, Ns: Sequence[int], alpha: float, n_r
     return out
 
 
-@recipe("finite_size")
+@recipe("finite_size", checks={"Ns": ">= 5", "alpha": "> 0", "n_runs": ">= 2",
+                              "method": choices("microscopic", "reduced"), "seed": ">= 0", "n_workers": "workers"})
 def finite_size(
     outdir: Path,
     quick: bool = False,

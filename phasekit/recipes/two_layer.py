@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
-from . import recipe
+from . import choices, recipe
 from .. import two_layer as tl
 from ..plotting.common import save_figure
 from ..plotting.two_layer import (
@@ -71,7 +71,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-@recipe("lazy_vs_active")
+@recipe("lazy_vs_active", checks={"d": ">= 1", "m0": ">= 1", "widths": ">= 1", "tau_min": "> 0", "tau_max": "> 0",
+                                 "n_tau": ">= 1", "seeds": ">= 0", "activation": "activation", "scale": "> 0",
+                                 "T": "> 0", "threshold": "> 0", "n_workers": "workers"})
 def lazy_vs_active_recipe(
     outdir: Path,
     quick: bool = False,
@@ -173,7 +175,9 @@ def _write_tau_report(ds: xr.Dataset, path: Path, *, threshold: float, T: float)
     return path
 
 
-@recipe("lazy_width")
+@recipe("lazy_width", checks={"d": ">= 1", "m0": ">= 1", "widths": ">= 1", "seeds": ">= 0", "activations": "activation",
+                             "active_tau": "> 0", "lazy_tau": "> 0", "lazy_scale": "> 0", "T": "> 0",
+                             "n_workers": "workers"})
 def lazy_width_recipe(
     outdir: Path,
     quick: bool = False,
@@ -332,7 +336,8 @@ def scale_study(
     return ds
 
 
-@recipe("lazy_scale")
+@recipe("lazy_scale", checks={"scales": "> 0", "variants": choices(*_SCALE_VARIANTS), "d": ">= 1", "m0": ">= 1",
+                             "m": ">= 1", "tau": "> 0", "seeds": ">= 0", "T": "> 0", "n_workers": "workers"})
 def lazy_scale_recipe(
     outdir: Path,
     quick: bool = False,
