@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy.integrate import solve_ivp
+from scipy.integrate import OdeSolver, solve_ivp
 
 from .committee import PSD_TOL, Committee, State, committee_from_parameters
 from .provenance import provenance_attrs
@@ -19,6 +19,9 @@ STATUS = ("ok", "converged", "diverged", "failed")
 
 # Default magnitude of any order parameter beyond which a run counts as diverged.
 MAX_NORM = 1e6
+
+# The solve_ivp methods (all have dense output, which the sampling needs).
+SOLVER_METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,12 @@ def integrate(
         raise ValueError("rtol, atol: tolerances must be > 0")
     if stop_eg is not None and not stop_eg > 0:
         raise ValueError(f"stop_eg: threshold must be > 0, got {stop_eg!r}")
+    if not (max_norm > 0):
+        raise ValueError(f"max_norm: must be > 0, got {max_norm!r}")
+    if not (isinstance(method, str) and method in SOLVER_METHODS
+            or isinstance(method, type) and issubclass(method, OdeSolver)):
+        raise ValueError(f"method: must be one of {', '.join(SOLVER_METHODS)} (or a scipy OdeSolver class), "
+                         f"got {method!r}")
 
     events = _Events(model, stop_eg, float(max_norm)).functions()
     v0 = state0.to_vector()

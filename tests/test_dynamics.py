@@ -168,3 +168,14 @@ def test_diverging_run_is_reported():
     assert ds.attrs["status"] == "diverged", ds.attrs["message"]
     assert ds.alpha.values[-1] == ds.attrs["alpha_end"] < 200
     assert np.all(np.isfinite(ds.eg.values))
+
+
+def test_unknown_solver_method_is_one_line_listing_the_methods():
+    model = pk.Committee(1, 1, "erf")
+    with pytest.raises(ValueError) as info:
+        pk.integrate(model, pk.State([[0.0]], [[0.25]]), 1.0, method="Euler")
+    msg = str(info.value)
+    assert msg.startswith("method: must be one of DOP853, RK45, RK23, Radau, BDF, LSODA") and "'Euler'" in msg
+    assert "\n" not in msg and "class" not in msg.split("(")[0]
+    ds = pk.integrate(model, pk.State([[0.0]], [[0.25]]), 1.0, method="LSODA", n_points=3)
+    assert ds.attrs["status"] == "ok"
