@@ -3,22 +3,34 @@
 Subcommands: ``run`` (a study file: sweep or recipe, then figures and
 report), ``report`` (Markdown report of a sweep dataset), ``fixed-points``
 (table of fixed points with eigenvalues), ``integrate`` (one trajectory to
-netCDF and a figure) and ``recipes`` (list the named recipes).  Errors in the
-input are reported on one line, with exit status 2.
+netCDF and a figure) and ``recipes`` (list the named recipes).
+
+Exit status: 0 done; 1 a sweep that ended with failed or missing points, or
+lost its workers or scheduler, or found its output folder in use; 2 bad input
+(reported on one line, before any work); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 __all__ = ["main", "build_parser"]
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -39,7 +51,7 @@ def _model(args: argparse.Namespace):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``phasekit`` (one subparser per subcommand)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="phasekit", formatter_class=_Formatter,
         description="Exact order-parameter dynamics, fixed points and phase diagrams of on-line SGD "
                     "in soft committee machines.",
@@ -49,9 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "run", formatter_class=_Formatter, help="run a study file (sweep or recipe), then figures and report",
-        description="Run a study file.  A sweep study computes its grid in parallel with dask "
-                    "(resuming from checkpoints under OUTDIR/checkpoints), writes OUTDIR/<name>.nc, "
-                    "figures and OUTDIR/report.md.  A recipe study runs its recipe.",
+        description="Run a study file.  A sweep study computes its grid in parallel, in local worker "
+                    "processes or on a dask cluster (resuming from checkpoints under OUTDIR/checkpoints), "
+                    "writes OUTDIR/<name>.nc, figures and OUTDIR/report.md.  A recipe study runs its recipe.  "
+                    "Exit status: 0 done, 1 points failed or missing (or workers lost, or OUTDIR in use by "
+                    "another run), 2 bad input, 130 interrupted.",
         epilog="examples:\n  phasekit run studies/quickstart.toml\n"
                "  phasekit run studies/quickstart.toml --workers 2 --outdir /tmp/qs\n"
                "  phasekit run big.toml --scheduler tcp://10.0.0.5:8786")
@@ -59,18 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outdir", type=Path, default=None, help="output folder (default: outputs/<study name>)")
     p.add_argument("--scheduler", default=None, help="address of a running dask scheduler to use")
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes of the local cluster (default: all cores; 0: serial, no dask)")
-    p.add_argument("--batch-size", type=int, default=None, help="grid points per dask task")
+                   help="local worker processes (default: one per core; 0 or 1: in this process); at most "
+                        "4 per core unless the environment variable PHASEKIT_MAX_WORKERS allows more")
+    p.add_argument("--batch-size", type=int, default=None, help="grid points per task (>= 1)")
+    p.add_argument("--worker-timeout", type=float, default=None,
+                   help="with --scheduler: give up when the cluster has had no worker for this many seconds "
+                        "(default 60)")
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints instead of resuming")
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild a damaged or missing OUTDIR/checkpoints/study.json for this study, keeping "
+                        "the checkpoints")
     p.add_argument("--quick", action="store_true", help="recipes only: the cheap variant")
     p.add_argument("--no-report", action="store_true", help="skip figures and report")
+    p.add_argument("--report-dir", type=Path, default=None,
+                   help="write figures and report.md here (default: OUTDIR)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
         "report", formatter_class=_Formatter, help="Markdown report with figures of a sweep dataset",
-        description="Write report.md and figures/ for a dataset written by 'phasekit run'.",
-        epilog="example:\n  phasekit report outputs/quickstart/quickstart.nc")
-    p.add_argument("dataset", type=Path, help="sweep dataset (netCDF)")
+        description="Write report.md and figures/ for a dataset written by 'phasekit run' (its .nc file), "
+                    "or for a study file whose dataset is at outputs/<name>/<name>.nc.",
+        epilog="example:\n  phasekit report outputs/quickstart/quickstart.nc\n"
+               "  phasekit report studies/quickstart.toml --outdir /tmp/quickstart-report")
+    p.add_argument("dataset", type=Path, help="sweep dataset (netCDF), or its study file (TOML)")
     p.add_argument("--outdir", type=Path, default=None, help="output folder (default: the dataset's folder)")
     p.add_argument("--no-trajectories", action="store_true", help="skip the order-parameter trajectories")
 
@@ -107,39 +132,101 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_run_args(args: argparse.Namespace) -> int:
+    """Validate the options of ``run`` (one-line errors naming the option); the worker count to use."""
+    from .parallel import check_batch_size, check_workers, default_workers
+
+    workers = check_workers(args.workers, "--workers")
+    check_batch_size(args.batch_size, "--batch-size")
+    if args.worker_timeout is not None and not args.worker_timeout > 0:
+        raise ValueError(f"--worker-timeout: must be > 0 seconds, got {args.worker_timeout:g}")
+    if args.fresh and args.repair:
+        raise ValueError("--fresh, --repair: give one of them (--fresh discards the checkpoints, --repair keeps them)")
+    # The command line is a guarded entry point: it may start worker processes, one per core by default.
+    return default_workers() if workers is None else workers
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .study import load_study
 
+    workers = _check_run_args(args)
     study = load_study(args.study)
     outdir = args.outdir or Path("outputs") / study.name
     if study.recipe is not None:
-        from .recipes import run_recipe
+        from .recipes import get_recipe, run_recipe
 
-        files = run_recipe(study.recipe, outdir, quick=args.quick, **study.parameters)
+        params = dict(study.parameters)
+        if "n_workers" in inspect.signature(get_recipe(study.recipe)).parameters:
+            params.setdefault("n_workers", workers)
+        files = run_recipe(study.recipe, outdir, quick=args.quick, **params)
         for role, f in files.items():
             print(f"{role}: {f}")
         return 0
+    from .parallel import WORKER_TIMEOUT
     from .report import write_report
     from .sweeps import sweep
 
-    ds = sweep(study, scheduler=args.scheduler, n_workers=args.workers, outdir=outdir,
-               batch_size=args.batch_size, fresh=args.fresh, progress=not args.no_progress)
+    ds = sweep(study, scheduler=args.scheduler, n_workers=workers, outdir=outdir, batch_size=args.batch_size,
+               fresh=args.fresh, repair=args.repair, progress=not args.no_progress,
+               worker_timeout=args.worker_timeout or WORKER_TIMEOUT)
     counts = ", ".join(f"{ds.attrs[f'n_{s}']} {s}" for s in ("ok", "diverged", "failed", "missing")
                        if ds.attrs.get(f"n_{s}"))
     dataset = outdir / f"{study.name}.nc"
     print(f"dataset: {dataset} ({study.n_points} points: {counts})")
     if not args.no_report:
-        report = write_report(ds, outdir, dataset_path=dataset)
-        print(f"report: {report}")
+        report_dir = args.report_dir or outdir
+        if args.report_dir is None and not _writable(report_dir):
+            print(f"phasekit run: report not written: {report_dir} is not writable (give --report-dir DIR)",
+                  file=sys.stderr)
+        else:
+            print(f"report: {write_report(ds, report_dir, dataset_path=dataset)}")
+    bad = int(ds.attrs.get("n_failed", 0)) + int(ds.attrs.get("n_missing", 0))
+    if bad:
+        print(f"phasekit run: {bad} of {study.n_points} points failed or are missing (see 'message' in {dataset}); "
+              f"a rerun computes the points that have no checkpoint", file=sys.stderr)
+        return 1
     return 0
+
+
+def _netcdf_kind(path: Path) -> str:
+    """``"classic"`` (what phasekit writes), ``"hdf5"`` (netCDF4) or ``"other"``, from the magic bytes."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:3] == b"CDF":
+        return "classic"
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "hdf5"
+    return "other"
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    if not args.dataset.exists():
-        raise ValueError(f"dataset: no such file {args.dataset}")
-    print(f"report: {write_report(args.dataset, args.outdir, trajectories=not args.no_trajectories)}")
+    path = args.dataset
+    if path.suffix.lower() == ".toml":
+        from .study import load_study
+
+        study = load_study(path)
+        if study.recipe is not None:
+            raise ValueError(f"dataset: {path} is a recipe study; 'phasekit run {path}' writes its figures")
+        path = Path("outputs") / study.name / f"{study.name}.nc"
+        if not path.exists():
+            raise ValueError(f"dataset: no dataset of study '{study.name}' at {path}; run 'phasekit run "
+                             f"{args.dataset}' first, or give the .nc file written by phasekit run")
+    if not path.exists():
+        raise ValueError(f"dataset: no such file {path}")
+    if path.is_dir() or _netcdf_kind(path) != "classic":
+        raise ValueError(f"dataset: {path} is not a dataset written by 'phasekit run' (a netCDF .nc file, "
+                         f"e.g. outputs/<study>/<study>.nc)")
+    print(f"report: {write_report(path, args.outdir, trajectories=not args.no_trajectories)}")
     return 0
 
 
@@ -211,19 +298,42 @@ _COMMANDS = {"run": _cmd_run, "report": _cmd_report, "fixed-points": _cmd_fixed_
              "integrate": _cmd_integrate, "recipes": _cmd_recipes}
 
 
+def _one_line_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                      line: str | None = None) -> None:
+    print(f"phasekit: warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``phasekit`` console script; returns the exit status."""
+    from .parallel import ParallelError
+    from .sweeps import OutdirInUse, SweepAborted
+
     args = build_parser().parse_args(argv)
+    show = warnings.showwarning
+    warnings.showwarning = _one_line_warning  # remarks on one line, like the errors
     try:
         return _COMMANDS[args.command](args)
+    except (SweepAborted, OutdirInUse) as exc:
+        # Not bad input: the run could not go on (or not start); finished work is kept.
+        print(f"phasekit {args.command}: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    except ParallelError as exc:
+        print(f"phasekit {args.command}: error: {_first_line(exc)}", file=sys.stderr)
+        return 1
     except (ValueError, RuntimeError, NotImplementedError, OSError) as exc:
         # Bad input or an unavailable piece: one line, no traceback.
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"phasekit {args.command}: error: {msg}", file=sys.stderr)
+        print(f"phasekit {args.command}: error: {_first_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"phasekit {args.command}: interrupted (finished points are checkpointed)", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"phasekit {args.command}: {_first_line(exc) or 'interrupted'}", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ("" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__)
 
 
 if __name__ == "__main__":

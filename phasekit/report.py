@@ -10,6 +10,7 @@ here, from the study stored in the dataset, and saved as netCDF.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +33,14 @@ def _fmt(v: Any) -> str:
     if isinstance(v, np.generic):
         v = v.item()
     return str(v)
+
+
+def _cell(v: Any, limit: int = 200) -> str:
+    """``v`` as one Markdown table cell: on one line, ``|`` escaped, at most ``limit`` characters."""
+    text = " ".join(_fmt(v).split())
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return text.replace("|", "\\|")
 
 
 def _study_of(ds: xr.Dataset) -> Study:
@@ -134,6 +143,7 @@ def write_report(
     if outdir is None:
         outdir = Path(dataset_path).parent if dataset_path is not None else Path("outputs") / study.name
     outdir = Path(outdir)
+    _check_writable(outdir)
     figdir = outdir / "figures"
     figures: list[tuple[str, Path, str]] = []  # (title, path, caption)
 
@@ -201,6 +211,19 @@ def write_report(
     return path
 
 
+def _check_writable(outdir: Path) -> None:
+    """Fail before drawing anything when the report cannot be written to ``outdir``."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        ok = os.access(outdir, os.W_OK)
+        reason = "not writable"
+    except OSError as exc:
+        ok, reason = False, exc.strerror or type(exc).__name__
+    if not ok:
+        raise PermissionError(f"outdir: cannot write the report to {outdir} ({reason}); "
+                              f"give another output folder (--outdir)")
+
+
 def _highlights(ds: xr.Dataset, study: Study) -> list[str]:
     """Key numbers: eta_c and the fastest learning rate per combination of the other axes."""
     L: list[str] = []
@@ -215,7 +238,7 @@ def _highlights(ds: xr.Dataset, study: Study) -> list[str]:
     sub = ds.stack(_combo=others)
     for j in range(sub.sizes["_combo"]):
         one = sub.isel(_combo=j)
-        row = [_fmt(one[d].values) for d in others]
+        row = [_cell(one[d].values) for d in others]
         if "eta_c" in ds:
             row.append(_fmt(np.nanmax(one["eta_c"].values) if np.isfinite(one["eta_c"].values).any() else np.nan))
         if fastest:
@@ -252,18 +275,20 @@ def _markdown(ds: xr.Dataset, study: Study, figures: list, traj_files: list[Path
           f"- computed {ds.attrs.get('started', '?')} to {ds.attrs.get('finished', '?')}", ""]
     L += ["## Study", "", "| setting | value |", "| --- | --- |"]
     for ax in study.dims:
-        L.append(f"| grid `{ax}` ({len(study.grid[ax])}) | {', '.join(_fmt(v) for v in study.grid[ax])} |")
+        values = _cell(", ".join(_fmt(v) for v in study.grid[ax]), 400)
+        L.append(f"| grid `{ax}` ({len(study.grid[ax])}) | {values} |")
     for k, v in study.model.items():
         if k not in study.dims and v is not None:
-            L.append(f"| model `{k}` | {_fmt(v)} |")
+            L.append(f"| model `{k}` | {_cell(v)} |")
     for k, v in study.initial.items():
         if v is not None:
-            L.append(f"| initial `{k}` | {_fmt(v)} |")
+            L.append(f"| initial `{k}` | {_cell(v)} |")
     for k, v in study.integration.items():
         if v is not None:
-            L.append(f"| integration `{k}` | {_fmt(v)} |")
+            L.append(f"| integration `{k}` | {_cell(v)} |")
     for m, s in study.measures.items():
-        L.append(f"| measure `{m}` | {', '.join(f'{a} = {_fmt(b)}' for a, b in s.items()) or 'defaults'} |")
+        settings = ", ".join(f"{a} = {_fmt(b)}" for a, b in s.items()) or "defaults"
+        L.append(f"| measure `{m}` | {_cell(settings)} |")
     L.append("")
 
     status = ds["status"].values.ravel()
@@ -275,8 +300,8 @@ def _markdown(ds: xr.Dataset, study: Study, figures: list, traj_files: list[Path
     if bad.size:
         L += ["| point | status | message |", "| --- | --- | --- |"]
         for j in bad[:20]:
-            msg = str(ds["message"].values.ravel()[j]).replace("|", "/")
-            L.append(f"| {_point_label(study, int(j))} | {status[j]} | {msg} |")
+            msg = ds["message"].values.ravel()[j]
+            L.append(f"| {_cell(_point_label(study, int(j)))} | {_cell(status[j])} | {_cell(msg, 300)} |")
         if bad.size > 20:
             L.append(f"| ... | | {bad.size - 20} more |")
         L.append("")
@@ -295,8 +320,8 @@ def _markdown(ds: xr.Dataset, study: Study, figures: list, traj_files: list[Path
         L += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for j in range(status.size):
             pt = study.point(j)
-            row = [_fmt(pt[d]) for d in study.dims]
-            row += [_fmt(ds[v].values.ravel()[j]) for v in outputs] + [str(status[j])]
+            row = [_cell(pt[d]) for d in study.dims]
+            row += [_cell(ds[v].values.ravel()[j]) for v in outputs] + [_cell(status[j])]
             L.append("| " + " | ".join(row) + " |")
     else:
         L += ["| measure | units | min | median | max | finite points |", "| --- | --- | --- | --- | --- | --- |"]

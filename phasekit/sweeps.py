@@ -1,21 +1,28 @@
-"""Grid sweeps over a study, spread over dask, checkpointed point by point.
+"""Grid sweeps over a study, computed in parallel when asked to, checkpointed point by point.
 
 :func:`sweep` evaluates the measures of a :class:`phasekit.study.Study` at
 every point of its grid and returns an ``xarray.Dataset`` with one variable
 per measure output over the grid dims, plus a ``status`` and ``message`` per
 point: a failing or diverging point is recorded and never stops the sweep.
 
-Execution.  Points are grouped into batches (about eight tasks per worker, so that
-scheduling overhead stays small) and submitted to a dask.distributed cluster:
-by default a local cluster with one single-threaded worker process per core,
-or an existing cluster given as ``client=`` (or a scheduler address).  The
-batches are collected as they complete; each finished batch is written at
-once to ``<outdir>/checkpoints/batch-<invocation>-<n>.nc`` (written to a
-temporary name and renamed, so a killed run never leaves a half-written
-file).  Running the same study again computes only the points that have no
-checkpoint yet.  The checkpoint directory also holds ``study.json`` with a
-hash of the study's computational content; a different study in the same
-directory is refused (``fresh=True`` discards the old checkpoints).
+Execution.  Points are grouped into batches (about eight tasks per worker, so
+that scheduling overhead stays small) and run through
+:mod:`phasekit.parallel`: in this process, in local worker processes
+(``n_workers >= 2``; ``phasekit run`` uses one per core) or on a dask cluster
+(``client=``, a scheduler address, or the active dask client).  The batches
+are collected as they complete; each finished batch is written at once to
+``<outdir>/checkpoints/batch-<invocation>-<n>.nc`` (written to a temporary
+name and renamed, so a killed run never leaves a half-written file).  Running
+the same study again computes only the points that have no checkpoint yet.
+
+The checkpoint directory also holds ``study.json`` with a hash of the study's
+computational content; a different study in the same directory is refused
+(``fresh=True`` discards the old checkpoints).  Every batch file carries the
+hash too, so a damaged or deleted ``study.json`` is rebuilt from them.  While
+a run computes, it holds ``checkpoints/run.lock``: a second run on the same
+folder is refused instead of computing every point twice.  A finished study
+is re-assembled without writing anything that is unchanged, so a read-only
+folder can be re-assembled and reported.
 
 Measures.  :data:`MEASURES` maps a name to a :class:`Measure`: a function
 ``f(model, state0, settings) -> dict`` of scalars with the attributes of its
@@ -25,6 +32,8 @@ point (:func:`point_trajectory` caches it).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
 import math
@@ -46,6 +55,8 @@ import numpy as np
 import xarray as xr
 
 from .committee import Committee, State
+from .parallel import (WORKER_TIMEOUT, ParallelError, check_batch_size, check_workers, choose_backend, connect,
+                       imap_unordered)
 from .provenance import provenance_attrs
 from .study import Study, StudyError, as_study
 
@@ -59,7 +70,11 @@ __all__ = [
     "initial_state",
     "load_checkpoints",
     "checkpoint_dir",
+    "assemble",
     "SWEEP_STATUS",
+    "SweepAborted",
+    "SweepInterrupted",
+    "OutdirInUse",
 ]
 
 # Status of a grid point: "ok" (all measures computed), "diverged" (the
@@ -366,38 +381,44 @@ def _run_batch(study_json: str, indices: list[int]) -> list[dict[str, Any]]:
 # --- checkpoints -------------------------------------------------------------------
 
 
+class SweepAborted(RuntimeError):
+    """A sweep stopped before its end: its workers or its scheduler were lost.
+
+    The message is one line: what happened, how many points are checkpointed
+    and that running the sweep again resumes.
+    """
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; the message says how many points are checkpointed."""
+
+
+class OutdirInUse(RuntimeError):
+    """Another run holds the output folder's lock."""
+
+
 def checkpoint_dir(outdir: str | Path) -> Path:
     """Where :func:`sweep` keeps per-batch checkpoint files under ``outdir``."""
     return Path(outdir) / "checkpoints"
 
 
+def _tmp_name(path: Path) -> Path:
+    # Unique per process and call: concurrent writers never share a temporary file.
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _tmp_name(path)
     tmp.write_text(text)
     os.replace(tmp, path)
 
 
-def _prepare_checkpoints(study: Study, ckdir: Path, fresh: bool) -> None:
-    """Create ``ckdir`` with its manifest, refusing checkpoints of another study."""
-    ckdir.mkdir(parents=True, exist_ok=True)
-    manifest = ckdir / "study.json"
-    if manifest.exists():
-        try:
-            old = json.loads(manifest.read_text())
-        except (OSError, json.JSONDecodeError):
-            old = {"hash": "unreadable"}
-        if fresh or old.get("hash") != study.hash():
-            if not fresh:
-                raise StudyError(
-                    f"{ckdir} holds checkpoints of a different study (hash {old.get('hash')} != {study.hash()}): "
-                    f"the grid or settings changed; rerun with --fresh to discard them or --outdir for a new place")
-            for f in ckdir.glob("batch-*.nc"):
-                f.unlink()
-    _atomic_write_text(manifest, json.dumps({"hash": study.hash(), "study": study.to_dict()}, indent=1,
-                                            sort_keys=True))
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
-def _write_batch(ckdir: Path, invocation: str, seq: int, records: list[dict[str, Any]]) -> Path:
+def _write_batch(ckdir: Path, invocation: str, seq: int, records: list[dict[str, Any]],
+                 study_hash: str) -> Path:
     keys = [k for k in records[0] if k not in ("index",)]
     data = {}
     for k in keys:
@@ -408,32 +429,200 @@ def _write_batch(ckdir: Path, invocation: str, seq: int, records: list[dict[str,
             data[k] = ("point", np.array(vals, dtype=float))
     data["invocation"] = ("point", np.array([invocation] * len(records), dtype=object))
     ds = xr.Dataset(data, coords={"point": ("point", np.array([r["index"] for r in records], dtype=np.int32))})
+    # The study hash travels with every batch, so that a damaged manifest can be rebuilt.
+    ds.attrs["study_hash"] = study_hash
     path = ckdir / f"batch-{invocation}-{seq:05d}.nc"
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _tmp_name(path)
     ds.to_netcdf(tmp, engine="scipy")
     os.replace(tmp, path)  # atomic: a killed run leaves whole files only
     return path
 
 
-def load_checkpoints(outdir: str | Path) -> xr.Dataset | None:
+def _read_batches(ckdir: Path) -> list[tuple[Path, xr.Dataset | None, str | None]]:
+    """``(file, dataset or None if unreadable, study hash or None)`` per checkpoint file."""
+    out = []
+    for f in sorted(ckdir.glob("batch-*.nc")):
+        try:
+            ds = xr.load_dataset(f, engine="scipy")
+        except Exception:  # a damaged or foreign file
+            out.append((f, None, None))
+            continue
+        h = ds.attrs.get("study_hash")
+        out.append((f, ds, str(h) if h is not None else None))
+    return out
+
+
+def load_checkpoints(outdir: str | Path, study_hash: str | None = None) -> xr.Dataset | None:
     """All checkpointed points under ``outdir`` as one dataset over ``point``.
 
     Variables: every measure output, ``status``, ``message``, ``seconds`` and
     ``invocation`` (which run of the sweep computed the point).  ``None`` if
-    there are none.
+    there are none.  Unreadable files are skipped with a warning, and so are
+    files of another study when ``study_hash`` is given (files written before
+    checkpoints carried the hash are kept).
     """
-    ckdir = checkpoint_dir(outdir)
     parts = []
-    for f in sorted(ckdir.glob("batch-*.nc")):
-        try:
-            parts.append(xr.load_dataset(f, engine="scipy"))
-        except Exception as exc:  # a foreign or damaged file must not stop a resume
-            warnings.warn(f"skipping unreadable checkpoint {f}: {exc}", stacklevel=2)
+    for f, ds, h in _read_batches(checkpoint_dir(outdir)):
+        if ds is None:
+            warnings.warn(f"skipping unreadable checkpoint {f}", stacklevel=2)
+        elif study_hash is not None and h is not None and h != study_hash:
+            warnings.warn(f"skipping checkpoint {f} of another study (hash {h})", stacklevel=2)
+        else:
+            parts.append(ds)
     if not parts:
         return None
     ds = xr.concat(parts, dim="point", data_vars="all", coords="minimal", compat="override",
-                   join="outer")
+                   join="outer", combine_attrs="drop")
     return ds
+
+
+def _manifest_text(study: Study) -> str:
+    return json.dumps({"hash": study.hash(), "study": study.to_dict()}, indent=1, sort_keys=True)
+
+
+@dataclass
+class _Plan:
+    """What a sweep finds in its checkpoint folder (read without writing anything)."""
+
+    write_manifest: bool  # the manifest is missing, damaged (and rebuildable) or stale
+    note: str  # remark for the user (a rebuilt manifest)
+    records: xr.Dataset | None
+    missing: list[int]
+    n_files: int
+
+
+def _plan(study: Study, ckdir: Path, fresh: bool, repair: bool) -> _Plan:
+    """Check the folder's manifest against ``study`` and find the points still to compute.
+
+    Raises
+    ------
+    StudyError
+        If the folder holds checkpoints of a different study, or its manifest is
+        damaged and the checkpoints cannot be matched to this study.
+    """
+    h = study.hash()
+    everything = list(range(study.n_points))
+    if fresh:
+        return _Plan(True, "", None, everything, 0)
+    manifest = ckdir / "study.json"
+    batches = _read_batches(ckdir) if ckdir.is_dir() else []
+    problem = None
+    old: Any = None
+    if manifest.exists():
+        try:
+            old = json.loads(manifest.read_text())
+            if not isinstance(old, dict) or not isinstance(old.get("hash"), str):
+                problem = "no study hash in it"
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = getattr(exc, "strerror", None) or type(exc).__name__
+        except json.JSONDecodeError as exc:
+            problem = f"not valid JSON: {exc.msg} at line {exc.lineno}"
+    elif batches:
+        problem = "missing"
+    write_manifest, note = False, ""
+    if manifest.exists() and problem is None:
+        if old["hash"] != h:
+            raise StudyError(
+                f"{ckdir} holds checkpoints of a different study (hash {old['hash']} != {h}): "
+                f"the grid or settings changed; rerun with --fresh to discard them or --outdir for a new place")
+        write_manifest = old.get("study") != json.loads(_manifest_text(study))["study"]
+    elif problem is not None:
+        foreign = [f for f, _, bh in batches if bh != h]
+        if foreign and not repair:
+            raise StudyError(
+                f"{manifest}: {'missing' if problem == 'missing' else 'unreadable (' + problem + ')'}; "
+                f"{len(foreign)} of {len(batches)} checkpoint files carry no hash of this study (written by an "
+                f"older phasekit, damaged, or of another study), so it cannot be rebuilt from them; if they "
+                f"belong to this study, rerun with --repair to rebuild it (keeps every checkpoint), else use "
+                f"another --outdir")
+        write_manifest = True
+        what = "missing" if problem == "missing" else "damaged"
+        note = (f"{manifest} was {what}: rebuilt for this study from {len(batches) - len(foreign)} checkpoint "
+                f"files carrying its hash" + (f" and {len(foreign)} adopted by --repair" if foreign else ""))
+    else:
+        write_manifest = True  # a new folder
+    parts = []
+    for f, ds, bh in batches:
+        if ds is None:
+            warnings.warn(f"skipping unreadable checkpoint {f}", stacklevel=3)
+        elif bh is not None and bh != h:
+            warnings.warn(f"skipping checkpoint {f} of another study (hash {bh})", stacklevel=3)
+        else:
+            parts.append(ds)
+    records = None
+    if parts:
+        records = xr.concat(parts, dim="point", data_vars="all", coords="minimal", compat="override",
+                            join="outer", combine_attrs="drop")
+    done = set() if records is None else {int(j) for j in records["point"].values}
+    return _Plan(write_manifest, note, records, [j for j in everything if j not in done], len(batches))
+
+
+class _FolderLock:
+    """Exclusive lock of an output folder: the file ``<outdir>/checkpoints/run.lock``.
+
+    Held with ``flock`` where there is one: the kernel drops it when its process
+    dies, so a killed run never leaves a stale lock.  The file names its owner
+    (pid, host, start time) for the message a second run gets.  Elsewhere the
+    file is created exclusively and a stale one must be deleted by hand.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def _owner(self) -> str:
+        try:
+            info = json.loads(self.path.read_text())
+            return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+        except Exception:
+            return "owner unknown"
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": _now()}).encode()
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            fcntl = None
+        if fcntl is None:  # pragma: no cover - Windows
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                raise OutdirInUse(f"{self.path.parent.parent} is in use by another phasekit run "
+                                  f"({self._owner()}); wait for it, give another --outdir, or delete "
+                                  f"{self.path} if no run is active") from None
+        else:
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    raise OutdirInUse(f"{self.path.parent.parent} is in use by another phasekit run "
+                                      f"({self._owner()}); wait for it to finish or give another --outdir") from None
+                # A finishing run unlinks the file it held: make sure ours is still the one at path.
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                os.close(fd)
+            os.ftruncate(fd, 0)
+        os.write(fd, text)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()  # still held: nobody can have taken it meanwhile
+        os.close(self.fd)
+        self.fd = None
+
+
+def _not_writable(exc: OSError) -> bool:
+    return exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 # --- progress ----------------------------------------------------------------------
@@ -449,6 +638,7 @@ class _Progress:
         self.t0 = time.perf_counter()
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last = -1.0
+        self._open = False  # a \r-line is on the terminal
 
     def update(self, n: int) -> None:
         self.done += n
@@ -464,15 +654,25 @@ class _Progress:
         line = f"[{bar}] {self.done}/{self.total} points  {rate:.2f} points/s  {eta} left"
         if self.tty:
             self.stream.write("\r" + line)
+            self._open = True
         elif self.done == self.total or elapsed - self._last >= 5.0:
             self.stream.write(line + "\n")
             self._last = elapsed
         self.stream.flush()
 
+    def note(self, message: str) -> None:
+        """A remark on its own line (e.g. waiting for workers)."""
+        if not self.enabled:
+            return
+        self.stream.write(("\n" if self._open else "") + message + "\n")
+        self._open = False
+        self.stream.flush()
+
     def close(self) -> None:
-        if self.enabled and self.tty:
+        if self.enabled and self._open:
             self.stream.write("\n")
             self.stream.flush()
+            self._open = False
 
 
 # --- the sweep ---------------------------------------------------------------------
@@ -494,12 +694,37 @@ def _batches(indices: list[int], n_workers: int, batch_size: int | None) -> list
     if batch_size is None:
         n_batches = max(-(-n // 64), min(n, 8 * max(1, n_workers)))
     else:
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
         n_batches = -(-n // batch_size)
     return [indices[j::n_batches] for j in range(n_batches)]
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _same_dataset(path: Path, ds: xr.Dataset) -> xr.Dataset | None:
+    """The dataset stored at ``path`` if it holds the same study and values as ``ds``."""
+    if not path.exists():
+        return None
+    try:
+        old = xr.load_dataset(path, engine="scipy")
+    except Exception:
+        return None
+    if old.attrs.get("study") != ds.attrs.get("study") or not old.equals(ds):
+        return None
+    return old
+
+
+def _write_dataset(ds: xr.Dataset, path: Path) -> None:
+    tmp = _tmp_name(path)
+    try:
+        ds.to_netcdf(tmp, engine="scipy")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def sweep(
@@ -511,8 +736,10 @@ def sweep(
     outdir: str | Path | None = None,
     batch_size: int | None = None,
     fresh: bool = False,
+    repair: bool = False,
     progress: bool = True,
     write: bool = True,
+    worker_timeout: float = WORKER_TIMEOUT,
 ) -> xr.Dataset:
     """Evaluate the study's measures over its grid.
 
@@ -525,20 +752,29 @@ def sweep(
     scheduler : str, optional
         Address of a running dask scheduler (``"tcp://host:8786"``) to connect to.
     n_workers : int, optional
-        Without ``client``/``scheduler``: worker processes of the local cluster
-        (default: all cores).  ``0`` evaluates the points serially in this
-        process (no dask; for debugging).
+        Without ``client``/``scheduler``: ``None`` (default) runs on the active
+        dask client if there is one, else in this process; 0 or 1 in this
+        process; ``>= 2`` starts that many local worker processes (at most
+        :func:`phasekit.parallel.max_workers`).  ``phasekit run`` asks for one
+        per core.
     outdir : path, optional
         Output folder, default ``outputs/<study name>``; checkpoints go to
         ``<outdir>/checkpoints``, the dataset to ``<outdir>/<name>.nc``.
     batch_size : int, optional
-        Points per task (default: about eight tasks per worker, at most 64 points).
+        Points per task, ``>= 1`` (default: about eight tasks per worker, at most 64 points).
     fresh : bool
         Discard existing checkpoints instead of resuming.
+    repair : bool
+        Rebuild a missing or damaged manifest ``checkpoints/study.json`` for
+        this study, keeping the checkpoints (needed only when they do not
+        carry this study's hash; otherwise it is rebuilt automatically).
     progress : bool
         Show a progress bar on stderr.
     write : bool
-        Write the assembled dataset to ``<outdir>/<name>.nc``.
+        Write the assembled dataset to ``<outdir>/<name>.nc`` (not rewritten
+        when it already holds the same values).
+    worker_timeout : float
+        Dask only: give up when the cluster has had no worker for this many seconds.
 
     Returns
     -------
@@ -552,78 +788,142 @@ def sweep(
     Raises
     ------
     StudyError
-        If the study is a recipe, or ``outdir`` holds checkpoints of a different study.
+        If the study is a recipe, or ``outdir`` holds checkpoints of a different
+        study, or its manifest is damaged and cannot be rebuilt without ``repair``.
+    ValueError
+        For an invalid ``n_workers``, ``batch_size`` or ``worker_timeout``.
+    OutdirInUse
+        If another run is computing in ``outdir``.
+    OSError
+        If points remain to be computed and ``outdir`` is not writable.
+    SweepAborted
+        If the workers or the scheduler were lost; finished points are kept.
+    SweepInterrupted
+        On Ctrl-C; finished points are kept.
     """
     study = as_study(study)
     if study.recipe is not None:
         raise StudyError(f"{study.source}: study '{study.name}' is a recipe; use phasekit.recipes.run_recipe")
+    if isinstance(client, str):  # a scheduler address
+        client, scheduler = None, client
+    if client is not None and scheduler is not None:
+        raise ValueError("client, scheduler: give one of them, not both")
+    n_workers = check_workers(n_workers)
+    batch_size = check_batch_size(batch_size)
+    if batch_size is None:
+        batch_size = study.run.get("batch_size")
+    if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
+        raise ValueError(f"worker_timeout: must be > 0 seconds, got {worker_timeout!r}")
     started = _now()
     outdir = Path(outdir) if outdir is not None else Path("outputs") / study.name
     ckdir = checkpoint_dir(outdir)
-    _prepare_checkpoints(study, ckdir, fresh)
+    path = outdir / f"{study.name}.nc"
 
-    done_ds = load_checkpoints(outdir)
-    done = set() if done_ds is None else {int(j) for j in done_ds["point"].values}
-    missing = [j for j in range(study.n_points) if j not in done]
+    plan = _plan(study, ckdir, fresh, repair)
+    if not (plan.missing or fresh):
+        # Finished: assemble; write nothing that is unchanged (the folder may be read-only).
+        written = plan.write_manifest and _try_write_manifest(study, ckdir)
+        if plan.note:
+            warnings.warn(plan.note + ("" if written else " (not saved: the folder is not writable)"),
+                          stacklevel=2)
+        ds = assemble(study, plan.records)
+        ds.attrs.update(started=started, finished=_now())
+        if not write:
+            return ds
+        same = _same_dataset(path, ds)
+        if same is not None:
+            return same
+        try:
+            _write_dataset(ds, path)
+        except OSError as exc:
+            if not _not_writable(exc):
+                raise
+            warnings.warn(f"{path}: not written ({exc.strerror}); the assembled dataset is returned only",
+                          stacklevel=2)
+        return ds
+
+    lock = _FolderLock(ckdir / "run.lock")
+    try:
+        lock.acquire()
+    except OSError as exc:
+        if isinstance(exc, OutdirInUse) or not _not_writable(exc):
+            raise
+        raise PermissionError(f"{outdir}: not writable ({exc.strerror}); {len(plan.missing)} of "
+                              f"{study.n_points} points are still to compute; make it writable or give "
+                              f"another --outdir") from None
+    try:
+        plan = _plan(study, ckdir, fresh, repair)  # again, now that nobody else can write
+        if fresh:
+            for f in ckdir.glob("batch-*.nc"):
+                f.unlink()
+        if plan.write_manifest:
+            _atomic_write_text(ckdir / "study.json", _manifest_text(study))
+        if plan.note:
+            warnings.warn(plan.note, stacklevel=2)
+        lost = _compute(study, ckdir, plan, client, scheduler, n_workers, batch_size, progress, worker_timeout)
+        ds = assemble(study, load_checkpoints(outdir, study_hash=study.hash()), lost=lost)
+        ds.attrs.update(started=started, finished=_now())
+        if write:
+            _write_dataset(ds, path)
+    finally:
+        lock.release()
+    return ds
+
+
+def _try_write_manifest(study: Study, ckdir: Path) -> bool:
+    try:
+        _atomic_write_text(ckdir / "study.json", _manifest_text(study))
+        return True
+    except OSError as exc:
+        if not _not_writable(exc):
+            raise
+        return False
+
+
+def _compute(study: Study, ckdir: Path, plan: _Plan, client: Any, scheduler: str | None, n_workers: int | None,
+             batch_size: int | None, progress: bool, worker_timeout: float) -> dict[int, str]:
+    """Evaluate ``plan.missing``, checkpointing each batch as it completes; the points lost with their batch."""
+    n_done = study.n_points - len(plan.missing)
+    lost: dict[int, str] = {}
+    if not plan.missing:
+        return lost
     # Unique per run, also for runs of one process within the same second: batch
     # files are named after it and must never replace another run's file.
     invocation = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    batch_size = batch_size or study.run.get("batch_size")
-    lost: dict[int, str] = {}
-
-    if missing:
-        bar = _Progress(study.n_points, len(done), progress)
-        study_json = study.to_json()
+    study_hash = study.hash()
+    bar = _Progress(study.n_points, n_done, progress)
+    with contextlib.ExitStack() as stack:
+        if scheduler is not None:
+            client = stack.enter_context(connect(scheduler))
+        backend = choose_backend(client, n_workers)
+        batches = _batches(plan.missing, backend.n_workers,
+                           batch_size or (1 if backend.kind == "serial" else None))
         seq = 0
-        if client is None and scheduler is None and n_workers == 0:
-            for batch in _batches(missing, 1, batch_size or 1):
-                _write_batch(ckdir, invocation, seq, _run_batch(study_json, batch))
-                seq += 1
-                bar.update(len(batch))
-        else:
-            from dask.distributed import Client, LocalCluster, as_completed
-
-            own_cluster = own_client = None
-            try:
-                if client is None:
-                    if scheduler is not None:
-                        client = own_client = Client(scheduler)
-                    else:
-                        workers = n_workers or max(1, os.cpu_count() or 1)
-                        own_cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                   dashboard_address=None)
-                        client = own_client = Client(own_cluster)
-                n_w = max(1, len(client.scheduler_info()["workers"]))
-                batches = _batches(missing, n_w, batch_size)
-                futures = client.map(_run_batch, [study_json] * len(batches), batches, pure=False)
-                owner = {f.key: b for f, b in zip(futures, batches)}
-                for fut in as_completed(futures):
-                    try:
-                        records = fut.result()
-                    except Exception as exc:  # e.g. a worker died: recorded, retried on the next run
-                        for j in owner[fut.key]:
-                            lost[j] = f"batch failed: {type(exc).__name__}: {exc}"[:500]
-                        bar.update(len(owner[fut.key]))
+        try:
+            results = imap_unordered(functools.partial(_run_batch, study.to_json()), batches, backend,
+                                     worker_timeout=worker_timeout, notify=bar.note)
+            with contextlib.closing(results):
+                for i, records, exc in results:
+                    if exc is not None:  # e.g. a dask worker died under it: retried on the next run
+                        for j in batches[i]:
+                            lost[j] = _one_line(f"batch failed: {type(exc).__name__}: {exc}")[:500]
+                        bar.update(len(batches[i]))
                         continue
-                    _write_batch(ckdir, invocation, seq, records)
+                    _write_batch(ckdir, invocation, seq, records, study_hash)
                     seq += 1
+                    n_done += len(records)
                     bar.update(len(records))
-                    fut.release()
-            finally:
-                if own_client is not None:
-                    own_client.close()
-                if own_cluster is not None:
-                    own_cluster.close()
-        bar.close()
-
-    ds = assemble(study, load_checkpoints(outdir), lost=lost)
-    ds.attrs.update(started=started, finished=_now())
-    if write:
-        path = outdir / f"{study.name}.nc"
-        tmp = path.with_name(f".{path.name}.tmp")
-        ds.to_netcdf(tmp, engine="scipy")
-        os.replace(tmp, path)
-    return ds
+        except ParallelError as exc:
+            bar.close()
+            raise SweepAborted(f"{exc}: {n_done} of {study.n_points} points are checkpointed under {ckdir}; "
+                               f"rerun to resume") from None
+        except KeyboardInterrupt:
+            bar.close()
+            raise SweepInterrupted(f"interrupted: {n_done} of {study.n_points} points are checkpointed under "
+                                   f"{ckdir}; rerun to resume") from None
+        finally:
+            bar.close()
+    return lost
 
 
 _AXIS_ATTRS = {

@@ -184,3 +184,67 @@ def test_mismatched_committee_recipes(quick_recipes):
     assert float(over["eg"].sel(activation="relu").values[-1]) < 1e-3
     assert np.all(under["eg"].values[:, -1] > 1e-2)
     assert list(over["status"].values) == ["ok", "ok"] and list(under["status"].values) == ["ok", "ok"]
+
+
+def _cli(*args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("PHASEKIT_MAX_WORKERS", None)
+    return subprocess.run([sys.executable, "-m", "phasekit", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("workers", ["-1", "1000"])
+def test_worker_count_is_checked_before_any_work(tmp_path, workers):
+    study = tmp_path / "s.toml"
+    study.write_text(STUDY)
+    res = _cli("run", str(study), "--outdir", str(tmp_path / "o"), "--workers", workers)
+    assert res.returncode == 2
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("phasekit run: error: --workers: must be an integer in [0, ")
+    assert "PHASEKIT_MAX_WORKERS" in err[0] and f"got {workers}" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("size", ["-3", "0"])
+def test_batch_size_is_checked(tmp_path, capsys, size):
+    study = tmp_path / "s.toml"
+    study.write_text(STUDY)
+    assert main(["run", str(study), "--outdir", str(tmp_path / "o"), "--workers", "0", "--batch-size", size]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"phasekit run: error: --batch-size: must be an integer >= 1 (points per task), got {size}"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_argument_errors_are_one_line():
+    res = _cli("run", "x.toml", "--workers", "many")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "phasekit run: error: argument --workers: invalid int value: 'many' (see phasekit run --help)"]
+
+
+def test_report_of_a_study_file_or_a_wrong_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    study = tmp_path / "s.toml"
+    study.write_text(STUDY)
+    assert main(["report", str(study)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no dataset of study 'clidemo' at outputs/clidemo/clidemo.nc" in err[0]
+    assert main(["run", str(study), "--workers", "0", "--no-progress", "--no-report"]) == 0
+    assert main(["report", str(study), "--no-trajectories"]) == 0  # finds outputs/clidemo/clidemo.nc
+    assert (tmp_path / "outputs" / "clidemo" / "report.md").exists()
+    capsys.readouterr()
+    for wrong in (study.with_suffix(".txt"), tmp_path / "outputs"):
+        if wrong.suffix:
+            wrong.write_text("not a dataset")
+        assert main(["report", str(wrong)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is not a dataset written by 'phasekit run' (a netCDF .nc file" in err[0], err
+
+
+def test_recipe_parameter_error_names_file_and_key_before_work(tmp_path, capsys):
+    study = tmp_path / "r.toml"
+    study.write_text('name = "r"\nrecipe = "relu_perceptron"\n[parameters]\neta = 0.1\nalpha_maxx = 3.0\n')
+    assert main(["run", str(study), "--outdir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"phasekit run: error: {study}: unknown key 'parameters.alpha_maxx'")
+    assert not (tmp_path / "o").exists()

@@ -136,3 +136,36 @@ def test_highlights_give_eta_c_and_fastest_eta(tmp_path):
     assert rows[1] == "| erf | 2 | 2.3 | 2 | 40 |"
     assert rows[2] == "| relu | 1 | 2 | 1 | 5 |"
     assert rows[3] == "| relu | 2 | 1.3 | 1 | 70 |"
+
+
+def test_table_cells_stay_on_one_line(tmp_path):
+    _, ds = synthetic(GRID_STUDY, {"convergence_time": np.ones(12), "final_eg": np.ones(12),
+                                    "alpha_end": np.ones(12), "eta_c": np.ones(12)})
+    msg = ds["message"].values.copy()
+    msg.ravel()[1] = "solver stopped:\n  Required step size | is less than spacing\r\nbetween numbers." + "x" * 400
+    ds["message"] = (ds["message"].dims, msg, ds["message"].attrs)
+    text = write_report(ds, tmp_path, trajectories=False).read_text()
+    rows = [line for line in text.splitlines() if "| diverged |" in line and "solver" in line]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.startswith("| activation = erf, K = 1, eta = 1 | diverged | solver stopped: Required step size "
+                          "\\| is less than spacing between numbers.xxx")
+    assert row.endswith("... |") and len(row) < 400
+    # every table row has as many cells as its header
+    for block in text.split("\n\n"):
+        lines = [ln for ln in block.splitlines() if ln.startswith("|")]
+        if lines:
+            n = lines[0].replace("\\|", "").count("|")
+            assert all(ln.replace("\\|", "").count("|") == n for ln in lines), block
+
+
+def test_report_to_an_unwritable_folder_is_one_line(tmp_path):
+    _, ds = synthetic(GRID_STUDY, {"convergence_time": np.ones(12), "final_eg": np.ones(12),
+                                    "alpha_end": np.ones(12), "eta_c": np.ones(12)})
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError) as info:
+        write_report(ds, blocker / "sub", trajectories=False)
+    msg = str(info.value)
+    assert msg.startswith(f"outdir: cannot write the report to {blocker / 'sub'}") and "--outdir" in msg
+    assert "\n" not in msg

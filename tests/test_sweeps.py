@@ -1,7 +1,9 @@
 """Sweeps: measures against direct integration, failure recording, checkpoint/resume, dask clusters."""
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +26,28 @@ from phasekit.sweeps import MEASURES, evaluate_point, load_checkpoints, register
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURE_VARS = ["convergence_time", "final_eg", "alpha_end"]
+
+
+# small_study() as a study file
+SMALL_TOML = textwrap.dedent("""
+    name = "t"
+    [model]
+    K = 2
+    M = "K"
+    activation = "erf"
+    second_order = true
+    [grid]
+    eta = [0.5, 1.5, 40.0]
+    K = [1, 2]
+    [integration]
+    eta_alpha_max = 150.0
+    n_points = 301
+    rtol = 1e-8
+    atol = 1e-11
+    [measures.convergence_time]
+    threshold = 1e-2
+    [measures.final_eg]
+""")
 
 
 def small_study(**over):
@@ -144,8 +168,9 @@ def test_changed_study_is_refused_or_fresh(tmp_path):
 
 
 def test_recipe_study_is_not_a_sweep(tmp_path):
+    st = parse_study({"name": "r", "recipe": "relu_perceptron"})
     with pytest.raises(StudyError, match="recipe"):
-        sweep(parse_study({"name": "r", "recipe": "x"}), n_workers=0, outdir=tmp_path)
+        sweep(st, n_workers=0, outdir=tmp_path)
 
 
 def test_batches_cover_points_once():
@@ -168,25 +193,7 @@ def test_sweep_on_local_cluster_by_scheduler_address(tmp_path):
     st = small_study()
     serial = sweep(st, n_workers=0, outdir=tmp_path / "serial", progress=False)
     study_file = tmp_path / "t.toml"
-    study_file.write_text(textwrap.dedent("""
-        name = "t"
-        [model]
-        K = 2
-        M = "K"
-        activation = "erf"
-        second_order = true
-        [grid]
-        eta = [0.5, 1.5, 40.0]
-        K = [1, 2]
-        [integration]
-        eta_alpha_max = 150.0
-        n_points = 301
-        rtol = 1e-8
-        atol = 1e-11
-        [measures.convergence_time]
-        threshold = 1e-2
-        [measures.final_eg]
-    """))
+    study_file.write_text(SMALL_TOML)
     assert parse_study(_toml_loads(study_file.read_text())).hash() == st.hash()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         # the command line's --scheduler: an existing cluster, addressed by its scheduler address
@@ -293,12 +300,12 @@ def test_plateau_and_fixed_point_measures_against_model_reference(tmp_path):
 
 def test_eta_c_and_asymptotic_eg_measures(tmp_path):
     st = parse_study({
-        "name": "ec", "model": {"K": 1, "M": 1, "activation": "relu", "second_order": False},
+        "name": "ec", "model": {"K": 1, "M": 1, "activation": "relu", "second_order": True},
         "grid": {"eta": [0.3, 1.0]},
         "measures": {"eta_c": {}},
     })
     ds = sweep(st, n_workers=0, outdir=tmp_path / "ec", progress=False)
-    # The ReLU perceptron's eta_c = 2 (MODEL.md), whatever eta and with the eta^2 term restored.
+    # The ReLU perceptron's eta_c = 2 (MODEL.md), whatever eta.
     np.testing.assert_allclose(ds["eta_c"].values, 2.0, rtol=1e-6)
 
     st = parse_study({
@@ -310,3 +317,227 @@ def test_eta_c_and_asymptotic_eg_measures(tmp_path):
     long = pk.integrate(model, sweeps.initial_state(model, 1e-2), 4000.0, n_points=11)
     assert float(ds["asymptotic_eg"].values[0]) == pytest.approx(float(long["eg"][-1]), rel=1e-5)
     assert float(ds["asymptotic_eg"].values[0]) > 0.01  # unrealisable: K < M cannot reach zero error
+
+
+# --- faults: bad arguments, interruption, lost workers, shared and read-only folders ----------------
+
+
+def _wait_for_checkpoints(ckdir, n, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(list(ckdir.glob("batch-*.nc"))) < n and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended early: {proc.communicate()[1][-2000:]}"
+    assert len(list(ckdir.glob("batch-*.nc"))) >= n, "no checkpoints in time"
+
+
+def _kill_study(tmp_path):
+    study = tmp_path / "killme.toml"
+    study.write_text(textwrap.dedent(KILL_STUDY))
+    return study
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_workers": -1}, r"n_workers: must be an integer in \[0, \d+\]"),
+    ({"n_workers": 100_000}, "PHASEKIT_MAX_WORKERS"),
+    ({"batch_size": -3}, "batch_size: must be an integer >= 1"),
+    ({"batch_size": 0}, "batch_size: must be an integer >= 1"),
+    ({"worker_timeout": 0}, "worker_timeout"),
+])
+def test_bad_execution_arguments_are_refused_before_any_work(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sweep(small_study(), outdir=tmp_path / "o", progress=False, **kwargs)
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_is_one_line_with_exit_status_130(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "phasekit", "run", str(_kill_study(tmp_path)), "--outdir", str(out),
+           "--workers", "2", "--batch-size", "1", "--no-report", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=_env(), start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoints(out / "checkpoints", 3, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group gets it
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    n = len(load_checkpoints(out)["point"])
+    assert err.splitlines() == [f"phasekit run: interrupted: {n} of 24 points are checkpointed under "
+                                f"{out / 'checkpoints'}; rerun to resume"]
+    assert not (out / "checkpoints" / "run.lock").exists()
+
+
+def test_second_run_on_the_same_folder_is_refused(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "phasekit", "run", str(_kill_study(tmp_path)), "--outdir", str(out),
+           "--workers", "0", "--no-report", "--no-progress"]
+    first = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_checkpoints(out / "checkpoints", 1, first)
+        second = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    finally:
+        _, err = first.communicate(timeout=300)
+    assert second.returncode == 1
+    lines = second.stderr.splitlines()
+    assert len(lines) == 1 and f"{out} is in use by another phasekit run (pid {first.pid} on " in lines[0], lines
+    assert first.returncode == 0, err[-2000:]
+    points = load_checkpoints(out)["point"].values.tolist()
+    assert sorted(points) == list(range(24))  # every point computed once, by the first run
+    assert not (out / "checkpoints" / "run.lock").exists()
+
+
+def test_lock_of_a_dead_run_is_not_stale_and_a_live_one_refuses(tmp_path):
+    ckdir = tmp_path / "checkpoints"
+    ckdir.mkdir()
+    # a run killed with SIGKILL leaves its lock file behind, but not the lock
+    (ckdir / "run.lock").write_text(json.dumps({"pid": 2 ** 22 + 1, "host": socket.gethostname(), "started": "x"}))
+    ds = sweep(small_study(), n_workers=0, outdir=tmp_path, progress=False)
+    assert set(ds["status"].values.ravel()) <= {"ok", "diverged"}
+    assert not (ckdir / "run.lock").exists()
+    held = sweeps._FolderLock(ckdir / "run.lock")
+    held.acquire()
+    try:
+        with pytest.raises(sweeps.OutdirInUse, match=f"pid {os.getpid()} on"):
+            sweep(small_study(), n_workers=0, outdir=tmp_path, fresh=True, progress=False)
+        # a finished study is only read: no lock needed
+        assert sweep(small_study(), n_workers=0, outdir=tmp_path, progress=False).sizes == ds.sizes
+    finally:
+        held.release()
+
+
+def test_damaged_manifest_is_rebuilt_never_discarded(tmp_path):
+    st = small_study()
+    first = sweep(st, n_workers=0, outdir=tmp_path, progress=False)
+    manifest = tmp_path / "checkpoints" / "study.json"
+    manifest.write_text(manifest.read_text()[:20])  # e.g. the disk filled up while it was written
+    with pytest.warns(UserWarning, match="was damaged: rebuilt for this study from 6 checkpoint files"):
+        again = sweep(st, n_workers=0, outdir=tmp_path, progress=False)
+    np.testing.assert_array_equal(again["invocation"].values, first["invocation"].values)  # nothing recomputed
+    assert json.loads(manifest.read_text())["hash"] == st.hash()
+    # Checkpoints that do not carry the study's hash (older phasekit) cannot be matched automatically.
+    for f in (tmp_path / "checkpoints").glob("batch-*.nc"):
+        ds = xr.load_dataset(f, engine="scipy")
+        ds.attrs.pop("study_hash")
+        ds.to_netcdf(f, engine="scipy")
+    manifest.write_text("{not json")
+    with pytest.raises(StudyError) as info:
+        sweep(st, n_workers=0, outdir=tmp_path, progress=False)
+    msg = str(info.value)
+    assert "unreadable (not valid JSON" in msg and "--repair" in msg and "keeps every checkpoint" in msg
+    assert "different study" not in msg and "--fresh" not in msg
+    assert len(list((tmp_path / "checkpoints").glob("batch-*.nc"))) == 6
+    with pytest.warns(UserWarning, match="6 adopted by --repair"):
+        repaired = sweep(st, n_workers=0, outdir=tmp_path, progress=False, repair=True)
+    np.testing.assert_array_equal(repaired["invocation"].values, first["invocation"].values)
+    for v in MEASURE_VARS:
+        np.testing.assert_array_equal(repaired[v].values, first[v].values)
+
+
+def test_repair_from_the_command_line(tmp_path, capsys):
+    from phasekit.cli import main
+
+    study_file = tmp_path / "t.toml"
+    study_file.write_text(SMALL_TOML)
+    out = tmp_path / "o"
+    args = ["run", str(study_file), "--outdir", str(out), "--workers", "0", "--no-report", "--no-progress"]
+    assert main(args) == 0
+    (out / "checkpoints" / "study.json").unlink()
+    capsys.readouterr()
+    assert main(args) == 0  # every checkpoint carries the hash: rebuilt with a one-line remark
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("phasekit: warning: ") and "was missing: rebuilt" in err[0]
+    assert main(args + ["--repair", "--fresh"]) == 2
+
+
+def test_finished_study_in_a_read_only_folder(tmp_path, capsys):
+    from phasekit.cli import main
+
+    study_file = tmp_path / "t.toml"
+    study_file.write_text(SMALL_TOML)
+    out = tmp_path / "ro"
+    run = ["run", str(study_file), "--outdir", str(out), "--workers", "0", "--no-progress"]
+    assert main(run + ["--no-report"]) == 0
+    snapshot = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*")}
+    paths = [out, *out.rglob("*")]
+    for p in paths:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        assert main(run + ["--report-dir", str(tmp_path / "rep")]) == 0
+        assert (tmp_path / "rep" / "report.md").stat().st_size > 0
+        assert main(["report", str(out / "t.nc"), "--outdir", str(tmp_path / "rep2"), "--no-trajectories"]) == 0
+        ds = sweep(study_file, outdir=out, progress=False)
+        assert ds.attrs["n_ok"] + ds.attrs["n_diverged"] == 6
+        if os.geteuid() != 0:  # root may write anyway
+            capsys.readouterr()
+            assert main(run) == 0
+            assert "report not written" in capsys.readouterr().err
+    finally:
+        for p in paths:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*")} == snapshot  # nothing written
+
+
+def test_failed_points_give_exit_status_1(tmp_path, capsys):
+    from phasekit.cli import main
+    from phasekit.report import write_report
+
+    @register_measure("fragile", {"fragile": ("a test measure", "1")})
+    def fragile(model, state0, settings):
+        if model.K == 2:
+            raise RuntimeError("boom at K = 2\n  | second line of the message")
+        return {"fragile": 1.0}
+
+    try:
+        study_file = tmp_path / "f.toml"
+        study_file.write_text('name = "f"\n[grid]\neta = [0.5, 1.0]\nK = [1, 2]\n[integration]\n'
+                              'eta_alpha_max = 10.0\n[measures.fragile]\n')
+        code = main(["run", str(study_file), "--outdir", str(tmp_path / "o"), "--workers", "0", "--no-report",
+                     "--no-progress"])
+        err = capsys.readouterr().err.splitlines()
+        text = write_report(tmp_path / "o" / "f.nc", trajectories=False).read_text()
+    finally:
+        MEASURES.pop("fragile")
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith("phasekit run: 2 of 4 points failed or are missing")
+    # the report's status table keeps one row per point
+    rows = [line for line in text.splitlines() if "| failed |" in line and "boom" in line]
+    assert len(rows) == 2
+    assert all(r.endswith("boom at K = 2 \\| second line of the message |") for r in rows), rows
+
+
+def _cluster_run(tmp_path, cluster, *extra):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "phasekit", "run", str(_kill_study(tmp_path)), "--outdir", str(out),
+           "--scheduler", cluster.scheduler_address, "--batch-size", "1", "--no-report", "--no-progress", *extra]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoints(out / "checkpoints", 2, proc)
+    return proc, out
+
+
+def test_lost_scheduler_stops_with_one_line_and_status_1(tmp_path):
+    from dask.distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        proc, out = _cluster_run(tmp_path, cluster)
+    finally:
+        cluster.close()  # the scheduler goes away mid-run
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    n = len(load_checkpoints(out)["point"])
+    assert err.splitlines() == [f"phasekit run: lost the connection to the dask scheduler at "
+                                f"{cluster.scheduler_address}: {n} of 24 points are checkpointed under "
+                                f"{out / 'checkpoints'}; rerun to resume"]
+    assert not (out / "killme.nc").exists()
+
+
+def test_no_worker_left_stops_with_one_line_and_status_1(tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        proc, out = _cluster_run(tmp_path, cluster, "--worker-timeout", "3")
+        cluster.scale(0)  # every worker gone, the scheduler still there
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"phasekit run: no dask worker for 3 s at "
+                                                   f"{cluster.scheduler_address} (all workers gone?): ")
+    assert lines[0].endswith(f"of 24 points are checkpointed under {out / 'checkpoints'}; rerun to resume")
