@@ -1,7 +1,7 @@
 """Fixed points of the committee-machine flow, their linearisation and stability boundaries.
 
 A fixed point is a state with ``d state / d alpha = 0``.  Several landmarks
-of MODEL.md lie on the boundary of the positive-semidefinite (PSD) cone of
+of the model lie on the boundary of the positive-semidefinite (PSD) cone of
 the field covariance ``Sigma = [[Q, R], [R^T, T]]``: at the perfect solution
 each student field equals a teacher field, at the erf plateau the students
 coincide, and at the ReLU plateau the students' mean lies in the teachers'
@@ -45,12 +45,20 @@ with ``T = I``, symmetric plateau), only the columns of one representative per
 orbit of coordinates are computed and the rest follow from equivariance.
 
 Learning-rate structure: the flow is ``eta a(x) + eta^2 b(x)``.  At a fixed
-point that does not move with eta (the perfect solution without noise) the
-Jacobian is ``eta A + eta^2 B`` with A, B independent of eta, so the
-critical learning rate is the zero of ``max Re spec(A + eta B)``, found by a
-bracketing scan and Brent's method on two fixed matrices, and polished with
-the generalised eigenvalue problem ``A v = -eta B v`` when the crossing
-eigenvalue is real.
+point that does not move with eta (the perfect solution without noise, any
+zero-error state) the Jacobian is ``eta A + eta^2 B`` with A, B independent
+of eta.  The parts of ``spec(A + eta B)`` known for every eta are split off
+first (:func:`phasekit.spectrum.split_pencil`): eigenvalues that vanish
+identically (common null vectors of A and B: a continuum of fixed points)
+are marginal modes, excluded and named; common eigenvectors give linear
+branches ``a + eta b``.  The critical learning rate is the first zero of the
+largest real part of the rest, found by a bracketing scan (signs trusted only
+outside the eigenvalue error band derived from the Jacobian's error
+estimate) and Brent's method, and polished with the generalised eigenvalue
+problem ``A v = -eta B v`` when the crossing eigenvalue is real.  The optimal
+learning rate often sits on a crossing of two branches at a defective
+Jacobian (erf K = M); after the split that crossing is a simple zero of a
+difference of well-conditioned eigenvalues.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -67,6 +76,7 @@ from scipy import linalg, optimize
 
 from .committee import PSD_TOL, Committee, State, vector_labels
 from .provenance import provenance_attrs
+from .spectrum import PencilSplit, eigen_decomposition, eigenvalues_only, leading_pair_discriminant, split_pencil
 
 __all__ = [
     "FixedPoint",
@@ -112,12 +122,29 @@ def _scale(model: Committee, v: np.ndarray) -> np.ndarray:
 
 
 def _margin(model: Committee, V: np.ndarray) -> np.ndarray:
-    """Smallest eigenvalue of the field covariance over its scale, batched over rows of ``V``."""
+    """Smallest eigenvalue of the field covariance over its scale, batched over rows of ``V``.
+
+    ``-inf`` for states that are not finite (a diverged flow or Newton step).
+    """
     S = model.covariance(np.asarray(V, dtype=float))
-    scale = np.maximum(1.0, np.abs(S).max(axis=(-2, -1)))
-    with np.errstate(invalid="ignore"):
-        lam = np.linalg.eigvalsh(S)[..., 0]
-    return np.where(np.isfinite(lam), lam / scale, -np.inf)
+    batch = S.shape[:-2]
+    S = S.reshape((-1,) + S.shape[-2:])
+    out = np.full(len(S), -np.inf)
+    ok = np.all(np.isfinite(S), axis=(-2, -1))
+    if np.any(ok):
+        Sf = S[ok]
+        scale = np.maximum(1.0, np.abs(Sf).max(axis=(-2, -1)))
+        try:
+            lam = np.linalg.eigvalsh(Sf)[..., 0]
+        except np.linalg.LinAlgError:  # one row failed: redo row by row
+            lam = np.full(len(Sf), -np.inf)
+            for k, Sk in enumerate(Sf):
+                try:
+                    lam[k] = np.linalg.eigvalsh(Sk)[0]
+                except np.linalg.LinAlgError:
+                    pass
+        out[ok] = np.where(np.isfinite(lam), lam / scale, -np.inf)
+    return out.reshape(batch)
 
 
 def _max_step(model: Committee, v: np.ndarray, dv: np.ndarray, floor: float = 0.0) -> float:
@@ -129,6 +156,8 @@ def _max_step(model: Committee, v: np.ndarray, dv: np.ndarray, floor: float = 0.
     ``u^T L(dv) u`` (``u`` the bottom eigenvector), decreases monotonically to
     ``t*`` without overshooting.
     """
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(dv))):
+        return 0.0
     S0 = model.covariance(v)
     D = model.covariance(dv) - model.covariance(np.zeros_like(dv))
     scale = max(1.0, float(np.abs(S0).max()), float(np.abs(S0 + D).max()))
@@ -193,8 +222,8 @@ def _inward_direction(model: Committee, v: np.ndarray) -> tuple[np.ndarray, floa
 
 
 def _pull_inside(model: Committee, v: np.ndarray) -> np.ndarray:
-    """Move ``v`` towards the interior reference until it is inside the cone."""
-    if _margin(model, v) >= 0:
+    """Move ``v`` towards the interior reference until it is inside the cone (non-finite: unchanged)."""
+    if _margin(model, v) >= 0 or not np.all(np.isfinite(v)):
         return v
     xc, _ = _interior_reference(model, v)
     d = v - xc
@@ -397,6 +426,10 @@ def _one_sided_limit(G: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarr
     the degree moves by one in either direction (the change is the error).
     """
     G = G.reshape(len(s), -1)
+    finite = np.all(np.isfinite(G), axis=1)  # e.g. a flow that overflows at the far end
+    s, G = s[finite], G[finite]
+    if len(s) < 16:
+        return np.full(G.shape[1], np.nan), np.full(G.shape[1], np.inf)
     keep = _inliers(G, s)
     s, G = s[keep], G[keep]
     h = s * s
@@ -503,7 +536,7 @@ def jacobian(model: Committee, state: State | np.ndarray, *, method: str = "auto
     Returns
     -------
     ndarray, shape (n_state, n_state)
-        ``J[a, b] = d f_a / d v_b`` in the state order of MODEL.md; units 1/alpha.
+        ``J[a, b] = d f_a / d v_b`` in the state order of :func:`phasekit.committee.vector_labels`; units 1/alpha.
     """
     v = _as_vector(model, state, "state")
     return _jacobian_of(model, model.rhs_vector, v, method=method, full_output=full_output)
@@ -575,9 +608,11 @@ class FixedPoint:
         (units 1/alpha), sorted by decreasing real part (ties: decreasing
         imaginary part).  Real dtype when the spectrum is real, complex otherwise.
     eigenvectors : ndarray, shape (n_state, n_state)
-        Matching unit eigenvectors as columns, state order of MODEL.md; each is
-        scaled so that its largest-magnitude component (the first of ties) is
-        real and positive.
+        Matching unit eigenvectors as columns, in the state order (R row-major,
+        then the upper triangle of Q); each is scaled so that its
+        largest-magnitude component (the first of ties) is real and positive,
+        and the columns of a repeated real eigenvalue are a real orthonormal
+        basis of its eigenspace (:func:`phasekit.spectrum.eigen_decomposition`).
     eg : float
         Generalisation error at the fixed point.
     n_unstable : int
@@ -641,7 +676,7 @@ class FixedPoint:
 
     @property
     def vector(self) -> np.ndarray:
-        """The state as a vector in MODEL.md order."""
+        """The state as a vector (R row-major, then the upper triangle of Q)."""
         return self.state.to_vector() if isinstance(self.state, State) else np.asarray(self.state)
 
     def to_dataset(self) -> xr.Dataset:
@@ -709,27 +744,6 @@ def _fixed_point_dataset(fp: FixedPoint) -> xr.Dataset:
     return ds
 
 
-def _normalise_columns(V: np.ndarray) -> np.ndarray:
-    V = V / np.linalg.norm(V, axis=0, keepdims=True)
-    a = np.abs(V)
-    # first component within rounding of the largest magnitude
-    j = np.argmax(a >= a.max(axis=0, keepdims=True) * (1 - 1e-8), axis=0)
-    phase = V[j, np.arange(V.shape[1])]
-    return V * (np.abs(phase) / phase)[None, :]
-
-
-def _spectrum(J: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    w, V = linalg.eig(J)
-    order = np.lexsort((-w.imag, -w.real))
-    w, V = w[order], V[:, order]
-    V = _normalise_columns(V)
-    scale = max(1.0, float(np.abs(w).max(initial=0.0)))
-    if np.all(np.abs(w.imag) <= 1e-12 * scale):
-        w = w.real.copy()
-        V = V.real.copy()
-    return w, V
-
-
 def _classify(w: np.ndarray, tol: float, converged: bool) -> tuple[int, bool, str]:
     re = np.real(w)
     n_unst = int(np.sum(re > tol))
@@ -766,14 +780,22 @@ def linearise(model: Committee, state: State | np.ndarray, *, converged: bool = 
     """
     v = _as_vector(model, state, "state")
     J, info = _jacobian_of(model, model.rhs_vector, v, method=method, full_output=True)
-    residual = float(np.abs(info["rhs"]).max())
-    w, V = _spectrum(J)
+    f0 = np.asarray(info["rhs"])
+    residual = float(np.abs(f0).max()) if np.all(np.isfinite(f0)) else float("inf")
+    spec = eigen_decomposition(J)
+    w, V = spec.eigenvalues, spec.eigenvectors
+    if not spec.converged:
+        # a Jacobian that could not be formed or decomposed: report, do not classify
+        converged = False
+        message = "; ".join(x for x in (message, f"linearisation failed: {spec.message}") if x)
     err = info["error"]
-    jnorm = max(float(np.abs(J).max()), 1e-300)
+    finite_J = np.abs(J[np.isfinite(J)])
+    jnorm = max(float(finite_J.max()) if finite_J.size else 1.0, 1e-300)
     # eigenvalues within a few Jacobian errors of zero cannot be signed
     nominal = 1e-8 * jnorm if not np.isfinite(err) else 0.0
     tol = max(1e-9 * jnorm, 10.0 * (err if np.isfinite(err) else 0.0) * v.size, nominal)
     n_unst, stable, kind = _classify(w, tol, converged)
+    info["spectrum"] = {"method": spec.method, "defective": spec.defective, "message": spec.message}
     fp = FixedPoint(
         state=State.from_vector(v, model.K, model.M), eigenvalues=w, eigenvectors=V,
         eg=float(model.eg_vector(v)), n_unstable=n_unst, stable=stable, residual=residual,
@@ -781,7 +803,7 @@ def linearise(model: Committee, state: State | np.ndarray, *, converged: bool = 
         jacobian_method=info["method"], eig_tol=tol, label=label, iterations=iterations, message=message,
         extra={"jacobian_info": {k: val for k, val in info.items() if k != "rhs"}},
     )
-    if label == "symmetric_plateau":
+    if label == "symmetric_plateau" and spec.converged:
         _attach_escape(fp)
     return fp
 
@@ -889,6 +911,9 @@ def _solve(model: Committee, fun: Callable[[np.ndarray], np.ndarray], z: np.ndar
             message = "converged"
             it -= 1
             break
+        if not np.all(np.isfinite(J)):
+            message = "non-finite Jacobian"
+            break
         try:
             if J.shape[0] != J.shape[1]:
                 raise np.linalg.LinAlgError
@@ -896,7 +921,11 @@ def _solve(model: Committee, fun: Callable[[np.ndarray], np.ndarray], z: np.ndar
             if not np.all(np.isfinite(dz)):
                 raise np.linalg.LinAlgError
         except np.linalg.LinAlgError:
-            dz = np.linalg.lstsq(J, -f, rcond=1e-12)[0]
+            try:
+                dz = np.linalg.lstsq(J, -f, rcond=1e-12)[0]
+            except np.linalg.LinAlgError:
+                message = "the Newton step could not be solved for"
+                break
         # Backtracking along the Newton direction; a trial point outside the cone is
         # pulled back along the segment to the interior reference point.  A straight
         # step tangent to a curved face (e.g. Q + (K-1) C = K M R^2) leaves the cone at
@@ -1038,9 +1067,37 @@ def find_fixed_point(model: Committee, guess: State | np.ndarray, *, tol: float 
         raise ValueError(f"tol: must be > 0, got {tol!r}")
     if int(max_iter) < 1:
         raise ValueError(f"max_iter: must be >= 1, got {max_iter!r}")
-    res = _newton(model, v0, tol=tol, max_iter=int(max_iter))
-    return linearise(model, res.v, converged=res.converged, label=label, method=method,
-                     iterations=res.iterations, message=res.message)
+    try:
+        res = _newton(model, v0, tol=tol, max_iter=int(max_iter))
+    except np.linalg.LinAlgError as exc:
+        return _failed_point(model, v0, label, f"the Newton iteration failed: {exc}")
+    return _linearise_result(model, res, v0, label, method)
+
+
+def _failed_point(model: Committee, v: np.ndarray, label: str, message: str, iterations: int = 0) -> FixedPoint:
+    """A not-converged result without a linearisation (NaN spectrum) at the finite state ``v``."""
+    n = model.n_state
+    v = _pull_inside(model, v)
+    f = model.rhs_vector(v)
+    residual = float(np.abs(f).max()) if np.all(np.isfinite(f)) else float("inf")
+    nan = np.full(n, np.nan)
+    return FixedPoint(state=State.from_vector(v, model.K, model.M), eigenvalues=nan, eigenvectors=np.full((n, n), np.nan),
+                      eg=float(model.eg_vector(v)), n_unstable=0, stable=False, residual=residual, converged=False,
+                      kind="not_converged", model=model, jacobian=np.full((n, n), np.nan), label=label,
+                      iterations=iterations, message=message)
+
+
+def _linearise_result(model: Committee, res: _NewtonResult, v_start: np.ndarray, label: str,
+                      method: str) -> FixedPoint:
+    """Linearise a Newton result; a non-finite end point becomes a not-converged result at the start."""
+    if not np.all(np.isfinite(res.v)):
+        return _failed_point(model, v_start, label, f"{res.message} (the iteration left the finite states)",
+                             res.iterations)
+    try:
+        return linearise(model, res.v, converged=res.converged, label=label, method=method,
+                         iterations=res.iterations, message=res.message)
+    except np.linalg.LinAlgError as exc:
+        return _failed_point(model, res.v, label, f"{res.message}; the linearisation failed: {exc}", res.iterations)
 
 
 # --- landmarks ---------------------------------------------------------------------
@@ -1066,8 +1123,11 @@ def perfect_solution(model: Committee, *, tol: float = 1e-12, method: str = "aut
     f = model.rhs_vector(v)
     res = float(np.abs(f).max())
     if res <= tol:
-        return linearise(model, v, converged=True, label="perfect", method=method,
-                         message="exact fixed point R = Q = T")
+        try:
+            return linearise(model, v, converged=True, label="perfect", method=method,
+                             message="exact fixed point R = Q = T")
+        except np.linalg.LinAlgError as exc:
+            return _failed_point(model, v, "perfect", f"the linearisation failed: {exc}")
     return find_fixed_point(model, v, tol=tol, label="perfect", method=method)
 
 
@@ -1085,14 +1145,15 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
     """The symmetric (unspecialised) plateau and its escape mode.
 
     Solves the reduced site-symmetric equations for ``R_in = R``, ``Q_ii = Q``,
-    ``Q_ik = C`` (unknowns (R, Q, C); (R, Q) for K = 1) -- the subspace is
-    invariant for any K, M when T is invariant under teacher permutations --
-    then embeds the solution and linearises in the full space.
+    ``Q_ik = C`` (unknowns (R, Q, C)) -- the subspace is invariant for any K,
+    M when T is invariant under teacher permutations -- then embeds the
+    solution and linearises in the full space.
 
     Parameters
     ----------
     model : Committee
-        T must be ``a I + b (ones)`` (default identity).
+        ``K >= 2`` (one student has no symmetry to break); T must be
+        ``a I + b (ones)`` (default identity).
     guess : State or (R, Q, C), optional
         Starting point; default: the end of the reduced flow from a small
         symmetric state (``R = 0.01``, ``Q = 0.5``, ``C = 0``), integrated up to
@@ -1104,16 +1165,28 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
     -------
     FixedPoint
         ``label == "symmetric_plateau"``; ``escape_eigenvalue`` and
-        ``escape_vector`` set.
+        ``escape_vector`` set.  When the search fails (e.g. the reduced flow
+        diverges above the critical learning rate) ``converged`` is False,
+        ``kind == "not_converged"`` and ``message`` says why.
+
+    Raises
+    ------
+    ValueError
+        For ``K < 2`` or a teacher without permutation symmetry.
     """
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    if model.K < 2:
+        raise ValueError(
+            f"model: the symmetric plateau needs K >= 2 student units, got K = {model.K}: a single student has "
+            "no permutation symmetry to break (for M = 1 the site-symmetric subspace is the whole state space "
+            "and its fixed point is the perfect solution); use find_fixed_point for K = 1")
     _check_symmetric_teacher(model)
     K, M = model.K, model.M
     P = _symmetric_basis(K, M)
     Pn = P / np.linalg.norm(P, axis=0)
     if guess is None:
-        z0 = np.array([0.01, 0.5] + ([0.0] if K > 1 else []))
+        z0 = np.array([0.01, 0.5, 0.0])
         v0 = P @ z0
         v0 = _reduced_flow(model, Pn, v0, alpha_flow / model.eta)
     elif isinstance(guess, (State, FixedPoint)):
@@ -1122,36 +1195,58 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
     else:
         z0 = np.asarray(guess, dtype=float)
         if z0.shape != (P.shape[1],):
-            raise ValueError(f"guess: expected {P.shape[1]} numbers (R, Q{', C' if K > 1 else ''}), got {z0.shape}")
+            raise ValueError(f"guess: expected {P.shape[1]} numbers (R, Q, C), got {z0.shape}")
         v0 = P @ z0
-    res = _newton(model, v0, basis=Pn, tol=tol)
-    if not res.converged and guess is None:
-        # a slow direction inside the symmetric subspace: flow longer, then polish
-        v1 = _reduced_flow(model, Pn, res.v if np.all(np.isfinite(res.v)) else v0, 10 * alpha_flow / model.eta)
-        res = _newton(model, v1, basis=Pn, tol=tol)
-    return linearise(model, res.v, converged=res.converged, label="symmetric_plateau", method=method,
-                     iterations=res.iterations, message=res.message)
+    if not np.all(np.isfinite(v0)):
+        raise ValueError("guess: must be finite")
+    try:
+        res = _newton(model, v0, basis=Pn, tol=tol)
+        if not res.converged and guess is None:
+            # a slow direction inside the symmetric subspace: flow longer, then polish
+            v1 = _reduced_flow(model, Pn, res.v if np.all(np.isfinite(res.v)) else v0, 10 * alpha_flow / model.eta)
+            res = _newton(model, v1, basis=Pn, tol=tol)
+    except np.linalg.LinAlgError as exc:
+        return _failed_point(model, v0, "symmetric_plateau", f"the Newton iteration failed: {exc}")
+    return _linearise_result(model, res, v0, "symmetric_plateau", method)
 
 
 def _reduced_flow(model: Committee, Pn: np.ndarray, v0: np.ndarray, alpha: float) -> np.ndarray:
-    """Integrate the flow restricted to span(Pn) from v0 (stays inside the cone)."""
+    """Integrate the flow restricted to span(Pn) from v0 (stays inside the cone).
+
+    Stops where the state would leave the cone or the order parameters exceed
+    ``1e3`` (a flow that diverges, e.g. above the critical learning rate);
+    returns the last state inside the cone (the start if the integration fails).
+    """
     from scipy.integrate import solve_ivp
 
-    z0 = Pn.T @ _pull_inside(model, v0)
+    v_start = _pull_inside(model, v0)
+    z0 = Pn.T @ v_start
 
     def rhs(_t: float, z: np.ndarray) -> np.ndarray:
-        return Pn.T @ model.rhs_vector(Pn @ z)
+        f = Pn.T @ model.rhs_vector(Pn @ z)
+        return f if np.all(np.isfinite(f)) else np.zeros_like(f)
 
+    # event functions stay finite (brentq locates them on the dense output)
     def leave(_t: float, z: np.ndarray) -> float:
-        return float(_margin(model, Pn @ z)) + 1e-12
+        return max(float(_margin(model, Pn @ z)), -1.0) + 1e-12
+
+    def diverge(_t: float, z: np.ndarray) -> float:
+        big = float(np.abs(Pn @ z).max()) if np.all(np.isfinite(z)) else np.inf
+        return 1.0 - min(big, 1e6) / 1e3
 
     leave.terminal = True
-    with np.errstate(all="ignore"):
-        sol = solve_ivp(rhs, (0.0, alpha), z0, method="LSODA", rtol=1e-10, atol=1e-12, events=[leave])
-    z = sol.y[:, -1]
-    if not np.all(np.isfinite(z)) or _margin(model, Pn @ z) < 0:
-        z = sol.y[:, max(0, sol.y.shape[1] - 2)]
-    return _pull_inside(model, Pn @ z)
+    diverge.terminal = True
+    try:
+        with np.errstate(all="ignore"):
+            sol = solve_ivp(rhs, (0.0, alpha), z0, method="LSODA", rtol=1e-10, atol=1e-12,
+                            events=[leave, diverge])
+    except (ValueError, RuntimeError, np.linalg.LinAlgError):
+        return v_start
+    for k in range(sol.y.shape[1] - 1, -1, -1):
+        z = sol.y[:, k]
+        if np.all(np.isfinite(z)) and _margin(model, Pn @ z) >= 0:
+            return _pull_inside(model, Pn @ z)
+    return v_start
 
 
 # --- multi-start search ---------------------------------------------------------------
@@ -1306,7 +1401,7 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *, tol: fl
     Qb, _ = np.linalg.qr(_symmetric_basis(model.K, model.M))
     try:
         _check_symmetric_teacher(model)
-        symmetric_ok = True
+        symmetric_ok = model.K >= 2  # one student: no plateau (see symmetric_plateau)
     except ValueError:
         symmetric_ok = False
     found: list[FixedPoint] = []
@@ -1367,6 +1462,13 @@ def _merge_families(points: list[FixedPoint]) -> list[FixedPoint]:
 
 # --- learning-rate structure -------------------------------------------------------
 
+# Entrywise error assumed for Jacobians without an estimate of their own (central
+# differences), relative to the largest entry.
+_NOMINAL_REL_ERROR = 1e-9
+# A state counts as a fixed point for every eta when both parts a(x), b(x) of the flow
+# eta a(x) + eta^2 b(x) vanish to this (units 1/alpha per unit eta and eta^2).
+_FIXED_FOR_EVERY_ETA = 1e-10
+
 
 @dataclass(frozen=True)
 class EtaStructure:
@@ -1377,9 +1479,12 @@ class EtaStructure:
     A, B : ndarray, shape (n_state, n_state)
         First-order part (per unit eta) and second-order part (per unit eta^2).
     error : float
-        Estimated max entrywise error of A and B.
+        Estimated max entrywise error of A and B (``nan`` if not estimated).
     state : State
     method : str
+    residual : float
+        ``max(|a(x)|, |b(x)|)`` of the two parts of the flow ``eta a + eta^2 b`` at
+        ``state``: zero (to rounding) where the state is fixed for every eta.
     """
 
     A: np.ndarray
@@ -1387,6 +1492,7 @@ class EtaStructure:
     error: float
     state: State
     method: str
+    residual: float = float("nan")
 
     def jacobian(self, eta: float) -> np.ndarray:
         """``eta A + eta^2 B``."""
@@ -1394,23 +1500,57 @@ class EtaStructure:
 
     def max_real(self, eta: float) -> float:
         """Largest real part of the spectrum of ``A + eta B`` (same sign as that of J(eta))."""
-        return float(np.max(np.linalg.eigvals(self.A + eta * self.B).real))
+        w = eigenvalues_only(self.A + eta * self.B)
+        return float(np.max(w.real)) if len(w) else float("nan")
 
     def decay_rate(self, eta: float) -> float:
         """Slowest asymptotic decay rate ``-max Re spec J(eta)`` (units 1/alpha)."""
         return -eta * self.max_real(eta)
+
+    @property
+    def entry_error(self) -> float:
+        """Entrywise error of A and B behind every tolerance: ``error``, or a nominal one if not estimated."""
+        if np.isfinite(self.error):
+            return float(self.error)
+        scale = max(1.0, float(np.abs(self.A).max(initial=0.0)), float(np.abs(self.B).max(initial=0.0)))
+        return _NOMINAL_REL_ERROR * scale
+
+    def eigenvalue_error(self, eta: float) -> float:
+        """Error of a well-conditioned eigenvalue of ``A + eta B``: ``||dA + eta dB|| <= n err (1 + eta)``."""
+        return len(self.A) * self.entry_error * (1.0 + abs(eta))
+
+    @cached_property
+    def split(self) -> PencilSplit:
+        """The eta-independent parts of the spectrum (:func:`phasekit.spectrum.split_pencil`).
+
+        Singular values below ``20 n`` times :attr:`entry_error` count as zero.
+        """
+        return split_pencil(self.A, self.B, 20.0 * len(self.A) * self.entry_error)
 
 
 def eta_structure(model: Committee, state: State | np.ndarray | None = None, *, method: str = "auto") -> EtaStructure:
     """The matrices A and B of ``J(eta) = eta A + eta^2 B`` at ``state`` (default: the perfect solution).
 
     Valid as the Jacobian at every eta only where the state is a fixed point
-    for every eta (the perfect solution without output noise).  B is zero for
-    a first-order model.
+    for every eta (the perfect solution without output noise, or any
+    zero-error state); ``residual`` of the result says whether it is.  B is
+    zero for a first-order model.
+
+    Parameters
+    ----------
+    model : Committee
+        Its eta is irrelevant.
+    state : State, FixedPoint or ndarray, optional
+        Default: the perfect solution ``R = Q = T`` (K = M).
+    method : str
+        Jacobian method, see :func:`jacobian`.
     """
+    if not isinstance(model, Committee):
+        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
     if state is None:
         if model.K != model.M:
-            raise ValueError(f"model: the perfect solution needs K == M, got K={model.K}, M={model.M}")
+            raise ValueError(f"model: the perfect solution needs K == M, got K={model.K}, M={model.M}; "
+                             "pass the fixed point of interest as state")
         state = State(model.T, model.T)
     v = _as_vector(model, state, "state")
     first = model.replace(eta=1.0, second_order=False)
@@ -1427,39 +1567,148 @@ def eta_structure(model: Committee, state: State | np.ndarray | None = None, *, 
     A = J[:n]
     B = J[n:] if model.second_order else np.zeros_like(A)
     err = info["error"]
-    return EtaStructure(A, B, err, State.from_vector(v, model.K, model.M), info["method"])
+    f0 = np.asarray(info["rhs"])
+    residual = float(np.abs(f0).max()) if np.all(np.isfinite(f0)) else float("inf")
+    return EtaStructure(A, B, err, State.from_vector(v, model.K, model.M), info["method"], residual)
 
 
-def critical_eta(model: Committee, *, eta_max: float = 1e3, rtol: float = 1e-10, full_output: bool = False,
+def _structure_for(model: Committee, state: Any, structure: EtaStructure | None) -> EtaStructure:
+    """The eta structure at ``state`` (default: perfect solution), checked to be fixed for every eta."""
+    if structure is not None:
+        if not isinstance(structure, EtaStructure):
+            raise ValueError(f"structure: expected an EtaStructure, got {type(structure).__name__}")
+        if state is not None:
+            v = _as_vector(model, state, "state")
+            if np.abs(v - structure.state.to_vector()).max() > 1e-12 * max(1.0, float(np.abs(v).max())):
+                raise ValueError("structure: was computed at a different state than the one passed as state")
+        st = structure
+    else:
+        st = eta_structure(model, state)
+    if np.isfinite(st.residual) and st.residual > _FIXED_FOR_EVERY_ETA or st.residual == np.inf:
+        raise ValueError(
+            f"state: not a fixed point for every eta (max |a|, |b| = {st.residual:.3g} for the flow "
+            f"eta a + eta^2 b), so the Jacobian is not eta A + eta^2 B; follow the branch with continuation()")
+    return st
+
+
+def _null_modes(basis: np.ndarray, labels: Sequence[str], side: str) -> list[dict[str, Any]]:
+    """Describe a null space: one vector per pivot component (reduced echelon form), unit, largest entry > 0."""
+    d = basis.shape[1]
+    if d == 0:
+        return []
+    _, _, piv = linalg.qr(basis.T, pivoting=True)
+    E = basis @ np.linalg.inv(basis[piv[:d], :])
+    out = []
+    for k in range(d):
+        e = E[:, k] / np.linalg.norm(E[:, k])
+        big = int(np.argmax(np.abs(e)))
+        e = e * np.sign(e[big])
+        comps = [labels[i] for i in np.nonzero(np.abs(e) > 1e-6 * np.abs(e[big]))[0]]
+        what = "moves" if side == "right" else "the flow leaves unchanged the combination of"
+        out.append({"side": side, "vector": e, "components": comps,
+                    "description": f"{'direction' if side == 'right' else 'left null vector'}: {what} "
+                                   + ", ".join(comps)})
+    return out
+
+
+def _marginal_summary(split: PencilSplit, modes: list[dict[str, Any]]) -> str:
+    if split.n_null == 0:
+        return ""
+    right = [m for m in modes if m["side"] == "right"]
+    left = [m for m in modes if m["side"] == "left"]
+    parts = []
+    if right:
+        parts.append("directions with A v = B v = 0 moving " + "; ".join(", ".join(m["components"]) for m in right))
+    if left:
+        parts.append("combinations with u^T A = u^T B = 0 of " + "; ".join(", ".join(m["components"]) for m in left))
+    return (f"{split.n_null} eigenvalue(s) vanish for every eta and are excluded ("
+            + "; ".join(parts) + ")")
+
+
+def _lead_piece(st: EtaStructure, eta: float) -> dict[str, Any]:
+    """Leading eigenvalue of the non-marginal spectrum at eta, its d/d eta and condition number."""
+    split = st.split
+    vals = [br.value(eta) for br in split.branches]
+    best: dict[str, Any] = {"value": -np.inf, "slope": np.nan, "cond": 1.0, "piece": None, "imag": 0.0}
+    for k, (br, val) in enumerate(zip(split.branches, vals)):
+        if val > best["value"]:
+            best = {"value": float(val), "slope": float(br.b), "cond": 1.0, "piece": k, "imag": 0.0}
+    if len(split.A):
+        try:
+            w, vl, vr = linalg.eig(split.A + eta * split.B, left=True, right=True)
+        except (np.linalg.LinAlgError, ValueError):
+            return best
+        k = int(np.argmax(w.real))
+        if w[k].real >= best["value"]:
+            overlap = vl[:, k].conj() @ vr[:, k]
+            slope = (vl[:, k].conj() @ split.B @ vr[:, k]) / overlap
+            cond = float(np.linalg.norm(vl[:, k]) * np.linalg.norm(vr[:, k]) / abs(overlap))
+            best = {"value": float(w[k].real), "slope": float(slope.real), "cond": cond, "piece": -1,
+                    "imag": float(w[k].imag)}
+    return best
+
+
+def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | None = None, eta_max: float = 1e3,
+                 rtol: float = 1e-10, full_output: bool = False,
                  structure: EtaStructure | None = None) -> float | tuple[float, dict[str, Any]]:
-    """Learning rate at which the perfect solution loses linear stability.
+    """Learning rate at which a fixed point (default: the perfect solution) loses linear stability.
 
-    The Jacobian at the perfect solution is ``eta A + eta^2 B`` (A, B from the
-    one-sided limit inside the cone).  The zero of ``max Re spec(A + eta B)``
-    is bracketed on a geometric grid from ``1e-3`` to ``eta_max`` and refined
-    by Brent's method to ``rtol`` relative; a real crossing is polished with
-    the generalised eigenvalue problem ``A v = -eta B v``.
+    At a state that is a fixed point for every eta the Jacobian is
+    ``eta A + eta^2 B`` (A, B from :func:`eta_structure`, the one-sided limit
+    inside the cone on its boundary), so eta_c is the first zero of
+    ``max Re spec(A + eta B)``.  First the parts of the spectrum that are
+    exact for every eta are split off (:func:`phasekit.spectrum.split_pencil`):
+    eigenvalues that vanish identically (a continuum of fixed points, e.g.
+    ReLU students that share a teacher's norm, or an antiparallel pair of
+    erf students) are *marginal modes*, excluded from the search and named in
+    the result; common eigenvectors of A and B give linear branches
+    ``a + eta b`` whose zeros are closed forms.  On the rest, the zero is
+    bracketed on a geometric grid from ``1e-3`` to ``eta_max`` (signs decided
+    only outside the eigenvalue error band ``3 n err (1 + eta)``, err the
+    entrywise Jacobian error) and refined by Brent's method to ``rtol``
+    relative; a real crossing is polished with the generalised eigenvalue
+    problem ``A v = -eta B v``.
 
     Parameters
     ----------
     model : Committee
-        K = M, no output noise (otherwise use :func:`continuation`).  The
-        model's eta is irrelevant; ``second_order`` must be True for a finite
-        answer (without the eta^2 term the perfect solution is stable at every eta).
+        No output noise (otherwise use :func:`continuation`).  The model's
+        eta is irrelevant; ``second_order`` must be True for a finite answer
+        (without the eta^2 term the fixed point is stable at every eta or at none).
+    state : State, FixedPoint or ndarray, optional
+        The fixed point of interest; it must be fixed for every eta (e.g. any
+        zero-error state).  Default: the perfect solution (K = M).
     eta_max : float
         Upper end of the search; ``inf`` is returned when stable up to there.
     rtol : float
         Relative tolerance of the root.
     full_output : bool
-        Also return a dict: ``bracket`` (lo, hi), ``precision`` (half the
-        final bracket), ``jacobian_error`` and ``eta_error`` (first-order
-        propagation of the Jacobian error into eta_c), ``crossing``
-        (``"real"`` or ``"complex"``), ``structure`` (the :class:`EtaStructure`).
+        Also return a dict: ``status`` (``"converged"``, ``"stable"``,
+        ``"unstable_at_small_eta"``, ``"uncertain"`` (the sign of the leading
+        eigenvalue is within its error band over several grid cells before
+        the crossing), ``"indeterminate"`` or ``"all_marginal"``),
+        ``message``, ``marginal_modes`` (list of dicts: ``side`` ``"right"``
+        (a direction in state space, ``A v = B v = 0``) or ``"left"`` (a
+        combination of components the linearised flow does not change),
+        ``vector`` (unit, state order), ``components`` (the labels it
+        involves, e.g. ``"R22"``), ``description``), ``n_marginal`` (how many
+        eigenvalues vanish identically), ``bracket`` (lo, hi), ``precision``
+        (half the final bracket), ``jacobian_error`` and ``eta_error``
+        (first-order propagation of the Jacobian error into eta_c),
+        ``crossing`` (``"real"``, ``"complex"`` or ``"none"``),
+        ``linear_branches`` (the (a, b, multiplicity) of the split-off
+        branches), ``structure`` (the :class:`EtaStructure`).
 
     Returns
     -------
     float
-        ``eta_c`` (``0.0`` if unstable already for small eta, ``inf`` if none below ``eta_max``).
+        ``eta_c`` (``0.0`` if unstable already for small eta, ``inf`` if none
+        below ``eta_max``, ``nan`` if undetermined: see ``status``).
+
+    Raises
+    ------
+    ValueError
+        For bad parameters, output noise, or a state that is not fixed for every eta.
     """
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
@@ -1467,37 +1716,77 @@ def critical_eta(model: Committee, *, eta_max: float = 1e3, rtol: float = 1e-10,
         raise ValueError("model: with output noise the perfect solution moves with eta; use continuation()")
     if not (eta_max > 1e-3):
         raise ValueError(f"eta_max: must be > 1e-3, got {eta_max!r}")
-    st = structure if structure is not None else eta_structure(model)
-    g = st.max_real
+    if not (0 < rtol < 1):
+        raise ValueError(f"rtol: must be in (0, 1), got {rtol!r}")
+    st = _structure_for(model, state, structure)
+    split = st.split
+    n = len(st.A)
+    err = st.entry_error
+    modes = (_null_modes(split.null_right, vector_labels(model.K, model.M), "right")
+             + _null_modes(split.null_left, vector_labels(model.K, model.M), "left"))
+    note = _marginal_summary(split, modes)
+    info: dict[str, Any] = {
+        "structure": st, "jacobian_error": st.error, "marginal_modes": modes, "n_marginal": int(split.n_null),
+        "linear_branches": [(br.a, br.b, br.multiplicity) for br in split.branches], "crossing": "none",
+        "bracket": (float("nan"), float("nan")), "precision": float("nan"), "eta_error": float("nan"),
+        "iterations": 0,
+    }
+
+    def done(value: float, status: str, message: str) -> float | tuple[float, dict[str, Any]]:
+        info.update(status=status, message="; ".join(x for x in (message, note) if x))
+        return (value, info) if full_output else value
+
+    if split.n_null == n:
+        return done(float("nan"), "all_marginal", "every eigenvalue vanishes for every eta: no crossing to find")
+    g = split.max_real
     grid = np.geomspace(1e-3, eta_max, 400)
-    info: dict[str, Any] = {"structure": st, "jacobian_error": st.error}
     vals = np.array([g(e) for e in grid])
-    tol0 = 10 * (st.error if np.isfinite(st.error) else 1e-10)
-    if vals[0] > tol0:
-        info.update(bracket=(0.0, grid[0]), precision=grid[0], eta_error=float("nan"), crossing="none",
-                    message="unstable already at small eta")
-        return (0.0, info) if full_output else 0.0
-    pos = np.nonzero(vals > 0)[0]
+    if not np.all(np.isfinite(vals)):
+        return done(float("nan"), "indeterminate", "the spectrum could not be computed on the search grid")
+    band = 3.0 * np.array([st.eigenvalue_error(e) for e in grid])
+    sign = np.where(vals > band, 1, np.where(vals < -band, -1, 0))
+    if sign[0] == 1:
+        info.update(bracket=(0.0, float(grid[0])), precision=float(grid[0]))
+        return done(0.0, "unstable_at_small_eta", "unstable already at small eta")
+    pos = np.nonzero(sign == 1)[0]
     if len(pos) == 0:
-        info.update(bracket=(eta_max, float("inf")), precision=float("inf"), eta_error=float("nan"),
-                    crossing="none", message=f"stable up to eta_max = {eta_max:g}")
-        return (float("inf"), info) if full_output else float("inf")
-    j = pos[0]
-    lo, hi = grid[j - 1], grid[j]
+        info.update(bracket=(float(eta_max), float("inf")), precision=float("inf"))
+        return done(float("inf"), "stable", f"stable up to eta_max = {eta_max:g}")
+    p = int(pos[0])
+    neg = np.nonzero(sign[:p] == -1)[0]
+    if len(neg) == 0:
+        info.update(bracket=(0.0, float(grid[p])), precision=float(grid[p]))
+        return done(float("nan"), "indeterminate",
+                    f"the leading eigenvalue is within its error band of zero for eta up to {grid[p]:.6g}")
+    q = int(neg[-1])
+    lo, hi = float(grid[q]), float(grid[p])
+    status = "converged"
+    message = "converged"
+    if p - q > 2:
+        status = "uncertain"
+        message = (f"the leading eigenvalue is within its error band of zero for eta in "
+                   f"[{grid[q + 1]:.6g}, {grid[p - 1]:.6g}]; the root there is not resolved")
     root, r = optimize.brentq(g, lo, hi, xtol=1e-300, rtol=max(rtol * 1e-2, 1e-15), full_output=True)
     eta_c = float(root)
-    crossing = "complex"
-    w = np.linalg.eigvals(st.A + eta_c * st.B)
-    lead = w[np.argmax(w.real)]
-    if abs(lead.imag) <= 1e-8 * max(1.0, float(np.abs(w).max())):
-        crossing = "real"
-        # generalised eigenvalues of the pencil (A, -B): det(A + eta B) = 0
-        cand = linalg.eigvals(st.A, -st.B)
-        cand = cand[np.isfinite(cand) & (np.abs(cand.imag) <= 1e-8 * np.abs(cand)) & (cand.real > 0)].real
+    lead = _lead_piece(st, eta_c)
+    scale = max(1.0, abs(lead["value"]))
+    crossing = "real" if abs(lead["imag"]) <= 1e-8 * scale else "complex"
+    if crossing == "real":
+        # exact zeros: linear branches a + eta b, and det(A + eta B) = 0 on the rest of the pencil
+        cand = [-br.a / br.b for br in split.branches if br.b != 0]
+        if len(split.A):
+            try:
+                ge = linalg.eigvals(split.A, -split.B)
+                ge = ge[np.isfinite(ge) & (np.abs(ge.imag) <= 1e-8 * np.abs(ge))].real
+                cand += list(ge)
+            except (np.linalg.LinAlgError, ValueError):
+                pass
+        cand = np.array([c for c in cand if c > 0])
         if len(cand):
-            best = cand[np.argmin(np.abs(cand - eta_c))]
+            best = float(cand[np.argmin(np.abs(cand - eta_c))])
             if abs(best - eta_c) <= 1e-6 * eta_c:
-                eta_c = float(best)
+                eta_c = best
+                lead = _lead_piece(st, eta_c)
     # a tight bracket around the final value for the report (widened until it brackets)
     step = max(rtol * eta_c, 1e-15 * eta_c)
     for _ in range(10):
@@ -1506,106 +1795,241 @@ def critical_eta(model: Committee, *, eta_max: float = 1e3, rtol: float = 1e-10,
             lo, hi = a, b
             break
         step *= 10
-    # first-order propagation of the Jacobian error: d lambda/d eta via left/right eigenvectors
-    wl, vl, vr = linalg.eig(st.A + eta_c * st.B, left=True, right=True)
-    k = int(np.argmax(wl.real))
-    slope = (vl[:, k].conj() @ st.B @ vr[:, k]) / (vl[:, k].conj() @ vr[:, k])
-    cond = np.linalg.norm(vl[:, k]) * np.linalg.norm(vr[:, k]) / abs(vl[:, k].conj() @ vr[:, k])
-    err_lambda = cond * (st.error if np.isfinite(st.error) else float("nan")) * (1 + eta_c) * np.sqrt(len(wl))
-    eta_err = float(err_lambda / abs(slope.real)) if slope.real != 0 else float("inf")
+    # first-order propagation of the Jacobian error: d lambda / d eta and the condition number
+    err_lambda = lead["cond"] * err * (1 + eta_c) * np.sqrt(n)
+    slope = lead["slope"]
+    eta_err = float(err_lambda / abs(slope)) if np.isfinite(slope) and slope != 0 else float("inf")
     info.update(bracket=(float(lo), float(hi)), precision=float(0.5 * (hi - lo)), eta_error=eta_err,
-                crossing=crossing, iterations=int(r.iterations), message="converged")
-    return (eta_c, info) if full_output else eta_c
+                crossing=crossing, iterations=int(r.iterations))
+    return done(eta_c, status, message)
 
 
-def optimal_eta(model: Committee, *, rtol: float = 1e-10, full_output: bool = False,
+def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | None = None, rtol: float = 1e-10,
+                full_output: bool = False,
                 structure: EtaStructure | None = None) -> float | tuple[float, dict[str, Any]]:
-    """Learning rate that maximises the slowest asymptotic decay rate at the perfect solution.
+    """Learning rate that maximises the slowest asymptotic decay rate at a fixed point (default: perfect solution).
 
-    Maximises ``r(eta) = -max Re spec(eta A + eta^2 B)`` on ``(0, eta_c)`` by
-    bounded Brent minimisation; when the optimum sits where two eigenvalue
-    branches exchange the lead (a kink of r), the crossing of the two
-    branches is solved for directly.
+    Maximises ``r(eta) = -eta max Re spec(A + eta B)`` over ``(0, eta_c)``
+    with the marginal modes excluded (see :func:`critical_eta`).  The
+    maximum is often a kink where the lead changes hands: where two branches
+    cross (often at a defective Jacobian: for erf K = M the branch of a common
+    eigenvector of A and B meets another one in a Jordan block, where
+    eigenvalues are only accurate to ``sqrt(eps)``; after splitting off the
+    common eigenvector the crossing is a simple zero of a difference of two
+    well-conditioned eigenvalues) or where two real eigenvalues coalesce into
+    a complex pair (a simple zero of the discriminant of their 2 x 2 Schur
+    block, :func:`phasekit.spectrum.leading_pair_discriminant`).  Candidates:
+    Brent's bounded maximiser in the best cell of a 401-point scan, the
+    crossings and coalescences in that cell, and the smooth maxima of each
+    branch; among those within the rate's error band of the best
+    (``eta n err (1 + eta)`` times the eigenvalue condition number) the kinks win.
+
+    Parameters
+    ----------
+    model : Committee
+        As for :func:`critical_eta`.
+    state : State, FixedPoint or ndarray, optional
+        The fixed point (fixed for every eta); default: the perfect solution.
+    rtol : float
+        Relative tolerance of Brent's maximiser (the kinks are solved to rounding).
+    full_output : bool
+        Also return a dict with ``rate`` (the decay rate at eta_opt, units
+        1/alpha), ``rate_error``, ``eta_error`` (propagated Jacobian error),
+        ``eta_c``, ``kink`` (bool), ``kink_type`` (``"crossing"``,
+        ``"coalescence"`` or ``None``), ``candidates`` (list of (eta, rate,
+        type)), ``status``, ``message``, ``marginal_modes``, ``structure``
+        and ``eta_c_info``.
 
     Returns
     -------
     float
-        ``eta_opt``; with ``full_output`` also a dict with ``rate`` (the decay
-        rate at eta_opt, units 1/alpha), ``eta_c`` and ``kink`` (bool).
+        ``eta_opt``.
+
+    Raises
+    ------
+    ValueError
+        If there is no finite positive critical learning rate (the optimum is then undefined).
     """
-    st = structure if structure is not None else eta_structure(model)
+    if not (0 < rtol < 1):
+        raise ValueError(f"rtol: must be in (0, 1), got {rtol!r}")
+    st = _structure_for(model, state, structure)
     eta_c, cinfo = critical_eta(model, full_output=True, structure=st)
     if not np.isfinite(eta_c) or eta_c <= 0:
-        raise ValueError(f"model: no finite critical learning rate (eta_c = {eta_c}); the optimum is undefined")
-
-    def neg_rate(e: float) -> float:
-        return -st.decay_rate(e)
-
-    # The decay rate can peak sharply (two eigenvalues meeting), so Brent's method runs
-    # inside the best cell of a scan, and a finer scan around its answer seeds the refinement.
-    grid = np.linspace(0.0, eta_c, 401)[1:-1]
-    j = int(np.argmax([st.decay_rate(e) for e in grid]))
-    cell = (grid[max(j - 1, 0)] if j > 0 else 1e-9 * eta_c, grid[min(j + 1, len(grid) - 1)])
-    res = optimize.minimize_scalar(neg_rate, bounds=cell, method="bounded",
-                                   options={"xatol": 1e-12 * eta_c, "maxiter": 500})
-    fine = np.linspace(max(res.x - 1e-3 * eta_c, cell[0]), min(res.x + 1e-3 * eta_c, cell[1]), 201)
-    rates_fine = np.array([st.decay_rate(e) for e in fine])
-    if rates_fine.max() > -float(res.fun):
-        res = optimize.OptimizeResult(x=float(fine[np.argmax(rates_fine)]), fun=-float(rates_fine.max()))
-    eta_o = float(res.x)
-    kink = False
+        raise ValueError(f"model: no finite critical learning rate (eta_c = {eta_c}, {cinfo['message']}); "
+                         "the optimum is undefined")
+    split = st.split
     n = len(st.A)
+    err = st.entry_error
+    branches = split.branches
+    has_rest = len(split.A) > 0
 
-    def eig_at(e: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        w, vl, vr = linalg.eig(st.A + e * st.B, left=True, right=True)
-        return w, vl, vr
+    def rest_eig(e: float) -> np.ndarray:
+        return split.rest_eigenvalues(e)
 
-    def branch(e: float, ref: np.ndarray) -> complex:
-        """Eigenvalue at e whose right eigenvector is closest in direction to ``ref``."""
-        w, _, vr = eig_at(e)
-        vr = vr / np.linalg.norm(vr, axis=0)
-        return w[int(np.argmax(np.abs(ref.conj() @ vr)))]
+    def value(piece: int, e: float) -> float:
+        """Branch ``piece`` (index) or, for -1, the leading real part of the remaining pencil."""
+        if piece >= 0:
+            return float(branches[piece].value(e))
+        w = rest_eig(e)
+        return float(w[0].real) if len(w) else -np.inf
 
-    def slope(e: float) -> float:
-        """d/d eta of eta * Re(leading eigenvalue of A + eta B), from first-order perturbation theory."""
-        w, vl, vr = eig_at(e)
-        k = int(np.argmax(w.real))
-        dl = (vl[:, k].conj() @ st.B @ vr[:, k]) / (vl[:, k].conj() @ vr[:, k])
-        return float((w[k] + e * dl).real)
+    pieces = list(range(len(branches))) + ([-1] if has_rest else [])
 
-    d = 2 * (fine[1] - fine[0])
-    lo, hi = max(eta_o - d, 1e-12 * eta_c), min(eta_o + d, eta_c)
-    w_lo, _, v_lo = eig_at(lo)
-    w_hi, _, v_hi = eig_at(hi)
-    a_ref = v_lo[:, int(np.argmax(w_lo.real))]
-    b_ref = v_hi[:, int(np.argmax(w_hi.real))]
-    same = n == 1 or abs(a_ref.conj() @ b_ref) / (np.linalg.norm(a_ref) * np.linalg.norm(b_ref)) > 0.99
-    # candidates: Brent's optimum, a zero of the leading branch's slope (smooth maximum, also
-    # through an avoided crossing) and, if the lead changes hands, the crossing of the two branches
-    candidates = [(float(res.x), False)]
-    try:
-        if slope(lo) * slope(hi) < 0:
-            candidates.append((float(optimize.brentq(slope, lo, hi, xtol=1e-15 * eta_o, rtol=1e-15)), False))
-    except (ValueError, RuntimeError):
-        pass
-    if not same:
-        def gap(e: float) -> float:
-            return float(branch(e, a_ref).real - branch(e, b_ref).real)
+    def rate(e: float) -> float:
+        return -e * split.max_real(e)
 
-        try:
-            if gap(lo) * gap(hi) < 0:
-                candidates.append((float(optimize.brentq(gap, lo, hi, xtol=1e-15 * eta_o, rtol=1e-15)), True))
-        except (ValueError, RuntimeError):
-            pass
-    rates = [st.decay_rate(e) for e, _ in candidates]
-    best_rate = max(rates)
-    # among candidates within rounding of the best rate prefer the analytic ones (later in the list)
-    for (e, is_kink), r in reversed(list(zip(candidates, rates))):
-        if r >= best_rate - 1e-10 * abs(best_rate):
-            eta_o, kink = e, is_kink
-            break
-    rate = st.decay_rate(eta_o)
-    info = {"rate": rate, "eta_c": eta_c, "kink": kink, "structure": st, "eta_c_info": cinfo}
+    def dlam(e: float) -> float:
+        return 3.0 * np.sqrt(n) * err * (1.0 + e)
+
+    def leaders(e: float, slack: float) -> set[int]:
+        vals = {p: value(p, e) for p in pieces}
+        top = max(vals.values())
+        return {p for p, v in vals.items() if v >= top - slack}
+
+    grid = np.linspace(0.0, eta_c, 401)[1:-1]
+    rates = np.array([rate(e) for e in grid])
+    j = int(np.argmax(rates))
+    cell = (float(grid[j - 1]) if j > 0 else 1e-9 * eta_c, float(grid[min(j + 1, len(grid) - 1)]))
+    mid = float(grid[j])
+    subs = [(cell[0], mid), (mid, cell[1])]
+    cands: list[tuple[float, str, Any]] = []
+
+    res = optimize.minimize_scalar(lambda e: -rate(e), bounds=cell, method="bounded",
+                                   options={"xatol": max(rtol * 1e-2, 1e-13) * eta_c, "maxiter": 500})
+    cands.append((float(res.x), "smooth", "brent"))
+
+    near = set()
+    for x in (cell[0], mid, cell[1]):
+        near |= leaders(x, 10 * dlam(x))
+    near = sorted(near)
+
+    # crossings of two pieces (the only kinks between pieces)
+    for p, q in itertools.combinations(near, 2):
+        def diff(e: float, p: int = p, q: int = q) -> float:
+            return value(p, e) - value(q, e)
+
+        for x0, x1 in subs:
+            f0, f1 = diff(x0), diff(x1)
+            if not (np.isfinite(f0) and np.isfinite(f1)) or f0 * f1 > 0:
+                continue
+            if p >= 0 and q >= 0:
+                bp, bq = branches[p], branches[q]
+                if bp.b == bq.b:
+                    continue
+                root = (bq.a - bp.a) / (bp.b - bq.b)
+                if not (x0 <= root <= x1):
+                    continue
+            elif f0 == 0 or f1 == 0:
+                root = x0 if f0 == 0 else x1
+            else:
+                try:
+                    root = optimize.brentq(diff, x0, x1, xtol=1e-15 * x1, rtol=4 * np.finfo(float).eps)
+                except (ValueError, RuntimeError):
+                    continue
+            if value(p, root) >= split.max_real(root) - dlam(root):
+                cands.append((float(root), "crossing", (p, q)))
+
+    # smooth maxima of single pieces
+    for p in near:
+        if p >= 0:
+            br = branches[p]
+            if br.b > 0 and cell[0] <= -br.a / (2 * br.b) <= cell[1]:
+                cands.append((float(-br.a / (2 * br.b)), "smooth", p))
+            continue
+
+        def rest_slope(e: float) -> float:
+            """d/d eta of eta * (leading real part of the remaining pencil), by perturbation theory."""
+            w, vl, vr = linalg.eig(split.A + e * split.B, left=True, right=True)
+            k = int(np.argmax(w.real))
+            dl = (vl[:, k].conj() @ split.B @ vr[:, k]) / (vl[:, k].conj() @ vr[:, k])
+            return float((w[k] + e * dl).real)
+
+        for x0, x1 in subs:
+            try:
+                if rest_slope(x0) * rest_slope(x1) < 0:
+                    cands.append((float(optimize.brentq(rest_slope, x0, x1, xtol=1e-15 * x1, rtol=1e-15)),
+                                  "smooth", -1))
+            except (ValueError, RuntimeError, np.linalg.LinAlgError):
+                pass
+
+    # inside the remaining pencil: two real eigenvalues coalescing into a complex pair, or
+    # two of its branches exchanging the lead
+    def disc(e: float) -> float:
+        out = leading_pair_discriminant(split.A + e * split.B) if has_rest else None
+        return float("nan") if out is None else out[0]
+
+    if has_rest and -1 in near:
+        def rest_lead_vector(e: float) -> np.ndarray:
+            w, vr = linalg.eig(split.A + e * split.B)
+            k = int(np.argmax(w.real))
+            return vr[:, k] / np.linalg.norm(vr[:, k])
+
+        def tracked(e: float, ref: np.ndarray) -> complex:
+            w, vr = linalg.eig(split.A + e * split.B)
+            vr = vr / np.linalg.norm(vr, axis=0)
+            return w[int(np.argmax(np.abs(ref.conj() @ vr)))]
+
+        for x0, x1 in subs:
+            try:
+                d0, d1 = disc(x0), disc(x1)
+                if np.isfinite(d0) and np.isfinite(d1) and d0 * d1 < 0:
+                    root = optimize.brentq(disc, x0, x1, xtol=1e-15 * x1, rtol=4 * np.finfo(float).eps)
+                    cands.append((float(root), "coalescence", -1))
+                v0, v1 = rest_lead_vector(x0), rest_lead_vector(x1)
+                if len(v0) > 1 and abs(v0.conj() @ v1) < 0.99:
+                    def gap(e: float, v0: np.ndarray = v0, v1: np.ndarray = v1) -> float:
+                        return float(tracked(e, v0).real - tracked(e, v1).real)
+
+                    if gap(x0) * gap(x1) < 0:
+                        root = optimize.brentq(gap, x0, x1, xtol=1e-15 * x1, rtol=4 * np.finfo(float).eps)
+                        cands.append((float(root), "crossing", -1))
+            except (ValueError, RuntimeError, np.linalg.LinAlgError):
+                pass
+
+    def rate_at(e: float, kind: str) -> float:
+        if kind == "coalescence":
+            # the mean of the coalescing pair is well conditioned where each eigenvalue is not
+            out = leading_pair_discriminant(split.A + e * split.B)
+            if out is not None:
+                others = [br.value(e) for br in branches]
+                return -e * max([out[1]] + others)
+        return rate(e)
+
+    scored = [(e, rate_at(e, kind), kind) for e, kind, _ in cands if cell[0] <= e <= cell[1]]
+    best_rate = max(r_ for _, r_, _ in scored)
+    e_best = max(scored, key=lambda t: t[1])[0]
+    lead = _lead_piece(st, e_best)
+    rate_err = e_best * min(max(lead["cond"], 1.0), 1e8) * dlam(e_best)
+    # within the error band of the best rate the kinks (exact solutions) win over Brent's estimate
+    tied = [t for t in scored if t[1] >= best_rate - rate_err]
+    kinks = [t for t in tied if t[2] != "smooth"]
+    eta_o, rate_o, kind = max(kinks or tied, key=lambda t: t[1])
+    kink = kind != "smooth"
+
+    # error of eta_opt propagated from the Jacobian error
+    lead = _lead_piece(st, eta_o)
+    dl = min(max(lead["cond"], 1.0), 1e8) * dlam(eta_o)
+    h = 1e-6 * eta_o
+    if kind == "crossing":
+        left = _lead_piece(st, eta_o - 1e-3 * (cell[1] - cell[0]))
+        right = _lead_piece(st, eta_o + 1e-3 * (cell[1] - cell[0]))
+        ds = abs(left["slope"] - right["slope"])
+        eta_err = float(2 * dl / ds) if ds > 0 else float("inf")
+    elif kind == "coalescence":
+        dd = (disc(eta_o + h) - disc(eta_o - h)) / (2 * h)
+        T = np.abs(split.A + eta_o * split.B).max()
+        eta_err = float(8 * T * dl / abs(dd)) if dd else float("inf")
+    else:
+        h2 = 1e-4 * eta_o
+        curv = abs(rate(eta_o + h2) - 2 * rate_o + rate(eta_o - h2)) / h2 ** 2
+        eta_err = float(np.sqrt(2 * rate_err / curv)) if curv > 0 else float("inf")
+    message = "converged" if kink or len(tied) == 1 else "converged (smooth maximum)"
+    if cinfo.get("n_marginal"):
+        message += "; " + _marginal_summary(split, cinfo["marginal_modes"])
+    info = {"rate": float(rate_o), "rate_error": float(rate_err), "eta_error": eta_err, "eta_c": eta_c,
+            "kink": bool(kink), "kink_type": kind if kink else None,
+            "candidates": [(float(e), float(r_), k) for e, r_, k in scored], "status": "converged",
+            "message": message, "marginal_modes": cinfo["marginal_modes"], "structure": st, "eta_c_info": cinfo}
     return (eta_o, info) if full_output else eta_o
 
 
