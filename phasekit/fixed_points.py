@@ -788,6 +788,8 @@ def linearise(model: Committee, state: State | np.ndarray, *, converged: bool = 
         # a Jacobian that could not be formed or decomposed: report, do not classify
         converged = False
         message = "; ".join(x for x in (message, f"linearisation failed: {spec.message}") if x)
+    elif spec.message:  # e.g. the QZ driver stood in for the QR one
+        message = "; ".join(x for x in (message, spec.message) if x)
     err = info["error"]
     finite_J = np.abs(J[np.isfinite(J)])
     jnorm = max(float(finite_J.max()) if finite_J.size else 1.0, 1e-300)
@@ -1424,7 +1426,12 @@ def _is_isolated(fp: FixedPoint) -> bool:
     (a defective zero eigenvalue is perturbed by the square root of the error),
     so the test is ``sigma_min > 1e-5 sigma_max``.
     """
-    sv = np.linalg.svd(fp.jacobian, compute_uv=False)
+    if not np.all(np.isfinite(fp.jacobian)):
+        return True  # no linearisation: never merged with others
+    try:
+        sv = np.linalg.svd(fp.jacobian, compute_uv=False)
+    except np.linalg.LinAlgError:
+        return True
     return bool(sv[-1] > 1e-5 * sv[0])
 
 

@@ -337,7 +337,13 @@ def _null_space(S: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     Returns (basis (n, d), ascending singular values).
     """
     n = S.shape[1]
-    _, s, Vt = np.linalg.svd(S, full_matrices=True)
+    try:
+        _, s, Vt = np.linalg.svd(S, full_matrices=S.shape[0] < n)
+    except np.linalg.LinAlgError:
+        try:  # the slower QR-iteration driver instead of divide and conquer
+            _, s, Vt = linalg.svd(S, full_matrices=S.shape[0] < n, lapack_driver="gesvd")
+        except (np.linalg.LinAlgError, ValueError):
+            return np.zeros((n, 0)), np.full(n, np.nan)
     s_full = np.zeros(n)
     s_full[: len(s)] = s
     asc = np.sort(s_full)
@@ -396,8 +402,12 @@ def _common_eigenspaces(A: np.ndarray, B: np.ndarray, tol: float, eta_scale: flo
                 if basis.shape[1] == 0:
                     break
                 d = basis.shape[1]
-                a = float(np.trace(basis.T @ A @ basis)) / d
-                b = float(np.trace(basis.T @ B @ basis)) / d
+                a_new = float(np.trace(basis.T @ A @ basis)) / d
+                b_new = float(np.trace(basis.T @ B @ basis)) / d
+                settled = abs(a_new - a) + abs(b_new - b) <= 1e-3 * tol
+                a, b = a_new, b_new
+                if settled:
+                    break
             if basis is None or basis.shape[1] == 0:
                 continue
             if any(np.linalg.norm(N.T @ basis, 2) > 0.5 for _, _, N, _ in found):
