@@ -7,14 +7,17 @@ netCDF and a figure) and ``recipes`` (list the named recipes).
 
 Exit status: 0 done; 1 a sweep that ended with failed or missing points, or
 lost its workers or scheduler, or found its output folder in use; 2 bad input
-(reported on one line, before any work); 130 interrupted (Ctrl-C).
+(reported on one line, before any work); 130 interrupted (Ctrl-C); 143
+terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -163,6 +166,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if study.recipe is not None:
         from .recipes import get_recipe, run_recipe
 
+        if args.scheduler is not None:
+            raise ValueError(f"--scheduler: {args.study} is a recipe study; recipes run in local worker "
+                             f"processes (--workers), not on a dask cluster")
+
         params = dict(study.parameters)
         if "n_workers" in inspect.signature(get_recipe(study.recipe)).parameters:
             params.setdefault("n_workers", workers)
@@ -305,12 +312,13 @@ def _one_line_warning(message: Any, category: type, filename: str, lineno: int, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``phasekit`` console script; returns the exit status."""
-    from .parallel import ParallelError
+    from .parallel import ParallelError, Terminated
     from .sweeps import OutdirInUse, SweepAborted
 
     args = build_parser().parse_args(argv)
     show = warnings.showwarning
     warnings.showwarning = _one_line_warning  # remarks on one line, like the errors
+    term = _sigterm_interrupts()
     try:
         return _COMMANDS[args.command](args)
     except (SweepAborted, OutdirInUse) as exc:
@@ -325,10 +333,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"phasekit {args.command}: error: {_first_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"phasekit {args.command}: {_first_line(exc) or 'interrupted'}", file=sys.stderr)
-        return 130
+        terminated = isinstance(exc, Terminated) or getattr(exc, "terminated", False)
+        print(f"phasekit {args.command}: {_first_line(exc) or ('terminated' if terminated else 'interrupted')}",
+              file=sys.stderr)
+        return 143 if terminated else 130
     finally:
         warnings.showwarning = show
+        if term is not None:
+            signal.signal(signal.SIGTERM, term)
+
+
+def _sigterm_interrupts() -> Any:
+    """Let SIGTERM (a batch system's stop) end a command like Ctrl-C: workers stopped, one line.
+
+    Returns the previous handler (``None`` when left alone: not the main thread,
+    or the program handles SIGTERM itself).
+    """
+    from .parallel import Terminated
+
+    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+        return None
+    old = signal.getsignal(signal.SIGTERM)
+    if old is not signal.SIG_DFL:
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("terminated")
+
+    signal.signal(signal.SIGTERM, handler)
+    return old
 
 
 def _first_line(exc: BaseException) -> str:

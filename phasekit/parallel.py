@@ -24,11 +24,13 @@ Backends, chosen by :func:`choose_backend`:
     Everything else (``n_workers`` ``None``, 0 or 1): in this process.
     Nothing starts processes unless asked to.
 
-The worker processes ignore Ctrl-C (the terminal sends it to all of them):
-the main process stops them and reports once.  A worker process that dies
-is replaced (twice at most), a lost dask scheduler or a cluster without
-workers for ``worker_timeout`` seconds stops the run with a
-:class:`ParallelError`.
+Functions and items travel to local workers by cloudpickle (as with dask),
+so lambdas inside models and functions of the main script work too.  The
+worker processes ignore Ctrl-C (the terminal sends it to all of them) and
+exit when the main process dies; the main process stops them on Ctrl-C or
+SIGTERM, so that one message is printed.  A worker process that dies is
+replaced (twice at most); a lost dask scheduler, or a cluster without workers
+for ``worker_timeout`` seconds, stops the run with a :class:`ParallelError`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ __all__ = [
     "choose_backend",
     "Backend",
     "ParallelError",
+    "Terminated",
     "connect",
     "active_client",
     "default_workers",
@@ -364,11 +367,42 @@ def _iter_serial(func: Callable[[Any], Any], items: list) -> Iterator[tuple[int,
             yield i, result, None
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     # Ctrl-C in a terminal reaches every process of the group: the main process handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    def watch() -> None:  # a worker whose main process died (SIGKILL) must not live on
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="phasekit-parent-watch", daemon=True).start()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while worker processes ran (raised so that they are stopped first)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while the pool lives, unless the program handles it."""
+    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("terminated")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # not in the main thread (a generator finalised elsewhere)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -411,7 +445,7 @@ def _call_pickled(payload: bytes) -> bytes:
 
 def _new_executor(n: int, method: str) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context(method)
-    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init)
+    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
 
 
 def _stop_executor(ex: ProcessPoolExecutor, terminate: bool) -> None:
@@ -433,10 +467,16 @@ def _stop_executor(ex: ProcessPoolExecutor, terminate: bool) -> None:
 
 def _iter_processes(func: Callable[[Any], Any], items: list, n_workers: int,
                     method: str) -> Iterator[tuple[int, Any, BaseException | None]]:
-    import cloudpickle
-
     _check_spawnable(method, n_workers)
     todo = dict(enumerate(items))
+    with _sigterm_raises():
+        yield from _pool_rounds(func, todo, n_workers, method)
+
+
+def _pool_rounds(func: Callable[[Any], Any], todo: dict[int, Any], n_workers: int,
+                 method: str) -> Iterator[tuple[int, Any, BaseException | None]]:
+    import cloudpickle
+
     restarts = 0
     while todo:
         ex = _new_executor(min(n_workers, len(todo)), method)

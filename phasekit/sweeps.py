@@ -55,8 +55,8 @@ import numpy as np
 import xarray as xr
 
 from .committee import Committee, State
-from .parallel import (WORKER_TIMEOUT, ParallelError, check_batch_size, check_workers, choose_backend, connect,
-                       imap_unordered)
+from .parallel import (WORKER_TIMEOUT, ParallelError, Terminated, check_batch_size, check_workers, choose_backend,
+                       connect, imap_unordered)
 from .provenance import provenance_attrs
 from .study import Study, StudyError, as_study
 
@@ -390,7 +390,11 @@ class SweepAborted(RuntimeError):
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep; the message says how many points are checkpointed."""
+    """Ctrl-C (or SIGTERM) during a sweep; the message says how many points are checkpointed."""
+
+    def __init__(self, message: str, terminated: bool = False) -> None:
+        super().__init__(message)
+        self.terminated = terminated
 
 
 class OutdirInUse(RuntimeError):
@@ -845,8 +849,8 @@ def sweep(
     lock = _FolderLock(ckdir / "run.lock")
     try:
         lock.acquire()
-    except OSError as exc:
-        if isinstance(exc, OutdirInUse) or not _not_writable(exc):
+    except OSError as exc:  # (OutdirInUse is not one: it goes through)
+        if not _not_writable(exc):
             raise
         raise PermissionError(f"{outdir}: not writable ({exc.strerror}); {len(plan.missing)} of "
                               f"{study.n_points} points are still to compute; make it writable or give "
@@ -917,10 +921,11 @@ def _compute(study: Study, ckdir: Path, plan: _Plan, client: Any, scheduler: str
             bar.close()
             raise SweepAborted(f"{exc}: {n_done} of {study.n_points} points are checkpointed under {ckdir}; "
                                f"rerun to resume") from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             bar.close()
-            raise SweepInterrupted(f"interrupted: {n_done} of {study.n_points} points are checkpointed under "
-                                   f"{ckdir}; rerun to resume") from None
+            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            raise SweepInterrupted(f"{what}: {n_done} of {study.n_points} points are checkpointed under "
+                                   f"{ckdir}; rerun to resume", terminated=isinstance(exc, Terminated)) from None
         finally:
             bar.close()
     return lost

@@ -248,3 +248,9 @@ def test_recipe_parameter_error_names_file_and_key_before_work(tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"phasekit run: error: {study}: unknown key 'parameters.alpha_maxx'")
     assert not (tmp_path / "o").exists()
+
+
+def test_recipe_study_refuses_a_scheduler(capsys):
+    assert main(["run", str(REPO / "studies" / "relu_perceptron.toml"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--scheduler" in err[0] and "is a recipe study" in err[0]

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,14 @@ print("ALL DONE")
 """
 
 
+def _alive(pid):
+    """Whether process ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _env(**extra):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
@@ -45,6 +54,7 @@ def _env(**extra):
     return env
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes are forked on Linux only")
 @pytest.mark.parametrize("how", ["file", "stdin"])
 def test_unguarded_script_runs_to_the_end(tmp_path, how):
     script = tmp_path / "unguarded.py"
@@ -175,3 +185,33 @@ def test_item_errors_reach_the_caller():
     got = sorted((i, r, type(e).__name__ if e else None)
                  for i, r, e in parallel.imap_unordered(_fail_on_two, items, choose_backend(n_workers=2)))
     assert got == [(0, 1, None), (1, None, "ArithmeticError"), (2, 3, None)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_workers_do_not_outlive_a_killed_main_process(tmp_path):
+    code = textwrap.dedent("""
+        import os, sys, time
+        from phasekit.parallel import parallel_map
+
+        def slow(x):
+            open(os.path.join(sys.argv[1], f"worker-{os.getpid()}"), "w").close()
+            time.sleep(60)
+
+        parallel_map(slow, range(4), n_workers=2, batch_size=1)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(tmp_path.glob("worker-*"))) < 2:
+        time.sleep(0.05)
+    pids = [int(f.name.split("-")[1]) for f in tmp_path.glob("worker-*")]
+    assert len(pids) == 2
+    proc.kill()  # SIGKILL: no chance to stop the workers
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(map(_alive, pids)):
+        time.sleep(0.1)
+    alive = [p for p in pids if _alive(p)]
+    for p in alive:  # clean up before failing
+        os.kill(p, 9)
+    assert not alive

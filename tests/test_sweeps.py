@@ -322,6 +322,28 @@ def test_eta_c_and_asymptotic_eg_measures(tmp_path):
 # --- faults: bad arguments, interruption, lost workers, shared and read-only folders ----------------
 
 
+def _alive(pid):
+    """Whether process ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+
+def _children(pid):
+    """Pids of the running child processes of ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _wait_for_checkpoints(ckdir, n, proc, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline and len(list(ckdir.glob("batch-*.nc"))) < n and proc.poll() is None:
@@ -349,20 +371,28 @@ def test_bad_execution_arguments_are_refused_before_any_work(tmp_path, kwargs, m
     assert not (tmp_path / "o").exists()
 
 
-def test_ctrl_c_is_one_line_with_exit_status_130(tmp_path):
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupted_sweep_is_one_line_and_stops_its_workers(tmp_path, how):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "phasekit", "run", str(_kill_study(tmp_path)), "--outdir", str(out),
            "--workers", "2", "--batch-size", "1", "--no-report", "--no-progress"]
     proc = subprocess.Popen(cmd, env=_env(), start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoints(out / "checkpoints", 3, proc)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group gets it
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    workers = _children(proc.pid)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group gets it
+    else:
+        os.kill(proc.pid, signal.SIGTERM)  # what a batch system does: the main process only
+    _, err = proc.communicate(timeout=120)  # returns once no worker holds the pipes any more
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), err[-2000:]
     n = len(load_checkpoints(out)["point"])
-    assert err.splitlines() == [f"phasekit run: interrupted: {n} of 24 points are checkpointed under "
+    word = "interrupted" if how == "ctrl-c" else "terminated"
+    assert err.splitlines() == [f"phasekit run: {word}: {n} of 24 points are checkpointed under "
                                 f"{out / 'checkpoints'}; rerun to resume"]
     assert not (out / "checkpoints" / "run.lock").exists()
+    assert workers and not any(map(_alive, workers))
 
 
 def test_second_run_on_the_same_folder_is_refused(tmp_path):

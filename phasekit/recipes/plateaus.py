@@ -38,8 +38,8 @@ def _plateau(model: Committee) -> Any:
     return fp
 
 
-@recipe("plateau_scaling", checks={"cases": "activation", "eta": "> 0", "X": "> 0, <= 0.1", "fit_range": "> 0", "band": "> 0",
-                                  "kinds": choices(*pl.INITIAL_KINDS), "n_workers": "workers"})
+@recipe("plateau_scaling", checks={"cases": "activation", "eta": "> 0", "X": "> 0, <= 0.1", "fit_range": "> 0",
+                                  "band": "> 0", "kinds": choices(*pl.INITIAL_KINDS), "n_workers": "workers"})
 def plateau_scaling_recipe(
     outdir: Path,
     quick: bool = False,
