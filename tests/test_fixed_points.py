@@ -542,7 +542,7 @@ def test_erf_perceptron_eta_c_and_eta_opt_against_mpmath():
     """K = M = 1: A, B from the closed forms at 50 digits.  The discriminant of the 2 x 2
     pencil, (a11 - a22 - eta b22)^2 + 4 a12 (a21 + eta b21), is a perfect square: the two
     real branches cross (at a defective Jacobian) at its double root, where the decay rate peaks."""
-    mp = pytest.importorskip("mpmath")
+    import mpmath as mp
     with mp.workdps(50):
         A, B = _mp_pencil(mp, _perfect_vector(mp, 1), 1, 1)
         c2 = B[1, 1] ** 2
@@ -577,7 +577,7 @@ def test_erf_committee_eta_opt_at_a_crossing_against_mpmath(K):
     eigenvector of A and B) meets a moving branch in a Jordan block.  In mpmath (A, B
     to ~20 digits) the moving branch is the sum of (z - a_c) over the eigenvalues near
     the constant one a_c: well conditioned at the crossing, found by the secant method."""
-    mp = pytest.importorskip("mpmath")
+    import mpmath as mp
     model = Committee(K, K, "erf", eta=1.0, second_order=True)
     eo, info = fpm.optimal_eta(model, full_output=True)
     ec = info["eta_c"]
@@ -634,7 +634,7 @@ def test_erf_antiparallel_pair_family_against_mpmath():
     erf is odd, so students 3 and 4 cancel for every a: a 3-parameter family of zero-error
     fixed points (a . B1, a . B2, |a|^2).  The family's tangents are the marginal modes; the
     rest of the spectrum, computed in mpmath with the tangents deflated, gives eta_c."""
-    mp = pytest.importorskip("mpmath")
+    import mpmath as mp
     K, M = 4, 2
     q = 0.5
     R = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
