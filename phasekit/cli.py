@@ -54,6 +54,8 @@ def _model(args: argparse.Namespace):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``phasekit`` (one subparser per subcommand)."""
+    from .parallel import WORKER_TIMEOUT
+
     parser = _Parser(
         prog="phasekit", formatter_class=_Formatter,
         description="Exact order-parameter dynamics, fixed points and phase diagrams of on-line SGD "
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "processes or on a dask cluster (resuming from checkpoints under OUTDIR/checkpoints), "
                     "writes OUTDIR/<name>.nc, figures and OUTDIR/report.md.  A recipe study runs its recipe.  "
                     "Exit status: 0 done, 1 points failed or missing (or workers lost, or OUTDIR in use by "
-                    "another run), 2 bad input, 130 interrupted.",
+                    "another run), 2 bad input, 130 interrupted, 143 terminated.",
         epilog="examples:\n  phasekit run studies/quickstart.toml\n"
                "  phasekit run studies/quickstart.toml --workers 2 --outdir /tmp/qs\n"
                "  phasekit run big.toml --scheduler tcp://10.0.0.5:8786")
@@ -79,9 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local worker processes (default: one per core; 0 or 1: in this process); at most "
                         "4 per core unless the environment variable PHASEKIT_MAX_WORKERS allows more")
     p.add_argument("--batch-size", type=int, default=None, help="grid points per task (>= 1)")
-    p.add_argument("--worker-timeout", type=float, default=None,
-                   help="with --scheduler: give up when the cluster has had no worker for this many seconds "
-                        "(default 60)")
+    p.add_argument("--worker-timeout", type=float, default=WORKER_TIMEOUT,
+                   help="with --scheduler: give up when the cluster has had no worker for this many seconds")
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints instead of resuming")
     p.add_argument("--repair", action="store_true",
                    help="rebuild a damaged or missing OUTDIR/checkpoints/study.json for this study, keeping "
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="recipes only: the cheap variant")
     p.add_argument("--no-report", action="store_true", help="skip figures and report")
     p.add_argument("--report-dir", type=Path, default=None,
-                   help="write figures and report.md here (default: OUTDIR)")
+                   help="write figures and report.md here instead of OUTDIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
@@ -141,7 +142,7 @@ def _check_run_args(args: argparse.Namespace) -> int:
 
     workers = check_workers(args.workers, "--workers")
     check_batch_size(args.batch_size, "--batch-size")
-    if args.worker_timeout is not None and not args.worker_timeout > 0:
+    if not args.worker_timeout > 0:
         raise ValueError(f"--worker-timeout: must be > 0 seconds, got {args.worker_timeout:g}")
     if args.fresh and args.repair:
         raise ValueError("--fresh, --repair: give one of them (--fresh discards the checkpoints, --repair keeps them)")
@@ -177,13 +178,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for role, f in files.items():
             print(f"{role}: {f}")
         return 0
-    from .parallel import WORKER_TIMEOUT
     from .report import write_report
     from .sweeps import sweep
 
     ds = sweep(study, scheduler=args.scheduler, n_workers=workers, outdir=outdir, batch_size=args.batch_size,
                fresh=args.fresh, repair=args.repair, progress=not args.no_progress,
-               worker_timeout=args.worker_timeout or WORKER_TIMEOUT)
+               worker_timeout=args.worker_timeout)
     counts = ", ".join(f"{ds.attrs[f'n_{s}']} {s}" for s in ("ok", "diverged", "failed", "missing")
                        if ds.attrs.get(f"n_{s}"))
     dataset = outdir / f"{study.name}.nc"
