@@ -18,9 +18,12 @@ Gaussian integration by parts (Stein's lemma) on the linear argument gives
 described by I2, J2, H2 and I4.  ``erf``, ``relu`` and ``linear`` have closed
 forms (the relu ones in angle form, ``theta = atan2(sqrt(det), C_ab)`` with the
 determinant formed without cancellation, so they stay accurate for nearly
-collinear arguments); everything else is computed by Gauss-Hermite quadrature
-(:func:`phasekit.gaussian.gaussian_expectation`).  Users add activations with
-:func:`register_activation`; closed forms are optional.
+collinear arguments).  Everything else (tanh, sigmoid, elu, softplus, swish,
+user activations, mixed teacher/student pairs) is computed by the nested
+adaptive quadrature of :func:`phasekit.gaussian.nested_expectation`, split at
+each activation's ``kinks``: I2, J2, H2 and I3 to ~1e-10 and I4 to ~1e-8
+(absolute, for values of order 1) for variances up to 10.  Users add
+activations with :func:`register_activation`; closed forms are optional.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Callable, Mapping
 import numpy as np
 from scipy import special
 
-from .gaussian import gaussian_expectation
+from .gaussian import gaussian_expectation, nested_expectation
 from .orthant import relu_I4 as _orthant_relu_I4
 
 __all__ = [
@@ -77,10 +80,25 @@ class Activation:
         ``dJ2/dc12``, ``2 dJ2/dc11``, ``2 dJ2/dc22``), and, for an activation
         with a kink, ``"D2"``, ``f(c22, dq, dr) -> < (g(a) - g(b))^2 >`` for
         ``c11 = c22 + dq``, ``c12 = c22 + dr``, accurate when ``dq, dr`` are small.
-    quadrature_nodes : tuple of int
-        Gauss-Hermite nodes per dimension for 2-D and 4-D expectations.
+    quadrature_nodes : (int, int), optional
+        ``None`` (default): expectations without closed forms use the nested
+        adaptive quadrature of :func:`phasekit.gaussian.nested_expectation`
+        (I2, J2, H2 and I3 to ~1e-10, I4 to ~1e-8, for variances up to 10).
+        A pair ``(n2, n4)`` selects tensor Gauss-Hermite with that many nodes
+        per dimension for the 2-D and 4-D expectations instead: fast, but
+        accurate only for smooth activations at variances of order 1.
     description : str
         One line for tables and reports.
+    kinks : tuple of float
+        Points where ``g`` or one of its derivatives is not analytic (``0`` for
+        elu, where ``g''`` jumps); the quadrature splits its integrals there.
+        Default ``(0.0,)``, which costs nothing for smooth activations.
+
+    Raises
+    ------
+    ValueError
+        If ``g``, ``dg`` or ``d2g`` do not map an ndarray to a finite ndarray of
+        the same shape, or another field has a value outside its allowed set.
     """
 
     name: str
@@ -88,15 +106,44 @@ class Activation:
     dg: Func
     d2g: Func | None = None
     closed_forms: Mapping[str, Callable[[Array], Array]] = field(default_factory=dict)
-    quadrature_nodes: tuple[int, int] = (96, 20)
+    quadrature_nodes: tuple[int, int] | None = None
     description: str = ""
+    kinks: tuple[float, ...] = (0.0,)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name: must be a non-empty string, got {self.name!r}")
+        for label in ("g", "dg", "d2g"):
+            f = getattr(self, label)
+            if f is not None or label != "d2g":
+                _check_function(label, f)
+        if not isinstance(self.closed_forms, Mapping):
+            raise ValueError(f"closed_forms: must be a mapping of names to functions, got "
+                             f"{type(self.closed_forms).__name__}")
         unknown = set(self.closed_forms) - set(_CLOSED_FORM_KEYS)
         if unknown:
             raise ValueError(
                 f"closed_forms: unknown key(s) {sorted(unknown)}; allowed: {list(_CLOSED_FORM_KEYS)}"
             )
+        bad = sorted(k for k, f in self.closed_forms.items() if not callable(f))
+        if bad:
+            raise ValueError(f"closed_forms: values must be callables, not for {bad}")
+        q = self.quadrature_nodes
+        if q is not None:
+            if (not isinstance(q, (tuple, list)) or len(q) != 2
+                    or not all(isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_))
+                               and n >= 1 for n in q)):
+                raise ValueError(f"quadrature_nodes: must be None or a pair of integers >= 1, got {q!r}")
+            object.__setattr__(self, "quadrature_nodes", (int(q[0]), int(q[1])))
+        if not isinstance(self.description, str):
+            raise ValueError(f"description: must be a string, got {type(self.description).__name__}")
+        try:
+            kinks = tuple(float(k) for k in self.kinks)
+        except (TypeError, ValueError):
+            kinks = None
+        if kinks is None or not all(np.isfinite(kinks)) or isinstance(self.kinks, (str, bytes)):
+            raise ValueError(f"kinks: must be a sequence of finite numbers, got {self.kinks!r}")
+        object.__setattr__(self, "kinks", tuple(sorted(set(kinks))))
 
     def __repr__(self) -> str:
         forms = ",".join(sorted(self.closed_forms)) or "none"
@@ -123,6 +170,25 @@ class Activation:
         return expect_I4(C, self, self, self)
 
 
+_PROBE = np.array([[-3.0, -1.0, -0.25], [0.0, 0.5, 2.0]])
+
+
+def _check_function(label: str, f: object) -> None:
+    """Raise unless ``f`` maps an ndarray to a finite ndarray of the same shape (a few probe points)."""
+    msg = f"{label}: must be a callable mapping an ndarray to an ndarray of the same shape with finite values"
+    if not callable(f):
+        raise ValueError(f"{msg}, got {type(f).__name__} {f!r}")
+    try:
+        with np.errstate(all="ignore"):
+            out = np.asarray(f(_PROBE.copy()))
+    except Exception as exc:  # noqa: BLE001 - any failure of user code is reported the same way
+        raise ValueError(f"{msg} ({label}(x) for x of shape {_PROBE.shape} raised "
+                         f"{type(exc).__name__}: {exc})") from None
+    if out.shape != _PROBE.shape or out.dtype.kind not in "biuf" or not np.all(np.isfinite(out)):
+        raise ValueError(f"{msg} ({label}(x) for x of shape {_PROBE.shape} gave "
+                         f"{out.dtype} of shape {out.shape})")
+
+
 def _check_shape(C: Array, d: int, what: str) -> Array:
     C = np.asarray(C, dtype=float)
     if C.ndim < 2 or C.shape[-2:] != (d, d):
@@ -136,12 +202,19 @@ def _sub(C: Array, idx: list[int]) -> Array:
 
 # --- mixed-activation expectations (the Committee uses these directly) -----------
 
+def _quad2(C: Array, f_a: Func, f_b: Func, act_a: Activation, act_b: Activation) -> Array:
+    """2-D quadrature route: nested adaptive, or tensor Gauss-Hermite if ``act_a`` asks for it."""
+    if act_a.quadrature_nodes is not None:
+        return gaussian_expectation(C, [f_a, f_b], act_a.quadrature_nodes[0])
+    return nested_expectation(C, [f_a, f_b], kinks=[act_a.kinks, act_b.kinks], accuracy="fine")
+
+
 def expect_I2(C: Array, act_a: Activation, act_b: Activation) -> Array:
     """``< g_a(a) g_b(b) >`` for ``C`` of shape (..., 2, 2)."""
     C = _check_shape(C, 2, "I2")
     if act_a is act_b and "I2" in act_a.closed_forms:
         return act_a.closed_forms["I2"](*_unpack2(C))
-    return gaussian_expectation(C, [act_a.g, act_b.g], act_a.quadrature_nodes[0])
+    return _quad2(C, act_a.g, act_b.g, act_a, act_b)
 
 
 def expect_J2(C: Array, act_a: Activation, act_b: Activation) -> Array:
@@ -149,7 +222,7 @@ def expect_J2(C: Array, act_a: Activation, act_b: Activation) -> Array:
     C = _check_shape(C, 2, "J2")
     if act_a is act_b and "J2" in act_a.closed_forms:
         return act_a.closed_forms["J2"](*_unpack2(C))
-    return gaussian_expectation(C, [act_a.dg, act_b.dg], act_a.quadrature_nodes[0])
+    return _quad2(C, act_a.dg, act_b.dg, act_a, act_b)
 
 
 def expect_H2(C: Array, act_a: Activation, act_b: Activation) -> Array:
@@ -157,12 +230,11 @@ def expect_H2(C: Array, act_a: Activation, act_b: Activation) -> Array:
     C = _check_shape(C, 2, "H2")
     if act_a is act_b and "H2" in act_a.closed_forms:
         return act_a.closed_forms["H2"](*_unpack2(C))
-    n = act_a.quadrature_nodes[0]
     if act_a.d2g is not None:
-        return gaussian_expectation(C, [act_a.d2g, act_b.g], n)
+        return _quad2(C, act_a.d2g, act_b.g, act_a, act_b)
     # Stein on a: E[a g'(a) g(b)] = C_aa E[g''(a) g(b)] + C_ab E[g'(a) g'(b)].
     dg = act_a.dg
-    a_dg = gaussian_expectation(C, [lambda x: x * dg(x), act_b.g], n)
+    a_dg = _quad2(C, lambda x: x * dg(x), act_b.g, act_a, act_b)
     j2 = expect_J2(C, act_a, act_b)
     return (a_dg - C[..., 0, 1] * j2) / C[..., 0, 0]
 
@@ -179,9 +251,11 @@ def expect_I4(C: Array, act_ab: Activation, act_c: Activation, act_d: Activation
     C = _check_shape(C, 4, "I4")
     if act_ab is act_c is act_d and "I4" in act_ab.closed_forms:
         return act_ab.closed_forms["I4"](*_unpack4(C))
-    return gaussian_expectation(
-        C, [act_ab.dg, act_ab.dg, act_c.g, act_d.g], act_ab.quadrature_nodes[1]
-    )
+    funcs = [act_ab.dg, act_ab.dg, act_c.g, act_d.g]
+    if act_ab.quadrature_nodes is not None:
+        return gaussian_expectation(C, funcs, act_ab.quadrature_nodes[1])
+    return nested_expectation(C, funcs, kinks=[act_ab.kinks, act_ab.kinks, act_c.kinks, act_d.kinks],
+                              accuracy="coarse")
 
 
 # --- closed forms ----------------------------------------------------------------
@@ -421,13 +495,22 @@ def register_activation(
     *,
     d2g: Func | None = None,
     closed_forms: Mapping[str, Callable[[Array], Array]] | None = None,
-    quadrature_nodes: tuple[int, int] = (96, 20),
+    quadrature_nodes: tuple[int, int] | None = None,
     description: str = "",
+    kinks: tuple[float, ...] = (0.0,),
     overwrite: bool = False,
 ) -> Activation:
     """Add an activation to the registry and return it.
 
-    Either pass a ready :class:`Activation` or a name with ``g`` and ``dg``.
+    Either pass a ready :class:`Activation` alone, or a name with ``g`` and
+    ``dg`` (and optionally the other fields of :class:`Activation`).
+
+    Raises
+    ------
+    ValueError
+        For a name already registered (unless ``overwrite=True``), functions
+        that do not map an ndarray to a finite ndarray of the same shape, or
+        any other invalid field.
 
     Examples
     --------
@@ -437,15 +520,23 @@ def register_activation(
     >>> round(float(act.I2(np.array([[1.0, 0.0], [0.0, 1.0]]))), 12)
     0.0
     """
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise ValueError(f"overwrite: must be True or False, got {overwrite!r}")
     if isinstance(name, Activation):
+        extra = [k for k, v in dict(g=g, dg=dg, d2g=d2g, closed_forms=closed_forms,
+                                    quadrature_nodes=quadrature_nodes).items() if v is not None]
+        extra += [k for k, v, default in (("description", description, ""), ("kinks", kinks, (0.0,)))
+                  if v != default]
+        if extra:
+            raise ValueError(f"{', '.join(extra)}: not allowed together with a ready Activation")
         act = name
     else:
         if not isinstance(name, str) or not name:
-            raise ValueError("name: must be a non-empty string")
+            raise ValueError(f"name: must be a non-empty string or an Activation, got {name!r}")
         if g is None or dg is None:
             raise ValueError("g, dg: both the function and its derivative are required")
-        act = Activation(name, g, dg, d2g, dict(closed_forms or {}), tuple(quadrature_nodes),
-                         description)
+        act = Activation(name, g, dg, d2g, dict(closed_forms or {}), quadrature_nodes, description,
+                         kinks)
     if act.name in _REGISTRY and not overwrite:
         raise ValueError(f"name: activation {act.name!r} is already registered (pass overwrite=True)")
     _REGISTRY[act.name] = act
@@ -491,21 +582,21 @@ _LINEAR = register_activation(Activation(
 ))
 register_activation(Activation(
     "tanh", np.tanh, _tanh_prime, _tanh_second,
-    description="g(x) = tanh(x), Gauss-Hermite quadrature",
+    description="g(x) = tanh(x), nested quadrature",
 ))
 register_activation(Activation(
     "sigmoid", _sigmoid, _sigmoid_prime, _sigmoid_second,
-    description="g(x) = 1 / (1 + exp(-x)), Gauss-Hermite quadrature",
+    description="g(x) = 1 / (1 + exp(-x)), nested quadrature",
 ))
 register_activation(Activation(
     "softplus", _softplus, _sigmoid, _sigmoid_prime,
-    description="g(x) = log(1 + exp(x)), Gauss-Hermite quadrature",
+    description="g(x) = log(1 + exp(x)), nested quadrature",
 ))
 register_activation(Activation(
     "elu", _elu, _elu_prime, _elu_second,
-    description="g(x) = x for x > 0, exp(x) - 1 otherwise, Gauss-Hermite quadrature",
+    description="g(x) = x for x > 0, exp(x) - 1 otherwise, nested quadrature (kink of g'' at 0)",
 ))
 register_activation(Activation(
     "swish", _swish, _swish_prime, _swish_second,
-    description="g(x) = x sigmoid(x), Gauss-Hermite quadrature",
+    description="g(x) = x sigmoid(x), nested quadrature",
 ))

@@ -50,13 +50,12 @@ def exact_moments(C, act):
     return np.array([act.I2(C[:2, :2]), act.J2(C[:2, :2]), act.I3(C[:3, :3]), act.I4(C)])
 
 
-# Quadrature activations are checked on covariances of the scale met in the dynamics
-# (variances up to ~1.5); Gauss-Hermite converges only algebraically for tanh-like
-# functions at much larger variances (documented in phasekit.activations).
-SCALE = {"erf": 1.0, "relu": 1.0, "linear": 1.0, "tanh": 0.6, "sigmoid": 0.6}
+# Monte Carlo checks of every route at the variances met in the dynamics (large variances
+# and kinks: tests/test_gaussian.py against adaptive quadrature).
+SCALE = {"erf": 1.0, "relu": 1.0, "linear": 1.0, "tanh": 1.0, "sigmoid": 1.0, "elu": 1.0}
 
 
-@pytest.mark.parametrize("name", ["erf", "relu", "linear", "tanh", "sigmoid"])
+@pytest.mark.parametrize("name", ["erf", "relu", "linear", "tanh", "sigmoid", "elu"])
 def test_moments_match_monte_carlo(name):
     act = pk.activation(name)
     rng = np.random.default_rng(12)
@@ -122,7 +121,7 @@ def test_mixed_activations_reduce_to_closed_forms_when_equal():
     assert expect_I2(C[:2, :2], erf, clone) == pytest.approx(erf.I2(C[:2, :2]), abs=1e-12)
     assert expect_J2(C[:2, :2], erf, clone) == pytest.approx(erf.J2(C[:2, :2]), abs=1e-12)
     assert expect_I3(C[:3, :3], erf, clone) == pytest.approx(erf.I3(C[:3, :3]), abs=1e-12)
-    # the default 20-node 4-D rule is good to ~1e-10 at these variances
+    # the 4-D quadrature is good to ~1e-9 (tests/test_gaussian.py)
     assert expect_I4(C, erf, clone, erf) == pytest.approx(erf.I4(C), abs=1e-9)
 
 
@@ -240,3 +239,37 @@ def test_erf_J2grad_matches_quadrature_of_the_derivatives():
     assert np.allclose(j_uw, gaussian_expectation(C, [erf.d2g, erf.d2g], 80), rtol=0, atol=1e-13)
     assert np.allclose(j_uu, gaussian_expectation(C, [d3g, erf.dg], 80), rtol=0, atol=1e-13)
     assert np.allclose(j_ww, gaussian_expectation(C, [erf.dg, d3g], 80), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(g=3, dg=4), r"g: must be a callable mapping an ndarray to an ndarray of the same shape "
+                      r"with finite values, got int 3"),
+    (dict(g=np.tanh, dg=4), r"dg: must be a callable"),
+    (dict(g=lambda x: 1.0, dg=np.cos), r"g: .*gave float64 of shape \(\)"),
+    (dict(g=np.log, dg=np.cos), r"g: .*with finite values"),
+    (dict(g=lambda x: x[0], dg=np.cos), r"g: .*of shape \(3,\)"),
+    (dict(g=lambda x: x.foo, dg=np.cos), r"g: .*raised AttributeError"),
+    (dict(g=np.tanh, dg=np.cos, d2g="x"), r"d2g: must be a callable"),
+    (dict(g=np.tanh, dg=np.cos, closed_forms={"I2": 1.0}), r"closed_forms: values must be callables"),
+    (dict(g=np.tanh, dg=np.cos, quadrature_nodes=(0, 5)), r"quadrature_nodes: must be None or a pair"),
+    (dict(g=np.tanh, dg=np.cos, quadrature_nodes=(True, 5)), r"quadrature_nodes: must be None or a pair"),
+    (dict(g=np.tanh, dg=np.cos, kinks=("a",)), r"kinks: must be a sequence of finite numbers"),
+    (dict(g=np.tanh, dg=np.cos, kinks=(np.inf,)), r"kinks: must be a sequence of finite numbers"),
+    (dict(g=np.tanh, dg=np.cos, kinks="0"), r"kinks: must be a sequence of finite numbers"),
+    (dict(g=np.tanh, dg=np.cos, overwrite="no"), r"overwrite: must be True or False"),
+])
+def test_register_activation_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pk.register_activation("test-bad", **kwargs)
+    assert "test-bad" not in pk.available_activations()
+
+
+def test_register_activation_rejects_mixed_forms():
+    with pytest.raises(ValueError, match=r"name: must be a non-empty string or an Activation, got 3"):
+        pk.register_activation(3, np.tanh, np.cos)
+    with pytest.raises(ValueError, match=r"g, kinks: not allowed together with a ready Activation"):
+        pk.register_activation(pk.activation("tanh"), g=np.tanh, kinks=(1.0,), overwrite=True)
+    with pytest.raises(ValueError, match=r"name: must be a non-empty string, got ''"):
+        pk.Activation("", np.tanh, np.cos)
+    act = pk.Activation("gh", np.tanh, np.cos, quadrature_nodes=[40, 12], kinks=[1, 0, 1])
+    assert act.quadrature_nodes == (40, 12) and act.kinks == (0.0, 1.0)
