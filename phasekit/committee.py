@@ -26,6 +26,7 @@ built from differences of nearby order parameters (see the comments there).
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
@@ -56,6 +57,23 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
+def _real(x: Any, name: str, what: str) -> float:
+    """``x`` as a float if it is a real number (not a bool or a string), else ``ValueError``."""
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        x = x[()]
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (numbers.Real, np.integer, np.floating)):
+        raise ValueError(f"{name}: {what} must be a real number, got {type(x).__name__} {x!r}")
+    return float(x)
+
+
+def _numeric_matrix(x: Any, name: str) -> np.ndarray:
+    """``x`` as a float array, refusing strings, booleans, complex numbers and objects."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"{name}: must hold real numbers, got an array of dtype {a.dtype}")
+    return np.array(a, dtype=float)
+
+
 @dataclass(frozen=True, eq=False)
 class State:
     """Order parameters of a committee machine.
@@ -72,16 +90,17 @@ class State:
     Q: np.ndarray
 
     def __post_init__(self) -> None:
-        R = np.array(self.R, dtype=float, ndmin=2)
-        Q = np.array(self.Q, dtype=float, ndmin=2)
+        R = np.array(_numeric_matrix(self.R, "R"), ndmin=2)
+        Q = np.array(_numeric_matrix(self.Q, "Q"), ndmin=2)
         if R.ndim != 2:
             raise ValueError(f"R: must be a (K, M) matrix, got shape {R.shape}")
         if Q.shape != (R.shape[0], R.shape[0]):
             raise ValueError(f"Q: must be a ({R.shape[0]}, {R.shape[0]}) matrix to match R, got {Q.shape}")
+        for name, a in (("R", R), ("Q", Q)):
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name}: entries must be finite")
         if not np.allclose(Q, Q.T, rtol=0, atol=1e-12 * max(1.0, float(np.abs(Q).max(initial=0)))):
             raise ValueError("Q: must be symmetric")
-        if not (np.all(np.isfinite(R)) and np.all(np.isfinite(Q))):
-            raise ValueError("state: R and Q must be finite")
         R.setflags(write=False)
         Q = 0.5 * (Q + Q.T)
         Q.setflags(write=False)
@@ -165,19 +184,24 @@ class Committee:
             raise ValueError(f"K: number of student units must be an integer >= 1, got {K!r}")
         if not _is_int(M) or M < 1:
             raise ValueError(f"M: number of teacher units must be an integer >= 1, got {M!r}")
-        eta = float(eta)
+        eta = _real(eta, "eta", "learning rate")
         if not np.isfinite(eta) or eta <= 0:
             raise ValueError(f"eta: learning rate must be finite and > 0, got {eta!r}")
-        noise = float(noise)
+        noise = _real(noise, "noise", "output-noise standard deviation")
         if not np.isfinite(noise) or noise < 0:
             raise ValueError(f"noise: output-noise standard deviation must be >= 0, got {noise!r}")
+        if not isinstance(second_order, (bool, np.bool_)):
+            raise ValueError(f"second_order: must be True or False, got {type(second_order).__name__} "
+                             f"{second_order!r}")
         if T is None:
             T = np.eye(M)
-        T = np.array(T, dtype=float)
+        T = _numeric_matrix(T, "T")
         if T.shape != (M, M):
             raise ValueError(f"T: must be an ({M}, {M}) matrix, got shape {T.shape}")
         if not np.all(np.isfinite(T)) or not np.allclose(T, T.T, rtol=0, atol=1e-12):
             raise ValueError("T: must be a finite symmetric matrix")
+        # Exactly symmetric: the field covariance is assembled from T as given.
+        T = 0.5 * (T + T.T)
         lam_min = float(np.linalg.eigvalsh(T)[0])
         if lam_min <= 0:
             raise ValueError(f"T: must be positive definite (smallest eigenvalue {lam_min:.3g} <= 0)")
@@ -325,6 +349,9 @@ class Committee:
         return self._sigma(v)
 
     def _sigma(self, v: np.ndarray) -> np.ndarray:
+        if v.ndim == 0 or v.shape[-1] != self.n_state:
+            raise ValueError(f"v: state vectors must have length n_state = {self.n_state} "
+                             f"(K = {self.K}, M = {self.M}), got shape {v.shape}")
         batch = v.shape[:-1]
         ext = np.concatenate([v, np.broadcast_to(self.T.ravel(), batch + (self.M * self.M,))], axis=-1)
         return ext[..., self._sigma_src].reshape(batch + (self.L, self.L))
@@ -342,19 +369,24 @@ class Committee:
     def validate_state(self, state: State, name: str = "state") -> State:
         """Raise ``ValueError`` unless ``state`` is a valid point of this model's state space.
 
-        Requires matching shapes, ``Q_ii > 0`` and ``[[Q, R], [R^T, T]]``
-        positive semidefinite (to a relative tolerance of ``1e-9``).
+        Requires matching shapes, ``Q_ii > 0``, ``Q`` positive semidefinite and
+        ``[[Q, R], [R^T, T]]`` positive semidefinite (to a relative tolerance
+        of ``1e-9``); the message names the offending component.
         """
         if not isinstance(state, State):
             raise ValueError(f"{name}: expected a phasekit.State, got {type(state).__name__}")
         self._check_dims(state)
         if np.any(np.diag(state.Q) <= 0):
             raise ValueError(f"{name}: student norms Q_ii must be > 0, got diag(Q) = {np.diag(state.Q).tolist()}")
+        lam_q = float(np.linalg.eigvalsh(state.Q)[0]) / max(1.0, float(np.abs(state.Q).max()))
+        if lam_q < -PSD_TOL:
+            raise ValueError(f"{name}: Q must be positive semidefinite (smallest eigenvalue / scale = "
+                             f"{lam_q:.3g} < 0)")
         lam = self.min_eigenvalue(state)
         if lam < -PSD_TOL:
             raise ValueError(
                 f"{name}: the covariance [[Q, R], [R^T, T]] must be positive semidefinite "
-                f"(smallest eigenvalue / scale = {lam:.3g} < 0)"
+                f"(smallest eigenvalue / scale = {lam:.3g} < 0); R is inconsistent with Q and T"
             )
         return state
 
@@ -441,8 +473,12 @@ class Committee:
         return out
 
     def rhs(self, state: State) -> State:
-        """``d state / d alpha`` as a :class:`State` (R- and Q-derivatives)."""
-        self._check_dims(state)
+        """``d state / d alpha`` as a :class:`State` (R- and Q-derivatives).
+
+        Raises ``ValueError`` for a state outside the model's state space
+        (:meth:`validate_state`); :meth:`rhs_vector` is the unvalidated hot path.
+        """
+        self.validate_state(state)
         return State.from_vector(self.rhs_vector(state.to_vector()), self.K, self.M)
 
     def eg_vector(self, v: np.ndarray) -> np.ndarray:
@@ -506,8 +542,12 @@ class Committee:
         return I2
 
     def eg(self, state: State) -> float:
-        """Noise-free generalisation error ``eps_g = <(sigma - tau)^2> / 2`` (see :meth:`eg_vector`)."""
-        self._check_dims(state)
+        """Noise-free generalisation error ``eps_g = <(sigma - tau)^2> / 2`` (see :meth:`eg_vector`).
+
+        Raises ``ValueError`` for a state outside the model's state space
+        (:meth:`validate_state`); :meth:`eg_vector` is the unvalidated hot path.
+        """
+        self.validate_state(state)
         return float(self.eg_vector(state.to_vector()))
 
 
@@ -705,6 +745,9 @@ def committee_from_parameters(params: Mapping[str, Any] | str) -> Committee:
     p = {k: v for k, v in p.items() if k in keys}
     if p.get("teacher_activation") == p.get("activation"):
         p["teacher_activation"] = None
-    if "second_order" in p:
-        p["second_order"] = bool(p["second_order"])
+    # 0 and 1 (as in netCDF attributes) mean False and True; anything else is left to
+    # Committee, which accepts only booleans.
+    so = p.get("second_order")
+    if _is_int(so) and so in (0, 1):
+        p["second_order"] = bool(so)
     return Committee(**p)

@@ -149,6 +149,13 @@ def test_parameters_round_trip():
     (dict(K=1, M=2, T=[[1, 2], [2, 1]]), r"T: must be positive definite \(smallest eigenvalue -1 <= 0\)"),
     (dict(K=1, M=1, activation="softsign"), r"activation: unknown activation 'softsign'"),
     (dict(K=1, M=1, teacher_activation="nope"), r"activation: unknown activation 'nope'"),
+    (dict(K=1, M=1, second_order="no"), r"second_order: must be True or False, got str 'no'"),
+    (dict(K=1, M=1, second_order=1), r"second_order: must be True or False, got int 1"),
+    (dict(K=1, M=1, second_order=None), r"second_order: must be True or False"),
+    (dict(K=1, M=1, eta="0.5"), r"eta: learning rate must be a real number, got str '0.5'"),
+    (dict(K=1, M=1, eta=True), r"eta: learning rate must be a real number, got bool True"),
+    (dict(K=1, M=1, noise=None), r"noise: output-noise standard deviation must be a real number"),
+    (dict(K=1, M=1, T=[["1"]]), r"T: must hold real numbers, got an array of dtype <U1"),
 ])
 def test_invalid_model_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -169,6 +176,54 @@ def test_invalid_states():
         pk.State(np.zeros((2, 2)), np.eye(3))
     with pytest.raises(ValueError, match=r"v: expected a vector of length 7"):
         pk.State.from_vector(np.zeros(6), 2, 2)
+
+
+def test_boolean_like_parameters():
+    assert pk.Committee(1, 1, second_order=np.bool_(False)).second_order is False
+    assert pk.Committee(1, 1, eta=np.float32(0.5), noise=np.array(0.1)).noise == pytest.approx(0.1)
+    params = pk.Committee(2, 2, "erf").parameters()
+    assert committee_from_parameters({**params, "second_order": 0}).second_order is False
+    with pytest.raises(ValueError, match=r"second_order: must be True or False, got str 'no'"):
+        committee_from_parameters({**params, "second_order": "no"})
+    # an asymmetry within the tolerance is removed, not carried into the covariance
+    T = np.array([[1.0, 0.3 + 1e-13], [0.3, 1.0]])
+    assert np.array_equal(pk.Committee(2, 2, T=T).T, pk.Committee(2, 2, T=T).T.T)
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf", "tanh"])
+def test_rhs_and_eg_validate_the_state(activation):
+    """Invalid states are reported with the component at fault, before any computation."""
+    model = pk.Committee(2, 2, activation)
+    bad = [
+        (pk.State(0.1 * np.eye(2), [[1.0, 2.0], [2.0, 1.0]]), r"state: Q must be positive semidefinite"),
+        (pk.State(0.1 * np.eye(2), [[1.0, 0.0], [0.0, -0.5]]), r"state: student norms Q_ii must be > 0"),
+        (pk.State(0.1 * np.eye(2), [[1.0, 0.0], [0.0, 0.0]]), r"state: student norms Q_ii must be > 0"),
+        (pk.State(2.0 * np.eye(2), np.eye(2)),
+         r"state: the covariance \[\[Q, R\], \[R\^T, T\]\] must be positive semidefinite .* "
+         r"R is inconsistent with Q and T"),
+    ]
+    for state, match in bad:
+        for method in (model.rhs, model.eg):
+            with pytest.raises(ValueError, match=match):
+                method(state)
+    with pytest.raises(ValueError, match=r"state: expected a phasekit.State, got ndarray"):
+        model.rhs(np.zeros(model.n_state))
+    with pytest.raises(ValueError, match=r"v: state vectors must have length n_state = 7 \(K = 2, M = 2\), "
+                                         r"got shape \(6,\)"):
+        model.rhs_vector(np.zeros(6))
+    with pytest.raises(ValueError, match=r"v: state vectors must have length n_state = 7"):
+        model.eg_vector(np.zeros((3, 8)))
+
+
+def test_state_rejects_non_numeric_entries():
+    with pytest.raises(ValueError, match=r"R: must hold real numbers, got an array of dtype <U3"):
+        pk.State([["0.5"]], [[1.0]])
+    with pytest.raises(ValueError, match=r"Q: must hold real numbers, got an array of dtype complex128"):
+        pk.State([[0.5]], [[1.0 + 1j]])
+    with pytest.raises(ValueError, match=r"R: must hold real numbers, got an array of dtype bool"):
+        pk.State([[True]], [[1.0]])
+    with pytest.raises(ValueError, match=r"Q: entries must be finite"):
+        pk.State([[0.5]], [[np.nan]])
 
 
 def _reference():
