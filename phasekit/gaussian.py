@@ -77,9 +77,13 @@ def gaussian_expectation(
     ndarray, shape (...)
     """
     C = np.asarray(C, dtype=float)
+    if C.ndim < 2 or C.shape[-2] != C.shape[-1]:
+        raise ValueError(f"C: need covariances of shape (..., d, d), got {C.shape}")
     d = C.shape[-1]
     if len(funcs) != d:
         raise ValueError(f"funcs: need {d} functions for a {d}x{d} covariance, got {len(funcs)}")
+    if isinstance(n_nodes, (bool, np.bool_)) or not isinstance(n_nodes, (int, np.integer)) or n_nodes < 1:
+        raise ValueError(f"n_nodes: must be an integer >= 1, got {n_nodes!r}")
     batch_shape = C.shape[:-2]
     Cf = C.reshape(-1, d, d)
     nodes, weights = _tensor_nodes(n_nodes, d)

@@ -187,3 +187,14 @@ def test_I4_monte_carlo_at_large_variance(name):
     x = rng.standard_normal((4_000_000, 4)) @ np.linalg.cholesky(C).T
     s = act.dg(x[:, 0]) * act.dg(x[:, 1]) * act.g(x[:, 2]) * act.g(x[:, 3])
     assert abs(act.I4(C) - s.mean()) <= 5 * s.std() / np.sqrt(len(s))
+
+
+def test_gauss_hermite_argument_errors():
+    from phasekit.gaussian import gaussian_expectation
+
+    with pytest.raises(ValueError, match=r"n_nodes: must be an integer >= 1, got 0"):
+        gaussian_expectation(np.eye(2), [np.tanh, np.tanh], 0)
+    with pytest.raises(ValueError, match=r"n_nodes: must be an integer >= 1, got 2.5"):
+        gaussian_expectation(np.eye(2), [np.tanh, np.tanh], 2.5)
+    with pytest.raises(ValueError, match=r"C: need covariances of shape \(\.\.\., d, d\), got \(2, 3\)"):
+        gaussian_expectation(np.ones((2, 3)), [np.tanh, np.tanh], 8)
