@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from phasekit.committee import Committee, State
+from phasekit.committee.model import Committee, State
 
 
 def erf_I3(C):
@@ -50,7 +50,7 @@ def relu_J2(C):
 
 
 def relu_I4(C):
-    from phasekit.orthant import relu_I4 as vectorised
+    from phasekit.core.orthant import relu_I4 as vectorised
 
     return float(vectorised(np.array(C)))
 

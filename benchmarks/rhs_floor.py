@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import phasekit as pk
-from phasekit.activations import _unpack4
+from phasekit.core.activations import _unpack4
 
 
 def best_time(func, min_time=0.5):

@@ -33,7 +33,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 import phasekit as pk  # noqa: E402
-from phasekit.simulation import block_size, simulate  # noqa: E402
+from phasekit.committee.simulation import block_size, simulate  # noqa: E402
 
 MODEL = pk.Committee(2, 2, "relu", eta=0.1)
 START = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))

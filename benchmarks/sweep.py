@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from phasekit.study import parse_study
-from phasekit.sweeps import sweep
+from phasekit.study.runner import sweep
+from phasekit.study.schema import parse_study
 
 
 def study(n_points: int) -> "object":
@@ -44,7 +44,7 @@ def study(n_points: int) -> "object":
 
 
 def _warm() -> int:
-    import phasekit.sweeps  # noqa: F401  (import cost is paid before timing)
+    import phasekit.study.runner as sweeps  # noqa: F401  (import cost is paid before timing)
 
     return os.getpid()
 

@@ -2,104 +2,84 @@
 
 Exact order-parameter dynamics of on-line SGD in soft committee machines
 (teacher and student), their fixed points, stability and phase diagrams,
-microscopic simulations that check the theory, and parallel sweeps that turn
-all of it into xarray datasets, figures and reports.  Also the sources' other
-systems: signal propagation in deep random networks, deep linear networks and
-lazy versus feature-learning training.
+microscopic simulations that check the theory, and parallel, resumable
+sweeps that turn all of it into xarray datasets, figures and reports.  Also
+the sources' other systems: signal propagation in deep random networks, deep
+linear networks and lazy versus feature-learning training.
 
-The public API is re-exported here from small modules, one per concept:
+The package is layered; each layer imports only the ones below it:
 
-======================  ======================================================
-module                  concept
-======================  ======================================================
-``activations``         activations, Gaussian expectations, the registry
-``orthant``             Gaussian orthant probabilities (ReLU's I4)
-``committee``           the soft committee machine: ``Committee``, ``State``
-``dynamics``            ``integrate`` the ODEs into trajectory datasets
-``fixed_points``        fixed points, Jacobians, ``critical_eta``, continuation
-                        (``phasekit.fixed_points`` is the search function; the
-                        module is ``importlib.import_module("phasekit.fixed_points")``)
-``plateaus``            symmetry-breaking starts, plateau lengths, convergence
-``simulation``          microscopic SGD and the exact finite-N chain
-``study``, ``sweeps``   study files and dask-parallel, resumable sweeps
-``report``, ``plotting`` figures and Markdown reports from datasets
-``propagation``         signal propagation, edge of chaos
-``linear_dynamics``     deep linear networks
-``two_layer``           lazy versus feature-learning two-layer networks
-======================  ======================================================
+==========================  ===================================================
+layer                       modules
+==========================  ===================================================
+command line                ``cli``
+views                       ``plotting``, ``report``
+studies                     ``study`` (schema, measures, runner, scans)
+systems                     ``committee``, ``propagation``, ``deep_linear``,
+                            ``lazy_training``
+numerical core              ``core`` (activations, quadrature, orthant,
+                            spectrum, parallel, datasets)
+==========================  ===================================================
+
+The public API is re-exported here.
 """
 
+from . import deep_linear, lazy_training, propagation
 from ._version import __version__
-from .activations import Activation, activation, available_activations, register_activation
-from .committee import Committee, State
-from .dynamics import integrate, model_from_dataset, state_at
-from .fixed_points import (
-    FixedPoint,
+from .committee import (
+    INITIAL_KINDS,
+    AsymptoticResult,
+    Crossing,
     EtaStructure,
+    FixedPoint,
+    PlateauTimes,
+    align_teachers,
+    asymptotic_eg,
     continuation,
+    convergence_time,
     critical_eta,
     eta_structure,
     find_fixed_point,
     fixed_points,
+    initial_state,
+    integrate,
     jacobian,
     linearise,
+    model_from_dataset,
     optimal_eta,
     perfect_solution,
+    plateau_length,
+    plateau_times,
+    simulate,
+    state_at,
     symmetric_plateau,
 )
-from .plateaus import (
-    asymptotic_eg,
-    convergence_time,
-    initial_state,
-    plateau_length,
-    plateau_scaling,
-    plateau_times,
-)
-from .simulation import simulate
+from .committee.model import Committee, State
+from .core import Activation, activation, available_activations, register_activation
 from .report import write_report
-from .study import Study, StudyError, load_study, parse_study
-from .sweeps import MEASURES, register_measure, sweep
-from . import linear_dynamics, propagation, two_layer
+from .study import (
+    MEASURES,
+    Study,
+    StudyError,
+    convergence_time_vs_eta,
+    load_study,
+    parse_study,
+    plateau_scaling,
+    register_measure,
+    sweep,
+    two_layer_sweep,
+)
 
 __all__ = [
     "__version__",
-    "Activation",
-    "activation",
-    "available_activations",
-    "register_activation",
-    "Committee",
-    "State",
-    "integrate",
-    "model_from_dataset",
-    "state_at",
-    "FixedPoint",
-    "EtaStructure",
-    "continuation",
-    "critical_eta",
-    "eta_structure",
-    "find_fixed_point",
-    "fixed_points",
-    "jacobian",
-    "linearise",
-    "optimal_eta",
-    "perfect_solution",
-    "symmetric_plateau",
-    "asymptotic_eg",
-    "convergence_time",
-    "initial_state",
-    "plateau_length",
-    "plateau_scaling",
-    "plateau_times",
-    "simulate",
-    "Study",
-    "StudyError",
-    "load_study",
-    "parse_study",
-    "MEASURES",
-    "register_measure",
-    "sweep",
+    "Activation", "activation", "available_activations", "register_activation",
+    "Committee", "State", "integrate", "model_from_dataset", "state_at",
+    "FixedPoint", "EtaStructure", "continuation", "critical_eta", "eta_structure", "find_fixed_point",
+    "fixed_points", "jacobian", "linearise", "optimal_eta", "perfect_solution", "symmetric_plateau",
+    "INITIAL_KINDS", "AsymptoticResult", "Crossing", "PlateauTimes", "asymptotic_eg", "convergence_time",
+    "initial_state", "plateau_length", "plateau_times", "simulate", "align_teachers",
+    "plateau_scaling", "convergence_time_vs_eta", "two_layer_sweep",
+    "Study", "StudyError", "load_study", "parse_study", "MEASURES", "register_measure", "sweep",
     "write_report",
-    "linear_dynamics",
-    "propagation",
-    "two_layer",
+    "deep_linear", "lazy_training", "propagation",
 ]

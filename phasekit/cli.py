@@ -46,7 +46,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _model(args: argparse.Namespace):
-    from .committee import Committee
+    from .committee.model import Committee
 
     return Committee(args.K, args.M if args.M is not None else args.K, activation=args.activation,
                      eta=args.eta, second_order=not args.first_order, noise=args.noise)
@@ -54,7 +54,7 @@ def _model(args: argparse.Namespace):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``phasekit`` (one subparser per subcommand)."""
-    from .parallel import WORKER_TIMEOUT
+    from .core.parallel import WORKER_TIMEOUT
 
     parser = _Parser(
         prog="phasekit", formatter_class=_Formatter,
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_run_args(args: argparse.Namespace) -> int:
     """Validate the options of ``run`` (one-line errors naming the option); the worker count to use."""
-    from .parallel import check_batch_size, check_workers, default_workers
+    from .core.parallel import check_batch_size, check_workers, default_workers
 
     workers = check_workers(args.workers, "--workers")
     check_batch_size(args.batch_size, "--batch-size")
@@ -159,13 +159,13 @@ def _writable(folder: Path) -> bool:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .study import load_study
+    from .study.schema import load_study
 
     workers = _check_run_args(args)
     study = load_study(args.study)
     outdir = args.outdir or Path("outputs") / study.name
     if study.recipe is not None:
-        from .recipes import get_recipe, run_recipe
+        from .study.recipes import get_recipe, run_recipe
 
         if args.scheduler is not None:
             raise ValueError(f"--scheduler: {args.study} is a recipe study; recipes run in local worker "
@@ -179,7 +179,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"{role}: {f}")
         return 0
     from .report import write_report
-    from .sweeps import sweep
+    from .study.runner import sweep
 
     ds = sweep(study, scheduler=args.scheduler, n_workers=workers, outdir=outdir, batch_size=args.batch_size,
                fresh=args.fresh, repair=args.repair, progress=not args.no_progress,
@@ -219,7 +219,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     path = args.dataset
     if path.suffix.lower() == ".toml":
-        from .study import load_study
+        from .study.schema import load_study
 
         study = load_study(path)
         if study.recipe is not None:
@@ -240,7 +240,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_fixed_points(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .fixed_points import fixed_points
+    from .committee.search import fixed_points
 
     model = _model(args)
     fps = fixed_points(model, n_starts=args.n_starts, seed=args.seed)
@@ -270,10 +270,10 @@ def _cmd_fixed_points(args: argparse.Namespace) -> int:
 
 
 def _cmd_integrate(args: argparse.Namespace) -> int:
-    from .dynamics import integrate
+    from .committee.dynamics import integrate
     from .plotting import save_figure
     from .plotting.committee import order_parameters
-    from .sweeps import initial_state
+    from .committee.starts import initial_state
 
     model = _model(args)
     state0 = initial_state(model, args.X, Q0=args.Q0)
@@ -293,7 +293,7 @@ def _cmd_integrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:
-    from .recipes import available_recipes, get_recipe
+    from .study.recipes import available_recipes, get_recipe
 
     for name in available_recipes():
         doc = (get_recipe(name).__doc__ or "").strip().splitlines()
@@ -312,8 +312,9 @@ def _one_line_warning(message: Any, category: type, filename: str, lineno: int, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``phasekit`` console script; returns the exit status."""
-    from .parallel import ParallelError, Terminated
-    from .sweeps import OutdirInUse, SweepAborted
+    from .core.parallel import ParallelError, Terminated
+    from .study.checkpoints import OutdirInUse
+    from .study.runner import SweepAborted
 
     args = build_parser().parse_args(argv)
     show = warnings.showwarning
@@ -349,7 +350,7 @@ def _sigterm_interrupts() -> Any:
     Returns the previous handler (``None`` when left alone: not the main thread,
     or the program handles SIGTERM itself).
     """
-    from .parallel import Terminated
+    from .core.parallel import Terminated
 
     if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
         return None

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
-from .study import Study, parse_study
+from .study.schema import Study, parse_study
 
 __all__ = ["write_report", "trajectory_points", "point_trajectories"]
 
@@ -81,9 +81,9 @@ def trajectory_points(study: Study, ds: xr.Dataset, max_points: int = 3) -> list
 
 def point_trajectories(study: Study, indices: Sequence[int]) -> list[xr.Dataset]:
     """Integrate the trajectories of grid points ``indices`` with the study's settings."""
-    from .committee import Committee
-    from .dynamics import integrate
-    from .sweeps import initial_state
+    from .committee.dynamics import integrate
+    from .committee.model import Committee
+    from .committee.starts import initial_state
 
     out = []
     for j in indices:
@@ -132,8 +132,8 @@ def write_report(
     pathlib.Path
         The report file.
     """
-    from .plotting import save_figure
     from .plotting import committee as pc
+    from .plotting import save_figure
     from .plotting import sweeps as ps
 
     if not isinstance(ds, xr.Dataset):

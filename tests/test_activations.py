@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import phasekit as pk
-from phasekit.activations import expect_I2, expect_I3, expect_I4, expect_J2
-from phasekit.gaussian import gaussian_expectation, psd_factor
+from phasekit.core.activations import expect_I2, expect_I3, expect_I4, expect_J2
+from phasekit.core.quadrature import gaussian_expectation, psd_factor
 
 N_MC = 10_000_000
 CHUNK = 1_000_000

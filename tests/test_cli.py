@@ -11,7 +11,7 @@ import xarray as xr
 
 import phasekit as pk
 from phasekit.cli import build_parser, main
-from phasekit.sweeps import initial_state
+from phasekit.committee.starts import initial_state
 
 REPO = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = ["run", "report", "fixed-points", "integrate", "recipes"]
@@ -102,7 +102,7 @@ def test_bad_model_argument_is_one_line_error(capsys, tmp_path):
 
 
 def test_recipes_lists_names(capsys):
-    from phasekit.recipes import available_recipes
+    from phasekit.study.recipes import available_recipes
 
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import phasekit as pk
-from phasekit.committee import committee_from_parameters, vector_labels
-from phasekit.gaussian import psd_factor
+from phasekit.committee.model import committee_from_parameters, vector_labels
+from phasekit.core.quadrature import psd_factor
 
 
 def test_state_vector_order():

@@ -8,7 +8,6 @@ erf flow written out here from Saad and Solla's closed forms, differentiated
 and diagonalised with mpmath (for eta_c, eta_opt and marginal families).
 """
 
-import importlib
 import math
 
 import numpy as np
@@ -18,11 +17,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import phasekit as pk
-from phasekit import spectrum as spm
-from phasekit.committee import Committee, State, vector_labels
 
 # the package re-exports the function fixed_points under the module's name
-fpm = importlib.import_module("phasekit.fixed_points")
+import phasekit.committee as fpm
+from phasekit.committee.cone import _interior_reference, _inward_direction, _margin
+from phasekit.committee.jacobians import (
+    _central_jacobian,
+    _cone_jacobian,
+    _forward_inward_jacobian,
+)
+from phasekit.committee.model import Committee, State, vector_labels
+from phasekit.committee.search import _permutation_distance
+from phasekit.committee.symmetry import _state_symmetry
+from phasekit.core import spectrum as spm
 
 # Exact Jacobian of the ReLU perceptron at (R, Q) = (1, 1): J(eta) = eta A + eta^2 B,
 # eigenvalues -eta/2 (eigenvector (1/2, 1)) and eta^2/2 - eta (eigenvector (0, 1)).
@@ -177,8 +184,8 @@ def test_fixed_points_relu_committee_finds_plateau_and_perfect_once():
     labels = [fp.label for fp in fps]
     assert labels.count("perfect") == 1 and labels.count("symmetric_plateau") == 1
     perfect = State(np.eye(2), np.eye(2)).to_vector()
-    near_perfect = [fp for fp in fps if fpm._permutation_distance(model, fp.vector, perfect) < 1e-4]
-    near_plateau = [fp for fp in fps if fpm._permutation_distance(
+    near_perfect = [fp for fp in fps if _permutation_distance(model, fp.vector, perfect) < 1e-4]
+    near_plateau = [fp for fp in fps if _permutation_distance(
         model, fp.vector, fps[labels.index("symmetric_plateau")].vector) < 1e-4]
     assert len(near_perfect) == 1 and len(near_plateau) == 1
     assert fps[labels.index("perfect")].stable
@@ -209,7 +216,7 @@ def test_random_guesses_never_leave_the_cone(case):
     model = Committee(K, M, act, eta=0.5, second_order=False)
     fp = fpm.find_fixed_point(model, v, max_iter=40)
     model.validate_state(fp.state)  # PSD to the project tolerance and Q_ii > 0
-    assert fpm._margin(model, fp.vector) >= -1e-14
+    assert _margin(model, fp.vector) >= -1e-14
     assert np.isclose(fp.residual, np.abs(model.rhs_vector(fp.vector)).max(), rtol=1e-6, atol=1e-15)
     assert fp.residual < 1e-10 or not fp.converged
     if not fp.converged:
@@ -269,10 +276,10 @@ def test_newton_jacobians_cost_at_most_2n_plus_1_states():
     model = _Counting(2, 2, "erf", eta=1.0, second_order=False)
     v = _interior_state(rng, 2, 2)
     n = model.n_state
-    f, J = fpm._central_jacobian(model.rhs_vector, v, 1e-6)
+    f, J = _central_jacobian(model.rhs_vector, v, 1e-6)
     assert model.rows == 2 * n + 1 and model.calls == 1
-    d_in, gamma = fpm._inward_direction(model, v)
-    f2, J2 = fpm._forward_inward_jacobian(model.rhs_vector, v, d_in, gamma, 1e-8)
+    d_in, gamma = _inward_direction(model, v)
+    f2, J2 = _forward_inward_jacobian(model.rhs_vector, v, d_in, gamma, 1e-8)
     assert model.rows == (2 * n + 1) + (n + 2) and model.calls == 2
     assert np.abs(J2 - J).max() < 1e-6
 
@@ -280,17 +287,17 @@ def test_newton_jacobians_cost_at_most_2n_plus_1_states():
 def test_symmetry_reduced_cone_jacobian_equals_the_full_one():
     model = Committee(3, 3, "erf", eta=1.0, second_order=False)
     v = fpm.symmetric_plateau(model).vector
-    sym = fpm._state_symmetry(model, v)
+    sym = _state_symmetry(model, v)
     assert sym is not None and sym.kind == "separate" and len(sym.representatives) == 3
-    _, J_sym, _, n_sym = fpm._cone_jacobian(model, model.rhs_vector, v, sym)
-    _, J_full, _, n_full = fpm._cone_jacobian(model, model.rhs_vector, v, None)
+    _, J_sym, _, n_sym = _cone_jacobian(model, model.rhs_vector, v, sym)
+    _, J_full, _, n_full = _cone_jacobian(model, model.rhs_vector, v, None)
     assert n_sym < n_full
     assert np.abs(J_sym - J_full).max() < 1e-9
 
 
 def test_perfect_solution_symmetry_is_simultaneous():
     model = Committee(3, 3, "relu", eta=1.0, second_order=False)
-    sym = fpm._state_symmetry(model, State(np.eye(3), np.eye(3)).to_vector())
+    sym = _state_symmetry(model, State(np.eye(3), np.eye(3)).to_vector())
     assert sym is not None and sym.kind == "simultaneous" and len(sym.representatives) == 4
 
 
@@ -330,7 +337,7 @@ def test_to_dataset_round_trips_through_netcdf(tmp_path):
 
 
 def test_stability_boundary_recipe_quick(tmp_path):
-    from phasekit.recipes import run_recipe
+    from phasekit.study.recipes import run_recipe
 
     files = run_recipe("stability_boundary", tmp_path, quick=True, activations=["relu"], K_values=[1, 2])
     for key in ("stability_boundary", "plateau_escape", "stability_boundary_figure", "plateau_escape_figure"):
@@ -715,7 +722,7 @@ def test_relu_over_realisable_family_eta_c():
     # the flow: from the family member moved slightly into the cone, the error decays below eta_c
     # and grows above it
     v = _relu_split_state(0.3).to_vector()
-    xc, _ = fpm._interior_reference(model, v)
+    xc, _ = _interior_reference(model, v)
     start = State.from_vector(v + 1e-5 * (xc - v), 3, 2)
     eg = {}
     for factor in (0.9, 1.1):

@@ -1,4 +1,4 @@
-"""Nested conditional quadrature (phasekit.gaussian) against independent routes."""
+"""Nested conditional quadrature (phasekit.core.quadrature) against independent routes."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 from scipy import integrate
 
 import phasekit as pk
-from phasekit.activations import expect_I4
-from phasekit.gaussian import nested_expectation
+from phasekit.core.activations import expect_I4
+from phasekit.core.quadrature import nested_expectation
 
 
 def _quad_line(f, points):
@@ -103,14 +103,14 @@ def test_argument_errors():
         nested_expectation(np.array([[1.0, np.nan], [np.nan, 1.0]]), [np.tanh, np.tanh])
 
 
-# --- the registry quadrature route of phasekit.activations ------------------------------
+# --- the registry quadrature route of phasekit.core.activations ------------------------------
 
 def _sig(x):
     return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
 
 
 # Scalar definitions of g, g', g'' for the references (written independently of the
-# vectorised ones in phasekit.activations, and much faster inside scipy.integrate.quad).
+# vectorised ones in phasekit.core.activations, and much faster inside scipy.integrate.quad).
 SCALAR = {
     "tanh": (math.tanh, lambda x: 1.0 - math.tanh(x) ** 2,
              lambda x: -2.0 * math.tanh(x) * (1.0 - math.tanh(x) ** 2)),
@@ -190,7 +190,7 @@ def test_I4_monte_carlo_at_large_variance(name):
 
 
 def test_gauss_hermite_argument_errors():
-    from phasekit.gaussian import gaussian_expectation
+    from phasekit.core.quadrature import gaussian_expectation
 
     with pytest.raises(ValueError, match=r"n_nodes: must be an integer >= 1, got 0"):
         gaussian_expectation(np.eye(2), [np.tanh, np.tanh], 0)

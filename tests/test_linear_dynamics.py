@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from phasekit import linear_dynamics as ld
-from phasekit.recipes import available_recipes, run_recipe
+from phasekit import deep_linear as ld
+from phasekit.deep_linear.modes import _RationalFlow, _target_u
+from phasekit.study.recipes import available_recipes, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,7 @@ def test_partial_fractions_reproduce_depth_two():
     """The general k >= 3 machinery, run at k = 2, against the explicit formula."""
     t = np.linspace(0.0, 8.0, 17)
     for s, lam, u0 in ((1.5, 0.0, 1e-3), (1.5, 0.3, 1e-2), (0.7, 0.1, 1.2)):
-        flow = ld._RationalFlow(2, s, lam, 1.0)
+        flow = _RationalFlow(2, s, lam, 1.0)
         v = flow.v_at(t, np.sqrt(u0))
         assert np.allclose(v**2, ld.mode_strength(t, s, u0, weight_decay=lam), rtol=1e-12, atol=1e-15)
 
@@ -63,7 +64,7 @@ def test_learning_time():
     assert t == pytest.approx(np.log(1.0 * (s - u0) / (u0 * (s - 1.0))) / (2 * s), rel=1e-14)
     for k in (1, 2, 3, 4):
         for lam in (0.0, 0.1):
-            target = ld._target_u(k, s, lam, 0.05)
+            target = _target_u(k, s, lam, 0.05)
             ends = np.array([0.3, 0.9]) * target
             times = ld.learning_time(0.05, ends, s, depth=k, weight_decay=lam)
             assert np.all(np.isfinite(times)) and times[0] < times[1]

@@ -1,4 +1,4 @@
-"""Orthant probabilities and ReLU expectations of phasekit.orthant.
+"""Orthant probabilities and ReLU expectations of phasekit.core.orthant.
 
 Three kinds of reference, each independent of the path-integral derivation
 used by the module:
@@ -27,7 +27,7 @@ import pytest
 from scipy import integrate
 from scipy.special import ndtr, owens_t
 
-from phasekit.orthant import (
+from phasekit.core.orthant import (
     orthant2,
     orthant3,
     orthant4,
@@ -471,7 +471,7 @@ def fine_rule_values(monkeypatch, C):
     35 geometric panels from s = 1e-7 to 1 with 30 Gauss-Legendre nodes each:
     resolves boundary layers down to a correlation eigenvalue of ~1e-13.
     """
-    import phasekit.orthant as mod
+    import phasekit.core.orthant as mod
 
     edges = np.concatenate([[0.0], np.logspace(-7, 0, 36)])
     parts = [mod._gauss_legendre(lo, hi, 30) for lo, hi in zip(edges[:-1], edges[1:])]

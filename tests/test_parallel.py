@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from phasekit import parallel
-from phasekit.parallel import ParallelError, check_workers, choose_backend, parallel_map
+from phasekit.core import parallel
+from phasekit.core.parallel import (
+    ParallelError,
+    check_workers,
+    choose_backend,
+    parallel_map,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 UNGUARDED = """
 import sys
 import phasekit as pk
-from phasekit.sweeps import sweep
+from phasekit.study.runner import sweep
 
 model = pk.Committee(2, 2, "erf", eta=1.0, second_order=False)
 ds = pk.plateau_scaling(model, [1e-3, 1e-4])
@@ -76,7 +81,7 @@ def test_spawn_that_cannot_work_says_what_to_do(tmp_path):
     """With the spawn start method the workers re-run the main script: a script on
     stdin cannot be re-run, an unguarded file re-runs its work; one line says what to do."""
     code = textwrap.dedent("""
-        from phasekit.parallel import parallel_map
+        from phasekit.core.parallel import parallel_map
         print(parallel_map(abs, [-1, -2, -3], n_workers=2))
     """)
     script = tmp_path / "spawned.py"
@@ -86,7 +91,7 @@ def test_spawn_that_cannot_work_says_what_to_do(tmp_path):
         res = subprocess.run(cmd, input=stdin, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert res.returncode != 0
         last = res.stderr.strip().splitlines()[-1]
-        assert last.startswith("phasekit.parallel.ParallelError") and 'if __name__ == "__main__":' in last, last
+        assert last.startswith("phasekit.core.parallel.ParallelError") and 'if __name__ == "__main__":' in last, last
         assert "n_workers=1" in last
     # guarded, the same script works with spawn
     script.write_text("if __name__ == '__main__':\n" + textwrap.indent(code, "    "))
@@ -191,7 +196,7 @@ def test_item_errors_reach_the_caller():
 def test_workers_do_not_outlive_a_killed_main_process(tmp_path):
     code = textwrap.dedent("""
         import os, sys, time
-        from phasekit.parallel import parallel_map
+        from phasekit.core.parallel import parallel_map
 
         def slow(x):
             open(os.path.join(sys.argv[1], f"worker-{os.getpid()}"), "w").close()

@@ -8,15 +8,10 @@ import xarray as xr
 from scipy.integrate import solve_ivp
 
 import phasekit as pk
-from phasekit.plateaus import (
-    asymptotic_eg,
-    convergence_time,
-    convergence_time_vs_eta,
-    initial_state,
-    plateau_length,
-    plateau_scaling,
-    plateau_times,
-)
+from phasekit.committee.asymptotics import asymptotic_eg
+from phasekit.committee.plateaus import convergence_time, plateau_length, plateau_times
+from phasekit.committee.starts import initial_state
+from phasekit.study.scans import convergence_time_vs_eta, plateau_scaling
 
 
 def saad_solla(K):
@@ -30,7 +25,7 @@ def saad_solla(K):
 
 def erf_plateau(model):
     """The erf plateau from the closed form, linearised by the fixed-point module."""
-    from phasekit.fixed_points import linearise
+    from phasekit.committee.linearisation import linearise
 
     K = model.K
     R, Q, _, _ = saad_solla(K)
@@ -199,7 +194,7 @@ def test_convergence_time_vs_eta_linear_minimum():
 
 def test_plateau_length_independent_of_sampling_and_matches_events():
     """ReLU K = M = 2 (MODEL.md start): band crossings equal an independent event solve."""
-    from phasekit.fixed_points import symmetric_plateau
+    from phasekit.committee.landmarks import symmetric_plateau
 
     model = pk.Committee(2, 2, "relu", eta=0.1, second_order=False)
     fp = symmetric_plateau(model)
@@ -357,7 +352,7 @@ def test_asymptotic_eg_relu_perfect_solution_and_plateau():
 
 
 def test_plateau_recipes_quick(tmp_path):
-    from phasekit.recipes import available_recipes, run_recipe
+    from phasekit.study.recipes import available_recipes, run_recipe
 
     assert {"plateau_scaling", "convergence_time"} <= set(available_recipes())
     files = run_recipe("plateau_scaling", tmp_path / "ps", quick=True)

@@ -1,6 +1,7 @@
 """Signal propagation: variance/correlation maps, edge of chaos, depth profiles, phase diagrams."""
 
 import json
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -14,7 +15,9 @@ from scipy import integrate, optimize
 
 import phasekit as pk
 from phasekit import propagation as prop
-from phasekit.recipes import run_recipe
+from phasekit.propagation.averages import _kernel
+from phasekit.propagation.maps import _Q_MAX, _Q_SCAN_MIN
+from phasekit.study.recipes import run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,8 +78,8 @@ def test_edge_of_chaos_at_the_scan_nodes(act):
     once: the batched quadrature may round the last bit differently from one-point
     evaluations, which must not leave the root without a bracket.
     """
-    k = prop._kernel(act)
-    grid = np.geomspace(prop._Q_SCAN_MIN, prop._Q_MAX, 201)
+    k = _kernel(act)
+    grid = np.geomspace(_Q_SCAN_MIN, _Q_MAX, 201)
     b = grid - k.V(grid) / k.D(grid)
     worst = 0.0
     for j in range(60, 161, 2):  # q* from 1e-2 to 1e8 (below, B ~ q^3 cancels to few digits)
@@ -173,7 +176,7 @@ def test_maps_match_monte_carlo(name):
     assert abs(num - (sb + sw * guv.mean())) <= 5 * sw * guv.std() / np.sqrt(n)
     # chi_1 ingredient: E[g'(sqrt(q) Z)^2]
     dg2 = act.dg(u) ** 2
-    assert abs(prop._kernel(name).D(q1) - dg2.mean()) <= 5 * dg2.std() / np.sqrt(n) + 1e-15
+    assert abs(_kernel(name).D(q1) - dg2.mean()) <= 5 * dg2.std() / np.sqrt(n) + 1e-15
 
 
 def test_c_map_against_registry_gauss_hermite_and_closed_forms():
@@ -249,7 +252,7 @@ def test_c_star_is_an_attracting_fixed_point():
         cs = prop.c_star(name, sw, sb)
         assert 0 < cs < 1
         assert prop.c_map(name, cs, sw, sb) == pytest.approx(cs, abs=1e-12)
-        k = prop._kernel(name)
+        k = _kernel(name)
         qs = prop.q_star(name, sw, sb)
         slope = sw * k.J(qs, 1 - cs)
         h = 1e-5
@@ -372,7 +375,7 @@ def test_recipes_quick(tmp_path):
 
 
 def test_study_files_name_existing_recipes():
-    from phasekit.recipes import available_recipes
+    from phasekit.study.recipes import available_recipes
 
     for name in ("edge_of_chaos", "correlation_depth"):
         study = tomllib.loads((ROOT / "studies" / f"{name}.toml").read_text())

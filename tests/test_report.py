@@ -8,10 +8,11 @@ import pytest
 import xarray as xr
 
 import phasekit as pk
+from phasekit.committee.starts import initial_state
 from phasekit.plotting import sweeps as ps
 from phasekit.report import trajectory_points, write_report
-from phasekit.study import parse_study
-from phasekit.sweeps import assemble, initial_state
+from phasekit.study.runner import assemble
+from phasekit.study.schema import parse_study
 
 
 def synthetic(study_dict, values):

@@ -8,10 +8,10 @@ import xarray as xr
 from scipy import stats
 
 import phasekit as pk
-from phasekit import simulation as sim
-from phasekit.recipes import run_recipe
-from phasekit.recipes.simulation import ode_reference
-from phasekit.simulation import align_teachers, simulate
+from phasekit.committee import simulation as sim
+from phasekit.committee.simulation import align_teachers, simulate
+from phasekit.study.recipes import run_recipe
+from phasekit.study.recipes.simulation import ode_reference
 
 RELU22 = pk.Committee(2, 2, "relu", eta=0.1)
 START22 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))  # MODEL.md start
@@ -38,7 +38,7 @@ def _overlaps(model, V):
 def _ode_state(model, state0, alpha):
     """(R, Q) of the ODE at the requested alphas: shape (len(alpha), n_state).
 
-    Second order when available (second-order ReLU needs phasekit.orthant),
+    Second order when available (second-order ReLU needs phasekit.core.orthant),
     else first order: at eta = 0.1 a small change.
     """
     alpha = np.atleast_1d(np.asarray(alpha, float))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from phasekit import linear_dynamics as ld
-from phasekit import spectrum as sp
+from phasekit import deep_linear as ld
+from phasekit.core import spectrum as sp
 
 
 def _projector(V):

@@ -5,7 +5,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from phasekit.study import Study, StudyError, load_study, parse_study
+from phasekit.study.schema import Study, StudyError, load_study, parse_study
 
 GOOD = textwrap.dedent("""
     name = "demo"

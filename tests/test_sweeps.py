@@ -20,9 +20,11 @@ except ModuleNotFoundError:  # Python 3.10
     from tomli import loads as _toml_loads
 
 import phasekit as pk
-from phasekit import sweeps
-from phasekit.study import StudyError, parse_study
-from phasekit.sweeps import MEASURES, evaluate_point, load_checkpoints, register_measure, sweep
+from phasekit.study import runner as sweeps
+from phasekit.study.checkpoints import OutdirInUse, load_checkpoints
+from phasekit.study.measures import MEASURES, register_measure
+from phasekit.study.runner import evaluate_point, sweep
+from phasekit.study.schema import StudyError, parse_study
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURE_VARS = ["convergence_time", "final_eg", "alpha_end"]
@@ -430,7 +432,7 @@ def test_lock_of_a_dead_run_is_not_stale_and_a_live_one_refuses(tmp_path):
     held = sweeps._FolderLock(ckdir / "run.lock")
     held.acquire()
     try:
-        with pytest.raises(sweeps.OutdirInUse, match=f"pid {os.getpid()} on"):
+        with pytest.raises(OutdirInUse, match=f"pid {os.getpid()} on"):
             sweep(small_study(), n_workers=0, outdir=tmp_path, fresh=True, progress=False)
         # a finished study is only read: no lock needed
         assert sweep(small_study(), n_workers=0, outdir=tmp_path, progress=False).sizes == ds.sizes

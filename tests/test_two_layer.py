@@ -1,4 +1,4 @@
-"""Lazy versus feature-learning training of two-layer networks (phasekit.two_layer).
+"""Lazy versus feature-learning training of two-layer networks (phasekit.lazy_training).
 
 Every exact formula is checked against an independent route: Monte Carlo over
 Gaussian inputs, finite differences, the activation registry's quadrature, a
@@ -13,20 +13,23 @@ import xarray as xr
 from scipy import special
 from scipy.integrate import quad, solve_ivp
 
-import phasekit.two_layer as tl
-from phasekit.activations import activation
-from phasekit.recipes import run_recipe
-from phasekit.two_layer import (
-    Student,
-    TwoLayer,
+from phasekit.core.activations import activation
+from phasekit.lazy_training.loss import TwoLayer
+from phasekit.lazy_training.networks import Student, init_student, make_teacher
+from phasekit.lazy_training.pair_kernels import (
+    _MIXTURE_NODES,
+    _logistic_scale_rule,
+    _mixture_for,
+    _ReluKernels,
+)
+from phasekit.lazy_training.training import (
     horizon,
-    init_student,
-    make_teacher,
     run_two_layer,
     train_gradient_flow,
     train_sgd,
-    two_layer_sweep,
 )
+from phasekit.study.recipes import run_recipe
+from phasekit.study.scans import two_layer_sweep
 
 N_MC = 10_000_000
 CHUNK = 500_000
@@ -116,7 +119,7 @@ def test_relu_kernels_closed_form_limits():
     b = rng.standard_normal(5)
     b -= (a @ b) / (a @ a) * a  # orthogonal to a
     A = np.stack([a, a, -a, b])
-    p = tl._ReluKernels().pairs(A[:1], A)
+    p = _ReluKernels().pairs(A[:1], A)
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     # identical, antiparallel, orthogonal arguments
     np.testing.assert_allclose(p.K[0], [na**2 / 2, na**2 / 2, 0.0, na * nb / (2 * np.pi)], atol=1e-14)
@@ -130,7 +133,7 @@ def test_mixture_kernels_match_registry(act):
     rng = np.random.default_rng(13)
     A = rng.standard_normal((4, 6)) * 0.25  # where the registry's 96-node quadrature is accurate
     B = rng.standard_normal((3, 6)) * 0.25
-    kern = tl._mixture_for(act)
+    kern = _mixture_for(act)
     reg = activation(act)
     for X, Y in ((A, A), (A, B)):
         p = kern.pairs(X, Y)
@@ -147,7 +150,7 @@ def test_mixture_kernels_match_registry(act):
              "tanh": lambda x: (lambda t: -2 * (1 - t * t) * (1 - 3 * t * t))(np.tanh(x)),
              "erf": lambda x: np.sqrt(2 / np.pi) * (x * x - 1) * np.exp(-x * x / 2)}[act]
     T, D = kern.third(A, B)
-    from phasekit.gaussian import gaussian_expectation
+    from phasekit.core.quadrature import gaussian_expectation
     C = np.empty(T.shape + (2, 2))
     C[..., 0, 0] = np.sum(A * A, 1)[:, None]
     C[..., 1, 1] = np.sum(B * B, 1)[None, :]
@@ -163,11 +166,11 @@ def test_mixture_kernels_wide_preactivations(act, var):
     exact = quad(lambda z: g(math.sqrt(var) * z) ** 2 * math.exp(-z * z / 2) / math.sqrt(2 * math.pi),
                  -40, 40, epsabs=1e-13, limit=400)[0]
     a = np.array([[math.sqrt(var), 0.0]])
-    assert tl._mixture_for(act).pairs(a, a).K[0, 0] == pytest.approx(exact, abs=3e-9)
+    assert _mixture_for(act).pairs(a, a).K[0, 0] == pytest.approx(exact, abs=3e-9)
 
 
 def test_logistic_scale_mixture_reproduces_sigmoid():
-    omega, w = tl._logistic_scale_rule(tl._MIXTURE_NODES)
+    omega, w = _logistic_scale_rule(_MIXTURE_NODES)
     x = np.linspace(-40, 40, 4001)
     err = np.max(np.abs(special.ndtr(x[:, None] / omega) @ w - special.expit(x)))
     assert err < 2e-9

@@ -118,7 +118,7 @@ def _panel_lines(ax: plt.Axes, t: np.ndarray, ds: xr.Dataset, var: str) -> None:
 
 
 def learning_rate_scan(ds: xr.Dataset, *, main: float | None = None) -> plt.Figure:
-    """Learning curves stacked over ``eta`` (see :func:`phasekit.recipes.committee.stack_trajectories`).
+    """Learning curves stacked over ``eta`` (see :func:`phasekit.study.recipes.committee.stack_trajectories`).
 
     Left: R and Q of the run at ``eta = main``; middle: its eps_g; right:
     eps_g for every eta, runs that diverged drawn up to where they stopped and

@@ -1,4 +1,4 @@
-"""Figures for fixed points and stability boundaries (datasets from :mod:`phasekit.recipes.fixed_points`)."""
+"""Figures for fixed points and stability boundaries (datasets from :mod:`phasekit.study.recipes.fixed_points`)."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def plot_plateau_escape(ds: xr.Dataset) -> plt.Figure:
 
 
 def plot_continuation(ds: xr.Dataset, n_modes: int = 4) -> plt.Figure:
-    """Leading real parts of the spectrum along a branch (from :func:`phasekit.fixed_points.continuation`).
+    """Leading real parts of the spectrum along a branch (from :func:`phasekit.committee.branches.continuation`).
 
     Vertical lines mark the located zero crossings.
     """

@@ -18,9 +18,9 @@ def plot_mode_trajectories(theory: xr.Dataset, simulation: xr.Dataset | None = N
     Parameters
     ----------
     theory : xarray.Dataset
-        From :func:`phasekit.linear_dynamics.mode_trajectories`.
+        From :func:`phasekit.deep_linear.modes.mode_trajectories`.
     simulation : xarray.Dataset, optional
-        From :func:`phasekit.linear_dynamics.simulate_deep_linear` (same modes).
+        From :func:`phasekit.deep_linear.network.simulate_deep_linear` (same modes).
     ax : matplotlib Axes, optional
     title : str, optional
 

@@ -1,4 +1,4 @@
-"""Figures for plateaus and convergence times (datasets from :mod:`phasekit.plateaus`)."""
+"""Figures for plateaus and convergence times (datasets from :mod:`phasekit.committee`)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _case(ds: xr.Dataset) -> str:
 def plot_plateau_scaling(datasets: xr.Dataset | Sequence[xr.Dataset]) -> plt.Figure:
     """Plateau length (units eta alpha) against ln(1/X), one panel per activation.
 
-    Each dataset of :func:`phasekit.plateaus.plateau_scaling` gives markers
+    Each dataset of :func:`phasekit.study.scans.plateau_scaling` gives markers
     (filled: start displaced from the plateau along the escape direction;
     open: another start kind), its least-squares line (solid; dotted for
     other starts) and, for the plateau start, the predicted slope
@@ -69,7 +69,7 @@ def plot_plateau_scaling(datasets: xr.Dataset | Sequence[xr.Dataset]) -> plt.Fig
 
 def plot_convergence_times(datasets: xr.Dataset | Sequence[xr.Dataset]) -> plt.Figure:
     """Convergence time against eta, one panel per dataset of
-    :func:`phasekit.plateaus.convergence_time_vs_eta`, with ``eta_c`` (dashed)
+    :func:`phasekit.study.scans.convergence_time_vs_eta`, with ``eta_c`` (dashed)
     and the minimiser (star)."""
     dss = _as_list(datasets)
     fig, axes = plt.subplots(1, len(dss), figsize=(5.0 * len(dss), 4.0), squeeze=False)

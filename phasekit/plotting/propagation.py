@@ -21,7 +21,7 @@ def plot_phase_diagram(ds: xr.Dataset, ax: plt.Axes | None = None, *,
     Parameters
     ----------
     ds : xarray.Dataset
-        From :func:`phasekit.propagation.phase_diagram`.
+        From :func:`phasekit.propagation.phases.phase_diagram`.
     ax : matplotlib Axes, optional
     variable : str
         Colour: ``"xi_c"`` (depth scale, log colour scale capped at ``vmax_xi``),
@@ -102,7 +102,7 @@ def plot_depth_profiles(datasets: Sequence[xr.Dataset], powers: Sequence[int] | 
     Parameters
     ----------
     datasets : sequence of xarray.Dataset
-        From :func:`phasekit.propagation.correlation_depth_profile`.
+        From :func:`phasekit.propagation.depth.correlation_depth_profile`.
     powers : sequence of int, optional
         ``p`` per dataset; default 2 for relu, 1 otherwise.
 

@@ -24,7 +24,7 @@ def plot_overlay(sim: xr.Dataset, ode: xr.Dataset, title: str = "") -> plt.Figur
     Parameters
     ----------
     sim : xarray.Dataset
-        Output of :func:`phasekit.simulation.simulate` (dimension ``run``).
+        Output of :func:`phasekit.committee.simulation.simulate` (dimension ``run``).
     ode : xarray.Dataset
         Output of :func:`phasekit.integrate` for the same model and start.
     title : str

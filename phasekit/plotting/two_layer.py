@@ -1,6 +1,6 @@
-"""Figures of the lazy versus feature-learning studies (:mod:`phasekit.two_layer`).
+"""Figures of the lazy versus feature-learning studies (:mod:`phasekit.lazy_training`).
 
-Every function takes a dataset written by :func:`phasekit.two_layer.two_layer_sweep`
+Every function takes a dataset written by :func:`phasekit.study.scans.two_layer_sweep`
 (or by the recipes, which stack such sweeps along ``regime`` or ``variant``)
 and returns a matplotlib Figure.  Seeds are summarised by their median with a
 min-max band.

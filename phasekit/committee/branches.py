@@ -1,0 +1,189 @@
+"""Continuation of a fixed point in the learning rate (tangent predictor, Newton corrector)."""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from ..core.datasets import provenance_attrs
+from .cone import _pull_inside
+from .jacobians import _as_vector
+from .landmarks import perfect_solution, symmetric_plateau
+from .linearisation import FixedPoint, linearise
+from .model import Committee, State
+from .newton import _newton
+
+__all__ = ['continuation']
+
+
+def _flow_eta_derivative(model: Committee, v: np.ndarray) -> np.ndarray:
+    """``d f / d eta`` at fixed state: ``a + 2 eta b``."""
+    first = model.replace(eta=1.0, second_order=False)
+    a = first.rhs_vector(v)
+    if not model.second_order:
+        return a
+    b = model.replace(eta=1.0).rhs_vector(v) - a
+    return a + 2.0 * model.eta * b
+
+
+def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str, eta_values: Sequence[float], *,
+                 tol: float = 1e-12, rtol: float = 1e-10, max_bisect: int = 60) -> xr.Dataset:
+    """Follow a fixed point as eta varies (tangent predictor, Newton corrector).
+
+    Parameters
+    ----------
+    model : Committee
+        Everything but eta is taken from here.
+    start : FixedPoint, State, ndarray or {"perfect", "symmetric_plateau"}
+        Starting guess at ``eta_values[0]``.
+    eta_values : sequence of float
+        Strictly monotonic learning rates along the branch.
+    tol : float
+        Newton residual tolerance.
+    rtol : float
+        Relative width to which each zero crossing is bisected.
+    max_bisect : int
+        Bisection steps per crossing at most.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``eta``, ``mode``, ``i``, ``k``, ``n``, ``crossing``.  Variables
+        ``R``, ``Q``, ``eg``, ``residual``, ``converged``, ``n_unstable``,
+        ``max_real`` (largest real part, 1/alpha), ``eigenvalue_real``,
+        ``eigenvalue_imag`` ``(eta, mode)``; per crossing ``crossing_eta``
+        (midpoint), ``crossing_low``, ``crossing_high`` (the final bisection
+        interval), ``crossing_precision`` (half its width),
+        ``crossing_n_before``/``crossing_n_after`` (unstable directions on
+        either side).  The branch stops (remaining entries nan) where Newton fails.
+    """
+    etas = np.asarray(eta_values, dtype=float)
+    if etas.ndim != 1 or len(etas) < 2 or np.any(etas <= 0) or not (np.all(np.diff(etas) > 0) or np.all(np.diff(etas) < 0)):
+        raise ValueError("eta_values: need >= 2 strictly monotonic positive learning rates")
+    if isinstance(start, str):
+        m0 = model.replace(eta=float(etas[0]))
+        if start == "perfect":
+            v = perfect_solution(m0).vector
+        elif start == "symmetric_plateau":
+            v = symmetric_plateau(m0).vector
+        else:
+            raise ValueError(f"start: unknown landmark {start!r}; use 'perfect' or 'symmetric_plateau'")
+    else:
+        v = _as_vector(model, start, "start")
+    K, M, n = model.K, model.M, model.n_state
+    points: list[FixedPoint | None] = []
+    prev_fp: FixedPoint | None = None
+    prev_eta = None
+    for eta in etas:
+        m = model.replace(eta=float(eta))
+        guess = v
+        if prev_fp is not None and prev_fp.converged:
+            # tangent predictor: J dv/deta = -df/deta
+            dfde = _flow_eta_derivative(prev_fp.model, prev_fp.vector)
+            try:
+                tangent = np.linalg.solve(prev_fp.jacobian, -dfde)
+                guess = _pull_inside(m, prev_fp.vector + (eta - prev_eta) * tangent)
+            except np.linalg.LinAlgError:
+                guess = prev_fp.vector
+        res = _newton(m, guess, tol=tol)
+        if not res.converged and prev_fp is not None:
+            res = _newton(m, prev_fp.vector, tol=tol)
+        if not res.converged:
+            points.append(None)
+            break
+        fp = linearise(m, res.v, converged=True)
+        points.append(fp)
+        v, prev_fp, prev_eta = res.v, fp, eta
+    n_done = len(points)
+
+    crossings = []
+    for j in range(n_done - 1):
+        a, b = points[j], points[j + 1]
+        if a is None or b is None or a.n_unstable == b.n_unstable:
+            continue
+        lo, hi = float(etas[j]), float(etas[j + 1])
+        fp_lo, fp_hi = a, b
+        # the eigenvalue that crosses: index min(n_lo, n_hi) in decreasing real part
+        kc = min(a.n_unstable, b.n_unstable)
+
+        def crossing_value(fp: FixedPoint) -> float:
+            return float(np.real(np.asarray(fp.eigenvalues)[kc]))
+
+        side_lo = crossing_value(a) > 0
+        for _ in range(max_bisect):
+            if abs(hi - lo) <= rtol * max(abs(lo), abs(hi)):
+                break
+            mid = 0.5 * (lo + hi)
+            mm = model.replace(eta=mid)
+            w_lo = (mid - lo) / (hi - lo)
+            res = _newton(mm, (1 - w_lo) * fp_lo.vector + w_lo * fp_hi.vector, tol=tol)
+            if not res.converged:
+                break
+            fm = linearise(mm, res.v, converged=True)
+            if (crossing_value(fm) > 0) == side_lo:
+                lo, fp_lo = mid, fm
+            else:
+                hi, fp_hi = mid, fm
+        lo_, hi_ = min(lo, hi), max(lo, hi)
+        crossings.append((0.5 * (lo_ + hi_), lo_, hi_, 0.5 * (hi_ - lo_), a.n_unstable, b.n_unstable))
+
+    nan = np.nan
+    R = np.full((len(etas), K, M), nan)
+    Qm = np.full((len(etas), K, K), nan)
+    eg = np.full(len(etas), nan)
+    resid = np.full(len(etas), nan)
+    conv = np.zeros(len(etas), dtype=int)
+    nun = np.full(len(etas), -1, dtype=int)
+    mx = np.full(len(etas), nan)
+    ev_re = np.full((len(etas), n), nan)
+    ev_im = np.full((len(etas), n), nan)
+    for j, fp in enumerate(points):
+        if fp is None:
+            continue
+        R[j], Qm[j] = fp.state.R, fp.state.Q
+        eg[j], resid[j], conv[j], nun[j] = fp.eg, fp.residual, int(fp.converged), fp.n_unstable
+        w = np.asarray(fp.eigenvalues, dtype=complex)
+        ev_re[j], ev_im[j] = w.real, w.imag
+        mx[j] = w.real.max()
+    cr = np.array(crossings, dtype=float).reshape(-1, 6)
+    one, rate = {"units": "1"}, {"units": "1/alpha"}
+    ds = xr.Dataset(
+        {
+            "R": (("eta", "i", "n"), R, {"long_name": "student-teacher overlap R_in", **one}),
+            "Q": (("eta", "i", "k"), Qm, {"long_name": "student-student overlap Q_ik", **one}),
+            "eg": ("eta", eg, {"long_name": "generalisation error eps_g", **one}),
+            "residual": ("eta", resid, {"long_name": "max |d state / d alpha|", **rate}),
+            "converged": ("eta", conv, {"long_name": "Newton converged (1) or not (0)", **one}),
+            "n_unstable": ("eta", nun, {"long_name": "number of unstable directions (-1: no point)", **one}),
+            "max_real": ("eta", mx, {"long_name": "largest real part of the spectrum", **rate}),
+            "eigenvalue_real": (("eta", "mode"), ev_re, {"long_name": "real part of Jacobian eigenvalue", **rate}),
+            "eigenvalue_imag": (("eta", "mode"), ev_im,
+                                {"long_name": "imaginary part of Jacobian eigenvalue", **rate}),
+            "crossing_eta": ("crossing", cr[:, 0], {"long_name": "learning rate of a zero crossing", **one}),
+            "crossing_low": ("crossing", cr[:, 1], {"long_name": "lower end of the crossing interval", **one}),
+            "crossing_high": ("crossing", cr[:, 2], {"long_name": "upper end of the crossing interval", **one}),
+            "crossing_precision": ("crossing", cr[:, 3],
+                                   {"long_name": "half width of the crossing interval", **one}),
+            "crossing_n_before": ("crossing", cr[:, 4].astype(int),
+                                  {"long_name": "unstable directions at the lower-eta side", **one}),
+            "crossing_n_after": ("crossing", cr[:, 5].astype(int),
+                                 {"long_name": "unstable directions at the higher-eta side", **one}),
+        },
+        coords={
+            "eta": ("eta", etas, {"long_name": "learning rate eta", **one}),
+            "mode": ("mode", np.arange(n), {"long_name": "eigenmode (0 = largest real part)", **one}),
+            "i": ("i", np.arange(1, K + 1), {"long_name": "student unit", **one}),
+            "k": ("k", np.arange(1, K + 1), {"long_name": "student unit", **one}),
+            "n": ("n", np.arange(1, M + 1), {"long_name": "teacher unit", **one}),
+            "crossing": ("crossing", np.arange(len(cr)), {"long_name": "zero crossing index", **one}),
+        },
+    )
+    params = model.parameters()
+    ds.attrs.update(provenance_attrs({"model": params, "eta_values": etas.tolist(), "tol": tol, "rtol": rtol}))
+    ds.attrs.update(model=json.dumps(params), K=K, M=M, activation=params["activation"],
+                    second_order=int(model.second_order), noise=model.noise,
+                    n_points=int(n_done), complete=int(n_done == len(etas) and points[-1] is not None))
+    return ds

@@ -1,0 +1,240 @@
+"""Integration of the order-parameter ODEs into trajectory datasets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy.integrate import OdeSolver, solve_ivp
+
+from ..core.datasets import provenance_attrs
+from .model import PSD_TOL, Committee, State, committee_from_parameters
+
+__all__ = ['integrate', 'model_from_dataset', 'state_at', 'trajectory_dataset']
+
+
+STATUS = ("ok", "converged", "diverged", "failed")
+
+
+# Default magnitude of any order parameter beyond which a run counts as diverged.
+MAX_NORM = 1e6
+
+
+# The solve_ivp methods (all have dense output, which the sampling needs).
+SOLVER_METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
+
+
+@dataclass(frozen=True)
+class _Events:
+    model: Committee
+    stop_eg: float | None
+    max_norm: float
+
+    def functions(self) -> list:
+        model = self.model
+
+        def leave_cone(alpha: float, v: np.ndarray) -> float:
+            return model.min_eigenvalue(v) + 1e3 * PSD_TOL
+
+        def blow_up(alpha: float, v: np.ndarray) -> float:
+            return self.max_norm - float(np.max(np.abs(v)))
+
+        leave_cone.terminal = True
+        leave_cone.direction = -1
+        blow_up.terminal = True
+        blow_up.direction = -1
+        events = [leave_cone, blow_up]
+        if self.stop_eg is not None:
+            stop_eg = float(self.stop_eg)
+
+            def converged(alpha: float, v: np.ndarray) -> float:
+                return float(model.eg_vector(v)) - stop_eg
+
+            converged.terminal = True
+            converged.direction = -1
+            events.append(converged)
+        return events
+
+
+def integrate(
+    model: Committee,
+    state0: State,
+    alpha_max: float,
+    *,
+    n_points: int = 501,
+    alpha_eval: np.ndarray | None = None,
+    rtol: float = 1e-9,
+    atol: float = 1e-14,
+    method: str = "DOP853",
+    stop_eg: float | None = None,
+    max_norm: float = MAX_NORM,
+) -> xr.Dataset:
+    """Integrate the order-parameter ODEs from ``state0`` to ``alpha_max``.
+
+    Parameters
+    ----------
+    model : Committee
+    state0 : State
+        Initial order parameters; ``[[Q, R], [R^T, T]]`` must be positive semidefinite.
+    alpha_max : float
+        Final time ``alpha = mu / N`` (examples per input dimension), ``> 0``.
+    n_points : int
+        Samples on an even grid ``[0, alpha_max]`` (ignored if ``alpha_eval`` is given).
+    alpha_eval : array_like, optional
+        Explicit increasing sample times in ``[0, alpha_max]``.
+    rtol, atol : float
+        Tolerances of the adaptive solver.  ``atol`` is far below the usual
+        1e-12 because symmetry-breaking components start tiny (``R ~ X``
+        down to 1e-12) and decide when the plateau ends; a looser ``atol``
+        lets the solver blur exactly the signal that matters.
+    method : str
+        Any ``scipy.integrate.solve_ivp`` method with dense output
+        (``"DOP853"``, ``"RK45"``, ``"Radau"``, ``"LSODA"``, ...).  ReLU runs
+        that converge onto the perfect solution become stiff there (the flow
+        has square-root terms in the distance to the cone boundary): an
+        explicit method then takes very many tiny steps; pass ``stop_eg`` or
+        ``method="LSODA"`` (about ten times fewer evaluations) for such runs.
+    stop_eg : float, optional
+        Stop at the first alpha where ``eps_g`` falls below this value.
+    max_norm : float
+        A run whose largest |order parameter| exceeds this is reported diverged.
+
+    Returns
+    -------
+    xarray.Dataset
+        Coordinates ``alpha`` (and ``eta_alpha = eta * alpha``), ``i``, ``k``
+        (student units), ``n`` (teacher units); variables ``R(alpha, i, n)``,
+        ``Q(alpha, i, k)``, ``eg(alpha)``.  ``attrs["status"]`` is ``"ok"``,
+        ``"converged"`` (``stop_eg`` reached), ``"diverged"`` (left the
+        positive-semidefinite cone, blew up or produced non-finite values) or
+        ``"failed"`` (solver failure); ``attrs["alpha_end"]`` is where the run
+        stopped and the samples end there (a diverged run carries no samples
+        beyond the divergence).
+    """
+    if not isinstance(model, Committee):
+        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    model.validate_state(state0, "state0")
+    alpha_max = float(alpha_max)
+    if not np.isfinite(alpha_max) or alpha_max <= 0:
+        raise ValueError(f"alpha_max: must be finite and > 0, got {alpha_max!r}")
+    if alpha_eval is None:
+        if int(n_points) < 2:
+            raise ValueError(f"n_points: need at least 2 samples, got {n_points!r}")
+        alpha_eval = np.linspace(0.0, alpha_max, int(n_points))
+    else:
+        alpha_eval = np.asarray(alpha_eval, dtype=float)
+        if alpha_eval.ndim != 1 or np.any(np.diff(alpha_eval) <= 0) or alpha_eval[0] < 0 \
+                or alpha_eval[-1] > alpha_max:
+            raise ValueError("alpha_eval: must be strictly increasing within [0, alpha_max]")
+    if not (rtol > 0 and atol > 0):
+        raise ValueError("rtol, atol: tolerances must be > 0")
+    if stop_eg is not None and not stop_eg > 0:
+        raise ValueError(f"stop_eg: threshold must be > 0, got {stop_eg!r}")
+    if not (max_norm > 0):
+        raise ValueError(f"max_norm: must be > 0, got {max_norm!r}")
+    if not (isinstance(method, str) and method in SOLVER_METHODS
+            or isinstance(method, type) and issubclass(method, OdeSolver)):
+        raise ValueError(f"method: must be one of {', '.join(SOLVER_METHODS)} (or a scipy OdeSolver class), "
+                         f"got {method!r}")
+
+    events = _Events(model, stop_eg, float(max_norm)).functions()
+    v0 = state0.to_vector()
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        sol = solve_ivp(lambda _, v: model.rhs_vector(v), (0.0, alpha_max), v0, method=method, rtol=rtol, atol=atol,
+                        dense_output=True, events=events)
+    alpha_end = float(sol.t[-1])
+    status, message = "ok", "reached alpha_max"
+    if sol.status == 1:
+        fired = [j for j, te in enumerate(sol.t_events) if len(te)]
+        j = fired[0]
+        alpha_end = float(sol.t_events[j][0])
+        if j == 0:
+            status, message = "diverged", f"left the positive-semidefinite cone at alpha = {alpha_end:.6g}"
+        elif j == 1:
+            status, message = "diverged", f"an order parameter exceeded {max_norm:g} at alpha = {alpha_end:.6g}"
+        else:
+            status, message = "converged", f"eps_g fell below {stop_eg:g} at alpha = {alpha_end:.6g}"
+    elif sol.status == -1:
+        last = sol.y[:, -1]
+        bad = not np.all(np.isfinite(model.rhs_vector(last))) or model.min_eigenvalue(last) < 0
+        status = "diverged" if bad else "failed"
+        message = f"solver stopped at alpha = {alpha_end:.6g}: {sol.message}"
+
+    a = alpha_eval[alpha_eval < alpha_end]
+    if status != "ok" or a.size == 0 or a[-1] < alpha_end:
+        a = np.append(a, alpha_end)
+    if len(sol.t) < 2:  # failed on the first step: only the initial state is known
+        a, Y = np.array([0.0]), v0[None, :]
+    else:
+        Y = sol.sol(a).T
+    settings = {"rtol": rtol, "atol": atol, "method": method, "stop_eg": stop_eg,
+                "max_norm": max_norm, "alpha_max": alpha_max}
+    ds = trajectory_dataset(model, a, Y, settings=settings)
+    ds.attrs.update(status=status, message=message, alpha_end=alpha_end, n_rhs=int(sol.nfev))
+    return ds
+
+
+def trajectory_dataset(
+    model: Committee,
+    alpha: np.ndarray,
+    Y: np.ndarray,
+    *,
+    settings: dict[str, Any] | None = None,
+    extra_dims: tuple[str, ...] = (),
+) -> xr.Dataset:
+    """Wrap state vectors ``Y`` of shape ``(*extra, len(alpha), n_state)`` in a dataset.
+
+    Shared by :func:`integrate` and the simulations (``extra_dims=("run",)``).
+    """
+    K, M = model.K, model.M
+    Y = np.asarray(Y, dtype=float)
+    lead = Y.shape[:-1]
+    R = Y[..., : K * M].reshape(lead + (K, M))
+    Q = np.empty(lead + (K, K))
+    iu = np.triu_indices(K)
+    Q[..., iu[0], iu[1]] = Y[..., K * M:]
+    Q[..., iu[1], iu[0]] = Y[..., K * M:]
+    eg = model.eg_vector(Y)
+    dims = extra_dims + ("alpha",)
+    ds = xr.Dataset(
+        {
+            "R": (dims + ("i", "n"), R, {"long_name": "student-teacher overlap R_in", "units": "1"}),
+            "Q": (dims + ("i", "k"), Q, {"long_name": "student-student overlap Q_ik", "units": "1"}),
+            "eg": (dims, eg, {"long_name": "generalisation error eps_g", "units": "1"}),
+        },
+        coords={
+            "alpha": ("alpha", np.asarray(alpha, float),
+                      {"long_name": "examples per input dimension alpha", "units": "1"}),
+            "eta_alpha": ("alpha", model.eta * np.asarray(alpha, float),
+                          {"long_name": "scaled time eta alpha", "units": "1"}),
+            "i": ("i", np.arange(1, K + 1), {"long_name": "student unit", "units": "1"}),
+            "k": ("k", np.arange(1, K + 1), {"long_name": "student unit", "units": "1"}),
+            "n": ("n", np.arange(1, M + 1), {"long_name": "teacher unit", "units": "1"}),
+        },
+    )
+    params = model.parameters()
+    attrs = provenance_attrs({"model": params, "solver": settings or {}})
+    attrs.update(
+        K=K, M=M, activation=params["activation"], teacher_activation=params["teacher_activation"],
+        eta=model.eta, second_order=int(model.second_order), noise=model.noise,
+        model=json.dumps(params),
+    )
+    for key, val in (settings or {}).items():
+        attrs[key] = "none" if val is None else val
+    ds.attrs.update(attrs)
+    return ds
+
+
+def model_from_dataset(ds: xr.Dataset) -> Committee:
+    """The :class:`Committee` a trajectory dataset was computed with."""
+    if "model" not in ds.attrs:
+        raise ValueError("ds: dataset has no 'model' attribute (not written by phasekit.integrate?)")
+    return committee_from_parameters(ds.attrs["model"])
+
+
+def state_at(ds: xr.Dataset, index: int = -1) -> State:
+    """The :class:`State` at sample ``index`` of a trajectory dataset."""
+    return State(ds["R"].isel(alpha=index).values, ds["Q"].isel(alpha=index).values)

@@ -1,0 +1,205 @@
+"""The landmark fixed points: the perfect solution and the symmetric plateau.
+
+``find_fixed_point`` polishes any guess by Newton's method in the cone and
+linearises the result; ``perfect_solution`` is ``R = Q = T`` (K = M);
+``symmetric_plateau`` solves the reduced site-symmetric equations for
+``R_in = R``, ``Q_ii = Q``, ``Q_ik = C`` and linearises in the full space.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .cone import _margin, _pull_inside
+from .jacobians import _as_vector
+from .linearisation import FixedPoint, _failed_point, _linearise_result, linearise
+from .model import Committee, State
+from .newton import _newton
+from .symmetry import _symmetric_basis
+
+__all__ = ['find_fixed_point', 'perfect_solution', 'symmetric_plateau']
+
+
+def find_fixed_point(model: Committee, guess: State | np.ndarray, *, tol: float = 1e-12,
+                     max_iter: int = 100, label: str = "", method: str = "auto") -> FixedPoint:
+    """Newton-type root finding of ``model.rhs`` that stays inside the PSD cone.
+
+    Parameters
+    ----------
+    model : Committee
+    guess : State or ndarray, shape (n_state,)
+        Starting point.  A guess outside the cone is first moved inside along
+        the segment to an interior point.
+    tol : float
+        Convergence threshold on ``max |d state / d alpha|`` (units 1/alpha).
+    max_iter : int
+        Newton iterations.
+    label : str
+        Stored in the result; ``"symmetric_plateau"`` adds the escape mode.
+    method : str
+        Jacobian method of the final linearisation (see :func:`jacobian`).
+
+    Returns
+    -------
+    FixedPoint
+        Always inside the cone (boundary included).  ``converged`` is False
+        (and ``kind == "not_converged"``) when the residual stayed above ``tol``.
+    """
+    v0 = _as_vector(model, guess, "guess")
+    if not (tol > 0):
+        raise ValueError(f"tol: must be > 0, got {tol!r}")
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter: must be >= 1, got {max_iter!r}")
+    try:
+        res = _newton(model, v0, tol=tol, max_iter=int(max_iter))
+    except np.linalg.LinAlgError as exc:
+        return _failed_point(model, v0, label, f"the Newton iteration failed: {exc}")
+    return _linearise_result(model, res, v0, label, method)
+
+
+def perfect_solution(model: Committee, *, tol: float = 1e-12, method: str = "auto") -> FixedPoint:
+    """The perfect solution ``R = Q = T`` (K = M), linearised from inside the cone.
+
+    With output noise and the ``eta^2`` term the perfect solution is no longer
+    a fixed point; the fixed point of that branch is then found by Newton
+    from ``R = Q = T``.
+
+    Returns
+    -------
+    FixedPoint
+        ``label == "perfect"``.
+    """
+    if not isinstance(model, Committee):
+        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    if model.K != model.M:
+        raise ValueError(f"model: the perfect solution needs K == M, got K={model.K}, M={model.M}")
+    v = State(model.T, model.T).to_vector()
+    f = model.rhs_vector(v)
+    res = float(np.abs(f).max())
+    if res <= tol:
+        try:
+            return linearise(model, v, converged=True, label="perfect", method=method,
+                             message="exact fixed point R = Q = T")
+        except np.linalg.LinAlgError as exc:
+            return _failed_point(model, v, "perfect", f"the linearisation failed: {exc}")
+    return find_fixed_point(model, v, tol=tol, label="perfect", method=method)
+
+
+def _check_symmetric_teacher(model: Committee) -> None:
+    T = model.T
+    M = model.M
+    if M > 1:
+        off = T[~np.eye(M, dtype=bool)]
+        if not (np.allclose(np.diag(T), T[0, 0], rtol=0, atol=1e-12) and np.allclose(off, off[0], rtol=0, atol=1e-12)):
+            raise ValueError("model: the site-symmetric ansatz needs T = a I + b (all ones), e.g. the identity")
+
+
+def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = None, *, tol: float = 1e-12,
+                      method: str = "auto", alpha_flow: float = 400.0) -> FixedPoint:
+    """The symmetric (unspecialised) plateau and its escape mode.
+
+    Solves the reduced site-symmetric equations for ``R_in = R``, ``Q_ii = Q``,
+    ``Q_ik = C`` (unknowns (R, Q, C)) -- the subspace is invariant for any K,
+    M when T is invariant under teacher permutations -- then embeds the
+    solution and linearises in the full space.
+
+    Parameters
+    ----------
+    model : Committee
+        ``K >= 2`` (one student has no symmetry to break); T must be
+        ``a I + b (ones)`` (default identity).
+    guess : State or (R, Q, C), optional
+        Starting point; default: the end of the reduced flow from a small
+        symmetric state (``R = 0.01``, ``Q = 0.5``, ``C = 0``), integrated up to
+        ``eta alpha = alpha_flow`` (first-order units).
+    tol : float
+        Residual tolerance (units 1/alpha).
+
+    Returns
+    -------
+    FixedPoint
+        ``label == "symmetric_plateau"``; ``escape_eigenvalue`` and
+        ``escape_vector`` set.  When the search fails (e.g. the reduced flow
+        diverges above the critical learning rate) ``converged`` is False,
+        ``kind == "not_converged"`` and ``message`` says why.
+
+    Raises
+    ------
+    ValueError
+        For ``K < 2`` or a teacher without permutation symmetry.
+    """
+    if not isinstance(model, Committee):
+        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    if model.K < 2:
+        raise ValueError(
+            f"model: the symmetric plateau needs K >= 2 student units, got K = {model.K}: a single student has "
+            "no permutation symmetry to break (for M = 1 the site-symmetric subspace is the whole state space "
+            "and its fixed point is the perfect solution); use find_fixed_point for K = 1")
+    _check_symmetric_teacher(model)
+    K, M = model.K, model.M
+    P = _symmetric_basis(K, M)
+    Pn = P / np.linalg.norm(P, axis=0)
+    if guess is None:
+        z0 = np.array([0.01, 0.5, 0.0])
+        v0 = P @ z0
+        v0 = _reduced_flow(model, Pn, v0, alpha_flow / model.eta)
+    elif isinstance(guess, (State, FixedPoint)):
+        v0 = _as_vector(model, guess, "guess")
+        v0 = Pn @ (Pn.T @ v0)
+    else:
+        z0 = np.asarray(guess, dtype=float)
+        if z0.shape != (P.shape[1],):
+            raise ValueError(f"guess: expected {P.shape[1]} numbers (R, Q, C), got {z0.shape}")
+        v0 = P @ z0
+    if not np.all(np.isfinite(v0)):
+        raise ValueError("guess: must be finite")
+    try:
+        res = _newton(model, v0, basis=Pn, tol=tol)
+        if not res.converged and guess is None:
+            # a slow direction inside the symmetric subspace: flow longer, then polish
+            v1 = _reduced_flow(model, Pn, res.v if np.all(np.isfinite(res.v)) else v0, 10 * alpha_flow / model.eta)
+            res = _newton(model, v1, basis=Pn, tol=tol)
+    except np.linalg.LinAlgError as exc:
+        return _failed_point(model, v0, "symmetric_plateau", f"the Newton iteration failed: {exc}")
+    return _linearise_result(model, res, v0, "symmetric_plateau", method)
+
+
+def _reduced_flow(model: Committee, Pn: np.ndarray, v0: np.ndarray, alpha: float) -> np.ndarray:
+    """Integrate the flow restricted to span(Pn) from v0 (stays inside the cone).
+
+    Stops where the state would leave the cone or the order parameters exceed
+    ``1e3`` (a flow that diverges, e.g. above the critical learning rate);
+    returns the last state inside the cone (the start if the integration fails).
+    """
+    from scipy.integrate import solve_ivp
+
+    v_start = _pull_inside(model, v0)
+    z0 = Pn.T @ v_start
+
+    def rhs(_t: float, z: np.ndarray) -> np.ndarray:
+        f = Pn.T @ model.rhs_vector(Pn @ z)
+        return f if np.all(np.isfinite(f)) else np.zeros_like(f)
+
+    # event functions stay finite (brentq locates them on the dense output)
+    def leave(_t: float, z: np.ndarray) -> float:
+        return max(float(_margin(model, Pn @ z)), -1.0) + 1e-12
+
+    def diverge(_t: float, z: np.ndarray) -> float:
+        big = float(np.abs(Pn @ z).max()) if np.all(np.isfinite(z)) else np.inf
+        return 1.0 - min(big, 1e6) / 1e3
+
+    leave.terminal = True
+    diverge.terminal = True
+    try:
+        with np.errstate(all="ignore"):
+            sol = solve_ivp(rhs, (0.0, alpha), z0, method="LSODA", rtol=1e-10, atol=1e-12,
+                            events=[leave, diverge])
+    except (ValueError, RuntimeError, np.linalg.LinAlgError):
+        return v_start
+    for k in range(sol.y.shape[1] - 1, -1, -1):
+        z = sol.y[:, k]
+        if np.all(np.isfinite(z)) and _margin(model, Pn @ z) >= 0:
+            return _pull_inside(model, Pn @ z)
+    return v_start

@@ -1,0 +1,241 @@
+"""Every fixed point: a multi-start Newton search seeded by the flow.
+
+Starts are random states inside the cone, the points of smallest speed along
+their flows (where a trajectory lingers near a saddle) and the ends of those
+flows.  Roots are deduplicated modulo permutations of the students, and
+continua of fixed points (ReLU is positively homogeneous, so collinear
+students can trade norm at no cost) are reported once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from .cone import _margin
+from .landmarks import _check_symmetric_teacher, symmetric_plateau
+from .linearisation import FixedPoint, linearise
+from .model import Committee, State
+from .newton import _newton
+from .symmetry import _symmetric_basis
+
+__all__ = ['fixed_points']
+
+
+# Duplicates: states closer than this (max-norm, relative to the state scale).
+_DEDUP_TOL = 1e-6
+
+
+def _random_states(model: Committee, n: int, rng: np.random.Generator) -> np.ndarray:
+    """States of random student vectors ``J_i = sum_n A_in B_n + w_i`` (inside the cone)."""
+    K, M = model.K, model.M
+    Lt = np.linalg.cholesky(model.T)
+    out = np.empty((n, model.n_state))
+    iu = np.triu_indices(K)
+    for j in range(n):
+        a = rng.uniform(0.1, 1.2)
+        A = rng.normal(scale=a, size=(K, M)) / math.sqrt(M)
+        Wf = rng.normal(scale=rng.uniform(0.05, 1.0), size=(K, K + 1)) / math.sqrt(K + 1)
+        B = A @ Lt  # teacher-space coordinates
+        R = B @ Lt.T
+        Q = B @ B.T + Wf @ Wf.T
+        out[j] = np.concatenate([R.ravel(), Q[iu]])
+    return out
+
+
+def _batched_flow(model: Committee, V0: np.ndarray, alpha: float, n_steps: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-step RK4 on all starts at once; returns (end states, states of smallest |rhs|).
+
+    The minimum of ``|rhs| / (1 + |v|)`` is taken over the first half of each
+    trajectory, where the plateaus (saddles) are visited.
+    """
+    dt = alpha / n_steps
+    V = V0.copy()
+    alive = np.ones(len(V), dtype=bool)
+    best = V0.copy()
+    best_val = np.full(len(V), np.inf)
+    for step in range(n_steps):
+        with np.errstate(all="ignore"):
+            k1 = model.rhs_vector(V)
+            if step < n_steps // 2:
+                val = np.abs(k1).max(axis=1) / (1 + np.abs(V).max(axis=1))
+                upd = alive & (val < best_val) & (step > 0)
+                best[upd], best_val[upd] = V[upd], val[upd]
+            k2 = model.rhs_vector(V + 0.5 * dt * k1)
+            k3 = model.rhs_vector(V + 0.5 * dt * k2)
+            k4 = model.rhs_vector(V + dt * k3)
+            Vn = V + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        ok = np.all(np.isfinite(Vn), axis=1) & (np.abs(Vn).max(axis=1) < 1e3)
+        ok &= _margin(model, np.where(ok[:, None], Vn, V)) >= 0
+        move = alive & ok
+        V[move] = Vn[move]
+        alive &= ok
+        if not alive.any():
+            break
+    return V, best
+
+
+def _permutation_distance(model: Committee, a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest max-norm distance between states a and b over permutations of the students."""
+    K, M = model.K, model.M
+    sa, sb = State.from_vector(a, K, M), State.from_vector(b, K, M)
+    best = np.inf
+    if K <= 7:
+        perms = itertools.permutations(range(K))
+    else:  # match students greedily by their overlaps with the teachers
+        order_a = np.lexsort(np.round(sa.R.T, 6)[::-1])
+        order_b = np.lexsort(np.round(sb.R.T, 6)[::-1])
+        p = np.empty(K, dtype=int)
+        p[order_a] = order_b
+        perms = [tuple(p)]
+    for p in perms:
+        p = list(p)
+        d = max(float(np.abs(sa.R - sb.R[p]).max()), float(np.abs(sa.Q - sb.Q[np.ix_(p, p)]).max()))
+        best = min(best, d)
+        if best == 0:
+            break
+    return best
+
+
+def _same_point(model: Committee, a: np.ndarray, b: np.ndarray, tol: float = _DEDUP_TOL) -> bool:
+    scale = max(1.0, float(np.abs(a).max()), float(np.abs(b).max()))
+    return _permutation_distance(model, a, b) <= tol * scale
+
+
+def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *, tol: float = 1e-12,
+                 alpha_flow: float = 200.0, include_landmarks: bool = True) -> list[FixedPoint]:
+    """Every distinct fixed point found by a multi-start Newton search.
+
+    Starts: ``n_starts`` random states inside the cone (random student
+    vectors), plus, for each, the point of smallest ``|rhs|`` along its flow
+    (where it lingers near a saddle) and the end of the flow after
+    ``eta alpha = alpha_flow``; plus the landmarks (perfect solution when
+    K = M, symmetric plateau when T allows).  Converged roots are deduplicated
+    modulo permutations of the student units (max-norm distance ``1e-6``
+    relative) and each is linearised and classified.
+
+    Parameters
+    ----------
+    model : Committee
+    n_starts : int
+        Random starting states, ``>= 1``.
+    seed : int
+        Seed of the random starts.
+    tol : float
+        Residual tolerance of Newton (units 1/alpha).
+    alpha_flow : float
+        Flow time of the seeding trajectories in units of ``eta alpha``.
+    include_landmarks : bool
+        Also try the perfect solution and the symmetric plateau.
+
+    Returns
+    -------
+    list of FixedPoint
+        Converged fixed points sorted by generalisation error; the perfect
+        solution and the symmetric plateau carry their ``label``.
+    """
+    if not isinstance(model, Committee):
+        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    if int(n_starts) < 1:
+        raise ValueError(f"n_starts: must be >= 1, got {n_starts!r}")
+    rng = np.random.default_rng(seed)
+    starts = _random_states(model, int(n_starts), rng)
+    ends, lingering = _batched_flow(model, starts, alpha_flow / model.eta, n_steps=int(4 * alpha_flow))
+    candidates: list[tuple[np.ndarray, str]] = []
+    if include_landmarks:
+        if model.K == model.M:
+            candidates.append((State(model.T, model.T).to_vector(), "perfect"))
+        try:
+            _check_symmetric_teacher(model)
+            plateau = symmetric_plateau(model, tol=tol)
+            if plateau.converged:
+                candidates.append((plateau.vector, "symmetric_plateau"))
+        except ValueError:
+            pass
+    candidates += [(v, "") for v in np.concatenate([lingering, ends, starts])]
+
+    roots: list[tuple[np.ndarray, str]] = []
+    for v0, lab in candidates:
+        if not np.all(np.isfinite(v0)):
+            continue
+        if lab == "perfect" and float(np.abs(model.rhs_vector(v0)).max()) <= tol:
+            res_v, ok = v0, True
+        else:
+            res = _newton(model, v0, tol=tol)
+            res_v, ok = res.v, res.converged
+        if not ok:
+            continue
+        if any(_same_point(model, res_v, r) for r, _ in roots):
+            continue
+        roots.append((res_v, lab))
+
+    # name the landmarks even when a random start found them first
+    perfect_v = State(model.T, model.T).to_vector() if model.K == model.M else None
+    Qb, _ = np.linalg.qr(_symmetric_basis(model.K, model.M))
+    try:
+        _check_symmetric_teacher(model)
+        symmetric_ok = model.K >= 2  # one student: no plateau (see symmetric_plateau)
+    except ValueError:
+        symmetric_ok = False
+    found: list[FixedPoint] = []
+    for v, lab in roots:
+        if not lab:
+            if perfect_v is not None and _same_point(model, v, perfect_v):
+                lab = "perfect"
+            elif symmetric_ok and np.abs(v - Qb @ (Qb.T @ v)).max() <= _DEDUP_TOL * max(1.0, float(np.abs(v).max())):
+                lab = "symmetric_plateau"
+        found.append(linearise(model, v, converged=True, label=lab, message="converged"))
+    out = _merge_families(found)
+    out.sort(key=lambda fp: (fp.eg, fp.n_unstable))
+    return out
+
+
+def _is_isolated(fp: FixedPoint) -> bool:
+    """Whether the Jacobian is clearly non-singular.
+
+    Singular values, unlike eigenvalues, are not blown up by a Jordan block
+    (a defective zero eigenvalue is perturbed by the square root of the error),
+    so the test is ``sigma_min > 1e-5 sigma_max``.
+    """
+    if not np.all(np.isfinite(fp.jacobian)):
+        return True  # no linearisation: never merged with others
+    try:
+        sv = np.linalg.svd(fp.jacobian, compute_uv=False)
+    except np.linalg.LinAlgError:
+        return True
+    return bool(sv[-1] > 1e-5 * sv[0])
+
+
+def _merge_families(points: list[FixedPoint]) -> list[FixedPoint]:
+    """Keep one representative of fixed points that are not isolated and share eps_g.
+
+    A zero eigenvalue means the root is degenerate: either a continuum of fixed
+    points (ReLU is positively homogeneous, so collinear students can trade
+    norm at no cost) or a root that Newton locates only to ~1e-6 (the erf
+    plateau outside its symmetric subspace).  Such points with equal eps_g
+    (relative 1e-9) are reported once; the representative is a labelled
+    landmark if there is one, else the member with the fewest unstable
+    directions, and ``extra["family_size"]`` counts the members found.
+    """
+    groups: list[list[FixedPoint]] = []
+    for fp in points:
+        if _is_isolated(fp):
+            groups.append([fp])
+            continue
+        for g in groups:
+            rep = g[0]
+            if not _is_isolated(rep) and abs(rep.eg - fp.eg) <= 1e-9 * max(1.0, abs(fp.eg)):
+                g.append(fp)
+                break
+        else:
+            groups.append([fp])
+    out = []
+    for g in groups:
+        rep = min(g, key=lambda f: (f.label == "", f.n_unstable))
+        rep.extra["family_size"] = len(g)
+        rep.extra["isolated"] = _is_isolated(rep)
+        out.append(rep)
+    return out

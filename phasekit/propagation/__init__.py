@@ -1,0 +1,28 @@
+"""Signal propagation through deep random networks: order, chaos and their edge.
+
+``maps`` holds the variance and correlation maps and their fixed points and
+depth scales, ``phases`` the edge of chaos and the phase diagram, ``depth``
+the approach of correlations to their fixed point with depth, ``averages``
+the Gaussian averages of an activation that all of them use.
+"""
+
+from .depth import correlation_depth_profile
+from .maps import (
+           PHASE_CHAOTIC,
+           PHASE_ORDERED,
+           PHASE_UNBOUNDED,
+           c_map,
+           c_star,
+           chi_1,
+           chi_q,
+           delta_map,
+           q_map,
+           q_star,
+           xi_c,
+           xi_q,
+)
+from .phases import critical_line, edge_of_chaos, eoc_asymptote, phase_diagram
+
+__all__ = ["correlation_depth_profile", "PHASE_CHAOTIC", "PHASE_ORDERED", "PHASE_UNBOUNDED", "c_map", "c_star",
+           "chi_1", "chi_q", "delta_map", "q_map", "q_star", "xi_c", "xi_q", "critical_line", "edge_of_chaos",
+           "eoc_asymptote", "phase_diagram"]
