@@ -18,7 +18,7 @@ studies                     ``study`` (schema, measures, runner, scans)
 systems                     ``committee``, ``propagation``, ``deep_linear``,
                             ``lazy_training``
 numerical core              ``core`` (activations, quadrature, orthant,
-                            spectrum, parallel, datasets)
+                            spectrum, parallel, datasets, results, options)
 ==========================  ===================================================
 
 The public API is re-exported here.
@@ -28,10 +28,14 @@ from . import deep_linear, lazy_training, propagation
 from ._version import __version__
 from .committee import (
     INITIAL_KINDS,
-    AsymptoticResult,
+    AsymptoticError,
+    CommitteeFixedPoint,
+    CriticalEta,
     Crossing,
     EtaStructure,
-    FixedPoint,
+    Jacobian,
+    MarginalMode,
+    OptimalEta,
     PlateauTimes,
     align_teachers,
     asymptotic_eg,
@@ -56,6 +60,8 @@ from .committee import (
 )
 from .committee.model import Committee, State
 from .core import Activation, activation, available_activations, register_activation
+from .core.options import NewtonOptions, ParallelOptions, SolverOptions
+from .core.results import STATUS, FixedPoint, Result
 from .report import write_report
 from .study import (
     MEASURES,
@@ -73,10 +79,12 @@ from .study import (
 __all__ = [
     "__version__",
     "Activation", "activation", "available_activations", "register_activation",
+    "Result", "STATUS", "FixedPoint", "SolverOptions", "NewtonOptions", "ParallelOptions",
     "Committee", "State", "integrate", "model_from_dataset", "state_at",
-    "FixedPoint", "EtaStructure", "continuation", "critical_eta", "eta_structure", "find_fixed_point",
-    "fixed_points", "jacobian", "linearise", "optimal_eta", "perfect_solution", "symmetric_plateau",
-    "INITIAL_KINDS", "AsymptoticResult", "Crossing", "PlateauTimes", "asymptotic_eg", "convergence_time",
+    "CommitteeFixedPoint", "Jacobian", "EtaStructure", "MarginalMode", "CriticalEta", "OptimalEta",
+    "continuation", "critical_eta", "eta_structure", "find_fixed_point", "fixed_points", "jacobian", "linearise",
+    "optimal_eta", "perfect_solution", "symmetric_plateau",
+    "INITIAL_KINDS", "AsymptoticError", "Crossing", "PlateauTimes", "asymptotic_eg", "convergence_time",
     "initial_state", "plateau_length", "plateau_times", "simulate", "align_teachers",
     "plateau_scaling", "convergence_time_vs_eta", "two_layer_sweep",
     "Study", "StudyError", "load_study", "parse_study", "MEASURES", "register_measure", "sweep",

@@ -94,9 +94,10 @@ def point_trajectories(study: Study, indices: Sequence[int]) -> list[xr.Dataset]
         init = study.initial
         s0 = initial_state(model, p["X"], Q0=init.get("Q0"), kind=init.get("kind", "diagonal"),
                            seed=init.get("seed"))
-        kw = {k: study.integration[k] for k in ("n_points", "rtol", "atol", "method", "stop_eg", "max_norm")
-              if study.integration.get(k) is not None}
-        traj = integrate(model, s0, study.alpha_max(p["eta"]), **kw)
+        kw = {k: study.integration[k] for k in ("n_points", "stop_eg") if study.integration.get(k) is not None}
+        solver = {k: study.integration[k] for k in ("rtol", "atol", "method", "max_norm")
+                  if study.integration.get(k) is not None}
+        traj = integrate(model, s0, study.alpha_max(p["eta"]), solver=solver, **kw)
         traj.attrs["grid_point"] = int(j)
         traj.attrs["grid_values"] = json.dumps({k: _fmt(v) for k, v in study.point(j).items()})
         out.append(traj)

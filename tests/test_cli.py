@@ -70,7 +70,7 @@ def test_run_sweep_writes_dataset_and_report(tmp_path, capsys):
     # Same numbers as integrating the points directly.
     for eta in (0.5, 2.0):
         model = pk.Committee(1, 1, "erf", eta=eta)
-        traj = pk.integrate(model, initial_state(model, 1e-3), 60.0 / eta, rtol=1e-8, atol=1e-11)
+        traj = pk.integrate(model, initial_state(model, 1e-3), 60.0 / eta, solver={"rtol": 1e-8, "atol": 1e-11})
         assert float(ds["final_eg"].sel(eta=eta)) == pytest.approx(float(traj["eg"][-1]), rel=1e-4, abs=1e-9)
     report = (out / "report.md").read_text()
     for line in report.splitlines():

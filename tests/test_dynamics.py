@@ -41,7 +41,7 @@ def test_linear_activation_matches_exact_solution(second_order):
     R0 = 0.1 * rng.normal(size=(K, M))
     Q0 = np.array([[0.5, 0.1], [0.1, 0.4]])
     s0 = pk.State(R0, Q0)
-    ds = pk.integrate(model, s0, 20.0, n_points=11, rtol=1e-11, atol=1e-13)
+    ds = pk.integrate(model, s0, 20.0, n_points=11, solver={"rtol": 1e-11, "atol": 1e-13})
     assert ds.attrs["status"] == "ok"
     for j, alpha in enumerate(ds.alpha.values):
         R, Q = linear_exact(s0, T, eta, alpha, second_order)
@@ -82,6 +82,9 @@ def test_dataset_layout_and_provenance():
         assert ds[var].attrs["long_name"] and "units" in ds[var].attrs
     params = json.loads(ds.attrs["parameters"])
     assert params["model"]["K"] == 2 and params["solver"]["rtol"] == 1e-9
+    # the solver settings are stored, so that re-integrations use the same ones
+    assert (ds.attrs["method"], ds.attrs["rtol"], ds.attrs["atol"], ds.attrs["max_norm"]) == ("DOP853", 1e-9, 1e-14,
+                                                                                            1e6)
     assert ds.attrs["phasekit_version"] == pk.__version__
     assert pk.model_from_dataset(ds).parameters() == model.parameters()
     assert np.allclose(pk.state_at(ds, 0).Q, 0.3 * np.eye(2))
@@ -173,9 +176,45 @@ def test_diverging_run_is_reported():
 def test_unknown_solver_method_is_one_line_listing_the_methods():
     model = pk.Committee(1, 1, "erf")
     with pytest.raises(ValueError) as info:
-        pk.integrate(model, pk.State([[0.0]], [[0.25]]), 1.0, method="Euler")
+        pk.integrate(model, pk.State([[0.0]], [[0.25]]), 1.0, solver={"method": "Euler"})
     msg = str(info.value)
     assert msg.startswith("method: must be one of DOP853, RK45, RK23, Radau, BDF, LSODA") and "'Euler'" in msg
     assert "\n" not in msg and "class" not in msg.split("(")[0]
-    ds = pk.integrate(model, pk.State([[0.0]], [[0.25]]), 1.0, method="LSODA", n_points=3)
-    assert ds.attrs["status"] == "ok"
+    ds = pk.integrate(model, pk.State([[0.0]], [[0.25]]), 1.0, solver={"method": "LSODA"}, n_points=3)
+    assert ds.attrs["status"] == "ok" and ds.attrs["method"] == "LSODA"
+
+
+# --- solver options ------------------------------------------------------------------------
+
+
+def test_solver_options_reach_the_solver():
+    """A coarse rtol takes fewer steps and changes the answer; an object, a mapping and None all work."""
+    model = pk.Committee(2, 2, "erf", eta=0.5)
+    s0 = pk.State(0.1 * np.eye(2), np.diag([0.3, 0.4]))
+    default = pk.integrate(model, s0, 40.0, n_points=3)
+    same = pk.integrate(model, s0, 40.0, n_points=3, solver=pk.SolverOptions())
+    coarse = pk.integrate(model, s0, 40.0, n_points=3, solver={"rtol": 1e-4, "atol": 1e-8})
+    assert np.array_equal(default.eg.values, same.eg.values) and default.attrs["n_rhs"] == same.attrs["n_rhs"]
+    assert coarse.attrs["n_rhs"] < default.attrs["n_rhs"]
+    assert coarse.eg.values[-1] != default.eg.values[-1]
+    assert coarse.eg.values[-1] == pytest.approx(default.eg.values[-1], rel=1e-3)
+    assert coarse.attrs["rtol"] == 1e-4 and coarse.attrs["atol"] == 1e-8
+    radau = pk.integrate(model, s0, 40.0, n_points=3, solver=pk.SolverOptions(method="Radau", rtol=1e-8))
+    assert radau.attrs["method"] == "Radau" and radau.eg.values[-1] == pytest.approx(default.eg.values[-1], rel=1e-6)
+    # max_norm is the divergence bound of the run
+    assert np.abs(default.Q.values).max() > 0.5  # Q grows from 0.4
+    low = pk.integrate(model, s0, 40.0, n_points=3, solver={"max_norm": 0.5})
+    assert low.attrs["status"] == "diverged" and "exceeded 0.5" in low.attrs["message"]
+
+
+def test_bad_solver_options():
+    model = pk.Committee(1, 1, "erf")
+    s = pk.State([[0.0]], [[0.25]])
+    with pytest.raises(ValueError, match="solver: unknown option"):
+        pk.integrate(model, s, 1.0, solver={"tol": 1e-9})
+    with pytest.raises(ValueError, match="rtol: must be a finite number > 0"):
+        pk.integrate(model, s, 1.0, solver={"rtol": 0})
+    with pytest.raises(ValueError, match="solver: expected SolverOptions"):
+        pk.integrate(model, s, 1.0, solver="DOP853")
+    with pytest.raises(TypeError):
+        pk.integrate(model, s, 1.0, rtol=1e-9)  # the loose keywords are gone

@@ -78,7 +78,7 @@ def imports_of(module: str, path: Path) -> set[str]:
 
 
 # Transitional exceptions (to be removed as the reshaping proceeds).
-_TRANSITIONAL = {("phasekit.deep_linear.equilibria", "phasekit.committee.linearisation")}
+_TRANSITIONAL: set[tuple[str, str]] = set()
 
 
 def _transitional(module: str, dep: str) -> bool:

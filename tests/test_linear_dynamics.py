@@ -220,12 +220,17 @@ def test_bad_input_raises_value_error():
         ld.simulate_deep_linear([1.0] * 7, n_in=8, n_out=6)
 
 
-def test_fixed_points_share_the_committee_result_type():
+def test_fixed_points_are_generic_fixed_point_results():
     import phasekit as pk
 
     fps = ld.fixed_points(2.0, depth=2)
-    assert fps and all(isinstance(fp, pk.FixedPoint) for fp in fps)
-    assert all(fp.model is None and fp.kind in {"stable", "saddle", "unstable", "marginal"} for fp in fps)
+    assert fps and all(type(fp) is pk.FixedPoint for fp in fps)
+    assert all(fp.status == "ok" and fp.success and fp.kind in {"stable", "saddle", "unstable", "marginal"}
+               for fp in fps)
+    assert fps[0].labels == ("a1", "a2") and fps[0].jacobian_scheme == "analytic"
+    assert np.array_equal(fps[0].state, fps[0].vector)
+    ds = fps[-1].to_dataset()
+    assert list(ds.component.values) == ["a1", "a2"] and int(ds.n_unstable) == fps[-1].n_unstable
     # layer coordinates: the origin is a saddle, the learned point is marginal along the
     # rescaling a1 -> c a1, a2 -> a2 / c; in the mode strength it is stable
     assert [fp.kind for fp in fps] == ["saddle", "marginal"]

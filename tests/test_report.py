@@ -108,7 +108,7 @@ def test_trajectory_points_and_integration(tmp_path):
     path = write_report(ds, tmp_path, trajectories=True)
     traj = xr.load_dataset(tmp_path / "trajectories" / f"point-{j}.nc", engine="scipy")
     model = pk.Committee(2, 2, "erf", eta=1.0)
-    ref = pk.integrate(model, initial_state(model, 1e-3), 20.0, n_points=51, rtol=1e-8, atol=1e-11)
+    ref = pk.integrate(model, initial_state(model, 1e-3), 20.0, n_points=51, solver={"rtol": 1e-8, "atol": 1e-11})
     np.testing.assert_allclose(traj["eg"].values, ref["eg"].values, rtol=1e-6)
     assert f"figures/trajectory_point{j}.png" in path.read_text()
     assert json.loads(traj.attrs["grid_values"]) == {"activation": "erf", "K": "2", "eta": "1"}

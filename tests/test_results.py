@@ -41,3 +41,41 @@ def test_result_success_and_one_line_message():
     assert Result(status="failed", message="a\n  b").message == "a b"
     with pytest.raises(ValueError, match="status"):
         Result(status="broken")
+
+
+# --- the generic fixed point ----------------------------------------------------------------
+
+
+def test_classify_counts_unstable_directions():
+    from phasekit.core.results import classify
+
+    assert classify([-1.0, -2.0], 1e-9) == (0, "stable")
+    assert classify([1e-12, -2.0], 1e-9) == (0, "marginal")
+    assert classify([1.0, -2.0], 1e-9) == (1, "saddle")
+    assert classify([1.0, 2.0 + 1j, 2.0 - 1j], 1e-9) == (3, "unstable")
+    assert classify([np.nan, -1.0], 1e-9) == (0, "unclassified")
+
+
+def test_generic_fixed_point_result_and_dataset(tmp_path):
+    from phasekit.core.results import FixedPoint
+
+    J = np.array([[-1.0, 0.5], [0.0, 2.0]])
+    w, V = np.linalg.eig(J)
+    order = np.argsort(-w.real)
+    fp = FixedPoint(vector=[0.1, 0.2], eigenvalues=w[order], eigenvectors=V[:, order], jacobian=J, residual=0.0,
+                    kind="saddle", n_unstable=1, eig_tol=1e-9, status="converged", message="converged")
+    assert fp.success and not fp.stable and fp.labels == ("x0", "x1") and np.array_equal(fp.state, [0.1, 0.2])
+    ds = fp.to_dataset()
+    for name in list(ds.data_vars) + list(ds.coords):
+        assert "long_name" in ds[name].attrs and "units" in ds[name].attrs
+    ds.to_netcdf(tmp_path / "fp.nc", engine="scipy")
+    back = xr.load_dataset(tmp_path / "fp.nc", engine="scipy")
+    assert status_names(np.atleast_1d(back["status"].values.astype(int)))[0] == "converged"
+    assert back.attrs["kind"] == "saddle" and np.allclose(back.eigenvalue_real.values, [2.0, -1.0])
+    # a failed search is unclassified, whatever kind it was given; a bad kind or label count is refused
+    failed = FixedPoint.unlinearised([0.1, 0.2], 1.0, status="failed", kind="stable", message="no root")
+    assert failed.kind == "unclassified" and not failed.stable and np.all(np.isnan(failed.eigenvalues))
+    with pytest.raises(ValueError, match="kind: must be one of"):
+        FixedPoint.unlinearised([0.1], 0.0, kind="not_converged")
+    with pytest.raises(ValueError, match="labels: need 2 component names"):
+        FixedPoint.unlinearised([0.1, 0.2], 0.0, labels=("a",))

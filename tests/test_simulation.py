@@ -10,7 +10,6 @@ from scipy import stats
 import phasekit as pk
 from phasekit.committee import simulation as sim
 from phasekit.committee.simulation import align_teachers, simulate
-from phasekit.study.recipes import run_recipe
 from phasekit.study.recipes.simulation import ode_reference
 
 RELU22 = pk.Committee(2, 2, "relu", eta=0.1)
@@ -136,7 +135,7 @@ def test_span_part_of_the_input_norm_is_the_pseudo_inverse_form():
 def _ks_compare(model, state0, N, alpha, runs, seed, **kw):
     micro = _vectors(simulate(model, state0, N, alpha, n_runs=runs, seed=seed, n_points=2))[:, -1]
     red = _vectors(simulate(model, state0, N, alpha, n_runs=runs, seed=seed + 1, n_points=2,
-                               method="reduced", **kw))[:, -1]
+                               level="reduced", **kw))[:, -1]
     out = {}
     for name, j in (("R11", 0), ("Q11", model.K * model.M)):
         a, b = micro[:, j], red[:, j]
@@ -177,7 +176,7 @@ def test_reduced_detects_a_wrong_input_norm(monkeypatch):
 
     monkeypatch.setattr(sim, "_bartlett", no_remainder)
     red = _vectors(simulate(model, START22, 30, 1.0, n_runs=2000, seed=21, n_points=2,
-                            method="reduced", block=1))[:, -1]
+                            level="reduced", block=1))[:, -1]
     j = model.K * model.M  # Q11
     assert stats.ks_2samp(micro[:, j], red[:, j]).pvalue < 0.01
 
@@ -210,9 +209,9 @@ def test_microscopic_runs_do_not_depend_on_grouping():
     np.testing.assert_array_equal(_vectors(three)[:2], _vectors(one))
 
 
-@pytest.mark.parametrize("method", ["microscopic", "reduced"])
-def test_same_seed_same_numbers(method):
-    kw = dict(n_runs=3, n_points=5, method=method)
+@pytest.mark.parametrize("level", ["microscopic", "reduced"])
+def test_same_seed_same_numbers(level):
+    kw = dict(n_runs=3, n_points=5, level=level)
     a = simulate(RELU22, START22, 60, 1.0, seed=5, **kw)
     b = simulate(RELU22, START22, 60, 1.0, seed=5, **kw)
     c = simulate(RELU22, START22, 60, 1.0, seed=6, **kw)
@@ -220,7 +219,7 @@ def test_same_seed_same_numbers(method):
     np.testing.assert_array_equal(a["Q"].values, b["Q"].values)
     assert not np.array_equal(a["R"].values, c["R"].values)
     assert a.sizes == {"run": 3, "alpha": 5, "i": 2, "n": 2, "k": 2}
-    assert a.attrs["method"] == method and a.attrs["N"] == 60 and a.attrs["status"] == "ok"
+    assert a.attrs["level"] == level and a.attrs["N"] == 60 and a.attrs["status"] == "ok"
     np.testing.assert_allclose(a["alpha"].values * 60, np.rint(a["alpha"].values * 60))
     for name in list(a.data_vars) + list(a.coords):
         assert {"long_name", "units"} <= set(a[name].attrs), name
@@ -248,9 +247,9 @@ def test_test_set_error_estimates_the_closed_form():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(N=4), "N"),
-    (dict(method="exact"), "method"),
+    (dict(level="exact"), "level"),
     (dict(n_runs=0), "n_runs"),
-    (dict(method="reduced", n_test=5), "n_test"),
+    (dict(level="reduced", n_test=5), "n_test"),
     (dict(block=0), "block"),
     (dict(alpha_max=-1.0), "alpha_max"),
     (dict(n_points=1), "n_points"),
@@ -276,17 +275,17 @@ def test_align_teachers_undoes_a_relabelling():
 
 def test_diverging_runs_are_reported():
     model = pk.Committee(1, 1, "linear", eta=6.0)  # linear perceptron diverges for eta > 2 at large N
-    ds = simulate(model, pk.State([[0.0]], [[0.5]]), 200, 20.0, n_runs=2, n_points=3, method="reduced")
+    ds = simulate(model, pk.State([[0.0]], [[0.5]]), 200, 20.0, n_runs=2, n_points=3, level="reduced")
     assert ds.attrs["status"] == "diverged" and ds.attrs["n_diverged"] == 2
 
 
 # --- the thermodynamic limit ------------------------------------------------------------
 
 
-def _mean_vs_ode(method, N, eta_alphas, runs, seed, align=False, n_workers=1):
+def _mean_vs_ode(level, N, eta_alphas, runs, seed, align=False, n_workers=1):
     """Simulated states (run, point, n_state) and the ODE's (point, n_state) at eta*alpha."""
     alphas = np.asarray(eta_alphas) / RELU22.eta
-    ds = simulate(RELU22, START22, N, float(alphas.max()), n_runs=runs, seed=seed, method=method,
+    ds = simulate(RELU22, START22, N, float(alphas.max()), n_runs=runs, seed=seed, level=level,
                   n_points=int(round(alphas.max() * RELU22.eta)) + 1, n_workers=n_workers)
     if align:
         ds = align_teachers(ds)
@@ -336,7 +335,7 @@ def spread_exponent(Ns, alpha, runs, seed):
     sd = []
     for j, N in enumerate(Ns):
         ds = simulate(RELU22, START22, int(N), alpha, n_runs=runs, seed=seed + j, n_points=2,
-                         method="reduced")
+                         level="reduced")
         v = _vectors(ds)[:, -1]
         sd.append([v[:, 0].std(ddof=1), v[:, 4].std(ddof=1)])
     sd = np.array(sd)
@@ -355,18 +354,3 @@ def test_spread_shrinks_like_inverse_sqrt_n():
     slopes = spread_exponent(np.logspace(2, 5, 7).round().astype(int), 5.0, 100, seed=50)
     print("spread exponents (R11, Q11), N = 1e2..1e5:", slopes)
     assert all(-0.6 <= s <= -0.4 for s in slopes), slopes
-
-
-# --- recipes --------------------------------------------------------------------------------
-
-
-def test_recipes_quick(tmp_path):
-    files = run_recipe("simulation_overlay", tmp_path / "overlay", quick=True, n_points=11)
-    for role in ("perceptron", "committee"):
-        sim_ds = xr.open_dataset(files[f"{role}_simulation"], engine="scipy")
-        assert sim_ds.sizes["run"] == 2 and files[f"{role}_figure"].stat().st_size > 1000
-    files = run_recipe("finite_size", tmp_path / "fs", quick=True)
-    ds = xr.open_dataset(files["finite_size"], engine="scipy")
-    # Fifty runs, N = 100 ... 1000: the spread shrinks like N^(-1/2) within its scatter.
-    exps = ds["exponent"].values
-    assert np.all(np.abs(exps + 0.5) < 0.15), exps

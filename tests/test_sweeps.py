@@ -74,10 +74,10 @@ def test_measures_match_direct_integration():
     model = pk.Committee(1, 1, "erf", eta=1.5)
     s0 = sweeps.initial_state(model, 1e-3)
     # Independent route to the crossing time: stop the solver exactly at the threshold (event location).
-    exact = pk.integrate(model, s0, 100.0, stop_eg=1e-2, rtol=1e-10, atol=1e-13)
+    exact = pk.integrate(model, s0, 100.0, stop_eg=1e-2, solver={"rtol": 1e-10, "atol": 1e-13})
     assert exact.attrs["status"] == "converged"
     assert rec["convergence_time"] == pytest.approx(exact.attrs["alpha_end"], rel=2e-3)
-    full = pk.integrate(model, s0, 100.0, rtol=1e-10, atol=1e-13)
+    full = pk.integrate(model, s0, 100.0, solver={"rtol": 1e-10, "atol": 1e-13})
     assert rec["final_eg"] == pytest.approx(float(full["eg"][-1]), rel=1e-5, abs=1e-9)
     assert rec["alpha_end"] == pytest.approx(100.0)
 

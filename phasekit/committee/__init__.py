@@ -8,51 +8,40 @@ module                  concept
 ``dynamics``            ``integrate`` the ODEs into trajectory datasets
 ``cone``                geometry of the positive-semidefinite cone
 ``symmetry``            permutation symmetry of states
-``jacobians``           Jacobians inside the cone and on its boundary
+``jacobians``           ``Jacobian``: inside the cone and on its boundary
 ``newton``              Newton's method that stays in the cone
-``linearisation``       ``FixedPoint``, ``linearise``
+``linearisation``       ``CommitteeFixedPoint``, ``linearise``
 ``landmarks``           perfect solution, symmetric plateau, ``find_fixed_point``
 ``search``              every fixed point: ``fixed_points``
-``stability``           ``eta_structure``, ``critical_eta``, ``optimal_eta``
+``pencil``              ``EtaStructure``: the Jacobian as ``eta A + eta^2 B``
+``stability``           ``critical_eta``, ``optimal_eta``
 ``branches``            ``continuation`` in the learning rate
 ``starts``              initial states
-``plateaus``            plateau lengths and convergence times
-``asymptotics``         the asymptotic error
+``plateaus``            plateau lengths and convergence times (``PlateauTimes``, ``Crossing``)
+``asymptotics``         the asymptotic error (``AsymptoticError``)
 ``simulation``          microscopic SGD and the exact finite-N chain
 ======================  ======================================================
 """
 
-from .asymptotics import AsymptoticResult, asymptotic_eg
+from .asymptotics import AsymptoticError, asymptotic_eg
 from .branches import continuation
-from .dynamics import (
-    MAX_NORM,
-    STATUS,
-    integrate,
-    model_from_dataset,
-    state_at,
-    trajectory_dataset,
-)
-from .jacobians import jacobian
+from .dynamics import integrate, model_from_dataset, state_at, trajectory_dataset
+from .jacobians import Jacobian, jacobian
 from .landmarks import find_fixed_point, perfect_solution, symmetric_plateau
-from .linearisation import FixedPoint, linearise
+from .linearisation import CommitteeFixedPoint, linearise
 from .model import Committee, State, committee_from_parameters, vector_labels
-from .plateaus import (
-    Crossing,
-    PlateauTimes,
-    convergence_time,
-    plateau_length,
-    plateau_times,
-)
+from .pencil import EtaStructure, MarginalMode, eta_structure
+from .plateaus import Crossing, PlateauTimes, convergence_time, plateau_length, plateau_times
 from .search import fixed_points
 from .simulation import align_teachers, simulate
-from .stability import EtaStructure, critical_eta, eta_structure, optimal_eta
+from .stability import CriticalEta, OptimalEta, critical_eta, optimal_eta
 from .starts import INITIAL_KINDS, initial_state
 
 __all__ = [
-    "AsymptoticResult", "asymptotic_eg", "continuation", "MAX_NORM", "STATUS", "integrate",
-    "model_from_dataset", "state_at", "trajectory_dataset", "jacobian", "find_fixed_point",
-    "perfect_solution", "symmetric_plateau", "FixedPoint", "linearise", "Committee", "State",
-    "committee_from_parameters", "vector_labels", "Crossing", "PlateauTimes", "convergence_time",
-    "plateau_length", "plateau_times", "fixed_points", "align_teachers", "simulate", "EtaStructure",
-    "critical_eta", "eta_structure", "optimal_eta", "INITIAL_KINDS", "initial_state",
+    "AsymptoticError", "asymptotic_eg", "continuation", "integrate", "model_from_dataset", "state_at",
+    "trajectory_dataset", "Jacobian", "jacobian", "find_fixed_point", "perfect_solution", "symmetric_plateau",
+    "CommitteeFixedPoint", "linearise", "Committee", "State", "committee_from_parameters", "vector_labels",
+    "EtaStructure", "MarginalMode", "eta_structure", "Crossing", "PlateauTimes", "convergence_time",
+    "plateau_length", "plateau_times", "fixed_points", "align_teachers", "simulate", "CriticalEta", "OptimalEta",
+    "critical_eta", "optimal_eta", "INITIAL_KINDS", "initial_state",
 ]

@@ -1,22 +1,35 @@
-"""Continuation of a fixed point in the learning rate (tangent predictor, Newton corrector)."""
+"""Continuation of a fixed point in the learning rate (tangent predictor, Newton corrector).
+
+Where the number of unstable directions changes between two learning rates
+of the branch, the crossing is bisected.  It is *located* when the bisection
+reached the requested relative width ``xtol``, and only *bracketed* when it
+stopped earlier (Newton failed inside the interval, or ``max_bisect`` steps
+were not enough): then only the interval is known.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 
 from ..core.datasets import provenance_attrs
+from ..core.options import NewtonOptions, coerce_options
+from ..core.results import FixedPoint, status_attrs, status_codes
 from .cone import _pull_inside
 from .jacobians import _as_vector
 from .landmarks import perfect_solution, symmetric_plateau
-from .linearisation import FixedPoint, linearise
+from .linearisation import CommitteeFixedPoint, linearise
 from .model import Committee, State
 from .newton import _newton
 
-__all__ = ['continuation']
+__all__ = ['CROSSING_LOCATIONS', 'continuation']
+
+
+# How well a crossing is known: bisected to the requested width, or only an interval.
+CROSSING_LOCATIONS = ("located", "bracketed")
 
 
 def _flow_eta_derivative(model: Committee, v: np.ndarray) -> np.ndarray:
@@ -30,57 +43,68 @@ def _flow_eta_derivative(model: Committee, v: np.ndarray) -> np.ndarray:
 
 
 def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str, eta_values: Sequence[float], *,
-                 tol: float = 1e-12, rtol: float = 1e-10, max_bisect: int = 60) -> xr.Dataset:
+                 newton: NewtonOptions | Mapping[str, Any] | None = None, xtol: float = 1e-10,
+                 max_bisect: int = 60) -> xr.Dataset:
     """Follow a fixed point as eta varies (tangent predictor, Newton corrector).
 
     Parameters
     ----------
     model : Committee
         Everything but eta is taken from here.
-    start : FixedPoint, State, ndarray or {"perfect", "symmetric_plateau"}
+    start : CommitteeFixedPoint, State, ndarray or {"perfect", "symmetric_plateau"}
         Starting guess at ``eta_values[0]``.
     eta_values : sequence of float
         Strictly monotonic learning rates along the branch.
-    tol : float
-        Newton residual tolerance.
-    rtol : float
-        Relative width to which each zero crossing is bisected.
+    newton : NewtonOptions, mapping or None
+        Newton's residual tolerance ``tol`` (units 1/alpha) and ``max_iter``.
+    xtol : float
+        Relative width (in ``(0, 1)``) to which each zero crossing is bisected.
     max_bisect : int
-        Bisection steps per crossing at most.
+        Bisection steps per crossing at most (``>= 0``).
 
     Returns
     -------
     xarray.Dataset
         Dims ``eta``, ``mode``, ``i``, ``k``, ``n``, ``crossing``.  Variables
-        ``R``, ``Q``, ``eg``, ``residual``, ``converged``, ``n_unstable``,
+        ``R``, ``Q``, ``eg``, ``residual``, ``status`` (``converged``,
+        ``failed`` where Newton failed, ``missing`` beyond; codes of
+        :data:`phasekit.core.results.STATUS` with CF flags), ``n_unstable``,
         ``max_real`` (largest real part, 1/alpha), ``eigenvalue_real``,
         ``eigenvalue_imag`` ``(eta, mode)``; per crossing ``crossing_eta``
         (midpoint), ``crossing_low``, ``crossing_high`` (the final bisection
         interval), ``crossing_precision`` (half its width),
+        ``crossing_location`` (0 ``located``: bisected to ``xtol``; 1
+        ``bracketed``: only the interval is known; CF flags),
         ``crossing_n_before``/``crossing_n_after`` (unstable directions on
         either side).  The branch stops (remaining entries nan) where Newton fails.
     """
     etas = np.asarray(eta_values, dtype=float)
     if etas.ndim != 1 or len(etas) < 2 or np.any(etas <= 0) or not (np.all(np.diff(etas) > 0) or np.all(np.diff(etas) < 0)):
         raise ValueError("eta_values: need >= 2 strictly monotonic positive learning rates")
+    opts = coerce_options(newton, NewtonOptions, "newton")
+    tol = opts.tol
+    if isinstance(xtol, bool) or not (isinstance(xtol, (int, float, np.floating)) and 0 < xtol < 1):
+        raise ValueError(f"xtol: relative width must be in (0, 1), got {xtol!r}")
+    if isinstance(max_bisect, bool) or not isinstance(max_bisect, (int, np.integer)) or max_bisect < 0:
+        raise ValueError(f"max_bisect: must be an integer >= 0, got {max_bisect!r}")
     if isinstance(start, str):
         m0 = model.replace(eta=float(etas[0]))
         if start == "perfect":
-            v = perfect_solution(m0).vector
+            v = perfect_solution(m0, newton=opts).vector
         elif start == "symmetric_plateau":
-            v = symmetric_plateau(m0).vector
+            v = symmetric_plateau(m0, newton=opts).vector
         else:
             raise ValueError(f"start: unknown landmark {start!r}; use 'perfect' or 'symmetric_plateau'")
     else:
         v = _as_vector(model, start, "start")
     K, M, n = model.K, model.M, model.n_state
-    points: list[FixedPoint | None] = []
-    prev_fp: FixedPoint | None = None
+    points: list[CommitteeFixedPoint | None] = []
+    prev_fp: CommitteeFixedPoint | None = None
     prev_eta = None
     for eta in etas:
         m = model.replace(eta=float(eta))
         guess = v
-        if prev_fp is not None and prev_fp.converged:
+        if prev_fp is not None and prev_fp.success:
             # tangent predictor: J dv/deta = -df/deta
             dfde = _flow_eta_derivative(prev_fp.model, prev_fp.vector)
             try:
@@ -88,13 +112,13 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
                 guess = _pull_inside(m, prev_fp.vector + (eta - prev_eta) * tangent)
             except np.linalg.LinAlgError:
                 guess = prev_fp.vector
-        res = _newton(m, guess, tol=tol)
+        res = _newton(m, guess, tol=tol, max_iter=opts.max_iter)
         if not res.converged and prev_fp is not None:
-            res = _newton(m, prev_fp.vector, tol=tol)
+            res = _newton(m, prev_fp.vector, tol=tol, max_iter=opts.max_iter)
         if not res.converged:
             points.append(None)
             break
-        fp = linearise(m, res.v, converged=True)
+        fp = linearise(m, res.v, status="converged", iterations=res.iterations)
         points.append(fp)
         v, prev_fp, prev_eta = res.v, fp, eta
     n_done = len(points)
@@ -109,46 +133,51 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
         # the eigenvalue that crosses: index min(n_lo, n_hi) in decreasing real part
         kc = min(a.n_unstable, b.n_unstable)
 
-        def crossing_value(fp: FixedPoint) -> float:
+        def crossing_value(fp: CommitteeFixedPoint) -> float:
             return float(np.real(np.asarray(fp.eigenvalues)[kc]))
+
+        def narrow(lo: float, hi: float) -> bool:
+            return abs(hi - lo) <= xtol * max(abs(lo), abs(hi))
 
         side_lo = crossing_value(a) > 0
         for _ in range(max_bisect):
-            if abs(hi - lo) <= rtol * max(abs(lo), abs(hi)):
+            if narrow(lo, hi):
                 break
             mid = 0.5 * (lo + hi)
             mm = model.replace(eta=mid)
             w_lo = (mid - lo) / (hi - lo)
-            res = _newton(mm, (1 - w_lo) * fp_lo.vector + w_lo * fp_hi.vector, tol=tol)
+            res = _newton(mm, (1 - w_lo) * fp_lo.vector + w_lo * fp_hi.vector, tol=tol, max_iter=opts.max_iter)
             if not res.converged:
                 break
-            fm = linearise(mm, res.v, converged=True)
+            fm = linearise(mm, res.v, status="converged", iterations=res.iterations)
             if (crossing_value(fm) > 0) == side_lo:
                 lo, fp_lo = mid, fm
             else:
                 hi, fp_hi = mid, fm
         lo_, hi_ = min(lo, hi), max(lo, hi)
-        crossings.append((0.5 * (lo_ + hi_), lo_, hi_, 0.5 * (hi_ - lo_), a.n_unstable, b.n_unstable))
+        location = CROSSING_LOCATIONS.index("located" if narrow(lo_, hi_) else "bracketed")
+        crossings.append((0.5 * (lo_ + hi_), lo_, hi_, 0.5 * (hi_ - lo_), a.n_unstable, b.n_unstable, location))
 
     nan = np.nan
     R = np.full((len(etas), K, M), nan)
     Qm = np.full((len(etas), K, K), nan)
     eg = np.full(len(etas), nan)
     resid = np.full(len(etas), nan)
-    conv = np.zeros(len(etas), dtype=int)
+    status = np.array(["missing"] * len(etas), dtype=object)
     nun = np.full(len(etas), -1, dtype=int)
     mx = np.full(len(etas), nan)
     ev_re = np.full((len(etas), n), nan)
     ev_im = np.full((len(etas), n), nan)
     for j, fp in enumerate(points):
         if fp is None:
+            status[j] = "failed"
             continue
         R[j], Qm[j] = fp.state.R, fp.state.Q
-        eg[j], resid[j], conv[j], nun[j] = fp.eg, fp.residual, int(fp.converged), fp.n_unstable
+        eg[j], resid[j], status[j], nun[j] = fp.eg, fp.residual, fp.status, fp.n_unstable
         w = np.asarray(fp.eigenvalues, dtype=complex)
         ev_re[j], ev_im[j] = w.real, w.imag
         mx[j] = w.real.max()
-    cr = np.array(crossings, dtype=float).reshape(-1, 6)
+    cr = np.array(crossings, dtype=float).reshape(-1, 7)
     one, rate = {"units": "1"}, {"units": "1/alpha"}
     ds = xr.Dataset(
         {
@@ -156,7 +185,7 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
             "Q": (("eta", "i", "k"), Qm, {"long_name": "student-student overlap Q_ik", **one}),
             "eg": ("eta", eg, {"long_name": "generalisation error eps_g", **one}),
             "residual": ("eta", resid, {"long_name": "max |d state / d alpha|", **rate}),
-            "converged": ("eta", conv, {"long_name": "Newton converged (1) or not (0)", **one}),
+            "status": ("eta", status_codes(status), status_attrs("fixed-point status along the branch")),
             "n_unstable": ("eta", nun, {"long_name": "number of unstable directions (-1: no point)", **one}),
             "max_real": ("eta", mx, {"long_name": "largest real part of the spectrum", **rate}),
             "eigenvalue_real": (("eta", "mode"), ev_re, {"long_name": "real part of Jacobian eigenvalue", **rate}),
@@ -167,6 +196,10 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
             "crossing_high": ("crossing", cr[:, 2], {"long_name": "upper end of the crossing interval", **one}),
             "crossing_precision": ("crossing", cr[:, 3],
                                    {"long_name": "half width of the crossing interval", **one}),
+            "crossing_location": ("crossing", cr[:, 6].astype(np.int8),
+                                  {"long_name": "crossing located (bisected to xtol) or only bracketed", **one,
+                                   "flag_values": np.arange(len(CROSSING_LOCATIONS), dtype=np.int8),
+                                   "flag_meanings": " ".join(CROSSING_LOCATIONS)}),
             "crossing_n_before": ("crossing", cr[:, 4].astype(int),
                                   {"long_name": "unstable directions at the lower-eta side", **one}),
             "crossing_n_after": ("crossing", cr[:, 5].astype(int),
@@ -182,7 +215,8 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
         },
     )
     params = model.parameters()
-    ds.attrs.update(provenance_attrs({"model": params, "eta_values": etas.tolist(), "tol": tol, "rtol": rtol}))
+    ds.attrs.update(provenance_attrs({"model": params, "eta_values": etas.tolist(), "newton": opts.to_dict(),
+                                      "xtol": float(xtol), "max_bisect": int(max_bisect)}))
     ds.attrs.update(model=json.dumps(params), K=K, M=M, activation=params["activation"],
                     second_order=int(model.second_order), noise=model.noise,
                     n_points=int(n_done), complete=int(n_done == len(etas) and points[-1] is not None))

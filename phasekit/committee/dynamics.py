@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
-from scipy.integrate import OdeSolver, solve_ivp
+from scipy.integrate import solve_ivp
 
 from ..core.datasets import provenance_attrs
+from ..core.options import SolverOptions, coerce_options
 from .model import PSD_TOL, Committee, State, committee_from_parameters
 
 __all__ = ['integrate', 'model_from_dataset', 'state_at', 'trajectory_dataset']
-
-
-STATUS = ("ok", "converged", "diverged", "failed")
-
-
-# Default magnitude of any order parameter beyond which a run counts as diverged.
-MAX_NORM = 1e6
-
-
-# The solve_ivp methods (all have dense output, which the sampling needs).
-SOLVER_METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
 
 
 @dataclass(frozen=True)
@@ -66,11 +56,8 @@ def integrate(
     *,
     n_points: int = 501,
     alpha_eval: np.ndarray | None = None,
-    rtol: float = 1e-9,
-    atol: float = 1e-14,
-    method: str = "DOP853",
+    solver: SolverOptions | Mapping[str, Any] | None = None,
     stop_eg: float | None = None,
-    max_norm: float = MAX_NORM,
 ) -> xr.Dataset:
     """Integrate the order-parameter ODEs from ``state0`` to ``alpha_max``.
 
@@ -85,22 +72,21 @@ def integrate(
         Samples on an even grid ``[0, alpha_max]`` (ignored if ``alpha_eval`` is given).
     alpha_eval : array_like, optional
         Explicit increasing sample times in ``[0, alpha_max]``.
-    rtol, atol : float
-        Tolerances of the adaptive solver.  ``atol`` is far below the usual
-        1e-12 because symmetry-breaking components start tiny (``R ~ X``
-        down to 1e-12) and decide when the plateau ends; a looser ``atol``
-        lets the solver blur exactly the signal that matters.
-    method : str
-        Any ``scipy.integrate.solve_ivp`` method with dense output
-        (``"DOP853"``, ``"RK45"``, ``"Radau"``, ``"LSODA"``, ...).  ReLU runs
-        that converge onto the perfect solution become stiff there (the flow
-        has square-root terms in the distance to the cone boundary): an
+    solver : SolverOptions, mapping or None
+        ODE solver settings (:class:`phasekit.core.options.SolverOptions`, a
+        mapping of its fields, or ``None`` for the defaults: DOP853,
+        ``rtol = 1e-9``, ``atol = 1e-14``, ``max_norm = 1e6``).  ``atol`` is far
+        below the usual 1e-12 because symmetry-breaking components start tiny
+        (``R ~ X`` down to 1e-12) and decide when the plateau ends; a looser
+        ``atol`` lets the solver blur exactly the signal that matters.  ReLU
+        runs that converge onto the perfect solution become stiff there (the
+        flow has square-root terms in the distance to the cone boundary): an
         explicit method then takes very many tiny steps; pass ``stop_eg`` or
-        ``method="LSODA"`` (about ten times fewer evaluations) for such runs.
+        ``solver={"method": "LSODA"}`` (about ten times fewer evaluations) for
+        such runs.  A run whose largest |order parameter| exceeds
+        ``max_norm`` is reported diverged.
     stop_eg : float, optional
         Stop at the first alpha where ``eps_g`` falls below this value.
-    max_norm : float
-        A run whose largest |order parameter| exceeds this is reported diverged.
 
     Returns
     -------
@@ -112,7 +98,11 @@ def integrate(
         positive-semidefinite cone, blew up or produced non-finite values) or
         ``"failed"`` (solver failure); ``attrs["alpha_end"]`` is where the run
         stopped and the samples end there (a diverged run carries no samples
-        beyond the divergence).
+        beyond the divergence); ``attrs["message"]`` says why in one line and
+        ``attrs["n_rhs"]`` counts right-hand-side evaluations.  The solver
+        settings are stored (``rtol``, ``atol``, ``method``, ``max_norm``
+        attributes) so that re-integrations (:mod:`phasekit.committee.plateaus`)
+        use the same ones.
     """
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
@@ -129,22 +119,16 @@ def integrate(
         if alpha_eval.ndim != 1 or np.any(np.diff(alpha_eval) <= 0) or alpha_eval[0] < 0 \
                 or alpha_eval[-1] > alpha_max:
             raise ValueError("alpha_eval: must be strictly increasing within [0, alpha_max]")
-    if not (rtol > 0 and atol > 0):
-        raise ValueError("rtol, atol: tolerances must be > 0")
+    opts = coerce_options(solver, SolverOptions, "solver")
     if stop_eg is not None and not stop_eg > 0:
         raise ValueError(f"stop_eg: threshold must be > 0, got {stop_eg!r}")
-    if not (max_norm > 0):
-        raise ValueError(f"max_norm: must be > 0, got {max_norm!r}")
-    if not (isinstance(method, str) and method in SOLVER_METHODS
-            or isinstance(method, type) and issubclass(method, OdeSolver)):
-        raise ValueError(f"method: must be one of {', '.join(SOLVER_METHODS)} (or a scipy OdeSolver class), "
-                         f"got {method!r}")
+    max_norm = opts.max_norm
 
-    events = _Events(model, stop_eg, float(max_norm)).functions()
+    events = _Events(model, stop_eg, max_norm).functions()
     v0 = state0.to_vector()
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        sol = solve_ivp(lambda _, v: model.rhs_vector(v), (0.0, alpha_max), v0, method=method, rtol=rtol, atol=atol,
-                        dense_output=True, events=events)
+        sol = solve_ivp(lambda _, v: model.rhs_vector(v), (0.0, alpha_max), v0, method=opts.method,
+                        rtol=opts.rtol, atol=opts.atol, dense_output=True, events=events)
     alpha_end = float(sol.t[-1])
     status, message = "ok", "reached alpha_max"
     if sol.status == 1:
@@ -170,7 +154,7 @@ def integrate(
         a, Y = np.array([0.0]), v0[None, :]
     else:
         Y = sol.sol(a).T
-    settings = {"rtol": rtol, "atol": atol, "method": method, "stop_eg": stop_eg,
+    settings = {"rtol": opts.rtol, "atol": opts.atol, "method": opts.method, "stop_eg": stop_eg,
                 "max_norm": max_norm, "alpha_max": alpha_max}
     ds = trajectory_dataset(model, a, Y, settings=settings)
     ds.attrs.update(status=status, message=message, alpha_end=alpha_end, n_rhs=int(sol.nfev))
@@ -226,6 +210,19 @@ def trajectory_dataset(
         attrs[key] = "none" if val is None else val
     ds.attrs.update(attrs)
     return ds
+
+
+def _trajectory_solver(ds: xr.Dataset) -> SolverOptions:
+    """The solver settings a trajectory dataset stores (defaults for those it lacks)."""
+    stored = {}
+    for key in ("method", "rtol", "atol", "max_norm"):
+        val = ds.attrs.get(key)
+        if val is not None and not (isinstance(val, str) and val == "none"):
+            stored[key] = str(val) if key == "method" else float(val)
+    try:
+        return SolverOptions(**stored)
+    except ValueError as exc:
+        raise ValueError(f"traj: stored solver settings are invalid ({exc})") from None
 
 
 def model_from_dataset(ds: xr.Dataset) -> Committee:

@@ -28,15 +28,17 @@ orbit of coordinates is computed.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
+from ..core.results import FixedPoint, Result
 from .cone import _inward_direction, _margin, _scale
 from .model import PSD_TOL, Committee, State
 from .symmetry import _state_symmetry, _Symmetry
 
-__all__ = ['jacobian']
+__all__ = ['Jacobian', 'jacobian']
 
 
 # Relative step of central differences: cube root of machine epsilon balances
@@ -200,16 +202,64 @@ def _cone_jacobian(model: Committee, fun: Callable[[np.ndarray], np.ndarray], v:
     return f0, J, E, F.shape[0]
 
 
-def jacobian(model: Committee, state: State | np.ndarray, *, method: str = "auto",
-             full_output: bool = False) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Jacobian(Result):
+    """A Jacobian of the committee flow with how it was obtained; ``np.asarray(jac)`` is the matrix.
+
+    Attributes
+    ----------
+    matrix : ndarray, shape (m, n_state)
+        ``J[a, b] = d f_a / d v_b`` (units 1/alpha for the flow itself).
+    error : float
+        Estimated max error of an entry; ``nan`` when not estimated (central differences,
+        accurate to about ``1e-10`` relative).
+    scheme : str
+        ``"central"`` or ``"cone"`` (the scheme used, after ``"auto"`` chose).
+    n_rhs : int
+        States at which the flow was evaluated.
+    margin : float
+        Relative distance of the state to the boundary of the positive-semidefinite cone.
+    rhs : ndarray, shape (m,)
+        The flow at the state.
+    step : float
+        Difference step of the central scheme (``nan`` for the cone scheme).
+    symmetry : str
+        Permutation symmetry used by the cone scheme (``"none"``, ``"separate"``,
+        ``"simultaneous"``; ``""`` for the central scheme).
+    status : str
+        ``"ok"``, or ``"failed"`` when an entry is not finite.
+    """
+
+    matrix: np.ndarray
+    error: float = float("nan")
+    scheme: str = ""
+    n_rhs: int = 0
+    margin: float = float("nan")
+    rhs: np.ndarray
+    step: float = float("nan")
+    symmetry: str = ""
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        out = np.asarray(self.matrix, dtype=dtype)
+        return out.copy() if copy else out
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.matrix.shape
+
+
+SCHEMES = ("auto", "central", "cone")
+
+
+def jacobian(model: Committee, state: State | np.ndarray, *, scheme: str = "auto") -> Jacobian:
     """Jacobian ``d (d state / d alpha) / d state`` of the flow at the model's eta.
 
     Parameters
     ----------
     model : Committee
-    state : State or ndarray, shape (n_state,)
+    state : State, CommitteeFixedPoint or ndarray, shape (n_state,)
         A point inside the positive-semidefinite cone (or on its boundary).
-    method : {"auto", "central", "cone"}
+    scheme : {"auto", "central", "cone"}
         ``"central"``: central differences, one batched call on ``2 n + 1``
         states (step ``6e-6`` times the state scale, reduced near the
         boundary so that the stencil stays inside), accurate to about
@@ -218,55 +268,54 @@ def jacobian(model: Committee, state: State | np.ndarray, *, method: str = "auto
         be analytic; it uses ``64 (c + 1)`` states, ``c`` being ``n`` or the
         number of symmetry orbits of coordinates.  ``"auto"``: ``"central"``
         when the stencil fits inside the cone, else ``"cone"``.
-    full_output : bool
-        Also return a dict with ``method``, ``error`` (estimated max error of
-        an entry; ``nan`` when not estimated), ``n_rhs`` (states evaluated),
-        ``rhs`` (the flow at ``state``) and ``margin`` (relative distance to
-        the cone boundary).
 
     Returns
     -------
-    ndarray, shape (n_state, n_state)
-        ``J[a, b] = d f_a / d v_b`` in the state order of :func:`phasekit.committee.model.vector_labels`; units 1/alpha.
+    Jacobian
+        ``matrix[a, b] = d f_a / d v_b`` in the state order of
+        :func:`phasekit.committee.model.vector_labels` (units 1/alpha), with
+        its error estimate, the scheme used, the cost and the flow at ``state``.
     """
     v = _as_vector(model, state, "state")
-    return _jacobian_of(model, model.rhs_vector, v, method=method, full_output=full_output)
+    return _jacobian_of(model, model.rhs_vector, v, scheme=scheme)
 
 
 def _jacobian_of(model: Committee, fun: Callable[[np.ndarray], np.ndarray], v: np.ndarray, *,
-                 method: str = "auto", full_output: bool = False, symmetry: Any = "detect"):
-    if method not in ("auto", "central", "cone"):
-        raise ValueError(f"method: must be 'auto', 'central' or 'cone', got {method!r}")
+                 scheme: str = "auto", symmetry: Any = "detect") -> Jacobian:
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme: must be 'auto', 'central' or 'cone', got {scheme!r}")
     margin = float(_margin(model, v))
     if margin < -PSD_TOL:
         raise ValueError(f"state: outside the positive-semidefinite cone (relative margin {margin:.3g})")
     scale = float(_scale(model, v))
-    use = method
-    if method == "auto":
+    use = scheme
+    if scheme == "auto":
         use = "central" if margin > _BOUNDARY_MARGIN else "cone"
+    extra: dict[str, Any]
     if use == "central":
         # keep the stencil inside: a unit coordinate step moves eigenvalues by at most |h|
         h = _CENTRAL_STEP * scale
         if margin * scale < 4 * h:
             h = max(margin * scale / 4, 1e-12 * scale)
         f0, J = _central_jacobian(fun, v, h)
-        info = {"method": "central", "error": float("nan"), "n_rhs": 2 * v.size + 1, "step": h}
+        extra = {"error": float("nan"), "n_rhs": 2 * v.size + 1, "step": h}
     else:
         if symmetry == "detect":
             symmetry = _state_symmetry(model, v)
         f0, J, E, n_rhs = _cone_jacobian(model, fun, v, symmetry)
-        info = {"method": "cone", "error": float(np.nanmax(E)), "n_rhs": n_rhs,
-                "symmetry": "none" if symmetry is None else symmetry.kind}
-    info.update(rhs=f0, margin=margin)
-    return (J, info) if full_output else J
+        extra = {"error": float(np.nanmax(E)), "n_rhs": n_rhs,
+                 "symmetry": "none" if symmetry is None else symmetry.kind}
+    ok = bool(np.all(np.isfinite(J)))
+    return Jacobian(matrix=J, scheme=use, margin=margin, rhs=f0, status="ok" if ok else "failed",
+                    message=f"{use} scheme" if ok else f"{use} scheme: the Jacobian has non-finite entries",
+                    **extra)
 
 
 def _as_vector(model: Committee, state: State | np.ndarray, name: str) -> np.ndarray:
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
-    # a fixed-point result stands for its state (duck-typed: the result types sit above this module)
-    if not isinstance(state, (State, np.ndarray)) and isinstance(getattr(state, "state", None), State):
-        state = state.state
+    if isinstance(state, FixedPoint):  # a fixed-point result stands for its state
+        state = state.vector
     if isinstance(state, State):
         if state.R.shape != (model.K, model.M):
             raise ValueError(f"{name}: R has shape {state.R.shape}, model needs ({model.K}, {model.M})")

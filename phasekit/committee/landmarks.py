@@ -8,13 +8,15 @@ linearises the result; ``perfect_solution`` is ``R = Q = T`` (K = M);
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..core.options import NewtonOptions, coerce_options
+from ..core.results import FixedPoint
 from .cone import _margin, _pull_inside
 from .jacobians import _as_vector
-from .linearisation import FixedPoint, _failed_point, _linearise_result, linearise
+from .linearisation import CommitteeFixedPoint, _failed_point, _linearise_result, linearise
 from .model import Committee, State
 from .newton import _newton
 from .symmetry import _symmetric_basis
@@ -22,8 +24,9 @@ from .symmetry import _symmetric_basis
 __all__ = ['find_fixed_point', 'perfect_solution', 'symmetric_plateau']
 
 
-def find_fixed_point(model: Committee, guess: State | np.ndarray, *, tol: float = 1e-12,
-                     max_iter: int = 100, label: str = "", method: str = "auto") -> FixedPoint:
+def find_fixed_point(model: Committee, guess: State | np.ndarray, *,
+                     newton: NewtonOptions | Mapping[str, Any] | None = None, label: str = "",
+                     scheme: str = "auto") -> CommitteeFixedPoint:
     """Newton-type root finding of ``model.rhs`` that stays inside the PSD cone.
 
     Parameters
@@ -32,59 +35,61 @@ def find_fixed_point(model: Committee, guess: State | np.ndarray, *, tol: float 
     guess : State or ndarray, shape (n_state,)
         Starting point.  A guess outside the cone is first moved inside along
         the segment to an interior point.
-    tol : float
-        Convergence threshold on ``max |d state / d alpha|`` (units 1/alpha).
-    max_iter : int
-        Newton iterations.
+    newton : NewtonOptions, mapping or None
+        Newton's tolerance ``tol`` on ``max |d state / d alpha|`` (units
+        1/alpha) and ``max_iter`` (default :class:`~phasekit.core.options.NewtonOptions`).
     label : str
         Stored in the result; ``"symmetric_plateau"`` adds the escape mode.
-    method : str
-        Jacobian method of the final linearisation (see :func:`jacobian`).
+    scheme : {"auto", "central", "cone"}
+        Jacobian scheme of the final linearisation (see
+        :func:`phasekit.committee.jacobians.jacobian`).
 
     Returns
     -------
-    FixedPoint
-        Always inside the cone (boundary included).  ``converged`` is False
-        (and ``kind == "not_converged"``) when the residual stayed above ``tol``.
+    CommitteeFixedPoint
+        Always inside the cone (boundary included).  ``status`` is
+        ``"converged"``, or ``"failed"`` (``kind == "unclassified"``) when the
+        residual stayed above ``tol``.
     """
     v0 = _as_vector(model, guess, "guess")
-    if not (tol > 0):
-        raise ValueError(f"tol: must be > 0, got {tol!r}")
-    if int(max_iter) < 1:
-        raise ValueError(f"max_iter: must be >= 1, got {max_iter!r}")
+    opts = coerce_options(newton, NewtonOptions, "newton")
     try:
-        res = _newton(model, v0, tol=tol, max_iter=int(max_iter))
+        res = _newton(model, v0, tol=opts.tol, max_iter=opts.max_iter)
     except np.linalg.LinAlgError as exc:
         return _failed_point(model, v0, label, f"the Newton iteration failed: {exc}")
-    return _linearise_result(model, res, v0, label, method)
+    return _linearise_result(model, res, v0, label, scheme)
 
 
-def perfect_solution(model: Committee, *, tol: float = 1e-12, method: str = "auto") -> FixedPoint:
+def perfect_solution(model: Committee, *, newton: NewtonOptions | Mapping[str, Any] | None = None,
+                     scheme: str = "auto") -> CommitteeFixedPoint:
     """The perfect solution ``R = Q = T`` (K = M), linearised from inside the cone.
 
     With output noise and the ``eta^2`` term the perfect solution is no longer
     a fixed point; the fixed point of that branch is then found by Newton
-    from ``R = Q = T``.
+    from ``R = Q = T`` (``newton`` as for :func:`find_fixed_point`; its
+    ``tol`` also decides whether ``R = Q = T`` is already a fixed point).
 
     Returns
     -------
-    FixedPoint
-        ``label == "perfect"``.
+    CommitteeFixedPoint
+        ``label == "perfect"``; status ``"ok"`` for the exact fixed point
+        ``R = Q = T``, else that of the Newton search.
     """
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
     if model.K != model.M:
         raise ValueError(f"model: the perfect solution needs K == M, got K={model.K}, M={model.M}")
+    opts = coerce_options(newton, NewtonOptions, "newton")
     v = State(model.T, model.T).to_vector()
     f = model.rhs_vector(v)
     res = float(np.abs(f).max())
-    if res <= tol:
+    if res <= opts.tol:
         try:
-            return linearise(model, v, converged=True, label="perfect", method=method,
+            return linearise(model, v, status="ok", label="perfect", scheme=scheme,
                              message="exact fixed point R = Q = T")
         except np.linalg.LinAlgError as exc:
             return _failed_point(model, v, "perfect", f"the linearisation failed: {exc}")
-    return find_fixed_point(model, v, tol=tol, label="perfect", method=method)
+    return find_fixed_point(model, v, newton=opts, label="perfect", scheme=scheme)
 
 
 def _check_symmetric_teacher(model: Committee) -> None:
@@ -96,8 +101,9 @@ def _check_symmetric_teacher(model: Committee) -> None:
             raise ValueError("model: the site-symmetric ansatz needs T = a I + b (all ones), e.g. the identity")
 
 
-def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = None, *, tol: float = 1e-12,
-                      method: str = "auto", alpha_flow: float = 400.0) -> FixedPoint:
+def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = None, *,
+                      newton: NewtonOptions | Mapping[str, Any] | None = None, scheme: str = "auto",
+                      alpha_flow: float = 400.0) -> CommitteeFixedPoint:
     """The symmetric (unspecialised) plateau and its escape mode.
 
     Solves the reduced site-symmetric equations for ``R_in = R``, ``Q_ii = Q``,
@@ -114,16 +120,18 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
         Starting point; default: the end of the reduced flow from a small
         symmetric state (``R = 0.01``, ``Q = 0.5``, ``C = 0``), integrated up to
         ``eta alpha = alpha_flow`` (first-order units).
-    tol : float
-        Residual tolerance (units 1/alpha).
+    newton : NewtonOptions, mapping or None
+        Newton's residual tolerance ``tol`` (units 1/alpha) and ``max_iter``.
+    scheme : {"auto", "central", "cone"}
+        Jacobian scheme of the linearisation.
 
     Returns
     -------
-    FixedPoint
+    CommitteeFixedPoint
         ``label == "symmetric_plateau"``; ``escape_eigenvalue`` and
         ``escape_vector`` set.  When the search fails (e.g. the reduced flow
-        diverges above the critical learning rate) ``converged`` is False,
-        ``kind == "not_converged"`` and ``message`` says why.
+        diverges above the critical learning rate) ``status == "failed"``,
+        ``kind == "unclassified"`` and ``message`` says why.
 
     Raises
     ------
@@ -138,6 +146,7 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
             "no permutation symmetry to break (for M = 1 the site-symmetric subspace is the whole state space "
             "and its fixed point is the perfect solution); use find_fixed_point for K = 1")
     _check_symmetric_teacher(model)
+    opts = coerce_options(newton, NewtonOptions, "newton")
     K, M = model.K, model.M
     P = _symmetric_basis(K, M)
     Pn = P / np.linalg.norm(P, axis=0)
@@ -156,14 +165,14 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
     if not np.all(np.isfinite(v0)):
         raise ValueError("guess: must be finite")
     try:
-        res = _newton(model, v0, basis=Pn, tol=tol)
+        res = _newton(model, v0, basis=Pn, tol=opts.tol, max_iter=opts.max_iter)
         if not res.converged and guess is None:
             # a slow direction inside the symmetric subspace: flow longer, then polish
             v1 = _reduced_flow(model, Pn, res.v if np.all(np.isfinite(res.v)) else v0, 10 * alpha_flow / model.eta)
-            res = _newton(model, v1, basis=Pn, tol=tol)
+            res = _newton(model, v1, basis=Pn, tol=opts.tol, max_iter=opts.max_iter)
     except np.linalg.LinAlgError as exc:
         return _failed_point(model, v0, "symmetric_plateau", f"the Newton iteration failed: {exc}")
-    return _linearise_result(model, res, v0, "symmetric_plateau", method)
+    return _linearise_result(model, res, v0, "symmetric_plateau", scheme)
 
 
 def _reduced_flow(model: Committee, Pn: np.ndarray, v0: np.ndarray, alpha: float) -> np.ndarray:

@@ -6,44 +6,33 @@ the first ``alpha_in`` with ``|eg - eg_P| <= band * eg_P`` and *leaves* it at
 the first ``alpha_out > alpha_in`` with ``|eg - eg_P| > band * eg_P``; the
 plateau length is ``alpha_out - alpha_in``.  The convergence time is the first
 ``alpha`` with ``eg < threshold``.  Both are located by event detection on a
-re-integration of the flow from the trajectory's first sample (same solver
-settings), so they do not depend on how finely the trajectory was sampled.
+re-integration of the flow from the trajectory's first sample with the solver
+settings the trajectory stores (:func:`phasekit.committee.dynamics.integrate`
+records them), so they do not depend on how finely the trajectory was
+sampled; ``solver=`` changes them.  The results are :class:`PlateauTimes` and
+:class:`Crossing` objects with a status from
+:data:`phasekit.core.results.STATUS` (``ok``, ``not_reached``, ``diverged``,
+``failed``) and a one-line message.
 Near the plateau the escape component grows like ``X exp(lambda_esc alpha)``,
 so ``alpha_out`` grows like ``ln(1/X) / lambda_esc + const``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import xarray as xr
 from scipy.integrate import solve_ivp
 
-from .dynamics import MAX_NORM, model_from_dataset, state_at
+from ..core.options import SolverOptions, coerce_options
+from ..core.results import Result
+from .dynamics import _trajectory_solver, model_from_dataset, state_at
 from .model import PSD_TOL, Committee
 
 __all__ = ['Crossing', 'PlateauTimes', 'convergence_time', 'plateau_length', 'plateau_times']
-
-
-# Solver settings of the integrations done here.  atol is far below 1e-12
-# because the symmetry-breaking components start as small as X ~ 1e-12 and
-# decide when the plateau ends.
-_RTOL = 1e-10
-
-
-_ATOL = 1e-14
-
-
-_METHOD = "DOP853"
-
-
-# Status codes stored as integers in datasets (netCDF3 has no string scalars).
-_PLATEAU_STATUS = ("ok", "not_entered", "not_left", "diverged")
-
-
-_CROSSING_STATUS = ("reached", "not_reached", "diverged")
 
 
 def _check_model(model: Any) -> Committee:
@@ -56,7 +45,7 @@ def _symmetric_plateau(model: Committee) -> Any:
     from .landmarks import symmetric_plateau
 
     fp = symmetric_plateau(model)
-    if not getattr(fp, "converged", True):
+    if not fp.success:
         raise RuntimeError(
             f"symmetric_plateau did not converge for {model!r} (residual {getattr(fp, 'residual', float('nan')):.3g}); "
             "pass plateau= explicitly"
@@ -69,7 +58,7 @@ def _plateau_object(model: Committee, plateau: Any) -> Any:
     if plateau is None:
         return _symmetric_plateau(model)
     if not (hasattr(plateau, "state") and hasattr(plateau, "eg")):
-        raise ValueError("plateau: expected a FixedPoint (state, eg, escape_eigenvalue, escape_vector)")
+        raise ValueError("plateau: expected a CommitteeFixedPoint (state, eg, escape_eigenvalue, escape_vector)")
     return plateau
 
 
@@ -80,7 +69,7 @@ def _plateau_eg(model: Committee, plateau: Any) -> float:
         try:
             egP = float(plateau)
         except (TypeError, ValueError):
-            raise ValueError(f"plateau: expected a FixedPoint or the plateau eps_g, got {plateau!r}") from None
+            raise ValueError(f"plateau: expected a CommitteeFixedPoint or the plateau eps_g, got {plateau!r}") from None
     if not (np.isfinite(egP) and egP > 0):
         raise ValueError(f"plateau: eps_g at the plateau must be finite and > 0, got {egP!r}")
     return egP
@@ -120,17 +109,17 @@ class _Run:
 
 
 def _run_until(model: Committee, v0: np.ndarray, a0: float, a1: float, event: Callable | None, *,
-               rtol: float, atol: float, method: str, max_norm: float = MAX_NORM) -> _Run:
+               solver: SolverOptions) -> _Run:
     """Integrate from ``(a0, v0)`` towards ``a1``; stop at the first zero of ``event`` (terminal)."""
     if a1 <= a0:
         return _Run(a0, v0, "end")
-    events = _events_cone(model, max_norm)
+    events = _events_cone(model, solver.max_norm)
     if event is not None:
         event.terminal = True
         events.append(event)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        sol = solve_ivp(lambda _a, v: model.rhs_vector(v), (a0, a1), v0, method=method, rtol=rtol, atol=atol,
-                        events=events)
+        sol = solve_ivp(lambda _a, v: model.rhs_vector(v), (a0, a1), v0, method=solver.method, rtol=solver.rtol,
+                        atol=solver.atol, events=events)
     if sol.status == 1:
         fired = [j for j, te in enumerate(sol.t_events) if len(te)]
         j = fired[0]
@@ -143,11 +132,30 @@ def _run_until(model: Committee, v0: np.ndarray, a0: float, a1: float, event: Ca
     return _Run(float(sol.t[-1]), v, "end", int(sol.nfev))
 
 
-def _trajectory_start(traj: xr.Dataset, **overrides: Any) -> tuple[Committee, float, np.ndarray, float, dict[str, Any]]:
-    """Model, first sample (alpha, vector), end alpha and solver settings of a trajectory.
+@dataclass(frozen=True)
+class _Start:
+    """Where a re-integration of a trajectory starts, and with which solver."""
 
-    ``overrides`` (rtol, atol, method) replace the trajectory's settings unless None.
-    """
+    model: Committee
+    alpha: float
+    v: np.ndarray
+    alpha_end: float
+    solver: SolverOptions
+    diverged: bool  # the trajectory diverged: its re-integration may stop a hair short of it
+
+
+def _resolve_solver(stored: SolverOptions, solver: Any) -> SolverOptions:
+    """``solver`` given to a re-integration: ``None`` keeps ``stored``, a mapping changes the fields it names."""
+    if solver is None:
+        return stored
+    if isinstance(solver, Mapping):
+        coerce_options(dict(solver), SolverOptions, "solver")  # names the unknown keys
+        return stored.replace(**solver)
+    return coerce_options(solver, SolverOptions, "solver")
+
+
+def _trajectory_start(traj: xr.Dataset, solver: Any = None) -> _Start:
+    """Model, first sample, end alpha and solver settings of a trajectory (``solver`` as :func:`_resolve_solver`)."""
     if not isinstance(traj, xr.Dataset) or "R" not in traj or "Q" not in traj:
         raise ValueError("traj: expected a trajectory dataset from phasekit.integrate")
     if traj["R"].dims != ("alpha", "i", "n"):
@@ -156,81 +164,96 @@ def _trajectory_start(traj: xr.Dataset, **overrides: Any) -> tuple[Committee, fl
     alpha = traj["alpha"].values
     v0 = state_at(traj, 0).to_vector()
     a_end = float(traj.attrs.get("alpha_end", alpha[-1]))
-
-    def setting(key: str, default: Any) -> Any:
-        val = traj.attrs.get(key, default)
-        return default if val in (None, "none") else val
-
-    settings = {"rtol": float(setting("rtol", 1e-9)), "atol": float(setting("atol", 1e-12)),
-                "method": str(setting("method", _METHOD)), "max_norm": float(setting("max_norm", MAX_NORM))}
-    # a diverged trajectory ends at the divergence; its re-integration may stop a hair short of it
-    settings["diverged"] = traj.attrs.get("status") == "diverged"
-    for key, val in overrides.items():
-        if val is not None:
-            settings[key] = val
-    if not (settings["rtol"] > 0 and settings["atol"] > 0):
-        raise ValueError(f"rtol, atol: solver tolerances must be > 0, got {settings['rtol']!r}, {settings['atol']!r}")
-    return model, float(alpha[0]), v0, a_end, settings
+    opts = _resolve_solver(_trajectory_solver(traj), solver)
+    return _Start(model, float(alpha[0]), v0, a_end, opts, traj.attrs.get("status") == "diverged")
 
 
-@dataclass(frozen=True)
-class PlateauTimes:
+@dataclass(frozen=True, kw_only=True)
+class PlateauTimes(Result):
     """Entry into and exit from the eps_g band around the plateau.
+
+    ``float(times)`` is the length.
 
     Attributes
     ----------
     entry, exit : float
-        ``alpha`` of entering / leaving the band (``nan`` if never entered,
-        ``exit = inf`` if the trajectory ends inside the band).
+        ``alpha`` of entering / leaving the band (``entry = nan`` if never
+        entered, ``exit = inf`` if the trajectory ends inside the band, ``nan``
+        if it diverged or the solver failed there).
     length : float
         ``exit - entry`` (units of alpha); ``nan`` / ``inf`` as above.
-    status : str
-        ``"ok"``, ``"not_entered"``, ``"not_left"`` or ``"diverged"``.
     eg_plateau : float
         Plateau value of eps_g used.
     band : float
         Relative half-width of the band.
+    n_rhs : int
+        Right-hand-side evaluations of the re-integration.
+    status : str
+        ``"ok"`` (entered and left), ``"not_reached"`` (never entered, or
+        still inside at the end of the trajectory: ``message`` says which),
+        ``"diverged"`` or ``"failed"`` (solver failure).
+    message : str
     """
 
     entry: float
     exit: float
     length: float
-    status: str
     eg_plateau: float
     band: float
+    n_rhs: int = 0
+
+    def __float__(self) -> float:
+        return float(self.length)
 
 
 def _band_times(model: Committee, v0: np.ndarray, a0: float, a_end: float, egP: float, band: float,
-                settings: dict[str, Any]) -> PlateauTimes:
+                solver: SolverOptions, diverged: bool = False) -> PlateauTimes:
     half2 = (band * egP) ** 2
 
     def outside(_a: float, v: np.ndarray) -> float:
         # smooth in v (a square, not an absolute value) so the root finder is happy
         return float((model.eg_vector(v) - egP) ** 2 - half2)
 
-    kw = dict(rtol=settings["rtol"], atol=settings["atol"], method=settings["method"],
-              max_norm=settings.get("max_norm", MAX_NORM))
-    nan, inf = float("nan"), float("inf")
+    nan, inf = math.nan, math.inf
+    common = {"eg_plateau": egP, "band": band}
+    where = f"the band eps_g = {egP:.6g} (1 +- {band:g})"
+    n_rhs = 0
     if outside(a0, v0) <= 0:
         a_in, v_in = a0, v0
     else:
         outside.direction = -1
-        run = _run_until(model, v0, a0, a_end, outside, **kw)
+        run = _run_until(model, v0, a0, a_end, outside, solver=solver)
+        n_rhs = run.n_rhs
         if run.status != "event":
-            status = "diverged" if run.status == "diverged" or settings.get("diverged", False) else "not_entered"
-            return PlateauTimes(nan, nan, nan, status, egP, band)
+            if run.status == "diverged" or diverged:
+                status, message = "diverged", f"the flow diverged at alpha = {run.alpha:.6g} before entering {where}"
+            elif run.status == "failed":
+                status, message = "failed", f"the solver failed at alpha = {run.alpha:.6g} before entering {where}"
+            else:
+                status, message = "not_reached", f"never entered {where} up to alpha = {run.alpha:.6g}"
+            return PlateauTimes(entry=nan, exit=nan, length=nan, status=status, message=message, n_rhs=n_rhs,
+                                **common)
         a_in, v_in = run.alpha, run.v
 
     def leave(_a: float, v: np.ndarray) -> float:
         return outside(_a, v)
 
     leave.direction = 1
-    run = _run_until(model, v_in, a_in, a_end, leave, **kw)
+    run = _run_until(model, v_in, a_in, a_end, leave, solver=solver)
+    n_rhs += run.n_rhs
     if run.status == "event":
-        return PlateauTimes(a_in, run.alpha, run.alpha - a_in, "ok", egP, band)
-    if run.status == "diverged" or settings.get("diverged", False):
-        return PlateauTimes(a_in, nan, nan, "diverged", egP, band)
-    return PlateauTimes(a_in, inf, inf, "not_left", egP, band)
+        return PlateauTimes(entry=a_in, exit=run.alpha, length=run.alpha - a_in, status="ok", n_rhs=n_rhs,
+                            message=f"entered {where} at alpha = {a_in:.6g} and left it at {run.alpha:.6g}",
+                            **common)
+    if run.status == "diverged" or diverged:
+        return PlateauTimes(entry=a_in, exit=nan, length=nan, status="diverged", n_rhs=n_rhs,
+                            message=f"the flow diverged at alpha = {run.alpha:.6g} inside {where}", **common)
+    if run.status == "failed":
+        return PlateauTimes(entry=a_in, exit=nan, length=nan, status="failed", n_rhs=n_rhs,
+                            message=f"the solver failed at alpha = {run.alpha:.6g} inside {where}", **common)
+    return PlateauTimes(entry=a_in, exit=inf, length=inf, status="not_reached", n_rhs=n_rhs,
+                        message=f"entered {where} at alpha = {a_in:.6g} and was still inside at the end of the "
+                                f"trajectory (alpha = {run.alpha:.6g})", **common)
 
 
 def _check_band(band: float) -> float:
@@ -240,79 +263,97 @@ def _check_band(band: float) -> float:
     return band
 
 
-def plateau_times(traj: xr.Dataset, plateau: Any = None, *, band: float = 0.05, rtol: float | None = None,
-                  atol: float | None = None, method: str | None = None) -> PlateauTimes:
+def plateau_times(traj: xr.Dataset, plateau: Any = None, *, band: float = 0.05,
+                  solver: SolverOptions | Mapping[str, Any] | None = None) -> PlateauTimes:
     """Entry into and exit from the plateau of a trajectory (see the module docstring).
 
     Parameters
     ----------
     traj : xarray.Dataset
         A single trajectory from :func:`phasekit.integrate`.
-    plateau : FixedPoint or float, optional
+    plateau : CommitteeFixedPoint or float, optional
         The plateau (or just its eps_g, ``> 0``); default
         :func:`phasekit.committee.landmarks.symmetric_plateau` of the trajectory's model.
     band : float
         Relative half-width of the eps_g band, in ``(0, 1)``.
-    rtol, atol, method : optional
-        Solver settings of the re-integration; default: the trajectory's own.
+    solver : SolverOptions, mapping or None
+        Solver settings of the re-integration: ``None`` uses the ones the
+        trajectory stores, a mapping changes only the fields it names (e.g.
+        ``{"rtol": 1e-12}``), a :class:`~phasekit.core.options.SolverOptions` replaces them.
 
     Returns
     -------
     PlateauTimes
         Crossings located to solver tolerance by re-integrating from the first
-        sample with the trajectory's solver settings (independent of the sampling).
+        sample (independent of the sampling).
     """
     band = _check_band(band)
-    model, a0, v0, a_end, settings = _trajectory_start(traj, rtol=rtol, atol=atol, method=method)
-    egP = _plateau_eg(model, plateau)
-    return _band_times(model, v0, a0, a_end, egP, band, settings)
+    start = _trajectory_start(traj, solver)
+    egP = _plateau_eg(start.model, plateau)
+    return _band_times(start.model, start.v, start.alpha, start.alpha_end, egP, band, start.solver,
+                       start.diverged)
 
 
-def plateau_length(traj: xr.Dataset, plateau: Any = None, *, band: float = 0.05, rtol: float | None = None,
-                   atol: float | None = None, method: str | None = None) -> float:
+def plateau_length(traj: xr.Dataset, plateau: Any = None, *, band: float = 0.05,
+                   solver: SolverOptions | Mapping[str, Any] | None = None) -> float:
     """Time (units of alpha) spent within ``band * eg_P`` of the plateau's eps_g.
 
     Parameters and definition as in :func:`plateau_times`; returns its
     ``length``: ``exit - entry``, ``nan`` when the trajectory never comes near
     the plateau (or diverged), ``inf`` when it ends on the plateau.
     """
-    return plateau_times(traj, plateau, band=band, rtol=rtol, atol=atol, method=method).length
+    return plateau_times(traj, plateau, band=band, solver=solver).length
 
 
-@dataclass(frozen=True)
-class Crossing:
+@dataclass(frozen=True, kw_only=True)
+class Crossing(Result):
     """First time eps_g falls below a threshold.
+
+    ``float(crossing)`` is ``alpha``.
 
     Attributes
     ----------
     alpha : float
-        The crossing (units of alpha), ``inf`` when not reached.
-    status : str
-        ``"reached"``, ``"not_reached"`` (trajectory ended first) or
-        ``"diverged"`` (the flow left the cone or blew up first).
+        The crossing (units of alpha); ``inf`` when not reached or diverged
+        first, ``nan`` when the solver failed.
     threshold : float
+    n_rhs : int
+        Right-hand-side evaluations of the re-integration.
+    status : str
+        ``"ok"`` (located), ``"not_reached"`` (the trajectory ended first),
+        ``"diverged"`` (the flow left the cone or blew up first) or ``"failed"``.
+    message : str
     """
 
     alpha: float
-    status: str
     threshold: float
+    n_rhs: int = 0
+
+    def __float__(self) -> float:
+        return float(self.alpha)
 
 
 def _first_crossing(model: Committee, v0: np.ndarray, a0: float, a_end: float, threshold: float,
-                    settings: dict[str, Any]) -> Crossing:
+                    solver: SolverOptions, diverged: bool = False) -> Crossing:
     if float(model.eg_vector(v0)) < threshold:
-        return Crossing(a0, "reached", threshold)
+        return Crossing(alpha=a0, threshold=threshold, message=f"eps_g below {threshold:g} at the start")
 
     def below(_a: float, v: np.ndarray) -> float:
         return float(model.eg_vector(v)) - threshold
 
     below.direction = -1
-    run = _run_until(model, v0, a0, a_end, below, rtol=settings["rtol"], atol=settings["atol"],
-                     method=settings["method"], max_norm=settings.get("max_norm", MAX_NORM))
+    run = _run_until(model, v0, a0, a_end, below, solver=solver)
     if run.status == "event":
-        return Crossing(run.alpha, "reached", threshold)
-    diverged = run.status == "diverged" or (run.status == "end" and settings.get("diverged", False))
-    return Crossing(float("inf"), "diverged" if diverged else "not_reached", threshold)
+        return Crossing(alpha=run.alpha, threshold=threshold, n_rhs=run.n_rhs,
+                        message=f"eps_g fell below {threshold:g} at alpha = {run.alpha:.6g}")
+    if run.status == "diverged" or (run.status == "end" and diverged):
+        return Crossing(alpha=math.inf, threshold=threshold, n_rhs=run.n_rhs, status="diverged",
+                        message=f"the flow diverged at alpha = {run.alpha:.6g} before eps_g fell below {threshold:g}")
+    if run.status == "failed":
+        return Crossing(alpha=math.nan, threshold=threshold, n_rhs=run.n_rhs, status="failed",
+                        message=f"the solver failed at alpha = {run.alpha:.6g}")
+    return Crossing(alpha=math.inf, threshold=threshold, n_rhs=run.n_rhs, status="not_reached",
+                    message=f"eps_g stayed above {threshold:g} up to alpha = {run.alpha:.6g}")
 
 
 def _check_threshold(threshold: float) -> float:
@@ -322,13 +363,14 @@ def _check_threshold(threshold: float) -> float:
     return threshold
 
 
-def convergence_time(traj: xr.Dataset, threshold: float, *, full_output: bool = False, rtol: float | None = None,
-                     atol: float | None = None, method: str | None = None) -> float | Crossing:
+def convergence_time(traj: xr.Dataset, threshold: float, *,
+                     solver: SolverOptions | Mapping[str, Any] | None = None) -> Crossing:
     """First alpha at which eps_g falls below ``threshold``.
 
     The crossing is located by event detection while re-integrating the flow
-    from the trajectory's first sample with its own solver settings, so it is
-    exact to solver tolerance and does not depend on the sampling.
+    from the trajectory's first sample, so it is exact to solver tolerance and
+    does not depend on the sampling.  ``float(convergence_time(traj, thr))``
+    is the time.
 
     Parameters
     ----------
@@ -336,21 +378,21 @@ def convergence_time(traj: xr.Dataset, threshold: float, *, full_output: bool = 
         A single trajectory from :func:`phasekit.integrate`.
     threshold : float
         ``> 0``.
-    full_output : bool
-        Return a :class:`Crossing` (alpha and status) instead of the float.
-    rtol, atol, method : optional
-        Solver settings of the re-integration; default: the trajectory's own.
+    solver : SolverOptions, mapping or None
+        Solver settings of the re-integration: ``None`` uses the ones the
+        trajectory stores, a mapping changes only the fields it names (e.g.
+        ``{"rtol": 1e-12}``), a :class:`~phasekit.core.options.SolverOptions` replaces them.
         The crossing is as accurate as eps_g, whose absolute error is about
         ``rtol`` times the order parameters: relative error ~ ``rtol / threshold``.
 
     Returns
     -------
-    float or Crossing
-        The crossing time in units of alpha; ``inf`` when eps_g stays above
-        ``threshold`` up to the trajectory's end (status ``"not_reached"``) or
-        the flow diverged first (``"diverged"``).
+    Crossing
+        ``alpha`` in units of alpha (``inf`` when eps_g stays above
+        ``threshold`` up to the trajectory's end, status ``"not_reached"``, or
+        the flow diverged first, ``"diverged"``).
     """
     threshold = _check_threshold(threshold)
-    model, a0, v0, a_end, settings = _trajectory_start(traj, rtol=rtol, atol=atol, method=method)
-    res = _first_crossing(model, v0, a0, a_end, threshold, settings)
-    return res if full_output else res.alpha
+    start = _trajectory_start(traj, solver)
+    return _first_crossing(start.model, start.v, start.alpha, start.alpha_end, threshold, start.solver,
+                           start.diverged)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any, Mapping
 
 import numpy as np
 
+from ..core.options import NewtonOptions, coerce_options
 from .cone import _margin
 from .landmarks import _check_symmetric_teacher, symmetric_plateau
-from .linearisation import FixedPoint, linearise
+from .linearisation import CommitteeFixedPoint, linearise
 from .model import Committee, State
 from .newton import _newton
 from .symmetry import _symmetric_basis
@@ -105,8 +107,9 @@ def _same_point(model: Committee, a: np.ndarray, b: np.ndarray, tol: float = _DE
     return _permutation_distance(model, a, b) <= tol * scale
 
 
-def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *, tol: float = 1e-12,
-                 alpha_flow: float = 200.0, include_landmarks: bool = True) -> list[FixedPoint]:
+def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
+                 newton: NewtonOptions | Mapping[str, Any] | None = None, alpha_flow: float = 200.0,
+                 include_landmarks: bool = True) -> list[CommitteeFixedPoint]:
     """Every distinct fixed point found by a multi-start Newton search.
 
     Starts: ``n_starts`` random states inside the cone (random student
@@ -124,8 +127,8 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *, tol: fl
         Random starting states, ``>= 1``.
     seed : int
         Seed of the random starts.
-    tol : float
-        Residual tolerance of Newton (units 1/alpha).
+    newton : NewtonOptions, mapping or None
+        Newton's residual tolerance ``tol`` (units 1/alpha) and ``max_iter``.
     alpha_flow : float
         Flow time of the seeding trajectories in units of ``eta alpha``.
     include_landmarks : bool
@@ -133,25 +136,30 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *, tol: fl
 
     Returns
     -------
-    list of FixedPoint
-        Converged fixed points sorted by generalisation error; the perfect
-        solution and the symmetric plateau carry their ``label``.
+    list of CommitteeFixedPoint
+        Converged fixed points (status ``"converged"``) sorted by
+        generalisation error; the perfect solution and the symmetric plateau
+        carry their ``label``.
     """
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
     if int(n_starts) < 1:
         raise ValueError(f"n_starts: must be >= 1, got {n_starts!r}")
+    if not (np.isfinite(alpha_flow) and alpha_flow > 0):
+        raise ValueError(f"alpha_flow: must be finite and > 0, got {alpha_flow!r}")
+    opts = coerce_options(newton, NewtonOptions, "newton")
+    tol = opts.tol
     rng = np.random.default_rng(seed)
     starts = _random_states(model, int(n_starts), rng)
-    ends, lingering = _batched_flow(model, starts, alpha_flow / model.eta, n_steps=int(4 * alpha_flow))
+    ends, lingering = _batched_flow(model, starts, alpha_flow / model.eta, n_steps=max(1, int(4 * alpha_flow)))
     candidates: list[tuple[np.ndarray, str]] = []
     if include_landmarks:
         if model.K == model.M:
             candidates.append((State(model.T, model.T).to_vector(), "perfect"))
         try:
             _check_symmetric_teacher(model)
-            plateau = symmetric_plateau(model, tol=tol)
-            if plateau.converged:
+            plateau = symmetric_plateau(model, newton=opts)
+            if plateau.success:
                 candidates.append((plateau.vector, "symmetric_plateau"))
         except ValueError:
             pass
@@ -164,7 +172,7 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *, tol: fl
         if lab == "perfect" and float(np.abs(model.rhs_vector(v0)).max()) <= tol:
             res_v, ok = v0, True
         else:
-            res = _newton(model, v0, tol=tol)
+            res = _newton(model, v0, tol=tol, max_iter=opts.max_iter)
             res_v, ok = res.v, res.converged
         if not ok:
             continue
@@ -180,20 +188,20 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *, tol: fl
         symmetric_ok = model.K >= 2  # one student: no plateau (see symmetric_plateau)
     except ValueError:
         symmetric_ok = False
-    found: list[FixedPoint] = []
+    found: list[CommitteeFixedPoint] = []
     for v, lab in roots:
         if not lab:
             if perfect_v is not None and _same_point(model, v, perfect_v):
                 lab = "perfect"
             elif symmetric_ok and np.abs(v - Qb @ (Qb.T @ v)).max() <= _DEDUP_TOL * max(1.0, float(np.abs(v).max())):
                 lab = "symmetric_plateau"
-        found.append(linearise(model, v, converged=True, label=lab, message="converged"))
+        found.append(linearise(model, v, status="converged", label=lab, message="converged"))
     out = _merge_families(found)
     out.sort(key=lambda fp: (fp.eg, fp.n_unstable))
     return out
 
 
-def _is_isolated(fp: FixedPoint) -> bool:
+def _is_isolated(fp: CommitteeFixedPoint) -> bool:
     """Whether the Jacobian is clearly non-singular.
 
     Singular values, unlike eigenvalues, are not blown up by a Jordan block
@@ -209,7 +217,7 @@ def _is_isolated(fp: FixedPoint) -> bool:
     return bool(sv[-1] > 1e-5 * sv[0])
 
 
-def _merge_families(points: list[FixedPoint]) -> list[FixedPoint]:
+def _merge_families(points: list[CommitteeFixedPoint]) -> list[CommitteeFixedPoint]:
     """Keep one representative of fixed points that are not isolated and share eps_g.
 
     A zero eigenvalue means the root is degenerate: either a continuum of fixed
@@ -220,7 +228,7 @@ def _merge_families(points: list[FixedPoint]) -> list[FixedPoint]:
     landmark if there is one, else the member with the fewest unstable
     directions, and ``extra["family_size"]`` counts the members found.
     """
-    groups: list[list[FixedPoint]] = []
+    groups: list[list[CommitteeFixedPoint]] = []
     for fp in points:
         if _is_isolated(fp):
             groups.append([fp])

@@ -2,13 +2,13 @@
 
 Two routes to the same law of the order parameters ``(R, Q)`` at finite N:
 
-``method="microscopic"``
+``level="microscopic"``
     Real N-dimensional teacher rows ``B_n`` and student rows ``J_i``, built
     (not sampled) so that their overlaps equal the initial state, fresh inputs
     ``xi ~ N(0, I_N)`` and the update of MODEL.md,
     ``J_i <- J_i + (eta/N) delta_i xi``, ``delta_i = (tau + zeta - sigma) g'(x_i)``.
 
-``method="reduced"``
+``level="reduced"``
     The exact Markov chain in ``(R, Q)`` whose cost per step does not depend on N.
 
 Blocks of examples
@@ -63,14 +63,19 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
+from ..core.options import SolverOptions
 from ..core.parallel import choose_backend, parallel_map
-from .dynamics import MAX_NORM, trajectory_dataset
+from .dynamics import trajectory_dataset
 from .model import Committee, State
 
 __all__ = ['align_teachers', 'block_size', 'simulate']
 
 
-METHODS = ("microscopic", "reduced")
+LEVELS = ("microscopic", "reduced")
+
+
+# A run whose largest |order parameter| exceeds this has diverged (the ODE solver's default).
+_MAX_NORM = SolverOptions().max_norm
 
 
 # Largest block: beyond it the Gram matrix (b N flops per example) costs more
@@ -268,7 +273,7 @@ def _run_reduced(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray, b:
     for j, target in enumerate(steps):
         while done < target:
             bb = min(b, target - done)
-            alive = np.all(np.isfinite(v), axis=-1) & (np.abs(v).max(axis=-1) < MAX_NORM)
+            alive = np.all(np.isfinite(v), axis=-1) & (np.abs(v).max(axis=-1) < _MAX_NORM)
             S = np.where(alive[:, None, None], model.covariance(v), eye)
             F, keep = _factor(S)
             z = rng.standard_normal((n, bb, L)) * keep[:, None, :]
@@ -288,9 +293,9 @@ _RUNNERS = {"microscopic": _run_microscopic, "reduced": _run_reduced}
 
 
 def _run_chunk(job: tuple) -> tuple[np.ndarray, np.ndarray]:
-    method, *args = job
+    level, *args = job
     with np.errstate(over="ignore", invalid="ignore"):
-        return _RUNNERS[method](*args)
+        return _RUNNERS[level](*args)
 
 
 def simulate(
@@ -301,7 +306,7 @@ def simulate(
     *,
     n_runs: int = 1,
     seed: int = 0,
-    method: str = "microscopic",
+    level: str = "microscopic",
     n_points: int = 101,
     block: int | None = None,
     n_test: int = 0,
@@ -329,9 +334,9 @@ def simulate(
     seed : int
         Seed; the same arguments and seed give the same numbers, whatever
         ``n_workers`` or ``client``.
-    method : {"microscopic", "reduced"}
-        Real N-dimensional vectors, or the exact Markov chain in ``(R, Q)``
-        (cost per step independent of N).
+    level : {"microscopic", "reduced"}
+        Simulate real N-dimensional vectors, or the exact Markov chain in
+        ``(R, Q)`` (cost per step independent of N).
     n_points : int
         Samples on an even grid of ``[0, alpha_max]``, rounded to whole steps
         (``alpha = mu / N`` exactly).
@@ -353,7 +358,7 @@ def simulate(
         As :func:`phasekit.integrate` with a leading ``run`` dimension:
         ``R(run, alpha, i, n)``, ``Q(run, alpha, i, k)``, ``eg(run, alpha)``
         (closed form from the order parameters), optionally ``eg_test``;
-        attrs ``method``, ``N``, ``n_runs``, ``seed``, ``block``, ``status``
+        attrs ``level``, ``N``, ``n_runs``, ``seed``, ``block``, ``status``
         (``"ok"``, or ``"diverged"`` if any run's order parameters left
         ``|.| < 1e6``; the reduced chain fills such a run with NaN from then on)
         and ``n_diverged``.
@@ -361,8 +366,8 @@ def simulate(
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
     model.validate_state(state0, "state0")
-    if method not in METHODS:
-        raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
+    if level not in LEVELS:
+        raise ValueError(f"level: must be one of {LEVELS}, got {level!r}")
     if not isinstance(N, (int, np.integer)) or isinstance(N, bool) or N <= model.L:
         raise ValueError(f"N: input dimension must be an integer > K + M = {model.L}, got {N!r}")
     N = int(N)
@@ -375,8 +380,8 @@ def simulate(
         raise ValueError(f"n_points: need an integer >= 2, got {n_points!r}")
     if int(n_test) != n_test or n_test < 0:
         raise ValueError(f"n_test: must be an integer >= 0, got {n_test!r}")
-    if n_test and method != "microscopic":
-        raise ValueError("n_test: a test set needs real input vectors (method='microscopic'); use 0")
+    if n_test and level != "microscopic":
+        raise ValueError("n_test: a test set needs real input vectors (level='microscopic'); use 0")
     b = block_size(model, N) if block is None else block
     if int(b) != b or not 1 <= b <= N - model.L:
         raise ValueError(f"block: must be an integer in [1, N - K - M] = [1, {N - model.L}], got {block!r}")
@@ -385,7 +390,7 @@ def simulate(
 
     steps = np.unique(np.rint(np.linspace(0.0, alpha_max, int(n_points)) * N).astype(np.int64))
     v0 = state0.to_vector()
-    if method == "microscopic":
+    if level == "microscopic":
         # Per-run seeds, so chunks may follow the number of workers.
         workers = backend.n_workers
         per_chunk = max(1, min(_MICRO_CHUNK_FLOATS // ((b + n_test) * N), -(-n_runs // workers)))
@@ -395,10 +400,10 @@ def simulate(
         # A generator per fixed-size chunk: the numbers depend on n_runs, not on workers.
         sizes = [min(_REDUCED_CHUNK_RUNS, n_runs - s) for s in range(0, n_runs, _REDUCED_CHUNK_RUNS)]
         chunks = [(ss, n) for ss, n in zip(np.random.SeedSequence(seed).spawn(len(sizes)), sizes)]
-    jobs = [(method, model, v0, N, steps, b, n_test, chunk) for chunk in chunks]
+    jobs = [(level, model, v0, N, steps, b, n_test, chunk) for chunk in chunks]
     results = parallel_map(_run_chunk, jobs, client=client, n_workers=n_workers, batch_size=1)
     Yv = np.concatenate([r[0] for r in results])
-    settings = {"method": method, "N": N, "n_runs": n_runs, "seed": int(seed), "block": b,
+    settings = {"level": level, "N": N, "n_runs": n_runs, "seed": int(seed), "block": b,
                 "n_test": n_test, "alpha_max": alpha_max}
     with np.errstate(invalid="ignore"):
         ds = trajectory_dataset(model, steps / N, Yv, settings=settings, extra_dims=("run",))
@@ -407,7 +412,7 @@ def simulate(
         ds["eg_test"] = (("run", "alpha"), np.concatenate([r[1] for r in results]),
                          {"long_name": f"test-set error ({n_test} inputs)", "units": "1"})
     with np.errstate(invalid="ignore"):
-        diverged = int(np.sum(~np.all(np.abs(Yv) < MAX_NORM, axis=(1, 2))))
+        diverged = int(np.sum(~np.all(np.abs(Yv) < _MAX_NORM, axis=(1, 2))))
     ds.attrs.update(status="diverged" if diverged else "ok", n_diverged=diverged,
                     message=f"{diverged} of {n_runs} runs diverged" if diverged else "reached alpha_max")
     return ds

@@ -1,283 +1,197 @@
-"""Learning-rate structure of a fixed point: critical and optimal learning rates.
+"""Critical and optimal learning rates of a fixed point that does not move with eta.
 
-The flow is ``eta a(x) + eta^2 b(x)``.  At a fixed point that does not move
-with eta (the perfect solution without noise) the Jacobian is
-``eta A + eta^2 B`` with A, B independent of eta, so the critical learning
-rate is the zero of ``max Re spec(A + eta B)`` and the optimal learning rate
-maximises the slowest decay rate ``-eta max Re spec(A + eta B)``.  The pencil
-is split first: common null vectors of A and B are modes marginal at every
-eta (continua of fixed points), common eigenvectors give branches linear in
-eta, and only the rest needs eigenvalues at each eta.  Tolerances follow the
-error estimate of the Jacobian.
+At such a fixed point (the perfect solution without noise, any zero-error
+state) the Jacobian is ``eta A + eta^2 B`` (:mod:`phasekit.committee.pencil`),
+so the critical learning rate is the zero of ``max Re spec(A + eta B)`` and
+the optimal learning rate maximises the slowest decay rate
+``-eta max Re spec(A + eta B)``; both exclude the modes that are marginal at
+every eta and name them.  The results are :class:`CriticalEta` and
+:class:`OptimalEta` (``float(result)`` is the learning rate).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import linalg, optimize
 
-from ..core.spectrum import (
-    PencilSplit,
-    eigenvalues_only,
-    leading_pair_discriminant,
-    split_pencil,
-)
-from .jacobians import _as_vector, _jacobian_of
-from .linearisation import FixedPoint
+from ..core.results import FixedPoint, Result
+from ..core.spectrum import leading_pair_discriminant
 from .model import Committee, State, vector_labels
+from .pencil import EtaStructure, MarginalMode, _lead_piece, _marginal_summary, _null_modes, _structure_for
 
-__all__ = ['EtaStructure', 'critical_eta', 'eta_structure', 'optimal_eta']
-
-
-# Entrywise error assumed for Jacobians without an estimate of their own (central
-# differences), relative to the largest entry.
-_NOMINAL_REL_ERROR = 1e-9
+__all__ = ['CriticalEta', 'OptimalEta', 'critical_eta', 'optimal_eta']
 
 
-# A state counts as a fixed point for every eta when both parts a(x), b(x) of the flow
-# eta a(x) + eta^2 b(x) vanish to this (units 1/alpha per unit eta and eta^2).
-_FIXED_FOR_EVERY_ETA = 1e-10
+_NAN_PAIR = (math.nan, math.nan)
 
 
-@dataclass(frozen=True)
-class EtaStructure:
-    """Jacobian split ``J(eta) = eta A + eta^2 B`` at a fixed point that does not move with eta.
+@dataclass(frozen=True, kw_only=True, eq=False)
+class CriticalEta(Result):
+    """The learning rate at which a fixed point loses linear stability; ``float(result)`` is ``value``.
 
     Attributes
     ----------
-    A, B : ndarray, shape (n_state, n_state)
-        First-order part (per unit eta) and second-order part (per unit eta^2).
+    value : float
+        eta_c: ``inf`` when stable up to ``eta_max`` (status ``"not_reached"``),
+        ``0.0`` when unstable already at the start of the search ``1e-3``
+        (``"not_reached"``, bracket ``(0, 1e-3)``), ``nan`` when not
+        determined (``"failed"``) or when every mode is marginal (``"marginal"``).
+    bracket : (float, float)
+        An interval that contains eta_c (the leading eigenvalue changes sign in it).
+    precision : float
+        Half the bracket's width.
     error : float
-        Estimated max entrywise error of A and B (``nan`` if not estimated).
-    state : State
-    method : str
-    residual : float
-        ``max(|a(x)|, |b(x)|)`` of the two parts of the flow ``eta a + eta^2 b`` at
-        ``state``: zero (to rounding) where the state is fixed for every eta.
+        First-order propagation of the Jacobian's error estimate into eta_c.
+    crossing : str or None
+        ``"real"`` (a real eigenvalue crosses zero), ``"complex"`` (a complex
+        pair) or ``None`` (no crossing found).
+    unresolved : (float, float) or None
+        Where the sign of the leading eigenvalue is within its error band
+        over several grid cells before the crossing (the root is not resolved
+        there); ``None`` when it is resolved.
+    marginal_modes : tuple of MarginalMode
+        Modes marginal at every eta (excluded from the search), named.
+    n_marginal : int
+        Eigenvalues that vanish identically.
+    linear_branches : tuple of (a, b, multiplicity)
+        Eigenvalues ``a + eta b`` of ``A + eta B`` split off exactly.
+    jacobian_error : float
+        Entrywise error estimate of A and B.
+    eta_max : float
+        Upper end of the search.
+    iterations : int
+        Brent iterations.
+    structure : EtaStructure
+    status : str
+        ``"ok"``, ``"marginal"`` (found, with marginal modes excluded),
+        ``"not_reached"`` or ``"failed"``.
+    message : str
     """
 
-    A: np.ndarray
-    B: np.ndarray
-    error: float
-    state: State
-    method: str
-    residual: float = float("nan")
+    value: float
+    bracket: tuple[float, float] = _NAN_PAIR
+    precision: float = math.nan
+    error: float = math.nan
+    crossing: str | None = None
+    unresolved: tuple[float, float] | None = None
+    marginal_modes: tuple[MarginalMode, ...] = ()
+    n_marginal: int = 0
+    linear_branches: tuple[tuple[float, float, int], ...] = ()
+    jacobian_error: float = math.nan
+    eta_max: float = math.nan
+    iterations: int = 0
+    structure: EtaStructure | None = None
 
-    def jacobian(self, eta: float) -> np.ndarray:
-        """``eta A + eta^2 B``."""
-        return eta * self.A + eta * eta * self.B
-
-    def max_real(self, eta: float) -> float:
-        """Largest real part of the spectrum of ``A + eta B`` (same sign as that of J(eta))."""
-        w = eigenvalues_only(self.A + eta * self.B)
-        return float(np.max(w.real)) if len(w) else float("nan")
-
-    def decay_rate(self, eta: float) -> float:
-        """Slowest asymptotic decay rate ``-max Re spec J(eta)`` (units 1/alpha)."""
-        return -eta * self.max_real(eta)
-
-    @property
-    def entry_error(self) -> float:
-        """Entrywise error of A and B behind every tolerance: ``error``, or a nominal one if not estimated."""
-        if np.isfinite(self.error):
-            return float(self.error)
-        scale = max(1.0, float(np.abs(self.A).max(initial=0.0)), float(np.abs(self.B).max(initial=0.0)))
-        return _NOMINAL_REL_ERROR * scale
-
-    def eigenvalue_error(self, eta: float) -> float:
-        """Error of a well-conditioned eigenvalue of ``A + eta B``: ``||dA + eta dB|| <= n err (1 + eta)``."""
-        return len(self.A) * self.entry_error * (1.0 + abs(eta))
-
-    @cached_property
-    def split(self) -> PencilSplit:
-        """The eta-independent parts of the spectrum (:func:`phasekit.core.spectrum.split_pencil`).
-
-        Singular values below ``20 n`` times :attr:`entry_error` count as zero.
-        """
-        return split_pencil(self.A, self.B, 20.0 * len(self.A) * self.entry_error)
+    def __float__(self) -> float:
+        return float(self.value)
 
 
-def eta_structure(model: Committee, state: State | np.ndarray | None = None, *, method: str = "auto") -> EtaStructure:
-    """The matrices A and B of ``J(eta) = eta A + eta^2 B`` at ``state`` (default: the perfect solution).
+@dataclass(frozen=True, kw_only=True, eq=False)
+class OptimalEta(Result):
+    """The learning rate of fastest asymptotic convergence; ``float(result)`` is ``value``.
 
-    Valid as the Jacobian at every eta only where the state is a fixed point
-    for every eta (the perfect solution without output noise, or any
-    zero-error state); ``residual`` of the result says whether it is.  B is
-    zero for a first-order model.
-
-    Parameters
+    Attributes
     ----------
-    model : Committee
-        Its eta is irrelevant.
-    state : State, FixedPoint or ndarray, optional
-        Default: the perfect solution ``R = Q = T`` (K = M).
-    method : str
-        Jacobian method, see :func:`jacobian`.
+    value : float
+        eta_opt (``nan`` unless the status is a success).
+    rate : float
+        Slowest decay rate ``-eta max Re spec(A + eta B)`` at eta_opt (units 1/alpha).
+    rate_error : float
+        Its error propagated from the Jacobian's error estimate.
+    error : float
+        Error of eta_opt propagated from the Jacobian's error estimate.
+    kink : bool
+        The maximum is a kink (the lead changes hands) rather than smooth.
+    kink_type : str or None
+        ``"crossing"`` (two eigenvalues exchange the lead), ``"coalescence"``
+        (two real eigenvalues become a complex pair) or ``None``.
+    bracket : (float, float)
+        The scan cell around the maximum in which the candidates were sought.
+    precision : float
+        Tolerance to which the maximiser was located (a kink is solved to
+        rounding, a smooth maximum to ``xtol`` relative).
+    candidates : tuple of (eta, rate, type)
+        Every candidate considered.
+    critical : CriticalEta
+        The critical learning rate bounding the search.
+    marginal_modes : tuple of MarginalMode
+    structure : EtaStructure
+    status : str
+        ``"ok"``, ``"marginal"`` (marginal modes excluded), ``"not_reached"``
+        (no finite positive eta_c: the optimum is undefined) or ``"failed"``.
+    message : str
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
-    if state is None:
-        if model.K != model.M:
-            raise ValueError(f"model: the perfect solution needs K == M, got K={model.K}, M={model.M}; "
-                             "pass the fixed point of interest as state")
-        state = State(model.T, model.T)
-    v = _as_vector(model, state, "state")
-    first = model.replace(eta=1.0, second_order=False)
-    if model.second_order:
-        full = model.replace(eta=1.0, second_order=True)
 
-        def fun(V: np.ndarray) -> np.ndarray:
-            a = first.rhs_vector(V)
-            return np.concatenate([a, full.rhs_vector(V) - a], axis=-1)
-    else:
-        fun = first.rhs_vector
-    J, info = _jacobian_of(model, fun, v, method=method, full_output=True)
-    n = v.size
-    A = J[:n]
-    B = J[n:] if model.second_order else np.zeros_like(A)
-    err = info["error"]
-    f0 = np.asarray(info["rhs"])
-    residual = float(np.abs(f0).max()) if np.all(np.isfinite(f0)) else float("inf")
-    return EtaStructure(A, B, err, State.from_vector(v, model.K, model.M), info["method"], residual)
+    value: float
+    rate: float = math.nan
+    rate_error: float = math.nan
+    error: float = math.nan
+    kink: bool = False
+    kink_type: str | None = None
+    bracket: tuple[float, float] = _NAN_PAIR
+    precision: float = math.nan
+    candidates: tuple[tuple[float, float, str], ...] = ()
+    critical: CriticalEta | None = None
+    marginal_modes: tuple[MarginalMode, ...] = ()
+    structure: EtaStructure | None = None
+
+    def __float__(self) -> float:
+        return float(self.value)
 
 
-def _structure_for(model: Committee, state: Any, structure: EtaStructure | None) -> EtaStructure:
-    """The eta structure at ``state`` (default: perfect solution), checked to be fixed for every eta."""
-    if structure is not None:
-        if not isinstance(structure, EtaStructure):
-            raise ValueError(f"structure: expected an EtaStructure, got {type(structure).__name__}")
-        if state is not None:
-            v = _as_vector(model, state, "state")
-            if np.abs(v - structure.state.to_vector()).max() > 1e-12 * max(1.0, float(np.abs(v).max())):
-                raise ValueError("structure: was computed at a different state than the one passed as state")
-        st = structure
-    else:
-        st = eta_structure(model, state)
-    if np.isfinite(st.residual) and st.residual > _FIXED_FOR_EVERY_ETA or st.residual == np.inf:
-        raise ValueError(
-            f"state: not a fixed point for every eta (max |a|, |b| = {st.residual:.3g} for the flow "
-            f"eta a + eta^2 b), so the Jacobian is not eta A + eta^2 B; follow the branch with continuation()")
-    return st
-
-
-def _null_modes(basis: np.ndarray, labels: Sequence[str], side: str) -> list[dict[str, Any]]:
-    """Describe a null space: one vector per pivot component (reduced echelon form), unit, largest entry > 0."""
-    d = basis.shape[1]
-    if d == 0:
-        return []
-    _, _, piv = linalg.qr(basis.T, pivoting=True)
-    E = basis @ np.linalg.inv(basis[piv[:d], :])
-    out = []
-    for k in range(d):
-        e = E[:, k] / np.linalg.norm(E[:, k])
-        big = int(np.argmax(np.abs(e)))
-        e = e * np.sign(e[big])
-        comps = [labels[i] for i in np.nonzero(np.abs(e) > 1e-6 * np.abs(e[big]))[0]]
-        what = "moves" if side == "right" else "the flow leaves unchanged the combination of"
-        out.append({"side": side, "vector": e, "components": comps,
-                    "description": f"{'direction' if side == 'right' else 'left null vector'}: {what} "
-                                   + ", ".join(comps)})
-    return out
-
-
-def _marginal_summary(split: PencilSplit, modes: list[dict[str, Any]]) -> str:
-    if split.n_null == 0:
-        return ""
-    right = [m for m in modes if m["side"] == "right"]
-    left = [m for m in modes if m["side"] == "left"]
-    parts = []
-    if right:
-        parts.append("directions with A v = B v = 0 moving " + "; ".join(", ".join(m["components"]) for m in right))
-    if left:
-        parts.append("combinations with u^T A = u^T B = 0 of " + "; ".join(", ".join(m["components"]) for m in left))
-    return (f"{split.n_null} eigenvalue(s) vanish for every eta and are excluded ("
-            + "; ".join(parts) + ")")
-
-
-def _lead_piece(st: EtaStructure, eta: float) -> dict[str, Any]:
-    """Leading eigenvalue of the non-marginal spectrum at eta, its d/d eta and condition number."""
-    split = st.split
-    vals = [br.value(eta) for br in split.branches]
-    best: dict[str, Any] = {"value": -np.inf, "slope": np.nan, "cond": 1.0, "piece": None, "imag": 0.0}
-    for k, (br, val) in enumerate(zip(split.branches, vals)):
-        if val > best["value"]:
-            best = {"value": float(val), "slope": float(br.b), "cond": 1.0, "piece": k, "imag": 0.0}
-    if len(split.A):
-        try:
-            w, vl, vr = linalg.eig(split.A + eta * split.B, left=True, right=True)
-        except (np.linalg.LinAlgError, ValueError):
-            return best
-        k = int(np.argmax(w.real))
-        if w[k].real >= best["value"]:
-            overlap = vl[:, k].conj() @ vr[:, k]
-            slope = (vl[:, k].conj() @ split.B @ vr[:, k]) / overlap
-            cond = float(np.linalg.norm(vl[:, k]) * np.linalg.norm(vr[:, k]) / abs(overlap))
-            best = {"value": float(w[k].real), "slope": float(slope.real), "cond": cond, "piece": -1,
-                    "imag": float(w[k].imag)}
-    return best
+def _check_xtol(xtol: float) -> float:
+    if isinstance(xtol, bool) or not isinstance(xtol, (int, float, np.floating)) or not (0 < xtol < 1):
+        raise ValueError(f"xtol: relative tolerance must be in (0, 1), got {xtol!r}")
+    return float(xtol)
 
 
 def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | None = None, eta_max: float = 1e3,
-                 rtol: float = 1e-10, full_output: bool = False,
-                 structure: EtaStructure | None = None) -> float | tuple[float, dict[str, Any]]:
+                 xtol: float = 1e-10, structure: EtaStructure | None = None) -> CriticalEta:
     """Learning rate at which a fixed point (default: the perfect solution) loses linear stability.
 
     At a state that is a fixed point for every eta the Jacobian is
-    ``eta A + eta^2 B`` (A, B from :func:`eta_structure`, the one-sided limit
-    inside the cone on its boundary), so eta_c is the first zero of
-    ``max Re spec(A + eta B)``.  First the parts of the spectrum that are
-    exact for every eta are split off (:func:`phasekit.core.spectrum.split_pencil`):
-    eigenvalues that vanish identically (a continuum of fixed points, e.g.
-    ReLU students that share a teacher's norm, or an antiparallel pair of
-    erf students) are *marginal modes*, excluded from the search and named in
-    the result; common eigenvectors of A and B give linear branches
-    ``a + eta b`` whose zeros are closed forms.  On the rest, the zero is
-    bracketed on a geometric grid from ``1e-3`` to ``eta_max`` (signs decided
-    only outside the eigenvalue error band ``3 n err (1 + eta)``, err the
-    entrywise Jacobian error) and refined by Brent's method to ``rtol``
-    relative; a real crossing is polished with the generalised eigenvalue
-    problem ``A v = -eta B v``.
+    ``eta A + eta^2 B`` (A, B from :func:`phasekit.committee.pencil.eta_structure`,
+    the one-sided limit inside the cone on its boundary), so eta_c is the
+    first zero of ``max Re spec(A + eta B)``.  First the parts of the spectrum
+    that are exact for every eta are split off
+    (:func:`phasekit.core.spectrum.split_pencil`): eigenvalues that vanish
+    identically (a continuum of fixed points, e.g. ReLU students that share a
+    teacher's norm, or an antiparallel pair of erf students) are *marginal
+    modes*, excluded from the search and named in the result; common
+    eigenvectors of A and B give linear branches ``a + eta b`` whose zeros are
+    closed forms.  On the rest, the zero is bracketed on a geometric grid from
+    ``1e-3`` to ``eta_max`` (signs decided only outside the eigenvalue error
+    band ``3 n err (1 + eta)``, err the entrywise Jacobian error) and refined
+    by Brent's method to ``xtol`` relative; a real crossing is polished with
+    the generalised eigenvalue problem ``A v = -eta B v``.
 
     Parameters
     ----------
     model : Committee
-        No output noise (otherwise use :func:`continuation`).  The model's
-        eta is irrelevant; ``second_order`` must be True for a finite answer
-        (without the eta^2 term the fixed point is stable at every eta or at none).
-    state : State, FixedPoint or ndarray, optional
+        No output noise (otherwise use :func:`phasekit.committee.branches.continuation`).
+        The model's eta is irrelevant; ``second_order`` must be True for a
+        finite answer (without the eta^2 term the fixed point is stable at
+        every eta or at none).
+    state : State, CommitteeFixedPoint or ndarray, optional
         The fixed point of interest; it must be fixed for every eta (e.g. any
         zero-error state).  Default: the perfect solution (K = M).
     eta_max : float
-        Upper end of the search; ``inf`` is returned when stable up to there.
-    rtol : float
-        Relative tolerance of the root.
-    full_output : bool
-        Also return a dict: ``status`` (``"converged"``, ``"stable"``,
-        ``"unstable_at_small_eta"``, ``"uncertain"`` (the sign of the leading
-        eigenvalue is within its error band over several grid cells before
-        the crossing), ``"indeterminate"`` or ``"all_marginal"``),
-        ``message``, ``marginal_modes`` (list of dicts: ``side`` ``"right"``
-        (a direction in state space, ``A v = B v = 0``) or ``"left"`` (a
-        combination of components the linearised flow does not change),
-        ``vector`` (unit, state order), ``components`` (the labels it
-        involves, e.g. ``"R22"``), ``description``), ``n_marginal`` (how many
-        eigenvalues vanish identically), ``bracket`` (lo, hi), ``precision``
-        (half the final bracket), ``jacobian_error`` and ``eta_error``
-        (first-order propagation of the Jacobian error into eta_c),
-        ``crossing`` (``"real"``, ``"complex"`` or ``"none"``),
-        ``linear_branches`` (the (a, b, multiplicity) of the split-off
-        branches), ``structure`` (the :class:`EtaStructure`).
+        Upper end of the search (``> 1e-3``).
+    xtol : float
+        Relative tolerance of the root, in ``(0, 1)``.
+    structure : EtaStructure, optional
+        A precomputed structure at ``state`` (saves the Jacobian).
 
     Returns
     -------
-    float
-        ``eta_c`` (``0.0`` if unstable already for small eta, ``inf`` if none
-        below ``eta_max``, ``nan`` if undetermined: see ``status``).
+    CriticalEta
+        ``float(result)`` is eta_c; status ``"ok"``, ``"marginal"``,
+        ``"not_reached"`` (``inf``: stable up to ``eta_max``) or ``"failed"``.
 
     Raises
     ------
@@ -290,57 +204,56 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
         raise ValueError("model: with output noise the perfect solution moves with eta; use continuation()")
     if not (eta_max > 1e-3):
         raise ValueError(f"eta_max: must be > 1e-3, got {eta_max!r}")
-    if not (0 < rtol < 1):
-        raise ValueError(f"rtol: must be in (0, 1), got {rtol!r}")
+    xtol = _check_xtol(xtol)
     st = _structure_for(model, state, structure)
     split = st.split
     n = len(st.A)
     err = st.entry_error
-    modes = (_null_modes(split.null_right, vector_labels(model.K, model.M), "right")
-             + _null_modes(split.null_left, vector_labels(model.K, model.M), "left"))
+    labels = vector_labels(model.K, model.M)
+    modes = tuple(_null_modes(split.null_right, labels, "right") + _null_modes(split.null_left, labels, "left"))
     note = _marginal_summary(split, modes)
-    info: dict[str, Any] = {
+    common: dict[str, Any] = {
         "structure": st, "jacobian_error": st.error, "marginal_modes": modes, "n_marginal": int(split.n_null),
-        "linear_branches": [(br.a, br.b, br.multiplicity) for br in split.branches], "crossing": "none",
-        "bracket": (float("nan"), float("nan")), "precision": float("nan"), "eta_error": float("nan"),
-        "iterations": 0,
+        "linear_branches": tuple((br.a, br.b, br.multiplicity) for br in split.branches), "eta_max": float(eta_max),
     }
 
-    def done(value: float, status: str, message: str) -> float | tuple[float, dict[str, Any]]:
-        info.update(status=status, message="; ".join(x for x in (message, note) if x))
-        return (value, info) if full_output else value
+    def done(value: float, status: str, message: str, **fields: Any) -> CriticalEta:
+        if status == "ok" and split.n_null:
+            status = "marginal"
+        return CriticalEta(value=value, status=status, message="; ".join(x for x in (message, note) if x),
+                           **common, **fields)
 
     if split.n_null == n:
-        return done(float("nan"), "all_marginal", "every eigenvalue vanishes for every eta: no crossing to find")
+        return done(math.nan, "marginal", "every eigenvalue vanishes for every eta: no crossing to find")
     g = split.max_real
     grid = np.geomspace(1e-3, eta_max, 400)
     vals = np.array([g(e) for e in grid])
     if not np.all(np.isfinite(vals)):
-        return done(float("nan"), "indeterminate", "the spectrum could not be computed on the search grid")
+        return done(math.nan, "failed", "the spectrum could not be computed on the search grid")
     band = 3.0 * np.array([st.eigenvalue_error(e) for e in grid])
     sign = np.where(vals > band, 1, np.where(vals < -band, -1, 0))
     if sign[0] == 1:
-        info.update(bracket=(0.0, float(grid[0])), precision=float(grid[0]))
-        return done(0.0, "unstable_at_small_eta", "unstable already at small eta")
+        return done(0.0, "not_reached", f"unstable already at eta = {grid[0]:g}, the start of the search",
+                    bracket=(0.0, float(grid[0])), precision=0.5 * float(grid[0]))
     pos = np.nonzero(sign == 1)[0]
     if len(pos) == 0:
-        info.update(bracket=(float(eta_max), float("inf")), precision=float("inf"))
-        return done(float("inf"), "stable", f"stable up to eta_max = {eta_max:g}")
+        return done(math.inf, "not_reached", f"stable up to eta_max = {eta_max:g}",
+                    bracket=(float(eta_max), math.inf), precision=math.inf)
     p = int(pos[0])
     neg = np.nonzero(sign[:p] == -1)[0]
     if len(neg) == 0:
-        info.update(bracket=(0.0, float(grid[p])), precision=float(grid[p]))
-        return done(float("nan"), "indeterminate",
-                    f"the leading eigenvalue is within its error band of zero for eta up to {grid[p]:.6g}")
+        return done(math.nan, "failed",
+                    f"the leading eigenvalue is within its error band of zero for eta up to {grid[p]:.6g}",
+                    bracket=(0.0, float(grid[p])), precision=0.5 * float(grid[p]))
     q = int(neg[-1])
     lo, hi = float(grid[q]), float(grid[p])
-    status = "converged"
+    unresolved = None
     message = "converged"
     if p - q > 2:
-        status = "uncertain"
+        unresolved = (float(grid[q + 1]), float(grid[p - 1]))
         message = (f"the leading eigenvalue is within its error band of zero for eta in "
                    f"[{grid[q + 1]:.6g}, {grid[p - 1]:.6g}]; the root there is not resolved")
-    root, r = optimize.brentq(g, lo, hi, xtol=1e-300, rtol=max(rtol * 1e-2, 1e-15), full_output=True)
+    root, r = optimize.brentq(g, lo, hi, xtol=1e-300, rtol=max(xtol * 1e-2, 1e-15), full_output=True)
     eta_c = float(root)
     lead = _lead_piece(st, eta_c)
     scale = max(1.0, abs(lead["value"]))
@@ -361,8 +274,8 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
             if abs(best - eta_c) <= 1e-6 * eta_c:
                 eta_c = best
                 lead = _lead_piece(st, eta_c)
-    # a tight bracket around the final value for the report (widened until it brackets)
-    step = max(rtol * eta_c, 1e-15 * eta_c)
+    # a tight bracket around the final value (widened until it brackets)
+    step = max(xtol * eta_c, 1e-15 * eta_c)
     for _ in range(10):
         a, b = eta_c - step, eta_c + step
         if g(a) <= 0 <= g(b):
@@ -372,15 +285,13 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     # first-order propagation of the Jacobian error: d lambda / d eta and the condition number
     err_lambda = lead["cond"] * err * (1 + eta_c) * np.sqrt(n)
     slope = lead["slope"]
-    eta_err = float(err_lambda / abs(slope)) if np.isfinite(slope) and slope != 0 else float("inf")
-    info.update(bracket=(float(lo), float(hi)), precision=float(0.5 * (hi - lo)), eta_error=eta_err,
-                crossing=crossing, iterations=int(r.iterations))
-    return done(eta_c, status, message)
+    eta_err = float(err_lambda / abs(slope)) if np.isfinite(slope) and slope != 0 else math.inf
+    return done(eta_c, "ok", message, bracket=(float(lo), float(hi)), precision=float(0.5 * (hi - lo)),
+                error=eta_err, crossing=crossing, unresolved=unresolved, iterations=int(r.iterations))
 
 
-def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | None = None, rtol: float = 1e-10,
-                full_output: bool = False,
-                structure: EtaStructure | None = None) -> float | tuple[float, dict[str, Any]]:
+def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | None = None, xtol: float = 1e-10,
+                structure: EtaStructure | None = None) -> OptimalEta:
     """Learning rate that maximises the slowest asymptotic decay rate at a fixed point (default: perfect solution).
 
     Maximises ``r(eta) = -eta max Re spec(A + eta B)`` over ``(0, eta_c)``
@@ -402,35 +313,36 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
     ----------
     model : Committee
         As for :func:`critical_eta`.
-    state : State, FixedPoint or ndarray, optional
+    state : State, CommitteeFixedPoint or ndarray, optional
         The fixed point (fixed for every eta); default: the perfect solution.
-    rtol : float
-        Relative tolerance of Brent's maximiser (the kinks are solved to rounding).
-    full_output : bool
-        Also return a dict with ``rate`` (the decay rate at eta_opt, units
-        1/alpha), ``rate_error``, ``eta_error`` (propagated Jacobian error),
-        ``eta_c``, ``kink`` (bool), ``kink_type`` (``"crossing"``,
-        ``"coalescence"`` or ``None``), ``candidates`` (list of (eta, rate,
-        type)), ``status``, ``message``, ``marginal_modes``, ``structure``
-        and ``eta_c_info``.
+    xtol : float
+        Relative tolerance (in ``(0, 1)``) of Brent's maximiser and of the
+        critical learning rate bounding the search; the kinks are solved to rounding.
+    structure : EtaStructure, optional
+        A precomputed structure at ``state``.
 
     Returns
     -------
-    float
-        ``eta_opt``.
+    OptimalEta
+        ``float(result)`` is eta_opt.  Without a finite positive eta_c the
+        optimum is undefined: status ``"not_reached"`` (or ``"failed"`` when
+        eta_c failed) and value ``nan``.
 
     Raises
     ------
     ValueError
-        If there is no finite positive critical learning rate (the optimum is then undefined).
+        For bad parameters, output noise, or a state that is not fixed for every eta.
     """
-    if not (0 < rtol < 1):
-        raise ValueError(f"rtol: must be in (0, 1), got {rtol!r}")
+    xtol = _check_xtol(xtol)
     st = _structure_for(model, state, structure)
-    eta_c, cinfo = critical_eta(model, full_output=True, structure=st)
-    if not np.isfinite(eta_c) or eta_c <= 0:
-        raise ValueError(f"model: no finite critical learning rate (eta_c = {eta_c}, {cinfo['message']}); "
-                         "the optimum is undefined")
+    crit = critical_eta(model, structure=st, xtol=xtol)
+    eta_c = crit.value
+    if not crit.success or not (np.isfinite(eta_c) and eta_c > 0):
+        status = "failed" if crit.status == "failed" else "not_reached"
+        return OptimalEta(value=math.nan, status=status, critical=crit, marginal_modes=crit.marginal_modes,
+                          structure=st, message=f"no finite critical learning rate (eta_c = {eta_c}, "
+                                                f"{crit.message}): the optimum is undefined")
+    brent_xatol = max(xtol * 1e-2, 1e-13) * eta_c
     split = st.split
     n = len(st.A)
     err = st.entry_error
@@ -469,7 +381,7 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
     cands: list[tuple[float, str, Any]] = []
 
     res = optimize.minimize_scalar(lambda e: -rate(e), bounds=cell, method="bounded",
-                                   options={"xatol": max(rtol * 1e-2, 1e-13) * eta_c, "maxiter": 500})
+                                   options={"xatol": brent_xatol, "maxiter": 500})
     cands.append((float(res.x), "smooth", "brent"))
 
     near = set()
@@ -598,10 +510,12 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
         curv = abs(rate(eta_o + h2) - 2 * rate_o + rate(eta_o - h2)) / h2 ** 2
         eta_err = float(np.sqrt(2 * rate_err / curv)) if curv > 0 else float("inf")
     message = "converged" if kink or len(tied) == 1 else "converged (smooth maximum)"
-    if cinfo.get("n_marginal"):
-        message += "; " + _marginal_summary(split, cinfo["marginal_modes"])
-    info = {"rate": float(rate_o), "rate_error": float(rate_err), "eta_error": eta_err, "eta_c": eta_c,
-            "kink": bool(kink), "kink_type": kind if kink else None,
-            "candidates": [(float(e), float(r_), k) for e, r_, k in scored], "status": "converged",
-            "message": message, "marginal_modes": cinfo["marginal_modes"], "structure": st, "eta_c_info": cinfo}
-    return (eta_o, info) if full_output else eta_o
+    if crit.n_marginal:
+        message += "; " + _marginal_summary(split, crit.marginal_modes)
+    # a kink is a root solved to rounding (brentq with xtol 1e-15 eta); a smooth maximum is Brent's xatol
+    precision = 1e-15 * eta_o + 4 * np.finfo(float).eps * eta_o if kink else brent_xatol
+    return OptimalEta(value=float(eta_o), rate=float(rate_o), rate_error=float(rate_err), error=eta_err,
+                      kink=bool(kink), kink_type=kind if kink else None, bracket=(float(cell[0]), float(cell[1])),
+                      precision=float(precision), candidates=tuple((float(e), float(r_), k) for e, r_, k in scored),
+                      critical=crit, marginal_modes=crit.marginal_modes, structure=st,
+                      status="marginal" if crit.n_marginal else "ok", message=message)

@@ -83,7 +83,7 @@ def initial_state(
         lies on the boundary of the positive-semidefinite cone).
     seed : int, optional
         Seed of ``numpy.random.default_rng`` for ``kind="uniform"``.
-    plateau : FixedPoint, optional
+    plateau : CommitteeFixedPoint, optional
         The plateau for ``kind="plateau"``; default
         :func:`phasekit.committee.landmarks.symmetric_plateau`.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..committee.linearisation import FixedPoint, _classify
+from ..core.results import FixedPoint, classify
 from ..core.spectrum import eigen_decomposition
 from .modes import (
     Array,
@@ -20,17 +20,20 @@ __all__ = ['fixed_points']
 
 
 def _make_fixed_point(state: Array, jac: Array, residual: float) -> FixedPoint:
+    labels = ("u",) if len(state) == 1 else tuple(f"a{j + 1}" for j in range(len(state)))
     # the layer Jacobian is symmetric with a (k-1)-fold eigenvalue at balanced points; the
     # shared decomposition returns a real orthonormal basis of such eigenspaces
     spec = eigen_decomposition(jac)
     lam, vec = spec.eigenvalues, spec.eigenvectors
     finite = np.abs(lam[np.isfinite(lam)])
     tol = 1e-12 * max(1.0, float(finite.max()) if finite.size else 1.0)
-    n_unstable, stable, kind = _classify(lam, tol, spec.converged)
-    return FixedPoint(np.asarray(state, float), lam, vec, eg=float("nan"), n_unstable=n_unstable,
-                      stable=stable, residual=float(residual), converged=spec.converged, kind=kind, model=None,
-                      jacobian=np.asarray(jac, float), jacobian_method="analytic", eig_tol=tol,
-                      message=spec.message)
+    n_unstable, kind = classify(lam, tol)
+    # the roots are closed forms ("ok"); only the eigen-decomposition can fail
+    return FixedPoint(vector=np.asarray(state, float), eigenvalues=lam, eigenvectors=vec,
+                      jacobian=np.asarray(jac, float), jacobian_scheme="analytic", residual=float(residual),
+                      kind=kind, n_unstable=n_unstable, eig_tol=tol, labels=labels,
+                      status="ok" if spec.converged else "failed",
+                      message=spec.message or ("exact root" if spec.converged else "eigen-decomposition failed"))
 
 
 def fixed_points(s: float, *, depth: int = 2, weight_decay: float = 0.0, tau: float = 1.0,
@@ -53,8 +56,8 @@ def fixed_points(s: float, *, depth: int = 2, weight_decay: float = 0.0, tau: fl
 
     Returns
     -------
-    list of FixedPoint
-        Sorted by mode strength: the origin first, then the positive roots of
+    list of phasekit.core.results.FixedPoint
+        ``vector`` is the state in ``coordinates``; sorted by mode strength: the origin first, then the positive roots of
         ``s - u = lambda u^(2/k - 1)`` (``u = s - lambda`` for ``k = 2``,
         ``s / (1 + lambda)`` for ``k = 1``).  For ``k = 1`` the single fixed point.
     """

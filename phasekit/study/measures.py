@@ -28,6 +28,10 @@ SWEEP_STATUS = ("ok", "diverged", "failed", "missing")
 _TRAJ_KEYS = ("alpha_max", "n_points", "rtol", "atol", "method", "stop_eg", "max_norm")
 
 
+# Those of them that are fields of phasekit.core.options.SolverOptions.
+_SOLVER_KEYS = ("rtol", "atol", "method", "max_norm")
+
+
 @dataclass(frozen=True)
 class Measure:
     """A quantity computed at each grid point.
@@ -92,7 +96,8 @@ def point_trajectory(model: Committee, state0: State, settings: Mapping[str, Any
     if key not in cache:
         kwargs = {k: v for k, v in traj_settings.items() if v is not None}
         alpha_max = kwargs.pop("alpha_max")
-        cache[key] = integrate(model, state0, alpha_max, **kwargs)
+        solver = {k: kwargs.pop(k) for k in _SOLVER_KEYS if k in kwargs}
+        cache[key] = integrate(model, state0, alpha_max, solver=solver, **kwargs)
         while len(cache) > 2:
             cache.popitem(last=False)
     return cache[key]
@@ -184,10 +189,11 @@ def measure_asymptotic_eg(model: Committee, state0: State, settings: Mapping[str
     """
     from ..committee.asymptotics import asymptotic_eg
 
-    kwargs = {k: settings[k] for k in ("tol", "rtol", "atol", "method", "max_norm") if settings.get(k) is not None}
-    res = asymptotic_eg(model, state0, **kwargs)
-    if res.status == "diverged":
-        raise _MeasureStatus("diverged", f"asymptotic_eg: diverged ({res.message})")
+    solver = {k: settings[k] for k in _SOLVER_KEYS if settings.get(k) is not None}
+    kwargs = {"speed_tol": settings["tol"]} if settings.get("tol") is not None else {}
+    res = asymptotic_eg(model, state0, solver=solver, **kwargs)
+    if res.status == "diverged" or (res.status == "failed" and math.isnan(res.eg)):
+        raise _MeasureStatus(res.status, f"asymptotic_eg: {res.status} ({res.message})")
     if res.status != "converged":
         _note(f"asymptotic_eg: {res.status} at alpha = {res.alpha:.6g}")
     return {"asymptotic_eg": float(res.eg)}

@@ -12,14 +12,8 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import minimize_scalar
 
-from ..committee.dynamics import MAX_NORM
 from ..committee.model import Committee, State, committee_from_parameters
 from ..committee.plateaus import (
-    _ATOL,
-    _CROSSING_STATUS,
-    _METHOD,
-    _PLATEAU_STATUS,
-    _RTOL,
     _band_times,
     _check_band,
     _check_model,
@@ -31,7 +25,9 @@ from ..committee.plateaus import (
 from ..committee.starts import INITIAL_KINDS, initial_state
 from ..core.activations import activation as get_activation
 from ..core.datasets import provenance_attrs
+from ..core.options import SolverOptions, coerce_options
 from ..core.parallel import check_workers, parallel_map
+from ..core.results import status_attrs, status_codes
 from ..lazy_training.networks import _check_int, _check_positive
 from ..lazy_training.training import _MEASURES, run_two_layer
 
@@ -40,11 +36,11 @@ __all__ = ['convergence_time_vs_eta', 'plateau_scaling', 'two_layer_sweep']
 
 def _scaling_point(item: tuple) -> tuple[float, float, str]:
     """Entry, exit and status for one X (module level: runs on dask workers)."""
-    params, X, kind, Q0, seed, plateau_data, band, settings, alpha_max = item
+    params, X, kind, Q0, seed, plateau_data, band, solver, alpha_max = item
     model = committee_from_parameters(params)
     plateau = _PlateauData(*plateau_data)
     state0 = initial_state(model, X, Q0=Q0, kind=kind, seed=seed, plateau=plateau)
-    pt = _band_times(model, state0.to_vector(), 0.0, alpha_max, plateau.eg, band, settings)
+    pt = _band_times(model, state0.to_vector(), 0.0, alpha_max, plateau.eg, band, SolverOptions(**solver))
     return pt.entry, pt.exit, pt.status
 
 
@@ -79,9 +75,7 @@ def plateau_scaling(
     seed: int | None = 0,
     fit_range: tuple[float, float] | None = None,
     alpha_max: float | None = None,
-    rtol: float = _RTOL,
-    atol: float = _ATOL,
-    method: str = _METHOD,
+    solver: SolverOptions | Mapping[str, Any] | None = None,
     client: Any = None,
     n_workers: int | None = None,
 ) -> xr.Dataset:
@@ -112,7 +106,8 @@ def plateau_scaling(
         Fit only X within ``[min, max]``; default all X with a finite length.
     alpha_max : float, optional
         Integration limit per X; default ``2 ln(1/X) / lambda_esc + 1000 / eta``.
-    rtol, atol, method : solver settings.
+    solver : SolverOptions, mapping or None
+        ODE solver settings (default :class:`~phasekit.core.options.SolverOptions`).
     client, n_workers : see :func:`phasekit.core.parallel.parallel_map` (default: in this
         process, or on the active dask client).
 
@@ -121,7 +116,9 @@ def plateau_scaling(
     xarray.Dataset
         Coordinate ``X`` (and ``ln_inv_X``); variables ``entry``, ``exit``,
         ``plateau_length`` (units alpha), ``eta_plateau_length`` (units
-        eta alpha), ``status`` (0 ok, 1 not_entered, 2 not_left, 3 diverged),
+        eta alpha), ``status`` (codes of :data:`phasekit.core.results.STATUS`
+        with CF flags: ``ok``, ``not_reached`` (never entered, or still on the
+        plateau at ``alpha_max``), ``diverged``, ``failed``),
         ``in_fit`` (0/1); scalars ``lambda_esc`` (1/alpha, at the model's eta),
         ``lambda_esc_eta`` (per unit eta alpha), ``predicted_slope``
         (``1/lambda_esc``, alpha), ``fitted_slope``, ``fitted_slope_stderr``,
@@ -148,7 +145,7 @@ def plateau_scaling(
     if alpha_max is not None and not (np.isfinite(alpha_max) and alpha_max > 0):
         raise ValueError(f"alpha_max: must be finite and > 0, got {alpha_max!r}")
     pdata = (fp.state.to_vector(), model.K, model.M, egP, lam, u)
-    settings = {"rtol": rtol, "atol": atol, "method": method, "max_norm": MAX_NORM}
+    settings = coerce_options(solver, SolverOptions, "solver").to_dict()
     params = model.parameters()
     q0 = None if Q0 is None else np.asarray(Q0, dtype=float).tolist()
     items = []
@@ -158,7 +155,7 @@ def plateau_scaling(
     results = parallel_map(_scaling_point, items, client=client, n_workers=n_workers)
     entry = np.array([r[0] for r in results])
     exit_ = np.array([r[1] for r in results])
-    status = np.array([_PLATEAU_STATUS.index(r[2]) for r in results], dtype=np.int32)
+    status = status_codes([r[2] for r in results])
     length = exit_ - entry
     L = np.log(1.0 / X)
     in_fit = np.isfinite(length) & (X >= lo) & (X <= hi)
@@ -177,9 +174,7 @@ def plateau_scaling(
             "exit": ("X", exit_, _attrs("exit from the plateau band alpha_out", alpha_u)),
             "plateau_length": ("X", length, _attrs("plateau length alpha_P", alpha_u)),
             "eta_plateau_length": ("X", eta * length, _attrs("plateau length eta alpha_P", eta_alpha_u)),
-            "status": ("X", status, {**_attrs("plateau status", "1"),
-                                     "flag_values": list(range(len(_PLATEAU_STATUS))),
-                                     "flag_meanings": " ".join(_PLATEAU_STATUS)}),
+            "status": ("X", status, status_attrs("plateau status")),
             "in_fit": ("X", in_fit.astype(np.int32), _attrs("point used in the fit (1) or not (0)", "1")),
             "lambda_esc": ((), lam, _attrs("escape eigenvalue lambda_esc at the model's eta", "1/alpha")),
             "lambda_esc_eta": ((), lam / eta, _attrs("escape eigenvalue per unit eta alpha", "1/(eta alpha)")),
@@ -207,9 +202,9 @@ def plateau_scaling(
 
 
 def _crossing_point(item: tuple) -> tuple[float, str]:
-    params, eta, v0, threshold, alpha_max, settings = item
+    params, eta, v0, threshold, alpha_max, solver = item
     model = committee_from_parameters({**params, "eta": eta})
-    res = _first_crossing(model, np.asarray(v0), 0.0, alpha_max, threshold, settings)
+    res = _first_crossing(model, np.asarray(v0), 0.0, alpha_max, threshold, SolverOptions(**solver))
     return res.alpha, res.status
 
 
@@ -222,9 +217,7 @@ def convergence_time_vs_eta(
     eta_alpha_max: float = 2e3,
     refine: bool = True,
     eta_c: float | None = None,
-    rtol: float = _RTOL,
-    atol: float = _ATOL,
-    method: str = _METHOD,
+    solver: SolverOptions | Mapping[str, Any] | None = None,
     client: Any = None,
     n_workers: int | None = None,
 ) -> xr.Dataset:
@@ -249,7 +242,8 @@ def convergence_time_vs_eta(
         Critical learning rate to record (for plots); default
         :func:`phasekit.committee.stability.critical_eta` when the model keeps the
         eta^2 term, has K = M and no noise, else nan.
-    rtol, atol, method : solver settings.
+    solver : SolverOptions, mapping or None
+        ODE solver settings (default :class:`~phasekit.core.options.SolverOptions`).
     client, n_workers : see :func:`phasekit.core.parallel.parallel_map` (default: in this
         process, or on the active dask client).
 
@@ -257,8 +251,9 @@ def convergence_time_vs_eta(
     -------
     xarray.Dataset
         Coordinate ``eta``; variables ``convergence_time`` (alpha, inf when
-        not reached), ``eta_convergence_time`` (eta alpha), ``status``
-        (0 reached, 1 not_reached, 2 diverged); scalars ``eta_opt``,
+        not reached), ``eta_convergence_time`` (eta alpha), ``status`` (codes
+        of :data:`phasekit.core.results.STATUS` with CF flags: ``ok``,
+        ``not_reached``, ``diverged``, ``failed``); scalars ``eta_opt``,
         ``convergence_time_min`` (alpha) and ``eta_c``.
     """
     _check_model(model)
@@ -272,7 +267,7 @@ def convergence_time_vs_eta(
         raise ValueError(f"eta_alpha_max: must be finite and > 0, got {eta_alpha_max!r}")
     eta = np.sort(eta)
     params = model.parameters()
-    settings = {"rtol": rtol, "atol": atol, "method": method, "max_norm": MAX_NORM}
+    settings = coerce_options(solver, SolverOptions, "solver").to_dict()
     v0 = state0.to_vector()
 
     def item(e: float) -> tuple:
@@ -280,7 +275,7 @@ def convergence_time_vs_eta(
 
     results = parallel_map(_crossing_point, [item(e) for e in eta], client=client, n_workers=n_workers)
     t = np.array([r[0] for r in results])
-    status = np.array([_CROSSING_STATUS.index(r[1]) for r in results], dtype=np.int32)
+    status = status_codes([r[1] for r in results])
     eta_opt = t_min = np.nan
     if np.any(np.isfinite(t)):
         j = int(np.nanargmin(np.where(np.isfinite(t), t, np.nan)))
@@ -304,9 +299,7 @@ def convergence_time_vs_eta(
             "convergence_time": ("eta", t, _attrs(f"convergence time alpha (eps_g < {threshold:g})", "alpha")),
             "eta_convergence_time": ("eta", eta * t,
                                      _attrs(f"convergence time eta alpha (eps_g < {threshold:g})", "eta alpha")),
-            "status": ("eta", status, {**_attrs("crossing status", "1"),
-                                       "flag_values": list(range(len(_CROSSING_STATUS))),
-                                       "flag_meanings": " ".join(_CROSSING_STATUS)}),
+            "status": ("eta", status, status_attrs("crossing status")),
             "eta_opt": ((), eta_opt, _attrs("learning rate minimising the convergence time", "1")),
             "convergence_time_min": ((), t_min, _attrs("minimal convergence time alpha", "alpha")),
             "eta_c": ((), float(eta_c), _attrs("critical learning rate eta_c", "1")),

@@ -21,18 +21,20 @@ __all__ = ["stability_boundary_recipe", "stability_point", "plateau_point"]
 
 def stability_point(item: tuple[str, int]) -> dict[str, float]:
     """eta_c and eta_opt of the perfect solution for ``(activation, K)``, K = M, eta^2 terms kept."""
-    from ...committee.stability import critical_eta, eta_structure, optimal_eta
+    from ...committee.pencil import eta_structure
+    from ...committee.stability import critical_eta, optimal_eta
 
     act, K = item
     model = Committee(int(K), int(K), str(act), eta=1.0, second_order=True)
     st = eta_structure(model)
-    eta_c, info = critical_eta(model, full_output=True, structure=st)
-    out = {"eta_c": float(eta_c), "eta_c_error": float(info.get("eta_error", np.nan)),
-           "eta_c_precision": float(info.get("precision", np.nan)), "jacobian_error": float(st.error),
-           "crossing_real": int(info.get("crossing") == "real")}
+    crit = critical_eta(model, structure=st)
+    eta_c = crit.value
+    out = {"eta_c": float(eta_c), "eta_c_error": float(crit.error),
+           "eta_c_precision": float(crit.precision), "jacobian_error": float(st.error),
+           "crossing_real": int(crit.crossing == "real")}
     if np.isfinite(eta_c) and eta_c > 0:
-        eta_o, oinfo = optimal_eta(model, full_output=True, structure=st)
-        out.update(eta_opt=float(eta_o), rate_opt=float(oinfo["rate"]), kink=int(oinfo["kink"]))
+        opt = optimal_eta(model, structure=st)
+        out.update(eta_opt=float(opt.value), rate_opt=float(opt.rate), kink=int(opt.kink))
     else:
         out.update(eta_opt=np.nan, rate_opt=np.nan, kink=0)
     return out
@@ -54,7 +56,7 @@ def plateau_point(item: tuple[str, int]) -> dict[str, float]:
     out.update(escape_eigenvalue=nan if fp.escape_eigenvalue is None else float(np.real(fp.escape_eigenvalue)),
                escape_multiplicity=int(fp.escape_multiplicity), R=float(fp.state.R[0, 0]), Q=float(Q[0, 0]),
                C=float(Q[0, 1]), eg=float(fp.eg), residual=float(fp.residual), n_unstable=int(fp.n_unstable),
-               converged=int(fp.converged))
+               converged=int(fp.success))
     return out
 
 

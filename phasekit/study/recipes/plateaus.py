@@ -34,7 +34,7 @@ def _plateau(model: Committee) -> Any:
         K = model.K
         guess = (1.0 / math.sqrt(K * (2 * K - 1)), 1.0 / (2 * K - 1), 1.0 / (2 * K - 1))
     fp = symmetric_plateau(model, guess)
-    if not fp.converged:
+    if not fp.success:
         raise RuntimeError(f"plateau_scaling: symmetric_plateau did not converge for {model!r}")
     return fp
 

@@ -79,7 +79,7 @@ def simulation_overlay(
         N, alpha_max, runs = sizes[case]
         if quick:
             N, alpha_max, runs = 200, min(alpha_max, 20.0), 2
-        sim = simulate(model, state0, int(N), float(alpha_max), n_runs=int(runs), seed=seed, method=method,
+        sim = simulate(model, state0, int(N), float(alpha_max), n_runs=int(runs), seed=seed, level=method,
                        n_points=n_points, n_test=n_test, n_workers=n_workers)
         if model.K == model.M > 1:
             sim = align_teachers(sim)
@@ -107,7 +107,7 @@ def spread(model: Committee, state0: State, Ns: Sequence[int], alpha: float, n_r
     iu = np.triu_indices(model.K)
     mean, std = [], []
     for j, N in enumerate(Ns):
-        ds = simulate(model, state0, int(N), alpha, n_runs=n_runs, seed=seed + j, method=method, n_points=2,
+        ds = simulate(model, state0, int(N), alpha, n_runs=n_runs, seed=seed + j, level=method, n_points=2,
                       n_workers=n_workers)
         R, Q = ds["R"].values[:, -1], ds["Q"].values[:, -1]
         v = np.concatenate([R.reshape(n_runs, -1), Q[:, iu[0], iu[1]]], axis=-1)

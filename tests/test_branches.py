@@ -1,0 +1,70 @@
+"""phasekit.committee.branches: continuation of a fixed point in the learning rate.
+
+Reference: the ReLU perceptron's exact spectrum along the perfect-solution
+branch (-eta/2 and eta^2/2 - eta, crossing zero at eta = 2).
+"""
+
+import numpy as np
+import pytest
+
+import phasekit as pk
+import phasekit.committee as pc
+from phasekit.committee.model import Committee
+from phasekit.core.results import status_names
+
+
+def test_continuation_locates_the_crossing_by_bisection():
+    model = Committee(1, 1, "relu", eta=1.0, second_order=True)
+    ds = pc.continuation(model, "perfect", [0.6, 1.4, 2.2, 3.0], xtol=1e-10)
+    assert ds.sizes["crossing"] == 1
+    c = ds.isel(crossing=0)
+    assert float(c.crossing_low) <= 2.0 + 1e-9 and float(c.crossing_high) >= 2.0 - 1e-9
+    assert float(c.crossing_precision) <= 2e-10
+    assert abs(float(c.crossing_eta) - 2.0) < 1e-9
+    assert int(c.crossing_n_before) == 0 and int(c.crossing_n_after) == 1
+    assert ds.crossing_location.attrs["flag_meanings"] == "located bracketed"
+    assert int(c.crossing_location) == 0  # located
+    assert ds.n_unstable.values.tolist() == [0, 0, 1, 1]
+    assert list(status_names(ds.status.values)) == ["converged"] * 4
+    assert ds.status.attrs["flag_meanings"].split() == list(pk.STATUS)
+    # the recorded spectrum is the exact one at every eta on the branch
+    eta = ds.eta.values
+    exact = np.sort(np.stack([-eta / 2, eta**2 / 2 - eta], axis=1), axis=1)[:, ::-1]
+    assert np.abs(ds.eigenvalue_real.values - exact).max() < 1e-9
+
+
+def test_xtol_sets_the_bisection_width_and_a_short_bisection_only_brackets():
+    model = Committee(1, 1, "relu", eta=1.0, second_order=True)
+    wide = pc.continuation(model, "perfect", [1.4, 2.2], xtol=1e-3).isel(crossing=0)
+    assert 2e-4 < 2 * float(wide.crossing_precision) <= 1e-3 * 2.2 and int(wide.crossing_location) == 0
+    assert float(wide.crossing_low) <= 2.0 <= float(wide.crossing_high)
+    short = pc.continuation(model, "perfect", [1.4, 2.2], max_bisect=3).isel(crossing=0)
+    assert int(short.crossing_location) == 1  # bracketed: only the interval is known
+    assert float(short.crossing_high) - float(short.crossing_low) == pytest.approx(0.8 / 8)
+    assert float(short.crossing_low) <= 2.0 <= float(short.crossing_high)
+
+
+def test_a_branch_that_is_lost_is_marked_failed_then_missing(tmp_path):
+    """The ReLU K = M = 2 plateau followed to large eta (second order): Newton loses it on the way."""
+    model = Committee(2, 2, "relu", eta=0.5, second_order=True)
+    ds = pc.continuation(model, "symmetric_plateau", [0.5, 1.0, 5.0, 6.0], newton={"max_iter": 5})
+    names = list(status_names(ds.status.values))
+    assert names[0] == "converged" and "failed" in names
+    k = names.index("failed")
+    assert all(n == "missing" for n in names[k + 1:]) and np.all(np.isnan(ds.eg.values[k:]))
+    assert int(ds.attrs["complete"]) == 0 and int(ds.attrs["n_points"]) == k + 1
+    ds.to_netcdf(tmp_path / "branch.nc", engine="scipy")
+
+
+def test_bad_inputs():
+    model = Committee(2, 2, "erf", eta=1.0, second_order=False)
+    with pytest.raises(ValueError, match="eta_values"):
+        pc.continuation(model, "perfect", [1.0, 0.5, 2.0])
+    with pytest.raises(ValueError, match="landmark"):
+        pc.continuation(model, "saddle", [0.5, 1.0])
+    with pytest.raises(ValueError, match=r"xtol: relative width must be in \(0, 1\)"):
+        pc.continuation(model, "perfect", [0.5, 1.0], xtol=0.0)
+    with pytest.raises(ValueError, match="max_bisect: must be an integer >= 0"):
+        pc.continuation(model, "perfect", [0.5, 1.0], max_bisect=-1)
+    with pytest.raises(ValueError, match="newton: unknown option"):
+        pc.continuation(model, "perfect", [0.5, 1.0], newton={"rtol": 1e-3})
