@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
 from ..core.options import NewtonOptions, SolverOptions, coerce_options
-from ..core.results import Result
+from ..core.results import ScalarResult
 from .model import Committee, State
 from .plateaus import _check_model, _run_until
 
@@ -17,7 +17,7 @@ __all__ = ['AsymptoticError', 'asymptotic_eg']
 
 
 @dataclass(frozen=True, kw_only=True)
-class AsymptoticError(Result):
+class AsymptoticError(ScalarResult):
     """Where the flow ends; ``float(result)`` is ``eg``.
 
     Attributes
@@ -43,14 +43,13 @@ class AsymptoticError(Result):
     message : str
     """
 
+    value_field: ClassVar[str] = "eg"
+
     eg: float
     state: State
     fixed_point: Any
     alpha: float
     saddles_passed: int = 0
-
-    def __float__(self) -> float:
-        return float(self.eg)
 
 
 def asymptotic_eg(

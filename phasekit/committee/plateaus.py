@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 import xarray as xr
 from scipy.integrate import solve_ivp
 
 from ..core.options import SolverOptions, coerce_options
-from ..core.results import Result
+from ..core.results import ScalarResult
 from .dynamics import _trajectory_solver, model_from_dataset, state_at
 from .model import PSD_TOL, Committee
 
@@ -169,7 +169,7 @@ def _trajectory_start(traj: xr.Dataset, solver: Any = None) -> _Start:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PlateauTimes(Result):
+class PlateauTimes(ScalarResult):
     """Entry into and exit from the eps_g band around the plateau.
 
     ``float(times)`` is the length.
@@ -195,15 +195,14 @@ class PlateauTimes(Result):
     message : str
     """
 
+    value_field: ClassVar[str] = "length"
+
     entry: float
     exit: float
     length: float
     eg_plateau: float
     band: float
     n_rhs: int = 0
-
-    def __float__(self) -> float:
-        return float(self.length)
 
 
 def _band_times(model: Committee, v0: np.ndarray, a0: float, a_end: float, egP: float, band: float,
@@ -306,7 +305,7 @@ def plateau_length(traj: xr.Dataset, plateau: Any = None, *, band: float = 0.05,
 
 
 @dataclass(frozen=True, kw_only=True)
-class Crossing(Result):
+class Crossing(ScalarResult):
     """First time eps_g falls below a threshold.
 
     ``float(crossing)`` is ``alpha``.
@@ -325,12 +324,11 @@ class Crossing(Result):
     message : str
     """
 
+    value_field: ClassVar[str] = "alpha"
+
     alpha: float
     threshold: float
     n_rhs: int = 0
-
-    def __float__(self) -> float:
-        return float(self.alpha)
 
 
 def _first_crossing(model: Committee, v0: np.ndarray, a0: float, a_end: float, threshold: float,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import linalg, optimize
 
-from ..core.results import FixedPoint, Result
+from ..core.results import FixedPoint, ScalarResult
 from ..core.spectrum import leading_pair_discriminant
 from .model import Committee, State, vector_labels
 from .pencil import EtaStructure, MarginalMode, _lead_piece, _marginal_summary, _null_modes, _structure_for
@@ -31,7 +31,7 @@ _NAN_PAIR = (math.nan, math.nan)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class CriticalEta(Result):
+class CriticalEta(ScalarResult):
     """The learning rate at which a fixed point loses linear stability; ``float(result)`` is ``value``.
 
     Attributes
@@ -87,12 +87,9 @@ class CriticalEta(Result):
     iterations: int = 0
     structure: EtaStructure | None = None
 
-    def __float__(self) -> float:
-        return float(self.value)
-
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class OptimalEta(Result):
+class OptimalEta(ScalarResult):
     """The learning rate of fastest asymptotic convergence; ``float(result)`` is ``value``.
 
     Attributes
@@ -139,9 +136,6 @@ class OptimalEta(Result):
     critical: CriticalEta | None = None
     marginal_modes: tuple[MarginalMode, ...] = ()
     structure: EtaStructure | None = None
-
-    def __float__(self) -> float:
-        return float(self.value)
 
 
 def _check_xtol(xtol: float) -> float:

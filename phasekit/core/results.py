@@ -43,8 +43,8 @@ import xarray as xr
 
 from .datasets import provenance_attrs
 
-__all__ = ["STATUS", "SUCCESS", "KINDS", "Result", "FixedPoint", "check_status", "classify", "status_attrs",
-           "status_codes", "status_names"]
+__all__ = ["STATUS", "SUCCESS", "KINDS", "Result", "ScalarResult", "FixedPoint", "check_status", "classify",
+           "status_attrs", "status_codes", "status_names"]
 
 STATUS: tuple[str, ...] = ("ok", "converged", "not_reached", "marginal", "diverged", "failed", "missing")
 SUCCESS: frozenset[str] = frozenset(STATUS[:4])
@@ -106,6 +106,16 @@ class Result:
     def success(self) -> bool:
         """Whether the computation completed (``ok``, ``converged``, ``not_reached`` or ``marginal``)."""
         return self.status in SUCCESS
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScalarResult(Result):
+    """A result that stands for one number: ``float(result)`` is its field named by ``value_field``."""
+
+    value_field: ClassVar[str] = "value"
+
+    def __float__(self) -> float:
+        return float(getattr(self, self.value_field))
 
 
 # Stability classes of a fixed point (see :func:`classify`).
