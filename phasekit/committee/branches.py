@@ -9,13 +9,12 @@ were not enough): then only the interval is known.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 
-from ..core.datasets import provenance_attrs
+from ..core.datasets import coordinate, model_attrs, provenance_attrs, variable
 from ..core.options import NewtonOptions, coerce_options
 from ..core.results import FixedPoint, status_attrs, status_codes
 from .cone import _pull_inside
@@ -181,9 +180,9 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
     one, rate = {"units": "1"}, {"units": "1/alpha"}
     ds = xr.Dataset(
         {
-            "R": (("eta", "i", "n"), R, {"long_name": "student-teacher overlap R_in", **one}),
-            "Q": (("eta", "i", "k"), Qm, {"long_name": "student-student overlap Q_ik", **one}),
-            "eg": ("eta", eg, {"long_name": "generalisation error eps_g", **one}),
+            "R": variable("R", ("eta", "i", "n"), R),
+            "Q": variable("Q", ("eta", "i", "k"), Qm),
+            "eg": variable("eg", "eta", eg),
             "residual": ("eta", resid, {"long_name": "max |d state / d alpha|", **rate}),
             "status": ("eta", status_codes(status), status_attrs("fixed-point status along the branch")),
             "n_unstable": ("eta", nun, {"long_name": "number of unstable directions (-1: no point)", **one}),
@@ -206,18 +205,17 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
                                  {"long_name": "unstable directions at the higher-eta side", **one}),
         },
         coords={
-            "eta": ("eta", etas, {"long_name": "learning rate eta", **one}),
-            "mode": ("mode", np.arange(n), {"long_name": "eigenmode (0 = largest real part)", **one}),
-            "i": ("i", np.arange(1, K + 1), {"long_name": "student unit", **one}),
-            "k": ("k", np.arange(1, K + 1), {"long_name": "student unit", **one}),
-            "n": ("n", np.arange(1, M + 1), {"long_name": "teacher unit", **one}),
+            "eta": coordinate("eta", etas),
+            "mode": coordinate("mode", np.arange(n), long_name="eigenmode (0 = largest real part)"),
+            "i": coordinate("i", np.arange(1, K + 1)),
+            "k": coordinate("k", np.arange(1, K + 1)),
+            "n": coordinate("n", np.arange(1, M + 1)),
             "crossing": ("crossing", np.arange(len(cr)), {"long_name": "zero crossing index", **one}),
         },
     )
     params = model.parameters()
     ds.attrs.update(provenance_attrs({"model": params, "eta_values": etas.tolist(), "newton": opts.to_dict(),
                                       "xtol": float(xtol), "max_bisect": int(max_bisect)}))
-    ds.attrs.update(model=json.dumps(params), K=K, M=M, activation=params["activation"],
-                    second_order=int(model.second_order), noise=model.noise,
+    ds.attrs.update(model_attrs(params, exclude=("eta",)),
                     n_points=int(n_done), complete=int(n_done == len(etas) and points[-1] is not None))
     return ds

@@ -2,51 +2,36 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
-from scipy.integrate import solve_ivp
 
-from ..core.datasets import provenance_attrs
+from ..core.datasets import coordinate, model_attrs, provenance_attrs, variable
+from ..core.ode import Event, FlowRun, blow_up, cone_exit, crossing, solve_flow
 from ..core.options import SolverOptions, coerce_options
 from .model import PSD_TOL, Committee, State, committee_from_parameters
 
-__all__ = ['integrate', 'model_from_dataset', 'state_at', 'trajectory_dataset']
+__all__ = ['integrate', 'model_from_dataset', 'run_flow', 'state_at', 'trajectory_dataset']
 
 
-@dataclass(frozen=True)
-class _Events:
-    model: Committee
-    stop_eg: float | None
-    max_norm: float
+def run_flow(model: Committee, v0: np.ndarray, span: tuple[float, float], *, solver: SolverOptions,
+             events: Sequence[Event] = (), dense: bool = False) -> FlowRun:
+    """The order-parameter flow from ``v0`` over ``span`` (:func:`phasekit.core.ode.solve_flow`).
 
-    def functions(self) -> list:
-        model = self.model
+    Two terminal events come first: leaving the positive-semidefinite cone
+    (smallest eigenvalue of the field covariance, relative to its scale, below
+    ``-1e3 * PSD_TOL``) and an order parameter beyond ``solver.max_norm``; both
+    end the run as ``diverged``, as does a solver that stops at a state with a
+    non-finite right-hand side or outside the cone.
+    """
+    def outside(v: np.ndarray) -> bool:
+        return not np.all(np.isfinite(model.rhs_vector(v))) or model.min_eigenvalue(v) < 0
 
-        def leave_cone(alpha: float, v: np.ndarray) -> float:
-            return model.min_eigenvalue(v) + 1e3 * PSD_TOL
-
-        def blow_up(alpha: float, v: np.ndarray) -> float:
-            return self.max_norm - float(np.max(np.abs(v)))
-
-        leave_cone.terminal = True
-        leave_cone.direction = -1
-        blow_up.terminal = True
-        blow_up.direction = -1
-        events = [leave_cone, blow_up]
-        if self.stop_eg is not None:
-            stop_eg = float(self.stop_eg)
-
-            def converged(alpha: float, v: np.ndarray) -> float:
-                return float(model.eg_vector(v)) - stop_eg
-
-            converged.terminal = True
-            converged.direction = -1
-            events.append(converged)
-        return events
+    cone = [cone_exit(model.min_eigenvalue, offset=1e3 * PSD_TOL),
+            blow_up(solver.max_norm, message=f"an order parameter exceeded {solver.max_norm:g}")]
+    return solve_flow(lambda _a, v: model.rhs_vector(v), v0, span, events=cone + list(events), options=solver,
+                      dense=dense, diverged=outside, time_name="alpha")
 
 
 def integrate(
@@ -124,40 +109,23 @@ def integrate(
         raise ValueError(f"stop_eg: threshold must be > 0, got {stop_eg!r}")
     max_norm = opts.max_norm
 
-    events = _Events(model, stop_eg, max_norm).functions()
+    stop = [] if stop_eg is None else [crossing(model.eg_vector, float(stop_eg), name="stop_eg",
+                                                 message=f"eps_g fell below {stop_eg:g}")]
     v0 = state0.to_vector()
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        sol = solve_ivp(lambda _, v: model.rhs_vector(v), (0.0, alpha_max), v0, method=opts.method,
-                        rtol=opts.rtol, atol=opts.atol, dense_output=True, events=events)
-    alpha_end = float(sol.t[-1])
-    status, message = "ok", "reached alpha_max"
-    if sol.status == 1:
-        fired = [j for j, te in enumerate(sol.t_events) if len(te)]
-        j = fired[0]
-        alpha_end = float(sol.t_events[j][0])
-        if j == 0:
-            status, message = "diverged", f"left the positive-semidefinite cone at alpha = {alpha_end:.6g}"
-        elif j == 1:
-            status, message = "diverged", f"an order parameter exceeded {max_norm:g} at alpha = {alpha_end:.6g}"
-        else:
-            status, message = "converged", f"eps_g fell below {stop_eg:g} at alpha = {alpha_end:.6g}"
-    elif sol.status == -1:
-        last = sol.y[:, -1]
-        bad = not np.all(np.isfinite(model.rhs_vector(last))) or model.min_eigenvalue(last) < 0
-        status = "diverged" if bad else "failed"
-        message = f"solver stopped at alpha = {alpha_end:.6g}: {sol.message}"
-
+    run = run_flow(model, v0, (0.0, alpha_max), solver=opts, events=stop, dense=True)
+    alpha_end, status = run.t_end, run.status
+    message = "reached alpha_max" if status == "ok" else run.message
     a = alpha_eval[alpha_eval < alpha_end]
     if status != "ok" or a.size == 0 or a[-1] < alpha_end:
         a = np.append(a, alpha_end)
-    if len(sol.t) < 2:  # failed on the first step: only the initial state is known
+    if run.n_steps == 0:  # failed on the first step: only the initial state is known
         a, Y = np.array([0.0]), v0[None, :]
     else:
-        Y = sol.sol(a).T
+        Y = run.sample(a)
     settings = {"rtol": opts.rtol, "atol": opts.atol, "method": opts.method, "stop_eg": stop_eg,
                 "max_norm": max_norm, "alpha_max": alpha_max}
     ds = trajectory_dataset(model, a, Y, settings=settings)
-    ds.attrs.update(status=status, message=message, alpha_end=alpha_end, n_rhs=int(sol.nfev))
+    ds.attrs.update(status=status, message=message, alpha_end=alpha_end, n_rhs=run.nfev)
     return ds
 
 
@@ -185,27 +153,21 @@ def trajectory_dataset(
     dims = extra_dims + ("alpha",)
     ds = xr.Dataset(
         {
-            "R": (dims + ("i", "n"), R, {"long_name": "student-teacher overlap R_in", "units": "1"}),
-            "Q": (dims + ("i", "k"), Q, {"long_name": "student-student overlap Q_ik", "units": "1"}),
-            "eg": (dims, eg, {"long_name": "generalisation error eps_g", "units": "1"}),
+            "R": variable("R", dims + ("i", "n"), R),
+            "Q": variable("Q", dims + ("i", "k"), Q),
+            "eg": variable("eg", dims, eg),
         },
         coords={
-            "alpha": ("alpha", np.asarray(alpha, float),
-                      {"long_name": "examples per input dimension alpha", "units": "1"}),
-            "eta_alpha": ("alpha", model.eta * np.asarray(alpha, float),
-                          {"long_name": "scaled time eta alpha", "units": "1"}),
-            "i": ("i", np.arange(1, K + 1), {"long_name": "student unit", "units": "1"}),
-            "k": ("k", np.arange(1, K + 1), {"long_name": "student unit", "units": "1"}),
-            "n": ("n", np.arange(1, M + 1), {"long_name": "teacher unit", "units": "1"}),
+            "alpha": coordinate("alpha", np.asarray(alpha, float)),
+            "eta_alpha": variable("eta_alpha", "alpha", model.eta * np.asarray(alpha, float)),
+            "i": coordinate("i", np.arange(1, K + 1)),
+            "k": coordinate("k", np.arange(1, K + 1)),
+            "n": coordinate("n", np.arange(1, M + 1)),
         },
     )
     params = model.parameters()
     attrs = provenance_attrs({"model": params, "solver": settings or {}})
-    attrs.update(
-        K=K, M=M, activation=params["activation"], teacher_activation=params["teacher_activation"],
-        eta=model.eta, second_order=int(model.second_order), noise=model.noise,
-        model=json.dumps(params),
-    )
+    attrs.update(model_attrs(params))
     for key, val in (settings or {}).items():
         attrs[key] = "none" if val is None else val
     ds.attrs.update(attrs)

@@ -12,7 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.options import NewtonOptions, coerce_options
+from ..core.ode import Event, solve_flow
+from ..core.options import NewtonOptions, SolverOptions, coerce_options
 from ..core.results import FixedPoint
 from .cone import _margin, _pull_inside
 from .jacobians import _as_vector
@@ -182,8 +183,6 @@ def _reduced_flow(model: Committee, Pn: np.ndarray, v0: np.ndarray, alpha: float
     ``1e3`` (a flow that diverges, e.g. above the critical learning rate);
     returns the last state inside the cone (the start if the integration fails).
     """
-    from scipy.integrate import solve_ivp
-
     v_start = _pull_inside(model, v0)
     z0 = Pn.T @ v_start
 
@@ -199,16 +198,14 @@ def _reduced_flow(model: Committee, Pn: np.ndarray, v0: np.ndarray, alpha: float
         big = float(np.abs(Pn @ z).max()) if np.all(np.isfinite(z)) else np.inf
         return 1.0 - min(big, 1e6) / 1e3
 
-    leave.terminal = True
-    diverge.terminal = True
+    events = [Event("cone_exit", leave, status="diverged"), Event("blow_up", diverge, status="diverged")]
     try:
         with np.errstate(all="ignore"):
-            sol = solve_ivp(rhs, (0.0, alpha), z0, method="LSODA", rtol=1e-10, atol=1e-12,
-                            events=[leave, diverge])
+            run = solve_flow(rhs, z0, (0.0, alpha), events=events,
+                             options=SolverOptions(method="LSODA", rtol=1e-10, atol=1e-12))
     except (ValueError, RuntimeError, np.linalg.LinAlgError):
         return v_start
-    for k in range(sol.y.shape[1] - 1, -1, -1):
-        z = sol.y[:, k]
+    for z in run.y[::-1]:
         if np.all(np.isfinite(z)) and _margin(model, Pn @ z) >= 0:
             return _pull_inside(model, Pn @ z)
     return v_start

@@ -11,14 +11,13 @@ parameters and eps_g.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import xarray as xr
 
-from ..core.datasets import provenance_attrs
+from ..core.datasets import coordinate, model_attrs, provenance_attrs, variable
 from ..core.results import FixedPoint, classify
 from ..core.spectrum import eigen_decomposition
 from .cone import _pull_inside
@@ -112,21 +111,20 @@ class CommitteeFixedPoint(FixedPoint):
         state = self.state
         ds = super().to_dataset()
         ds = ds.assign_coords(
-            i=("i", np.arange(1, K + 1), {"long_name": "student unit", **one}),
-            k=("k", np.arange(1, K + 1), {"long_name": "student unit", **one}),
-            n=("n", np.arange(1, M + 1), {"long_name": "teacher unit", **one}),
+            i=coordinate("i", np.arange(1, K + 1)),
+            k=coordinate("k", np.arange(1, K + 1)),
+            n=coordinate("n", np.arange(1, M + 1)),
         )
-        ds["R"] = (("i", "n"), state.R, {"long_name": "student-teacher overlap R_in", **one})
-        ds["Q"] = (("i", "k"), state.Q, {"long_name": "student-student overlap Q_ik", **one})
-        ds["eg"] = ((), self.eg, {"long_name": "generalisation error eps_g", **one})
+        ds["R"] = variable("R", ("i", "n"), state.R)
+        ds["Q"] = variable("Q", ("i", "k"), state.Q)
+        ds["eg"] = variable("eg", (), self.eg)
         ds["escape_eigenvalue"] = ((), esc, {"long_name": "escape eigenvalue of the symmetric plateau", **rate})
         ds["escape_vector"] = ("component", esc_vec, {"long_name": "escape eigenvector", **one})
         ds["jacobian"].attrs["long_name"] = "Jacobian d(d state/d alpha)/d state"
         ds["residual"].attrs["long_name"] = "max |d state / d alpha| at the fixed point"
         params = model.parameters()
         ds.attrs.update(provenance_attrs({"model": params, "label": self.label, "status": self.status}))
-        ds.attrs.update(model=json.dumps(params), K=K, M=M, activation=params["activation"], eta=model.eta,
-                        second_order=int(model.second_order), noise=model.noise, label=self.label,
+        ds.attrs.update(model_attrs(params), label=self.label,
                         escape_multiplicity=int(self.escape_multiplicity))
         return ds
 

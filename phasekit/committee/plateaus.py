@@ -25,12 +25,12 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 import xarray as xr
-from scipy.integrate import solve_ivp
 
+from ..core.ode import Event
 from ..core.options import SolverOptions, coerce_options
 from ..core.results import ScalarResult
-from .dynamics import _trajectory_solver, model_from_dataset, state_at
-from .model import PSD_TOL, Committee
+from .dynamics import _trajectory_solver, model_from_dataset, run_flow, state_at
+from .model import Committee
 
 __all__ = ['Crossing', 'PlateauTimes', 'convergence_time', 'plateau_length', 'plateau_times']
 
@@ -87,19 +87,6 @@ def _escape(plateau: Any) -> tuple[float, np.ndarray]:
     return lam.real, u / np.linalg.norm(u)
 
 
-def _events_cone(model: Committee, max_norm: float) -> list[Callable]:
-    def leave_cone(_a: float, v: np.ndarray) -> float:
-        return model.min_eigenvalue(v) + 1e3 * PSD_TOL
-
-    def blow_up(_a: float, v: np.ndarray) -> float:
-        return max_norm - float(np.max(np.abs(v)))
-
-    for ev in (leave_cone, blow_up):
-        ev.terminal = True
-        ev.direction = -1
-    return [leave_cone, blow_up]
-
-
 @dataclass
 class _Run:
     alpha: float
@@ -113,23 +100,10 @@ def _run_until(model: Committee, v0: np.ndarray, a0: float, a1: float, event: Ca
     """Integrate from ``(a0, v0)`` towards ``a1``; stop at the first zero of ``event`` (terminal)."""
     if a1 <= a0:
         return _Run(a0, v0, "end")
-    events = _events_cone(model, solver.max_norm)
-    if event is not None:
-        event.terminal = True
-        events.append(event)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        sol = solve_ivp(lambda _a, v: model.rhs_vector(v), (a0, a1), v0, method=solver.method, rtol=solver.rtol,
-                        atol=solver.atol, events=events)
-    if sol.status == 1:
-        fired = [j for j, te in enumerate(sol.t_events) if len(te)]
-        j = fired[0]
-        a, v = float(sol.t_events[j][0]), sol.y_events[j][0]
-        return _Run(a, v, "diverged" if j < 2 else "event", int(sol.nfev))
-    v = sol.y[:, -1]
-    if sol.status == -1:
-        bad = not np.all(np.isfinite(model.rhs_vector(v))) or model.min_eigenvalue(v) < 0
-        return _Run(float(sol.t[-1]), v, "diverged" if bad else "failed", int(sol.nfev))
-    return _Run(float(sol.t[-1]), v, "end", int(sol.nfev))
+    events = [] if event is None else [Event("event", event, direction=getattr(event, "direction", 0))]
+    run = run_flow(model, v0, (a0, a1), solver=solver, events=events)
+    status = {"converged": "event", "ok": "end"}.get(run.status, run.status)
+    return _Run(run.t_end, run.y_end, status, run.nfev)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..core.ode import rk4_batch
 from ..core.options import NewtonOptions, coerce_options
 from .cone import _margin
 from .landmarks import _check_symmetric_teacher, symmetric_plateau
@@ -54,30 +55,21 @@ def _batched_flow(model: Committee, V0: np.ndarray, alpha: float, n_steps: int
     The minimum of ``|rhs| / (1 + |v|)`` is taken over the first half of each
     trajectory, where the plateaus (saddles) are visited.
     """
-    dt = alpha / n_steps
-    V = V0.copy()
-    alive = np.ones(len(V), dtype=bool)
     best = V0.copy()
-    best_val = np.full(len(V), np.inf)
-    for step in range(n_steps):
-        with np.errstate(all="ignore"):
-            k1 = model.rhs_vector(V)
-            if step < n_steps // 2:
-                val = np.abs(k1).max(axis=1) / (1 + np.abs(V).max(axis=1))
-                upd = alive & (val < best_val) & (step > 0)
-                best[upd], best_val[upd] = V[upd], val[upd]
-            k2 = model.rhs_vector(V + 0.5 * dt * k1)
-            k3 = model.rhs_vector(V + 0.5 * dt * k2)
-            k4 = model.rhs_vector(V + dt * k3)
-            Vn = V + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    best_val = np.full(len(V0), np.inf)
+
+    def observe(step: int, V: np.ndarray, F: np.ndarray, alive: np.ndarray) -> None:
+        if 0 < step < n_steps // 2:
+            val = np.abs(F).max(axis=1) / (1 + np.abs(V).max(axis=1))
+            upd = alive & (val < best_val)
+            best[upd], best_val[upd] = V[upd], val[upd]
+
+    def valid(Vn: np.ndarray, V: np.ndarray) -> np.ndarray:
         ok = np.all(np.isfinite(Vn), axis=1) & (np.abs(Vn).max(axis=1) < 1e3)
-        ok &= _margin(model, np.where(ok[:, None], Vn, V)) >= 0
-        move = alive & ok
-        V[move] = Vn[move]
-        alive &= ok
-        if not alive.any():
-            break
-    return V, best
+        return ok & (_margin(model, np.where(ok[:, None], Vn, V)) >= 0)
+
+    run = rk4_batch(lambda _a, V: model.rhs_vector(V), V0, (0.0, alpha), n_steps, valid=valid, observe=observe)
+    return run.y, best
 
 
 def _permutation_distance(model: Committee, a: np.ndarray, b: np.ndarray) -> float:

@@ -1,7 +1,11 @@
-"""Activation functions and their Gaussian expectations, with a registry.
+"""Activation functions with every Gaussian kernel phasekit's systems need, and a registry.
 
-For zero-mean jointly Gaussian arguments with covariance ``C`` (rows of ``C``
-in the order of the arguments) the order-parameter equations need
+An :class:`Activation` carries its function ``g`` and derivatives and answers
+every Gaussian expectation the systems ask for; no system looks an activation
+up by name for its kernels.  Three families:
+
+**Committee moments** (the order-parameter equations), for zero-mean Gaussian
+arguments with covariance ``C`` (rows in the order of the arguments):
 
 ====  ==================================  ===========
 name  expectation                         ``C`` shape
@@ -14,16 +18,39 @@ I4    ``< g'(a) g'(b) g(c) g(d) >``       (..., 4, 4)
 ====  ==================================  ===========
 
 Gaussian integration by parts (Stein's lemma) on the linear argument gives
-``I3(a, b, c) = C_ab H2(a, c) + C_bc J2(a, c)``, so an activation is fully
-described by I2, J2, H2 and I4.  ``erf``, ``relu`` and ``linear`` have closed
-forms (the relu ones in angle form, ``theta = atan2(sqrt(det), C_ab)`` with the
-determinant formed without cancellation, so they stay accurate for nearly
-collinear arguments).  Everything else (tanh, sigmoid, elu, softplus, swish,
-user activations, mixed teacher/student pairs) is computed by the nested
-adaptive quadrature of :func:`phasekit.core.quadrature.nested_expectation`, split at
-each activation's ``kinks``: I2, J2, H2 and I3 to ~1e-10 and I4 to ~1e-8
-(absolute, for values of order 1) for variances up to 10.  Users add
-activations with :func:`register_activation`; closed forms are optional.
+``I3(a, b, c) = C_ab H2(a, c) + C_bc J2(a, c)``.  Closed forms where the
+activation has them (erf, relu, linear: :mod:`phasekit.core.closed_forms`),
+else the nested adaptive quadrature of
+:func:`phasekit.core.quadrature.nested_expectation`, split at each activation's
+``kinks``: I2, J2, H2 and I3 to ~1e-10 and I4 to ~1e-8 (absolute, for values
+of order 1) for variances up to 10.  :meth:`Activation.J2grad` and
+:meth:`Activation.D2` exist as closed forms only.
+
+**Propagation kernels** (signal propagation in deep random networks), at
+pre-activation variance ``q`` and correlation ``c = 1 - delta``:
+:meth:`~Activation.variance_map` ``V(q) = E[g(sqrt(q) Z)^2]``,
+:meth:`~Activation.variance_map_slope` ``dV/dq``,
+:meth:`~Activation.slope_moment` ``E[g'^2]``,
+:meth:`~Activation.curvature_moment` ``E[g''^2]``,
+:meth:`~Activation.correlation_kernel` ``E[g(u) g(v)]``,
+:meth:`~Activation.slope_correlation_kernel` ``J = E[g'(u) g'(v)]`` and
+:meth:`~Activation.delta_kernel` ``W(q, delta) = int_{1-delta}^1 J(s) ds``, which
+keeps the relative precision of ``delta`` however small.  Without closed
+forms: the composite 1-D rule and the polar 2-D rule of
+:mod:`phasekit.core.rules` (~1e-14 and ~1e-10), with ``W`` by Gauss-Legendre
+over ``J`` below ``delta = 1e-4`` and as ``E[(g(u) - g(v))^2] / (2 q)`` above.
+
+**Pair moments of two-layer networks** (the population loss, its gradient and
+the tangent model of :mod:`phasekit.lazy_training`), in the covariance entries
+``(c11, c22, c12)``: :meth:`~Activation.pair_moments`,
+:meth:`~Activation.third_moments`, :meth:`~Activation.relu_moments`.  Closed
+forms if the activation has them, else its probit mixture
+(:class:`~phasekit.core.closed_forms.ProbitMixture`: exact for erf, ~2e-9 for
+sigmoid and tanh, derivatives of every order exact), else Gauss-Hermite on
+the Cholesky factor of each 2x2 covariance (smooth in the covariance).
+
+Users add activations with :func:`register_activation`; closed forms are
+optional and, where given, used by every system alike.
 """
 
 from __future__ import annotations
@@ -32,12 +59,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import numpy as np
-from scipy import special
 
-from .orthant import relu_I4 as _orthant_relu_I4
+from . import closed_forms as _cf
+from . import kernels as _kernels
+from .closed_forms import ProbitMixture
 from .quadrature import gaussian_expectation, nested_expectation
 
-__all__ = ['Activation', 'activation', 'available_activations', 'expect_H2', 'expect_I2', 'expect_I3', 'expect_I4', 'expect_J2', 'register_activation']
+__all__ = ['Activation', 'activation', 'available_activations', 'expect_H2', 'expect_I2', 'expect_I3', 'expect_I4',
+           'expect_J2', 'is_registered', 'register_activation']
 
 
 Array = np.ndarray
@@ -46,12 +75,23 @@ Array = np.ndarray
 Func = Callable[[Array], Array]
 
 
-_CLOSED_FORM_KEYS = ("I2", "J2", "H2", "I4", "H2J2", "J2grad", "D2")
+_COMMITTEE_KEYS = ("I2", "J2", "H2", "I4", "H2J2", "J2grad", "D2")
+
+
+_PROPAGATION_KEYS = ("variance_map", "variance_map_slope", "slope_moment", "curvature_moment",
+                     "correlation_kernel", "slope_correlation_kernel", "delta_kernel")
+
+
+_CLOSED_FORM_KEYS = _COMMITTEE_KEYS + _PROPAGATION_KEYS + ("relu_moments",)
+
+
+# Default Gauss-Hermite nodes per dimension of the pair moments without closed forms.
+_PAIR_NODES = 32
 
 
 @dataclass(frozen=True, eq=False)
 class Activation:
-    """A hidden-unit activation ``g`` with the Gaussian expectations it needs.
+    """A hidden-unit activation ``g`` with every Gaussian kernel the systems need.
 
     Parameters
     ----------
@@ -62,20 +102,29 @@ class Activation:
     d2g : callable, optional
         Second derivative.  Without it ``H2`` uses Stein's lemma on ``E[a g'(a) g(b)]``.
     closed_forms : mapping, optional
-        Any of ``"I2", "J2", "H2", "I4"`` mapped to a function of the
-        covariance entries (broadcastable arrays): ``f(c11, c22, c12)`` for the
-        2-D expectations, ``f(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34)``
-        for I4.  Missing ones use quadrature.  Optionally ``"H2J2"`` returns
-        ``(H2, J2)`` together when they share work (used by the ODE right-hand side).
-        Two optional keys make :meth:`phasekit.Committee.eg` accurate to a few
-        ulps near the perfect solution (where its sum over field pairs cancels):
-        ``"J2grad"``, ``f(c11, c22, c12) -> (< g'(a) g'(b) >, < g''(a) g''(b) >,
-        < g'''(a) g'(b) >, < g'(a) g'''(b) >)`` (``J2`` and, by Price's theorem,
-        ``dJ2/dc12``, ``2 dJ2/dc11``, ``2 dJ2/dc22``), and, for an activation
-        with a kink, ``"D2"``, ``f(c22, dq, dr) -> < (g(a) - g(b))^2 >`` for
-        ``c11 = c22 + dq``, ``c12 = c22 + dr``, accurate when ``dq, dr`` are small.
+        Closed forms (any subset; missing ones use quadrature), each a function
+        of broadcastable arrays:
+
+        * committee moments of the covariance entries: ``"I2"``, ``"J2"``,
+          ``"H2"`` as ``f(c11, c22, c12)``; ``"I4"`` as
+          ``f(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34)``;
+          ``"H2J2"`` returns ``(H2, J2)`` together when they share work (used by
+          the ODE right-hand side).  Two keys make :meth:`phasekit.Committee.eg`
+          accurate to a few ulps near the perfect solution (where its sum over
+          field pairs cancels): ``"J2grad"``, ``f(c11, c22, c12) -> (< g'(a) g'(b) >,
+          < g''(a) g''(b) >, < g'''(a) g'(b) >, < g'(a) g'''(b) >)`` (``J2`` and, by
+          Price's theorem, ``dJ2/dc12``, ``2 dJ2/dc11``, ``2 dJ2/dc22``; also the
+          third moments of the tangent model), and, for an activation with a
+          kink, ``"D2"``, ``f(c22, dq, dr) -> < (g(a) - g(b))^2 >`` for
+          ``c11 = c22 + dq``, ``c12 = c22 + dr``, accurate when ``dq, dr`` are small;
+        * propagation kernels: ``"variance_map"``, ``"variance_map_slope"``,
+          ``"slope_moment"``, ``"curvature_moment"`` as ``f(q)``,
+          ``"correlation_kernel"`` as ``f(q1, q2, c)``, ``"slope_correlation_kernel"``
+          and ``"delta_kernel"`` as ``f(q, delta)`` (the methods of the same names);
+        * ``"relu_moments"``, ``f(c11, c22, c12) -> (< g(u) relu(v) >,
+          < g''(u) relu(v) >, < g'(u) step(v) >)``.
     quadrature_nodes : (int, int), optional
-        ``None`` (default): expectations without closed forms use the nested
+        ``None`` (default): committee moments without closed forms use the nested
         adaptive quadrature of :func:`phasekit.core.quadrature.nested_expectation`
         (I2, J2, H2 and I3 to ~1e-10, I4 to ~1e-8, for variances up to 10).
         A pair ``(n2, n4)`` selects tensor Gauss-Hermite with that many nodes
@@ -87,6 +136,10 @@ class Activation:
         Points where ``g`` or one of its derivatives is not analytic (``0`` for
         elu, where ``g''`` jumps); the quadrature splits its integrals there.
         Default ``(0.0,)``, which costs nothing for smooth activations.
+    probit_mixture : ProbitMixture, optional
+        ``g`` as a mixture of Gaussian CDFs; the pair moments of two-layer
+        networks without closed forms then come from it.  Checked against
+        ``g`` to ``1e-6`` at a few points.
 
     Raises
     ------
@@ -103,6 +156,7 @@ class Activation:
     quadrature_nodes: tuple[int, int] | None = None
     description: str = ""
     kinks: tuple[float, ...] = (0.0,)
+    probit_mixture: ProbitMixture | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -138,10 +192,20 @@ class Activation:
         if kinks is None or not all(np.isfinite(kinks)) or isinstance(self.kinks, (str, bytes)):
             raise ValueError(f"kinks: must be a sequence of finite numbers, got {self.kinks!r}")
         object.__setattr__(self, "kinks", tuple(sorted(set(kinks))))
+        mix = self.probit_mixture
+        if mix is not None:
+            if not isinstance(mix, ProbitMixture):
+                raise ValueError(f"probit_mixture: expected a phasekit.core.closed_forms.ProbitMixture or None, "
+                                 f"got {type(mix).__name__}")
+            err = float(np.max(np.abs(mix(_PROBE) - self.g(_PROBE))))
+            if not err <= 1e-6:
+                raise ValueError(f"probit_mixture: differs from g by {err:.3g} at the probe points (allowed 1e-6)")
 
     def __repr__(self) -> str:
         forms = ",".join(sorted(self.closed_forms)) or "none"
         return f"Activation({self.name!r}, closed forms: {forms})"
+
+    # --- committee moments ---------------------------------------------------------------
 
     def I2(self, C: Array) -> Array:
         """``< g(a) g(b) >`` for ``C`` of shape (..., 2, 2)."""
@@ -162,6 +226,128 @@ class Activation:
     def I4(self, C: Array) -> Array:
         """``< g'(a) g'(b) g(c) g(d) >`` for ``C`` of shape (..., 4, 4)."""
         return expect_I4(C, self, self, self)
+
+    def J2grad(self, C: Array) -> tuple[Array, Array, Array, Array]:
+        """``(< g'g' >, < g''(a) g''(b) >, < g'''(a) g'(b) >, < g'(a) g'''(b) >)`` for ``C`` of shape (..., 2, 2).
+
+        Closed form only (``"J2grad"``); ``ValueError`` without one.
+        """
+        C = _check_shape(C, 2, "J2grad")
+        return self._form("J2grad")(*_unpack2(C))
+
+    def D2(self, c22: Array, dq: Array, dr: Array) -> Array:
+        """``< (g(a) - g(b))^2 >`` for ``C_bb = c22``, ``C_aa = c22 + dq``, ``C_ab = c22 + dr`` (closed form only)."""
+        return self._form("D2")(np.asarray(c22, float), np.asarray(dq, float), np.asarray(dr, float))
+
+    def _form(self, key: str) -> Callable:
+        try:
+            return self.closed_forms[key]
+        except KeyError:
+            raise ValueError(f"activation: {self.name!r} has no closed form {key!r}") from None
+
+    def _kernel(self, key: str, *args: Array, mixture: bool = False, **quadrature: int) -> Array:
+        """Kernel ``key``: its closed form, else (``mixture``) the probit mixture's, else its quadrature route."""
+        form = self.closed_forms.get(key)
+        if form is not None:
+            return form(*args)
+        if mixture and self.probit_mixture is not None:
+            return getattr(self.probit_mixture, key)(*args)
+        return getattr(_kernels, key)(self, *args, **quadrature)
+
+    # --- propagation kernels ---------------------------------------------------------------
+
+    def variance_map(self, q: Array) -> Array:
+        """``V(q) = E[g(sqrt(q) Z)^2]`` for variances ``q`` (shape preserved)."""
+        return self._kernel("variance_map", q)
+
+    def slope_moment(self, q: Array) -> Array:
+        """``E[g'(sqrt(q) Z)^2]`` (``chi_1 / sigma_w2`` at the fixed point ``q*``)."""
+        return self._kernel("slope_moment", q)
+
+    def variance_map_slope(self, q: Array) -> Array:
+        """``dV/dq = E[g'^2 + g g'']`` (Stein); without ``d2g`` as ``E[g g' Z] / sqrt(q)``."""
+        return self._kernel("variance_map_slope", q)
+
+    def curvature_moment(self, q: Array) -> Array:
+        """``E[g''(sqrt(q) Z)^2]``; NaN without ``d2g`` (or where ``g''`` is a delta function)."""
+        return self._kernel("curvature_moment", q)
+
+    def correlation_kernel(self, q1: Array, q2: Array, c: Array, *, n_angle: int = 24) -> Array:
+        """``E[g(u) g(v)]`` at variances ``q1, q2`` and correlation ``c`` (broadcast).
+
+        ``n_angle``: Gauss-Legendre nodes per angular wedge of the polar rule (quadrature only).
+        """
+        return self._kernel("correlation_kernel", q1, q2, c, n_angle=n_angle)
+
+    def slope_correlation_kernel(self, q: Array, delta: Array, *, n_angle: int = 24) -> Array:
+        """``J = E[g'(u) g'(v)]`` at variance ``q`` and correlation ``1 - delta`` (broadcast)."""
+        return self._kernel("slope_correlation_kernel", q, delta, n_angle=n_angle)
+
+    def delta_kernel(self, q: Array, delta: Array, *, n_angle: int = 24, n_t: int = 8) -> Array:
+        """``W(q, delta) = int_{1-delta}^1 J(q, s) ds``, to the relative precision of ``delta``.
+
+        ``delta >= 1e-4``: ``E[(g(u) - g(v))^2] / (2 q)`` (a mean of squares,
+        since ``E[g(u)^2] = E[g(v)^2]``); the difference ``g(u) - g(v)`` costs
+        ~eps / sqrt(delta) relative precision, harmless above the switch.
+        ``delta < 1e-4``: ``delta int_0^1 J(1 - delta t) dt`` by ``n_t``-point
+        Gauss-Legendre in ``sqrt(t)`` (J is smooth on so short an interval),
+        exact to the last digit as ``delta -> 0``.
+        """
+        return self._kernel("delta_kernel", q, delta, n_angle=n_angle, n_t=n_t)
+
+    # --- pair moments of two-layer networks ------------------------------------------------
+
+    def pair_moments(self, c11: Array, c22: Array, c12: Array, *, nodes: int = _PAIR_NODES
+                     ) -> tuple[Array, Array, Array, Array]:
+        """``(E[g(u) g(v)], E[g''(u) g(v)], E[g(u) g''(v)], E[g'(u) g'(v)])`` for covariance entries (broadcast).
+
+        Closed forms (``I2``, ``H2``, ``J2``), else the probit mixture, else
+        ``nodes x nodes`` Gauss-Hermite on the Cholesky factor (needs ``d2g``).
+        """
+        if all(k in self.closed_forms for k in ("I2", "H2", "J2")):
+            f = self.closed_forms
+            return f["I2"](c11, c22, c12), f["H2"](c11, c22, c12), f["H2"](c22, c11, c12), f["J2"](c11, c22, c12)
+        if self.probit_mixture is not None:
+            return self.probit_mixture.pair_moments(c11, c22, c12)
+        return _kernels.pair_moments(self, c11, c22, c12, nodes=nodes)
+
+    def third_moments(self, c11: Array, c22: Array, c12: Array, *, nodes: int = _PAIR_NODES
+                      ) -> tuple[Array, Array]:
+        """``(E[g'''(u) g'(v)], E[g''(u) g''(v)])`` for covariance entries (broadcast), as needed by the tangent model.
+
+        Closed form (``J2grad``; delta functions for relu, infinite for
+        parallel arguments), else the probit mixture, else Gauss-Hermite with
+        ``g'''`` by central differences of ``d2g``.
+        """
+        if "J2grad" in self.closed_forms:
+            _, D, T, _ = self.closed_forms["J2grad"](c11, c22, c12)
+            return T, D
+        if self.probit_mixture is not None:
+            return self.probit_mixture.third_moments(c11, c22, c12)
+        return _kernels.third_moments(self, c11, c22, c12, nodes=nodes)
+
+    def relu_moments(self, c11: Array, c22: Array, c12: Array, *, nodes: int = _PAIR_NODES
+                     ) -> tuple[Array, Array, Array]:
+        """``(E[g(u) relu(v)], E[g''(u) relu(v)], E[g'(u) step(v)])`` for covariance entries of ``(u, v)``.
+
+        Against a ReLU unit ``v`` (the teacher of :mod:`phasekit.lazy_training`):
+        closed form (``relu_moments``), else the probit mixture, else
+        ``2 nodes``-point Gauss-Hermite over ``u`` with the conditional
+        expectations of ``v`` in closed form.  The mixture forms the factors
+        that depend on ``c11`` only at the shape of ``c11``.
+        """
+        return self._kernel("relu_moments", c11, c22, c12, mixture=True, nodes=nodes)
+
+    # --- properties ------------------------------------------------------------------------
+
+    @property
+    def positively_homogeneous(self) -> bool:
+        """Whether ``g(s x) = s g(x)`` for ``s > 0`` (relu, linear; checked at a few points to 1e-12)."""
+        x = _PROBE.ravel()
+        with np.errstate(all="ignore"):
+            gx, g2 = np.asarray(self.g(x), dtype=float), np.asarray(self.g(2.5 * x), dtype=float)
+        return bool(np.all(np.abs(g2 - 2.5 * gx) <= 1e-12 * (1.0 + np.abs(g2))))
+
 
 
 _PROBE = np.array([[-3.0, -1.0, -0.25], [0.0, 0.5, 2.0]])
@@ -250,9 +436,6 @@ def expect_I4(C: Array, act_ab: Activation, act_c: Activation, act_d: Activation
                               accuracy="coarse")
 
 
-_2_PI = 2.0 / np.pi
-
-
 def _unpack2(C: Array) -> tuple[Array, Array, Array]:
     return C[..., 0, 0], C[..., 1, 1], C[..., 0, 1]
 
@@ -260,213 +443,6 @@ def _unpack2(C: Array) -> tuple[Array, Array, Array]:
 def _unpack4(C: Array) -> tuple[Array, ...]:
     return (C[..., 0, 0], C[..., 1, 1], C[..., 2, 2], C[..., 3, 3], C[..., 0, 1],
             C[..., 0, 2], C[..., 0, 3], C[..., 1, 2], C[..., 1, 3], C[..., 2, 3])
-
-
-def _erf_I2(c11: Array, c22: Array, c12: Array) -> Array:
-    return _2_PI * np.arcsin(np.clip(c12 / np.sqrt((1.0 + c11) * (1.0 + c22)), -1.0, 1.0))
-
-
-def _erf_J2(c11: Array, c22: Array, c12: Array) -> Array:
-    return _2_PI / np.sqrt((1.0 + c11) * (1.0 + c22) - c12 * c12)
-
-
-def _erf_H2(c11: Array, c22: Array, c12: Array) -> Array:
-    a11 = 1.0 + c11
-    return -_2_PI * c12 / (a11 * np.sqrt(a11 * (1.0 + c22) - c12 * c12))
-
-
-def _erf_H2J2(c11: Array, c22: Array, c12: Array) -> tuple[Array, Array]:
-    a11 = 1.0 + c11
-    j2 = _2_PI / np.sqrt(a11 * (1.0 + c22) - c12 * c12)
-    return (-c12 / a11) * j2, j2
-
-
-def _erf_J2grad(c11: Array, c22: Array, c12: Array) -> tuple[Array, Array, Array, Array]:
-    # J2 = (2/pi) lam^(-1/2), lam = (1 + c11)(1 + c22) - c12^2; Price's theorem gives
-    # E[g''(a) g''(b)] = dJ2/dc12 and E[g'''(a) g'(b)] = 2 dJ2/dc11.
-    a11 = 1.0 + c11
-    a22 = 1.0 + c22
-    inv = 1.0 / (a11 * a22 - c12 * c12)
-    j2 = _2_PI * np.sqrt(inv)
-    j3 = j2 * inv
-    return j2, c12 * j3, -a22 * j3, -a11 * j3
-
-
-def _erf_I4(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
-    a11 = 1.0 + c11
-    a22 = 1.0 + c22
-    lam4 = a11 * a22 - c12 * c12
-    lam0 = lam4 * c34 - c23 * c24 * a11 - c13 * c14 * a22 + c12 * (c13 * c24 + c14 * c23)
-    lam1 = lam4 * (1.0 + c33) - c23 * c23 * a11 - c13 * c13 * a22 + 2.0 * c12 * c13 * c23
-    lam2 = lam4 * (1.0 + c44) - c24 * c24 * a11 - c14 * c14 * a22 + 2.0 * c12 * c14 * c24
-    ratio = np.clip(lam0 / np.sqrt(lam1 * lam2), -1.0, 1.0)
-    return (4.0 / np.pi**2) / np.sqrt(lam4) * np.arcsin(ratio)
-
-
-def _two_product(a: Array, b: Array) -> tuple[Array, Array]:
-    """``a b = p + e`` exactly (Dekker's product with Veltkamp's splitting; no FMA needed)."""
-    p = a * b
-    t = 134217729.0 * a  # 2^27 + 1
-    a_hi = t - (t - a)
-    a_lo = a - a_hi
-    t = 134217729.0 * b
-    b_hi = t - (t - b)
-    b_lo = b - b_hi
-    return p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
-
-
-def _det2(c11: Array, c22: Array, c12: Array) -> Array:
-    """``c11 c22 - c12^2`` to a few ulps of the result, clipped at 0.
-
-    The two products are formed exactly, so a nearly collinear pair (``rho``
-    close to 1) keeps its small determinant accurate.
-    """
-    p, e = _two_product(c11, c22)
-    q, f = _two_product(c12, c12)
-    return np.clip((p - q) + (e - f), 0.0, None)
-
-
-def _relu_angles(c11: Array, c22: Array, c12: Array) -> tuple[Array, Array]:
-    """``sqrt(det)`` and ``phi = pi - theta``, ``theta = arccos(rho)`` the angle between the arguments.
-
-    With the determinant formed without cancellation, ``atan2`` keeps the
-    angles accurate where ``arcsin(rho)`` is not: near ``rho = +-1`` an error
-    of one ulp in ``rho`` moves ``arcsin`` by ``~1e-8``.
-    """
-    sdet = np.sqrt(_det2(c11, c22, c12))
-    return sdet, np.arctan2(sdet, -c12)
-
-
-# Taylor coefficients of sin(t) - t cos(t) = sum_k (-1)^(k+1) 2k t^(2k+1) / (2k+1)!, k >= 1,
-# as a polynomial in t^2 (times t^3), highest first; 11 terms reach 1e-17 relative for t <= 1.
-_SIN_TCOS = np.array([(-1.0) ** (k + 1) * 2 * k / float(np.prod(np.arange(1.0, 2 * k + 2)))
-                      for k in range(11, 0, -1)])
-
-
-def _sin_minus_tcos(t: Array) -> Array:
-    """``sin t - t cos t`` for ``0 <= t <= pi``; a series below ``t = 1``, where the difference cancels."""
-    t = np.asarray(t, dtype=float)
-    ts = np.minimum(t, 1.0)
-    series = ts**3 * np.polyval(_SIN_TCOS, ts * ts)
-    return np.where(t < 1.0, series, np.sin(t) - t * np.cos(t))
-
-
-def _relu_I2(c11: Array, c22: Array, c12: Array) -> Array:
-    # Arc-cosine kernel sqrt(c11 c22) (sin theta + (pi - theta) cos theta) / (2 pi)
-    # = (sqrt(det) + c12 phi) / (2 pi); for c12 < 0 the two terms cancel and the
-    # form sqrt(c11 c22) (sin phi - phi cos phi) / (2 pi) is used.
-    sdet, phi = _relu_angles(c11, c22, c12)
-    direct = sdet + c12 * phi
-    anti = np.sqrt(c11 * c22) * _sin_minus_tcos(phi)
-    return np.where((c12 < 0) & (phi < 1.0), anti, direct) / (2.0 * np.pi)
-
-
-def _relu_J2(c11: Array, c22: Array, c12: Array) -> Array:
-    # Orthant probability 1/4 + arcsin(rho) / (2 pi) = phi / (2 pi).
-    return _relu_angles(c11, c22, c12)[1] / (2.0 * np.pi)
-
-
-def _relu_H2(c11: Array, c22: Array, c12: Array) -> Array:
-    # E[delta(a) relu(b)] = phi(0; C_aa) E[relu(b) | a = 0].
-    return np.sqrt(_det2(c11, c22, c12)) / (2.0 * np.pi * c11)
-
-
-def _relu_J2grad(c11: Array, c22: Array, c12: Array) -> tuple[Array, Array, Array, Array]:
-    # Price's theorem: d/dc12 E[theta theta] = E[delta(a) delta(b)] = 1 / (2 pi sqrt(det)),
-    # 2 d/dc11 E[theta theta] = E[delta'(a) theta(b)] = -(c12 / c11) / (2 pi sqrt(det)).
-    sdet, phi = _relu_angles(c11, c22, c12)
-    phi2 = 1.0 / (2.0 * np.pi * sdet)
-    return phi / (2.0 * np.pi), phi2, -(c12 / c11) * phi2, -(c12 / c22) * phi2
-
-
-def _relu_D2(c22: Array, dq: Array, dr: Array) -> Array:
-    """``E[(relu(a) - relu(b))^2]`` for ``C_aa = c22 + dq``, ``C_ab = c22 + dr``, ``C_bb = c22``.
-
-    Accurate to a few ulps of the result when ``a`` is close to ``b``, given
-    ``dq`` and ``dr`` exactly (differences of nearby floats are):
-    ``(sqrt C_aa - sqrt C_bb)^2 / 2 + 2 sqrt(C_aa C_bb) (1/2 - J(theta))``,
-    ``J(theta) = (sin theta + (pi - theta) cos theta) / (2 pi)``, with
-    ``det = C_aa C_bb - C_ab^2 = c22 (dq - 2 dr) - dr^2`` free of the ``c22^2``
-    cancellation and ``2 pi (1/2 - J) = 2 pi sin^2(theta/2) - (sin theta - theta cos theta)``.
-    """
-    c11 = c22 + dq
-    sdet = np.sqrt(np.clip(c22 * (dq - 2.0 * dr) - dr * dr, 0.0, None))
-    theta = np.arctan2(sdet, c22 + dr)
-    half_minus_j = (2.0 * np.pi * np.sin(0.5 * theta) ** 2 - _sin_minus_tcos(theta)) / (2.0 * np.pi)
-    dsq = dq / (np.sqrt(c11) + np.sqrt(c22))
-    return 0.5 * dsq * dsq + 2.0 * np.sqrt(c11 * c22) * half_minus_j
-
-
-def _relu_I4(*entries: Array) -> Array:
-    c11, c22, c33, c44, c12, c13, c14, c23, c24, c34 = np.broadcast_arrays(*entries)
-    C = np.stack([np.stack([c11, c12, c13, c14], -1), np.stack([c12, c22, c23, c24], -1),
-                  np.stack([c13, c23, c33, c34], -1), np.stack([c14, c24, c34, c44], -1)], -2)
-    return _orthant_relu_I4(C)
-
-
-def _erf(x: Array) -> Array:
-    return special.erf(x / np.sqrt(2.0))
-
-
-def _erf_prime(x: Array) -> Array:
-    return np.sqrt(2.0 / np.pi) * np.exp(-0.5 * x * x)
-
-
-def _erf_second(x: Array) -> Array:
-    return -x * _erf_prime(x)
-
-
-def _sigmoid(x: Array) -> Array:
-    return special.expit(x)
-
-
-def _sigmoid_prime(x: Array) -> Array:
-    s = special.expit(x)
-    return s * (1.0 - s)
-
-
-def _sigmoid_second(x: Array) -> Array:
-    s = special.expit(x)
-    return s * (1.0 - s) * (1.0 - 2.0 * s)
-
-
-def _tanh_prime(x: Array) -> Array:
-    return 1.0 - np.tanh(x) ** 2
-
-
-def _tanh_second(x: Array) -> Array:
-    t = np.tanh(x)
-    return -2.0 * t * (1.0 - t * t)
-
-
-def _elu(x: Array) -> Array:
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
-
-
-def _elu_prime(x: Array) -> Array:
-    return np.where(x > 0, 1.0, np.exp(np.minimum(x, 0.0)))
-
-
-def _elu_second(x: Array) -> Array:
-    return np.where(x > 0, 0.0, np.exp(np.minimum(x, 0.0)))
-
-
-def _swish(x: Array) -> Array:
-    return x * special.expit(x)
-
-
-def _swish_prime(x: Array) -> Array:
-    s = special.expit(x)
-    return s + x * s * (1.0 - s)
-
-
-def _swish_second(x: Array) -> Array:
-    s = special.expit(x)
-    return s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s))
-
-
-def _softplus(x: Array) -> Array:
-    return np.logaddexp(0.0, x)
 
 
 _REGISTRY: dict[str, Activation] = {}
@@ -532,6 +508,11 @@ def available_activations() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_registered(act: Activation) -> bool:
+    """Whether ``act`` is the activation registered under its name (then its name alone identifies it)."""
+    return isinstance(act, Activation) and _REGISTRY.get(act.name) is act
+
+
 def activation(name: str | Activation) -> Activation:
     """Look up a registered activation by name (an :class:`Activation` passes through)."""
     if isinstance(name, Activation):
@@ -545,56 +526,52 @@ def activation(name: str | Activation) -> Activation:
 
 
 register_activation(Activation(
-    "erf", _erf, _erf_prime, _erf_second,
-    {"I2": _erf_I2, "J2": _erf_J2, "H2": _erf_H2, "I4": _erf_I4, "H2J2": _erf_H2J2,
-     "J2grad": _erf_J2grad},
+    "erf", _cf.erf, _cf.erf_prime, _cf.erf_second, _cf.ERF_FORMS,
     description="g(x) = erf(x / sqrt 2), closed forms (Saad & Solla 1995)",
+    probit_mixture=_cf.erf_mixture(),
 ))
 
 
 register_activation(Activation(
-    "relu", lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float), None,
-    {"I2": _relu_I2, "J2": _relu_J2, "H2": _relu_H2, "I4": _relu_I4, "J2grad": _relu_J2grad,
-     "D2": _relu_D2},
+    "relu", lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float), None, _cf.RELU_FORMS,
     description="g(x) = max(x, 0), closed forms; I4 through 4-variate orthant probabilities",
 ))
 
 
 _LINEAR = register_activation(Activation(
-    "linear", lambda x: x, np.ones_like, np.zeros_like,
-    {"I2": lambda c11, c22, c12: c12 + 0.0 * (c11 + c22),
-     "J2": lambda c11, c22, c12: np.ones(np.broadcast(c11, c22, c12).shape),
-     "H2": lambda c11, c22, c12: np.zeros(np.broadcast(c11, c22, c12).shape),
-     "I4": lambda *c: np.broadcast_arrays(*c)[-1] + 0.0},
+    "linear", lambda x: x, np.ones_like, np.zeros_like, _cf.LINEAR_FORMS,
     description="g(x) = x, polynomial moments",
 ))
 
 
 register_activation(Activation(
-    "tanh", np.tanh, _tanh_prime, _tanh_second,
-    description="g(x) = tanh(x), nested quadrature",
+    "tanh", np.tanh, _cf.tanh_prime, _cf.tanh_second,
+    description="g(x) = tanh(x), nested quadrature; pair kernels of two-layer networks from a probit mixture",
+    probit_mixture=_cf.tanh_mixture(),
 ))
 
 
 register_activation(Activation(
-    "sigmoid", _sigmoid, _sigmoid_prime, _sigmoid_second,
-    description="g(x) = 1 / (1 + exp(-x)), nested quadrature",
+    "sigmoid", _cf.sigmoid, _cf.sigmoid_prime, _cf.sigmoid_second,
+    description="g(x) = 1 / (1 + exp(-x)), nested quadrature; pair kernels of two-layer networks from a probit "
+                "mixture",
+    probit_mixture=_cf.logistic_mixture(),
 ))
 
 
 register_activation(Activation(
-    "softplus", _softplus, _sigmoid, _sigmoid_prime,
+    "softplus", _cf.softplus, _cf.sigmoid, _cf.sigmoid_prime,
     description="g(x) = log(1 + exp(x)), nested quadrature",
 ))
 
 
 register_activation(Activation(
-    "elu", _elu, _elu_prime, _elu_second,
+    "elu", _cf.elu, _cf.elu_prime, _cf.elu_second,
     description="g(x) = x for x > 0, exp(x) - 1 otherwise, nested quadrature (kink of g'' at 0)",
 ))
 
 
 register_activation(Activation(
-    "swish", _swish, _swish_prime, _swish_second,
+    "swish", _cf.swish, _cf.swish_prime, _cf.swish_second,
     description="g(x) = x sigmoid(x), nested quadrature",
 ))

@@ -1,17 +1,29 @@
-"""Provenance attributes attached to every dataset phasekit writes."""
+"""Dataset metadata: the catalog of standard variables, the model-attribute block, provenance.
+
+:data:`VARIABLES` names every standard variable and coordinate (``R``, ``Q``,
+``eg``, ``alpha``, ``eta_alpha``, ``i``, ``k``, ``n``, ``eta``, ``K``, ``M``,
+``activation``, ``X``, ``noise``, the propagation, deep-linear and lazy-training
+quantities) with its ``long_name`` and ``units``; :func:`variable` and
+:func:`coordinate` build dataset entries with them.  :func:`model_attrs` is
+the attribute block of a committee machine, :func:`provenance_attrs` the
+provenance of every dataset, :func:`format_value` the one formatting of
+values in tables and reports.
+"""
 
 from __future__ import annotations
 
 import json
 import platform
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .._version import __version__
 
-__all__ = ['provenance_attrs', 'to_jsonable']
+__all__ = ['VARIABLES', 'attrs_for', 'coordinate', 'format_repr', 'format_value', 'model_attrs', 'provenance_attrs',
+           'to_jsonable', 'variable']
 
 
 def to_jsonable(value: Any) -> Any:
@@ -56,3 +68,138 @@ def provenance_attrs(parameters: Mapping[str, Any], **extra: Any) -> dict[str, A
     }
     attrs.update(extra)
     return attrs
+
+
+# The catalog of standard names: what every dataset calls R, Q, eps_g, alpha, ... and their units.
+# Systems and studies take long_name and units from here (variable(), coordinate(), attrs_for()).
+VARIABLES: Mapping[str, tuple[str, str]] = MappingProxyType({
+    # the committee machine
+    "R": ("student-teacher overlap R_in", "1"),
+    "Q": ("student-student overlap Q_ik", "1"),
+    "T": ("teacher-teacher overlap T_nm", "1"),
+    "eg": ("generalisation error eps_g", "1"),
+    "alpha": ("examples per input dimension alpha", "1"),
+    "eta_alpha": ("scaled time eta alpha", "1"),
+    "i": ("student unit", "1"),
+    "k": ("student unit", "1"),
+    "n": ("teacher unit", "1"),
+    "eta": ("learning rate eta", "1"),
+    "K": ("student hidden units K", "1"),
+    "M": ("teacher hidden units M", "1"),
+    "activation": ("activation", ""),
+    "teacher_activation": ("teacher activation", ""),
+    "second_order": ("eta^2 term kept (1) or not (0)", "1"),
+    "X": ("initial overlap scale X", "1"),
+    "noise": ("output noise standard deviation", "1"),
+    "run": ("run", "1"),
+    "component": ("order parameter", ""),
+    # signal propagation
+    "sigma_w2": ("weight variance sigma_w^2", "1"),
+    "sigma_b2": ("bias variance sigma_b^2", "1"),
+    "q_star": ("fixed point of the variance map q*", "1"),
+    "c_star": ("attracting fixed point of the correlation map c*", "1"),
+    "chi_1": ("slope of the correlation map at c = 1, chi_1", "1"),
+    "chi_q": ("slope of the variance map at q*", "1"),
+    "xi_q": ("depth scale of the variance map xi_q", "layers"),
+    "xi_c": ("depth scale of the correlation map xi_c", "layers"),
+    "phase": ("phase (0 ordered, 1 chaotic, 2 unbounded variance)", "1"),
+    "eoc_sigma_w2": ("weight variance on the edge of chaos", "1"),
+    "eoc_q_star": ("q* on the edge of chaos", "1"),
+    "eoc_q_attracting": ("q* on the edge of chaos attracts the variance map (1) or not (0)", "1"),
+    "layer": ("layer l", "1"),
+    "c": ("correlation c_l", "1"),
+    "one_minus_c": ("1 - c_l", "1"),
+    # deep linear networks
+    "u": ("mode strength u", "1"),
+    "u_sim": ("mode strength of the trained network", "1"),
+    "u_theory": ("mode strength, gradient-flow theory", "1"),
+    "offdiag": ("off-diagonal norm of U^T W V", "1"),
+    "singular_value": ("singular value s", "1"),
+    "u0": ("initial mode strength", "1"),
+    "fixed_point": ("fixed point approached", "1"),
+    "mode": ("mode index", "1"),
+    "time": ("time t / tau", "1"),
+    # lazy versus feature-learning training
+    "tau": ("initial scale tau", "1"),
+    "m": ("student width m", "1"),
+    "scale": ("output scale", "1"),
+    "seed": ("student seed", "1"),
+    "loss": ("population loss at the end of training", "1"),
+    "loss_initial": ("population loss at initialisation", "1"),
+    "relative_loss": ("final loss / initial loss", "1"),
+    "loss_floor": ("lower bound on the loss from the symmetry of the activation", "1"),
+    "excess_loss": ("final loss minus the symmetry floor", "1"),
+    "weight_displacement": ("relative weight displacement |w - w0| / |w0|", "1"),
+    "tangent_loss": ("population loss of the trained tangent model", "1"),
+    "tangent_loss_limit": ("loss of the tangent model at infinite time", "1"),
+    "tangent_displacement": ("relative weight displacement of the tangent model", "1"),
+    "tangent_distance": ("L2 distance between network and tangent-model predictors", "1"),
+    "relative_tangent_distance": ("tangent distance / teacher L2 norm", "1"),
+    "time_to_threshold": ("time to reach the loss threshold (NaN: never)", "mean-field time t"),
+    "t_final": ("final time of the run", "mean-field time t"),
+    "n_evaluations": ("loss-gradient evaluations or SGD steps", "1"),
+    "failed": ("run failed (1) or not (0)", "1"),
+})
+
+
+def attrs_for(name: str, **override: Any) -> dict[str, Any]:
+    """``long_name`` and ``units`` of a catalogued name (:data:`VARIABLES`), with ``override`` on top.
+
+    Raises
+    ------
+    ValueError
+        For a name not in the catalog unless both ``long_name`` and ``units`` are given.
+    """
+    if name in VARIABLES:
+        long_name, units = VARIABLES[name]
+    elif "long_name" in override and "units" in override:
+        long_name, units = override["long_name"], override["units"]
+    else:
+        raise ValueError(f"name: {name!r} is not in the catalog of variables; pass long_name and units")
+    return {"long_name": long_name, "units": units, **override}
+
+
+def variable(name: str, dims: str | Sequence[str], data: Any, **attrs: Any) -> tuple[tuple[str, ...], Any, dict]:
+    """``(dims, data, attrs)`` of a data variable with its catalogued attributes (``attrs`` override)."""
+    dims = (dims,) if isinstance(dims, str) else tuple(dims)
+    return dims, data, attrs_for(name, **attrs)
+
+
+def coordinate(name: str, values: Any, **attrs: Any) -> tuple[tuple[str, ...], Any, dict]:
+    """``((name,), values, attrs)`` of a dimension coordinate with its catalogued attributes."""
+    return variable(name, name, values, **attrs)
+
+
+def model_attrs(parameters: Mapping[str, Any], *, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """The model block of a dataset's attributes from a committee machine's parameters.
+
+    ``K``, ``M``, ``activation``, ``teacher_activation``, ``eta``,
+    ``second_order`` (0 or 1), ``noise`` and every parameter as JSON under
+    ``"model"`` (from which the model is rebuilt); ``exclude`` leaves scalar
+    keys out (``("eta",)`` for datasets along eta).
+    """
+    out = {"model": json.dumps(dict(parameters)), "K": int(parameters["K"]), "M": int(parameters["M"]),
+           "activation": parameters["activation"], "teacher_activation": parameters["teacher_activation"],
+           "eta": parameters["eta"], "second_order": int(parameters["second_order"]), "noise": parameters["noise"]}
+    for key in exclude:
+        out.pop(key, None)
+    return out
+
+
+def format_value(value: Any, digits: int = 4, *, nan: str = "nan") -> str:
+    """A value for tables and reports: floats to ``digits`` significant digits, ``nan`` for NaN, ``inf``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if np.isnan(value):
+            return nan
+        if np.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def format_repr(value: Any, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters (``...`` at the end), for one-line error messages."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."

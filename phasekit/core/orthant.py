@@ -8,15 +8,14 @@ function        quantity                                    ``C`` shape
 ``orthant2``    ``P(x1 > 0, x2 > 0)``                       (..., 2, 2)
 ``orthant3``    ``P(x1 > 0, x2 > 0, x3 > 0)``               (..., 3, 3)
 ``orthant4``    ``P(x1 > 0, ..., x4 > 0)``                  (..., 4, 4)
-``relu_J2``     ``E[theta(a) theta(b)]``                    (..., 2, 2)
-``relu_I2``     ``E[relu(a) relu(b)]``                      (..., 2, 2)
-``relu_I3``     ``E[theta(a) b relu(c)]``                   (..., 3, 3)
 ``relu_I4``     ``E[theta(a) theta(b) relu(c) relu(d)]``    (..., 4, 4)
 ==============  ==========================================  ===========
 
 with ``theta`` the unit step and ``relu(x) = max(x, 0)``.  All functions are
 vectorised over the leading axes and return an array of shape ``C.shape[:-2]``
-(a NumPy scalar for a single matrix).
+(a NumPy scalar for a single matrix).  The two- and three-variable ReLU
+expectations are the arc-cosine kernels of :mod:`phasekit.core.closed_forms`
+(``E[theta(a) theta(b)]`` is :func:`orthant2`).
 
 Conventions
 -----------
@@ -121,7 +120,9 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ['orthant2', 'orthant3', 'orthant4', 'relu_I2', 'relu_I3', 'relu_I4', 'relu_J2']
+from .rules import gauss_legendre_interval
+
+__all__ = ['orthant2', 'orthant3', 'orthant4', 'relu_I4']
 
 
 Array = np.ndarray
@@ -279,83 +280,6 @@ def orthant3(C: Array) -> Array:
     return _scalar_or_array(np.where(zero, 0.0, out))
 
 
-def relu_J2(C: Array) -> Array:
-    """``E[theta(a) theta(b)]`` for ``(a, b) ~ N(0, C)``; equal to :func:`orthant2`.
-
-    Parameters
-    ----------
-    C : array_like, shape (..., 2, 2)
-        Covariance matrices (positive semidefinite; singular allowed).
-
-    Returns
-    -------
-    ndarray, shape (...)
-        0 where a variance vanishes (``theta(0) = 0``).
-    """
-    return orthant2(C)
-
-
-def relu_I2(C: Array) -> Array:
-    """``E[relu(a) relu(b)]`` for ``(a, b) ~ N(0, C)``.
-
-    ``C_ab / 4 + (sqrt(C_aa C_bb - C_ab^2) + C_ab asin(rho_ab)) / (2 pi)``.
-
-    Parameters
-    ----------
-    C : array_like, shape (..., 2, 2)
-        Covariance matrices (positive semidefinite; singular allowed).
-
-    Returns
-    -------
-    ndarray, shape (...)
-        0 where a variance vanishes.
-
-    Examples
-    --------
-    >>> float(relu_I2([[1.0, 1.0], [1.0, 1.0]]))  # E[relu(a)^2] = 1/2
-    0.5
-    """
-    C = _as_covariance(C, 2)
-    rho, zero = _correlation(C, 0, 1)
-    # Written in rho (and scaled by the standard deviations) so that a snapped
-    # collinear pair also has its sqrt(det) term exactly zero.
-    scale = np.sqrt(np.clip(C[..., 0, 0] * C[..., 1, 1], 0.0, None))
-    out = scale * (0.25 * rho + (np.sqrt(1.0 - rho * rho) + rho * np.arcsin(rho)) / _TWO_PI)
-    return _scalar_or_array(np.where(zero, 0.0, out))
-
-
-def relu_I3(C: Array) -> Array:
-    """``E[theta(a) b relu(c)]`` for ``(a, b, c) ~ N(0, C)``.
-
-    Stein's lemma on the linear factor ``b`` gives
-    ``C_ab E[delta(a) relu(c)] + C_bc E[theta(a) theta(c)]``, i.e.
-    ``C_ab sqrt(C_aa C_cc - C_ac^2) / (2 pi C_aa) + C_bc (1/4 + asin(rho_ac) / (2 pi))``.
-
-    Parameters
-    ----------
-    C : array_like, shape (..., 3, 3)
-        Covariance matrices (positive semidefinite; singular allowed).
-
-    Returns
-    -------
-    ndarray, shape (...)
-        0 where ``C_aa`` or ``C_cc`` vanishes (``theta(0) = relu(0) = 0``).
-    """
-    C = _as_covariance(C, 3)
-    rho, zero = _correlation(C, 0, 2)
-    # sqrt(C_aa C_cc - C_ac^2) / C_aa = sqrt(C_cc / C_aa) sqrt(1 - rho^2).
-    ratio = np.sqrt(np.clip(C[..., 2, 2], 0.0, None) / np.where(zero, 1.0, C[..., 0, 0]))
-    out = (C[..., 0, 1] * ratio * np.sqrt(1.0 - rho * rho) / _TWO_PI
-           + C[..., 1, 2] * (0.25 + np.arcsin(rho) / _TWO_PI))
-    return _scalar_or_array(np.where(zero, 0.0, out))
-
-
-def _gauss_legendre(lo: float, hi: float, n: int) -> tuple[Array, Array]:
-    x, w = np.polynomial.legendre.leggauss(n)
-    half = 0.5 * (hi - lo)
-    return lo + half * (x + 1.0), half * w
-
-
 @lru_cache(maxsize=None)
 def _rule(level: int) -> tuple[Array, Array]:
     """Nodes ``s`` and weights ``2 s w`` (the Jacobian of ``t = 1 - s^2`` folded in).
@@ -366,13 +290,13 @@ def _rule(level: int) -> tuple[Array, Array]:
     ``_N_TOP`` on the last) that resolve a boundary layer at ``s ~ q^-L``.
     """
     if level < len(_PLAIN):
-        s, w = _gauss_legendre(0.0, 1.0, _PLAIN[level][1])
+        s, w = gauss_legendre_interval(0.0, 1.0, _PLAIN[level][1])
     else:
         q = _GRADE_RATIO
         depth = level - len(_PLAIN) + 1
         edges = [0.0] + [q ** -j for j in range(depth, 0, -1)]
-        parts = [_gauss_legendre(lo, hi, _N_PANEL) for lo, hi in zip(edges[:-1], edges[1:])]
-        parts.append(_gauss_legendre(1.0 / q, 1.0, _N_TOP))
+        parts = [gauss_legendre_interval(lo, hi, _N_PANEL) for lo, hi in zip(edges[:-1], edges[1:])]
+        parts.append(gauss_legendre_interval(1.0 / q, 1.0, _N_TOP))
         s = np.concatenate([p[0] for p in parts])
         w = np.concatenate([p[1] for p in parts])
     weights = 2.0 * s * w

@@ -1,6 +1,8 @@
 """Gaussian expectations ``E[prod_j f_j(x_j)]``, ``x ~ N(0, C)``, by quadrature.
 
-Two routes:
+Expectations over covariance matrices ``C`` of any dimension; the rules
+(nodes and weights) and the expectations of special form that apply one rule
+directly are in :mod:`phasekit.core.rules`.  Two routes:
 
 * :func:`nested_expectation` (the route of activations without closed forms:
   tanh, sigmoid, elu, softplus, swish, user activations, mixed teacher/student
@@ -21,30 +23,17 @@ coinciding hidden units, without special cases.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
+
+from .rules import Z_MAX, half_line_rule, normal_panels, tensor_gauss_hermite
 
 __all__ = ['gaussian_expectation', 'nested_expectation', 'psd_factor']
 
 
 # Elements of the (batch x nodes x d) work array processed at once; bounds memory.
 _CHUNK_ELEMENTS = 1 << 22
-
-
-@lru_cache(maxsize=None)
-def _tensor_nodes(n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilists' Gauss-Hermite tensor grid: nodes ``(n**d, d)``, weights ``(n**d,)``."""
-    x, w = np.polynomial.hermite_e.hermegauss(n)
-    w = w / np.sqrt(2.0 * np.pi)
-    grids = np.meshgrid(*([x] * d), indexing="ij")
-    nodes = np.stack([g.ravel() for g in grids], axis=-1)
-    wgrids = np.meshgrid(*([w] * d), indexing="ij")
-    weights = np.prod(np.stack([g.ravel() for g in wgrids], axis=-1), axis=-1)
-    nodes.setflags(write=False)
-    weights.setflags(write=False)
-    return nodes, weights
 
 
 def psd_factor(C: np.ndarray) -> np.ndarray:
@@ -55,6 +44,17 @@ def psd_factor(C: np.ndarray) -> np.ndarray:
     """
     lam, V = np.linalg.eigh(C)
     return V * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]
+
+
+def _check_arguments(C: np.ndarray, funcs: Sequence[Callable]) -> tuple[np.ndarray, int]:
+    """``C`` as a float array of shape ``(..., d, d)`` with ``d`` functions, and ``d``."""
+    C = np.asarray(C, dtype=float)
+    if C.ndim < 2 or C.shape[-2] != C.shape[-1]:
+        raise ValueError(f"C: need covariances of shape (..., d, d), got {C.shape}")
+    d = C.shape[-1]
+    if len(funcs) != d:
+        raise ValueError(f"funcs: need {d} functions for a {d}x{d} covariance, got {len(funcs)}")
+    return C, d
 
 
 def gaussian_expectation(
@@ -77,17 +77,12 @@ def gaussian_expectation(
     -------
     ndarray, shape (...)
     """
-    C = np.asarray(C, dtype=float)
-    if C.ndim < 2 or C.shape[-2] != C.shape[-1]:
-        raise ValueError(f"C: need covariances of shape (..., d, d), got {C.shape}")
-    d = C.shape[-1]
-    if len(funcs) != d:
-        raise ValueError(f"funcs: need {d} functions for a {d}x{d} covariance, got {len(funcs)}")
+    C, d = _check_arguments(C, funcs)
     if isinstance(n_nodes, (bool, np.bool_)) or not isinstance(n_nodes, (int, np.integer)) or n_nodes < 1:
         raise ValueError(f"n_nodes: must be an integer >= 1, got {n_nodes!r}")
     batch_shape = C.shape[:-2]
     Cf = C.reshape(-1, d, d)
-    nodes, weights = _tensor_nodes(n_nodes, d)
+    nodes, weights = tensor_gauss_hermite(n_nodes, d)
     out = np.empty(Cf.shape[0])
     step = max(1, _CHUNK_ELEMENTS // (nodes.shape[0] * d))
     for start in range(0, Cf.shape[0], step):
@@ -99,16 +94,6 @@ def gaussian_expectation(
             prod = prod * funcs[j](x[..., j])
         out[start:start + step] = prod @ weights
     return out.reshape(batch_shape)
-
-
-# Gaussian range: beyond |z| = _Z_MAX the weight phi is below 1e-18.
-_Z_MAX = 9.0
-
-
-# Grid spacing of the tabulated half-line rules; the rule for [c, oo) is the one for the
-# nearest grid point c_r, applied with the exact weight ratio phi(z) / phi_r(z), a smooth
-# factor exp(-(c - c_r) t) with |c - c_r| <= 1/8.
-_HALF_DC = 0.25
 
 
 # Half-width of the analytic strip assumed for activations, in units of their argument
@@ -156,73 +141,6 @@ _CLASSES = {
 }
 
 
-def _gauss_from_measure(x: np.ndarray, w: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """n-point Gauss rule of the discrete measure ``sum_i w_i delta(t - x_i)`` (Lanczos)."""
-    q = np.zeros((n + 1, len(x)))
-    q[0] = np.sqrt(w) / np.sqrt(w.sum())
-    a = np.zeros(n)
-    b = np.zeros(n)
-    for k in range(n):
-        v = x * q[k]
-        a[k] = q[k] @ v
-        for _ in range(2):  # full reorthogonalisation, twice is enough
-            v = v - q[:k + 1].T @ (q[:k + 1] @ v)
-        b[k] = np.linalg.norm(v)
-        q[k + 1] = v / b[k]
-    lam, vec = np.linalg.eigh(np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1))
-    return lam, w.sum() * vec[0] ** 2
-
-
-@lru_cache(maxsize=None)
-def _half_line_table(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gauss rules for ``int_0^oo phi(c + t) G(t) dt`` on the grid ``c = -Z .. Z``.
-
-    Returns the grid ``(nc,)``, nodes ``t`` and weights, each ``(nc, n)``; built
-    once per ``n`` from a 2400-point composite Gauss-Legendre discretisation.
-    """
-    grid = np.arange(-_Z_MAX, _Z_MAX + 0.5 * _HALF_DC, _HALF_DC)
-    xg, wg = np.polynomial.legendre.leggauss(20)
-    nodes, weights = [], []
-    for c in grid:
-        edges = np.linspace(0.0, max(0.0, -c) + 11.0, 121)
-        h = 0.5 * np.diff(edges)
-        t = (h[:, None] * (xg + 1.0) + edges[:-1, None]).ravel()
-        wt = (h[:, None] * wg).ravel() * np.exp(-0.5 * (c + t) ** 2) / np.sqrt(2.0 * np.pi)
-        tk, wk = _gauss_from_measure(t, wt, n)
-        nodes.append(tk)
-        weights.append(wk)
-    out = (grid, np.array(nodes), np.array(weights))
-    for arr in out:
-        arr.setflags(write=False)
-    return out
-
-
-def _half_line(c: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights, shape ``c.shape + (n,)``, of ``int_c^oo phi(z) G(z) dz``."""
-    grid, T, W = _half_line_table(n)
-    cc = np.clip(c, -_Z_MAX, _Z_MAX)
-    r = np.rint((cc + _Z_MAX) / _HALF_DC).astype(np.intp)
-    d = (cc - grid[r])[..., None]
-    t = T[r]
-    w = W[r] * np.exp(-d * t - d * (0.5 * d + grid[r][..., None]))
-    return cc[..., None] + t, np.where((c >= _Z_MAX)[..., None], 0.0, w)
-
-
-def _gl_panels(a: np.ndarray, b: np.ndarray, m: int, lead: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre nodes and ``phi``-weights on panels ``[a, b]``, flattened after ``lead`` axes."""
-    x, w = _gauss_legendre(m)
-    h = 0.5 * (b - a)[..., None]
-    z = h * (x + 1.0) + a[..., None]
-    wz = h * w * np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
-    shape = z.shape[:lead] + (-1,)
-    return z.reshape(shape), wz.reshape(shape)
-
-
-@lru_cache(maxsize=None)
-def _gauss_legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.polynomial.legendre.leggauss(m)
-
-
 def _semidefinite_cholesky(C: np.ndarray) -> np.ndarray:
     """Lower-triangular ``L`` with ``L L^T = C`` for PSD ``C`` of shape ``(B, d, d)``.
 
@@ -263,7 +181,7 @@ def _level_rule(p: np.ndarray, eps: np.ndarray, n_grade: int, n_half: int, m: in
     if F > 1:
         # Features beyond the Gaussian range merge into their nearest neighbour inside it
         # (no gap panels over the bulk for a kink where phi is negligible).
-        far = _Z_MAX + _GRADE_RADIUS
+        far = Z_MAX + _GRADE_RADIUS
         inside = np.abs(p) <= far
         first = np.min(np.where(inside, p, np.inf), axis=-1, keepdims=True)
         last = np.max(np.where(inside, p, -np.inf), axis=-1, keepdims=True)
@@ -276,10 +194,10 @@ def _level_rule(p: np.ndarray, eps: np.ndarray, n_grade: int, n_half: int, m: in
     r_lo = np.concatenate([inf, half_gap], axis=-1)  # extent of the graded panels left of p_f
     r_hi = np.concatenate([half_gap, inf], axis=-1)  # ... and right of p_f
     z_parts, w_parts = [], []
-    zl, wl = _half_line(-(p[..., 0] - r_lo[..., 0]), n_half)
+    zl, wl = half_line_rule(-(p[..., 0] - r_lo[..., 0]), n_half)
     z_parts.append(-zl)
     w_parts.append(wl)
-    zr, wr = _half_line(p[..., -1] + r_hi[..., -1], n_half)
+    zr, wr = half_line_rule(p[..., -1] + r_hi[..., -1], n_half)
     z_parts.append(zr)
     w_parts.append(wr)
     if n_grade:
@@ -290,18 +208,18 @@ def _level_rule(p: np.ndarray, eps: np.ndarray, n_grade: int, n_half: int, m: in
             d = np.concatenate([np.zeros(d.shape[:-1] + (1,)), d, r[..., None]], axis=-1)
             a = p[..., None] + side * d[..., :-1]
             b = p[..., None] + side * d[..., 1:]
-            z, w = _gl_panels(np.minimum(a, b), np.maximum(a, b), m, p.ndim - 1)
+            z, w = normal_panels(np.minimum(a, b), np.maximum(a, b), m, p.ndim - 1)
             z_parts.append(z)
             w_parts.append(w)
     if F > 1:
         lo = p[..., :-1] + r_hi[..., :-1]
         hi = p[..., 1:] - r_lo[..., 1:]
         # the gaps need panels of width <= ~1 where phi lives
-        length = np.clip(hi, -_Z_MAX, _Z_MAX) - np.clip(lo, -_Z_MAX, _Z_MAX)
+        length = np.clip(hi, -Z_MAX, Z_MAX) - np.clip(lo, -Z_MAX, Z_MAX)
         n_mid = max(1, int(np.ceil(np.max(length, initial=0.0) / 1.0)))
         t = np.linspace(0.0, 1.0, n_mid + 1)
         e = lo[..., None] + (hi - lo)[..., None] * t
-        z, w = _gl_panels(e[..., :-1], e[..., 1:], m, p.ndim - 1)
+        z, w = normal_panels(e[..., :-1], e[..., 1:], m, p.ndim - 1)
         z_parts.append(z)
         w_parts.append(w)
     return np.concatenate(z_parts, axis=-1), np.concatenate(w_parts, axis=-1)
@@ -353,12 +271,7 @@ def nested_expectation(
     -------
     ndarray, shape (...)
     """
-    C = np.asarray(C, dtype=float)
-    if C.ndim < 2 or C.shape[-2] != C.shape[-1]:
-        raise ValueError(f"C: need covariances of shape (..., d, d), got {C.shape}")
-    d = C.shape[-1]
-    if len(funcs) != d:
-        raise ValueError(f"funcs: need {d} functions for a {d}x{d} covariance, got {len(funcs)}")
+    C, d = _check_arguments(C, funcs)
     if accuracy not in _CLASSES:
         raise ValueError(f"accuracy: must be one of {sorted(_CLASSES)}, got {accuracy!r}")
     try:
@@ -543,7 +456,7 @@ def _smooth_values(f: Callable, kinks: tuple[float, ...], s: np.ndarray, mu: np.
         kinks = (0.0,)
     sc = s[:, None, None]
     p = (np.asarray(kinks)[None, None, :] - mu[..., None]) / sc
-    p = np.clip(p, -_Z_MAX - 2 * _GRADE_RADIUS, _Z_MAX + 2 * _GRADE_RADIUS)
+    p = np.clip(p, -Z_MAX - 2 * _GRADE_RADIUS, Z_MAX + 2 * _GRADE_RADIUS)
     width = _POLE_DISTANCE / s
     n_half, n_grade = _level_counts(width, "fine")
     eps = np.broadcast_to(width[:, None, None], p.shape)
@@ -579,7 +492,7 @@ def _nested_group(L, rem, key, level_counts, funcs, kinks, accuracy) -> np.ndarr
                 W = W * funcs[j](mu[..., j])
                 continue
             if j == d - 1 and d >= 3:
-                reach = (_Z_MAX + 2 * _GRADE_RADIUS + 12.0) * np.sum(np.abs(Lc[:, j, :j]), axis=-1) + 1.0
+                reach = (Z_MAX + 2 * _GRADE_RADIUS + 12.0) * np.sum(np.abs(Lc[:, j, :j]), axis=-1) + 1.0
                 W = W * _Smoothed(funcs[j], kinks[j], Lc[:, j, j], reach)(mu[..., j])
                 continue
             feats, _, widths = _level_features(Lc, rc, np.diagonal(Lc, axis1=1, axis2=2), j, kinks)
@@ -587,7 +500,7 @@ def _nested_group(L, rem, key, level_counts, funcs, kinks, accuracy) -> np.ndarr
             with np.errstate(divide="ignore", invalid="ignore"):
                 p = np.stack([(kappa - mu[..., k]) / Lc[:, k, j, None] for k, kappa in feats], axis=-1)
             eps = np.broadcast_to(widths[:, active][:, None, :], p.shape)
-            p = np.clip(p, -_Z_MAX - 2 * _GRADE_RADIUS, _Z_MAX + 2 * _GRADE_RADIUS)
+            p = np.clip(p, -Z_MAX - 2 * _GRADE_RADIUS, Z_MAX + 2 * _GRADE_RADIUS)
             z, w = _level_rule(p, eps, n_grade, n_half, m)  # (Bc, P, N)
             s = Lc[:, j, j][:, None, None]
             W = (W[..., None] * w * funcs[j](mu[..., j, None] + s * z)).reshape(Bc, -1)

@@ -51,9 +51,10 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy.integrate import solve_ivp
 
-from ..core.datasets import provenance_attrs
+from ..core.datasets import coordinate, provenance_attrs, variable
+from ..core.ode import solve_flow
+from ..core.options import SolverOptions
 
 __all__ = ['layer_rhs', 'learning_time', 'mode_rhs', 'mode_strength', 'mode_strength_ode', 'mode_trajectories']
 
@@ -388,11 +389,11 @@ def mode_strength_ode(t: Any, s: float, u0: float, *, depth: int = 2,
     def rhs(_t: float, y: Array) -> Array:
         return (k / tau) * (np.abs(y) ** (2.0 - 2.0 / k) * (s - y) - lam * y)
 
-    sol = solve_ivp(rhs, (0.0, float(t[-1]) if t.size else 0.0), [u0], method="DOP853",
-                    t_eval=t, rtol=rtol, atol=atol)
-    if not sol.success:
-        raise RuntimeError(f"mode_strength_ode: integration failed: {sol.message}")
-    return sol.y[0]
+    run = solve_flow(rhs, [u0], (0.0, float(t[-1]) if t.size else 0.0), t_eval=t,
+                     options=SolverOptions(method="DOP853", rtol=rtol, atol=atol))
+    if run.status != "ok":
+        raise RuntimeError(f"mode_strength_ode: integration failed: {run.message}")
+    return run.y[:, 0]
 
 
 def _as_modes(singular_values: Any, u0: Any) -> tuple[Array, Array]:
@@ -432,15 +433,12 @@ def mode_trajectories(singular_values: Any, t: Any, u0: Any = 1e-3, *, depth: in
     params = {"singular_values": sv, "u0": u0, "depth": k, "weight_decay": weight_decay, "tau": tau}
     return xr.Dataset(
         {
-            "u": (("mode", "time"), u, {"long_name": "mode strength u", "units": "1"}),
-            "singular_value": ("mode", sv, {"long_name": "singular value s", "units": "1"}),
-            "u0": ("mode", u0, {"long_name": "initial mode strength", "units": "1"}),
-            "fixed_point": ("mode", target, {"long_name": "fixed point approached", "units": "1"}),
+            "u": variable("u", ("mode", "time"), u),
+            "singular_value": variable("singular_value", "mode", sv),
+            "u0": variable("u0", "mode", u0),
+            "fixed_point": variable("fixed_point", "mode", target),
         },
-        coords={
-            "mode": ("mode", np.arange(sv.size), {"long_name": "mode index", "units": "1"}),
-            "time": ("time", t, {"long_name": "time t / tau", "units": "1"}),
-        },
+        coords={"mode": coordinate("mode", np.arange(sv.size)), "time": coordinate("time", t)},
         attrs=provenance_attrs(params, kind="deep_linear_theory", depth=k,
                                weight_decay=float(weight_decay), tau=float(tau)),
     )

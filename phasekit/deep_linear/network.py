@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..core.datasets import provenance_attrs
+from ..core.datasets import coordinate, provenance_attrs, variable
 from .modes import Array, _as_modes, _check_depth, mode_strength
 
 __all__ = ['simulate_deep_linear']
@@ -143,19 +143,13 @@ def simulate_deep_linear(
               "learning_rate": lr, "t_max": float(t_max), "seed": seed}
     return xr.Dataset(
         {
-            "u_sim": (("mode", "time"), u_sim,
-                      {"long_name": "mode strength of the trained network", "units": "1"}),
-            "u_theory": (("mode", "time"), u_th,
-                         {"long_name": "mode strength, gradient-flow theory", "units": "1"}),
-            "offdiag": ("time", offdiag,
-                        {"long_name": "off-diagonal norm of U^T W V", "units": "1"}),
-            "loss": ("time", loss, {"long_name": "training loss", "units": "1"}),
-            "singular_value": ("mode", sv, {"long_name": "singular value s", "units": "1"}),
+            "u_sim": variable("u_sim", ("mode", "time"), u_sim),
+            "u_theory": variable("u_theory", ("mode", "time"), u_th),
+            "offdiag": variable("offdiag", "time", offdiag),
+            "loss": variable("loss", "time", loss, long_name="training loss"),
+            "singular_value": variable("singular_value", "mode", sv),
         },
-        coords={
-            "mode": ("mode", np.arange(m), {"long_name": "mode index", "units": "1"}),
-            "time": ("time", times, {"long_name": "time t / tau", "units": "1"}),
-        },
+        coords={"mode": coordinate("mode", np.arange(m)), "time": coordinate("time", times)},
         attrs=provenance_attrs(params, kind="deep_linear_simulation", depth=k,
                                weight_decay=lam, learning_rate=lr),
     )

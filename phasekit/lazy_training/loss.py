@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from ..core.activations import Activation
 from ..core.activations import activation as get_activation
 from .networks import Array, Student, Teacher, _check_int, _check_positive
-from .pair_kernels import _TWO_PI, _kernels_for, _MixtureKernels, _Pairs, _ReluKernels
+from .pair_kernels import _TWO_PI, _Pairs, relu_gram, student_pairs, teacher_pairs, third_pairs
 
 __all__ = ['TangentModel', 'TwoLayer']
 
@@ -24,10 +23,10 @@ class TwoLayer:
     ----------
     teacher : Teacher
     activation : str or Activation
-        Student activation from the registry.  ``"relu"``: arc-cosine kernels;
-        ``"sigmoid"``, ``"tanh"``, ``"erf"``: closed forms of a probit mixture
-        (exact for erf; sigmoid and tanh to 1e-9 uniformly); any other activation
-        needs ``d2g`` and uses Gauss-Hermite quadrature (``quadrature_nodes``).
+        Student activation; its pair moments (:meth:`phasekit.Activation.pair_moments`)
+        give every expectation: closed forms (relu: arc-cosine kernels, erf,
+        linear), else its probit mixture (sigmoid and tanh, to 1e-9 uniformly),
+        else Gauss-Hermite quadrature (``quadrature_nodes``; needs ``d2g``).
     scale : float
         Output scale ``> 0`` in ``f = (scale / m) sum_i c_i g(a_i . x)``.
     quadrature_nodes : int
@@ -43,7 +42,6 @@ class TwoLayer:
     quadrature_nodes: int = 32
     offset: Student | None = None
     act: Activation = field(init=False, repr=False)
-    kernels: Any = field(init=False, repr=False)
     _target_norm2: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -53,7 +51,8 @@ class TwoLayer:
         object.__setattr__(self, "act", act)
         object.__setattr__(self, "scale", _check_positive(self.scale, "scale"))
         object.__setattr__(self, "quadrature_nodes", _check_int(self.quadrature_nodes, "quadrature_nodes", 4))
-        object.__setattr__(self, "kernels", _kernels_for(act, self.quadrature_nodes))
+        # every route of the pair moments must be available (the quadrature one needs d2g)
+        act.pair_moments(np.ones(1), np.ones(1), np.zeros(1), nodes=self.quadrature_nodes)
         norm2 = self.teacher_norm2()
         s = self.teacher.signs
         if self.offset is not None:
@@ -73,16 +72,16 @@ class TwoLayer:
     # pair expectations -------------------------------------------------------
     def student_pairs(self, A: Array, B: Array) -> _Pairs:
         """Student-student expectations between rows of ``A`` and ``B``, shapes (len(A), len(B))."""
-        return self.kernels.pairs(A, B)
+        return student_pairs(self.act, A, B, self.quadrature_nodes)
 
     def teacher_pairs(self, A: Array) -> _Pairs:
         """Student-teacher expectations ``E[g(a_i.x) relu(b_j.x)]`` etc., shapes (len(A), m0)."""
-        return self.kernels.teacher(A, self.teacher.weights)
+        return teacher_pairs(self.act, A, self.teacher.weights, self.quadrature_nodes)
 
     def teacher_norm2(self) -> float:
         """``E[f*(x)^2]``."""
         B, s = self.teacher.weights, self.teacher.signs
-        return float(s @ _ReluKernels().pairs(B, B).K @ s)
+        return float(s @ relu_gram(B) @ s)
 
     def loss_floor(self) -> float:
         """Lower bound on the loss of any width from the symmetry of the activation.
@@ -94,13 +93,14 @@ class TwoLayer:
         and ``E[|u||v|] = 4 E[relu(u) relu(v)] - C_uv``.  Zero for other activations
         (and for a centred predictor, whose target includes the initial network).
         """
-        if not isinstance(self.kernels, _MixtureKernels) or self.offset is not None:
+        mixture = self.act.probit_mixture
+        if mixture is None or self.offset is not None:
             return 0.0
         B, s = self.teacher.weights, self.teacher.signs
-        abs_abs = 4.0 * _ReluKernels().pairs(B, B).K - B @ B.T
+        abs_abs = 4.0 * relu_gram(B) - B @ B.T
         even2 = 0.25 * float(s @ abs_abs @ s)
         mean = float(s @ np.linalg.norm(B, axis=1)) / math.sqrt(_TWO_PI)
-        return 0.5 * (even2 - (mean * mean if self.kernels.mean != 0.0 else 0.0))
+        return 0.5 * (even2 - (mean * mean if mixture.mean != 0.0 else 0.0))
 
     def target_output(self, x: Array) -> Array:
         """What the network ``(scale/m) sum c_i g(a_i.x)`` must match: ``f*(x)`` plus the
@@ -252,7 +252,7 @@ class TangentModel:
     def _feature_gram(self, Ap: Array, pp: _Pairs) -> Array:
         """``E[g'(u_p) g'(u_q) x x^T]`` of shape (P, d, P, d)."""
         d = Ap.shape[1]
-        T, D = self.problem.kernels.third(Ap, Ap)
+        T, D = third_pairs(self.problem.act, Ap, self.problem.quadrature_nodes)
         J = pp.J
         M = J[:, None, :, None] * np.eye(d)[None, :, None, :]
         M += T[:, None, :, None] * (Ap[:, :, None, None] * Ap[:, None, None, :])   # a_p a_p^T

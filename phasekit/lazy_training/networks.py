@@ -22,12 +22,12 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
 
 def _check_positive(value: Any, name: str) -> float:
     try:
-        v = float(value)
+        ok = math.isfinite(float(value)) and float(value) > 0
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a finite number > 0, got {value!r}") from None
-    if not (np.isfinite(v) and v > 0):
+        ok = False
+    if not ok:
         raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
-    return v
+    return float(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,13 +57,8 @@ class Teacher:
         object.__setattr__(self, "weights", B)
         object.__setattr__(self, "signs", s)
 
-    @property
-    def m0(self) -> int:
-        return self.weights.shape[0]
-
-    @property
-    def d(self) -> int:
-        return self.weights.shape[1]
+    m0 = property(lambda self: self.weights.shape[0], doc="Teacher units.")
+    d = property(lambda self: self.weights.shape[1], doc="Input dimension.")
 
     def output(self, x: Array) -> Array:
         """``f*(x)`` for inputs ``x`` of shape (n, d); returns shape (n,)."""
@@ -108,13 +103,8 @@ class Student:
         object.__setattr__(self, "a", a)
         object.__setattr__(self, "c", c)
 
-    @property
-    def m(self) -> int:
-        return self.a.shape[0]
-
-    @property
-    def d(self) -> int:
-        return self.a.shape[1]
+    m = property(lambda self: self.a.shape[0], doc="Hidden units.")
+    d = property(lambda self: self.a.shape[1], doc="Input dimension.")
 
     def flat(self) -> Array:
         """All weights as one vector ``(a.ravel(), c)`` of length ``m (d + 1)``."""

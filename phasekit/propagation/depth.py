@@ -7,8 +7,7 @@ import xarray as xr
 
 from ..core.activations import Activation
 from ..core.activations import activation as _lookup
-from ..core.datasets import provenance_attrs
-from .averages import _kernel
+from ..core.datasets import coordinate, provenance_attrs, variable
 from .maps import _check_corr, _check_nonneg, _check_sw, _scalar, q_star
 from .phases import eoc_asymptote
 
@@ -57,19 +56,17 @@ def correlation_depth_profile(
     sw = float(_check_sw(_scalar(sigma_w2, "sigma_w2")))
     sb = float(_check_nonneg(_scalar(sigma_b2, "sigma_b2"), "sigma_b2"))
     act = _lookup(activation)
-    k = _kernel(act, n_angle=n_angle)
     qs = q_star(act, sw, sb) if q is None else float(q)
     if not np.isfinite(qs) or qs <= 0:
         raise ValueError(f"q: the variance fixed point q* = {qs} must be finite and positive")
     delta = np.empty(depth + 1)
     delta[0] = 1.0 - c0
     d = delta[0]
-    W = k.W
     for layer in range(1, depth + 1):
-        d = sw * float(W(qs, d))
+        d = sw * float(act.delta_kernel(qs, d, n_angle=n_angle))
         delta[layer] = d
     layers = np.arange(depth + 1)
-    chi = float(sw * k.D(qs))
+    chi = float(sw * act.slope_moment(qs))
     attrs = provenance_attrs(
         {"activation": act.name, "sigma_w2": sw, "sigma_b2": sb, "depth": int(depth),
          "c0": c0, "q": qs, "n_angle": n_angle},
@@ -78,9 +75,9 @@ def correlation_depth_profile(
     )
     return xr.Dataset(
         {
-            "c": ("layer", 1.0 - delta, {"long_name": "correlation c_l", "units": "1"}),
-            "one_minus_c": ("layer", delta, {"long_name": "1 - c_l", "units": "1"}),
+            "c": variable("c", "layer", 1.0 - delta),
+            "one_minus_c": variable("one_minus_c", "layer", delta),
         },
-        coords={"layer": ("layer", layers, {"long_name": "layer l", "units": "1"})},
+        coords={"layer": coordinate("layer", layers)},
         attrs=attrs,
     )

@@ -1,4 +1,4 @@
-"""Nested conditional quadrature (phasekit.core.quadrature) against independent routes."""
+"""Gaussian expectations by quadrature (phasekit.core.quadrature): nested conditional rules and tensor Gauss-Hermite."""
 
 import math
 
