@@ -84,13 +84,14 @@ def test_blow_up_and_cone_exit_are_divergence():
 
 
 def test_a_failing_step_is_failed_or_diverged():
-    # NaN from t = 0.5 on: every step is rejected until the step size underflows
+    # NaN from t = 0.5 on: the run stops at its last step before the first non-finite derivative
     def poisoned(t, y):
         return -y if t < 0.5 else np.full_like(y, np.nan)
 
     run = solve_flow(poisoned, [1.0], (0.0, 1.0), options=SolverOptions(method="RK45"))
-    assert run.status == "failed" and run.t_end == pytest.approx(0.5, abs=1e-6)
-    assert run.message.startswith("solver stopped at t = ") and "step size" in run.message
+    assert run.status == "failed" and 0.3 < run.t_end < 0.5
+    assert run.y_end[0] == pytest.approx(np.exp(-run.t_end), rel=1e-6)
+    assert run.message.startswith("solver stopped at t = ") and "not finite at t = " in run.message
     assert np.all(np.isfinite(run.y_end))
     flagged = solve_flow(poisoned, [1.0], (0.0, 1.0), options=SolverOptions(method="RK45"),
                          diverged=lambda y: True)
@@ -143,3 +144,20 @@ def test_rk4_batch_stops_invalid_rows_and_observes():
     assert short.steps < 10 and not short.alive.any()
     with pytest.raises(ValueError, match="n_steps: must be an integer >= 1"):
         rk4_batch(lambda _t, Y: Y, Y0, (0.0, 1.0), 0)
+
+
+def test_a_failure_on_the_first_step_knows_only_the_start():
+    run = solve_flow(lambda _t, y: np.full_like(y, np.nan), [1.0, 2.0], (0.0, 1.0), t_eval=[0.0, 0.5], dense=True)
+    assert run.status == "failed" and run.n_steps == 0 and run.t_end == 0.0
+    np.testing.assert_array_equal(run.y, [[1.0, 2.0]])  # only t = 0 is within [t0, t_end]
+    np.testing.assert_array_equal(run.sample([0.0]), [[1.0, 2.0]])
+
+
+def test_a_derivative_that_turns_non_finite_stops_the_run_where_it_was_finite():
+    # dy/dt = 1 until t = 0.6, then NaN: scipy alone would loop for ever on a NaN step size.
+    run = solve_flow(lambda t, y: np.ones_like(y) if t < 0.6 else np.full_like(y, np.nan), [0.0], (0.0, 1.0),
+                     t_eval=np.linspace(0.0, 1.0, 11))
+    assert run.status == "failed" and "not finite" in run.message
+    assert 0.3 < run.t_end < 0.6
+    np.testing.assert_allclose(run.y[:, 0], run.t, atol=1e-12)  # y = t on the part that was kept
+    assert run.t[-1] <= run.t_end

@@ -171,9 +171,12 @@ class FlowRun(Result):
 
     def sample(self, times: Array) -> Array:
         """States at ``times`` within ``[t0, t_end]`` from the dense output (``dense=True``), shape ``(len(times), n)``."""
+        times = np.asarray(times, dtype=float)
+        if self.n_steps == 0 and self.t.size:  # the solver failed on its first step: only the start is known
+            return np.repeat(self.y_end[None], times.size, axis=0)
         if self.dense is None:
             raise ValueError("times: this run kept no dense output (solve_flow(..., dense=True))")
-        return np.asarray(self.dense(np.asarray(times, dtype=float))).T
+        return np.asarray(self.dense(times)).T
 
 
 def solve_flow(
@@ -233,9 +236,7 @@ def solve_flow(
     if t_eval is not None:
         t_eval = np.asarray(t_eval, dtype=float)
     keep = dense or t_eval is not None
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        sol = solve_ivp(fun, (t0, t1), y0, method=opts.method, rtol=opts.rtol, atol=opts.atol,
-                        dense_output=keep, events=[e._scipy() for e in events] or None)
+    sol, bad_at = _solve_finite(fun, y0, t0, t1, opts, keep, events)
     t_events = {e.name: np.asarray(sol.t_events[j], dtype=float) for j, e in enumerate(events)} if events else {}
     y_events = {e.name: np.asarray(sol.y_events[j], dtype=float).reshape(-1, y0.size)
                 for j, e in enumerate(events)} if events else {}
@@ -257,15 +258,84 @@ def solve_flow(
         bad = diverged(y_end) if diverged is not None else not np.all(np.isfinite(y_end))
         status = "diverged" if bad else "failed"
         message = f"solver stopped at {time_name} = {t_end:.6g}: {sol.message}"
-    n_steps = len(sol.t) - 1 if t_eval is None else (0 if sol.sol is None else len(sol.sol.ts) - 1)
+    elif bad_at is not None:
+        t_bad, y_bad = bad_at
+        bad = diverged(y_bad) if diverged is not None else not np.all(np.isfinite(y_bad))
+        status = "diverged" if bad else "failed"
+        message = (f"solver stopped at {time_name} = {t_end:.6g}: the right-hand side is not finite "
+                   f"at {time_name} = {t_bad:.6g}")
+    n_steps = len(sol.t) - 1
     if t_eval is not None:
         t = t_eval[t_eval <= t_end]
-        y = sol.sol(t).T if (t.size and sol.sol is not None and n_steps) else np.repeat(y0[None], t.size, 0)
+        # (a solver that failed on its first step knows only the start)
+        y = sol.sol(t).T if (t.size and n_steps) else np.repeat(y0[None], t.size, 0)
     else:
         t, y = sol.t, sol.y.T
     return FlowRun(status=status, message=message, t_end=t_end, y_end=np.asarray(y_end, dtype=float), t=t, y=y,
                    nfev=int(sol.nfev), n_steps=int(n_steps), event=None if fired is None else fired.name,
                    t_events=t_events, y_events=y_events, dense=sol.sol if keep else None)
+
+
+class _NonFinite(Exception):
+    def __init__(self, t: float, y: Array) -> None:
+        super().__init__(t)
+        self.t, self.y = t, y
+
+
+class _Start:
+    """The solution of a run that failed on its first step: the start only."""
+
+    def __init__(self, t0: float, y0: Array) -> None:
+        self.t = np.array([t0])
+        self.y = y0[:, None]
+        self.t_events: list = []
+        self.y_events: list = []
+        self.nfev = 0
+        self.status = 0
+        self.message = "the right-hand side is not finite at the start"
+        self.sol = None
+
+
+def _solve_finite(fun, y0, t0, t1, opts, keep, events):
+    """``solve_ivp`` that stops where ``fun`` stops being finite.
+
+    With a non-finite derivative scipy's step-size control computes a NaN step
+    and never returns, so the derivative is checked; on the first non-finite
+    value the run is repeated up to the time of the last finite evaluation
+    (the accepted steps before it are the same), a few times if need be.
+    Returns the solution and ``(t, y)`` of the bad evaluation (None if all
+    were finite).
+    """
+    t_last = [t0]
+
+    def checked(t: float, y: Array) -> Array:
+        dy = fun(t, y)
+        if not np.all(np.isfinite(dy)):
+            raise _NonFinite(float(t), np.array(y, dtype=float))
+        t_last[0] = max(t_last[0], float(t)) if t1 >= t0 else min(t_last[0], float(t))
+        return dy
+
+    bad_at = None
+    end = t1
+    for _attempt in range(8):
+        t_last[0] = t0
+        try:
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                sol = solve_ivp(checked, (t0, end), y0, method=opts.method, rtol=opts.rtol, atol=opts.atol,
+                                dense_output=keep, events=[e._scipy() for e in events] or None)
+            return sol, bad_at
+        except _NonFinite as err:
+            if bad_at is None:
+                bad_at = (err.t, err.y)
+            # The last finite evaluation before the bad one; strictly inside the span.
+            new_end = t_last[0] if t_last[0] != end else t0 + 0.5 * (end - t0)
+            if new_end == t0:
+                break
+            end = new_end
+    start = _Start(t0, y0)
+    start.t_events = [np.empty(0) for _ in events]
+    start.y_events = [np.empty((0, y0.size)) for _ in events]
+    return start, bad_at
 
 
 @dataclass(frozen=True)
