@@ -59,7 +59,7 @@ FORMS = {"erf": (erf_I3, erf_I4, erf_J2), "relu": (relu_I3, relu_I4, relu_J2)}
 
 
 def reference_rhs(model: Committee, state: State) -> np.ndarray:
-    """d state / d alpha by loops over units and fields (MODEL.md equations verbatim)."""
+    """d state / d alpha by loops over units and fields (the equations of docs/science.md verbatim)."""
     I3, I4, J2 = FORMS[model.activation.name]
     K, M, eta = model.K, model.M, model.eta
     S = model.covariance(state).tolist()

@@ -17,8 +17,9 @@ views                       ``plotting``, ``report``
 studies                     ``study`` (schema, measures, runner, scans)
 systems                     ``committee``, ``propagation``, ``deep_linear``,
                             ``lazy_training``
-numerical core              ``core`` (activations, quadrature, orthant,
-                            spectrum, parallel, datasets, results, options)
+numerical core              ``core`` (activations, closed_forms, kernels,
+                            rules, quadrature, orthant, ode, spectrum,
+                            parallel, datasets, results, options)
 ==========================  ===================================================
 
 The public API is re-exported here.
@@ -68,12 +69,15 @@ from .study import (
     Study,
     StudyError,
     convergence_time_vs_eta,
+    lazy_sweep,
     load_study,
     parse_study,
+    phase_diagram,
     plateau_scaling,
     register_measure,
+    run_study,
+    stability_boundary,
     sweep,
-    two_layer_sweep,
 )
 
 __all__ = [
@@ -86,8 +90,8 @@ __all__ = [
     "optimal_eta", "perfect_solution", "symmetric_plateau",
     "INITIAL_KINDS", "AsymptoticError", "Crossing", "PlateauTimes", "asymptotic_eg", "convergence_time",
     "initial_state", "plateau_length", "plateau_times", "simulate", "align_teachers",
-    "plateau_scaling", "convergence_time_vs_eta", "two_layer_sweep",
-    "Study", "StudyError", "load_study", "parse_study", "MEASURES", "register_measure", "sweep",
+    "plateau_scaling", "convergence_time_vs_eta", "stability_boundary", "phase_diagram", "lazy_sweep",
+    "Study", "StudyError", "load_study", "parse_study", "MEASURES", "register_measure", "run_study", "sweep",
     "write_report",
     "deep_linear", "lazy_training", "propagation",
 ]

@@ -1,11 +1,13 @@
 """The ``phasekit`` command line.
 
-Subcommands: ``run`` (a study file: sweep or recipe, then figures and
-report), ``report`` (Markdown report of a sweep dataset), ``fixed-points``
-(table of fixed points with eigenvalues), ``integrate`` (one trajectory to
-netCDF and a figure) and ``recipes`` (list the named recipes).
+Subcommands: ``run`` (a study file: its grid, then figures and report),
+``report`` (Markdown report of a study dataset; computes nothing),
+``studies`` (the study files with their description and cost),
+``fixed-points`` (table of fixed points with eigenvalues) and ``integrate``
+(one trajectory to netCDF and a figure); ``recipes`` is an alias of
+``studies``.
 
-Exit status: 0 done; 1 a sweep that ended with failed or missing points, or
+Exit status: 0 done; 1 a run that ended with failed or missing points, or
 lost its workers or scheduler, or found its output folder in use; 2 bad input
 (reported on one line, before any work); 130 interrupted (Ctrl-C); 143
 terminated (SIGTERM).
@@ -14,7 +16,6 @@ terminated (SIGTERM).
 from __future__ import annotations
 
 import argparse
-import inspect
 import signal
 import sys
 import threading
@@ -61,21 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact order-parameter dynamics, fixed points and phase diagrams of on-line SGD "
                     "in soft committee machines.",
         epilog="example:\n  phasekit run studies/quickstart.toml\n  phasekit run --help")
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"phasekit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     p = sub.add_parser(
-        "run", formatter_class=_Formatter, help="run a study file (sweep or recipe), then figures and report",
-        description="Run a study file.  A sweep study computes its grid in parallel, in local worker "
-                    "processes or on a dask cluster (resuming from checkpoints under OUTDIR/checkpoints), "
-                    "writes OUTDIR/<name>.nc, figures and OUTDIR/report.md.  A recipe study runs its recipe.  "
-                    "Exit status: 0 done, 1 points failed or missing (or workers lost, or OUTDIR in use by "
-                    "another run), 2 bad input, 130 interrupted, 143 terminated.",
+        "run", formatter_class=_Formatter, help="run a study file, then figures and report",
+        description="Run a study file: compute its grid in parallel, in local worker processes or on a dask "
+                    "cluster (resuming from checkpoints under OUTDIR/checkpoints), write OUTDIR/<name>.nc, "
+                    "figures and OUTDIR/report.md.  --quick runs the study's cheap variant (its [quick] "
+                    "table).  Exit status: 0 done, 1 points failed or missing (or workers lost, or OUTDIR in "
+                    "use by another run), 2 bad input, 130 interrupted, 143 terminated.",
         epilog="examples:\n  phasekit run studies/quickstart.toml\n"
                "  phasekit run studies/quickstart.toml --workers 2 --outdir /tmp/qs\n"
                "  phasekit run big.toml --scheduler tcp://10.0.0.5:8786")
     p.add_argument("study", type=Path, help="study file (TOML)")
-    p.add_argument("--outdir", type=Path, default=None, help="output folder (default: outputs/<study name>)")
+    p.add_argument("--outdir", type=Path, default=None,
+                   help="output folder (default: outputs/<study name>, outputs/<study name>-quick with --quick)")
     p.add_argument("--scheduler", default=None, help="address of a running dask scheduler to use")
     p.add_argument("--workers", type=int, default=None,
                    help="local worker processes (default: one per core; 0 or 1: in this process); at most "
@@ -87,21 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true",
                    help="rebuild a damaged or missing OUTDIR/checkpoints/study.json for this study, keeping "
                         "the checkpoints")
-    p.add_argument("--quick", action="store_true", help="recipes only: the cheap variant")
+    p.add_argument("--quick", action="store_true", help="the study's cheap variant (its [quick] table)")
     p.add_argument("--no-report", action="store_true", help="skip figures and report")
     p.add_argument("--report-dir", type=Path, default=None,
                    help="write figures and report.md here instead of OUTDIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
-        "report", formatter_class=_Formatter, help="Markdown report with figures of a sweep dataset",
+        "report", formatter_class=_Formatter, help="Markdown report with figures of a study dataset",
         description="Write report.md and figures/ for a dataset written by 'phasekit run' (its .nc file), "
-                    "or for a study file whose dataset is at outputs/<name>/<name>.nc.",
+                    "or for a study file whose dataset is at outputs/<name>/<name>.nc.  Computes nothing: "
+                    "everything shown is stored in the dataset.",
         epilog="example:\n  phasekit report outputs/quickstart/quickstart.nc\n"
                "  phasekit report studies/quickstart.toml --outdir /tmp/quickstart-report")
-    p.add_argument("dataset", type=Path, help="sweep dataset (netCDF), or its study file (TOML)")
+    p.add_argument("dataset", type=Path, help="study dataset (netCDF), or its study file (TOML)")
+    p.add_argument("--quick", action="store_true", help="with a study file: the dataset of its cheap variant")
     p.add_argument("--outdir", type=Path, default=None, help="output folder (default: the dataset's folder)")
-    p.add_argument("--no-trajectories", action="store_true", help="skip the order-parameter trajectories")
+    p.add_argument("--no-trajectories", action="store_true", help="skip the figures of stored trajectories")
 
     p = sub.add_parser(
         "fixed-points", formatter_class=_Formatter, help="table of fixed points with their eigenvalues",
@@ -130,9 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("outputs/trajectory.nc"), help="netCDF file to write")
     p.add_argument("--figure", type=Path, default=None, help="PNG figure (default: next to --out)")
 
-    sub.add_parser("recipes", formatter_class=_Formatter, help="list the named recipes",
-                   description="List the recipes that a study file can name with recipe = \"NAME\".",
-                   epilog="example:\n  phasekit recipes")
+    for name, helptext in (("studies", "list the study files with their description and cost"),
+                           ("recipes", "the same as 'studies' (recipes are study files now)")):
+        p = sub.add_parser(name, formatter_class=_Formatter, help=helptext,
+                           description="List the study files of a folder: name, system, grid points, cost of "
+                                       "the full run, whether a cheap variant (--quick) exists, description.",
+                           epilog=f"example:\n  phasekit {name}\n  phasekit {name} --folder my_studies")
+        p.add_argument("--folder", type=Path, default=Path("studies"), help="folder of study files")
     return parser
 
 
@@ -158,34 +169,33 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK)
 
 
+def _check_figures(study: Any) -> None:
+    """Every [[report.figures]] table of ``study`` names a figure and its arguments (before any work)."""
+    from .plotting import figure_problem
+
+    for j, spec in enumerate(study.report.get("figures", [])):
+        problem = figure_problem(spec)
+        if problem:
+            key, _, what = problem.partition(": ")
+            raise ValueError(f"{study.source}: key 'report.figures[{j}].{key}': {what}")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .core.options import ParallelOptions
+    from .core.results import STATUS
+    from .report import write_report
+    from .study.runner import run_study
     from .study.schema import load_study
 
     workers = _check_run_args(args)
-    study = load_study(args.study)
-    outdir = args.outdir or Path("outputs") / study.name
-    if study.recipe is not None:
-        from .study.recipes import get_recipe, run_recipe
-
-        if args.scheduler is not None:
-            raise ValueError(f"--scheduler: {args.study} is a recipe study; recipes run in local worker "
-                             f"processes (--workers), not on a dask cluster")
-
-        params = dict(study.parameters)
-        if "n_workers" in inspect.signature(get_recipe(study.recipe)).parameters:
-            params.setdefault("n_workers", workers)
-        files = run_recipe(study.recipe, outdir, quick=args.quick, **params)
-        for role, f in files.items():
-            print(f"{role}: {f}")
-        return 0
-    from .report import write_report
-    from .study.runner import sweep
-
-    ds = sweep(study, scheduler=args.scheduler, n_workers=workers, outdir=outdir, batch_size=args.batch_size,
-               fresh=args.fresh, repair=args.repair, progress=not args.no_progress,
-               worker_timeout=args.worker_timeout)
-    counts = ", ".join(f"{ds.attrs[f'n_{s}']} {s}" for s in ("ok", "diverged", "failed", "missing")
-                       if ds.attrs.get(f"n_{s}"))
+    study = load_study(args.study, quick=args.quick)
+    _check_figures(study)
+    outdir = args.outdir or Path("outputs") / (f"{study.name}-quick" if args.quick else study.name)
+    parallel = ParallelOptions(n_workers=workers, scheduler=args.scheduler, batch_size=args.batch_size,
+                               worker_timeout=args.worker_timeout)
+    ds = run_study(study, outdir=outdir, parallel=parallel, fresh=args.fresh, repair=args.repair,
+                   progress=not args.no_progress)
+    counts = ", ".join(f"{ds.attrs[f'n_{s}']} {s}" for s in STATUS if ds.attrs.get(f"n_{s}"))
     dataset = outdir / f"{study.name}.nc"
     print(f"dataset: {dataset} ({study.n_points} points: {counts})")
     if not args.no_report:
@@ -221,12 +231,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if path.suffix.lower() == ".toml":
         from .study.schema import load_study
 
-        study = load_study(path)
-        if study.recipe is not None:
-            raise ValueError(f"dataset: {path} is a recipe study; 'phasekit run {path}' writes its figures")
-        path = Path("outputs") / study.name / f"{study.name}.nc"
+        study = load_study(path, quick=args.quick)
+        path = Path("outputs") / (f"{study.name}-quick" if args.quick else study.name) / f"{study.name}.nc"
         if not path.exists():
-            raise ValueError(f"dataset: no dataset of study '{study.name}' at {path}; run 'phasekit run "
+            quick = " --quick" if args.quick else ""
+            raise ValueError(f"dataset: no dataset of study '{study.name}' at {path}; run 'phasekit run{quick} "
                              f"{args.dataset}' first, or give the .nc file written by phasekit run")
     if not path.exists():
         raise ValueError(f"dataset: no such file {path}")
@@ -292,17 +301,27 @@ def _cmd_integrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_recipes(args: argparse.Namespace) -> int:
-    from .study.recipes import available_recipes, get_recipe
+def _cmd_studies(args: argparse.Namespace) -> int:
+    from .study.schema import study_files
 
-    for name in available_recipes():
-        doc = (get_recipe(name).__doc__ or "").strip().splitlines()
-        print(f"{name:28s} {doc[0] if doc else ''}")
+    if args.command == "recipes":
+        print("(recipes are study files now: this is 'phasekit studies')")
+    if not args.folder.is_dir():
+        raise ValueError(f"--folder: no such folder {args.folder}")
+    for info in study_files(args.folder):
+        if "error" in info:
+            print(f"{info['name']:22s} (cannot be read: {info['error']})")
+            continue
+        quick = "--quick" if info["quick"] else "       "
+        cost = info["cost"] or "cost not stated"
+        print(f"{info['name']:22s} {info['system']:13s} {info['points']:>6d} points  {quick}  {cost}")
+        if info["description"]:
+            print(f"{'':22s} {info['description']}")
     return 0
 
 
 _COMMANDS = {"run": _cmd_run, "report": _cmd_report, "fixed-points": _cmd_fixed_points,
-             "integrate": _cmd_integrate, "recipes": _cmd_recipes}
+             "integrate": _cmd_integrate, "studies": _cmd_studies, "recipes": _cmd_studies}
 
 
 def _one_line_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
@@ -314,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``phasekit`` console script; returns the exit status."""
     from .core.parallel import ParallelError, Terminated
     from .study.checkpoints import OutdirInUse
-    from .study.runner import SweepAborted
+    from .study.runner import StudyAborted
 
     args = build_parser().parse_args(argv)
     show = warnings.showwarning
@@ -322,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     term = _sigterm_interrupts()
     try:
         return _COMMANDS[args.command](args)
-    except (SweepAborted, OutdirInUse) as exc:
+    except (StudyAborted, OutdirInUse) as exc:
         # Not bad input: the run could not go on (or not start); finished work is kept.
         print(f"phasekit {args.command}: {_first_line(exc)}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""The phasekit command line: help texts, one-line errors, run / integrate / report / recipes."""
+"""The phasekit command line: help texts, one-line errors, run / integrate / report / studies."""
 
 import os
 import subprocess
@@ -12,9 +12,10 @@ import xarray as xr
 import phasekit as pk
 from phasekit.cli import build_parser, main
 from phasekit.committee.starts import initial_state
+from phasekit.core.results import status_names
 
 REPO = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["run", "report", "fixed-points", "integrate", "recipes"]
+SUBCOMMANDS = ["run", "report", "studies", "recipes", "fixed-points", "integrate"]
 
 STUDY = """
 name = "clidemo"
@@ -66,7 +67,7 @@ def test_run_sweep_writes_dataset_and_report(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"report: {out / 'report.md'}" in printed.splitlines()[-1]
     ds = xr.load_dataset(out / "clidemo.nc", engine="scipy")
-    assert ds.sizes == {"eta": 2} and list(ds["status"].values) == ["ok", "ok"]
+    assert ds.sizes == {"eta": 2} and set(status_names(ds["status"].values)) <= {"ok", "not_reached"}
     # Same numbers as integrating the points directly.
     for eta in (0.5, 2.0):
         model = pk.Committee(1, 1, "erf", eta=eta)
@@ -101,13 +102,23 @@ def test_bad_model_argument_is_one_line_error(capsys, tmp_path):
     assert len(err.splitlines()) == 1 and "K" in err
 
 
-def test_recipes_lists_names(capsys):
-    from phasekit.study.recipes import available_recipes
+def test_studies_lists_every_study_file_with_its_cost(capsys):
+    from phasekit.study.schema import study_files
 
-    assert main(["recipes"]) == 0
+    assert main(["studies", "--folder", str(REPO / "studies")]) == 0
     out = capsys.readouterr().out
-    for name in available_recipes():
-        assert name in out
+    infos = study_files(REPO / "studies")
+    assert infos and all("error" not in i for i in infos)
+    for info in infos:
+        assert info["name"] in out and info["cost"] in out
+    assert main(["recipes", "--folder", str(REPO / "studies")]) == 0
+    assert capsys.readouterr().out.startswith("(recipes are study files now: this is 'phasekit studies')")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("phasekit ")
 
 
 def test_report_subcommand_rewrites_report(tmp_path):
@@ -130,60 +141,33 @@ def test_fixed_points_table(capsys):
 
 def test_console_module_runs():
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    res = subprocess.run([sys.executable, "-m", "phasekit.cli", "recipes"], env=env, capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-m", "phasekit.cli", "studies", "--folder", str(REPO / "studies")],
+                         env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
 
 
-@pytest.fixture(scope="module")
-def quick_recipes(tmp_path_factory):
-    """Run the committee recipes' study files through the command line (quick variants)."""
-    root = tmp_path_factory.mktemp("recipes")
-    out = {}
-    for name in ("relu_perceptron", "relu_committee", "overrealisable", "unrealisable"):
-        assert main(["run", str(REPO / "studies" / f"{name}.toml"), "--quick", "--outdir", str(root / name)]) == 0
-        assert (root / name / f"{name}.png").stat().st_size > 10_000
-        out[name] = xr.load_dataset(root / name / f"{name}.nc", engine="scipy")
-    return out
+def test_quick_means_the_studys_cheap_variant_or_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    study = tmp_path / "s.toml"
+    study.write_text(STUDY + "[quick]\ngrid.eta = [2.0]\n")
+    assert main(["run", str(study), "--quick", "--workers", "0", "--no-progress", "--no-report"]) == 0
+    ds = xr.load_dataset(tmp_path / "outputs" / "clidemo-quick" / "clidemo.nc", engine="scipy")
+    assert list(ds["eta"].values) == [2.0] and ds.attrs["variant"] == "quick"
+    plain = tmp_path / "p.toml"
+    plain.write_text(STUDY)
+    capsys.readouterr()
+    assert main(["run", str(plain), "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no cheap variant (no [quick] table)" in err[0]
 
 
-def test_relu_perceptron_recipe(quick_recipes):
-    ds = quick_recipes["relu_perceptron"]
-    assert list(ds["eta"].values) == [0.1, 0.5, 1.0, 1.9, 2.2, 3.0]
-    status = dict(zip(ds["eta"].values, ds["status"].values))
-    # Below eta_c = 2 the student reaches the perfect solution (R, Q) = (1, 1) ...
-    last = ds.sel(eta=1.0).dropna("alpha", subset=["eg"]).isel(alpha=-1)
-    assert last["R"].item() == pytest.approx(1.0, abs=1e-4) and last["Q"].item() == pytest.approx(1.0, abs=1e-4)
-    # ... above it it cannot: at 2.2 it is held at a worse state, at 3.0 the norm blows up.
-    assert status[2.2] == "ok" and float(ds["eg_end"].sel(eta=2.2)) > 0.1
-    assert status[3.0] == "diverged" and float(ds["alpha_end"].sel(eta=3.0)) < float(ds["alpha"].max())
-    assert np.isnan(ds["eg"].sel(eta=3.0).values[-1])  # nothing plotted beyond the stop
-    # Independent check of the eta^2 term: at R = 0 the fields are independent and
-    # dQ/dalpha = 2 eta (sqrt(q)/(2 pi) - q/2) + eta^2 (1/4 - sqrt(q)/pi + q/2) for ReLU.
-    eta, q = 0.5, 0.25
-    dQ = 2 * eta * (np.sqrt(q) / (2 * np.pi) - q / 2) + eta**2 * (0.25 - np.sqrt(q) / np.pi + q / 2)
-    a, qs = ds["alpha"].values[:5], ds["Q"].sel(eta=eta).values[:5, 0, 0]
-    slope = np.polyfit(a, qs, 2)[1]
-    assert slope == pytest.approx(dQ, rel=1e-3)
-
-
-def test_relu_committee_recipe_plateau(quick_recipes):
-    ds = quick_recipes["relu_committee"]
-    # MODEL.md: eps_g sits near the symmetric plateau's 0.073613 for eta*alpha roughly 5 to 20.
-    eg = ds["eg"].values[(ds["eta_alpha"].values > 8) & (ds["eta_alpha"].values < 15)]
-    np.testing.assert_allclose(eg, 0.073613, rtol=0.03)
-    assert ds.attrs["K"] == 2 and ds.attrs["second_order"] == 0
-
-
-def test_mismatched_committee_recipes(quick_recipes):
-    over, under = quick_recipes["overrealisable"], quick_recipes["unrealisable"]
-    assert over.sizes["i"] == 3 and over.sizes["n"] == 2 and under.sizes["i"] == 2 and under.sizes["n"] == 3
-    np.testing.assert_allclose(over["R"].values[:, 0], [[[1e-3, 0], [0, 0], [0, 0]]] * 2)
-    np.testing.assert_allclose(np.diagonal(under["Q"].values[:, 0], axis1=-2, axis2=-1), [[0.2, 0.2]] * 2)
-    # An over-realisable ReLU student can still reach zero error; an unrealisable one cannot.
-    assert float(over["eg"].sel(activation="relu").values[-1]) < 1e-3
-    assert np.all(under["eg"].values[:, -1] > 1e-2)
-    assert list(over["status"].values) == ["ok", "ok"] and list(under["status"].values) == ["ok", "ok"]
+def test_a_bad_figure_spec_is_one_line_before_any_work(tmp_path, capsys):
+    study = tmp_path / "f.toml"
+    study.write_text(STUDY + '[[report.figures]]\nkind = "pie"\n')
+    assert main(["run", str(study), "--outdir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{study}: key 'report.figures[0].kind': unknown figure 'pie'" in err[0]
+    assert not (tmp_path / "o").exists()
 
 
 def _cli(*args, timeout=120):
@@ -239,18 +223,3 @@ def test_report_of_a_study_file_or_a_wrong_file(tmp_path, monkeypatch, capsys):
         assert main(["report", str(wrong)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is not a dataset written by 'phasekit run' (a netCDF .nc file" in err[0], err
-
-
-def test_recipe_parameter_error_names_file_and_key_before_work(tmp_path, capsys):
-    study = tmp_path / "r.toml"
-    study.write_text('name = "r"\nrecipe = "relu_perceptron"\n[parameters]\neta = 0.1\nalpha_maxx = 3.0\n')
-    assert main(["run", str(study), "--outdir", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"phasekit run: error: {study}: unknown key 'parameters.alpha_maxx'")
-    assert not (tmp_path / "o").exists()
-
-
-def test_recipe_study_refuses_a_scheduler(capsys):
-    assert main(["run", str(REPO / "studies" / "relu_perceptron.toml"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--scheduler" in err[0] and "is a recipe study" in err[0]

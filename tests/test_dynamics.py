@@ -111,7 +111,7 @@ def test_integrate_argument_errors():
         pk.integrate("erf", s, 1)
 
 
-# --- ReLU landmarks of MODEL.md ------------------------------------------------------
+# --- ReLU landmarks (docs/reference-values.md) ------------------------------------------------------
 
 PLATEAU_RELU2 = np.array([0.52458] * 4 + [0.71776, 0.38298, 0.71776])  # R_in, Q11, Q12, Q22
 
@@ -122,7 +122,7 @@ def _vectors(ds):
 
 
 def test_relu_k2_first_order_from_model_start():
-    """MODEL.md start: eps_g sits at the plateau value, then the student specialises."""
+    """Reference start: eps_g sits at the plateau value, then the student specialises."""
     model = pk.Committee(2, 2, "relu", eta=0.1, second_order=False)
     s0 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))
     ds = pk.integrate(model, s0, 1000.0, n_points=2001)
@@ -136,7 +136,7 @@ def test_relu_k2_first_order_from_model_start():
 def test_relu_k2_first_order_passes_plateau_values():
     """From a start with Q11 = Q22 the trajectory passes within 1e-3 of the plateau state.
 
-    (MODEL.md's start has Q11 != Q22, a deviation along the plateau's slow mode
+    (the reference start has Q11 != Q22, a deviation along the plateau's slow mode
     -0.0049 eta: there the closest approach is ~0.016, see the closing notes.)
     """
     model = pk.Committee(2, 2, "relu", eta=1.0, second_order=False)

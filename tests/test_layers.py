@@ -82,8 +82,7 @@ _TRANSITIONAL: set[tuple[str, str]] = set()
 
 
 def _transitional(module: str, dep: str) -> bool:
-    return (module, dep) in _TRANSITIONAL or module.startswith("phasekit.study.recipes") or \
-        (module == "phasekit.study.schema" and dep.startswith("phasekit.study.recipes"))
+    return (module, dep) in _TRANSITIONAL
 
 
 GRAPH = {m: {d for d in imports_of(m, f) if not _transitional(m, d)} for m, f in MODULES.items()}

@@ -32,8 +32,9 @@ print("plateau_scaling", ds["plateau_length"].values.tolist())
 study = {"name": "tiny", "model": {"K": 1, "M": "K", "activation": "erf"},
          "grid": {"eta": [0.5, 1.0], "K": [1, 2]},
          "integration": {"eta_alpha_max": 20.0, "n_points": 21}, "measures": {"final_eg": {}}}
-res = sweep(study, n_workers=2, outdir="out", progress=False)
-print("sweep", sorted(set(res["status"].values.ravel())), len(set(res["worker"].values.ravel())))
+res = sweep(study, parallel={"n_workers": 2}, outdir="out", progress=False)
+from phasekit.core.results import status_names
+print("sweep", sorted(set(status_names(res["status"].values).ravel())), len(set(res["worker"].values.ravel())))
 sim = pk.simulate(pk.Committee(1, 1, "relu", eta=0.1), pk.State([[0.0]], [[0.25]]), 50, 1.0, n_runs=4,
                   n_points=3, n_workers=2)
 print("simulate", sim.sizes["run"])

@@ -80,7 +80,7 @@ def test_convergence_time_statuses():
 
 
 def test_plateau_length_independent_of_sampling_and_matches_events():
-    """ReLU K = M = 2 (MODEL.md start): band crossings equal an independent event solve."""
+    """ReLU K = M = 2 (the reference start of docs/reference-values.md): band crossings equal an independent event solve."""
     from phasekit.committee.landmarks import symmetric_plateau
 
     model = pk.Committee(2, 2, "relu", eta=0.1, second_order=False)
@@ -109,7 +109,7 @@ def test_plateau_length_independent_of_sampling_and_matches_events():
     entry, leave = sol.t_events[0][0], sol.t_events[1][0]
     assert out[0].entry == pytest.approx(entry, rel=1e-6)
     assert out[0].exit == pytest.approx(leave, rel=1e-6)
-    # MODEL.md: eps_g sits near 0.0736 for eta alpha roughly 5 to 20
+    # reference behaviour: eps_g sits near 0.0736 for eta alpha roughly 5 to 20
     assert 0.1 * out[0].entry < 6 and 0.1 * out[0].exit > 15
     # the plateau given by its eps_g alone gives the same answer
     assert plateau_length(pk.integrate(model, s0, 300.0, n_points=5), fp.eg, band=band) == pytest.approx(

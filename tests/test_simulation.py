@@ -10,14 +10,13 @@ from scipy import stats
 import phasekit as pk
 from phasekit.committee import simulation as sim
 from phasekit.committee.simulation import align_teachers, simulate
-from phasekit.study.recipes.simulation import ode_reference
 
 RELU22 = pk.Committee(2, 2, "relu", eta=0.1)
-START22 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))  # MODEL.md start
+START22 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))  # the reference start
 
 
 def _sequential(model, V, Xi, zeta, c):
-    """Plain per-example SGD on N-vectors: the definition in MODEL.md."""
+    """Plain per-example SGD on N-vectors: the definition in docs/science.md."""
     K = model.K
     V = V.copy()
     g, dg, gt = model.activation.g, model.activation.dg, model.teacher_activation.g
@@ -35,14 +34,9 @@ def _overlaps(model, V):
 
 
 def _ode_state(model, state0, alpha):
-    """(R, Q) of the ODE at the requested alphas: shape (len(alpha), n_state).
-
-    Second order when available (second-order ReLU needs phasekit.core.orthant),
-    else first order: at eta = 0.1 a small change.
-    """
+    """(R, Q) of the ODE at the requested alphas: shape (len(alpha), n_state)."""
     alpha = np.atleast_1d(np.asarray(alpha, float))
-    ds = ode_reference(model, state0, float(alpha.max()), n_points=int(alpha.max() * 10) + 1)
-    print("ODE order:", 2 if ds.attrs["second_order"] else 1)
+    ds = pk.integrate(model, state0, float(alpha.max()), n_points=int(alpha.max() * 10) + 1)
     return _vectors(ds.expand_dims("run").interp(alpha=alpha))[0]
 
 
@@ -146,7 +140,7 @@ def _ks_compare(model, state0, N, alpha, runs, seed, **kw):
 
 
 def test_reduced_matches_microscopic_in_distribution():
-    """Acceptance: N = 100, alpha = 2, 2000 runs each, ReLU K = M = 2, MODEL.md start."""
+    """Acceptance: N = 100, alpha = 2, 2000 runs each, ReLU K = M = 2, the reference start."""
     out, micro, red = _ks_compare(RELU22, START22, 100, 2.0, 2000, seed=10)
     print("N=100 alpha=2 eta=0.1:", {k: (round(p, 4), round(z, 2)) for k, (p, z) in out.items()})
     for name, (p, z) in out.items():

@@ -146,7 +146,9 @@ def asymptotic_eg(
             if run.status == "end":
                 speed = float(np.abs(model.rhs_vector(v)).max())
                 return result("not_reached",
-                              f"max |d state/d alpha| = {speed:.3g} > speed_tol * eta at alpha_max = {alpha_max:.6g}",
+                              f"max |d state/d alpha| = {speed:.3g} > {threshold:.3g} (speed_tol * eta"
+                              + ("" if retries == 0 else f" / 100^{retries}, after Newton failed")
+                              + f") at alpha_max = {alpha_max:.6g}",
                               v_end=v)
         fp = find_fixed_point(model, v, newton=newton)
         close = float(np.abs(fp.vector - v).max()) <= 1e-3 * (1.0 + float(np.abs(v).max()))

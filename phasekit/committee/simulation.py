@@ -5,7 +5,7 @@ Two routes to the same law of the order parameters ``(R, Q)`` at finite N:
 ``level="microscopic"``
     Real N-dimensional teacher rows ``B_n`` and student rows ``J_i``, built
     (not sampled) so that their overlaps equal the initial state, fresh inputs
-    ``xi ~ N(0, I_N)`` and the update of MODEL.md,
+    ``xi ~ N(0, I_N)`` and the on-line SGD update
     ``J_i <- J_i + (eta/N) delta_i xi``, ``delta_i = (tau + zeta - sigma) g'(x_i)``.
 
 ``level="reduced"``

@@ -27,14 +27,15 @@ Price's theorem (``dK/dC_uu = E[g'' h] / 2``, ``dK/dC_uv = E[g' h']``) gives
 
     grad_a K(a, b) = E[g''(u) h(v)] a + E[g'(u) h'(v)] b,    u = a.x, v = b.x.
 
+Every kernel is a pair moment of the activation (:meth:`phasekit.Activation.pair_moments`).
 ReLU: arc-cosine kernels; with ``theta`` the angle between ``a`` and ``b``,
 ``K = |a||b| (sin theta + (pi - theta) cos theta) / (2 pi)``,
-``E[g' h'] = (pi - theta) / (2 pi)``, ``E[g'' h] = |b| sin theta / (2 pi |a|)``.
-Sigmoid, tanh, erf: probit mixtures ``g = mean + amp sum_q w_q (Phi(x/omega_q) - 1/2)``
-(exact for erf; for the logistic from its Gaussian scale-mixture form), where
-every kernel is an orthant probability in closed form, exact derivatives
-included.  Any other activation: Gauss-Hermite quadrature on the Cholesky
-factor of each 2x2 covariance.  No sampling anywhere.
+``E[g' h'] = (pi - theta) / (2 pi)``, ``E[g'' h] = |b| sin theta / (2 pi |a|)``;
+erf in closed form as well.  Sigmoid and tanh: probit mixtures
+``g = mean + amp sum_q w_q (Phi(x/omega_q) - 1/2)`` (the logistic from its
+Gaussian scale-mixture form), where every kernel is an orthant probability in
+closed form, exact derivatives included.  Any other activation: Gauss-Hermite
+quadrature on the Cholesky factor of each 2x2 covariance.  No sampling anywhere.
 
 Time
 ----
@@ -83,9 +84,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from ..core.activations import activation as get_activation
+from ..core.ode import crossing, solve_flow
+from ..core.options import SolverOptions
 from .loss import TwoLayer
 from .networks import (
     Array,
@@ -119,7 +121,7 @@ class Trajectory:
         ``"ok"`` or ``"failed"`` (solver failure, or a non-finite SGD loss;
         samples end where the solver stopped).
     message : str
-        The solver's message (empty for SGD).
+        How the flow ended (:attr:`phasekit.core.ode.FlowRun.message`; empty for SGD).
     """
 
     t: Array
@@ -163,9 +165,9 @@ def train_gradient_flow(
     loss_threshold : float, optional
         Record the first time the loss falls below this value (``> 0``).
     rtol, atol : float
-        Tolerances of the adaptive integrator (:func:`scipy.integrate.solve_ivp`).
+        Tolerances of the adaptive integrator (:func:`phasekit.core.ode.solve_flow`).
     method : str
-        ``solve_ivp`` method.
+        Solver method (one of :data:`phasekit.core.options.SOLVER_METHODS`).
 
     Returns
     -------
@@ -178,34 +180,27 @@ def train_gradient_flow(
         loss_threshold = _check_positive(loss_threshold, "loss_threshold")
     m, d = student0.m, student0.d
     factor = -m / problem.scale**2
-    counter = [0]
+    options = SolverOptions(method=method, rtol=rtol, atol=atol)
 
     def rhs(_t: float, w: Array) -> Array:
-        counter[0] += 1
         _, g = problem.loss_and_gradient(Student.from_flat(w, m, d))
         return factor * g.flat()
 
-    events = None
+    events = []
     if loss_threshold is not None:
-        def below(_t: float, w: Array) -> float:
-            return problem.loss(Student.from_flat(w, m, d)) - loss_threshold
-
-        below.terminal = False
-        below.direction = -1
-        events = [below]
-    t_eval = _time_grid(t_final, n_points)
-    sol = solve_ivp(rhs, (0.0, t_final), student0.flat(), method=method, t_eval=t_eval,
-                    rtol=rtol, atol=atol, events=events)
-    t = sol.t
-    losses = np.array([problem.loss(Student.from_flat(w, m, d)) for w in sol.y.T])
+        events.append(crossing(lambda w: problem.loss(Student.from_flat(w, m, d)), loss_threshold,
+                               terminal=False, name="loss"))
+    run = solve_flow(rhs, student0.flat(), (0.0, t_final), events=events, options=options,
+                     t_eval=_time_grid(t_final, n_points))
+    losses = np.array([problem.loss(Student.from_flat(w, m, d)) for w in run.y])
     tt = np.nan
     if loss_threshold is not None:
         if losses[0] <= loss_threshold:
             tt = 0.0
-        elif len(sol.t_events[0]):
-            tt = float(sol.t_events[0][0])
-    status = "ok" if sol.status == 0 else "failed"
-    return Trajectory(t, losses, Student.from_flat(sol.y[:, -1], m, d), tt, counter[0], status, sol.message)
+        elif run.t_events["loss"].size:
+            tt = float(run.t_events["loss"][0])
+    status = "ok" if run.status == "ok" else "failed"
+    return Trajectory(run.t, losses, Student.from_flat(run.y[-1], m, d), tt, run.nfev, status, run.message)
 
 
 def train_sgd(
@@ -285,34 +280,24 @@ def horizon(tau: float, T: float, activation: str = "relu") -> float:
     """Final time of a sweep point: ``T / max(1, kappa(tau))``.
 
     ``kappa`` is how the tangent kernel grows with the initial scale: ``tau^2``
-    for ReLU (homogeneous of degree 2 in the weights), ``tau`` for bounded
-    activations (sigmoid, tanh, erf, ...: ``E[g'(u)^2] ~ 1 / tau`` for wide
+    for positively homogeneous activations (relu, linear: the network is then
+    homogeneous of degree 2 in the weights), ``tau`` for the others (bounded
+    ones such as sigmoid, tanh, erf: ``E[g'(u)^2] ~ 1 / tau`` for wide
     pre-activations).  Every run thus covers ``T`` units of its kernel time
     ``kappa t`` when ``kappa > 1``, and ``T`` units of mean-field time otherwise
     (see the module docstring).
     """
     tau = _check_positive(tau, "tau")
-    kappa = tau**2 if get_activation(activation).name == "relu" else tau
+    kappa = tau**2 if get_activation(activation).positively_homogeneous else tau
     return _check_positive(T, "T") / max(1.0, kappa)
 
 
-_MEASURES: dict[str, tuple[str, str]] = {
-    "loss": ("population loss at the end of training", "1"),
-    "loss_initial": ("population loss at initialisation", "1"),
-    "relative_loss": ("final loss / initial loss", "1"),
-    "loss_floor": ("lower bound on the loss from the symmetry of the activation", "1"),
-    "excess_loss": ("final loss minus the symmetry floor", "1"),
-    "weight_displacement": ("relative weight displacement |w - w0| / |w0|", "1"),
-    "tangent_loss": ("population loss of the trained tangent model", "1"),
-    "tangent_loss_limit": ("loss of the tangent model at infinite time", "1"),
-    "tangent_displacement": ("relative weight displacement of the tangent model", "1"),
-    "tangent_distance": ("L2 distance between network and tangent-model predictors", "1"),
-    "relative_tangent_distance": ("tangent distance / teacher L2 norm", "1"),
-    "time_to_threshold": ("time to reach the loss threshold (NaN: never)", "mean-field time t"),
-    "t_final": ("final time of the run", "mean-field time t"),
-    "n_evaluations": ("loss-gradient evaluations or SGD steps", "1"),
-    "failed": ("run failed (1) or not (0)", "1"),
-}
+# What run_two_layer returns (their long names and units are in the study layer's measure registry).
+RUN_OUTPUTS: tuple[str, ...] = (
+    "loss", "loss_initial", "relative_loss", "loss_floor", "excess_loss", "weight_displacement", "tangent_loss",
+    "tangent_loss_limit", "tangent_displacement", "tangent_distance", "relative_tangent_distance",
+    "time_to_threshold", "t_final", "n_evaluations", "failed",
+)
 
 
 def run_two_layer(
@@ -337,7 +322,7 @@ def run_two_layer(
     quadrature_nodes: int = 32,
     rtol: float = 1e-6,
 ) -> dict[str, float]:
-    """Train one student on a teacher and return the measures of :data:`_MEASURES`.
+    """Train one student on a teacher and return the quantities of :data:`RUN_OUTPUTS`.
 
     Parameters
     ----------
@@ -375,7 +360,12 @@ def run_two_layer(
     Returns
     -------
     dict
-        Scalars named as in :data:`_MEASURES` (NaN where not computed).
+        Scalars named as in :data:`RUN_OUTPUTS` (NaN where not computed): final, initial and
+        relative loss, the symmetry floor and the excess over it, the relative weight
+        displacement, the tangent model's loss (at the same time and at infinite time),
+        displacement and distance to the network, the time to the loss threshold
+        (mean-field time t, NaN if never), the final time, the gradient evaluations
+        (or SGD steps) and ``failed`` (1 for a solver failure or a non-finite loss).
     """
     if trainer not in ("flow", "sgd"):
         raise ValueError(f"trainer: must be 'flow' or 'sgd', got {trainer!r}")
@@ -393,7 +383,7 @@ def run_two_layer(
         traj = train_sgd(problem, student0, tf, learning_rate=learning_rate, batch_size=batch_size,
                          seed=seed, loss_threshold=threshold * loss0)
     w0 = student0.flat()
-    out = {key: np.nan for key in _MEASURES}
+    out = {key: np.nan for key in RUN_OUTPUTS}
     t_end = float(traj.t[-1])
     floor = problem.loss_floor()
     out.update(

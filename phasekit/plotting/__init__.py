@@ -1,16 +1,19 @@
 """Figures drawn from phasekit datasets (never from live computations).
 
-One module per system; every function takes an ``xarray.Dataset`` (and
-optionally a matplotlib ``Axes``) and returns the ``Figure``.  Labels carry
-units from the datasets' ``long_name``/``units`` attributes.
+:data:`FIGURES` maps a figure kind to a function ``func(ds, **args)`` of a
+study dataset; study files name them in ``[[report.figures]]`` tables
+(``kind = "heatmap"``, ``var = "convergence_time"``, ...), and
+:func:`default_figures` chooses some for a study that names none.  Figures
+are ``matplotlib.figure.Figure`` objects made without pyplot: importing or
+using this package never changes matplotlib's backend or global state.
+Labels carry units from the datasets' ``long_name``/``units`` attributes.
 """
 
 from __future__ import annotations
 
-import matplotlib
+from . import committee, linear_dynamics, propagation, simulation, sweeps, two_layer  # noqa: F401  (register)
+from .common import FIGURES, draw, figure_problem, fmt, label, register_figure, save_figure, trajectories
+from .defaults import default_figures
 
-matplotlib.use("Agg")  # phasekit writes files; it never needs a screen
-
-from .common import label, save_figure  # noqa: E402
-
-__all__ = ["label", "save_figure"]
+__all__ = ["FIGURES", "default_figures", "draw", "figure_problem", "fmt", "label", "register_figure", "save_figure",
+           "trajectories"]

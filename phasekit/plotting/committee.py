@@ -1,32 +1,53 @@
-"""Figures of committee-machine trajectories (datasets of :func:`phasekit.integrate`)."""
+"""Figures of committee-machine trajectories: order parameters and learning curves.
+
+The single-trajectory functions take a dataset in the layout of
+:func:`phasekit.integrate`; the registered figures take a study dataset and
+find its trajectories (:func:`phasekit.plotting.common.trajectories`).
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from .common import label
+from .common import label, new_figure, register_figure, trajectories
 
-__all__ = ["order_parameters", "eg_curves", "learning_rate_scan", "stacked_order_parameters"]
+__all__ = ["order_parameters", "eg_curves", "learning_curves", "stacked_order_parameters", "stored_trajectories"]
 
 
 def _time(ds: xr.Dataset, time: str | None) -> tuple[np.ndarray, str]:
     if time is None:
-        time = "eta_alpha" if int(ds.attrs.get("second_order", 1)) == 0 else "alpha"
+        time = "eta_alpha" if not int(ds.attrs.get("second_order", 1)) else "alpha"
     return ds[time].values, label(ds[time], time)
 
 
 def _model_text(ds: xr.Dataset) -> str:
-    order = "first order" if int(ds.attrs.get("second_order", 1)) == 0 else "with eta^2 term"
+    order = "first order" if not int(ds.attrs.get("second_order", 1)) else "with eta^2 term"
     return (f"{ds.attrs.get('activation', '')}, K = {ds.attrs.get('K')}, M = {ds.attrs.get('M')}, "
             f"eta = {float(ds.attrs.get('eta', np.nan)):.3g}, {order}")
 
 
+def _panel_lines(ax: Axes, t: np.ndarray, ds: xr.Dataset, var: str) -> None:
+    vals = ds[var].values
+    K, J = vals.shape[-2:]
+    for a in range(K):
+        for b in range(a if var == "Q" else 0, J):
+            ax.plot(t, vals[:, a, b], ls="-" if a == b else "--", label=f"{var}{a + 1}{b + 1}")
+
+
+def _exit_point(t: np.ndarray, eg: np.ndarray, top: float) -> tuple[float, float]:
+    """Where a diverging curve leaves the axes through the top (or its last sample inside)."""
+    inside = np.nonzero(np.isfinite(eg) & (eg <= top))[0]
+    j = inside[-1] if inside.size else 0
+    return float(t[j]), float(min(eg[j], top))
+
+
 def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | None = None,
-                     log_eg: bool = True, reference_eg: float | None = None) -> plt.Figure:
+                     log_eg: bool = True, reference_eg: float | None = None) -> Figure:
     """Three panels: ``R_in``, ``Q_ik`` (i <= k) and ``eps_g`` against time.
 
     Parameters
@@ -42,58 +63,50 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
         Draw this eps_g (e.g. the symmetric plateau's) as a dashed line.
     """
     t, tlabel = _time(ds, time)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+    fig, axes = new_figure(1, 3, figsize=(13, 3.8))
+    axes = axes[0]
     _panel_lines(axes[0], t, ds, "R")
     _panel_lines(axes[1], t, ds, "Q")
-    axes[2].plot(t, ds["eg"].values, color="k", label="eps_g")
+    eg = ds["eg"].values
+    axes[2].plot(t, eg, color="k", label="eps_g")
     if reference_eg is not None and np.isfinite(reference_eg):
-        axes[2].axhline(reference_eg, color="C3", ls="--", lw=1,
-                        label=f"symmetric plateau, eps_g = {reference_eg:.4g}")
-    status = ds.attrs.get("status", "ok")
-    if status == "diverged":
-        for ax, y in zip(axes, (ds["R"].values[-1].ravel(), np.diag(ds["Q"].values[-1]), [ds["eg"].values[-1]])):
-            ax.plot(np.full(len(y), t[-1]), y, "x", color="crimson", ms=8)
-        axes[2].plot([], [], "x", color="crimson", label="diverged here")
-    axes[0].set_ylabel(label(ds["R"]))
-    axes[1].set_ylabel(label(ds["Q"]))
-    axes[2].set_ylabel(label(ds["eg"]))
-    if log_eg:
-        eg = ds["eg"].values
-        floor = max(np.nanmax(eg) * 1e-8, 1e-12) if np.isfinite(eg).any() else 1e-12
+        axes[2].axhline(reference_eg, color="C3", ls="--", lw=1, label=f"symmetric plateau, eps_g = {reference_eg:.4g}")
+    if ds.attrs.get("status") == "diverged":
+        axes[2].plot(t[-1], eg[-1], "x", color="crimson", ms=8, label="diverged here")
+    for ax, var in zip(axes, ("R", "Q", "eg")):
+        ax.set_ylabel(label(ds[var]))
+    if log_eg and np.any(eg > 0):
+        floor = max(np.nanmax(eg) * 1e-8, 1e-12)
         axes[2].set_yscale("log")
         axes[2].set_ylim(bottom=max(floor, np.nanmin(np.where(eg > 0, eg, np.nan)) * 0.5))
     for ax, name in zip(axes, ("student-teacher overlaps", "student-student overlaps", "generalisation error")):
         ax.set_xlabel(tlabel)
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1)
+        ax.legend(fontsize=7, ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1, loc="best")
     fig.suptitle(title or _model_text(ds), fontsize=11)
     return fig
 
 
-def eg_curves(trajectories: Sequence[xr.Dataset], *, labels: Sequence[str] | None = None,
-              time: str | None = None, title: str | None = None, log_eg: bool = True,
-              ax: plt.Axes | None = None) -> plt.Figure:
-    """eps_g against time for several trajectories (e.g. several learning rates).
-
-    A run that diverged is drawn up to where it stopped and marked there with
-    a red ``x``.
-    """
+def eg_curves(trajs: Sequence[xr.Dataset], *, labels: Sequence[str] | None = None, time: str | None = None,
+              title: str | None = None, log_eg: bool = True, ax: Axes | None = None) -> Figure:
+    """eps_g against time for several trajectories; a diverged run is marked where it leaves the axes."""
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, axes = new_figure(figsize=(6.4, 4.2))
+        ax = axes[0, 0]
     else:
         fig = ax.figure
-    labels = list(labels) if labels is not None else [f"eta = {float(t.attrs['eta']):.3g}" for t in trajectories]
+    labels = list(labels) if labels is not None else [f"eta = {float(t.attrs['eta']):.3g}" for t in trajs]
+    top = 10.0 * max(float(np.nanmax(t_["eg"].values[:1])) for t_ in trajs)
     marked = False
-    # Keep the axes on the learning curves: a diverging run leaves through the top.
-    top = 10.0 * max(float(np.nanmax(t_["eg"].values[:1])) for t_ in trajectories)
-    for j, (ds, name) in enumerate(zip(trajectories, labels)):
+    tlabel = ""
+    for j, (ds, name) in enumerate(zip(trajs, labels)):
         t, tlabel = _time(ds, time)
         eg = ds["eg"].values
-        status = ds.attrs.get("status", "ok")
-        ax.plot(t, eg, color=f"C{j}", label=name + (" (diverged)" if status == "diverged" else ""))
-        if status == "diverged":
-            ax.plot(t[-1], min(eg[-1], 0.5 * top), "x", color="crimson", ms=9, mew=2)
+        diverged = ds.attrs.get("status") == "diverged"
+        ax.plot(t, eg, color=f"C{j}", label=name + (" (diverged)" if diverged else ""))
+        if diverged:
+            ax.plot(*_exit_point(t, eg, top), "x", color="crimson", ms=9, mew=2)
             marked = True
     if marked:
         ax.plot([], [], "x", color="crimson", ms=9, mew=2, label="run stopped: diverged")
@@ -101,100 +114,114 @@ def eg_curves(trajectories: Sequence[xr.Dataset], *, labels: Sequence[str] | Non
         ax.set_yscale("log")
     ax.set_ylim(top=top)
     ax.set_xlabel(tlabel)
-    ax.set_ylabel(label(trajectories[0]["eg"]))
+    ax.set_ylabel(label(trajs[0]["eg"]))
     ax.set_title(title or "Generalisation error", fontsize=11)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
 
 
-def _panel_lines(ax: plt.Axes, t: np.ndarray, ds: xr.Dataset, var: str) -> None:
-    vals = ds[var].values
-    K, J = vals.shape[-2:]
-    for a in range(K):
-        for b in range(a if var == "Q" else 0, J):
-            diag = a == b
-            ax.plot(t, vals[:, a, b], ls="-" if diag else "--", label=f"{var}{a + 1}{b + 1}")
+@register_figure("trajectories")
+def stored_trajectories(ds: xr.Dataset, time: str | None = None) -> list[tuple[str, str, Figure]]:
+    """Order parameters of every stored trajectory, and their eps_g together."""
+    found = trajectories(ds)
+    out = []
+    for j, (lab, traj) in enumerate(found):
+        out.append((f"point{j}", f"Trajectory at {lab}",
+                    order_parameters(traj, time=time, title=f"Order parameters at {lab} ({traj.attrs.get('activation')}, "
+                                                            f"{traj.attrs.get('status')})")))
+    if len(found) > 1:
+        out.append(("eg", "eps_g of the stored trajectories",
+                    eg_curves([t for _, t in found], labels=[lab for lab, _ in found], time=time,
+                              title="Generalisation error of the stored trajectories")))
+    return out
 
 
-def learning_rate_scan(ds: xr.Dataset, *, main: float | None = None) -> plt.Figure:
-    """Learning curves stacked over ``eta`` (see :func:`phasekit.study.recipes.committee.stack_trajectories`).
+@register_figure("order_parameters")
+def order_parameters_figure(ds: xr.Dataset, time: str | None = None, reference: str | None = None,
+                            title: str | None = None) -> Figure:
+    """Order parameters of the dataset's (first) trajectory; ``reference``: a variable drawn as a dashed eps_g."""
+    lab, traj = trajectories(ds)[0]
+    ref = float(np.ravel(ds[reference].values)[0]) if reference else None
+    return order_parameters(traj, time=time, reference_eg=ref, title=title)
 
-    Left: R and Q of the run at ``eta = main``; middle: its eps_g; right:
-    eps_g for every eta, runs that diverged drawn up to where they stopped and
-    marked with a red ``x``.  If ``ds.attrs["eta_c"]`` is set, runs above it
-    are dashed.
+
+@register_figure("learning_curves")
+def learning_curves(ds: xr.Dataset, main: float | None = None, title: str | None = None) -> Figure:
+    """Learning curves over ``eta``: R and Q and eps_g at ``eta = main``; eps_g at every eta.
+
+    Runs above ``eta_c`` (if the dataset has it) are dashed; a run that
+    diverged is drawn up to where it stopped and marked where it leaves the axes.
     """
-    etas = ds["eta"].values
+    found = trajectories(ds)
+    etas = np.array([float(t.attrs["eta"]) for _, t in found])
     main = float(etas[0] if main is None else main)
-    one = ds.sel(eta=main)
-    a = ds["alpha"].values
+    one = found[int(np.argmin(np.abs(etas - main)))][1]
+    eta_c = float(np.nanmax(ds["eta_c"].values)) if "eta_c" in ds else np.inf
+    fig, axes = new_figure(1, 3, figsize=(14, 4.2))
+    axes = axes[0]
+    a = one["alpha"].values
     pos = a > 0
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
     _panel_lines(axes[0], a[pos], one.isel(alpha=pos), "R")
     _panel_lines(axes[0], a[pos], one.isel(alpha=pos), "Q")
-    axes[0].set_ylabel("order parameters R, Q [1]")
+    axes[0].set_ylabel("order parameters R, Q")
     axes[0].set_title(f"overlaps at eta = {main:g}", fontsize=10)
     axes[1].plot(a[pos], one["eg"].values[pos], color="k", label="eps_g")
     axes[1].set_title(f"generalisation error at eta = {main:g}", fontsize=10)
-    axes[1].set_ylabel(label(ds["eg"]))
-    eta_c = float(ds.attrs.get("eta_c", np.inf))
-    eg_all = ds["eg"].values[:, pos]
-    eg0 = float(np.nanmax(eg_all[:, 0])) if eg_all.size else 1.0
+    eg0 = max(float(t["eg"].values[0]) for _, t in found)
     # From the initial error down to 1e-8 of it: deeper is solver round-off.
     top, bottom = 4.0 * eg0, 1e-8 * eg0
-    for j, eta in enumerate(etas):
-        run = ds.isel(eta=j)
-        style = "--" if eta > eta_c else "-"
-        axes[2].plot(a[pos], run["eg"].values[pos], style, color=f"C{j}",
-                     label=f"eta = {eta:g}" + (" > eta_c" if eta > eta_c else ""))
-        if str(run["status"].values) == "diverged":
-            y = float(run["eg_end"].values)
-            axes[2].plot(float(run["alpha_end"].values), min(y, 0.6 * top), "x", color="crimson", ms=10, mew=2.5)
-    axes[2].plot([], [], "x", color="crimson", ms=10, mew=2.5, label="diverged: run stopped")
+    for j, (_, traj) in enumerate(found):
+        eta = float(traj.attrs["eta"])
+        t, eg = traj["alpha"].values, traj["eg"].values
+        keep = t > 0
+        above = eta > eta_c
+        axes[2].plot(t[keep], eg[keep], "--" if above else "-", color=f"C{j}",
+                     label=f"eta = {eta:g}" + (" > eta_c" if above else ""))
+        if traj.attrs.get("status") == "diverged":
+            axes[2].plot(*_exit_point(t[keep], eg[keep], top), "x", color="crimson", ms=10, mew=2.5)
+    if any(t.attrs.get("status") == "diverged" for _, t in found):
+        axes[2].plot([], [], "x", color="crimson", ms=10, mew=2.5, label="diverged: run stopped")
     axes[2].set_title("generalisation error for several learning rates", fontsize=10)
-    axes[2].set_ylabel(label(ds["eg"]))
     for ax in axes:
         ax.set_xscale("log")
-        ax.set_xlabel(label(ds["alpha"]))
+        ax.set_xlabel(label(one["alpha"]))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in axes[1:]:
+        ax.set_ylabel(label(one["eg"]))
         ax.set_yscale("log")
         ax.set_ylim(bottom, top)
-    fig.suptitle(ds.attrs.get("title", "Learning curves"), fontsize=11)
+    fig.suptitle(title or "Learning curves", fontsize=11)
     return fig
 
 
-def stacked_order_parameters(ds: xr.Dataset, dim: str, *, time: str = "eta_alpha") -> plt.Figure:
-    """One row per value of ``dim`` (e.g. activation): R, Q and eps_g against time."""
-    vals = ds[dim].values
-    t = ds[time].values if time in ds.coords else ds["alpha"].values
-    tlabel = label(ds[time]) if time in ds.coords else label(ds["alpha"])
-    fig, axes = plt.subplots(len(vals), 3, figsize=(13, 3.4 * len(vals)), squeeze=False, constrained_layout=True)
-    for r, v in enumerate(vals):
-        run = ds.sel({dim: v})
+@register_figure("stacked_order_parameters")
+def stacked_order_parameters(ds: xr.Dataset, time: str = "eta_alpha", title: str | None = None) -> Figure:
+    """One row per trajectory of the dataset (e.g. per activation): R, Q and eps_g against time."""
+    found = trajectories(ds)
+    fig, axes = new_figure(len(found), 3, figsize=(13, 3.4 * len(found)))
+    for r, (lab, run) in enumerate(found):
+        t = run[time].values
         _panel_lines(axes[r, 0], t, run, "R")
         _panel_lines(axes[r, 1], t, run, "Q")
         eg = run["eg"].values
         axes[r, 2].plot(t, eg, color="k", label="eps_g")
-        status = str(run["status"].values)
-        if status == "diverged":
-            axes[r, 2].plot(float(run["alpha_end"].values) * (float(ds.attrs.get("eta", 1.0)) if time == "eta_alpha"
-                                                              else 1.0),
-                            np.nanmin([float(run["eg_end"].values), np.nanmax(eg)]), "x", color="crimson", ms=9,
-                            label="diverged: run stopped")
+        if run.attrs.get("status") == "diverged":
+            axes[r, 2].plot(t[-1], eg[-1], "x", color="crimson", ms=9, label="diverged: run stopped")
         pos = eg[np.isfinite(eg) & (eg > 0)]
-        if pos.size and pos.max() / max(pos.min(), 1e-300) > 30:
-            axes[r, 2].set_yscale("log")
-            axes[r, 2].set_ylim(bottom=max(pos.min() * 0.5, pos.max() * 1e-9))
+        log = pos.size and pos.max() / max(pos.min(), 1e-300) > 30
         for c, (var, name) in enumerate((("R", "student-teacher overlaps"), ("Q", "student-student overlaps"),
                                          ("eg", "generalisation error"))):
             ax = axes[r, c]
-            ax.set_xlabel(tlabel)
-            ax.set_ylabel(label(ds[var]))
-            ax.set_title(f"{name} ({dim} = {v})", fontsize=10)
+            ax.set_xlabel(label(run[time]))
+            ax.set_ylabel(label(run[var]))
+            ax.set_title(f"{name} ({lab})", fontsize=10)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1)
-    fig.suptitle(ds.attrs.get("title", ""), fontsize=11)
+            ax.legend(fontsize=7, ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1,
+                      loc="center left", bbox_to_anchor=(1.01, 0.5))
+        if log:
+            axes[r, 2].set_yscale("log")
+    fig.suptitle(title or "", fontsize=11)
     return fig
+

@@ -1,26 +1,193 @@
-"""Helpers shared by all plotting modules."""
+"""What every figure shares: the figure registry, labels, number formatting, trajectories of a dataset.
+
+Figures are ``matplotlib.figure.Figure`` objects made without pyplot, so
+drawing never touches matplotlib's global state (backend, current figure).
+"""
 
 from __future__ import annotations
 
+import inspect
+import math
 from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import matplotlib.pyplot as plt
+import numpy as np
 import xarray as xr
+from matplotlib.figure import Figure
 
-__all__ = ["label", "save_figure"]
+__all__ = ["FIGURES", "draw", "figure_problem", "fixed_elsewhere", "fmt", "label", "new_figure",
+           "point_values", "register_figure", "save_figure", "status_names_of", "trajectories"]
+
+# kind -> function(ds, **args) -> Figure, or a list of (suffix, title, Figure)
+FIGURES: dict[str, Callable[..., Any]] = {}
+
+# Keys of a [[report.figures]] table that are not arguments of the figure function.
+SPEC_KEYS = ("kind", "name", "title", "caption")
+
+
+def register_figure(kind: str) -> Callable[[Callable], Callable]:
+    """Decorator adding a figure function ``func(ds, **args)`` to :data:`FIGURES` under ``kind``."""
+    def register(func: Callable) -> Callable:
+        FIGURES[kind] = func
+        return func
+
+    return register
+
+
+def figure_problem(spec: Mapping[str, Any]) -> str | None:
+    """Why a ``[[report.figures]]`` table cannot be drawn (unknown kind or argument), or None."""
+    kind = spec.get("kind")
+    if kind not in FIGURES:
+        return f"kind: unknown figure {kind!r} (available: {', '.join(sorted(FIGURES))})"
+    params = inspect.signature(FIGURES[kind]).parameters
+    allowed = [p for p in list(params)[1:] if params[p].kind is not inspect.Parameter.VAR_KEYWORD]
+    for key in spec:
+        if key not in SPEC_KEYS and key not in allowed:
+            return f"{key}: not an argument of figure {kind!r} (arguments: {', '.join(allowed) or 'none'})"
+    return None
+
+
+def draw(ds: xr.Dataset, spec: Mapping[str, Any]) -> list[tuple[str, str, Figure]]:
+    """The figures of one spec: ``(name, title, Figure)``; the name defaults to the kind."""
+    problem = figure_problem(spec)
+    if problem:
+        raise ValueError(f"figure {spec.get('name', spec.get('kind'))!r}: {problem}")
+    args = {k: v for k, v in spec.items() if k not in SPEC_KEYS}
+    if "title" in spec and "title" in inspect.signature(FIGURES[spec["kind"]]).parameters:
+        args["title"] = spec["title"]
+    result = FIGURES[spec["kind"]](ds, **args)
+    name = spec.get("name", spec["kind"])
+    if isinstance(result, Figure):
+        return [(name, spec.get("title", ""), result)]
+    return [(f"{name}_{suffix}" if suffix else name, title, fig) for suffix, title, fig in result]
 
 
 def label(da: xr.DataArray | xr.Variable, fallback: str = "") -> str:
-    """Axis label ``"long_name [units]"`` from a variable's attributes."""
+    """Axis label ``"long_name [units]"`` from a variable's attributes (no brackets without units)."""
     name = da.attrs.get("long_name", getattr(da, "name", None) or fallback)
     units = da.attrs.get("units", "")
     return f"{name} [{units}]" if units else str(name)
 
 
-def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as PNG (creating folders) and close it."""
+def fmt(value: Any, digits: int = 4) -> str:
+    """A number as shown in tables and legends: ``-`` for NaN (not computed), ``inf``, else ``digits`` significant."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (6.0, 4.2),
+               sharey: bool = False) -> tuple[Figure, np.ndarray]:
+    """A figure and its axes (2-D array), laid out by matplotlib's constrained layout."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
+    return fig, axes
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` as PNG (creating folders)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(path, dpi=dpi)
     return path
+
+
+def fixed_elsewhere(da: xr.DataArray, keep: Sequence[str]) -> tuple[xr.DataArray, str]:
+    """Select the first value of every dim not in ``keep``; also return ``"eta = 0.1, ..."``."""
+    others = [d for d in da.dims if d not in keep]
+    note = ", ".join(f"{d} = {fmt(da[d].values[0]) if d in da.coords else 0}" for d in others)
+    return da.isel({d: 0 for d in others}), note
+
+
+def status_names_of(da: xr.DataArray) -> np.ndarray:
+    """Status names of a CF-flag status variable (strings are returned as they are)."""
+    vals = np.asarray(da.values)
+    if vals.dtype.kind in "iu" and "flag_meanings" in da.attrs:
+        names = np.array(str(da.attrs["flag_meanings"]).split(), dtype=object)
+        return np.asarray(names[vals], dtype=object)
+    return vals.astype(object)
+
+
+def grid_dims(ds: xr.Dataset) -> tuple[str, ...]:
+    """The grid dims of a study dataset (those of its ``status``)."""
+    return tuple(ds["status"].dims) if "status" in ds else ()
+
+
+def point_values(ds: xr.Dataset, index: int) -> dict[str, Any]:
+    """Every coordinate and scalar parameter of the grid point with flat ``index``."""
+    dims = grid_dims(ds)
+    pos = dict(zip(dims, np.unravel_index(int(index), [ds.sizes[d] for d in dims]))) if dims else {}
+    out = {}
+    for name, c in ds.coords.items():
+        if set(c.dims) <= set(dims):
+            out[name] = c.isel({d: int(pos[d]) for d in c.dims}).values.item()
+    for name in ("eta",):  # a parameter computed at each point
+        if name in ds.data_vars and set(ds[name].dims) <= set(dims):
+            out[name] = float(ds[name].isel({d: int(pos[d]) for d in ds[name].dims}).values)
+    return out
+
+
+def _trajectory(alpha: np.ndarray, R: np.ndarray, Q: np.ndarray, eg: np.ndarray, attrs: dict) -> xr.Dataset:
+    n = int(np.sum(np.isfinite(alpha)))
+    K = int(np.sum(np.isfinite(R[0, :, 0]))) if R.size else 0
+    M = int(np.sum(np.isfinite(R[0, 0, :]))) if R.size else 0
+    eta = float(attrs.get("eta", 1.0))
+    a = alpha[:n]
+    return xr.Dataset(
+        {"R": (("alpha", "i", "n"), R[:n, :K, :M], {"long_name": "student-teacher overlap R_in", "units": "1"}),
+         "Q": (("alpha", "i", "k"), Q[:n, :K, :K], {"long_name": "student-student overlap Q_ik", "units": "1"}),
+         "eg": ("alpha", eg[:n], {"long_name": "generalisation error eps_g", "units": "1"})},
+        coords={"alpha": ("alpha", a, {"long_name": "examples per input dimension alpha", "units": "1"}),
+                "eta_alpha": ("alpha", eta * a, {"long_name": "scaled time eta alpha", "units": "1"}),
+                "i": np.arange(1, K + 1), "k": np.arange(1, K + 1), "n": np.arange(1, M + 1)},
+        attrs={**attrs, "K": K, "M": M})
+
+
+def trajectories(ds: xr.Dataset) -> list[tuple[str, xr.Dataset]]:
+    """The committee trajectories a dataset stores, as ``(label, trajectory)`` in the layout of ``integrate``.
+
+    Either the ``[report] trajectories`` points (``trajectory_*`` variables
+    along ``trajectory``) or, with the ``trajectory`` measure, every grid point.
+    """
+    out = []
+    dims = grid_dims(ds)
+    if "trajectory" in ds.dims:
+        status = status_names_of(ds["trajectory_status"])
+        for t in range(ds.sizes["trajectory"]):
+            j = int(ds["trajectory_point"].values[t])
+            attrs = {**point_values(ds, j), "status": str(status[t]),
+                     "message": str(ds["trajectory_message"].values[t]),
+                     "alpha_end": float(ds["trajectory_alpha_end"].values[t])}
+            sub = ds.isel(trajectory=t)
+            out.append((str(ds["trajectory"].values[t]), _trajectory(
+                sub["trajectory_alpha"].values, sub["trajectory_R"].values, sub["trajectory_Q"].values,
+                sub["trajectory_eg"].values, attrs)))
+    elif "R" in ds and "sample" in ds["R"].dims:
+        status = status_names_of(ds["status"]).ravel()
+        shape = [ds.sizes[d] for d in dims]
+        for j in range(int(np.prod(shape, dtype=int))):
+            pos = dict(zip(dims, np.unravel_index(j, shape)))
+            sub = ds.isel({d: int(v) for d, v in pos.items()})
+            attrs = {**point_values(ds, j), "status": str(status[j]), "alpha_end": float(sub["alpha_end"])}
+            lab = ", ".join(f"{d} = {fmt(sub[d].values.item())}" for d in dims if d in sub.coords)
+            out.append((lab, _trajectory(sub["alpha"].values, sub["R"].values, sub["Q"].values, sub["eg"].values,
+                                         attrs)))
+    return out
+
+
+def colours(n: int) -> list[str]:
+    """``n`` colours of matplotlib's default cycle."""
+    import matplotlib
+
+    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    return [cycle[j % len(cycle)] for j in range(n)]
+
+
+def as_list(value: Any) -> list:
+    return [value] if isinstance(value, (str, int, float)) else list(value) if isinstance(value, Iterable) else [value]

@@ -1,57 +1,56 @@
-"""Figures for deep linear networks: mode strengths against time."""
+"""Figures of deep linear networks: mode strengths against time, closed form and trained network."""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from .common import label
+from .common import fmt, label, new_figure, register_figure
 
-__all__ = ["plot_mode_trajectories"]
+__all__ = ["plot_mode_panel", "plot_mode_trajectories"]
 
 
-def plot_mode_trajectories(theory: xr.Dataset, simulation: xr.Dataset | None = None,
-                           ax: plt.Axes | None = None, *, title: str | None = None) -> plt.Figure:
-    """Mode strengths ``u_alpha(t)``: theory as lines, a trained network as markers.
-
-    Parameters
-    ----------
-    theory : xarray.Dataset
-        From :func:`phasekit.deep_linear.modes.mode_trajectories`.
-    simulation : xarray.Dataset, optional
-        From :func:`phasekit.deep_linear.network.simulate_deep_linear` (same modes).
-    ax : matplotlib Axes, optional
-    title : str, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    else:
-        fig = ax.figure
-    t = theory["time"]
-    for m in theory["mode"].values:
-        s = float(theory["singular_value"].sel(mode=m))
-        (h,) = ax.plot(t, theory["u"].sel(mode=m), lw=1.8, label=f"s = {s:g}")
-        fp = float(theory["fixed_point"].sel(mode=m))
+def plot_mode_panel(point: xr.Dataset, ax: Axes, *, title: str = "") -> None:
+    """Mode strengths of one grid point: closed form (lines), trained network (circles), fixed points (dotted)."""
+    t = point["time"].values
+    keep = np.isfinite(t)
+    for m in range(point.sizes["mode"]):
+        s = float(point["singular_value"].values[m])
+        if not np.isfinite(s):
+            continue
+        (h,) = ax.plot(t[keep], point["u"].values[m][keep], lw=1.8, label=f"s = {s:g}")
+        fp = float(point["fixed_point"].values[m])
         if np.isfinite(fp):
             ax.axhline(fp, color=h.get_color(), ls=":", lw=0.8)
-        if simulation is not None and m in simulation["mode"].values:
-            sim = simulation["u_sim"].sel(mode=m)
-            step = max(1, sim.sizes["time"] // 25)
-            ax.plot(simulation["time"][::step], sim[::step], "o", ms=4, mfc="none",
-                    color=h.get_color())
-    if simulation is not None:
+        if "u_sim" in point:
+            ts, us = point["record_time"].values, point["u_sim"].values[m]
+            ok = np.isfinite(ts)
+            step = max(1, int(ok.sum()) // 25)
+            ax.plot(ts[ok][::step], us[ok][::step], "o", ms=4, mfc="none", color=h.get_color())
+    if "u_sim" in point:
         ax.plot([], [], "ko", mfc="none", ms=4, label="trained network (GD)")
     ax.plot([], [], "k:", lw=0.8, label="fixed point")
-    ax.set_xlabel(label(t))
-    ax.set_ylabel(label(theory["u"]))
-    if title is None:
-        title = (f"depth {theory.attrs.get('depth')}, weight decay "
-                 f"{theory.attrs.get('weight_decay', 0):g}")
-    ax.set_title(title)
+    ax.set_xlabel(label(point["time"]))
+    ax.set_ylabel(label(point["u"]))
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+
+
+@register_figure("mode_trajectories")
+def plot_mode_trajectories(ds: xr.Dataset, title: str | None = None) -> Figure:
+    """One panel per grid point (rows: the first grid dim, columns: the second)."""
+    dims = [d for d in ds["status"].dims]
+    rows = ds.sizes[dims[0]] if dims else 1
+    cols = ds.sizes[dims[1]] if len(dims) > 1 else 1
+    fig, axes = new_figure(rows, cols, figsize=(5.8 * cols, 4.2 * rows))
+    for r in range(rows):
+        for c in range(cols):
+            sel = dict(zip(dims, (r, c)))
+            point = ds.isel(sel)
+            text = ", ".join(f"{d} = {fmt(point[d].values.item())}" for d in dims if d in point.coords)
+            plot_mode_panel(point, axes[r, c], title=text)
+    lr = " (circles: a network trained by gradient descent)" if "u_sim" in ds else ""
+    fig.suptitle(title or f"Deep linear network: mode strengths (lines: closed form){lr}")
     return fig

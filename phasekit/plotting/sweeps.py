@@ -1,146 +1,80 @@
-"""Figures of sweep datasets (:func:`phasekit.sweep`).
+"""Figures of committee grids: heatmaps, lines, the stability boundary, plateau escape and the plateau law.
 
-Every function takes the sweep's ``xarray.Dataset``; grid dims that a figure
-does not show are fixed at their first value, and the title says which.
-Points whose status is not ``"ok"`` are marked, never silently dropped.
+Grid dims that a figure does not show are fixed at their first value, and the
+title says which.  Points whose status is not a success are marked, never
+silently dropped.  Fits are read from the dataset (the ``plateau_fit``
+analysis), never computed here.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import xarray as xr
 from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
-from .common import label
+from .common import fixed_elsewhere, fmt, label, new_figure, register_figure, status_names_of
 
-__all__ = [
-    "fixed_elsewhere",
-    "stability_boundary",
-    "heatmap",
-    "plateau_scaling",
-    "measure_lines",
-]
+__all__ = ["heatmap", "lines", "plot_stability_boundary", "plot_plateau_escape", "plot_plateau_scaling"]
 
-_SYMBOL = {"eta": "eta", "K": "K", "M": "M", "activation": "activation", "X": "X", "noise": "sigma",
-           "second_order": "2nd order"}
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.3g}"
-    return str(value.item() if hasattr(value, "item") else value)
-
-
-def fixed_elsewhere(da: xr.DataArray, keep: Sequence[str]) -> tuple[xr.DataArray, str]:
-    """Select the first value of every dim not in ``keep``; also return ``"eta = 0.1, ..."``."""
-    others = [d for d in da.dims if d not in keep]
-    sel = {d: 0 for d in others}
-    note = ", ".join(f"{_SYMBOL.get(d, d)} = {_fmt(da[d].values[0])}" for d in others)
-    return da.isel(sel), note
+_MARKERS = {"erf": "o", "relu": "s"}
 
 
 def _title(main: str, note: str) -> str:
     return f"{main}\n({note})" if note else main
 
 
-def _coord_label(ds: xr.Dataset, dim: str) -> str:
-    return label(ds[dim], dim)
+def _statuses(ds: xr.Dataset, keep: list[str]) -> xr.DataArray:
+    st, _ = fixed_elsewhere(ds["status"], keep)
+    return st.copy(data=status_names_of(st))
 
 
-def stability_boundary(ds: xr.Dataset) -> plt.Figure:
-    """Critical learning rate ``eta_c`` against K, one line per activation.
-
-    Above the line the perfect solution is unstable: SGD with that eta cannot
-    converge to zero error.
-    """
-    if "eta_c" not in ds:
-        raise ValueError("ds: needs an 'eta_c' variable (measure eta_c)")
-    keep = [d for d in ("K", "activation") if d in ds["eta_c"].dims]
-    # eta_c does not depend on eta: the learning rate is not a fixed parameter here.
-    da, note = fixed_elsewhere(ds["eta_c"].isel(eta=0) if "eta" in ds["eta_c"].dims else ds["eta_c"], keep)
-    fig, ax = plt.subplots(figsize=(6, 4.3))
-    acts = list(da["activation"].values) if "activation" in da.dims else [None]
-    top = float(np.nanmax(da.values)) * 1.3 if np.isfinite(da.values).any() else 1.0
-    if "eta" in ds.dims:
-        top = max(top, float(ds["eta"].max()) * 1.1)
-    runs = None
-    if "eta" in ds["status"].dims and "K" in ds["status"].dims:
-        runs, _ = fixed_elsewhere(ds["status"], ["eta", "K"] + (["activation"] if acts[0] is not None else []))
-    for j, act in enumerate(acts):
-        line = da.sel(activation=act) if act is not None else da
-        x = line["K"].values if "K" in line.dims else np.array([ds.attrs.get("model_K", 0)])
-        y = np.atleast_1d(line.values)
-        name = act if act is not None else ds.attrs.get("model_activation", "")
-        ax.plot(x, y, "o-", color=f"C{j}", lw=2, label=f"{name}: eta_c")
-        ax.fill_between(x, y, top, color=f"C{j}", alpha=0.08)
-        if runs is not None:
-            r = runs.sel(activation=act) if act is not None else runs
-            r = r.transpose("K", "eta")
-            kk, ee = np.meshgrid(r["K"].values, r["eta"].values, indexing="ij")
-            div = r.values == "diverged"
-            off = 0.06 * (j - (len(acts) - 1) / 2)  # side by side, not on top of each other
-            if div.any():
-                ax.plot(kk[div] + off, ee[div], "x", color=f"C{j}", ms=7, mew=1.5,
-                        label=f"{name}: sweep runs that diverged")
-        ax.set_xlabel(_coord_label(ds, "K") if "K" in ds.dims else "student hidden units K [1]")
-    ax.set_ylabel(label(ds["eta_c"]))
-    if "K" in ds.dims:
-        ax.set_xticks(ds["K"].values)
-    ax.set_ylim(0, top)
-    ax.legend(title="shaded: perfect solution unstable", fontsize=8, title_fontsize=8, loc="upper left",
-              bbox_to_anchor=(1.02, 1.0))
-    ax.set_title(_title("Stability boundary of the perfect solution", note))
-    ax.grid(alpha=0.3)
-    return fig
+def _facet(ds: xr.Dataset, var: str, used: tuple) -> str | None:
+    return "activation" if "activation" in ds[var].dims and "activation" not in used else None
 
 
-def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, log: bool | None = None,
-            title: str | None = None) -> plt.Figure:
+@register_figure("heatmap")
+def heatmap(ds: xr.Dataset, var: str, x: str, y: str, log: bool | None = None, title: str | None = None) -> Figure:
     """``ds[var]`` over the grid dims ``x`` (columns) and ``y`` (rows).
 
     One panel per activation when ``activation`` is another grid dim.  Cells
     whose point diverged are hatched and marked ``x``; points that never got
-    below the threshold (``inf``) are grey; failed points are marked ``!``.
-    Cell values are written into small grids.
+    below the threshold (``inf``) are grey with a circle; failed points are
+    marked ``!``.  Cell values are written into small grids.
     """
     if var not in ds:
         raise ValueError(f"var: {var!r} is not a variable of the dataset")
     for d in (x, y):
         if d not in ds[var].dims:
             raise ValueError(f"{d!r} is not a grid dim of {var!r} (dims {ds[var].dims})")
-    facet = "activation" if "activation" in ds[var].dims and "activation" not in (x, y) else None
+    facet = _facet(ds, var, (x, y))
     keep = [x, y] + ([facet] if facet else [])
     da, note = fixed_elsewhere(ds[var], keep)
-    st, _ = fixed_elsewhere(ds["status"], keep)
+    st = _statuses(ds, keep)
     panels = list(da[facet].values) if facet else [None]
     vals = da.values[np.isfinite(da.values)]
     if log is None:
         log = vals.size > 0 and vals.min() > 0 and vals.max() / vals.min() > 20
     norm = (LogNorm(vals.min(), vals.max()) if log and vals.size else
             Normalize(vals.min(), vals.max()) if vals.size else Normalize(0, 1))
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.2 + 4.3 * len(panels), 4.2), squeeze=False,
-                             constrained_layout=True)
-    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")  # grey: no value
+    fig, axes = new_figure(1, len(panels), figsize=(1.6 + 4.3 * len(panels), 4.4))
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")  # grey: no value
     mesh = None
     seen: set[str] = set()
     for ax, p in zip(axes[0], panels):
-        d = da.sel({facet: p}) if facet else da
-        s = st.sel({facet: p}) if facet else st
-        d = d.transpose(y, x)
-        s = s.transpose(y, x)
-        z = np.ma.masked_invalid(d.values)
-        mesh = ax.pcolormesh(np.arange(d.sizes[x] + 1) - 0.5, np.arange(d.sizes[y] + 1) - 0.5, z,
-                             cmap=cmap, norm=norm, shading="flat")
+        d = (da.sel({facet: p}) if facet else da).transpose(y, x)
+        s = (st.sel({facet: p}) if facet else st).transpose(y, x)
+        mesh = ax.pcolormesh(np.arange(d.sizes[x] + 1) - 0.5, np.arange(d.sizes[y] + 1) - 0.5,
+                             np.ma.masked_invalid(d.values), cmap=cmap, norm=norm, shading="flat")
         small = d.size <= 64
         for (r, c), v in np.ndenumerate(d.values):
-            stat = s.values[r, c]
-            if stat == "diverged":
-                ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///", lw=0,
-                                           edgecolor="0.4"))
+            if s.values[r, c] == "diverged":
+                ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///", lw=0, edgecolor="0.4"))
                 ax.plot(c, r, "x", color="k", ms=7)
                 seen.add("diverged")
             elif np.isinf(v):
@@ -152,18 +86,17 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, log: bool | None = None
             elif small:
                 tiny = abs(v) < 1e-8 * max(1e-300, float(np.abs(vals).max()))  # round-off around zero
                 text = "0" if tiny else f"{v:.0f}" if 100 <= abs(v) < 1e5 else f"{v:.3g}"
-                ax.text(c, r, text, ha="center", va="center", fontsize=8,
-                        color="w" if norm(v) < 0.55 else "k")
-        ax.set_xticks(range(d.sizes[x]), [_fmt(v) for v in d[x].values], rotation=45 if d.sizes[x] > 6 else 0)
-        ax.set_yticks(range(d.sizes[y]), [_fmt(v) for v in d[y].values])
-        ax.set_xlabel(_coord_label(ds, x))
-        ax.set_ylabel(_coord_label(ds, y))
+                ax.text(c, r, text, ha="center", va="center", fontsize=8, color="w" if norm(v) < 0.55 else "k")
+        ax.set_xticks(range(d.sizes[x]), [fmt(v, 3) for v in d[x].values], rotation=45 if d.sizes[x] > 6 else 0)
+        ax.set_yticks(range(d.sizes[y]), [fmt(v, 3) for v in d[y].values])
+        ax.set_xlabel(label(ds[x], x))
+        ax.set_ylabel(label(ds[y], y))
         ax.set_title(f"activation = {p}" if facet else "", fontsize=10)
     cb = fig.colorbar(mesh, ax=axes[0].tolist(), shrink=0.9)
     cb.set_label(label(ds[var]))
     handles = {"diverged": Line2D([], [], ls="", marker="x", color="k", label="diverged (hatched)"),
                "inf": Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label="threshold not reached"),
-               "failed": Line2D([], [], ls="", marker="$!$", color="crimson", label="not computed (see report)")}
+               "failed": Line2D([], [], ls="", marker="$!$", color="crimson", label="no value (see report)")}
     shown = [h for k, h in handles.items() if k in seen]
     if shown:
         fig.legend(handles=shown, loc="outside lower center", ncol=len(shown), fontsize=8, frameon=False)
@@ -171,95 +104,68 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, log: bool | None = None
     return fig
 
 
-def plateau_scaling(ds: xr.Dataset, var: str = "plateau_length") -> plt.Figure:
-    """Plateau length against ``ln(1/X)`` with straight-line fits.
+@register_figure("lines")
+def lines(ds: xr.Dataset, var: str, x: str, hue: str | None = None, panels: str | None = None,
+          along: str | None = None, logy: bool | None = None, logx: bool | None = None, vline: str | None = None,
+          optimum: bool = False, title: str | None = None) -> Figure:
+    """``ds[var]`` against ``x``, one line per value of ``hue`` (at most eight), one panel per value of ``panels``.
 
-    One line per value of the other grid dims (first three dims' combinations,
-    at most eight lines).  The legend gives each fit's slope, which theory
-    predicts to be ``1 / lambda_esc``; with an ``escape_eigenvalue`` variable
-    the prediction is drawn dashed for comparison.
-    """
-    if var not in ds or "X" not in ds[var].dims:
-        raise ValueError(f"ds: needs {var!r} over an 'X' grid dim")
-    others = [d for d in ds[var].dims if d != "X"]
-    stacked = ds[var].stack(_line=others) if others else ds[var].expand_dims(_line=[0])
-    fig, ax = plt.subplots(figsize=(6, 4.3))
-    lnx = np.log(1.0 / ds["X"].values)
-    for j in range(min(8, stacked.sizes["_line"])):
-        y = stacked.isel(_line=j).values
-        ok = np.isfinite(y)
-        name = ", ".join(f"{_SYMBOL.get(d, d)} = {_fmt(stacked[d].values[j])}" for d in others) or "sweep"
-        color = f"C{j}"
-        ax.plot(lnx[ok], y[ok], "o", color=color)
-        if ok.sum() >= 2:
-            slope, icpt = np.polyfit(lnx[ok], y[ok], 1)
-            xx = np.linspace(lnx.min(), lnx.max(), 50)
-            ax.plot(xx, slope * xx + icpt, "-", color=color, label=f"{name}: fit slope {slope:.3g}")
-        else:
-            ax.plot([], [], "o", color=color, label=name)
-        if "escape_eigenvalue" in ds:
-            sel = {d: stacked[d].values[j] for d in others}
-            lam = ds["escape_eigenvalue"].sel(sel).values if others else ds["escape_eigenvalue"].values
-            lam = np.atleast_1d(lam)
-            lam = lam[np.isfinite(lam) & (lam > 0)]
-            if lam.size and ok.sum() >= 1:
-                pred = 1.0 / lam[0]
-                x0, y0 = lnx[ok].mean(), y[ok].mean()
-                xx = np.linspace(lnx.min(), lnx.max(), 50)
-                ax.plot(xx, y0 + pred * (xx - x0), "--", color=color, lw=1,
-                        label=f"{name}: 1/lambda_esc = {pred:.3g}")
-    ax.set_xlabel("ln(1/X), X = initial overlap [1]")
-    ax.set_ylabel(label(ds[var]))
-    ax.set_title("Plateau length grows like (1/lambda_esc) ln(1/X)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def measure_lines(ds: xr.Dataset, var: str, x: str, *, hue: str | None = None,
-                  logy: bool | None = None) -> plt.Figure:
-    """``ds[var]`` against grid dim ``x``, one line per value of ``hue`` (at most eight).
-
-    One panel per activation when ``activation`` is another grid dim.
+    ``x`` is a grid dim, or a variable over the grid (then ``along`` names
+    the dim it runs along, e.g. ``eta`` computed from ``eta_over_eta_c``).
     Diverged points are marked ``x`` at the bottom of the axes, points that
-    never got below the threshold (``inf``) with a triangle at the top.
+    never got below the threshold (``inf``) with a triangle at the top (each
+    line's markers at its own height).  ``vline``: a variable drawn as a
+    vertical line (e.g. ``eta_c``); ``optimum``: mark the minimum stored by the
+    ``optimum`` analysis (``<var>_min`` at ``<x>_opt``).
     """
-    facet = "activation" if "activation" in ds[var].dims and "activation" not in (x, hue) else None
-    keep = [x] + ([hue] if hue else []) + ([facet] if facet else [])
+    along = along or x
+    if panels is None:
+        panels = _facet(ds, var, (along, hue))
+    keep = [along] + [d for d in (hue, panels) if d]
     da, note = fixed_elsewhere(ds[var], keep)
-    st, _ = fixed_elsewhere(ds["status"], keep)
-    panels = list(da[facet].values) if facet else [None]
-    fig, axes = plt.subplots(1, len(panels), figsize=(1 + 5 * len(panels), 4.2), squeeze=False,
-                             sharey=True, constrained_layout=True)
+    st = _statuses(ds, keep)
+    xda = fixed_elsewhere(ds[x], keep)[0] if x != along else None
+    pvals = list(da[panels].values) if panels else [None]
+    fig, axes = new_figure(1, len(pvals), figsize=(1.5 + 5 * len(pvals), 4.4), sharey=True)
     hues = list(da[hue].values)[:8] if hue else [None]
     finite = da.values[np.isfinite(da.values) & (st.values != "diverged")]
     if logy is None:
         logy = finite.size > 0 and finite.min() > 0 and finite.max() / finite.min() > 20
     seen = set()
-    for ax, p in zip(axes[0], panels):
-        dp = da.sel({facet: p}) if facet else da
-        sp = st.sel({facet: p}) if facet else st
+    for ax, p in zip(axes[0], pvals):
         for j, h in enumerate(hues):
-            d = dp.sel({hue: h}) if hue else dp
-            s = sp.sel({hue: h}) if hue else sp
-            xv = d[x].values
+            sel = {k: v for k, v in ((panels, p), (hue, h)) if k}
+            d, s = da.sel(sel), st.sel(sel)
+            xv = (xda.sel(sel).values if xda is not None else d[along].values).astype(float)
             yv = d.values
-            name = f"{_SYMBOL.get(hue, hue)} = {_fmt(h)}" if hue else var
+            name = f"{hue} = {fmt(h, 3)}" if hue else var
             div = s.values == "diverged"
             # a diverged run's value is where it happened to stop: not drawn, only marked
-            ax.plot(xv, np.where(np.isfinite(yv) & ~div, yv, np.nan), "o-", color=f"C{j}", label=name)
+            ax.plot(xv, np.where(np.isfinite(yv) & ~div, yv, np.nan), "o-", ms=4, color=f"C{j}", label=name)
             if div.any():
-                ax.plot(xv[div], np.full(div.sum(), 0.03), "x", color=f"C{j}", ms=8, mew=2,
+                ax.plot(xv[div], np.full(div.sum(), 0.03 + 0.035 * j), "x", color=f"C{j}", ms=8, mew=2,
                         transform=ax.get_xaxis_transform())
                 seen.add("diverged")
             inf = np.isinf(yv) & ~div
             if inf.any():
-                ax.plot(xv[inf], np.full(inf.sum(), 0.97), "^", color=f"C{j}", ms=7,
+                ax.plot(xv[inf], np.full(inf.sum(), 0.97 - 0.035 * j), "^", color=f"C{j}", ms=7,
                         transform=ax.get_xaxis_transform())
                 seen.add("inf")
+            if optimum and f"{var}_min" in ds and f"{x}_opt" in ds:
+                best = ds[f"{var}_min"].sel({k: v for k, v in sel.items() if k in ds[f"{var}_min"].dims})
+                at = ds[f"{x}_opt"].sel({k: v for k, v in sel.items() if k in ds[f"{x}_opt"].dims})
+                if np.isfinite(float(best)):
+                    ax.plot([float(at)], [float(best)], "*", color=f"C{j}", mec="k", ms=13, zorder=5,
+                            label=f"minimum: {fmt(float(best))} at {x} = {fmt(float(at))}")
+            if vline and vline in ds:
+                v = ds[vline].sel({k: val for k, val in sel.items() if k in ds[vline].dims})
+                v = float(np.nanmax(v.values)) if np.isfinite(v.values).any() else np.nan
+                if np.isfinite(v):
+                    ax.axvline(v, ls="--", color=f"C{j}", lw=1, label=f"{vline} = {fmt(v)}")
         if logy:
             ax.set_yscale("log")
-        if x == "eta" and ds.sizes[x] > 2 and ds[x].values[-1] / ds[x].values[0] > 10:
+        xs = (xda.values if xda is not None else ds[along].values).astype(float)
+        if logx or (logx is None and xs.size > 2 and np.nanmin(xs) > 0 and np.nanmax(xs) / np.nanmin(xs) > 10):
             ax.set_xscale("log")
         handles, labels = ax.get_legend_handles_labels()
         if "diverged" in seen:
@@ -268,10 +174,159 @@ def measure_lines(ds: xr.Dataset, var: str, x: str, *, hue: str | None = None,
         if "inf" in seen:
             handles.append(Line2D([], [], ls="", marker="^", color="0.3"))
             labels.append("never below threshold")
-        ax.legend(handles, labels, fontsize=8)
-        ax.set_xlabel(_coord_label(ds, x))
-        ax.set_title(f"activation = {p}" if facet else "", fontsize=10)
-        ax.grid(alpha=0.3)
+        ax.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax.set_xlabel(label(ds[x], x))
+        ax.set_title(f"{panels} = {fmt(p, 3)}" if panels else "", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel(label(ds[var]))
-    fig.suptitle(_title(ds[var].attrs.get("long_name", var), note), fontsize=11)
+    fig.suptitle(_title(title or ds[var].attrs.get("long_name", var), note), fontsize=11)
+    return fig
+
+
+def _by_activation(ds: xr.Dataset, var: str) -> list[tuple[Any, xr.DataArray]]:
+    da = ds[var]
+    extra = [d for d in da.dims if d not in ("K", "activation")]
+    if extra:  # e.g. eta_c of a sweep over eta: it does not depend on eta
+        da = da.isel({d: 0 for d in extra})
+    if "activation" in da.dims:
+        return [(a, da.sel(activation=a)) for a in da["activation"].values]
+    return [(ds["activation"].values.item() if "activation" in ds.coords else "", da)]
+
+
+@register_figure("stability_boundary")
+def plot_stability_boundary(ds: xr.Dataset, title: str | None = None) -> Figure:
+    """Critical learning rate eta_c (and eta_opt if measured) against K, per activation.
+
+    Above eta_c the perfect solution is unstable: SGD with that eta cannot
+    converge to zero error (each activation's region is shaded in its colour).
+    With ``rate_opt`` a second panel shows the slowest asymptotic decay rate
+    at eta_opt.  A sweep over eta marks its runs that diverged.
+    """
+    if "eta_c" not in ds:
+        raise ValueError("ds: needs an 'eta_c' variable (measure eta_c)")
+    two = "rate_opt" in ds
+    fig, axes = new_figure(1, 2 if two else 1, figsize=(11.5 if two else 6.8, 4.4))
+    ax = axes[0, 0]
+    K = ds["K"].values if "K" in ds.dims else np.array([int(ds["K"])])
+    curves = _by_activation(ds, "eta_c")
+    top = max(float(np.nanmax(c.values)) if np.isfinite(c.values).any() else 1.0 for _, c in curves) * 1.3
+    if "eta" in ds.dims:
+        top = max(top, float(ds["eta"].max()) * 1.1)
+    status = ds["status"].copy(data=status_names_of(ds["status"]))
+    for j, (act, c) in enumerate(curves):
+        colour = f"C{j}"
+        mk = _MARKERS.get(str(act), "^")
+        y = np.atleast_1d(c.values)
+        err = np.nan_to_num(np.atleast_1d(dict(_by_activation(ds, "eta_c_error"))[act].values)) \
+            if "eta_c_error" in ds else None
+        ax.errorbar(K, y, yerr=err, fmt=mk + "-", color=colour, ms=5, lw=2, label=f"{act}: eta_c (critical)")
+        ax.fill_between(K, y, top, color=colour, alpha=0.08, label=f"{act}: perfect solution unstable")
+        if "eta_opt" in ds:
+            opt = dict(_by_activation(ds, "eta_opt"))[act]
+            ax.plot(K, np.atleast_1d(opt.values), mk + "--", color=colour, mfc="none", ms=5,
+                    label=f"{act}: eta_opt (fastest convergence)")
+        if "eta" in ds.dims and "K" in ds.dims:
+            r = status.sel(activation=act) if "activation" in status.dims else status
+            r = r.isel({d: 0 for d in r.dims if d not in ("K", "eta")}).transpose("K", "eta")
+            kk, ee = np.meshgrid(r["K"].values, r["eta"].values, indexing="ij")
+            div = r.values == "diverged"
+            off = 0.08 * (j - (len(curves) - 1) / 2)  # side by side, not on top of each other
+            if div.any():
+                ax.plot(kk[div] + off, ee[div], "x", color=colour, ms=7, mew=1.5, label=f"{act}: runs that diverged")
+        if two:
+            axes[0, 1].plot(K, np.atleast_1d(dict(_by_activation(ds, "rate_opt"))[act].values), mk + "-",
+                            color=colour, ms=5, label=str(act))
+    ax.set_xlabel(label(ds["K"], "K"))
+    ax.set_ylabel("learning rate eta")
+    ax.set_xticks(K)
+    ax.set_ylim(0, top)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title(title or "Stability boundary of the perfect solution (eta^2 terms kept)", fontsize=10)
+    ax.grid(alpha=0.3)
+    if two:
+        a2 = axes[0, 1]
+        a2.set_xlabel(label(ds["K"], "K"))
+        a2.set_ylabel(label(ds["rate_opt"]))
+        a2.set_yscale("log")
+        a2.set_xticks(K)
+        a2.set_title("Slowest asymptotic decay rate at eta_opt", fontsize=10)
+        a2.legend(fontsize=8)
+        a2.grid(alpha=0.3, which="both")
+    return fig
+
+
+@register_figure("plateau_escape")
+def plot_plateau_escape(ds: xr.Dataset, title: str | None = None) -> Figure:
+    """Escape eigenvalue of the symmetric plateau against K = M (markers), the erf closed form (line), and eps_g there."""
+    fig, axes = new_figure(1, 2, figsize=(11, 4.3))
+    ax, ax2 = axes[0]
+    K = ds["K"].values
+    for j, (act, lam) in enumerate(_by_activation(ds, "escape_eigenvalue")):
+        colour, mk = f"C{j}", _MARKERS.get(str(act), "^")
+        ax.plot(K, lam.values, mk, color=colour, ms=6, label=f"{act}: computed")
+        closed = dict(_by_activation(ds, "escape_closed_form"))[act].values
+        if np.isfinite(closed).any():
+            ax.plot(K, closed, "-", color=colour, lw=1, label=f"{act}: Saad-Solla closed form")
+        ax2.plot(K, dict(_by_activation(ds, "plateau_eg"))[act].values, mk + "-", color=colour, ms=5, label=str(act))
+    ax.set_ylabel(label(ds["escape_eigenvalue"]))
+    ax.set_yscale("log")
+    ax.set_title(title or "Escape eigenvalue of the symmetric plateau", fontsize=10)
+    ax2.set_ylabel(label(ds["plateau_eg"]))
+    ax2.set_title("Generalisation error on the plateau", fontsize=10)
+    for a in (ax, ax2):
+        a.set_xlabel(label(ds["K"], "K"))
+        a.set_xticks(K)
+        a.legend(fontsize=8)
+        a.grid(alpha=0.3, which="both")
+    return fig
+
+
+@register_figure("plateau_scaling")
+def plot_plateau_scaling(ds: xr.Dataset, var: str = "plateau_length", time: str = "eta_alpha",
+                         title: str | None = None) -> Figure:
+    """Plateau length against ln(1/X), one panel per activation, with the stored fits.
+
+    Markers: the measured lengths (filled for the start displaced along the
+    escape direction, open for other starts); lines: the least-squares fit of
+    the ``plateau_fit`` analysis (solid, dotted for other starts) and the
+    predicted slope ``1 / lambda_esc`` through the centroid of the fitted points (dashed).
+    ``time = "eta_alpha"`` shows lengths in units of eta alpha.
+    """
+    if var not in ds or "X" not in ds[var].dims:
+        raise ValueError(f"ds: needs {var!r} over an 'X' grid dim")
+    facet = "activation" if "activation" in ds[var].dims else None
+    acts = list(ds["activation"].values) if facet else [None]
+    others = [d for d in ds[var].dims if d not in ("X", facet)]
+    fig, axes = new_figure(1, len(acts), figsize=(1.5 + 5.6 * len(acts), 4.6))
+    lnx = np.log(1.0 / ds["X"].values.astype(float))
+    xs = np.linspace(lnx.min(), lnx.max(), 2)
+    for ax, act in zip(axes[0], acts):
+        sub = ds.sel(activation=act) if facet else ds
+        stacked = sub[var].stack(_line=others) if others else sub[var].expand_dims(_line=[0])
+        for j in range(stacked.sizes["_line"]):
+            sel = {d: stacked[d].values[j] for d in others}
+            point = sub.sel(sel) if sel else sub
+            eta = float(np.ravel(point["eta"].values)[0]) if time == "eta_alpha" and "eta" in point else 1.0
+            y = eta * point[var].transpose("X").values
+            kind = sel.get("kind", point["kind"].values.item() if "kind" in point.coords else "plateau")
+            start_plateau = kind == "plateau"
+            colour = f"C{j % 10}"
+            name = ", ".join(f"{d} = {fmt(v, 3)}" for d, v in sel.items()) or "plateau length"
+            ax.plot(lnx, y, "o", color=colour, mfc=colour if start_plateau else "none", ms=5, label=name)
+            if "fitted_slope" in point and np.isfinite(float(point["fitted_slope"])):
+                a, b = eta * float(point["fitted_slope"]), eta * float(point["fitted_intercept"])
+                ax.plot(xs, a * xs + b, "-" if start_plateau else ":", color=colour, lw=1.2,
+                        label=f"  fit: slope {a:.4g} +- {eta * float(point['fitted_slope_stderr']):.2g} "
+                              f"(ratio {float(point['slope_ratio']):.4f})")
+                fit = point["in_fit"].transpose("X").values.astype(bool)
+                if start_plateau and fit.any() and np.isfinite(float(point["predicted_slope"])):
+                    p = eta * float(point["predicted_slope"])
+                    xc, yc = lnx[fit].mean(), y[fit].mean()
+                    ax.plot(xs, yc + p * (xs - xc), "--", color="k", lw=0.8, label=f"  1/lambda_esc = {p:.4g}")
+        ax.set_xlabel("ln(1/X), X = initial distance from the symmetric subspace")
+        ax.set_ylabel(f"plateau length {'eta alpha_P' if time == 'eta_alpha' else 'alpha_P'}")
+        ax.set_title(title or (f"Plateau length vs ln(1/X): {act}" if act is not None else "Plateau length vs ln(1/X)"),
+                     fontsize=10)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.grid(alpha=0.3)
     return fig

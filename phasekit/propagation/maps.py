@@ -3,7 +3,7 @@
 A fully connected network with weights ``W_ij ~ N(0, sigma_w2 / fan_in)`` and
 biases ``b_i ~ N(0, sigma_b2)`` maps the pre-activation variance ``q`` and the
 correlation ``c`` of two inputs from layer to layer (mean-field limit of wide
-layers, MODEL.md section 3):
+layers):
 
     q'  = sigma_b2 + sigma_w2 V(q),               V(q) = E[g(sqrt(q) Z)^2]
     c'  = (sigma_b2 + sigma_w2 I(q1, q2, c)) / sqrt(q1' q2'),
@@ -33,7 +33,9 @@ activations ``W`` is taken this way below ``delta = 1e-4``; above it as
 integrals use whitened polar coordinates ``u = sqrt(q) r cos(phi - psi)``,
 ``v = sqrt(q) r cos(phi + psi)``, ``psi = asin(sqrt(delta / 2))``, which need only
 ``delta`` (never ``1 - c``).
-Closed forms (see the helpers below) for
+Every kernel comes from the activation (:class:`phasekit.Activation`:
+:meth:`~phasekit.Activation.variance_map`, :meth:`~phasekit.Activation.delta_kernel`,
+...), which has closed forms (:mod:`phasekit.core.closed_forms`) for
 
 - ``relu``: with ``theta = arccos c = 2 asin(sqrt(delta/2))``,
   ``W = delta/2 - (sin theta - theta cos theta) / (2 pi)``, the bracket summed
@@ -62,18 +64,18 @@ the pre-activations by ``sqrt 2`` maps a point ``(sigma_w2, sigma_b2)`` for
 ``erf(x)`` to ``(2 sigma_w2, 2 sigma_b2)`` here (e.g. ``pi/4`` there, ``pi/2`` here
 at ``sigma_b2 = 0``).
 
-Every other activation uses quadrature of this module's own.  1-D
-expectations (``V``, ``E[g'^2]``, ``dV/dq``) use a composite Gauss-Legendre rule
-split at 0 and refined geometrically towards 0, so that kinks at the origin
-and the complex poles of tanh-like functions (which approach the real axis
-like ``1/sqrt(q)``) are resolved: ~1e-14 accuracy.  2-D expectations (the
-correlation map, ``J``, ``W``) use the polar rule of :func:`_pair_expectation`,
-whose angular wedges end on the lines ``u = 0`` and ``v = 0``.  The registry's
-tensor Gauss-Hermite rules (used by ``Activation.I2``) converge only
+Every other activation uses the activation's quadrature routes for these
+kernels.  1-D expectations (``V``, ``E[g'^2]``, ``dV/dq``) use a composite
+Gauss-Legendre rule split at 0 and refined geometrically towards 0, so that
+kinks at the origin and the complex poles of tanh-like functions (which
+approach the real axis like ``1/sqrt(q)``) are resolved: ~1e-14 accuracy.  2-D
+expectations (the correlation map, ``J``, ``W``) use the polar rule of
+:func:`phasekit.core.rules.polar_pair_expectation`, whose angular wedges end
+on the lines ``u = 0`` and ``v = 0``.  Tensor Gauss-Hermite rules converge only
 algebraically across kinks (elu's ``g'``: errors ~1e-3) and slowly for tanh at
 variances of a few, too slowly for edge-of-chaos positions to 1e-8 or
-correlation fixed points to 1e-10; 1-D and polar 2-D integrals are cheap enough
-to do accurately here.
+correlation fixed points to 1e-10; 1-D and polar 2-D integrals are cheap
+enough to do accurately.
 
 Edge of chaos by parameterising the critical line
 -------------------------------------------------
@@ -91,12 +93,14 @@ import numpy as np
 from scipy import optimize
 
 from ..core.activations import Activation
-from .averages import Array, _Kernel, _kernel
+from ..core.activations import activation as _lookup
+
+Array = np.ndarray
 
 __all__ = ['c_map', 'c_star', 'chi_1', 'chi_q', 'delta_map', 'q_map', 'q_star', 'xi_c', 'xi_q']
 
 
-#: Phase codes stored in :func:`phase_diagram` datasets.
+#: Phase codes of :func:`phasekit.propagation.phases.phase_point` (and of phase-diagram datasets).
 PHASE_ORDERED = 0
 
 
@@ -164,7 +168,7 @@ def q_map(activation: str | Activation, q: Any, sigma_w2: Any, sigma_b2: Any) ->
     """
     q = _check_nonneg(q, "q")
     sw, sb = _check_sw(sigma_w2), _check_nonneg(sigma_b2, "sigma_b2")
-    return sb + sw * _kernel(activation).V(q)
+    return sb + sw * _lookup(activation).variance_map(q)
 
 
 def q_star(activation: str | Activation, sigma_w2: float, sigma_b2: float, *, q0: float = 1.0) -> float:
@@ -199,10 +203,10 @@ def q_star(activation: str | Activation, sigma_w2: float, sigma_b2: float, *, q0
     q0 = _scalar(q0, "q0")
     if not (np.isfinite(q0) and q0 > 0):
         raise ValueError(f"q0: must be finite and > 0, got {q0!r}")
-    k = _kernel(activation)
+    act = _lookup(activation)
 
     def F(q: float) -> float:
-        return float(sb + sw * k.V(q) - q)
+        return float(sb + sw * act.variance_map(q) - q)
 
     f0 = F(q0)
     if f0 == 0.0:
@@ -235,8 +239,7 @@ def chi_1(activation: str | Activation, sigma_w2: float, sigma_b2: float, *, q0:
     ``q* = 0`` the limit ``q -> 0+`` (``g'(0)^2``, or 1/2 for relu-like kinks).
     """
     qs = q_star(activation, sigma_w2, sigma_b2, q0=q0)
-    k = _kernel(activation)
-    return float(sigma_w2 * k.D(_q_eff(qs)))
+    return float(sigma_w2 * _lookup(activation).slope_moment(_q_eff(qs)))
 
 
 def chi_q(activation: str | Activation, sigma_w2: float, sigma_b2: float, *, q0: float = 1.0) -> float:
@@ -244,7 +247,7 @@ def chi_q(activation: str | Activation, sigma_w2: float, sigma_b2: float, *, q0:
     qs = q_star(activation, sigma_w2, sigma_b2, q0=q0)
     if not np.isfinite(qs):
         return float("nan")
-    return float(sigma_w2 * _kernel(activation).dV(_q_eff(qs)))
+    return float(sigma_w2 * _lookup(activation).variance_map_slope(_q_eff(qs)))
 
 
 def c_map(
@@ -260,8 +263,8 @@ def c_map(
 
     ``c' = (sigma_b2 + sigma_w2 I2(C)) / sqrt(q1' q2')`` with
     ``C = [[q1, c sqrt(q1 q2)], [c sqrt(q1 q2), q2]]`` and ``q' = q_map(q)``.
-    ``I2(C) = E[g(u) g(v)]`` comes from this module's kernels (closed forms for
-    relu, erf, linear; the polar quadrature of :func:`_pair_expectation` otherwise).  Near
+    ``I2(C) = E[g(u) g(v)]`` is the activation's :meth:`~phasekit.Activation.correlation_kernel`
+    (closed forms for relu, erf, linear; polar quadrature otherwise).  Near
     ``c = 1`` use :func:`delta_map`, which keeps the relative precision of ``1 - c``.
 
     Parameters
@@ -280,7 +283,7 @@ def c_map(
     c = _check_corr(c)
     sw = float(_check_sw(_scalar(sigma_w2, "sigma_w2")))
     sb = float(_check_nonneg(_scalar(sigma_b2, "sigma_b2"), "sigma_b2"))
-    k = _kernel(activation)
+    act = _lookup(activation)
     if q1 is None or q2 is None:
         qs = q_star(activation, sw, sb)
         if not np.isfinite(qs) or qs <= 0:
@@ -289,8 +292,8 @@ def c_map(
         q2 = qs if q2 is None else q2
     q1 = _check_nonneg(q1, "q1")
     q2 = _check_nonneg(q2, "q2")
-    num = sb + sw * k.I(q1, q2, c)
-    den = np.sqrt((sb + sw * k.V(q1)) * (sb + sw * k.V(q2)))
+    num = sb + sw * act.correlation_kernel(q1, q2, c)
+    den = np.sqrt((sb + sw * act.variance_map(q1)) * (sb + sw * act.variance_map(q2)))
     return num / den
 
 
@@ -322,7 +325,7 @@ def delta_map(activation: str | Activation, delta: Any, sigma_w2: float, sigma_b
     qs = q_star(activation, sw, sigma_b2) if q is None else float(q)
     if not np.isfinite(qs) or qs <= 0:
         raise ValueError(f"q: q* = {qs} must be finite and positive for the correlation map")
-    return sw * _kernel(activation).W(qs, delta)
+    return sw * _lookup(activation).delta_kernel(qs, delta)
 
 
 def c_star(activation: str | Activation, sigma_w2: float, sigma_b2: float, *,
@@ -340,16 +343,16 @@ def c_star(activation: str | Activation, sigma_w2: float, sigma_b2: float, *,
         return float("nan")
     if qs == 0.0:
         return 1.0
-    k = _kernel(activation, n_angle=n_angle)
-    if sw * float(k.D(qs)) <= 1.0:
+    act = _lookup(activation)
+    if sw * float(act.slope_moment(qs)) <= 1.0:
         return 1.0
 
     def G(d: float) -> float:
-        return float(sw * k.W(qs, d) / d - 1.0)
+        return float(sw * act.delta_kernel(qs, d, n_angle=n_angle) / d - 1.0)
 
     # Coarse scan for the first sign change of G (G > 0 just above delta = 0 when chi_1 > 1).
     grid = np.array([0.125, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0])
-    vals = sw * k.W(qs, grid) / grid - 1.0
+    vals = sw * act.delta_kernel(qs, grid, n_angle=n_angle) / grid - 1.0
     # Within rounding of 0 counts as a root (odd g at sigma_b2 = 0: c* = 0 exactly, and G > 0
     # again on (1, 2), so a sign test alone could miss it).
     neg = np.nonzero(vals <= 1e-13)[0]
@@ -371,9 +374,9 @@ def c_star(activation: str | Activation, sigma_w2: float, sigma_b2: float, *,
     return float(1.0 - d)
 
 
-def _slope_c(k: _Kernel, sw: float, qs: float, cs: float) -> float:
+def _slope_c(act: Activation, sw: float, qs: float, cs: float, n_angle: int = 24) -> float:
     """Slope of the correlation map at ``c*``: ``sigma_w2 J(q*, c*)``."""
-    return float(sw * k.J(qs, 1.0 - cs))
+    return float(sw * act.slope_correlation_kernel(qs, 1.0 - cs, n_angle=n_angle))
 
 
 def _xi(slope: float) -> float:
@@ -399,6 +402,6 @@ def xi_c(activation: str | Activation, sigma_w2: float, sigma_b2: float) -> floa
     if not np.isfinite(qs):
         return float("nan")
     cs = c_star(activation, sw, sigma_b2, q=qs)
-    k = _kernel(activation)
-    slope = sw * float(k.D(_q_eff(qs))) if cs == 1.0 else _slope_c(k, sw, qs, cs)
+    act = _lookup(activation)
+    slope = sw * float(act.slope_moment(_q_eff(qs))) if cs == 1.0 else _slope_c(act, sw, qs, cs)
     return _xi(slope)

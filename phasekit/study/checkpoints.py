@@ -11,7 +11,6 @@ import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -26,7 +25,7 @@ class OutdirInUse(RuntimeError):
 
 
 def checkpoint_dir(outdir: str | Path) -> Path:
-    """Where :func:`sweep` keeps per-batch checkpoint files under ``outdir``."""
+    """Where :func:`phasekit.study.runner.run_study` keeps per-batch checkpoint files under ``outdir``."""
     return Path(outdir) / "checkpoints"
 
 
@@ -45,18 +44,10 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _write_batch(ckdir: Path, invocation: str, seq: int, records: list[dict[str, Any]],
-                 study_hash: str) -> Path:
-    keys = [k for k in records[0] if k not in ("index",)]
-    data = {}
-    for k in keys:
-        vals = [r[k] for r in records]
-        if isinstance(vals[0], str):
-            data[k] = ("point", np.array(vals, dtype=object))
-        else:
-            data[k] = ("point", np.array(vals, dtype=float))
-    data["invocation"] = ("point", np.array([invocation] * len(records), dtype=object))
-    ds = xr.Dataset(data, coords={"point": ("point", np.array([r["index"] for r in records], dtype=np.int32))})
+def _write_batch(ckdir: Path, invocation: str, seq: int, ds: xr.Dataset, study_hash: str) -> Path:
+    """Write the records of one batch (a dataset over ``point``) as ``batch-<invocation>-<seq>.nc``."""
+    ds = ds.copy()
+    ds["invocation"] = ("point", np.array([invocation] * ds.sizes["point"], dtype=object))
     # The study hash travels with every batch, so that a damaged manifest can be rebuilt.
     ds.attrs["study_hash"] = study_hash
     path = ckdir / f"batch-{invocation}-{seq:05d}.nc"
@@ -64,6 +55,14 @@ def _write_batch(ckdir: Path, invocation: str, seq: int, records: list[dict[str,
     ds.to_netcdf(tmp, engine="scipy")
     os.replace(tmp, path)  # atomic: a killed run leaves whole files only
     return path
+
+
+def _concat(parts: list[xr.Dataset]) -> xr.Dataset | None:
+    """Batches as one dataset over ``point`` (extra dims padded with NaN to the longest)."""
+    if not parts:
+        return None
+    return xr.concat(parts, dim="point", data_vars="all", coords="minimal", compat="override", join="outer",
+                     combine_attrs="drop", fill_value=np.nan)
 
 
 def _read_batches(ckdir: Path) -> list[tuple[Path, xr.Dataset | None, str | None]]:
@@ -83,8 +82,11 @@ def _read_batches(ckdir: Path) -> list[tuple[Path, xr.Dataset | None, str | None
 def load_checkpoints(outdir: str | Path, study_hash: str | None = None) -> xr.Dataset | None:
     """All checkpointed points under ``outdir`` as one dataset over ``point``.
 
-    Variables: every measure output, ``status``, ``message``, ``seconds`` and
-    ``invocation`` (which run of the sweep computed the point).  ``None`` if
+    Variables: every measure output, ``status``, ``message``, ``seconds``,
+    ``worker``, ``invocation`` (which run of the study computed the point),
+    ``has_record`` / ``has_trajectory`` (what the entry holds) and ``key``
+    (the point's grid values as JSON).  A point may have two entries: its
+    record and, computed later, its stored trajectory.  ``None`` if
     there are none.  Unreadable files are skipped with a warning, and so are
     files of another study when ``study_hash`` is given (files written before
     checkpoints carried the hash are kept).
@@ -97,11 +99,7 @@ def load_checkpoints(outdir: str | Path, study_hash: str | None = None) -> xr.Da
             warnings.warn(f"skipping checkpoint {f} of another study (hash {h})", stacklevel=2)
         else:
             parts.append(ds)
-    if not parts:
-        return None
-    ds = xr.concat(parts, dim="point", data_vars="all", coords="minimal", compat="override",
-                   join="outer", combine_attrs="drop")
-    return ds
+    return _concat(parts)
 
 
 def _manifest_text(study: Study) -> str:

@@ -1,35 +1,74 @@
-"""The measures a study computes at each grid point, and their registry."""
+"""The one registry of what a study can compute at a grid point, and the point's context.
+
+A :class:`Measure` is a function ``func(ctx, settings) -> Outcome`` of an
+explicit :class:`PointContext` -- the point's parameters, the study's
+options and a cache of the computations its measures share (a trajectory, a
+fixed point) -- and the measure's settings.  It reports its status in the
+:class:`Outcome` it returns (one vocabulary, :data:`phasekit.core.results.STATUS`);
+an exception is a failure of the point, recorded with its message, never a
+way to signal a result.  Every system registers its measures here
+(``committee_measures``, ``propagation_measures``, ``deep_linear_measures``,
+``lazy_measures``; :mod:`phasekit.study.registry` loads them all).
+"""
 
 from __future__ import annotations
 
-import functools
-import json
-import math
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-import numpy as np
-import xarray as xr
+from ..core.results import check_status
+from .systems import Parameter
 
-from ..committee.model import Committee, State
+# A study (phasekit.study.schema.Study); the schema reads this registry, so it is not imported here.
+Study = Any
 
-__all__ = ['Measure', 'measure_asymptotic_eg', 'measure_convergence_time', 'measure_escape_eigenvalue', 'measure_eta_c', 'measure_final_eg', 'measure_plateau_eg', 'measure_plateau_length', 'point_trajectory', 'register_measure']
-
-
-# Status of a grid point: "ok" (all measures computed), "diverged" (the
-# trajectory left the state space or blew up), "failed" (solver failure or a
-# measure raised), "missing" (not computed, e.g. its worker died).
-SWEEP_STATUS = ("ok", "diverged", "failed", "missing")
+__all__ = ["MEASURES", "Measure", "Outcome", "Output", "PointContext", "register_measure", "worst_status"]
 
 
-# Integration settings that determine a trajectory (keys of [integration]).
-_TRAJ_KEYS = ("alpha_max", "n_points", "rtol", "atol", "method", "stop_eg", "max_norm")
+@dataclass(frozen=True)
+class Output:
+    """One variable a measure writes at each point.
+
+    Attributes
+    ----------
+    long_name, units : str
+    dims : tuple of str
+        Extra dims of the value at one point (e.g. ``("sample", "i", "n")``
+        for a trajectory's ``R``); the dataset variable has the grid dims first.
+        Lengths may differ between points: shorter values are padded with NaN.
+    flags : tuple of str
+        For a categorical integer output: the meanings of the codes 0, 1, ...
+        (written as CF ``flag_values`` and ``flag_meanings``).
+    """
+
+    long_name: str
+    units: str = "1"
+    dims: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+
+    def attrs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"long_name": self.long_name, "units": self.units}
+        if self.flags:
+            out["flag_values"] = list(range(len(self.flags)))
+            out["flag_meanings"] = " ".join(f.replace(" ", "_") for f in self.flags)
+        return out
 
 
-# Those of them that are fields of phasekit.core.options.SolverOptions.
-_SOLVER_KEYS = ("rtol", "atol", "method", "max_norm")
+@dataclass
+class Outcome:
+    """What a measure returns: its values, a status and a one-line message.
+
+    ``values`` maps output names to numbers or arrays (shaped by the output's
+    ``dims``); outputs left out are NaN.  ``status`` is one of
+    :data:`phasekit.core.results.STATUS` (``ok`` when the values are valid).
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        check_status(self.status)
 
 
 @dataclass(frozen=True)
@@ -39,191 +78,127 @@ class Measure:
     Attributes
     ----------
     name : str
+    system : str
+        The system whose points it measures.
     func : callable
-        ``func(model, state0, settings) -> dict[str, float]``; ``settings``
-        holds the study's integration settings (with ``alpha_max`` resolved)
-        updated by the measure's own settings.
+        ``func(ctx: PointContext, settings: dict) -> Outcome`` (a plain
+        mapping of values is taken as an ``ok`` outcome).
     outputs : dict
-        Output variable name -> ``{"long_name": ..., "units": ...}``.
-    settings : tuple of str
-        Names of the settings a study may give it (all positive numbers).
+        Output name -> :class:`Output`.
+    settings : dict
+        Setting name -> :class:`~phasekit.study.systems.Parameter` (type,
+        range, default); a study gives them in ``[measures.<name>]`` or as grid axes.
     description : str
+    coords : callable, optional
+        ``coords(study) -> {dim: (values, attrs)}``: coordinates of extra dims
+        known before any point is computed (e.g. the order-parameter labels).
+    check : callable, optional
+        ``check(study) -> problem or None``: a study this measure cannot serve
+        (refused when the file is read).
     """
 
     name: str
-    func: Callable[[Committee, State, dict], dict]
-    outputs: Mapping[str, Mapping[str, str]]
-    settings: tuple[str, ...] = ()
+    system: str
+    func: Callable[["PointContext", dict], "Outcome | Mapping[str, Any]"]
+    outputs: Mapping[str, Output]
+    settings: Mapping[str, Parameter] = field(default_factory=dict)
     description: str = ""
+    coords: Callable[[Study], dict] | None = None
+    check: Callable[[Study], "str | None"] | None = None
 
 
 MEASURES: dict[str, Measure] = {}
 
 
-def register_measure(name: str, outputs: Mapping[str, tuple[str, str]], settings: tuple[str, ...] = (),
-                     description: str = "") -> Callable[[Callable], Callable]:
-    """Decorator adding ``func(model, state0, settings) -> dict`` to :data:`MEASURES`.
+def _as_output(spec: Any) -> Output:
+    if isinstance(spec, Output):
+        return spec
+    long_name, units = spec
+    return Output(long_name, units)
 
-    ``outputs`` maps each returned key to ``(long_name, units)``; ``settings``
-    names the (positive, numeric) settings a study file may give the measure.
+
+def _as_setting(name: str, spec: Any) -> Parameter:
+    if isinstance(spec, Parameter):
+        return spec
+    return Parameter(name, "number", None, name, "1", table="measures", low=0.0, low_open=True)
+
+
+def register_measure(name: str, outputs: Mapping[str, Any], settings: Any = (), description: str = "", *,
+                     system: str = "committee", coords: Callable | None = None,
+                     check: Callable | None = None) -> Callable[[Callable], Callable]:
+    """Decorator adding ``func(ctx, settings) -> Outcome`` to :data:`MEASURES`.
+
+    ``outputs`` maps each output to an :class:`Output` or ``(long_name,
+    units)``; ``settings`` maps names to :class:`~phasekit.study.systems.Parameter`
+    (a sequence of names: positive numbers without default).
     """
+    if not isinstance(settings, Mapping):
+        settings = {s: None for s in settings}
 
     def register(func: Callable) -> Callable:
-        MEASURES[name] = Measure(name, func, {k: {"long_name": ln, "units": u} for k, (ln, u) in outputs.items()},
-                                 tuple(settings), description or ((func.__doc__ or "").strip().splitlines() or [""])[0])
+        doc = (func.__doc__ or "").strip().splitlines()
+        MEASURES[name] = Measure(name, system, func, {k: _as_output(v) for k, v in outputs.items()},
+                                 {k: _as_setting(k, v) for k, v in settings.items()},
+                                 description or (doc[0] if doc else ""), coords, check)
         return func
 
     return register
 
 
-_local = threading.local()  # per-thread cache of the current point's trajectory
+# Which status of a point wins when its measures disagree: divergence explains
+# everything downstream of it, a failure makes the point unusable, the rest
+# qualifies valid values.
+_PRECEDENCE = ("diverged", "failed", "marginal", "not_reached", "converged", "ok")
 
 
-def point_trajectory(model: Committee, state0: State, settings: Mapping[str, Any]) -> xr.Dataset:
-    """``phasekit.integrate`` with the study's settings, cached for the current point.
+def worst_status(statuses: Any) -> str:
+    """The status of a point from the statuses of its parts (see ``_PRECEDENCE``)."""
+    present = set(statuses)
+    for s in _PRECEDENCE:
+        if s in present:
+            return s
+    return "ok"
 
-    The measures reading a trajectory (convergence time, plateau length,
-    final error) share this single integration.
+
+class PointContext:
+    """Everything a measure may use at one grid point.
+
+    Attributes
+    ----------
+    study : Study
+    index : int
+        Flat index of the point (C order over the study's dims).
+    params : dict
+        Every parameter of the study's system at this point: the system's
+        defaults, overridden by the study's tables, overridden by the grid.
+    solver, newton : SolverOptions, NewtonOptions
+        The study's option tables.
+    derived : dict
+        Parameters computed at this point (e.g. ``eta`` from
+        ``eta_over_eta_c``); stored with the point.
     """
-    from ..committee.dynamics import integrate
 
-    traj_settings = {k: settings.get(k) for k in _TRAJ_KEYS}
-    key = (json.dumps(model.parameters(), sort_keys=True), state0.to_vector().tobytes(),
-           json.dumps(traj_settings, sort_keys=True))
-    cache: OrderedDict = getattr(_local, "trajectories", None)
-    if cache is None:
-        cache = _local.trajectories = OrderedDict()
-    if key not in cache:
-        kwargs = {k: v for k, v in traj_settings.items() if v is not None}
-        alpha_max = kwargs.pop("alpha_max")
-        solver = {k: kwargs.pop(k) for k in _SOLVER_KEYS if k in kwargs}
-        cache[key] = integrate(model, state0, alpha_max, solver=solver, **kwargs)
-        while len(cache) > 2:
-            cache.popitem(last=False)
-    return cache[key]
+    def __init__(self, study: Study, index: int, changes: Mapping[str, Any] | None = None) -> None:
+        self.study = study
+        self.index = int(index)
+        self.params, self._grid_settings = study.point_parameters(index)
+        for k, v in (changes or {}).items():  # a point between grid values (an analysis refining a minimum)
+            (self.params if k in self.params else self._grid_settings)[k] = v
+        self.solver = study.solver
+        self.newton = study.newton
+        self.derived: dict[str, Any] = {}
+        self._cache: dict[Any, Any] = {}
 
+    def settings(self, measure: str) -> dict[str, Any]:
+        """Settings of ``measure`` here: its defaults, the study's table, then the grid."""
+        spec = MEASURES[measure].settings
+        out = {k: p.default for k, p in spec.items()}
+        out.update(self.study.measures.get(measure, {}))
+        out.update({k: v for k, v in self._grid_settings.items() if k in spec})
+        return out
 
-def _note(message: str) -> None:
-    """Attach a remark to the current point's message without changing its status."""
-    notes = getattr(_local, "notes", None)
-    if notes is not None:
-        notes.append(message)
-
-
-def _last_trajectory() -> xr.Dataset | None:
-    cache = getattr(_local, "trajectories", None)
-    return next(reversed(cache.values())) if cache else None
-
-
-@register_measure("final_eg", {"final_eg": ("eps_g at the end of the run", "1"),
-                               "alpha_end": ("end of the run alpha", "1")})
-def measure_final_eg(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """Generalisation error at the end of the integrated trajectory."""
-    traj = point_trajectory(model, state0, settings)
-    return {"final_eg": float(traj["eg"].values[-1]), "alpha_end": float(traj.attrs["alpha_end"])}
-
-
-@register_measure("convergence_time", {"convergence_time": ("convergence time alpha (eps_g < threshold)", "1")},
-                  settings=("threshold",))
-def measure_convergence_time(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """First alpha with eps_g below ``threshold`` (default: ``stop_eg``, else 1e-3); inf if never.
-
-    Exact to solver tolerance: either the trajectory itself stopped there
-    (``stop_eg == threshold``) or :func:`phasekit.committee.plateaus.convergence_time`
-    locates the crossing by event detection.
-    """
-    traj = point_trajectory(model, state0, settings)
-    threshold = settings.get("threshold") or settings.get("stop_eg") or 1e-3
-    status = traj.attrs["status"]
-    if status == "converged" and settings.get("stop_eg") == threshold:
-        return {"convergence_time": float(traj.attrs["alpha_end"])}
-    if status in ("diverged", "failed"):
-        return {"convergence_time": math.nan}  # unknown: the run stopped before it could converge
-    if np.nanmin(traj["eg"].values) > 2 * threshold:
-        return {"convergence_time": math.inf}  # nowhere near: no need to locate a crossing
-    from ..committee.plateaus import convergence_time
-
-    return {"convergence_time": float(convergence_time(traj, threshold))}
-
-
-@register_measure("plateau_length", {"plateau_length": ("plateau length alpha", "1")}, settings=("band",))
-def measure_plateau_length(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """Time spent within ``band`` (relative, default 0.05) of the plateau's eps_g
-    (:func:`phasekit.committee.plateaus.plateau_length`); nan if never near it, inf if it ends there."""
-    from ..committee.plateaus import plateau_length
-
-    traj = point_trajectory(model, state0, settings)
-    kwargs = {"band": settings["band"]} if settings.get("band") is not None else {}
-    return {"plateau_length": float(plateau_length(traj, **kwargs))}
-
-
-@functools.lru_cache(maxsize=64)
-def _symmetric_plateau(model_json: str) -> Any:
-    from ..committee.model import committee_from_parameters
-    from ..committee.landmarks import symmetric_plateau
-
-    return symmetric_plateau(committee_from_parameters(model_json))
-
-
-@register_measure("plateau_eg", {"plateau_eg": ("eps_g at the symmetric plateau", "1")})
-def measure_plateau_eg(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """eps_g of the symmetric plateau fixed point (:func:`phasekit.committee.landmarks.symmetric_plateau`)."""
-    fp = _symmetric_plateau(json.dumps(model.parameters(), sort_keys=True))
-    return {"plateau_eg": float(fp.eg)}
-
-
-@register_measure("escape_eigenvalue", {"escape_eigenvalue": ("escape eigenvalue of the plateau", "1/alpha")})
-def measure_escape_eigenvalue(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """Unstable eigenvalue of the symmetric plateau, per unit alpha."""
-    fp = _symmetric_plateau(json.dumps(model.parameters(), sort_keys=True))
-    lam = fp.escape_eigenvalue
-    return {"escape_eigenvalue": math.nan if lam is None else float(np.real(lam))}
-
-
-@register_measure("asymptotic_eg", {"asymptotic_eg": ("asymptotic eps_g", "1")}, settings=("tol",))
-def measure_asymptotic_eg(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """eps_g of the fixed point the flow ends at (:func:`phasekit.committee.asymptotics.asymptotic_eg`).
-
-    A run that has not stopped by its horizon keeps its last eps_g and says so
-    in the message; a diverged run gives NaN.
-    """
-    from ..committee.asymptotics import asymptotic_eg
-
-    solver = {k: settings[k] for k in _SOLVER_KEYS if settings.get(k) is not None}
-    kwargs = {"speed_tol": settings["tol"]} if settings.get("tol") is not None else {}
-    res = asymptotic_eg(model, state0, solver=solver, **kwargs)
-    if res.status == "diverged" or (res.status == "failed" and math.isnan(res.eg)):
-        raise _MeasureStatus(res.status, f"asymptotic_eg: {res.status} ({res.message})")
-    if res.status != "converged":
-        _note(f"asymptotic_eg: {res.status} at alpha = {res.alpha:.6g}")
-    return {"asymptotic_eg": float(res.eg)}
-
-
-@functools.lru_cache(maxsize=64)
-def _critical_eta(model_json: str, eta_max: float | None) -> float:
-    from ..committee.model import committee_from_parameters
-    from ..committee.stability import critical_eta
-
-    model = committee_from_parameters(model_json)
-    return float(critical_eta(model) if eta_max is None else critical_eta(model, eta_max=eta_max))
-
-
-@register_measure("eta_c", {"eta_c": ("critical learning rate eta_c", "1")}, settings=("eta_max",))
-def measure_eta_c(model: Committee, state0: State, settings: Mapping[str, Any]) -> dict:
-    """Critical learning rate of the perfect solution (:func:`phasekit.committee.stability.critical_eta`).
-
-    Always for the exact (second-order) flow, whatever the study's ``second_order``.
-    """
-    # eta_c is a property of SGD with its eta^2 term and does not depend on the
-    # model's eta: key the cache on the second-order model at a fixed eta.
-    params = model.replace(eta=1.0, second_order=True).parameters()
-    eta_max = settings.get("eta_max")
-    return {"eta_c": _critical_eta(json.dumps(params, sort_keys=True), eta_max)}
-
-
-class _MeasureStatus(Exception):
-    """Raised by a measure to set the point's status without a traceback."""
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    def shared(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per point for ``key``: what several measures use (a trajectory, a fit)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]

@@ -1,33 +1,33 @@
-"""Grid sweeps over a study, computed in parallel when asked to, checkpointed point by point.
+"""The one grid runner: every grid of every system, checkpointed, resumable, in parallel when asked.
 
-:func:`sweep` evaluates the measures of a :class:`phasekit.study.schema.Study` at
-every point of its grid and returns an ``xarray.Dataset`` with one variable
-per measure output over the grid dims, plus a ``status`` and ``message`` per
-point: a failing or diverging point is recorded and never stops the sweep.
+:func:`run_study` evaluates the measures of a :class:`~phasekit.study.schema.Study`
+at every point of its grid and returns one ``xarray.Dataset`` in the layout of
+:mod:`phasekit.study.assembly`: a failing or diverging point is recorded with
+its status and message and never stops the run.  After assembly it runs the
+study's analyses (:mod:`phasekit.study.analyses`) and stores their results.
 
 Execution.  Points are grouped into batches (about eight tasks per worker, so
 that scheduling overhead stays small) and run through
 :mod:`phasekit.core.parallel`: in this process, in local worker processes
 (``n_workers >= 2``; ``phasekit run`` uses one per core) or on a dask cluster
-(``client=``, a scheduler address, or the active dask client).  The batches
-are collected as they complete; each finished batch is written at once to
-``<outdir>/checkpoints/batch-<invocation>-<n>.nc`` (written to a temporary
-name and renamed, so a killed run never leaves a half-written file).  Running
-the same study again computes only the points that have no checkpoint yet.
+(a client, a scheduler address, or the active dask client).  Without
+``outdir`` everything stays in memory.  With ``outdir`` each finished batch
+is written at once to ``<outdir>/checkpoints/batch-<invocation>-<n>.nc``
+(written to a temporary name and renamed, so a killed run never leaves a
+half-written file), and running the same study again computes only the
+points that have no checkpoint yet (and the stored trajectories that are missing).
 
-The checkpoint directory also holds ``study.json`` with a hash of the study's
-computational content; a different study in the same directory is refused
+The checkpoint folder also holds ``study.json`` with a hash of the study's
+computational content; a different study in the same folder is refused
 (``fresh=True`` discards the old checkpoints).  Every batch file carries the
 hash too, so a damaged or deleted ``study.json`` is rebuilt from them.  While
 a run computes, it holds ``checkpoints/run.lock``: a second run on the same
-folder is refused instead of computing every point twice.  A finished study
-is re-assembled without writing anything that is unchanged, so a read-only
-folder can be re-assembled and reported.
+folder is refused.  A finished study is re-assembled without writing
+anything that is unchanged, so a read-only folder can be re-assembled and reported.
 
-Measures.  :data:`MEASURES` maps a name to a :class:`Measure`: a function
-``f(model, state0, settings) -> dict`` of scalars with the attributes of its
-outputs.  The measures that read the trajectory share one integration per
-point (:func:`point_trajectory` caches it).
+Each point gets an explicit :class:`~phasekit.study.measures.PointContext`;
+its measures share computations through it, and report their status in the
+values they return.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import time
 import traceback
 import uuid
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,21 +51,12 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
-from ..committee.model import Committee
-from ..committee.starts import initial_state
-from ..core.datasets import provenance_attrs
-from ..core.parallel import (
-    WORKER_TIMEOUT,
-    ParallelError,
-    Terminated,
-    check_batch_size,
-    check_workers,
-    choose_backend,
-    connect,
-    imap_unordered,
-)
+from ..core.options import ParallelOptions, coerce_options
+from ..core.parallel import ParallelError, Terminated, choose_backend, connect, imap_unordered
+from .assembly import assemble, record_dataset, run_analyses, trajectory_outputs
 from .checkpoints import (
     _atomic_write_text,
+    _concat,
     _FolderLock,
     _manifest_text,
     _not_writable,
@@ -76,81 +66,85 @@ from .checkpoints import (
     _tmp_name,
     _write_batch,
     checkpoint_dir,
-    load_checkpoints,
 )
-from .measures import (
-    _TRAJ_KEYS,
-    MEASURES,
-    SWEEP_STATUS,
-    _last_trajectory,
-    _local,
-    _MeasureStatus,
-)
+from .measures import Outcome, PointContext, worst_status
+from .registry import MEASURES
 from .schema import Study, StudyError, as_study
 
-__all__ = ['SweepAborted', 'SweepInterrupted', 'assemble', 'evaluate_point', 'sweep']
+__all__ = ["StudyAborted", "StudyInterrupted", "evaluate_point", "run_study", "sweep"]
 
 
-def evaluate_point(study: Study, index: int) -> dict[str, Any]:
-    """All measures of ``study`` at flat grid point ``index``; never raises.
+def _outcome(name: str, ctx: PointContext) -> Outcome:
+    """Run measure ``name`` at ``ctx``; its failure is data, not a crash."""
+    measure = MEASURES[name]
+    try:
+        with np.errstate(all="ignore"):
+            out = measure.func(ctx, ctx.settings(name))
+        if not isinstance(out, Outcome):
+            out = Outcome(dict(out))
+        for var, value in out.values.items():
+            spec = measure.outputs.get(var)
+            if spec is None:
+                raise ValueError(f"returned {var!r}, which is not one of its outputs ({', '.join(measure.outputs)})")
+            if np.ndim(value) != len(spec.dims):
+                raise ValueError(f"returned {var!r} with {np.ndim(value)} dims, declared {spec.dims}")
+        return out
+    except Exception as exc:
+        if os.environ.get("PHASEKIT_DEBUG"):
+            traceback.print_exc()
+        return Outcome({}, "failed", f"{name}: {type(exc).__name__}: {exc}")
+
+
+def evaluate_point(study: Study, index: int, *, record: bool = True, trajectory: bool = False,
+                   changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The measures of ``study`` at flat grid point ``index`` (and its stored trajectory); never raises.
+
+    Parameters
+    ----------
+    study : Study
+    index : int
+    record : bool
+        Evaluate the measures.
+    trajectory : bool
+        Also compute the trajectory stored for ``[report] trajectories``.
+    changes : mapping, optional
+        Grid values to change at this point (an analysis probing between grid points).
 
     Returns
     -------
     dict
-        ``index``, ``status`` (see :data:`SWEEP_STATUS`), ``message``,
-        ``seconds`` (compute time) and every measure output (NaN when not computed).
+        ``index``, ``key`` (the grid values as JSON), ``status`` (one of
+        :data:`phasekit.core.results.STATUS`), ``message``, ``seconds``,
+        ``worker``, ``values`` (measure outputs), ``derived`` (parameters
+        computed at the point), ``has_record``, ``has_trajectory``, and with
+        ``trajectory`` its ``trajectory`` values, ``trajectory_status`` and ``trajectory_message``.
     """
     t0 = time.perf_counter()
-    record: dict[str, Any] = {"index": int(index)}
-    for mname in study.measures:
-        for var in MEASURES[mname].outputs:
-            record[var] = math.nan
-    status, messages = "ok", []
-    _local.trajectories = OrderedDict()  # a fresh cache per point
-    _local.notes = messages
+    out: dict[str, Any] = {"index": int(index), "has_record": int(record), "has_trajectory": int(trajectory)}
     try:
-        p = study.point_parameters(index)
-        model = Committee(K=p["K"], M=p["M"], activation=p["activation"], eta=p["eta"],
-                          second_order=p["second_order"], noise=p["noise"],
-                          teacher_activation=p["teacher_activation"])
-        init = study.initial
-        state0 = initial_state(model, p["X"], Q0=init.get("Q0"), kind=init.get("kind", "diagonal"),
-                               seed=init.get("seed"))
-        base = {k: study.integration.get(k) for k in _TRAJ_KEYS}
-        base["alpha_max"] = study.alpha_max(p["eta"])
-        for mname, msettings in study.measures.items():
-            settings = {**base, **msettings}
-            try:
-                with np.errstate(all="ignore"):
-                    out = MEASURES[mname].func(model, state0, settings)
-                record.update({k: float(v) for k, v in out.items()})
-            except _MeasureStatus as exc:
-                status = "diverged" if exc.status == "diverged" else "failed"
-                messages.append(str(exc))
-            except Exception as exc:  # a measure's failure is data, not a crash
-                status = "failed"
-                messages.append(f"{mname}: {type(exc).__name__}: {exc}")
-        traj = _last_trajectory()
-        if traj is not None:
-            tstat = traj.attrs["status"]
-            # Divergence explains everything downstream of it, so it takes precedence.
-            if tstat == "diverged" or (tstat == "failed" and status == "ok"):
-                status = tstat
-            if tstat in ("diverged", "failed"):
-                messages.insert(0, str(traj.attrs["message"]))
+        out["key"] = json.dumps(study.point(index), sort_keys=True, default=str)
+        ctx = PointContext(study, index, changes)
     except Exception as exc:
-        status = "failed"
-        messages.append(f"{type(exc).__name__}: {exc}")
-        if os.environ.get("PHASEKIT_DEBUG"):
-            traceback.print_exc()
-    finally:
-        _local.trajectories = OrderedDict()
-        _local.notes = None
-    record["status"] = status
-    record["message"] = "; ".join(messages)[:500]
-    record["seconds"] = time.perf_counter() - t0
-    record["worker"] = f"{socket.gethostname()}:{os.getpid()}"
-    return record
+        out.update(status="failed", message=_one_line(f"{type(exc).__name__}: {exc}")[:500],
+                   seconds=time.perf_counter() - t0, worker=f"{socket.gethostname()}:{os.getpid()}")
+        return out
+    values: dict[str, Any] = {}
+    statuses, messages = [], []
+    if record:
+        for name in study.measures:
+            res = _outcome(name, ctx)
+            values.update(res.values)
+            statuses.append(res.status)
+            if res.message and res.status != "ok" and res.message not in messages:
+                messages.append(res.message)
+    out.update(status=worst_status(statuses) if record else "missing", message=_one_line("; ".join(messages))[:500],
+               values=values, derived=dict(ctx.derived))
+    if trajectory:
+        res = _outcome("trajectory", ctx)
+        out.update(trajectory=res.values, trajectory_status=res.status, trajectory_message=_one_line(res.message))
+    out["seconds"] = time.perf_counter() - t0
+    out["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    return out
 
 
 @functools.lru_cache(maxsize=8)
@@ -160,22 +154,22 @@ def _study_from_json(text: str) -> Study:
     return parse_study(json.loads(text))
 
 
-def _run_batch(study_json: str, indices: list[int]) -> list[dict[str, Any]]:
-    """Worker side: evaluate the points ``indices`` (module-level, so picklable)."""
+def _run_batch(study_json: str, tasks: list[tuple[int, bool, bool]]) -> xr.Dataset:
+    """Worker side: evaluate the tasks ``(index, record, trajectory)`` (module level, so picklable)."""
     study = _study_from_json(study_json)
-    return [evaluate_point(study, j) for j in indices]
+    return record_dataset(study, [evaluate_point(study, j, record=r, trajectory=t) for j, r, t in tasks])
 
 
-class SweepAborted(RuntimeError):
-    """A sweep stopped before its end: its workers or its scheduler were lost.
+class StudyAborted(RuntimeError):
+    """A run stopped before its end: its workers or its scheduler were lost.
 
     The message is one line: what happened, how many points are checkpointed
-    and that running the sweep again resumes.
+    and that running the study again resumes.
     """
 
 
-class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) during a sweep; the message says how many points are checkpointed."""
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a run; the message says how many points are checkpointed."""
 
     def __init__(self, message: str, terminated: bool = False) -> None:
         super().__init__(message)
@@ -184,17 +178,26 @@ class SweepInterrupted(KeyboardInterrupt):
 
 @dataclass
 class _Plan:
-    """What a sweep finds in its checkpoint folder (read without writing anything)."""
+    """What a run finds in its checkpoint folder (read without writing anything)."""
 
     write_manifest: bool  # the manifest is missing, damaged (and rebuildable) or stale
     note: str  # remark for the user (a rebuilt manifest)
     records: xr.Dataset | None
-    missing: list[int]
-    n_files: int
+    tasks: list[tuple[int, bool, bool]]  # (index, record missing, stored trajectory missing)
+
+
+def _tasks(study: Study, done: set[int], done_traj: set[int]) -> list[tuple[int, bool, bool]]:
+    wanted = set(study.trajectory_points()) if trajectory_outputs(study) else set()
+    out = []
+    for j in range(study.n_points):
+        rec, traj = j not in done, j in wanted and j not in done_traj
+        if rec or traj:
+            out.append((j, rec, traj))
+    return out
 
 
 def _plan(study: Study, ckdir: Path, fresh: bool, repair: bool) -> _Plan:
-    """Check the folder's manifest against ``study`` and find the points still to compute.
+    """Check the folder's manifest against ``study`` and find what is still to compute.
 
     Raises
     ------
@@ -203,9 +206,8 @@ def _plan(study: Study, ckdir: Path, fresh: bool, repair: bool) -> _Plan:
         damaged and the checkpoints cannot be matched to this study.
     """
     h = study.hash()
-    everything = list(range(study.n_points))
     if fresh:
-        return _Plan(True, "", None, everything, 0)
+        return _Plan(True, "", None, _tasks(study, set(), set()))
     manifest = ckdir / "study.json"
     batches = _read_batches(ckdir) if ckdir.is_dir() else []
     problem = None
@@ -251,12 +253,15 @@ def _plan(study: Study, ckdir: Path, fresh: bool, repair: bool) -> _Plan:
             warnings.warn(f"skipping checkpoint {f} of another study (hash {bh})", stacklevel=3)
         else:
             parts.append(ds)
-    records = None
-    if parts:
-        records = xr.concat(parts, dim="point", data_vars="all", coords="minimal", compat="override",
-                            join="outer", combine_attrs="drop")
-    done = set() if records is None else {int(j) for j in records["point"].values}
-    return _Plan(write_manifest, note, records, [j for j in everything if j not in done], len(batches))
+    records = _concat(parts)
+    done, done_traj = set(), set()
+    if records is not None:
+        pts = records["point"].values.astype(int)
+        has_rec = records["has_record"].values if "has_record" in records else np.ones(pts.size)
+        has_traj = records["has_trajectory"].values if "has_trajectory" in records else np.zeros(pts.size)
+        done = {int(p) for p, r in zip(pts, has_rec) if r == 1}
+        done_traj = {int(p) for p, t in zip(pts, has_traj) if t == 1}
+    return _Plan(write_manifest, note, records, _tasks(study, done, done_traj))
 
 
 class _Progress:
@@ -306,26 +311,25 @@ class _Progress:
             self._open = False
 
 
-def _batches(indices: list[int], n_workers: int, batch_size: int | None) -> list[list[int]]:
-    """Group points into tasks: about eight per worker, each at most 64 points.
+def _batches(tasks: list, n_workers: int, batch_size: int | None) -> list[list]:
+    """Group tasks: about eight per worker, each at most 64 points.
 
-    Eight keeps the idle tail at the end of a sweep (one worker finishing its
+    Eight keeps the idle tail at the end of a run (one worker finishing its
     last task while the others have none) near 1/16 of the work, while the
     scheduling overhead (milliseconds per task) stays far below a point's cost.
-
-    Batches are strided over the grid (point j goes to batch j mod n) so that
+    Batches are strided over the grid (task j goes to batch j mod n) so that
     cheap and expensive regions of the grid are mixed in every task.
     """
-    if not indices:
+    if not tasks:
         return []
-    n = len(indices)
+    n = len(tasks)
     if batch_size is None:
         n_batches = max(-(-n // 64), min(n, 8 * max(1, n_workers)))
     else:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
         n_batches = -(-n // batch_size)
-    return [indices[j::n_batches] for j in range(n_batches)]
+    return [tasks[j::n_batches] for j in range(n_batches)]
 
 
 def _same_dataset(path: Path, ds: xr.Dataset) -> xr.Dataset | None:
@@ -351,41 +355,51 @@ def _write_dataset(ds: xr.Dataset, path: Path) -> None:
             tmp.unlink()
 
 
-def sweep(
+def _parallel(study: Study, parallel: Any) -> ParallelOptions:
+    """The study's ``[run]`` settings, with the fields of ``parallel`` given by the caller on top."""
+    base = coerce_options(dict(study.run), ParallelOptions, "run")
+    if parallel is None:
+        return base
+    if isinstance(parallel, ParallelOptions):
+        given = {f: getattr(parallel, f) for f in ("n_workers", "client", "scheduler", "batch_size", "worker_timeout")
+                 if getattr(parallel, f) != getattr(ParallelOptions(), f)}
+    else:
+        coerce_options(dict(parallel), ParallelOptions, "parallel")  # names unknown keys
+        given = dict(parallel)
+    return base.replace(**given)
+
+
+def _probe(study: Study) -> Any:
+    def probe(index: int, changes: dict) -> dict:
+        rec = evaluate_point(study, index, changes=changes)
+        return {**rec.get("values", {}), **rec.get("derived", {})}
+
+    return probe
+
+
+def run_study(
     study: Study | str | Path | Mapping[str, Any],
-    client: Any = None,
     *,
-    scheduler: str | None = None,
-    n_workers: int | None = None,
     outdir: str | Path | None = None,
-    batch_size: int | None = None,
+    parallel: ParallelOptions | Mapping[str, Any] | None = None,
     fresh: bool = False,
     repair: bool = False,
     progress: bool = True,
     write: bool = True,
-    worker_timeout: float = WORKER_TIMEOUT,
 ) -> xr.Dataset:
-    """Evaluate the study's measures over its grid.
+    """Evaluate a study over its grid, assemble one dataset and run its analyses.
 
     Parameters
     ----------
     study : Study, path or mapping
-        A validated study (see :mod:`phasekit.study.schema`); recipe studies are refused.
-    client : dask.distributed.Client, optional
-        Run on this existing cluster, unchanged.
-    scheduler : str, optional
-        Address of a running dask scheduler (``"tcp://host:8786"``) to connect to.
-    n_workers : int, optional
-        Without ``client``/``scheduler``: ``None`` (default) runs on the active
-        dask client if there is one, else in this process; 0 or 1 in this
-        process; ``>= 2`` starts that many local worker processes (at most
-        :func:`phasekit.core.parallel.max_workers`).  ``phasekit run`` asks for one
-        per core.
+        A validated study (see :mod:`phasekit.study.schema`).
     outdir : path, optional
-        Output folder, default ``outputs/<study name>``; checkpoints go to
-        ``<outdir>/checkpoints``, the dataset to ``<outdir>/<name>.nc``.
-    batch_size : int, optional
-        Points per task, ``>= 1`` (default: about eight tasks per worker, at most 64 points).
+        Folder of the checkpoints (``<outdir>/checkpoints``) and of the dataset
+        (``<outdir>/<name>.nc``).  ``None``: in memory, nothing written, no resume.
+    parallel : ParallelOptions or mapping, optional
+        Where the points run (``n_workers``, ``client``, ``scheduler``,
+        ``batch_size``, ``worker_timeout``); fields given here override the
+        study's ``[run]`` table.  Default: in this process, or on the active dask client.
     fresh : bool
         Discard existing checkpoints instead of resuming.
     repair : bool
@@ -395,62 +409,55 @@ def sweep(
     progress : bool
         Show a progress bar on stderr.
     write : bool
-        Write the assembled dataset to ``<outdir>/<name>.nc`` (not rewritten
-        when it already holds the same values).
-    worker_timeout : float
-        Dask only: give up when the cluster has had no worker for this many seconds.
+        With ``outdir``: write the dataset to ``<outdir>/<name>.nc`` (not
+        rewritten when it already holds the same values).
 
     Returns
     -------
     xarray.Dataset
-        Dims: the study's grid axes, in order.  One float variable per measure
-        output, ``status`` / ``message`` (str) per point, ``seconds`` (compute
-        time), ``invocation`` (which run computed the point) and ``worker``
-        (``host:pid`` of the process that computed it).  Attributes:
-        provenance, ``study`` (JSON), ``study_hash``, ``started``, ``finished``.
+        See :mod:`phasekit.study.assembly`; attributes also ``started``, ``finished``.
 
     Raises
     ------
     StudyError
-        If the study is a recipe, or ``outdir`` holds checkpoints of a different
-        study, or its manifest is damaged and cannot be rebuilt without ``repair``.
+        If ``outdir`` holds checkpoints of a different study, or its manifest is
+        damaged and cannot be rebuilt without ``repair``.
     ValueError
-        For an invalid ``n_workers``, ``batch_size`` or ``worker_timeout``.
+        For invalid parallel options.
     OutdirInUse
         If another run is computing in ``outdir``.
     OSError
         If points remain to be computed and ``outdir`` is not writable.
-    SweepAborted
+    StudyAborted
         If the workers or the scheduler were lost; finished points are kept.
-    SweepInterrupted
-        On Ctrl-C; finished points are kept.
+    StudyInterrupted
+        On Ctrl-C or SIGTERM; finished points are kept.
     """
     study = as_study(study)
-    if study.recipe is not None:
-        raise StudyError(f"{study.source}: study '{study.name}' is a recipe; use phasekit.study.recipes.run_recipe")
-    if isinstance(client, str):  # a scheduler address
-        client, scheduler = None, client
-    if client is not None and scheduler is not None:
-        raise ValueError("client, scheduler: give one of them, not both")
-    n_workers = check_workers(n_workers)
-    batch_size = check_batch_size(batch_size)
-    if batch_size is None:
-        batch_size = study.run.get("batch_size")
-    if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
-        raise ValueError(f"worker_timeout: must be > 0 seconds, got {worker_timeout!r}")
+    opts = _parallel(study, parallel)
     started = _now()
-    outdir = Path(outdir) if outdir is not None else Path("outputs") / study.name
+    if outdir is None:
+        tasks = _tasks(study, set(), set())
+        parts, lost = _compute(study, None, tasks, opts, progress)
+        ds = assemble(study, _concat(parts), lost=lost)
+        ds = run_analyses(study, ds, probe=_probe(study))
+        ds.attrs.update(started=started, finished=_now())
+        return ds
+
+    outdir = Path(outdir)
     ckdir = checkpoint_dir(outdir)
     path = outdir / f"{study.name}.nc"
-
     plan = _plan(study, ckdir, fresh, repair)
-    if not (plan.missing or fresh):
+    if not (plan.tasks or fresh):
         # Finished: assemble; write nothing that is unchanged (the folder may be read-only).
         written = plan.write_manifest and _try_write_manifest(study, ckdir)
         if plan.note:
             warnings.warn(plan.note + ("" if written else " (not saved: the folder is not writable)"),
                           stacklevel=2)
-        ds = assemble(study, plan.records)
+        if progress:
+            print(f"{study.name}: nothing to compute: all {study.n_points} points are checkpointed under {ckdir}",
+                  file=sys.stderr)
+        ds = run_analyses(study, assemble(study, plan.records), probe=_probe(study), cache_dir=ckdir)
         ds.attrs.update(started=started, finished=_now())
         if not write:
             return ds
@@ -472,26 +479,37 @@ def sweep(
     except OSError as exc:  # (OutdirInUse is not one: it goes through)
         if not _not_writable(exc):
             raise
-        raise PermissionError(f"{outdir}: not writable ({exc.strerror}); {len(plan.missing)} of "
+        raise PermissionError(f"{outdir}: not writable ({exc.strerror}); {len(plan.tasks)} of "
                               f"{study.n_points} points are still to compute; make it writable or give "
                               f"another --outdir") from None
     try:
         plan = _plan(study, ckdir, fresh, repair)  # again, now that nobody else can write
         if fresh:
-            for f in ckdir.glob("batch-*.nc"):
+            for f in list(ckdir.glob("batch-*.nc")) + list(ckdir.glob("analysis-*.nc")):
                 f.unlink()
         if plan.write_manifest:
             _atomic_write_text(ckdir / "study.json", _manifest_text(study))
         if plan.note:
             warnings.warn(plan.note, stacklevel=2)
-        lost = _compute(study, ckdir, plan, client, scheduler, n_workers, batch_size, progress, worker_timeout)
-        ds = assemble(study, load_checkpoints(outdir, study_hash=study.hash()), lost=lost)
+        parts, lost = _compute(study, ckdir, plan.tasks, opts, progress)
+        records = _concat(([plan.records] if plan.records is not None else []) + parts)
+        ds = run_analyses(study, assemble(study, records, lost=lost), probe=_probe(study), cache_dir=ckdir)
         ds.attrs.update(started=started, finished=_now())
         if write:
             _write_dataset(ds, path)
     finally:
         lock.release()
     return ds
+
+
+def sweep(study: Study | str | Path | Mapping[str, Any], *, outdir: str | Path | None = None,
+          parallel: ParallelOptions | Mapping[str, Any] | None = None, fresh: bool = False, repair: bool = False,
+          progress: bool = True, write: bool = True) -> xr.Dataset:
+    """:func:`run_study` with files: checkpoints and dataset under ``outdir`` (default ``outputs/<name>``)."""
+    study = as_study(study)
+    outdir = Path(outdir) if outdir is not None else Path("outputs") / study.name
+    return run_study(study, outdir=outdir, parallel=parallel, fresh=fresh, repair=repair, progress=progress,
+                     write=write)
 
 
 def _try_write_manifest(study: Study, ckdir: Path) -> bool:
@@ -504,128 +522,54 @@ def _try_write_manifest(study: Study, ckdir: Path) -> bool:
         return False
 
 
-def _compute(study: Study, ckdir: Path, plan: _Plan, client: Any, scheduler: str | None, n_workers: int | None,
-             batch_size: int | None, progress: bool, worker_timeout: float) -> dict[int, str]:
-    """Evaluate ``plan.missing``, checkpointing each batch as it completes; the points lost with their batch."""
-    n_done = study.n_points - len(plan.missing)
+def _compute(study: Study, ckdir: Path | None, tasks: list, opts: ParallelOptions, progress: bool
+             ) -> tuple[list[xr.Dataset], dict[int, str]]:
+    """Run ``tasks``, checkpointing each batch as it completes; the batches' records and the points lost."""
+    n_done = study.n_points - sum(1 for t in tasks if t[1])
     lost: dict[int, str] = {}
-    if not plan.missing:
-        return lost
+    parts: list[xr.Dataset] = []
+    if not tasks:
+        return parts, lost
     # Unique per run, also for runs of one process within the same second: batch
     # files are named after it and must never replace another run's file.
     invocation = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     study_hash = study.hash()
     bar = _Progress(study.n_points, n_done, progress)
+    where = f"checkpointed under {ckdir}; rerun to resume" if ckdir is not None else \
+        "done (in memory: give outdir to keep finished points)"
     with contextlib.ExitStack() as stack:
-        if scheduler is not None:
-            client = stack.enter_context(connect(scheduler))
-        backend = choose_backend(client, n_workers)
-        batches = _batches(plan.missing, backend.n_workers,
-                           batch_size or (1 if backend.kind == "serial" else None))
+        client = opts.client
+        if opts.scheduler is not None:
+            client = stack.enter_context(connect(opts.scheduler))
+        backend = choose_backend(client, opts.n_workers)
+        batches = _batches(tasks, backend.n_workers, opts.batch_size or (1 if backend.kind == "serial" else None))
         seq = 0
         try:
             results = imap_unordered(functools.partial(_run_batch, study.to_json()), batches, backend,
-                                     worker_timeout=worker_timeout, notify=bar.note)
+                                     worker_timeout=opts.worker_timeout, notify=bar.note)
             with contextlib.closing(results):
-                for i, records, exc in results:
+                for i, batch, exc in results:
+                    n_rec = sum(1 for t in batches[i] if t[1])
                     if exc is not None:  # e.g. a dask worker died under it: retried on the next run
-                        for j in batches[i]:
+                        for j, *_ in batches[i]:
                             lost[j] = _one_line(f"batch failed: {type(exc).__name__}: {exc}")[:500]
-                        bar.update(len(batches[i]))
+                        bar.update(n_rec)
                         continue
-                    _write_batch(ckdir, invocation, seq, records, study_hash)
+                    batch["invocation"] = ("point", np.array([invocation] * batch.sizes["point"], dtype=object))
+                    if ckdir is not None:
+                        _write_batch(ckdir, invocation, seq, batch, study_hash)
+                    parts.append(batch)
                     seq += 1
-                    n_done += len(records)
-                    bar.update(len(records))
+                    n_done += n_rec
+                    bar.update(n_rec)
         except ParallelError as exc:
             bar.close()
-            raise SweepAborted(f"{exc}: {n_done} of {study.n_points} points are checkpointed under {ckdir}; "
-                               f"rerun to resume") from None
+            raise StudyAborted(f"{exc}: {n_done} of {study.n_points} points are {where}") from None
         except KeyboardInterrupt as exc:
             bar.close()
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            raise SweepInterrupted(f"{what}: {n_done} of {study.n_points} points are checkpointed under "
-                                   f"{ckdir}; rerun to resume", terminated=isinstance(exc, Terminated)) from None
+            raise StudyInterrupted(f"{what}: {n_done} of {study.n_points} points are {where}",
+                                   terminated=isinstance(exc, Terminated)) from None
         finally:
             bar.close()
-    return lost
-
-
-_AXIS_ATTRS = {
-    "eta": ("learning rate eta", "1"),
-    "K": ("student hidden units K", "1"),
-    "M": ("teacher hidden units M", "1"),
-    "activation": ("activation", "1"),
-    "X": ("initial overlap X", "1"),
-    "noise": ("output noise sigma", "1"),
-    "second_order": ("eta^2 term kept (0/1)", "1"),
-}
-
-
-def assemble(study: Study, records: xr.Dataset | None, lost: Mapping[int, str] | None = None) -> xr.Dataset:
-    """Arrange checkpoint ``records`` (over ``point``) on the study's grid.
-
-    Points without a record get status ``"missing"`` (or ``"failed"`` with the
-    message in ``lost``).
-    """
-    shape = study.shape
-    n = study.n_points
-    outputs: dict[str, Mapping[str, str]] = {}
-    for mname in study.measures:
-        outputs.update(MEASURES[mname].outputs)
-    flat: dict[str, np.ndarray] = {v: np.full(n, np.nan) for v in outputs}
-    flat["seconds"] = np.full(n, np.nan)
-    status = np.array(["missing"] * n, dtype=object)
-    message = np.array([""] * n, dtype=object)
-    invocation = np.array([""] * n, dtype=object)
-    worker = np.array([""] * n, dtype=object)
-    for j, msg in (lost or {}).items():
-        status[j], message[j] = "failed", msg
-    if records is not None:
-        idx = records["point"].values.astype(int)
-        keep = (idx >= 0) & (idx < n)
-        idx = idx[keep]
-        for v in list(outputs) + ["seconds"]:
-            if v in records:
-                flat[v][idx] = records[v].values[keep]
-        status[idx] = records["status"].values[keep]
-        message[idx] = records["message"].values[keep]
-        invocation[idx] = records["invocation"].values[keep]
-        if "worker" in records:
-            worker[idx] = records["worker"].values[keep]
-    dims = study.dims
-    coords = {}
-    for ax in dims:
-        vals = study.grid[ax]
-        if ax == "second_order":
-            arr = np.array([int(v) for v in vals], dtype=np.int32)
-        elif ax in ("K", "M"):
-            arr = np.array(vals, dtype=np.int32)
-        elif ax == "activation":
-            arr = np.array(vals, dtype=object)
-        else:
-            arr = np.array(vals, dtype=float)
-        ln, u = _AXIS_ATTRS[ax]
-        coords[ax] = (ax, arr, {"long_name": ln, "units": u})
-    data = {v: (dims, flat[v].reshape(shape), dict(attrs)) for v, attrs in outputs.items()}
-    data["status"] = (dims, status.reshape(shape), {"long_name": "point status", "units": "1",
-                                                    "flag_values": " ".join(SWEEP_STATUS)})
-    data["message"] = (dims, message.reshape(shape), {"long_name": "status message", "units": "1"})
-    data["seconds"] = (dims, flat["seconds"].reshape(shape), {"long_name": "compute time", "units": "s"})
-    data["invocation"] = (dims, invocation.reshape(shape), {"long_name": "sweep run that computed the point",
-                                                            "units": "1"})
-    data["worker"] = (dims, worker.reshape(shape), {"long_name": "host:pid that computed the point", "units": "1"})
-    ds = xr.Dataset(data, coords=coords)
-    counts = {s: int(np.sum(status == s)) for s in SWEEP_STATUS}
-    defaults = {k: v for k, v in study.model.items() if k not in dims}
-    attrs = provenance_attrs({"study": study.to_dict()}, study=study.to_json(), study_name=study.name,
-                             study_hash=study.hash(), n_points=n, measures=" ".join(study.measures),
-                             description=study.description)
-    for s, c in counts.items():
-        attrs[f"n_{s}"] = c
-    for k, v in defaults.items():
-        if v is None:
-            continue
-        attrs[f"model_{k}"] = int(v) if isinstance(v, bool) else v
-    ds.attrs.update(attrs)
-    return ds
+    return parts, lost

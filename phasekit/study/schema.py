@@ -1,48 +1,67 @@
-"""Study files: TOML descriptions of a parameter sweep (or a named recipe).
+"""Study files: TOML descriptions of a grid of computations, read and checked before any work.
 
-A study names a model, the grid axes to sweep, the measures to compute at each
-grid point and how to integrate.  Everything is validated when the file is
-read, before any work starts: an unknown key, a value of the wrong type or out
-of range is rejected with a one-line :class:`StudyError` naming the key.
+A study names its ``system``, the system's parameters (defaults in their
+tables, any of them swept in ``[grid]``), the measures computed at each grid
+point, the analyses run on the assembled grid, the solver options and the
+report.  Everything is validated when the file is read: an unknown key, a
+value of the wrong type or out of range is a one-line :class:`StudyError`
+naming the file and the key.  Reading a study never computes anything.
 
 Example (``studies/quickstart.toml`` is a complete one)::
 
     name = "eta_scan"
     description = "Convergence time against learning rate"
+    system = "committee"        # the default; also propagation, deep_linear, lazy_training
 
-    [model]                 # defaults for every grid point
-    K = 2
-    M = "K"                 # M follows K (realisable teacher)
+    [model]                     # defaults for every grid point
+    M = "K"                     # M follows K (realisable teacher)
     activation = "erf"
-    second_order = true
 
-    [grid]                  # axes of the sweep, in this order
+    [grid]                      # the axes, in this order (the dataset's dims)
     eta = {start = 0.1, stop = 3.0, num = 8, spacing = "log"}
     K = [2, 3]
 
     [initial]
-    X = 1e-3                # distance from the symmetric subspace
+    X = 1e-3                    # distance from the symmetric subspace
 
     [integration]
-    eta_alpha_max = 400.0   # or alpha_max; time in units of eta * alpha
+    eta_alpha_max = 400.0       # or alpha_max
     stop_eg = 1e-4
+
+    [solver]                    # phasekit.core.options.SolverOptions
+    rtol = 1e-8
 
     [measures.convergence_time]
     threshold = 1e-3
-    [measures.final_eg]
 
-A recipe study instead reads ``name``, ``recipe = "..."`` and an optional
-``[parameters]`` table, handed to :func:`phasekit.study.recipes.run_recipe`.
+    [analyses.optimum]          # stored in the dataset
+    var = "convergence_time"
+    over = "eta"
+
+    [[report.figures]]          # figures of phasekit.plotting, by kind
+    kind = "heatmap"
+    var = "convergence_time"
+    x = "eta"
+    y = "K"
+
+    [quick]                     # the cheap variant (phasekit run --quick): merged key by key
+    grid.K = [2]
+
+Grid axes: a list of values; a range ``{start, stop, num, spacing}`` for a
+number (``spacing`` ``"linear"`` or ``"log"``; ``start``/``stop`` may be a
+table keyed by the values of an earlier axis, e.g. ``stop = {relu = 3.0,
+tanh = 4.0}``: the axis then has its own values for each of them); or a list of
+tables, each setting several parameters at once (a *case* axis: each table
+has a ``name``, or the axis is named after a parameter that every table sets).
+A grid axis may also name a setting of a measure.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
-import math
-import os
-import re
 
 try:
     import tomllib
@@ -54,331 +73,328 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ['Study', 'StudyError', 'as_study', 'load_study', 'max_points', 'parse_study']
+from ..core.options import NewtonOptions, ParallelOptions, SolverOptions, options_from_table
+from .axes import Axis, StudyError, _Checker, check_grid, max_points
+from .systems import SYSTEMS, System, get_system
+
+__all__ = ["Axis", "Study", "StudyError", "as_study", "load_study", "max_points", "parse_study", "study_files"]
 
 
-class StudyError(ValueError):
-    """A study file is malformed; the message is one line naming the key."""
-
-
-# Grid axes: name -> description (the allowed keys of [grid]).
-GRID_AXES: dict[str, str] = {
-    "eta": "learning rate eta (> 0)",
-    "K": "student hidden units (integer >= 1)",
-    "M": "teacher hidden units (integer >= 1)",
-    "activation": "activation name",
-    "X": "initial distance from the symmetric subspace (> 0)",
-    "noise": "output-noise standard deviation (>= 0)",
-    "second_order": "keep the eta^2 term (true/false)",
-}
-
-
-_MODEL_KEYS = ("K", "M", "activation", "teacher_activation", "eta", "second_order", "noise")
-
-
-_MODEL_DEFAULTS: dict[str, Any] = {
-    "K": 2, "M": 2, "activation": "erf", "teacher_activation": None,
-    "eta": 0.1, "second_order": True, "noise": 0.0,
-}
-
-
-_INITIAL_DEFAULTS: dict[str, Any] = {"X": 1e-3, "Q0": None, "kind": "diagonal", "seed": 0}
-
-
-_INITIAL_KINDS = ("diagonal", "uniform", "plateau")
-
-
-_INTEGRATION_DEFAULTS: dict[str, Any] = {
-    "alpha_max": None, "eta_alpha_max": None, "n_points": 401, "rtol": 1e-8, "atol": 1e-11,
-    "method": "DOP853", "stop_eg": None, "max_norm": 1e6,
-}
-
-
-_METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
-
-
-_RUN_DEFAULTS: dict[str, Any] = {"batch_size": None}
-
-
-# Sanity limit on the number of grid points (a typo such as num = 1e8 would fill the
-# memory before the first point is computed); raised by this environment variable.
-MAX_POINTS = 1_000_000
-
-
-MAX_POINTS_ENV = "PHASEKIT_MAX_POINTS"
-
-
-def max_points() -> int:
-    """Largest grid a study may have: :data:`MAX_POINTS`, or ``$PHASEKIT_MAX_POINTS``."""
-    text = os.environ.get(MAX_POINTS_ENV, "").strip()
-    if not text:
-        return MAX_POINTS
-    try:
-        value = int(float(text))
-    except ValueError:
-        raise StudyError(f"{MAX_POINTS_ENV}: must be a number of grid points >= 1, got {text!r}") from None
-    if value < 1:
-        raise StudyError(f"{MAX_POINTS_ENV}: must be a number of grid points >= 1, got {text!r}")
-    return value
-
-
-def _too_many(n: int) -> str:
-    how = f"${MAX_POINTS_ENV}" if os.environ.get(MAX_POINTS_ENV, "").strip() else \
-        f"set {MAX_POINTS_ENV} to allow more"
-    return f"{n:,} grid points exceed the limit of {max_points():,} ({how})"
-
-
-_REPORT_KEYS = ("trajectories", "title")
-
-
-def _fmt(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-class _Checker:
-    """Type and range checks producing one-line errors that name the key."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, key: str, what: str) -> StudyError:
-        return StudyError(f"{self.source}: key '{key}': {what}")
-
-    def table(self, key: str, value: Any) -> dict:
-        if not isinstance(value, Mapping):
-            raise self.fail(key, f"must be a table, got {type(value).__name__} {_fmt(value)}")
-        return dict(value)
-
-    def known(self, key: str, table: Mapping, allowed: tuple | list | Mapping) -> None:
-        for k in table:
-            if k not in allowed:
-                where = f"{key}.{k}" if key else k
-                raise StudyError(f"{self.source}: unknown key '{where}' (allowed: {', '.join(allowed)})")
-
-    def string(self, key: str, value: Any, pattern: str | None = None) -> str:
-        if not isinstance(value, str):
-            raise self.fail(key, f"must be a string, got {type(value).__name__} {_fmt(value)}")
-        if pattern and not re.fullmatch(pattern, value):
-            raise self.fail(key, f"must match {pattern}, got {_fmt(value)}")
-        return value
-
-    def boolean(self, key: str, value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, got {type(value).__name__} {_fmt(value)}")
-        return value
-
-    def integer(self, key: str, value: Any, minimum: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"must be an integer, got {type(value).__name__} {_fmt(value)}")
-        if minimum is not None and value < minimum:
-            raise self.fail(key, f"must be >= {minimum}, got {value}")
-        return value
-
-    def number(self, key: str, value: Any, *, positive: bool = False, nonneg: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(key, f"must be a number, got {type(value).__name__} {_fmt(value)}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise self.fail(key, f"must be finite, got {value}")
-        if positive and value <= 0:
-            raise self.fail(key, f"must be > 0, got {value:g}")
-        if nonneg and value < 0:
-            raise self.fail(key, f"must be >= 0, got {value:g}")
-        return value
-
-    def activation(self, key: str, value: Any) -> str:
-        from ..core.activations import available_activations
-
-        name = self.string(key, value)
-        names = available_activations()
-        if name not in names:
-            raise self.fail(key, f"unknown activation {name!r} (available: {', '.join(names)})")
-        return name
-
-    def scalar(self, axis: str, key: str, value: Any) -> Any:
-        """One value of a model parameter or grid axis."""
-        if axis == "eta":
-            return self.number(key, value, positive=True)
-        if axis in ("K", "M"):
-            return self.integer(key, value, minimum=1)
-        if axis in ("activation", "teacher_activation"):
-            return self.activation(key, value)
-        if axis == "X":
-            return self.number(key, value, positive=True)
-        if axis == "noise":
-            return self.number(key, value, nonneg=True)
-        if axis == "second_order":
-            return self.boolean(key, value)
-        raise AssertionError(axis)  # pragma: no cover - callers pass known axes
-
-
-def _axis_values(chk: _Checker, axis: str, value: Any) -> list:
-    key = f"grid.{axis}"
-    if isinstance(value, Mapping):
-        # A numeric range: {start, stop, num, spacing = "linear" | "log"}.
-        if axis not in ("eta", "X", "noise"):
-            raise chk.fail(key, "a {start, stop, num} range is only allowed for eta, X and noise")
-        chk.known(key, value, ("start", "stop", "num", "spacing"))
-        for need in ("start", "stop", "num"):
-            if need not in value:
-                raise chk.fail(f"{key}.{need}", "is required in a range")
-        start = chk.scalar(axis, f"{key}.start", value["start"])
-        stop = chk.scalar(axis, f"{key}.stop", value["stop"])
-        num = chk.integer(f"{key}.num", value["num"], minimum=1)
-        if num > max_points():
-            raise chk.fail(f"{key}.num", _too_many(num))
-        spacing = chk.string(f"{key}.spacing", value.get("spacing", "linear"))
-        if spacing not in ("linear", "log"):
-            raise chk.fail(f"{key}.spacing", f"must be 'linear' or 'log', got {spacing!r}")
-        if spacing == "log":
-            if start <= 0:
-                raise chk.fail(f"{key}.start", f"must be > 0 for log spacing, got {start:g}")
-            vals = np.geomspace(start, stop, num)
-        else:
-            vals = np.linspace(start, stop, num)
-        # Round so that the values print (and hash) reproducibly.
-        values = [float(f"{v:.12g}") for v in vals]
-    else:
-        if not isinstance(value, list):
-            raise chk.fail(key, f"must be a list of values or a range table, got {type(value).__name__} "
-                                f"{_fmt(value)}")
-        if not value:
-            raise chk.fail(key, "must not be empty")
-        if len(value) > max_points():
-            raise chk.fail(key, _too_many(len(value)))
-        values = [chk.scalar(axis, f"{key}[{j}]", v) for j, v in enumerate(value)]
-    if len(set(values)) != len(values):
-        raise chk.fail(key, f"values must be distinct, got {_fmt(values)}")
-    return values
+_TOP_KEYS = ("name", "description", "system", "cost", "grid", "measures", "analyses", "solver", "newton", "run",
+             "report", "quick")
+_OPTION_CLASSES = {"solver": SolverOptions, "newton": NewtonOptions}
+_RUN_KEYS = ("n_workers", "batch_size", "worker_timeout")
+_REPORT_KEYS = ("title", "notes", "trajectories", "figures")
+_MOVED = {"rtol": "solver", "atol": "solver", "method": "solver", "max_norm": "solver"}
 
 
 @dataclass(frozen=True)
 class Study:
-    """A validated study.
+    """A validated study (see the module docstring).
 
     Attributes
     ----------
-    name : str
-        Identifier; outputs go to ``outputs/<name>/``.
-    description : str
-    model : dict
-        Defaults of ``K, M, activation, teacher_activation, eta, second_order,
-        noise`` (``M`` may be the string ``"K"``: equal to K at each point).
-    grid : dict
-        Axis name -> list of values, in sweep order (the dataset's dims).
-    initial : dict
-        ``X`` (default distance from the symmetric subspace), ``Q0``, ``kind``, ``seed``.
+    name, description, cost : str
+    system : str
+        ``committee``, ``propagation``, ``deep_linear`` or ``lazy_training``.
+    params : dict
+        The system's parameters outside the grid (defaults overridden by the study's tables).
+    axes : tuple of Axis
+        The grid, in order.
     measures : dict
-        Measure name -> settings.
-    integration : dict
-        Solver settings; ``alpha_max`` or ``eta_alpha_max``.
-    report : dict
-        Report options (``trajectories``: list of tables selecting grid points).
+        Measure name -> the settings given in the study.
+    analyses : dict
+        Analysis name -> ``{"kind": ..., settings}``.
+    solver, newton : SolverOptions, NewtonOptions
     run : dict
-        Execution options that do not change results (``batch_size``).
-    recipe : str or None
-        Name of a recipe; then only ``parameters`` matters.
-    parameters : dict
-        Keyword arguments of the recipe.
+        Execution settings that do not change results (``n_workers``, ``batch_size``, ``worker_timeout``).
+    report : dict
+        ``title``, ``notes``, ``trajectories`` (grid points whose trajectories
+        are stored, as tables of axis values) and ``figures`` (tables with a ``kind``).
+    quick : bool
+        This is the study's cheap variant.
+    has_quick : bool
+        The study declares a cheap variant.
     source : str
-        Where the study came from (file name), used in messages.
+        Where the study came from, used in messages.
     """
 
     name: str
+    system: str = "committee"
     description: str = ""
-    model: dict = field(default_factory=dict)
-    grid: dict = field(default_factory=dict)
-    initial: dict = field(default_factory=dict)
+    cost: str = ""
+    params: dict = field(default_factory=dict)
+    axes: tuple = ()
     measures: dict = field(default_factory=dict)
-    integration: dict = field(default_factory=dict)
-    report: dict = field(default_factory=dict)
+    analyses: dict = field(default_factory=dict)
+    solver: SolverOptions = field(default_factory=SolverOptions)
+    newton: NewtonOptions = field(default_factory=NewtonOptions)
     run: dict = field(default_factory=dict)
-    recipe: str | None = None
-    parameters: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+    quick: bool = False
+    has_quick: bool = False
     source: str = "<study>"
+    data: dict = field(default_factory=dict, repr=False, compare=False)
 
     # --- the grid ------------------------------------------------------------
 
     @property
     def dims(self) -> tuple[str, ...]:
-        """Grid axes in sweep order."""
-        return tuple(self.grid)
+        """Dataset dims of the grid, in order."""
+        return tuple(a.dim for a in self.axes)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(len(v) for v in self.grid.values())
+        return tuple(a.size for a in self.axes)
 
     @property
     def n_points(self) -> int:
-        return int(np.prod(self.shape, dtype=int)) if self.grid else 1
+        return int(np.prod(self.shape, dtype=int)) if self.axes else 1
+
+    @property
+    def grid(self) -> dict[str, list]:
+        """Axis name -> coordinate values (dependent axes: positions)."""
+        return {a.name: list(a.coord) if a.depends is None else list(range(a.size)) for a in self.axes}
+
+    def axis(self, name: str) -> Axis:
+        for a in self.axes:
+            if name in (a.name, a.dim):
+                return a
+        raise KeyError(name)
 
     def point(self, index: int) -> dict[str, Any]:
-        """Grid values of flat point ``index`` (C order over :attr:`dims`)."""
+        """What the grid sets at flat point ``index`` (C order over :attr:`dims`)."""
         if not 0 <= index < self.n_points:
             raise ValueError(f"index: must be in [0, {self.n_points}), got {index}")
-        if not self.grid:
-            return {}
-        idx = np.unravel_index(index, self.shape)
-        return {ax: self.grid[ax][int(j)] for ax, j in zip(self.dims, idx)}
+        out: dict[str, Any] = {}
+        if not self.axes:
+            return out
+        for axis, j in zip(self.axes, np.unravel_index(index, self.shape)):
+            out.update(axis.values_at(int(j), out))
+        return out
 
-    def point_parameters(self, index: int) -> dict[str, Any]:
-        """Model parameters and ``X`` at point ``index`` (defaults overridden by the grid)."""
-        params = {k: self.model[k] for k in _MODEL_KEYS}
-        params["X"] = self.initial["X"]
-        params.update(self.point(index))
-        if params["M"] == "K":
+    def point_parameters(self, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """System parameters at point ``index`` (``M = "K"`` resolved), and the measure settings the grid sets."""
+        system = get_system(self.system)
+        params = dict(self.params)
+        settings = {}
+        for k, v in self.point(index).items():
+            (params if k in system.parameters else settings)[k] = v
+        if params.get("M") == "K":
             params["M"] = params["K"]
-        return params
+        return params, settings
 
-    def points(self) -> list[dict[str, Any]]:
-        return [self.point(j) for j in range(self.n_points)]
+    def label(self, index: int) -> str:
+        """``"activation = relu, K = 2"``: the grid values of point ``index``."""
+        parts = []
+        if not self.axes:
+            return self.name
+        for axis, j in zip(self.axes, np.unravel_index(index, self.shape)):
+            j = int(j)
+            if axis.depends is not None:
+                value = axis.table[str(self.point(index)[axis.depends])][j]
+            else:
+                value = axis.coord[j]
+            parts.append(f"{axis.name} = {value:g}" if isinstance(value, float) else f"{axis.name} = {value}")
+        return ", ".join(parts)
 
-    def alpha_max(self, eta: float) -> float:
-        """Integration horizon in alpha at learning rate ``eta``."""
-        if self.integration.get("alpha_max") is not None:
-            return float(self.integration["alpha_max"])
-        return float(self.integration["eta_alpha_max"]) / float(eta)
+    def index_of(self, selection: Mapping[str, Any]) -> int:
+        """Flat index of the point with the given axis values (axes not named: their first value)."""
+        idx = []
+        for axis in self.axes:
+            if axis.name not in selection:
+                idx.append(0)
+                continue
+            value = selection[axis.name]
+            if axis.depends is not None:
+                idx.append(int(value))
+            else:
+                idx.append(list(axis.coord).index(value))
+        return int(np.ravel_multi_index(idx, self.shape)) if idx else 0
+
+    def trajectory_points(self) -> list[int]:
+        """Flat indices of the points whose trajectories the runner stores (``[report] trajectories``)."""
+        return [self.index_of(sel) for sel in self.report.get("trajectories", [])]
 
     # --- serialisation -------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description (inverse: :func:`parse_study`)."""
-        if self.recipe is not None:
-            d: dict[str, Any] = {"name": self.name, "recipe": self.recipe, "parameters": self.parameters}
-            if self.description:
-                d["description"] = self.description
-            return d
-        return {
-            "name": self.name, "description": self.description,
-            "model": {k: v for k, v in self.model.items() if v is not None},
-            "grid": self.grid,
-            "initial": {k: v for k, v in self.initial.items() if v is not None},
-            "measures": self.measures,
-            "integration": {k: v for k, v in self.integration.items() if v is not None},
-            "report": self.report, "run": {k: v for k, v in self.run.items() if v is not None},
-        }
+        """JSON-ready description (inverse: :func:`parse_study`); the cheap variant already merged."""
+        return copy.deepcopy(self.data)
 
     def to_json(self) -> str:
         """JSON of :meth:`to_dict`; key order kept (the grid's order defines the dims)."""
         return json.dumps(self.to_dict())
 
     def computation(self) -> dict[str, Any]:
-        """The part of the study that determines the results (what checkpoints depend on)."""
-        d = self.to_dict()
-        for k in ("description", "report", "run", "name"):
-            d.pop(k, None)
-        d["dims"] = list(self.dims)  # flat point indices depend on the axis order
-        return d
+        """What determines the computed points (what checkpoints depend on).
+
+        Descriptions, figures, analyses, the stored trajectories (computed for
+        the points that lack one) and execution settings are left out:
+        changing them never invalidates a finished point.
+        """
+        return {
+            "system": self.system, "params": self.params,
+            "grid": [[a.name, a.dim, [sorted(x.items()) for x in a.assigns], a.depends,
+                      sorted(a.table.items())] for a in self.axes],
+            "measures": self.measures, "solver": self.solver.to_dict(), "newton": self.newton.to_dict(),
+        }
 
     def hash(self) -> str:
         """Short SHA-256 of :meth:`computation` (grid order included)."""
-        text = json.dumps(self.computation(), sort_keys=True)
+        text = json.dumps(self.computation(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def parse_study(data: Mapping[str, Any], source: str = "<study>") -> Study:
+# --- parsing -----------------------------------------------------------------
+
+
+def _merge(base: dict, over: Mapping) -> dict:
+    """``base`` with ``over`` merged in: tables key by key, everything else replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(dict(out[k]), v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _check_measures(chk: _Checker, system: System, data: Mapping) -> dict[str, dict]:
+    from .registry import MEASURES
+
+    ours = [m for m, spec in MEASURES.items() if spec.system == system.name]
+    meas_in = chk.table("measures", data.get("measures", {}))
+    if not meas_in:
+        raise chk.fail("measures", f"at least one measure is required (available: {', '.join(ours)})")
+    out: dict[str, dict] = {}
+    for mname, settings in meas_in.items():
+        if mname not in MEASURES:
+            raise StudyError(f"{chk.source}: unknown key 'measures.{mname}' (allowed: {', '.join(ours)})")
+        if MEASURES[mname].system != system.name:
+            raise StudyError(f"{chk.source}: key 'measures.{mname}': a measure of the {MEASURES[mname].system} "
+                             f"system, not of {system.name} (measures of {system.name}: {', '.join(ours)})")
+        key = f"measures.{mname}"
+        if settings is True:  # allow `convergence_time = true`
+            settings = {}
+        settings = chk.table(key, settings)
+        spec = MEASURES[mname].settings
+        chk.known(key, settings, tuple(spec))
+        out[mname] = {k: chk.value(spec[k], f"{key}.{k}", v) for k, v in settings.items()}
+    # every output name once (a shared output, such as alpha_end, may come from several measures)
+    seen: dict[str, Any] = {}
+    for mname in out:
+        for var, spec in MEASURES[mname].outputs.items():
+            if var in seen and seen[var][1] is not spec:
+                raise chk.fail(f"measures.{mname}", f"its output {var!r} is also an output of measure "
+                                                    f"{seen[var][0]!r}")
+            seen.setdefault(var, (mname, spec))
+    return out
+
+
+def _check_params(chk: _Checker, system: System, data: Mapping) -> dict[str, Any]:
+    params = system.defaults()
+    for table in system.tables:
+        given = chk.table(table, data.get(table, {}))
+        allowed = system.in_table(table)
+        hint = {k: f"{k} is set in [{t}] now" for k, t in _MOVED.items()} if table == "integration" else None
+        chk.known(table, given, tuple(allowed), hint)
+        for k, v in given.items():
+            params[k] = chk.value(allowed[k], f"{table}.{k}", v)
+    return params
+
+
+def _check_report(chk: _Checker, data: Mapping, axes: list[Axis], system: System) -> dict[str, Any]:
+    rep_in = chk.table("report", data.get("report", {}))
+    chk.known("report", rep_in, _REPORT_KEYS)
+    report: dict[str, Any] = {}
+    for k in ("title", "notes"):
+        if k in rep_in:
+            report[k] = chk.string(f"report.{k}", rep_in[k])
+    if "trajectories" in rep_in:
+        if system.name != "committee":
+            raise chk.fail("report.trajectories", "stored trajectories are a committee study's; use a measure")
+        trajs = rep_in["trajectories"]
+        if not isinstance(trajs, list):
+            raise chk.fail("report.trajectories", f"must be a list of tables, got {type(trajs).__name__}")
+        by_name = {a.name: a for a in axes}
+        sels = []
+        for j, sel in enumerate(trajs):
+            key = f"report.trajectories[{j}]"
+            sel = chk.table(key, sel)
+            chk.known(key, sel, tuple(by_name))
+            clean = {}
+            for ax, v in sel.items():
+                axis = by_name[ax]
+                ok = (isinstance(v, int) and 0 <= v < axis.size) if axis.depends is not None else v in axis.coord
+                if not ok:
+                    raise chk.fail(f"{key}.{ax}", f"{v!r} is not a value of grid axis {ax}")
+                clean[ax] = v
+            sels.append(clean)
+        report["trajectories"] = sels
+    if "figures" in rep_in:
+        figs = rep_in["figures"]
+        if not isinstance(figs, list):
+            raise chk.fail("report.figures", f"must be a list of tables ([[report.figures]]), got "
+                                             f"{type(figs).__name__}")
+        clean_figs = []
+        for j, fig in enumerate(figs):
+            key = f"report.figures[{j}]"
+            fig = chk.table(key, fig)
+            if "kind" not in fig:
+                raise chk.fail(f"{key}.kind", "is required (a figure of phasekit.plotting.FIGURES)")
+            chk.string(f"{key}.kind", fig["kind"], r"[a-z_]+")
+            clean_figs.append(fig)
+        report["figures"] = clean_figs
+    return report
+
+
+def _check_analyses(chk: _Checker, data: Mapping, measures: Mapping, axes: list[Axis],
+                    system: System) -> dict[str, dict]:
+    from .analyses import ANALYSES
+    from .registry import MEASURES
+
+    an_in = chk.table("analyses", data.get("analyses", {}))
+    variables = {v for m in measures for v in MEASURES[m].outputs} | set(system.derived)
+    dims = {a.dim for a in axes} | {a.name for a in axes} | {k for a in axes for x in a.assigns for k in x}
+    out: dict[str, dict] = {}
+    produced: dict[str, str] = {}
+    for name, table in an_in.items():
+        key = f"analyses.{name}"
+        table = chk.table(key, table)
+        kind = chk.string(f"{key}.kind", table.pop("kind", name))
+        if kind not in ANALYSES:
+            raise chk.fail(f"{key}.kind" if kind != name else key,
+                           f"unknown analysis {kind!r} (available: {', '.join(ANALYSES)})")
+        spec = ANALYSES[kind]
+        chk.known(key, table, tuple(spec.settings))
+        settings = {k: chk.value(spec.settings[k], f"{key}.{k}", v) for k, v in table.items()}
+        for k, p in spec.settings.items():
+            if k not in settings and p.default is None and k in spec.required:
+                raise chk.fail(f"{key}.{k}", "is required")
+        problem = spec.check(settings, variables, dims)
+        if problem:
+            k, _, what = problem.partition(": ")
+            raise chk.fail(f"{key}.{k}", what)
+        for var in spec.output_names(settings):
+            if var in variables or var in produced:
+                raise chk.fail(key, f"its output {var!r} is already a variable of the study")
+            produced[var] = name
+        out[name] = {"kind": kind, **settings}
+    return out
+
+
+def parse_study(data: Mapping[str, Any], source: str = "<study>", *, quick: bool = False) -> Study:
     """Validate a study given as a mapping (e.g. the result of ``tomllib.load``).
+
+    Parameters
+    ----------
+    data : mapping
+    source : str
+        Named in the messages (the file).
+    quick : bool
+        The cheap variant: the study's ``[quick]`` table merged in (refused
+        when the study has none).
 
     Raises
     ------
@@ -387,176 +403,105 @@ def parse_study(data: Mapping[str, Any], source: str = "<study>") -> Study:
         one-line message ``"<source>: key '<key>': <problem>"``.
     """
     chk = _Checker(source)
-    data = chk.table("", data) if not isinstance(data, Mapping) else dict(data)
+    data = chk.table("", data)
+    if "recipe" in data:
+        raise chk.fail("recipe", "recipes are studies now: give the grid, measures and figures of the study "
+                                 "(see the study files under studies/)")
+    quick_in = data.pop("quick", None)
+    if quick_in is not None:
+        quick_in = chk.table("quick", quick_in)
+        if "quick" in quick_in or "name" in quick_in:
+            raise chk.fail("quick.name" if "name" in quick_in else "quick.quick", "cannot be changed by [quick]")
+    if quick:
+        if quick_in is None:
+            raise StudyError(f"{source}: study '{data.get('name', '?')}' has no cheap variant (no [quick] table); "
+                             f"run it without --quick")
+        data = _merge(data, quick_in)
     if "name" not in data:
         raise chk.fail("name", "is required")
     name = chk.string("name", data["name"], r"[A-Za-z0-9][A-Za-z0-9_.-]*")
     description = chk.string("description", data.get("description", ""))
+    cost = chk.string("cost", data.get("cost", ""))
+    try:
+        system = get_system(data.get("system", "committee"))
+    except ValueError as exc:
+        raise chk.fail("system", str(exc)) from None
+    chk.known("", data, _TOP_KEYS + system.tables)
+    for opt in _OPTION_CLASSES:
+        if opt in data and opt not in system.options:
+            raise chk.fail(opt, f"the {system.name} system takes no [{opt}] options")
 
-    if "recipe" in data:
-        chk.known("", data, ("name", "description", "recipe", "parameters"))
-        recipe = chk.string("recipe", data["recipe"], r"[A-Za-z0-9_]+")
-        parameters = chk.table("parameters", data.get("parameters", {}))
-        from .recipes import check_parameters
-
-        check_parameters(recipe, parameters, source)  # names, types and ranges, before any work
-        return Study(name=name, description=description, recipe=recipe, parameters=parameters, source=source)
-    if "parameters" in data:
-        raise chk.fail("parameters", "is only allowed together with 'recipe'")
-
-    chk.known("", data, ("name", "description", "model", "grid", "initial", "measures", "integration",
-                         "report", "run", "recipe"))
-
-    # [model]
-    model_in = chk.table("model", data.get("model", {}))
-    chk.known("model", model_in, _MODEL_KEYS)
-    model = dict(_MODEL_DEFAULTS)
-    for k, v in model_in.items():
-        if k == "M" and v == "K":
-            model[k] = "K"
-        else:
-            model[k] = chk.scalar(k, f"model.{k}", v)
-
-    # [grid]
-    grid_in = chk.table("grid", data.get("grid", {}))
-    chk.known("grid", grid_in, GRID_AXES)
-    grid = {}
-    for axis, v in grid_in.items():
-        grid[axis] = _axis_values(chk, axis, v)
-        n = math.prod(len(vals) for vals in grid.values())
-        if n > max_points():  # before the next axis multiplies it further
-            raise chk.fail("grid", _too_many(n))
-    if model["M"] == "K" and "M" in grid:
-        raise chk.fail("model.M", "is \"K\" (tied to K) but M is also a grid axis")
-
-    # [initial]
-    init_in = chk.table("initial", data.get("initial", {}))
-    chk.known("initial", init_in, _INITIAL_DEFAULTS)
-    initial = dict(_INITIAL_DEFAULTS)
-    if "X" in init_in:
-        initial["X"] = chk.number("initial.X", init_in["X"], positive=True)
-    if "Q0" in init_in:
-        q0 = init_in["Q0"]
-        if isinstance(q0, list):
-            if not q0:
-                raise chk.fail("initial.Q0", "must not be empty")
-            initial["Q0"] = [chk.number(f"initial.Q0[{j}]", v, positive=True) for j, v in enumerate(q0)]
-        else:
-            initial["Q0"] = chk.number("initial.Q0", q0, positive=True)
-    if "kind" in init_in:
-        kind = chk.string("initial.kind", init_in["kind"])
-        if kind not in _INITIAL_KINDS:
-            raise chk.fail("initial.kind", f"must be one of {', '.join(_INITIAL_KINDS)}, got {kind!r}")
-        initial["kind"] = kind
-    if "seed" in init_in:
-        initial["seed"] = chk.integer("initial.seed", init_in["seed"], minimum=0)
-
-    # [measures.<name>]  (the registry lives with the computations)
-    from .measures import MEASURES
-
-    meas_in = chk.table("measures", data.get("measures", {}))
-    if not meas_in:
-        raise chk.fail("measures", f"at least one measure is required (available: {', '.join(MEASURES)})")
-    measures: dict[str, dict] = {}
-    for mname, settings in meas_in.items():
-        if mname not in MEASURES:
-            raise StudyError(f"{source}: unknown key 'measures.{mname}' (allowed: {', '.join(MEASURES)})")
-        key = f"measures.{mname}"
-        if settings is True:  # allow `convergence_time = true`
-            settings = {}
-        settings = chk.table(key, settings)
-        schema = MEASURES[mname].settings
-        chk.known(key, settings, schema)
-        measures[mname] = {sk: chk.number(f"{key}.{sk}", sv, positive=True) for sk, sv in settings.items()}
-    if "eta_c" in measures:
-        first_order = (False in grid["second_order"]) if "second_order" in grid else not model["second_order"]
-        if first_order:
-            where = "grid.second_order" if "second_order" in grid else "model.second_order"
-            raise chk.fail("measures.eta_c",
-                           f"eta_c is the learning rate at which the eta^2 term of SGD destabilises the perfect "
-                           f"solution, so it needs second_order = true ({where} is false: the first-order flow "
-                           f"is stable at every eta)")
-
-    # [integration]
-    integ_in = chk.table("integration", data.get("integration", {}))
-    chk.known("integration", integ_in, _INTEGRATION_DEFAULTS)
-    integration = dict(_INTEGRATION_DEFAULTS)
-    for k, v in integ_in.items():
-        ik = f"integration.{k}"
-        if k == "n_points":
-            integration[k] = chk.integer(ik, v, minimum=2)
-        elif k == "method":
-            m = chk.string(ik, v)
-            if m not in _METHODS:
-                raise chk.fail(ik, f"must be one of {', '.join(_METHODS)}, got {m!r}")
-            integration[k] = m
-        else:
-            integration[k] = chk.number(ik, v, positive=True)
-    if integration["alpha_max"] is not None and integration["eta_alpha_max"] is not None:
-        raise chk.fail("integration.alpha_max", "give either alpha_max or eta_alpha_max, not both")
-    if integration["alpha_max"] is None and integration["eta_alpha_max"] is None:
-        integration["eta_alpha_max"] = 500.0
-
-    # [report]
-    report_in = chk.table("report", data.get("report", {}))
-    chk.known("report", report_in, _REPORT_KEYS)
-    report: dict[str, Any] = {}
-    if "title" in report_in:
-        report["title"] = chk.string("report.title", report_in["title"])
-    if "trajectories" in report_in:
-        trajs = report_in["trajectories"]
-        if not isinstance(trajs, list):
-            raise chk.fail("report.trajectories", f"must be a list of tables, got {type(trajs).__name__}")
-        sel_list = []
-        for j, sel in enumerate(trajs):
-            key = f"report.trajectories[{j}]"
-            sel = chk.table(key, sel)
-            chk.known(key, sel, tuple(grid))
-            clean = {}
-            for ax, v in sel.items():
-                val = chk.scalar(ax, f"{key}.{ax}", v)
-                if val not in grid[ax]:
-                    raise chk.fail(f"{key}.{ax}", f"{val!r} is not a value of grid axis {ax}")
-                clean[ax] = val
-            sel_list.append(clean)
-        report["trajectories"] = sel_list
-
-    # [run]
+    params = _check_params(chk, system, data)
+    measures = _check_measures(chk, system, data)
+    axes = check_grid(chk, system, data, measures)
+    if params.get("M") == "K" and any("M" in a for ax in axes for a in ax.assigns):
+        raise chk.fail("model.M", "is \"K\" (tied to K) but M is also set by the grid")
+    options = {}
+    for opt, cls in _OPTION_CLASSES.items():
+        try:
+            options[opt] = options_from_table(cls, data.get(opt), opt)
+        except ValueError as exc:
+            raise StudyError(f"{source}: {exc}") from None
     run_in = chk.table("run", data.get("run", {}))
-    chk.known("run", run_in, _RUN_DEFAULTS)
-    run = dict(_RUN_DEFAULTS)
-    if "batch_size" in run_in:
-        run["batch_size"] = chk.integer("run.batch_size", run_in["batch_size"], minimum=1)
+    chk.known("run", run_in, _RUN_KEYS)
+    try:
+        options_from_table(ParallelOptions, run_in, "run")  # the same checks as on the command line
+    except ValueError as exc:
+        raise StudyError(f"{source}: {exc}") from None
+    report = _check_report(chk, data, axes, system)
+    analyses = _check_analyses(chk, data, measures, axes, system)
 
-    study = Study(name=name, description=description, model=model, grid=grid, initial=initial,
-                  measures=measures, integration=integration, report=report, run=run, source=source)
-    _check_models(chk, study)
+    clean = {"name": name, "system": system.name}
+    for k in ("description", "cost"):
+        if data.get(k):
+            clean[k] = data[k]
+    for table in system.tables:
+        if data.get(table):
+            clean[table] = dict(data[table])
+    for k in ("grid", "measures", "analyses", "solver", "newton", "run", "report"):
+        if data.get(k):
+            clean[k] = copy.deepcopy(data[k])
+    study = Study(name=name, system=system.name, description=description, cost=cost, params=params,
+                  axes=tuple(axes), measures=measures, analyses=analyses, solver=options["solver"],
+                  newton=options["newton"], run=run_in, report=report, quick=quick,
+                  has_quick=quick_in is not None, source=source, data=clean)
+    _check_points(chk, study, system)
+    for mname in measures:
+        from .registry import MEASURES
+
+        check = MEASURES[mname].check
+        problem = check(study) if check is not None else None
+        if problem:
+            raise chk.fail(f"measures.{mname}", problem)
     return study
 
 
-def _check_models(chk: _Checker, study: Study) -> None:
-    """Build the model of every distinct parameter combination once, so that
-    combinations the model rejects fail here and not in the middle of a sweep."""
-    from ..committee.model import Committee
+def _check_points(chk: _Checker, study: Study, system: System) -> None:
+    """Every distinct combination of the parameters that define a model, checked before any work."""
+    from .registry import check_parameters
 
-    axes = [ax for ax in ("K", "M", "activation", "noise") if ax in study.grid]
-    combos = itertools.product(*(study.grid[ax] for ax in axes)) if axes else [()]
+    varying = [a for a in study.axes if a.depends is None]
+    combos = itertools.product(*(range(a.size) for a in varying))
+    seen = set()
     for combo in combos:
-        params = {k: study.model[k] for k in _MODEL_KEYS}
-        params.update(dict(zip(axes, combo)))
-        if params["M"] == "K":
+        params = dict(study.params)
+        for axis, j in zip(varying, combo):
+            params.update({k: v for k, v in axis.assigns[j].items() if k in system.parameters})
+        if params.get("M") == "K":
             params["M"] = params["K"]
-        q0 = study.initial["Q0"]
-        if isinstance(q0, list) and len(q0) != params["K"]:
-            raise chk.fail("initial.Q0", f"has {len(q0)} entries but K = {params['K']} at some grid point")
-        try:
-            Committee(**params)
-        except ValueError as exc:
-            raise StudyError(f"{chk.source}: {exc}") from None
+        key = json.dumps(params, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        problem = check_parameters(system.name, params)
+        if problem:
+            raise StudyError(f"{chk.source}: {problem}")
+        if len(seen) > 10_000:  # enough to catch what a grid of models can get wrong
+            break
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a TOML study file.
+def load_study(path: str | Path, *, quick: bool = False) -> Study:
+    """Read and validate a TOML study file (``quick``: its cheap variant).
 
     Raises
     ------
@@ -572,7 +517,7 @@ def load_study(path: str | Path) -> Study:
         data = tomllib.loads(text.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise StudyError(f"{path}: not valid TOML: {str(exc).splitlines()[0]}") from None
-    return parse_study(data, source=str(path))
+    return parse_study(data, source=str(path), quick=quick)
 
 
 def as_study(study: "Study | str | Path | Mapping[str, Any]") -> Study:
@@ -584,3 +529,23 @@ def as_study(study: "Study | str | Path | Mapping[str, Any]") -> Study:
     if isinstance(study, Mapping):
         return parse_study(study)
     raise TypeError(f"study: expected a Study, a path or a mapping, got {type(study).__name__}")
+
+
+def study_files(folder: str | Path) -> list[dict[str, Any]]:
+    """The study files in ``folder``: ``path``, ``name``, ``system``, ``description``, ``cost``, ``quick``.
+
+    Files that do not read as studies are listed with their ``error``.
+    """
+    out = []
+    for path in sorted(Path(folder).glob("*.toml")):
+        try:
+            st = load_study(path)
+            out.append({"path": path, "name": st.name, "system": st.system, "description": st.description,
+                        "cost": st.cost, "quick": st.has_quick, "points": st.n_points})
+        except StudyError as exc:
+            out.append({"path": path, "name": path.stem, "error": str(exc)})
+    return out
+
+
+# The systems a study may name (for messages and documentation).
+SYSTEM_NAMES = tuple(SYSTEMS)

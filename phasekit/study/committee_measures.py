@@ -1,0 +1,488 @@
+"""Measures of the committee machine, and the computations its measures share at a point.
+
+The point's model, start and trajectory are built once per point
+(:meth:`~phasekit.study.measures.PointContext.shared`); fixed points that do
+not depend on the start (the symmetric plateau, the critical learning rate)
+are kept for the process, keyed by the model's parameters, so that a grid
+over eta or X computes them once per worker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, Callable
+
+import numpy as np
+import xarray as xr
+
+from ..committee import (
+    State,
+    align_teachers,
+    asymptotic_eg,
+    convergence_time,
+    critical_eta,
+    eta_structure,
+    initial_state,
+    integrate,
+    optimal_eta,
+    simulate,
+    symmetric_plateau,
+)
+from ..committee.model import Committee, vector_labels
+from ..committee.plateaus import _band_times
+from .measures import Outcome, Output, PointContext, register_measure
+from .systems import Parameter
+
+__all__ = ["point_model", "point_start", "point_trajectory", "check_point", "plateau_of", "TRAJECTORY_OUTPUTS"]
+
+# --- what the measures share ----------------------------------------------------------------------
+
+_MEMO: OrderedDict = OrderedDict()
+_MEMO_SIZE = 256
+
+
+def _memo(key: tuple, compute: Callable[[], Any]) -> Any:
+    """A deterministic fixed-point computation, kept for the process (least recently used dropped)."""
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _MEMO[key]
+    value = compute()
+    _MEMO[key] = value
+    while len(_MEMO) > _MEMO_SIZE:
+        _MEMO.popitem(last=False)
+    return value
+
+
+def _model_key(params: dict, eta: float, second_order: bool) -> tuple:
+    return (params["K"], params["M"], params["activation"], params["teacher_activation"], float(params["noise"]),
+            float(eta), bool(second_order))
+
+
+def _build(params: dict, eta: float, second_order: bool | None = None) -> Committee:
+    return Committee(K=params["K"], M=params["M"], activation=params["activation"], eta=eta,
+                     second_order=params["second_order"] if second_order is None else second_order,
+                     noise=params["noise"], teacher_activation=params["teacher_activation"])
+
+
+def _stability(params: dict, eta_max: float) -> tuple[Any, Any]:
+    """``(structure, CriticalEta)`` of the perfect solution, with the eta^2 term (independent of eta)."""
+    def compute() -> tuple[Any, Any]:
+        model = _build(params, 1.0, True)
+        st = eta_structure(model)
+        return st, critical_eta(model, eta_max=eta_max, structure=st)
+
+    return _memo(("eta_c", eta_max) + _model_key(params, 1.0, True), compute)
+
+
+def point_model(ctx: PointContext) -> Committee:
+    """The point's :class:`Committee` (``eta`` from ``eta_over_eta_c`` when that is set)."""
+    def build() -> Committee:
+        p = ctx.params
+        eta = p["eta"]
+        if p.get("eta_over_eta_c") is not None:
+            _, ec = _stability(p, 1e3)
+            if not (math.isfinite(ec.value) and ec.value > 0):
+                raise ValueError(f"eta_over_eta_c: eta_c of the perfect solution is {ec.value:g} ({ec.message}), "
+                                 f"so eta = eta_over_eta_c * eta_c is undefined")
+            eta = p["eta_over_eta_c"] * ec.value
+        ctx.derived["eta"] = eta  # stored when the study derives eta
+        return _build(p, eta)
+
+    return ctx.shared("model", build)
+
+
+def plateau_of(model: Committee, newton: Any = None) -> Any:
+    """The symmetric plateau of ``model`` (kept for the process).
+
+    For erf with K = M, an identity teacher and first-order dynamics the
+    Saad-Solla closed form seeds Newton's method: that plateau lies on the
+    boundary of the positive-semidefinite cone and is approached
+    algebraically, so the default guess (the end of a finite symmetric flow)
+    can be too far from it.
+    """
+    def compute() -> Any:
+        guess = None
+        if model.activation.name == "erf" and not model.second_order and model.K == model.M \
+                and model.noise == 0 and np.array_equal(model.T, np.eye(model.M)):
+            K = model.K
+            guess = (1.0 / math.sqrt(K * (2 * K - 1)), 1.0 / (2 * K - 1), 1.0 / (2 * K - 1))
+        return symmetric_plateau(model, guess, newton=newton)
+
+    params = model.parameters()
+    key = ("plateau", model.K, model.M, params["activation"], params["teacher_activation"], model.eta,
+           model.second_order, model.noise, np.asarray(model.T).tobytes(),
+           None if newton is None else tuple(sorted(newton.to_dict().items())))
+    return _memo(key, compute)
+
+
+def point_start(ctx: PointContext) -> State:
+    """The point's initial order parameters (``[initial]``: ``R0``, or ``X`` with ``kind``, ``Q0``, ``seed``)."""
+    def build() -> State:
+        p = ctx.params
+        model = point_model(ctx)
+        if p["R0"] is not None:
+            R0 = np.asarray(p["R0"], dtype=float)
+            if R0.shape != (model.K, model.M):
+                raise ValueError(f"R0: expected a {model.K} x {model.M} matrix (K x M), got shape {R0.shape}")
+            q0 = p["Q0"]
+            if isinstance(q0, list) and q0 and isinstance(q0[0], list):
+                return State(R0, np.asarray(q0, dtype=float))
+            return State(R0, initial_state(model, 0.0, Q0=q0).Q)
+        if p["kind"] == "plateau":
+            fp = plateau_of(model, ctx.newton)
+            if not fp.success:
+                raise ValueError(f"kind: the start displaces the symmetric plateau, which was not found "
+                                 f"({fp.message})")
+            return initial_state(model, p["X"], kind="plateau", seed=p["seed"], plateau=fp)
+        return initial_state(model, p["X"], Q0=p["Q0"], kind=p["kind"], seed=p["seed"])
+
+    return ctx.shared("start", build)
+
+
+def horizon(ctx: PointContext) -> float:
+    """Integration horizon in alpha: ``alpha_max``, else ``eta_alpha_max / eta`` (default 500 / eta)."""
+    p = ctx.params
+    if p["alpha_max"] is not None:
+        return float(p["alpha_max"])
+    eta_alpha = p["eta_alpha_max"] if p["eta_alpha_max"] is not None else 500.0
+    return float(eta_alpha) / point_model(ctx).eta
+
+
+def point_trajectory(ctx: PointContext) -> xr.Dataset:
+    """The point's trajectory: ``[integration]`` sampling and stop, ``[solver]`` settings (once per point)."""
+    def compute() -> xr.Dataset:
+        p = ctx.params
+        amax = horizon(ctx)
+        kw: dict[str, Any] = {"solver": ctx.solver, "stop_eg": p["stop_eg"]}
+        if p["spacing"] == "log":  # 0, then log-spaced from 1e-4 of the horizon
+            kw["alpha_eval"] = np.concatenate([[0.0], np.geomspace(amax * 1e-4, amax, p["n_points"] - 1)])
+        else:
+            kw["n_points"] = p["n_points"]
+        return integrate(point_model(ctx), point_start(ctx), amax, **kw)
+
+    return ctx.shared("trajectory", compute)
+
+
+def check_point(params: dict) -> str | None:
+    """Why the committee parameters ``params`` cannot be computed, or None."""
+    p = dict(params)
+    if p.get("eta_over_eta_c") is not None:
+        p["eta"] = 1.0
+    q0, K = p.get("Q0"), p["K"]
+    if isinstance(q0, list) and q0 and isinstance(q0[0], list):
+        if p.get("R0") is None:
+            return "key 'initial.Q0': a whole matrix Q0 needs R0 too (give both, or Q0 as the diagonal)"
+        if (len(q0), len(q0[0])) != (K, K):
+            return f"key 'initial.Q0': is {len(q0)} x {len(q0[0])} but K = {K} at some grid point"
+    elif isinstance(q0, list) and len(q0) != K:
+        return f"key 'initial.Q0': has {len(q0)} entries but K = {K} at some grid point"
+    r0 = p.get("R0")
+    if r0 is not None and (len(r0), len(r0[0])) != (K, p["M"]):
+        return f"key 'initial.R0': is {len(r0)} x {len(r0[0])} but K x M = {K} x {p['M']} at some grid point"
+    try:
+        _build(p, p["eta"])
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+# --- trajectories -----------------------------------------------------------------------------------
+
+ALPHA_END = Output("end of the run alpha")
+TRAJECTORY_OUTPUTS = {
+    "alpha": Output("examples per input dimension alpha", "1", ("sample",)),
+    "R": Output("student-teacher overlap R_in", "1", ("sample", "i", "n")),
+    "Q": Output("student-student overlap Q_ik", "1", ("sample", "i", "k")),
+    "eg": Output("generalisation error eps_g", "1", ("sample",)),
+    "alpha_end": ALPHA_END,
+    "eg_end": Output("eps_g where the run stopped"),
+}
+
+
+def _max_units(study: Any) -> tuple[int, int]:
+    K, M = [study.params["K"]], [study.params["M"]]
+    for axis in study.axes:
+        for a in axis.assigns:
+            K.append(a.get("K", K[0]))
+            M.append(a.get("M", M[0]))
+    K = [k for k in K if isinstance(k, int)]
+    M = [m for m in M if isinstance(m, int)]
+    return max(K), max(M + K if study.params["M"] == "K" else M)
+
+
+def unit_coords(study: Any) -> dict[str, tuple[np.ndarray, dict]]:
+    """Coordinates ``i``, ``k`` (student units) and ``n`` (teacher units), 1-based, up to the largest K and M."""
+    K, M = _max_units(study)
+    student = {"long_name": "student unit", "units": ""}
+    return {"i": (np.arange(1, K + 1), student), "k": (np.arange(1, K + 1), student),
+            "n": (np.arange(1, M + 1), {"long_name": "teacher unit", "units": ""})}
+
+
+def trajectory_values(traj: xr.Dataset) -> Outcome:
+    """A trajectory dataset as the outputs of :data:`TRAJECTORY_OUTPUTS`, with its status."""
+    values = {"alpha": traj["alpha"].values, "R": traj["R"].values, "Q": traj["Q"].values, "eg": traj["eg"].values,
+              "alpha_end": float(traj.attrs["alpha_end"]), "eg_end": float(traj["eg"].values[-1])}
+    return Outcome(values, traj.attrs["status"], str(traj.attrs["message"]))
+
+
+@register_measure("trajectory", TRAJECTORY_OUTPUTS, coords=unit_coords)
+def measure_trajectory(ctx: PointContext, settings: dict) -> Outcome:
+    """The order parameters and eps_g along the run, sampled as ``[integration]`` asks, up to where it stopped."""
+    return trajectory_values(point_trajectory(ctx))
+
+
+@register_measure("final_eg", {"final_eg": Output("eps_g at the end of the run"), "alpha_end": ALPHA_END})
+def measure_final_eg(ctx: PointContext, settings: dict) -> Outcome:
+    """Generalisation error at the end of the integrated trajectory."""
+    traj = point_trajectory(ctx)
+    return Outcome({"final_eg": float(traj["eg"].values[-1]), "alpha_end": float(traj.attrs["alpha_end"])},
+                   traj.attrs["status"], str(traj.attrs["message"]))
+
+
+_POSITIVE = dict(kind="number", table="measures", low=0.0, low_open=True)
+
+
+@register_measure("convergence_time", {"convergence_time": Output("convergence time alpha (eps_g < threshold)")},
+                  settings={"threshold": Parameter("threshold", long_name="eps_g threshold", **_POSITIVE)})
+def measure_convergence_time(ctx: PointContext, settings: dict) -> Outcome:
+    """First alpha with eps_g below ``threshold`` (default: ``stop_eg``, else 1e-3); inf if never.
+
+    Exact to solver tolerance: either the trajectory itself stopped there
+    (``stop_eg == threshold``) or :func:`phasekit.committee.plateaus.convergence_time`
+    locates the crossing by event detection.  NaN where the run diverged or failed first.
+    """
+    stop = ctx.params["stop_eg"]
+    threshold = settings["threshold"] or stop or 1e-3
+    traj = point_trajectory(ctx)
+    status, message = traj.attrs["status"], str(traj.attrs["message"])
+    if status == "converged" and stop == threshold:
+        return Outcome({"convergence_time": float(traj.attrs["alpha_end"])}, "converged", message)
+    if status in ("diverged", "failed"):
+        return Outcome({"convergence_time": math.nan}, status, message)
+    if np.nanmin(traj["eg"].values) > 2 * threshold:  # nowhere near: no need to locate a crossing
+        return Outcome({"convergence_time": math.inf}, "not_reached",
+                       f"eps_g stayed above {threshold:g} up to alpha = {float(traj.attrs['alpha_end']):.6g}")
+    res = convergence_time(traj, threshold)
+    return Outcome({"convergence_time": float(res)}, res.status, res.message)
+
+
+@register_measure("plateau_length",
+                  {"plateau_entry": Output("entry into the plateau band alpha_in"),
+                   "plateau_exit": Output("exit from the plateau band alpha_out"),
+                   "plateau_length": Output("plateau length alpha_P")},
+                  settings={"band": Parameter("band", "number", 0.05, "relative half-width of the plateau band", "1",
+                                              table="measures", low=0.0, low_open=True, high=1.0, high_open=True),
+                            "alpha_max": Parameter("alpha_max", long_name="horizon of the plateau search alpha",
+                                                   **_POSITIVE)})
+def measure_plateau_length(ctx: PointContext, settings: dict) -> Outcome:
+    """Time spent within ``band`` (relative) of the symmetric plateau's eps_g, from the start.
+
+    Entry and exit are located by event detection from the point's start with
+    the ``[solver]`` settings, up to ``alpha_max`` (default
+    ``2 ln(1/X) / lambda_esc + 1000 / eta``: twice the escape time past the
+    plateau).  NaN if the flow never comes near the plateau, inf if it ends there.
+    """
+    model = point_model(ctx)
+    fp = plateau_of(model, ctx.newton)
+    if not fp.success:
+        return _no_plateau(("plateau_entry", "plateau_exit", "plateau_length"), "failed",
+                           f"symmetric_plateau: {fp.message}")
+    lam = complex(fp.escape_eigenvalue).real if fp.escape_eigenvalue is not None else math.nan
+    amax = settings["alpha_max"]
+    if amax is None:
+        X = ctx.params["X"]
+        if not (X > 0 and lam > 0):
+            return _no_plateau(("plateau_entry", "plateau_exit", "plateau_length"), "failed",
+                               f"plateau_length: the default horizon needs X > 0 and an escape eigenvalue > 0 "
+                               f"(X = {X:g}, lambda_esc = {lam:g}); give alpha_max")
+        amax = 2.0 * math.log(1.0 / X) / lam + 1e3 / model.eta
+    res = _band_times(model, point_start(ctx).to_vector(), 0.0, float(amax), float(fp.eg), settings["band"],
+                      ctx.solver)
+    return Outcome({"plateau_entry": res.entry, "plateau_exit": res.exit, "plateau_length": res.length},
+                   res.status, res.message)
+
+
+def _no_plateau(names: tuple[str, ...], status: str, message: str) -> Outcome:
+    return Outcome({k: math.nan for k in names}, status, message)
+
+
+_PLATEAU_OUTPUTS = {
+    "plateau_eg": Output("eps_g at the symmetric plateau"),
+    "escape_eigenvalue": Output("escape eigenvalue of the symmetric plateau", "1/alpha"),
+    "escape_multiplicity": Output("dimension of the escape eigenspace"),
+    "escape_closed_form": Output("Saad-Solla closed form of the erf escape eigenvalue", "1/alpha"),
+    "plateau_R": Output("plateau student-teacher overlap R"),
+    "plateau_Q": Output("plateau student norm Q"),
+    "plateau_C": Output("plateau student-student overlap C"),
+    "plateau_residual": Output("max |d state / d alpha| at the plateau", "1/alpha"),
+    "plateau_n_unstable": Output("unstable directions of the plateau"),
+}
+
+
+def _saad_solla_escape(model: Committee) -> float:
+    """``2K / (pi sqrt(2K - 1) (2K + 1)^(3/2))`` per unit eta alpha: erf, K = M, T = I, first order."""
+    K = model.K
+    if model.activation.name != "erf" or model.second_order or model.K != model.M or model.noise != 0 \
+            or not np.array_equal(model.T, np.eye(model.M)) or K < 2:
+        return math.nan
+    return model.eta * 2 * K / (math.pi * math.sqrt(2 * K - 1) * (2 * K + 1) ** 1.5)
+
+
+@register_measure("plateau", _PLATEAU_OUTPUTS)
+def measure_plateau(ctx: PointContext, settings: dict) -> Outcome:
+    """The symmetric plateau (:func:`phasekit.committee.landmarks.symmetric_plateau`): eps_g, escape rate, overlaps."""
+    model = point_model(ctx)
+    if model.K < 2:
+        return _no_plateau(tuple(_PLATEAU_OUTPUTS), "not_reached",
+                           "K = 1: a single student has no permutation symmetry to break, so no symmetric plateau")
+    fp = plateau_of(model, ctx.newton)
+    values = {k: math.nan for k in _PLATEAU_OUTPUTS}
+    values["escape_closed_form"] = _saad_solla_escape(model)
+    if np.all(np.isfinite(fp.vector)):
+        Q = fp.state.Q
+        lam = fp.escape_eigenvalue
+        values.update(plateau_eg=float(fp.eg), escape_eigenvalue=math.nan if lam is None else complex(lam).real,
+                      escape_multiplicity=int(fp.escape_multiplicity), plateau_R=float(fp.state.R[0, 0]),
+                      plateau_Q=float(Q[0, 0]), plateau_C=float(Q[0, 1]), plateau_residual=float(fp.residual),
+                      plateau_n_unstable=int(fp.n_unstable))
+    return Outcome(values, fp.status, fp.message)
+
+
+@register_measure("asymptotic_eg", {"asymptotic_eg": Output("asymptotic eps_g")},
+                  settings={"speed_tol": Parameter("speed_tol", long_name="speed below which the flow has stopped",
+                                                   **_POSITIVE)})
+def measure_asymptotic_eg(ctx: PointContext, settings: dict) -> Outcome:
+    """eps_g of the fixed point the flow ends at (:func:`phasekit.committee.asymptotics.asymptotic_eg`).
+
+    A run that has not stopped by its horizon keeps its last eps_g (status
+    ``not_reached``); a diverged run gives NaN.
+    """
+    kw = {"speed_tol": settings["speed_tol"]} if settings["speed_tol"] is not None else {}
+    res = asymptotic_eg(point_model(ctx), point_start(ctx), solver=ctx.solver, newton=ctx.newton, **kw)
+    return Outcome({"asymptotic_eg": float(res)}, res.status, res.message)
+
+
+def _needs_second_order(study: Any) -> str | None:
+    values = [study.params["second_order"]] + [a["second_order"] for ax in study.axes for a in ax.assigns
+                                               if "second_order" in a]
+    if False in values:
+        where = "the grid" if study.params["second_order"] else "model.second_order"
+        return (f"eta_c is the learning rate at which the eta^2 term of SGD destabilises the perfect solution, "
+                f"so it needs second_order = true ({where} sets it false: the first-order flow is stable at "
+                f"every eta)")
+    return None
+
+
+_ETA_MAX = Parameter("eta_max", "number", 1e3, "upper end of the eta_c search", "1", table="measures", low=1e-3,
+                     low_open=True)
+
+
+@register_measure("eta_c",
+                  {"eta_c": Output("critical learning rate eta_c"),
+                   "eta_c_error": Output("eta_c error propagated from the Jacobian error"),
+                   "eta_c_precision": Output("half width of the final eta_c bracket"),
+                   "jacobian_error": Output("estimated max error of a Jacobian entry (A, B)"),
+                   "crossing_real": Output("eigenvalue crossing zero at eta_c is real (1) or complex (0)")},
+                  settings={"eta_max": _ETA_MAX}, check=_needs_second_order)
+def measure_eta_c(ctx: PointContext, settings: dict) -> Outcome:
+    """Critical learning rate of the perfect solution (:func:`phasekit.committee.stability.critical_eta`).
+
+    Always for the exact (second-order) flow; independent of the point's eta.
+    """
+    st, res = _stability(ctx.params, settings["eta_max"])
+    values = {"eta_c": float(res), "eta_c_error": float(res.error), "eta_c_precision": float(res.precision),
+              "jacobian_error": float(st.error), "crossing_real": float(res.crossing == "real")}
+    return Outcome(values, res.status, res.message)
+
+
+@register_measure("eta_opt",
+                  {"eta_opt": Output("learning rate of fastest asymptotic convergence eta_opt"),
+                   "rate_opt": Output("slowest asymptotic decay rate at eta_opt", "1/alpha"),
+                   "kink": Output("eta_opt where two eigenvalues exchange the lead (1) or smooth maximum (0)")},
+                  settings={"eta_max": _ETA_MAX}, check=_needs_second_order)
+def measure_eta_opt(ctx: PointContext, settings: dict) -> Outcome:
+    """Learning rate of fastest asymptotic convergence (:func:`phasekit.committee.stability.optimal_eta`)."""
+    st, ec = _stability(ctx.params, settings["eta_max"])
+    if not (math.isfinite(ec.value) and ec.value > 0):
+        return Outcome({"eta_opt": math.nan, "rate_opt": math.nan, "kink": 0.0}, "not_reached",
+                       f"no finite eta_c ({ec.message}): no optimum below it")
+    res = _memo(("eta_opt",) + _model_key(ctx.params, 1.0, True),
+                lambda: optimal_eta(_build(ctx.params, 1.0, True), structure=st))
+    return Outcome({"eta_opt": float(res), "rate_opt": float(res.rate), "kink": float(res.kink)},
+                   res.status, res.message)
+
+
+# --- finite-N SGD -----------------------------------------------------------------------------------
+
+_LEVEL = Parameter("level", "choice", "microscopic", "simulation level", table="measures",
+                   choices=("microscopic", "reduced"))
+_N = Parameter("N", "integer", 1000, "input dimension N", table="measures", low=2)
+_RUNS = Parameter("n_runs", "integer", 1, "independent runs", table="measures", low=1)
+
+_SIM_OUTPUTS = {
+    "sim_alpha": Output("examples per input dimension alpha (simulation)", "1", ("sim_sample",)),
+    "sim_R": Output("student-teacher overlap R_in (simulation)", "1", ("run", "sim_sample", "i", "n")),
+    "sim_Q": Output("student-student overlap Q_ik (simulation)", "1", ("run", "sim_sample", "i", "k")),
+    "sim_eg": Output("generalisation error eps_g (simulation)", "1", ("run", "sim_sample")),
+    "teacher_perm": Output("teacher relabelled as n", "", ("run", "n")),
+    "n_diverged": Output("runs that diverged"),
+}
+
+
+@register_measure("simulation", _SIM_OUTPUTS, coords=unit_coords,
+                  settings={"N": _N, "n_runs": _RUNS, "level": _LEVEL,
+                            "n_points": Parameter("n_points", "integer", 101, "samples of each run", table="measures",
+                                                  low=2),
+                            "n_test": Parameter("n_test", "integer", 0, "test-set size", table="measures", low=0),
+                            "align": Parameter("align", "boolean", True, "relabel the teachers of each run (K = M)",
+                                               table="measures")})
+def measure_simulation(ctx: PointContext, settings: dict) -> Outcome:
+    """On-line SGD at finite N (:func:`phasekit.committee.simulation.simulate`) from the point's start.
+
+    Runs of a K = M > 1 committee are relabelled to the teacher labelling of
+    the largest overlaps (:func:`phasekit.committee.simulation.align_teachers`).
+    """
+    model = point_model(ctx)
+    sim = simulate(model, point_start(ctx), settings["N"], horizon(ctx), n_runs=settings["n_runs"],
+                   seed=ctx.params["seed"], level=settings["level"], n_points=settings["n_points"],
+                   n_test=settings["n_test"], n_workers=1)
+    if settings["align"] and model.K == model.M > 1:
+        sim = align_teachers(sim)
+    values = {"sim_alpha": sim["alpha"].values, "sim_R": sim["R"].values, "sim_Q": sim["Q"].values,
+              "sim_eg": sim["eg"].values, "n_diverged": float(sim.attrs["n_diverged"])}
+    if "teacher_perm" in sim:
+        values["teacher_perm"] = sim["teacher_perm"].values.astype(float)
+    return Outcome(values, sim.attrs["status"], str(sim.attrs["message"]))
+
+
+def _component_coords(study: Any) -> dict:
+    K, M = study.params["K"], study.params["M"]
+    M = K if M == "K" else M
+    if any("K" in a or "M" in a for ax in study.axes for a in ax.assigns):
+        return {}
+    return {"component": (np.array(vector_labels(K, M), dtype=object), {"long_name": "order parameter",
+                                                                          "units": ""})}
+
+
+@register_measure("spread",
+                  {"mean": Output("mean over runs", "1", ("component",)),
+                   "std": Output("standard deviation over runs", "1", ("component",))},
+                  coords=_component_coords,
+                  settings={"N": _N, "n_runs": Parameter("n_runs", "integer", 100, "independent runs",
+                                                         table="measures", low=2),
+                            "level": Parameter("level", "choice", "reduced", "simulation level", table="measures",
+                                               choices=("microscopic", "reduced")),
+                            "alpha": Parameter("alpha", "number", 5.0, "time of the snapshot alpha", "1",
+                                               table="measures", low=0.0, low_open=True)})
+def measure_spread(ctx: PointContext, settings: dict) -> Outcome:
+    """Mean and run-to-run standard deviation of every order parameter at ``alpha``, at finite N."""
+    model = point_model(ctx)
+    n_runs = settings["n_runs"]
+    ds = simulate(model, point_start(ctx), settings["N"], settings["alpha"], n_runs=n_runs, seed=ctx.params["seed"],
+                  level=settings["level"], n_points=2, n_workers=1)
+    R, Q = ds["R"].values[:, -1], ds["Q"].values[:, -1]
+    iu = np.triu_indices(model.K)
+    v = np.concatenate([R.reshape(n_runs, -1), Q[:, iu[0], iu[1]]], axis=-1)
+    return Outcome({"mean": v.mean(axis=0), "std": v.std(axis=0, ddof=1)}, ds.attrs["status"],
+                   str(ds.attrs["message"]))

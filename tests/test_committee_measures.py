@@ -1,0 +1,196 @@
+"""Committee measures against independent routes: direct integration and event solves, the published
+ReLU plateau and eta_c, closed forms, and the study's solver options reaching the solver."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.integrate
+
+import phasekit as pk
+from phasekit.committee.starts import initial_state
+from phasekit.study.runner import evaluate_point
+from phasekit.study.schema import parse_study
+
+
+def study(**over):
+    d = {"name": "t", "model": {"K": 2, "M": "K", "activation": "erf", "second_order": True},
+         "grid": {"eta": [0.5, 1.5, 40.0], "K": [1, 2]},
+         "integration": {"eta_alpha_max": 150.0, "n_points": 301}, "solver": {"rtol": 1e-8, "atol": 1e-11},
+         "measures": {"convergence_time": {"threshold": 1e-2}, "final_eg": {}}}
+    d.update(over)
+    return parse_study(d)
+
+
+def test_convergence_time_and_final_eg_match_direct_integration():
+    st = study()
+    j = 2  # C order over (eta, K): index 2 -> eta = 1.5, K = 1
+    p, _ = st.point_parameters(j)
+    assert (p["eta"], p["K"]) == (1.5, 1)
+    rec = evaluate_point(st, j)
+    assert rec["status"] == "ok", rec["message"]  # the crossing was located, the run reached its horizon
+    model = pk.Committee(1, 1, "erf", eta=1.5)
+    s0 = initial_state(model, 1e-3)
+    # Independent route to the crossing time: stop the solver exactly at the threshold (event location).
+    exact = pk.integrate(model, s0, 100.0, stop_eg=1e-2, solver={"rtol": 1e-10, "atol": 1e-13})
+    assert exact.attrs["status"] == "converged"
+    assert rec["values"]["convergence_time"] == pytest.approx(exact.attrs["alpha_end"], rel=2e-3)
+    full = pk.integrate(model, s0, 100.0, solver={"rtol": 1e-10, "atol": 1e-13})
+    assert rec["values"]["final_eg"] == pytest.approx(float(full["eg"][-1]), rel=1e-5, abs=1e-9)
+    assert rec["values"]["alpha_end"] == pytest.approx(100.0)
+
+
+def test_statuses_converged_not_reached_diverged():
+    st = study(model={"K": 1, "M": 1, "activation": "linear"}, grid={"eta": [0.5, 40.0]},
+               integration={"eta_alpha_max": 150.0, "stop_eg": 1e-2},
+               measures={"convergence_time": {}, "final_eg": {}})
+    stopped, blown = evaluate_point(st, 0), evaluate_point(st, 1)
+    assert stopped["status"] == "converged" and "fell below" in stopped["message"]
+    assert stopped["values"]["convergence_time"] == stopped["values"]["alpha_end"]
+    # eta = 40 is far beyond eta_c = 2 of the linear perceptron: the overlaps blow up
+    assert blown["status"] == "diverged" and math.isnan(blown["values"]["convergence_time"])
+    slow = study(model={"K": 1, "M": 1, "activation": "erf"}, grid={"eta": [0.5]},
+                 integration={"eta_alpha_max": 1.0}, measures={"convergence_time": {"threshold": 1e-6}})
+    rec = evaluate_point(slow, 0)
+    assert rec["status"] == "not_reached" and rec["values"]["convergence_time"] == math.inf
+
+
+def test_study_solver_settings_reach_the_solver(monkeypatch):
+    """rtol, atol, method and max_norm of [solver] are what solve_ivp receives (and they change the numbers)."""
+    seen = []
+    real = scipy.integrate.solve_ivp
+
+    def spy(*args, **kwargs):
+        seen.append({k: kwargs.get(k) for k in ("rtol", "atol", "method")})
+        return real(*args, **kwargs)
+
+    import phasekit.committee.dynamics as dynamics
+
+    monkeypatch.setattr(dynamics, "solve_ivp", spy, raising=False)
+    monkeypatch.setattr(scipy.integrate, "solve_ivp", spy)
+    import phasekit.core.ode as ode
+
+    if hasattr(ode, "solve_ivp"):
+        monkeypatch.setattr(ode, "solve_ivp", spy)
+    loose = study(grid={"eta": [0.5]}, model={"K": 1, "M": 1, "activation": "erf"},
+                  solver={"rtol": 1e-4, "atol": 1e-7, "method": "RK45"}, measures={"trajectory": {}})
+    rec = evaluate_point(loose, 0)
+    assert {"rtol": 1e-4, "atol": 1e-7, "method": "RK45"} in seen
+    model = pk.Committee(1, 1, "erf", eta=0.5)
+    s0 = initial_state(model, 1e-3)
+    same = pk.integrate(model, s0, 300.0, n_points=301, solver={"rtol": 1e-4, "atol": 1e-7, "method": "RK45"})
+    default = pk.integrate(model, s0, 300.0, n_points=301)
+    np.testing.assert_array_equal(rec["values"]["eg"], same["eg"].values)
+    assert not np.array_equal(rec["values"]["eg"], default["eg"].values)
+
+
+def test_max_norm_of_the_solver_decides_divergence():
+    st = study(model={"K": 1, "M": 1, "activation": "linear"}, grid={"eta": [3.0]},
+               integration={"eta_alpha_max": 150.0}, solver={"max_norm": 10.0}, measures={"final_eg": {}})
+    rec = evaluate_point(st, 0)
+    assert rec["status"] == "diverged" and "exceeded 10" in rec["message"]
+
+
+def test_trajectory_measure_is_integrate_sampled_to_where_it_stopped():
+    st = study(grid={"eta": [0.5]}, model={"K": 2, "M": 2, "activation": "relu", "second_order": False},
+               initial={"X": 1e-2, "Q0": [0.2, 0.3]}, integration={"eta_alpha_max": 100.0, "n_points": 51,
+                                                                 "stop_eg": 1e-2},
+               measures={"trajectory": {}})
+    rec = evaluate_point(st, 0)
+    model = pk.Committee(2, 2, "relu", eta=0.5, second_order=False)
+    ref = pk.integrate(model, pk.State(1e-2 * np.eye(2), np.diag([0.2, 0.3])), 200.0, n_points=51, stop_eg=1e-2,
+                       solver={"rtol": 1e-8, "atol": 1e-11})
+    for k in ("alpha", "R", "Q", "eg"):
+        np.testing.assert_array_equal(rec["values"][k], ref[k].values)
+    assert rec["values"]["alpha"][-1] == rec["values"]["alpha_end"] < 200.0  # no samples past the stop
+    assert rec["status"] == "converged"
+
+
+def test_log_spaced_samples_and_explicit_start_matrices():
+    st = parse_study({"name": "l", "model": {"K": 2, "M": 1, "activation": "erf"},
+                      "initial": {"R0": [[0.1], [0.0]], "Q0": [[0.3, 0.05], [0.05, 0.2]]},
+                      "integration": {"alpha_max": 10.0, "n_points": 5, "spacing": "log"},
+                      "measures": {"trajectory": {}}})
+    rec = evaluate_point(st, 0)
+    np.testing.assert_allclose(rec["values"]["alpha"], np.concatenate([[0], np.geomspace(1e-3, 10, 4)]))
+    np.testing.assert_array_equal(rec["values"]["R"][0], [[0.1], [0.0]])
+    np.testing.assert_array_equal(rec["values"]["Q"][0], [[0.3, 0.05], [0.05, 0.2]])
+
+
+def test_plateau_measures_against_model_reference():
+    """ReLU K = M = 2, first order: the plateau's eps_g 0.073613 and escape eigenvalue 0.2392 per eta alpha,
+    and the plateau length growing like (1 / lambda_esc) ln(1 / X)."""
+    eta = 0.5
+    st = parse_study({
+        "name": "pl", "model": {"K": 2, "M": 2, "activation": "relu", "second_order": False, "eta": eta},
+        "grid": {"X": [1e-2, 1e-3, 1e-4, 1e-5]}, "solver": {"rtol": 1e-9, "atol": 1e-12},
+        "measures": {"plateau_length": {}, "plateau": {}},
+    })
+    recs = [evaluate_point(st, j) for j in range(4)]
+    assert all(r["status"] == "converged" for r in recs), [r["message"] for r in recs]
+    egs = [r["values"]["plateau_eg"] for r in recs]
+    np.testing.assert_allclose(egs, 0.073613, rtol=1e-4)
+    np.testing.assert_allclose([r["values"]["escape_eigenvalue"] for r in recs], 0.2392 * eta, rtol=1e-3)
+    lengths = [r["values"]["plateau_length"] for r in recs]
+    slope = np.polyfit(np.log(1 / np.array([1e-2, 1e-3, 1e-4, 1e-5])), lengths, 1)[0]
+    assert slope == pytest.approx(1 / (0.2392 * eta), rel=0.01)
+    for r in recs:
+        v = r["values"]
+        assert v["plateau_length"] == pytest.approx(v["plateau_exit"] - v["plateau_entry"], rel=1e-12)
+
+
+def test_plateau_of_one_student_is_not_reached_and_erf_closed_form():
+    st = parse_study({"name": "p", "model": {"M": "K", "activation": "erf", "second_order": False, "eta": 1.0},
+                      "grid": {"K": [1, 2]}, "measures": {"plateau": {}}})
+    one, two = evaluate_point(st, 0), evaluate_point(st, 1)
+    assert one["status"] == "not_reached" and math.isnan(one["values"]["plateau_eg"])
+    # Saad and Solla: lambda = 2K / (pi sqrt(2K - 1) (2K + 1)^(3/2)) for erf, K = M = 2
+    lam = 4 / (math.pi * math.sqrt(3) * 5 ** 1.5)
+    assert two["values"]["escape_eigenvalue"] == pytest.approx(lam, rel=1e-8)
+    assert two["values"]["escape_closed_form"] == pytest.approx(lam, rel=1e-14)
+
+
+def test_eta_c_eta_opt_of_the_relu_perceptron():
+    st = parse_study({"name": "ec", "model": {"K": 1, "M": 1, "activation": "relu"}, "grid": {"eta": [0.3, 1.0]},
+                      "measures": {"eta_c": {}, "eta_opt": {}}})
+    for j in range(2):  # the ReLU perceptron's eta_c = 2 and eta_opt = 1, whatever eta
+        v = evaluate_point(st, j)["values"]
+        assert v["eta_c"] == pytest.approx(2.0, rel=1e-9) and v["eta_opt"] == pytest.approx(1.0, rel=1e-8)
+        assert v["crossing_real"] == 1.0 and v["eta_c_precision"] < 1e-8
+
+
+def test_eta_over_eta_c_sets_eta():
+    st = parse_study({"name": "r", "model": {"K": 1, "M": 1, "activation": "relu", "second_order": True},
+                      "grid": {"eta_over_eta_c": [0.25, 0.5]}, "initial": {"X": 0.0, "Q0": 0.25},
+                      "integration": {"eta_alpha_max": 50.0, "n_points": 2}, "measures": {"final_eg": {}}})
+    rec = evaluate_point(st, 1)
+    assert rec["derived"]["eta"] == pytest.approx(1.0, rel=1e-9)  # half of eta_c = 2
+    assert rec["values"]["alpha_end"] == pytest.approx(50.0 / rec["derived"]["eta"])
+
+
+def test_asymptotic_eg_of_an_unrealisable_student():
+    st = parse_study({"name": "ae", "model": {"K": 2, "M": 3, "activation": "erf", "second_order": False, "eta": 0.5},
+                      "grid": {"X": [1e-2]}, "measures": {"asymptotic_eg": {"speed_tol": 1e-7}}})
+    rec = evaluate_point(st, 0)
+    model = pk.Committee(2, 3, "erf", eta=0.5, second_order=False)
+    long = pk.integrate(model, initial_state(model, 1e-2), 4000.0, n_points=11)
+    assert rec["values"]["asymptotic_eg"] == pytest.approx(float(long["eg"][-1]), rel=1e-5)
+    assert rec["values"]["asymptotic_eg"] > 0.01  # K < M cannot reach zero error
+
+
+def test_simulation_and_spread_are_the_simulate_calls():
+    st = parse_study({"name": "s", "model": {"K": 1, "M": 1, "activation": "relu", "eta": 0.1},
+                      "initial": {"X": 0.0, "Q0": 0.25}, "integration": {"alpha_max": 2.0, "n_points": 5},
+                      "grid": {"N": [{"N": 50, "seed": 3}]},
+                      "measures": {"simulation": {"n_runs": 2, "n_points": 5}, "trajectory": {}}})
+    rec = evaluate_point(st, 0)
+    model = pk.Committee(1, 1, "relu", eta=0.1)
+    sim = pk.simulate(model, pk.State([[0.0]], [[0.25]]), 50, 2.0, n_runs=2, seed=3, n_points=5)
+    np.testing.assert_array_equal(rec["values"]["sim_R"], sim["R"].values)
+    np.testing.assert_array_equal(rec["values"]["sim_alpha"], sim["alpha"].values)
+    sp = parse_study({"name": "f", "model": {"K": 2, "M": 2, "activation": "relu", "eta": 0.1},
+                      "grid": {"N": [{"N": 100, "seed": 1}]}, "measures": {"spread": {"n_runs": 20, "alpha": 0.5}}})
+    v = evaluate_point(sp, 0)["values"]
+    ds = pk.simulate(pk.Committee(2, 2, "relu", eta=0.1), initial_state(pk.Committee(2, 2, "relu"), 1e-3), 100, 0.5,
+                     n_runs=20, seed=1, level="reduced", n_points=2)
+    assert v["std"][0] == pytest.approx(float(ds["R"].values[:, -1, 0, 0].std(ddof=1)), rel=1e-12)

@@ -1,0 +1,169 @@
+"""The study files under studies/: each reads (full and cheap variant), and each cheap variant runs,
+reproduces the published values it is about, and reports with every figure it names."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from phasekit.core.results import status_names
+from phasekit.plotting import figure_problem
+from phasekit.report import write_report
+from phasekit.study.runner import run_study
+from phasekit.study.schema import load_study
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+FILES = sorted(STUDIES.glob("*.toml"))
+
+
+def names(ds):
+    return status_names(ds["status"].values)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_study_file_reads_and_has_a_cheap_variant(path):
+    full = load_study(path)
+    assert full.name == path.stem and full.description and full.cost
+    assert full.has_quick, "every study declares its cheap variant"
+    quick = load_study(path, quick=True)
+    assert quick.n_points <= full.n_points and quick.hash() != full.hash()
+    for spec in full.report.get("figures", []):
+        assert figure_problem(spec) is None, spec
+
+
+_RUNS: dict = {}
+
+
+def run(name, tmp_path_factory):
+    """The cheap variant of ``studies/<name>.toml``, run once, with its report."""
+    if name not in _RUNS:
+        out = tmp_path_factory.mktemp(name)
+        ds = run_study(load_study(STUDIES / f"{name}.toml", quick=True), outdir=out, progress=False)
+        report = write_report(out / f"{name}.nc")
+        _RUNS[name] = (ds, report)
+    return _RUNS[name]
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_cheap_variant_runs_and_reports_every_figure(path, tmp_path_factory):
+    ds, report = run(path.stem, tmp_path_factory)
+    assert ds.attrs["n_failed"] == 0 and ds.attrs["n_missing"] == 0, ds["message"].values
+    text = report.read_text()
+    figures = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert figures, "a report shows figures"
+    for f in figures:
+        assert (report.parent / f).stat().st_size > 5000, f
+    for name in list(ds.data_vars) + list(ds.coords):
+        assert "long_name" in ds[name].attrs and "units" in ds[name].attrs, name
+    assert {"phasekit_version", "study", "study_hash", "created"} <= set(ds.attrs)
+
+
+def test_relu_perceptron(tmp_path_factory):
+    from phasekit.plotting import trajectories
+
+    ds, _ = run("relu_perceptron", tmp_path_factory)
+    assert list(ds["eta"].values) == [0.1, 0.5, 1.0, 1.9, 2.2, 3.0]
+    status = dict(zip(ds["eta"].values, names(ds)))
+    runs = {float(t.attrs["eta"]): t for _, t in trajectories(ds)}
+    # Below eta_c = 2 the student reaches the perfect solution (R, Q) = (1, 1) ...
+    last = runs[1.0].isel(alpha=-1)
+    assert last["R"].item() == pytest.approx(1.0, abs=1e-4) and last["Q"].item() == pytest.approx(1.0, abs=1e-4)
+    # ... above it it cannot: at 2.2 it is held at a worse state, at 3.0 the norm blows up.
+    assert status[2.2] == "ok" and float(ds["eg_end"].sel(eta=2.2)) > 0.1
+    assert status[3.0] == "diverged" and float(ds["alpha_end"].sel(eta=3.0)) < 60.0
+    assert runs[3.0]["alpha"].values[-1] == float(ds["alpha_end"].sel(eta=3.0))  # samples end where it stopped
+    np.testing.assert_allclose(ds["eta_c"].values, 2.0, rtol=1e-9)
+    # Independent check of the eta^2 term: at R = 0 the fields are independent and
+    # dQ/dalpha = 2 eta (sqrt(q)/(2 pi) - q/2) + eta^2 (1/4 - sqrt(q)/pi + q/2) for ReLU.
+    eta, q = 0.5, 0.25
+    dQ = 2 * eta * (np.sqrt(q) / (2 * np.pi) - q / 2) + eta**2 * (0.25 - np.sqrt(q) / np.pi + q / 2)
+    a, qs = runs[eta]["alpha"].values[:5], runs[eta]["Q"].values[:5, 0, 0]
+    assert np.polyfit(a, qs, 2)[1] == pytest.approx(dQ, rel=1e-3)
+
+
+def test_relu_committee_plateau(tmp_path_factory):
+    ds, _ = run("relu_committee", tmp_path_factory)
+    # eps_g sits near the symmetric plateau's 0.073613 for eta*alpha roughly 5 to 20
+    ea = 0.1 * ds["alpha"].values
+    eg = ds["eg"].values[(ea > 8) & (ea < 15)]
+    np.testing.assert_allclose(eg, 0.073613, rtol=0.03)
+    assert float(ds["plateau_eg"]) == pytest.approx(0.073613, rel=1e-4)
+    assert int(ds["K"]) == 2 and int(ds["second_order"]) == 0
+
+
+def test_mismatched_committees(tmp_path_factory):
+    over, _ = run("overrealisable", tmp_path_factory)
+    under, _ = run("unrealisable", tmp_path_factory)
+    assert over.sizes["i"] == 3 and over.sizes["n"] == 2 and under.sizes["i"] == 2 and under.sizes["n"] == 3
+    np.testing.assert_allclose(over["R"].values[:, 0], [[[1e-3, 0], [0, 0], [0, 0]]] * 2)
+    np.testing.assert_allclose(np.diagonal(under["Q"].values[:, 0], axis1=-2, axis2=-1), [[0.2, 0.2]] * 2)
+    # An over-realisable ReLU student can still reach zero error; an unrealisable one cannot.
+    assert float(over["eg_end"].sel(activation="relu")) < 1e-3
+    assert np.all(under["eg_end"].values > 1e-2)
+
+
+def test_stability_boundary_and_plateau_escape(tmp_path_factory):
+    sb, _ = run("stability_boundary", tmp_path_factory)
+    assert abs(float(sb.eta_c.sel(activation="relu", K=1)) - 2.0) < 1e-9
+    assert abs(float(sb.eta_opt.sel(activation="relu", K=1)) - 1.0) < 1e-8
+    pe, _ = run("plateau_escape", tmp_path_factory)
+    assert abs(float(pe.escape_eigenvalue.sel(activation="relu", K=2)) - 0.2392) < 5e-5
+    assert np.isnan(float(pe.escape_eigenvalue.sel(activation="relu", K=1)))
+    np.testing.assert_allclose(pe.escape_eigenvalue.sel(activation="erf", K=[2, 3]).values,
+                               pe.escape_closed_form.sel(activation="erf", K=[2, 3]).values, rtol=1e-8)
+
+
+def test_plateau_scaling_and_convergence_time(tmp_path_factory):
+    ps, _ = run("plateau_scaling", tmp_path_factory)
+    assert float(ps.slope_ratio.squeeze()) == pytest.approx(1.0, abs=0.02)
+    assert np.isnan(float(ps.fitted_slope_stderr.squeeze()))  # three points: no standard error
+    ct, _ = run("convergence_time", tmp_path_factory)
+    per = ct.sel(case="perceptron")
+    assert float(per.eta_c.values[0]) == pytest.approx(2.0, rel=1e-6)  # the ReLU perceptron
+    np.testing.assert_allclose(per.eta.values, [0.5, 1.0, 1.5], rtol=1e-8)  # fractions of eta_c = 2
+    assert set(names(ct).ravel()) == {"converged"}
+    assert float(per.eta_opt) in per.eta.values  # (the cheap variant does not refine)
+
+
+def test_simulation_overlay_and_finite_size(tmp_path_factory):
+    ov, _ = run("simulation_overlay", tmp_path_factory)
+    assert ov.sizes["run"] == 2 and ov["sim_R"].dims == ("case", "run", "sim_sample", "i", "n")
+    fs, _ = run("finite_size", tmp_path_factory)
+    # Fifty runs, N = 100 ... 1000: the spread shrinks like N^(-1/2) within its scatter.
+    exps = fs["exponent"].values
+    assert np.all(np.abs(exps + 0.5) < 0.15), exps
+    assert list(fs["N"].values) == [100, 300, 1000] and list(fs["seed"].values) == [0, 1, 2]
+
+
+def test_propagation_studies(tmp_path_factory):
+    eoc, _ = run("edge_of_chaos", tmp_path_factory)
+    assert eoc["sigma_w2"].dims == ("activation", "sigma_w2_index")
+    assert float(eoc["sigma_w2"].sel(activation="erf").max()) == 5.0
+    relu = eoc.sel(activation="relu")
+    assert float(relu["eoc_sigma_w2"].values[0]) == 2.0  # relu's edge of chaos: the point (0, 2)
+    cd, _ = run("correlation_depth", tmp_path_factory)
+    assert float(cd["asymptote"].isel(case=0)) == pytest.approx(4.5 * math.pi ** 2)
+    assert float(cd["chi_1"].isel(case=1)) == pytest.approx(1.0, abs=1e-9)  # tanh on its edge of chaos
+
+
+def test_deep_linear(tmp_path_factory):
+    dl, _ = run("deep_linear", tmp_path_factory)
+    assert float(dl["max_ode_deviation"].max()) <= 1e-10
+    assert float(np.abs(dl["u_sim"] - dl["u_sim_theory"]).max()) < 0.2
+
+
+def test_lazy_studies(tmp_path_factory):
+    tau, report = run("lazy_vs_active", tmp_path_factory)
+    assert float(tau["loss"].isel(tau=0).max()) < 0.1 * float(tau["loss"].isel(tau=-1).min())
+    meanings = tau["training_regime"].attrs["flag_meanings"].split()
+    regimes = [meanings[int(c)] for c in tau["training_regime"].values.ravel()]
+    assert regimes[-1] == "lazy" and regimes[0] != "lazy"
+    assert "feature learning" in report.read_text()
+    width, _ = run("lazy_width", tmp_path_factory)
+    sig = width.sel(activation="sigmoid")
+    assert np.all(sig["loss"].values >= sig["loss_floor"].values - 1e-9)
+    assert list(width["regime"].values) == ["feature learning", "lazy"] and list(width["tau"].values) == [0.1, 1.0]
+    scale, _ = run("lazy_scale", tmp_path_factory)
+    assert set(scale["variant"].values) == {"relu, symmetrised", "erf, centred"}
+    assert scale["distance_expected_exponent"].sel(variant="relu, symmetrised") == -0.5
