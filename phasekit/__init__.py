@@ -63,7 +63,6 @@ from .committee.model import Committee, State
 from .core import Activation, activation, available_activations, register_activation
 from .core.options import NewtonOptions, ParallelOptions, SolverOptions
 from .core.results import STATUS, FixedPoint, Result
-from .report import write_report
 from .study import (
     MEASURES,
     Study,
@@ -95,3 +94,16 @@ __all__ = [
     "write_report",
     "deep_linear", "lazy_training", "propagation",
 ]
+
+
+def __getattr__(name: str):
+    # The views (report, plotting) load matplotlib: import them on first use only,
+    # so that ``import phasekit`` costs what the numerics need.
+    import importlib
+
+    if name == "write_report":
+        return importlib.import_module(".report", __name__).write_report
+    if name in ("report", "plotting", "cli"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

@@ -9,6 +9,8 @@ them and is imported by none.  The test reads the imports from the source
 
 import ast
 import importlib
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -170,3 +172,14 @@ def test_no_public_name_hides_a_submodule():
             if getattr(pkg, name) is not sub:
                 clashes.append(f"{module}.{name} is {type(getattr(pkg, name)).__name__}, not the submodule")
     assert not clashes, "\n".join(clashes)
+
+
+def test_import_loads_no_plotting_or_cluster_library():
+    # matplotlib and dask cost most of an import; only the views and the parallel backends need them.
+    code = ("import sys, phasekit\n"
+            "heavy = [m for m in ('matplotlib', 'dask', 'distributed') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "phasekit.write_report\n"
+            "assert 'matplotlib' in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
