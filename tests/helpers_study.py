@@ -105,10 +105,18 @@ def wait_for_checkpoints(ckdir, n, proc, timeout=120):
     assert len(list(ckdir.glob("batch-*.nc"))) >= n, "no checkpoints in time"
 
 
-def kill_study(tmp_path):
+def kill_study(tmp_path, n_eta=12):
+    """The study file of the interruption tests: ``2 * n_eta`` points.
+
+    Tests that stop a run midway use a long grid (``n_eta = LONG_ETA``), so that
+    the run is still busy when the signal comes, however fast the machine is.
+    """
     study = tmp_path / "killme.toml"
-    study.write_text(KILL_STUDY)
+    study.write_text(KILL_STUDY.replace("num = 12", f"num = {int(n_eta)}"))
     return study
+
+
+LONG_ETA = 100  # 200 points: minutes of work, never finished before the interruption
 
 
 def phasekit_cmd(*args):

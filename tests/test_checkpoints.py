@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from helpers_study import MEASURE_VARS, SMALL_TOML, env, kill_study, phasekit_cmd, small_study, wait_for_checkpoints
+from helpers_study import (
+    LONG_ETA,
+    MEASURE_VARS,
+    SMALL_TOML,
+    env,
+    kill_study,
+    phasekit_cmd,
+    small_study,
+    wait_for_checkpoints,
+)
 from phasekit.study.checkpoints import OutdirInUse, _FolderLock, checkpoint_dir, load_checkpoints
 from phasekit.study.runner import run_study
 from phasekit.study.schema import StudyError
@@ -38,7 +47,8 @@ def test_checkpoints_carry_the_hash_and_foreign_files_are_skipped(tmp_path):
 
 def test_second_run_on_the_same_folder_is_refused(tmp_path):
     out = tmp_path / "out"
-    cmd = phasekit_cmd("run", kill_study(tmp_path), "--outdir", out, "--workers", "0", "--no-report", "--no-progress")
+    cmd = phasekit_cmd("run", kill_study(tmp_path, LONG_ETA), "--outdir", out, "--workers", "0", "--no-report",
+                       "--no-progress")
     first = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_checkpoints(out / "checkpoints", 1, first)

@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 
 from helpers_study import (
+    LONG_ETA,
     MEASURE_VARS,
     SMALL_TOML,
     alive,
@@ -287,8 +288,8 @@ def _whole(script):
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_interrupted_run_is_one_line_and_stops_its_workers(tmp_path, how):
     out = tmp_path / "out"
-    cmd = phasekit_cmd("run", kill_study(tmp_path), "--outdir", out, "--workers", "2", "--batch-size", "1",
-                       "--no-report", "--no-progress")
+    cmd = phasekit_cmd("run", kill_study(tmp_path, LONG_ETA), "--outdir", out, "--workers", "2", "--batch-size",
+                       "1", "--no-report", "--no-progress")
     proc = subprocess.Popen(cmd, env=env(), start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     wait_for_checkpoints(out / "checkpoints", 3, proc)
@@ -301,7 +302,7 @@ def test_interrupted_run_is_one_line_and_stops_its_workers(tmp_path, how):
     assert proc.returncode == (130 if how == "ctrl-c" else 143), err[-2000:]
     n = len(load_checkpoints(out)["point"])
     word = "interrupted" if how == "ctrl-c" else "terminated"
-    assert err.splitlines() == [f"phasekit run: {word}: {n} of 24 points are checkpointed under "
+    assert err.splitlines() == [f"phasekit run: {word}: {n} of {2 * LONG_ETA} points are checkpointed under "
                                 f"{out / 'checkpoints'}; rerun to resume"]
     assert not (out / "checkpoints" / "run.lock").exists()
     assert workers and not any(map(alive, workers))
@@ -343,8 +344,8 @@ def test_failed_points_give_exit_status_1(tmp_path, capsys):
 
 def _cluster_run(tmp_path, cluster, *extra):
     out = tmp_path / "out"
-    cmd = phasekit_cmd("run", kill_study(tmp_path), "--outdir", out, "--scheduler", cluster.scheduler_address,
-                       "--batch-size", "1", "--no-report", "--no-progress", *extra)
+    cmd = phasekit_cmd("run", kill_study(tmp_path, LONG_ETA), "--outdir", out, "--scheduler",
+                       cluster.scheduler_address, "--batch-size", "1", "--no-report", "--no-progress", *extra)
     proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_checkpoints(out / "checkpoints", 2, proc)
     return proc, out
@@ -362,7 +363,7 @@ def test_lost_scheduler_stops_with_one_line_and_status_1(tmp_path):
     assert proc.returncode == 1, err[-2000:]
     n = len(load_checkpoints(out)["point"])
     assert err.splitlines() == [f"phasekit run: lost the connection to the dask scheduler at "
-                                f"{cluster.scheduler_address}: {n} of 24 points are checkpointed under "
+                                f"{cluster.scheduler_address}: {n} of {2 * LONG_ETA} points are checkpointed under "
                                 f"{out / 'checkpoints'}; rerun to resume"]
     assert not (out / "killme.nc").exists()
 
@@ -378,4 +379,4 @@ def test_no_worker_left_stops_with_one_line_and_status_1(tmp_path):
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"phasekit run: no dask worker for 1.5 s at "
                                                    f"{cluster.scheduler_address} (all workers gone?): ")
-    assert lines[0].endswith(f"of 24 points are checkpointed under {out / 'checkpoints'}; rerun to resume")
+    assert lines[0].endswith(f"of {2 * LONG_ETA} points are checkpointed under {out / 'checkpoints'}; rerun to resume")

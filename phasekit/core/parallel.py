@@ -350,6 +350,10 @@ def _iter_serial(func: Callable[[Any], Any], items: list) -> Iterator[tuple[int,
 def _worker_init(parent: int) -> None:
     # Ctrl-C in a terminal reaches every process of the group: the main process handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the main process's SIGTERM handler (which raises
+    # Terminated to stop the pool); the pool stops a worker with SIGTERM, so it must just die.
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
