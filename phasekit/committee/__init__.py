@@ -22,6 +22,7 @@ module                  concept
 ``starts``              initial states
 ``plateaus``            plateau lengths and convergence times (``PlateauTimes``, ``Crossing``)
 ``asymptotics``         the asymptotic error (``AsymptoticError``)
+``steady``              steady states under drift, weight decay, noise; ``optimal_steady_eta``
 ``simulation``          microscopic SGD and the exact finite-N chain
 ======================  ======================================================
 """
@@ -40,6 +41,7 @@ from .schedules import SCHEDULE_KINDS, Schedule, schedule_from_spec
 from .search import fixed_points
 from .simulation import align_teachers, simulate
 from .stability import CriticalEta, OptimalEta, critical_eta, optimal_eta
+from .steady import SteadyEta, optimal_steady_eta, steady_state
 from .starts import INITIAL_KINDS, initial_state
 
 __all__ = [
@@ -49,5 +51,6 @@ __all__ = [
     "FlowParts", "NORMALISATIONS", "SCHEDULE_KINDS", "Schedule", "schedule_from_spec",
     "EtaStructure", "MarginalMode", "eta_structure", "Crossing", "PlateauTimes", "convergence_time",
     "plateau_length", "plateau_times", "fixed_points", "align_teachers", "simulate", "CriticalEta", "OptimalEta",
-    "critical_eta", "optimal_eta", "INITIAL_KINDS", "initial_state",
+    "critical_eta", "optimal_eta", "INITIAL_KINDS", "initial_state", "SteadyEta", "optimal_steady_eta",
+    "steady_state",
 ]

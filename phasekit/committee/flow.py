@@ -415,3 +415,27 @@ class FlowParts:
         if m.train_second_layer:
             out = out + ev * self.second_layer
         return out
+
+    def derivative(self, parameter: str, eta: Any = None) -> np.ndarray:
+        """``d flow / d parameter`` at fixed state, for ``"eta"``, ``"weight_decay"``, ``"drift"`` or ``"noise"``.
+
+        The other parameters are the model's (``eta`` may be given); a second
+        layer tied to eta follows it.  Shape of the parts.
+        """
+        m = self.model
+        eta = m.eta if eta is None else eta
+        e = np.asarray(eta, dtype=float)[..., None]
+        i4 = 0.0 if self.i4 is None else self.i4
+        j2 = 0.0 if self.j2 is None else self.j2
+        if parameter == "eta":
+            out = self.first + m.weight_decay * self.decay + 2.0 * e * (i4 + m.noise**2 * j2)
+            if m.train_second_layer and m.eta_second_layer is None:
+                out = out + self.second_layer
+            return out
+        if parameter == "weight_decay":
+            return e * self.decay
+        if parameter == "drift":
+            return self.drift
+        if parameter == "noise":
+            return 2.0 * m.noise * e * e * j2 + np.zeros_like(self.first)
+        raise ValueError(f"parameter: must be 'eta', 'weight_decay', 'drift' or 'noise', got {parameter!r}")
