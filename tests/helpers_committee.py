@@ -6,6 +6,7 @@ import numpy as np
 
 import phasekit as pk
 from phasekit.committee.model import Committee
+from phasekit.core.quadrature import psd_factor
 
 # Exact Jacobian of the ReLU perceptron at (R, Q) = (1, 1): J(eta) = eta A + eta^2 B,
 # eigenvalues -eta/2 (eigenvector (1/2, 1)) and eta^2/2 - eta (eigenvector (0, 1)).
@@ -146,3 +147,111 @@ def mp_secant(mp, f, x0, x1, tol):
 def perfect_vector(mp, K):
     v = [mp.mpf(1 if i == n else 0) for i in range(K) for n in range(K)]
     return v + [mp.mpf(1 if i == k else 0) for i in range(K) for k in range(i, K)]
+
+
+# The last commit whose committee machine had fixed unit second layers, a constant eta and a
+# fixed teacher: with every new option at its default, the flow and eps_g must equal its own.
+SOFT_COMMITTEE_COMMIT = "0c6e36086ab6c88a0ffead13fa3bc38cd52ca3af"
+
+
+def soft_committee_reference():
+    """The model module of :data:`SOFT_COMMITTEE_COMMIT` (with its own eg module), or skip the test.
+
+    Needs the git history of the repository (a source tree without it skips).
+    """
+    import subprocess
+    import sys
+    import types
+    from pathlib import Path
+
+    import pytest
+
+    name = "phasekit.committee._soft_reference_model"
+    if name in sys.modules:
+        return sys.modules[name]
+    root = Path(__file__).resolve().parents[1]
+    sources = {}
+    for part in ("model", "eg"):
+        try:
+            sources[part] = subprocess.run(
+                ["git", "-C", str(root), "show", f"{SOFT_COMMITTEE_COMMIT}:phasekit/committee/{part}.py"],
+                check=True, capture_output=True, text=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            pytest.skip("the reference commit of the soft committee machine is not available (no git history)")
+    eg = types.ModuleType("phasekit.committee._soft_reference_eg")
+    eg.__package__ = "phasekit.committee"
+    exec(compile(sources["eg"], "reference eg.py", "exec"), eg.__dict__)
+    sys.modules[eg.__name__] = eg
+    mod = types.ModuleType(name)
+    mod.__package__ = "phasekit.committee"
+    code = sources["model"].replace("from .eg import", "from ._soft_reference_eg import")
+    exec(compile(code, "reference model.py", "exec"), mod.__dict__)
+    sys.modules[name] = mod
+    return mod
+
+
+def mc_increment(model, state, n_samples, seed, alpha=0.0, N=100_000, chunks=10):
+    """``N`` times the expected SGD increment of ``(R, Q[, v])`` per example, by sampling, and its standard error.
+
+    An independent route to ``model.rhs``: draws the fields ``(x, y)`` with the
+    covariance of ``state``, ``|xi|^2`` (its part in the span of the fields plus
+    an independent chi-square) and the overlaps of the drift steps ``nu_n`` with
+    ``J_i`` and ``xi``, and applies the microscopic rule at finite ``N``:
+
+        J_i' = (1 - eta lambda/N) J_i + (eta/N) v_i (tau - sigma) g'(x_i) xi
+        B_n' = (1 - delta/N) B_n + sqrt(2 delta/N) nu_n,   nu_n ~ N(0, I/N)
+        v_i' = v_i + (eta_v/N) g(x_i) (tau - sigma)          (trained second layer)
+
+    with ``eta = eta(alpha)``.  A first-order model drops the ``|xi|^2 / N^2`` term
+    of ``Q'``.  The bias is ``O(1/N)``.  Returns ``(mean, se)`` in the layout of the
+    model's state vector.
+    """
+    K, M = model.K, model.M
+    S = model.covariance(state)
+    P = psd_factor(S)
+    Sinv = np.linalg.pinv(S)
+    Q, R = S[:K, :K], S[:K, K:]
+    LQ = np.linalg.cholesky(Q)
+    Qinv = np.linalg.inv(Q)
+    rank = np.linalg.matrix_rank(S)
+    v = state.v if model.train_second_layer else model.student_weights
+    w = model.teacher_weights
+    eta = float(model.eta_at(alpha))
+    eta_v = model.eta_v * eta / model.eta
+    lam, delta = model.weight_decay, model.drift
+    ga, gt = model.activation, model.teacher_activation
+    rng = np.random.default_rng(seed)
+    iu = np.triu_indices(K)
+    acc = None
+    n = n_samples // chunks
+    e = 1.0 / N
+    for _ in range(chunks):
+        f = rng.standard_normal((n, K + M)) @ P.T
+        x, y = f[:, :K], f[:, K:]
+        xi2 = np.einsum("bu,uw,bw->b", f, Sinv, f) + rng.chisquare(N - rank, n)
+        tau = gt.g(y) @ w + (model.noise * rng.standard_normal(n) if model.noise else 0.0)
+        err = tau - ga.g(x) @ v
+        d = v * err[:, None] * ga.dg(x)  # (n, K)
+        # drift: J_i . nu_n (K x M, covariance Q/N per n) and xi . nu_n
+        Jnu = np.einsum("ik,bkm->bim", LQ, rng.standard_normal((n, K, M))) / np.sqrt(N)
+        a = x @ Qinv  # xi = sum_i a_i J_i + (part orthogonal to the J's)
+        perp = np.maximum(xi2 - np.einsum("bi,bi->b", a, x), 0.0)
+        xinu = np.einsum("bi,bim->bm", a, Jnu) + np.sqrt(perp / N)[:, None] * rng.standard_normal((n, M))
+        c = 1 - eta * lam * e
+        s2 = np.sqrt(2 * delta * e)
+        Rn = (c * (1 - delta * e) * R[None] + c * s2 * Jnu
+              + eta * e * d[:, :, None] * ((1 - delta * e) * y[:, None, :] + s2 * xinu[:, None, :]))
+        dx = d[:, :, None] * x[:, None, :]
+        Qn = c * c * Q[None] + c * eta * e * (dx + np.swapaxes(dx, 1, 2))
+        if model.second_order:
+            Qn = Qn + (eta * e) ** 2 * d[:, :, None] * d[:, None, :] * xi2[:, None, None]
+        parts = [N * (Rn - R[None]).reshape(n, -1), N * (Qn - Q[None])[:, iu[0], iu[1]]]
+        if model.train_second_layer:
+            parts.append(eta_v * ga.g(x) * err[:, None])
+        samples = np.concatenate(parts, axis=1)
+        part = np.stack([samples.sum(0), (samples**2).sum(0)])
+        acc = part if acc is None else acc + part
+    total = n * chunks
+    mean = acc[0] / total
+    se = np.sqrt(np.maximum(acc[1] / total - mean**2, 0.0) / total)
+    return mean, se

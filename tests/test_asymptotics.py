@@ -50,3 +50,13 @@ def test_asymptotic_eg_relu_perfect_solution_and_plateau():
     res = asymptotic_eg(model, initial_state(model, 0.0))
     assert res.status == "converged" and not res.fixed_point.stable
     assert res.eg == pytest.approx(0.073613, abs=2e-6)
+
+
+def test_asymptotic_error_with_a_trained_second_layer_reaches_v_equal_w():
+    """erf K = M = 2, both layers trained, unequal teacher weights: the flow ends at R = Q = I, v = w, eps_g = 0."""
+    w = [1.2, 0.8]
+    model = pk.Committee(2, 2, "erf", eta=0.5, second_order=False, teacher_weights=w, train_second_layer=True)
+    start = pk.State([[0.2, 0.01], [0.02, 0.15]], [[0.3, 0.0], [0.0, 0.25]], [1.0, 1.0])
+    res = asymptotic_eg(model, start)
+    assert res.success and res.eg < 1e-12
+    assert np.allclose(res.state.v, w, atol=1e-8) and np.allclose(res.state.R, np.eye(2), atol=1e-8)

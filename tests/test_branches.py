@@ -58,7 +58,7 @@ def test_a_branch_that_is_lost_is_marked_failed_then_missing(tmp_path):
 
 def test_bad_inputs():
     model = Committee(2, 2, "erf", eta=1.0, second_order=False)
-    with pytest.raises(ValueError, match="eta_values"):
+    with pytest.raises(ValueError, match=r"values: need >= 2 strictly monotonic values of eta \(each > 0\)"):
         pc.continuation(model, "perfect", [1.0, 0.5, 2.0])
     with pytest.raises(ValueError, match="landmark"):
         pc.continuation(model, "saddle", [0.5, 1.0])
@@ -68,3 +68,29 @@ def test_bad_inputs():
         pc.continuation(model, "perfect", [0.5, 1.0], max_bisect=-1)
     with pytest.raises(ValueError, match="newton: unknown option"):
         pc.continuation(model, "perfect", [0.5, 1.0], newton={"rtol": 1e-3})
+
+
+@pytest.mark.parametrize("parameter,values", [("drift", [0.0, 0.05, 0.1, 0.2]), ("weight_decay", [0.0, 0.2, 0.5])])
+def test_continuation_in_drift_and_weight_decay_follows_the_linear_steady_state(parameter, values):
+    """Linear perceptron: R*(delta, lambda) = eta / (eta (1 + lambda) + delta) along the branch from R = Q = 1."""
+    eta = 0.4
+    base = dict(drift=0.05, weight_decay=0.1)
+    model = Committee(1, 1, "linear", eta=eta, **base)
+    ds = pc.continuation(model, "perfect", values, parameter=parameter)
+    assert ds[parameter].dims == (parameter,) and ds.attrs["parameter"] == parameter
+    assert ds[parameter].attrs["long_name"] in ("teacher drift strength delta", "weight decay lambda")
+    p = {**base, parameter: np.asarray(values)}
+    R = eta / (eta * (1 + p["weight_decay"]) + p["drift"])
+    assert np.allclose(ds.R.values[:, 0, 0], R, rtol=1e-12)
+    assert (status_names(ds.status.values) == "converged").all() and f"crossing_{parameter}" in ds
+    assert parameter not in ds.attrs  # the parameter is a coordinate, not an attribute
+
+
+def test_continuation_with_a_trained_second_layer_and_bad_parameters():
+    model = Committee(2, 2, "erf", train_second_layer=True, teacher_weights=[1.0, 0.8])
+    ds = pc.continuation(model, "perfect", [0.5, 1.0, 1.5])
+    assert ds.v.dims == ("eta", "i") and np.allclose(ds.v.values, [1.0, 0.8], atol=1e-12)
+    with pytest.raises(ValueError, match=r"parameter: must be one of eta, weight_decay, drift, noise, got 'K'"):
+        pc.continuation(model, "perfect", [1, 2], parameter="K")
+    with pytest.raises(ValueError, match=r"values: need >= 2 strictly monotonic values of drift \(each >= 0\)"):
+        pc.continuation(model, "perfect", [0.1, -0.1], parameter="drift")

@@ -218,3 +218,105 @@ def test_bad_solver_options():
         pk.integrate(model, s, 1.0, solver="DOP853")
     with pytest.raises(TypeError):
         pk.integrate(model, s, 1.0, rtol=1e-9)  # the loose keywords are gone
+
+
+# --- the general committee machine -------------------------------------------------
+
+
+def test_linear_perceptron_with_weights_decay_and_schedule_matches_closed_form():
+    """K = M = 1, g(x) = x, first order: eta(alpha) times a linear flow, solved at the natural time F(alpha).
+
+    dR = eta(alpha) (v w - a R), dQ = 2 eta(alpha) (v w R - a Q), a = v^2 + lambda.
+    """
+    v, w, lam = 0.8, 1.5, 0.3
+    model = pk.Committee(1, 1, "linear", eta=0.5, second_order=False, teacher_weights=[w], student_weights=[v],
+                         weight_decay=lam, eta_schedule={"kind": "power_law", "alpha0": 4.0, "p": 1.0})
+    R0, Q0 = 0.1, 0.6
+    ds = pk.integrate(model, pk.State([[R0]], [[Q0]]), 60.0, n_points=31)
+    t = 0.5 * 4.0 * np.log1p(ds.alpha.values / 4.0)  # eta F(alpha)
+    assert np.allclose(ds.eta_alpha.values, t, rtol=1e-13)
+    a = v * v + lam
+    Rs = v * w / a
+    Qs = v * w * Rs / a
+    C = 2 * v * w * (R0 - Rs) / a
+    R = Rs + (R0 - Rs) * np.exp(-a * t)
+    Q = Qs + C * np.exp(-a * t) + (Q0 - Qs - C) * np.exp(-2 * a * t)
+    assert np.allclose(ds.R.values[:, 0, 0], R, rtol=1e-8, atol=1e-10)
+    assert np.allclose(ds.Q.values[:, 0, 0], Q, rtol=1e-8, atol=1e-10)
+    assert np.allclose(ds.learning_rate.values, 0.5 / (1 + ds.alpha.values / 4.0), rtol=1e-14)
+    assert ds.learning_rate.attrs["long_name"] == "learning rate eta(alpha)"
+
+
+def test_linear_perceptron_under_drift_relaxes_to_its_steady_overlap():
+    """dR = eta (v w - (v^2 + lambda) R) - delta R: R* = eta v w / (eta (v^2 + lambda) + delta), any order."""
+    eta, v, w, lam, delta = 0.4, 1.2, 0.9, 0.1, 0.25
+    model = pk.Committee(1, 1, "linear", eta=eta, teacher_weights=[w], student_weights=[v], weight_decay=lam,
+                         drift=delta, noise=0.2)
+    ds = pk.integrate(model, pk.State([[0.0]], [[0.5]]), 30.0, n_points=16)
+    rate = eta * (v * v + lam) + delta
+    Rs = eta * v * w / rate
+    assert np.allclose(ds.R.values[:, 0, 0], Rs * (1 - np.exp(-rate * ds.alpha.values)), rtol=1e-8, atol=1e-11)
+    assert ds.attrs["drift"] == delta and ds.attrs["weight_decay"] == lam
+
+
+def test_a_schedule_is_a_change_of_time_at_first_order():
+    """Without the eta^2 term and drift, eta(alpha) f(state): the run is the constant-eta run at F(alpha)."""
+    base = pk.Committee(2, 2, "erf", eta=0.5, second_order=False, teacher_weights=[1.0, 0.6],
+                        student_weights=[0.8, 0.8], weight_decay=0.05)
+    sched = base.replace(eta_schedule={"kind": "piecewise_constant", "boundaries": [20.0, 50.0],
+                                        "factors": [0.4, 2.0]})
+    state0 = pk.State([[0.1, 0.02], [0.03, 0.05]], [[0.3, 0.01], [0.01, 0.2]])
+    alpha = np.linspace(0.0, 120.0, 25)
+    tight = {"rtol": 1e-11}
+    ds = pk.integrate(sched, state0, 120.0, alpha_eval=alpha, solver=tight)
+    F = sched.eta_schedule.integral(alpha)
+    ref = pk.integrate(base, state0, float(F[-1]), alpha_eval=F, solver=tight)
+    for name in ("R", "Q", "eg"):
+        assert np.abs(ds[name].values - ref[name].values).max() < 3e-9, name
+    # and the schedule matters: the constant-eta run at the same alpha differs
+    const = pk.integrate(base, state0, 120.0, alpha_eval=alpha)
+    assert np.abs(const.R.values - ds.R.values).max() > 1e-3
+
+
+def test_linear_two_layer_flow_conserves_balancedness():
+    """Linear, first order, trained second layer: Q - (eta/eta_v) v v^T is conserved (both layers follow one error)."""
+    model = pk.Committee(2, 2, "linear", eta=0.3, second_order=False, train_second_layer=True, eta_second_layer=0.6,
+                         teacher_weights=[1.0, -0.5])
+    state0 = pk.State([[0.1, 0.0], [0.0, -0.1]], [[0.5, 0.1], [0.1, 0.4]], [0.2, 0.3])
+    ds = pk.integrate(model, state0, 80.0, n_points=21)
+    v = ds.v.values
+    inv = ds.Q.values - 0.5 * v[:, :, None] * v[:, None, :]
+    assert np.abs(inv - inv[0]).max() < 1e-8
+    assert ds.eg.values[-1] < 1e-3 * ds.eg.values[0]  # it learns
+
+
+def test_trained_second_layer_dataset_layout_and_convergence():
+    """v(alpha, i) with its attributes; erf K = M = 2 with w = (1.4, 0.7) reaches R = Q = T, v = w."""
+    w = [1.4, 0.7]
+    model = pk.Committee(2, 2, "erf", eta=0.5, teacher_weights=w, train_second_layer=True, weight_decay=0.0)
+    state0 = pk.State([[0.6, 0.1], [0.05, 0.5]], [[0.5, 0.05], [0.05, 0.4]], [1.0, 1.0])
+    ds = pk.integrate(model, state0, 2000.0, n_points=11)
+    assert ds.v.dims == ("alpha", "i") and ds.v.attrs["long_name"] == "student second-layer weight v_i"
+    assert ds.v.attrs["units"] == "1" and ds.v.values[0].tolist() == [1.0, 1.0]
+    end = pk.state_at(ds)
+    assert np.allclose(end.v, w, atol=3e-3) and np.allclose(end.R, np.eye(2), atol=3e-3)
+    assert ds.eg.values[-1] < 1e-6 * ds.eg.values[0]
+    assert ds.attrs["train_second_layer"] == 1 and ds.attrs["eta_second_layer"] == "none"
+    assert ds.attrs["teacher_weights"] == w and ds.attrs["normalisation"] == "none"
+    again = pk.model_from_dataset(ds)
+    assert again.parameters() == model.parameters()
+    assert pk.state_at(ds, 0).v.tolist() == [1.0, 1.0]
+    # the start needs its weights
+    with pytest.raises(ValueError, match=r"state0: the second layer is trained, so the state needs its weights v"):
+        pk.integrate(model, pk.State(state0.R, state0.Q), 1.0)
+
+
+def test_default_dataset_attributes_state_the_new_parameters():
+    ds = pk.integrate(pk.Committee(1, 1, "relu"), pk.State([[0.0]], [[0.25]]), 1.0, n_points=3)
+    assert "v" not in ds and "learning_rate" not in ds
+    assert ds.attrs["eta_schedule"] == "none" and ds.attrs["train_second_layer"] == 0
+    assert ds.attrs["weight_decay"] == 0.0 and ds.attrs["drift"] == 0.0
+    sched = pk.Committee(1, 1, "relu", eta_schedule={"kind": "power_law", "alpha0": 2.0})
+    ds = pk.integrate(sched, pk.State([[0.0]], [[0.25]]), 1.0, n_points=3)
+    assert json.loads(ds.attrs["eta_schedule"]) == {"kind": "power_law", "alpha0": 2.0, "p": 1.0}
+    assert pk.model_from_dataset(ds).eta_schedule == sched.eta_schedule

@@ -32,8 +32,11 @@ def _mp_I2(mp, act, c11, c22, c12):
         return 2 / mp.pi * mp.asin(c12 / mp.sqrt((1 + c11) * (1 + c22)))
     return c12
 
-def mp_eg(act, state, T):
-    """eps_g at 50 digits; asserts that the floating-point state is inside the PSD cone."""
+def mp_eg(act, state, T, v=None, w=None):
+    """eps_g at 50 digits; asserts that the floating-point state is inside the PSD cone.
+
+    ``v``, ``w``: second-layer weights of student and teacher (default ones).
+    """
     import mpmath as mp
 
     mp.mp.dps = 50
@@ -41,7 +44,9 @@ def mp_eg(act, state, T):
     S = np.block([[state.Q, state.R], [state.R.T, T]])
     C = mp.matrix([[mp.mpf(float(x)) for x in row] for row in S])
     assert min(mp.eigsy(C, eigvals_only=True)) > 0, "test state outside the PSD cone"
-    s = [-1] * K + [1] * M
+    v = np.ones(K) if v is None else np.asarray(v, dtype=float)
+    w = np.ones(M) if w is None else np.asarray(w, dtype=float)
+    s = [-mp.mpf(float(x)) for x in v] + [mp.mpf(float(x)) for x in w]
     tot = mp.fsum(s[a] * s[b] * _mp_I2(mp, act, C[a, a], C[b, b], C[a, b])
                   for a in range(K + M) for b in range(K + M))
     return tot / 2
@@ -163,3 +168,51 @@ def test_eg_is_never_negative_near_the_perfect_solution(case):
     assert np.isfinite(eg) and eg >= 0.0
     if d >= 1e-6:
         assert eg > 0.0
+
+
+@pytest.mark.parametrize("act", ["relu", "erf", "tanh"])
+def test_eg_with_second_layer_weights_matches_monte_carlo(act):
+    """eps_g = <(sum_n w_n g(y_n) - sum_i v_i g(x_i))^2> / 2: fixed weights and weights in the state."""
+    w, v = np.array([1.4, -0.6]), np.array([0.3, 0.9, -0.5])
+    state = generic_state(3, 2, seed=7)
+    fixed = pk.Committee(3, 2, act, teacher_weights=w, student_weights=v)
+    trained = pk.Committee(3, 2, act, teacher_weights=w, train_second_layer=True)
+    S = fixed.covariance(state)
+    f = np.random.default_rng(3).standard_normal((1_000_000, 5)) @ psd_factor(S).T
+    g = fixed.activation.g
+    e = 0.5 * (g(f[:, 3:]) @ w - g(f[:, :3]) @ v) ** 2
+    se = e.std() / np.sqrt(len(e))
+    assert abs(fixed.eg(state) - e.mean()) <= 5 * se
+    assert trained.eg(pk.State(state.R, state.Q, v)) == pytest.approx(fixed.eg(state), rel=1e-14)
+    # the weights matter: the students' weights in another order are many standard errors away
+    assert abs(trained.eg(pk.State(state.R, state.Q, v[::-1])) - e.mean()) > 30 * se
+
+
+@pytest.mark.parametrize("act", ["relu", "linear", "erf"])
+def test_eg_with_weights_near_the_perfect_solution_matches_mpmath(act):
+    """v = w (non-unit) near R = Q = T: the difference form with weights keeps a few ulps."""
+    w = np.array([0.7, 1.6, 1.1])
+    T3 = np.array([[1.3, 0.4, -0.2], [0.4, 0.8, 0.1], [-0.2, 0.1, 1.1]])
+    perm = [2, 0, 1]
+    fixed = pk.Committee(3, 3, act, T=T3, teacher_weights=w, student_weights=w[perm])
+    trained = pk.Committee(3, 3, act, T=T3, teacher_weights=w, train_second_layer=True)
+    for kind, delta in (("op", 1e-9), ("op", 1e-5), ("w", 1e-6), ("w", 1e-3)):
+        state = near_perfect(3, 3, delta, seed=3, kind=kind, T=T3, perm=perm)
+        ref = mp_eg(act, state, T3, w[perm], w)
+        assert float(abs(fixed.eg(state) - ref) / ref) <= 4e-15, (kind, delta)
+        assert float(abs(trained.eg(pk.State(state.R, state.Q, w[perm])) - ref) / ref) <= 4e-15, (kind, delta)
+    # weights slightly off w: eps_g ~ (v - w)^2 T, again to a few ulps
+    state = near_perfect(3, 3, 1e-8, seed=3, kind="w", T=T3, perm=perm)
+    v = w[perm] * (1 + 1e-7 * np.array([1.0, -2.0, 0.5]))
+    ref = mp_eg(act, state, T3, v, w)
+    assert float(abs(trained.eg(pk.State(state.R, state.Q, v)) - ref) / ref) <= 4e-15
+
+
+def test_eg_of_a_1_over_K_committee_sharing_teachers_matches_mpmath():
+    """erf, K = 4 students sharing M = 2 teachers with v = w / 2 (the 1/K literature's over-parameterised case)."""
+    model = pk.Committee(4, 2, "erf", normalisation="1/K")
+    assert model.student_weights.tolist() == [0.25] * 4 and model.teacher_weights.tolist() == [0.5, 0.5]
+    for kind, delta in (("w", 1e-6), ("w", 1e-3), ("op", 1e-8)):
+        state = near_perfect(4, 2, delta, seed=8, kind=kind, perm=[0, 1, 0, 1])
+        ref = mp_eg("erf", state, model.T, model.student_weights, model.teacher_weights)
+        assert float(abs(model.eg(state) - ref) / ref) <= 1e-13, (kind, delta, float(ref))

@@ -90,3 +90,24 @@ def test_bad_inputs():
         pc.jacobian(model, np.zeros(3))
     with pytest.raises(TypeError):
         pc.jacobian(model, State(np.eye(2), np.eye(2)), method="central")  # the old name is gone
+
+
+def test_cone_jacobian_with_trained_weights_uses_the_symmetry_exactly():
+    """ReLU K = M = 3 at the perfect solution with v = w: one column per orbit (v included) equals every column."""
+    from phasekit.committee.jacobians import _jacobian_of
+
+    model = Committee(3, 3, "relu", eta=0.5, train_second_layer=True)
+    v = State(np.eye(3), np.eye(3), [1.0, 1.0, 1.0]).to_vector()
+    with_sym = _jacobian_of(model, model.rhs_vector, v, scheme="cone")
+    without = _jacobian_of(model, model.rhs_vector, v, scheme="cone", symmetry=None)
+    assert with_sym.symmetry == "simultaneous" and with_sym.n_rhs < without.n_rhs
+    assert np.abs(with_sym.matrix - without.matrix).max() < 10 * max(without.error, 1e-12)
+    # the v rows against a central difference of the closed forms from inside the cone
+    inside = v.copy()
+    inside[model.n_order - 1] += 0.05  # Q33 up: off the boundary
+    J = pk.jacobian(model, inside)
+    h = 1e-6
+    e = np.zeros(model.n_state)
+    e[-1] = h
+    col = (model.rhs_vector(inside + e) - model.rhs_vector(inside - e)) / (2 * h)
+    assert np.allclose(J.matrix[:, -1], col, atol=1e-7)

@@ -88,3 +88,39 @@ def test_bad_inputs_raise_value_errors():
     with pytest.raises(ValueError, match="guess: expected 3 numbers"):
         pc.symmetric_plateau(model, [0.1, 0.2])
     assert math.isfinite(pc.symmetric_plateau(model, [0.5, 0.33, 0.33]).eg)
+
+
+# --- the general committee machine -------------------------------------------------
+
+
+def test_erf_plateau_with_a_trained_second_layer_is_saad_sollas_with_v_equal_w():
+    """The site-symmetric plateau with v in the state: Saad & Solla's (R, Q = C), v = w = 1, same escape rate."""
+    R, Q, _, lam = saad_solla(2)
+    model = Committee(2, 2, "erf", eta=0.1, second_order=False, train_second_layer=True)
+    fp = pc.symmetric_plateau(model)
+    assert fp.success and fp.state.v is not None
+    assert np.allclose(fp.state.R, R, atol=1e-10) and np.allclose(fp.state.Q, Q, atol=1e-10)
+    assert np.allclose(fp.state.v, 1.0, atol=1e-10)
+    assert fp.escape_eigenvalue == pytest.approx(0.1 * lam, rel=1e-7)
+    assert fp.labels[-2:] == ("v1", "v2")
+    ds = fp.to_dataset()
+    assert ds.v.dims == ("i",) and np.allclose(ds.v.values, 1.0, atol=1e-10)
+
+
+def test_perfect_solution_with_weights():
+    """R = Q = T with v = w: exact for a trained second layer and for matching fixed weights; refused ansatz
+    of the plateau for unequal weights."""
+    w = [1.4, 0.7]
+    trained = pc.perfect_solution(Committee(2, 2, "erf", eta=0.5, teacher_weights=w, train_second_layer=True))
+    assert trained.status == "ok" and trained.vector[-2:].tolist() == w and trained.kind == "stable"
+    fixed = pc.perfect_solution(Committee(2, 2, "erf", eta=0.5, teacher_weights=w, student_weights=w))
+    assert fixed.status == "ok" and fixed.eg == 0.0
+    # fixed student weights that differ from the teacher's: no zero-error state, Newton finds the branch's point
+    off = pc.perfect_solution(Committee(2, 2, "erf", eta=0.5, teacher_weights=w, student_weights=[1.0, 1.0]))
+    assert off.status == "converged" and off.eg > 1e-3 and off.residual < 1e-12
+    with pytest.raises(ValueError, match=r"model: the site-symmetric ansatz needs equal teacher weights"):
+        pc.symmetric_plateau(Committee(2, 2, "erf", teacher_weights=w))
+    with pytest.raises(ValueError, match=r"model: the site-symmetric ansatz needs equal fixed student weights"):
+        pc.symmetric_plateau(Committee(2, 2, "erf", student_weights=w))
+    with pytest.raises(ValueError, match=r"guess: expected 4 numbers \(R, Q, C, v\)"):
+        pc.symmetric_plateau(Committee(2, 2, "erf", train_second_layer=True), guess=[0.4, 0.3, 0.3])

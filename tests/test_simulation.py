@@ -348,3 +348,134 @@ def test_spread_shrinks_like_inverse_sqrt_n():
     slopes = spread_exponent(np.logspace(2, 5, 7).round().astype(int), 5.0, 100, seed=50)
     print("spread exponents (R11, Q11), N = 1e2..1e5:", slopes)
     assert all(-0.6 <= s <= -0.4 for s in slopes), slopes
+
+
+# --- the general committee machine -------------------------------------------------------
+
+
+def _sequential_general(model, V, vw, Xi, zeta, nu, N, done):
+    """Per-example SGD of the general model on N-vectors (the rule of the Committee docstring).
+
+    ``J_i <- (1 - c lambda) J_i + c v_i (tau - sigma) g'(x_i) xi`` with ``c = eta(alpha)/N``,
+    ``v_i <- v_i + c_v g(x_i) (tau - sigma)``, ``B_n <- (1 - delta/N) B_n + sqrt(2 delta/N) nu_n``.
+    """
+    K = model.K
+    V = V.copy()
+    vw = None if vw is None else vw.copy()
+    g, dg, gt = model.activation.g, model.activation.dg, model.teacher_activation.g
+    for t in range(Xi.shape[0]):
+        xi = Xi[t]
+        eta = float(model.eta_at((done + t) / N))
+        c, cv = eta / N, model.eta_v * eta / model.eta / N
+        x, y = V[:K] @ xi, V[K:] @ xi
+        v = model.student_weights if vw is None else vw
+        err = gt(y) @ model.teacher_weights + (0.0 if zeta is None else zeta[t]) - v @ g(x)
+        J = (1 - c * model.weight_decay) * V[:K] + c * np.outer(v * err * dg(x), xi)
+        if vw is not None:
+            vw = vw + cv * g(x) * err
+        if nu is not None:
+            V[K:] = (1 - model.drift / N) * V[K:] + np.sqrt(2 * model.drift / N) * nu[t]
+        V[:K] = J
+    return V, vw
+
+
+GENERAL = pk.Committee(2, 3, "erf", eta=0.7, teacher_weights=[1.0, 0.5, -0.8], train_second_layer=True,
+                       eta_second_layer=0.4, weight_decay=0.3, drift=0.2, noise=0.1,
+                       eta_schedule={"kind": "power_law", "alpha0": 0.05, "p": 1.0})
+
+
+@pytest.mark.parametrize("b", [1, 5, 12])
+def test_general_block_equals_the_sequential_rule(b):
+    """Blocks of the general model (decay, schedule, trained v, drift, weights, noise) against the plain loop."""
+    rng = np.random.default_rng(b)
+    N, done = 60, 7
+    V = rng.standard_normal((2, 5, N)) / np.sqrt(N)
+    vw = np.array([[0.6, 1.2], [1.0, -0.3]])
+    Xi = rng.standard_normal((2, b, N))
+    zeta = 0.1 * rng.standard_normal((2, b))
+    nu = rng.standard_normal((2, b, 3, N)) / np.sqrt(N)
+    Vb = V.copy()
+    vb = sim._micro_block_general(GENERAL, Vb, vw.copy(), Xi, zeta, sim._block_rates(GENERAL, done, b, N), nu, N)
+    for r in range(2):
+        Vs, vs = _sequential_general(GENERAL, V[r], vw[r], Xi[r], zeta[r], nu[r], N, done)
+        assert np.abs(Vb[r] - Vs).max() < 1e-14 and np.abs(vb[r] - vs).max() < 1e-14
+    # the reduced chain's overlap update from the same fields and Gram matrix (no drift)
+    model = GENERAL.replace(drift=0.0)
+    s0 = sim._state_vectors(model, V, vw)
+    fields = Xi @ np.swapaxes(V, -1, -2)
+    rates = sim._block_rates(model, done, b, N)
+    red = sim._reduced_block_general(model, s0, fields[..., :2], fields[..., 2:], Xi @ np.swapaxes(Xi, -1, -2),
+                                     zeta, rates)
+    Vm = V.copy()
+    vm = sim._micro_block_general(model, Vm, vw.copy(), Xi, zeta, rates, None, N)
+    assert np.abs(red - sim._state_vectors(model, Vm, vm)).max() < 1e-14
+
+
+_S0 = pk.State([[0.3, 0.1], [0.05, 0.4]], [[0.5, 0.1], [0.1, 0.6]])
+_SV = pk.State(_S0.R, _S0.Q, [0.7, 1.1])
+_SIM_CASES = [
+    ("trained second layer", dict(train_second_layer=True), _SV, dict(train_second_layer=False), "microscopic"),
+    ("trained second layer, chain", dict(train_second_layer=True), _SV, dict(train_second_layer=False), "reduced"),
+    ("teacher and student weights", dict(teacher_weights=[1.5, 0.6], student_weights=[1.0, 0.8]), _S0,
+     dict(teacher_weights=None, student_weights=None), "microscopic"),
+    ("weight decay", dict(weight_decay=0.2), _S0, dict(weight_decay=0.0), "microscopic"),
+    ("weight decay, chain", dict(weight_decay=0.2), _S0, dict(weight_decay=0.0), "reduced"),
+    ("drift", dict(drift=0.1), _S0, dict(drift=0.0), "microscopic"),
+    ("schedule", dict(eta=0.8, eta_schedule={"kind": "power_law", "alpha0": 1.0}), _S0, dict(eta_schedule=None),
+     "microscopic"),
+    ("noise with trained v", dict(noise=0.5, train_second_layer=True), _SV, dict(noise=0.0), "microscopic"),
+]
+
+
+def _flat(ds):
+    """State vectors (run?, alpha, n_state) of a dataset, v last if present."""
+    iu = np.triu_indices(ds.sizes["i"])
+    R, Q = ds["R"].values, ds["Q"].values
+    parts = [R.reshape(R.shape[:-2] + (-1,)), Q[..., iu[0], iu[1]]]
+    if "v" in ds:
+        parts.append(ds["v"].values)
+    return np.concatenate(parts, axis=-1)
+
+
+@pytest.mark.parametrize("name,kwargs,state0,off,level", _SIM_CASES, ids=[c[0] for c in _SIM_CASES])
+def test_general_simulation_matches_the_ode(name, kwargs, state0, off, level):
+    """erf K = M = 2, N = 500, alpha = 4: the mean over runs is the ODE's to 5 standard errors plus the
+    O(1/N) finite-size bias, and the term under test moves the ODE by many standard errors."""
+    N, runs, alpha = 500, 64 if level == "microscopic" else 256, 4.0
+    model = pk.Committee(2, 2, "erf", **{"eta": 0.5, **kwargs})
+    ds = simulate(model, state0, N, alpha, n_runs=runs, n_points=3, level=level, seed=7)
+    sims = _flat(ds)[:, -1]
+    ode = _flat(pk.integrate(model, state0, alpha, n_points=3))[-1]
+    se = sims.std(0, ddof=1) / np.sqrt(runs)
+    assert np.all(np.abs(sims.mean(0) - ode) <= 5 * se + 1.0 / N), (sims.mean(0) - ode, se)
+    other = model.replace(**off)
+    other_state = state0 if other.train_second_layer else pk.State(state0.R, state0.Q)
+    ref = _flat(pk.integrate(other, other_state, alpha, n_points=3))[-1]
+    n = min(len(ref), len(ode))  # (R, Q) when the other model fixes the second layer
+    assert np.max(np.abs(ref[:n] - ode[:n]) / se[:n]) > 15
+
+
+def test_general_chain_matches_microscopic_in_distribution():
+    """N = 30: the chain with a trained second layer, weight decay, weights and a schedule, KS against vectors."""
+    model = pk.Committee(2, 2, "erf", eta=1.2, noise=0.2, teacher_weights=[1.2, 0.7], train_second_layer=True,
+                         weight_decay=0.3, eta_schedule={"kind": "piecewise_constant", "boundaries": [0.5],
+                                                         "factors": [0.5]})
+    micro = _flat(simulate(model, _SV, 30, 1.0, n_runs=2000, seed=20, n_points=2))[:, -1]
+    red = _flat(simulate(model, _SV, 30, 1.0, n_runs=2000, seed=21, n_points=2, level="reduced"))[:, -1]
+    for j in (0, model.K * model.M, model.n_order):  # R11, Q11, v1
+        a, b = micro[:, j], red[:, j]
+        assert stats.ks_2samp(a, b).pvalue > 0.01, j
+        assert abs(a.mean() - b.mean()) < 3 * np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)), j
+    assert micro[:, model.n_order].std() > 0.01
+
+
+def test_general_simulation_dataset_and_errors():
+    model = pk.Committee(2, 2, "erf", train_second_layer=True, teacher_weights=[1.0, 0.5])
+    ds = simulate(model, _SV, 50, 0.5, n_runs=2, n_points=3, n_test=2000, seed=1)
+    assert ds.v.dims == ("run", "alpha", "i") and ds.v.values[:, 0].tolist() == [[0.7, 1.1]] * 2
+    # the test-set error uses the trained weights: close to the closed form from the overlaps
+    assert np.allclose(ds.eg_test.values, ds.eg.values, rtol=0.15)
+    with pytest.raises(ValueError, match=r"state0: the second layer is trained, so the state needs its weights v"):
+        simulate(model, _S0, 50, 0.5)
+    with pytest.raises(ValueError, match=r"level: a drifting teacher's overlaps T fluctuate at finite N"):
+        simulate(pk.Committee(2, 2, "erf", drift=0.1), _S0, 50, 0.5, level="reduced")

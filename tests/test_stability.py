@@ -11,12 +11,15 @@ import math
 
 import numpy as np
 import pytest
+from scipy import optimize
 
 import phasekit as pk
 import phasekit.committee as pc
 from helpers_committee import (A_PERCEPTRON, B_PERCEPTRON, mp_pencil, mp_secant, perfect_vector)
 from phasekit.committee.cone import _interior_reference
+from phasekit.committee.landmarks import perfect_solution
 from phasekit.committee.model import Committee, State, vector_labels
+from phasekit.committee.stability import critical_eta
 
 
 @pytest.fixture(scope="module")
@@ -370,3 +373,69 @@ def test_relu_over_realisable_family_eta_c():
     assert eg[0.9] < 1e-2 and eg[1.1] > 1e2
     opt = pc.optimal_eta(model, state=_relu_split_state(0.3))
     assert 0 < opt.value < e1 and opt.status == "marginal" and opt.success
+
+
+# --- the general committee machine -------------------------------------------------
+
+
+@pytest.mark.parametrize("c", [0.5, 2.0])
+def test_relu_perceptron_with_output_weights_has_eta_c_two_over_c_squared(c):
+    """v = w = c: the flow is that of unit weights at eta c^2 (first order c^2, eta^2 term c^4), so eta_c = 2 / c^2."""
+    model = Committee(1, 1, "relu", teacher_weights=[c], student_weights=[c])
+    assert float(critical_eta(model)) == pytest.approx(2.0 / c**2, rel=1e-9)
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_one_over_K_committee_has_four_times_the_critical_eta(activation):
+    """K = M = 2 with v = w = 1/2: <delta_i z> carries 1/4, the eta^2 term 1/16, so eta_c(1/K) = 4 eta_c(none)."""
+    a = critical_eta(Committee(2, 2, activation))
+    b = critical_eta(Committee(2, 2, activation, normalisation="1/K"))
+    assert a.success and b.success
+    assert float(b) == pytest.approx(4.0 * float(a), rel=1e-9)
+
+
+def _linear_trained_jacobian(eta, w):
+    """Jacobian of (R, Q, v) of the linear perceptron with a trained second layer at R = Q = 1, v = w, eta_v = eta."""
+    return np.array([[-eta * w * w, 0.0, -eta * w],
+                     [2 * eta * w * w - 2 * eta**2 * w**4, -2 * eta * w * w + eta**2 * w**4, -2 * eta * w],
+                     [eta * w, -eta * w, -eta]])
+
+
+def test_trained_second_layer_linear_perceptron_jacobian_and_eta_c():
+    """Closed-form Jacobian; the rescaling J -> (1 + e) J, v -> (1 - e) v is a continuum of perfect solutions
+    (a marginal mode along (1, 2, -w)), and the other eigenvalues cross zero at eta_c = 2 / w^2."""
+    w = 1.3
+    model = Committee(1, 1, "linear", eta=0.7, teacher_weights=[w], train_second_layer=True)
+    fp = perfect_solution(model)
+    assert fp.status == "ok" and fp.vector.tolist() == [1.0, 1.0, w]
+    assert np.abs(fp.jacobian - _linear_trained_jacobian(0.7, w)).max() < 1e-9
+    ce = critical_eta(model)
+    assert ce.status == "marginal" and ce.n_marginal == 1
+    mode = ce.marginal_modes[0].vector
+    direction = np.array([1.0, 2.0, -w]) / np.linalg.norm([1.0, 2.0, -w])
+    assert abs(abs(mode @ direction) - 1.0) < 1e-8
+    assert ce.marginal_modes[0].components == ("R11", "Q11", "v1")
+
+    def lead(eta):  # largest real part without the zero mode
+        ev = np.linalg.eigvals(_linear_trained_jacobian(eta, w))
+        return ev[np.argsort(np.abs(ev))][1:].real.max()
+
+    assert float(ce) == pytest.approx(optimize.brentq(lead, 0.1, 3.0, xtol=1e-14), rel=1e-8)
+    assert float(ce) == pytest.approx(2.0 / w**2, rel=1e-8)
+
+
+def test_relu_trained_second_layer_keeps_eta_c_and_has_rescaling_modes():
+    """ReLU is positively homogeneous: J_i -> c J_i, v_i -> v_i / c leaves the output unchanged, so each student has
+    a marginal mode (R_ii, Q_ii, v_i); the rest of the spectrum is that of fixed weights."""
+    fixed = critical_eta(Committee(2, 2, "relu"))
+    trained = critical_eta(Committee(2, 2, "relu", train_second_layer=True))
+    assert trained.status == "marginal" and trained.n_marginal == 2
+    assert {m.components for m in trained.marginal_modes} == {("R11", "Q11", "v1"), ("R22", "Q22", "v2")}
+    assert float(trained) == pytest.approx(float(fixed), rel=1e-8)
+
+
+def test_stability_refuses_a_second_layer_with_its_own_rate_and_a_moving_fixed_point():
+    with pytest.raises(ValueError, match=r"model: with its own second-layer learning rate \(eta_second_layer\)"):
+        critical_eta(Committee(2, 2, "erf", train_second_layer=True, eta_second_layer=0.3))
+    with pytest.raises(ValueError, match=r"state: not a fixed point for every eta"):
+        critical_eta(Committee(2, 2, "erf", drift=0.01))

@@ -85,3 +85,12 @@ def test_initial_state_names_one_thing():
 
     assert pk.initial_state is pc.initial_state is starts.initial_state
     assert pk.INITIAL_KINDS == ("diagonal", "uniform", "plateau")
+
+
+def test_initial_state_of_a_trained_second_layer_starts_from_the_model_weights():
+    model = pk.Committee(2, 2, "erf", train_second_layer=True, student_weights=[0.5, 0.7])
+    for kind in ("diagonal", "uniform", "plateau"):
+        state = initial_state(model, 1e-3, kind=kind, seed=1)
+        assert state.v is not None and model.validate_state(state) is state
+        if kind != "plateau":
+            assert state.v.tolist() == [0.5, 0.7]

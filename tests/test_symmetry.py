@@ -54,3 +54,23 @@ def test_site_symmetric_subspace_is_invariant_under_the_flow():
         f = model.rhs_vector(v)
         Qb, _ = np.linalg.qr(P)
         assert np.abs(f - Qb @ (Qb.T @ f)).max() <= 1e-14 and np.abs(f).max() > 1e-3
+
+
+def test_symmetry_with_second_layer_weights():
+    """Trained weights permute with their students; unequal weights break the permutation symmetry."""
+    model = Committee(3, 3, "relu", eta=0.5, train_second_layer=True)
+    v = State(np.eye(3), np.eye(3), [1.0, 1.0, 1.0]).to_vector()
+    sym = _state_symmetry(model, v)
+    assert sym.kind == "simultaneous" and len(sym.representatives) == 5  # R_ii, R_in, Q_ii, Q_ik, v_i
+    # each coordinate map is a permutation of the state vector that leaves it invariant
+    for pi in sym.perms:
+        assert sorted(pi) == list(range(model.n_state))
+        w = np.empty_like(v)
+        w[pi] = v
+        assert np.array_equal(w, v)
+    for kwargs, state in ((dict(teacher_weights=[1.0, 0.6], student_weights=[1.0, 0.6]), State(np.eye(2), np.eye(2))),
+                          (dict(teacher_weights=[1.0, 0.6], train_second_layer=True),
+                           State(np.eye(2), np.eye(2), [1.0, 0.6]))):
+        m = Committee(2, 2, "relu", **kwargs)
+        assert _state_symmetry(m, m.state_vector(state)) is None
+    assert _symmetric_basis(2, 2, second_layer=True).shape == (9, 4)

@@ -3,7 +3,10 @@
 ======================  ======================================================
 module                  concept
 ======================  ======================================================
-``model``               ``Committee``, ``State``: parameters and the flow
+``state``               ``State`` and the layout of the state vector
+``model``               ``Committee``: parameters, construction, validation
+``flow``                the order-parameter flow (``rhs_vector``, ``FlowParts``)
+``schedules``           learning-rate schedules ``eta(alpha)``
 ``eg``                  the generalisation error near zero error
 ``dynamics``            ``integrate`` the ODEs into trajectory datasets
 ``cone``                geometry of the positive-semidefinite cone
@@ -19,6 +22,7 @@ module                  concept
 ``starts``              initial states
 ``plateaus``            plateau lengths and convergence times (``PlateauTimes``, ``Crossing``)
 ``asymptotics``         the asymptotic error (``AsymptoticError``)
+``steady``              steady states under drift, weight decay, noise; ``optimal_steady_eta``
 ``simulation``          microscopic SGD and the exact finite-N chain
 ======================  ======================================================
 """
@@ -29,19 +33,24 @@ from .dynamics import integrate, model_from_dataset, state_at, trajectory_datase
 from .jacobians import Jacobian, jacobian
 from .landmarks import find_fixed_point, perfect_solution, symmetric_plateau
 from .linearisation import CommitteeFixedPoint, linearise
-from .model import Committee, State, committee_from_parameters, vector_labels
+from .flow import FlowParts
+from .model import NORMALISATIONS, Committee, State, committee_from_parameters, vector_labels
 from .pencil import EtaStructure, MarginalMode, eta_structure
 from .plateaus import Crossing, PlateauTimes, convergence_time, plateau_length, plateau_times
+from .schedules import SCHEDULE_KINDS, Schedule, schedule_from_spec
 from .search import fixed_points
 from .simulation import align_teachers, simulate
 from .stability import CriticalEta, OptimalEta, critical_eta, optimal_eta
+from .steady import SteadyEta, optimal_steady_eta, steady_state
 from .starts import INITIAL_KINDS, initial_state
 
 __all__ = [
     "AsymptoticError", "asymptotic_eg", "continuation", "integrate", "model_from_dataset", "state_at",
     "trajectory_dataset", "Jacobian", "jacobian", "find_fixed_point", "perfect_solution", "symmetric_plateau",
     "CommitteeFixedPoint", "linearise", "Committee", "State", "committee_from_parameters", "vector_labels",
+    "FlowParts", "NORMALISATIONS", "SCHEDULE_KINDS", "Schedule", "schedule_from_spec",
     "EtaStructure", "MarginalMode", "eta_structure", "Crossing", "PlateauTimes", "convergence_time",
     "plateau_length", "plateau_times", "fixed_points", "align_teachers", "simulate", "CriticalEta", "OptimalEta",
-    "critical_eta", "optimal_eta", "INITIAL_KINDS", "initial_state",
+    "critical_eta", "optimal_eta", "INITIAL_KINDS", "initial_state", "SteadyEta", "optimal_steady_eta",
+    "steady_state",
 ]

@@ -112,7 +112,7 @@ def asymptotic_eg(
     opts = coerce_options(solver, SolverOptions, "solver")
     newton = coerce_options(newton, NewtonOptions, "newton")
     K, M = model.K, model.M
-    v = state0.to_vector()
+    v = model.state_vector(state0, "state0")
     alpha = 0.0
     saddles = 0
     retries = 0

@@ -1,7 +1,9 @@
-"""Continuation of a fixed point in the learning rate (tangent predictor, Newton corrector).
+"""Continuation of a fixed point in a model parameter (tangent predictor, Newton corrector).
 
-Where the number of unstable directions changes between two learning rates
-of the branch, the crossing is bisected.  It is *located* when the bisection
+The parameter is the learning rate ``eta`` (default), the weight decay
+``weight_decay``, the teacher drift ``drift`` or the output noise ``noise``.
+Where the number of unstable directions changes between two values of the
+branch, the crossing is bisected.  It is *located* when the bisection
 reached the requested relative width ``xtol``, and only *bracketed* when it
 stopped earlier (Newton failed inside the interval, or ``max_bisect`` steps
 were not enough): then only the interval is known.
@@ -31,29 +33,38 @@ __all__ = ['CROSSING_LOCATIONS', 'continuation']
 CROSSING_LOCATIONS = ("located", "bracketed")
 
 
-def _flow_eta_derivative(model: Committee, v: np.ndarray) -> np.ndarray:
-    """``d f / d eta`` at fixed state: ``a + 2 eta b``."""
-    first = model.replace(eta=1.0, second_order=False)
-    a = first.rhs_vector(v)
-    if not model.second_order:
-        return a
-    b = model.replace(eta=1.0).rhs_vector(v) - a
-    return a + 2.0 * model.eta * b
+# Parameters a branch can follow, with the smallest allowed value (strict for eta).
+PARAMETERS = {"eta": "> 0", "weight_decay": ">= 0", "drift": ">= 0", "noise": ">= 0"}
 
 
-def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str, eta_values: Sequence[float], *,
-                 newton: NewtonOptions | Mapping[str, Any] | None = None, xtol: float = 1e-10,
-                 max_bisect: int = 60) -> xr.Dataset:
-    """Follow a fixed point as eta varies (tangent predictor, Newton corrector).
+def _check_values(values: Sequence[float], parameter: str) -> np.ndarray:
+    if parameter not in PARAMETERS:
+        raise ValueError(f"parameter: must be one of {', '.join(PARAMETERS)}, got {parameter!r}")
+    x = np.asarray(values, dtype=float)
+    low_ok = (x > 0) if parameter == "eta" else (x >= 0)
+    if x.ndim != 1 or len(x) < 2 or not np.all(np.isfinite(x)) or not np.all(low_ok) \
+            or not (np.all(np.diff(x) > 0) or np.all(np.diff(x) < 0)):
+        raise ValueError(f"values: need >= 2 strictly monotonic values of {parameter} "
+                         f"(each {PARAMETERS[parameter]})")
+    return x
+
+
+def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str, values: Sequence[float], *,
+                 parameter: str = "eta", newton: NewtonOptions | Mapping[str, Any] | None = None,
+                 xtol: float = 1e-10, max_bisect: int = 60) -> xr.Dataset:
+    """Follow a fixed point as a model parameter varies (tangent predictor, Newton corrector).
 
     Parameters
     ----------
     model : Committee
-        Everything but eta is taken from here.
+        Everything but ``parameter`` is taken from here.
     start : CommitteeFixedPoint, State, ndarray or {"perfect", "symmetric_plateau"}
-        Starting guess at ``eta_values[0]``.
-    eta_values : sequence of float
-        Strictly monotonic learning rates along the branch.
+        Starting guess at ``values[0]``.
+    values : sequence of float
+        Strictly monotonic values of ``parameter`` along the branch.
+    parameter : {"eta", "weight_decay", "drift", "noise"}
+        The parameter followed (default the learning rate).  Under drift or
+        weight decay the branch from ``"perfect"`` is the steady state.
     newton : NewtonOptions, mapping or None
         Newton's residual tolerance ``tol`` (units 1/alpha) and ``max_iter``.
     xtol : float
@@ -64,22 +75,24 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
     Returns
     -------
     xarray.Dataset
-        Dims ``eta``, ``mode``, ``i``, ``k``, ``n``, ``crossing``.  Variables
-        ``R``, ``Q``, ``eg``, ``residual``, ``status`` (``converged``,
+        Dims ``eta`` (the parameter's name), ``mode``, ``i``, ``k``, ``n``,
+        ``crossing``.  Variables ``R``, ``Q``, ``v`` (trained second layer),
+        ``eg``, ``residual``, ``status`` (``converged``,
         ``failed`` where Newton failed, ``missing`` beyond; codes of
         :data:`phasekit.core.results.STATUS` with CF flags), ``n_unstable``,
         ``max_real`` (largest real part, 1/alpha), ``eigenvalue_real``,
         ``eigenvalue_imag`` ``(eta, mode)``; per crossing ``crossing_eta``
-        (midpoint), ``crossing_low``, ``crossing_high`` (the final bisection
+        (``crossing_<parameter>``; midpoint), ``crossing_low``, ``crossing_high`` (the final bisection
         interval), ``crossing_precision`` (half its width),
         ``crossing_location`` (0 ``located``: bisected to ``xtol``; 1
         ``bracketed``: only the interval is known; CF flags),
         ``crossing_n_before``/``crossing_n_after`` (unstable directions on
         either side).  The branch stops (remaining entries nan) where Newton fails.
     """
-    etas = np.asarray(eta_values, dtype=float)
-    if etas.ndim != 1 or len(etas) < 2 or np.any(etas <= 0) or not (np.all(np.diff(etas) > 0) or np.all(np.diff(etas) < 0)):
-        raise ValueError("eta_values: need >= 2 strictly monotonic positive learning rates")
+    if not isinstance(model, Committee):
+        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    etas = _check_values(values, parameter)
+    model.require_autonomous("continuation")
     opts = coerce_options(newton, NewtonOptions, "newton")
     tol = opts.tol
     if isinstance(xtol, bool) or not (isinstance(xtol, (int, float, np.floating)) and 0 < xtol < 1):
@@ -87,7 +100,7 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
     if isinstance(max_bisect, bool) or not isinstance(max_bisect, (int, np.integer)) or max_bisect < 0:
         raise ValueError(f"max_bisect: must be an integer >= 0, got {max_bisect!r}")
     if isinstance(start, str):
-        m0 = model.replace(eta=float(etas[0]))
+        m0 = model.replace(**{parameter: float(etas[0])})
         if start == "perfect":
             v = perfect_solution(m0, newton=opts).vector
         elif start == "symmetric_plateau":
@@ -101,11 +114,11 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
     prev_fp: CommitteeFixedPoint | None = None
     prev_eta = None
     for eta in etas:
-        m = model.replace(eta=float(eta))
+        m = model.replace(**{parameter: float(eta)})
         guess = v
         if prev_fp is not None and prev_fp.success:
-            # tangent predictor: J dv/deta = -df/deta
-            dfde = _flow_eta_derivative(prev_fp.model, prev_fp.vector)
+            # tangent predictor: J dv/dp = -df/dp
+            dfde = prev_fp.model.flow_parts(prev_fp.vector).derivative(parameter)
             try:
                 tangent = np.linalg.solve(prev_fp.jacobian, -dfde)
                 guess = _pull_inside(m, prev_fp.vector + (eta - prev_eta) * tangent)
@@ -143,7 +156,7 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
             if narrow(lo, hi):
                 break
             mid = 0.5 * (lo + hi)
-            mm = model.replace(eta=mid)
+            mm = model.replace(**{parameter: mid})
             w_lo = (mid - lo) / (hi - lo)
             res = _newton(mm, (1 - w_lo) * fp_lo.vector + w_lo * fp_hi.vector, tol=tol, max_iter=opts.max_iter)
             if not res.converged:
@@ -158,7 +171,9 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
         crossings.append((0.5 * (lo_ + hi_), lo_, hi_, 0.5 * (hi_ - lo_), a.n_unstable, b.n_unstable, location))
 
     nan = np.nan
+    p = parameter
     R = np.full((len(etas), K, M), nan)
+    vw = np.full((len(etas), K), nan)
     Qm = np.full((len(etas), K, K), nan)
     eg = np.full(len(etas), nan)
     resid = np.full(len(etas), nan)
@@ -172,25 +187,28 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
             status[j] = "failed"
             continue
         R[j], Qm[j] = fp.state.R, fp.state.Q
+        if fp.state.v is not None:
+            vw[j] = fp.state.v
         eg[j], resid[j], status[j], nun[j] = fp.eg, fp.residual, fp.status, fp.n_unstable
         w = np.asarray(fp.eigenvalues, dtype=complex)
         ev_re[j], ev_im[j] = w.real, w.imag
         mx[j] = w.real.max()
     cr = np.array(crossings, dtype=float).reshape(-1, 7)
     one, rate = {"units": "1"}, {"units": "1/alpha"}
-    ds = xr.Dataset(
-        {
-            "R": variable("R", ("eta", "i", "n"), R),
-            "Q": variable("Q", ("eta", "i", "k"), Qm),
-            "eg": variable("eg", "eta", eg),
-            "residual": ("eta", resid, {"long_name": "max |d state / d alpha|", **rate}),
-            "status": ("eta", status_codes(status), status_attrs("fixed-point status along the branch")),
-            "n_unstable": ("eta", nun, {"long_name": "number of unstable directions (-1: no point)", **one}),
-            "max_real": ("eta", mx, {"long_name": "largest real part of the spectrum", **rate}),
-            "eigenvalue_real": (("eta", "mode"), ev_re, {"long_name": "real part of Jacobian eigenvalue", **rate}),
-            "eigenvalue_imag": (("eta", "mode"), ev_im,
+    what = {"eta": "learning rate", "weight_decay": "weight decay", "drift": "drift strength",
+            "noise": "output noise"}[p]
+    data = {
+            "R": variable("R", (p, "i", "n"), R),
+            "Q": variable("Q", (p, "i", "k"), Qm),
+            "eg": variable("eg", p, eg),
+            "residual": (p, resid, {"long_name": "max |d state / d alpha|", **rate}),
+            "status": (p, status_codes(status), status_attrs("fixed-point status along the branch")),
+            "n_unstable": (p, nun, {"long_name": "number of unstable directions (-1: no point)", **one}),
+            "max_real": (p, mx, {"long_name": "largest real part of the spectrum", **rate}),
+            "eigenvalue_real": ((p, "mode"), ev_re, {"long_name": "real part of Jacobian eigenvalue", **rate}),
+            "eigenvalue_imag": ((p, "mode"), ev_im,
                                 {"long_name": "imaginary part of Jacobian eigenvalue", **rate}),
-            "crossing_eta": ("crossing", cr[:, 0], {"long_name": "learning rate of a zero crossing", **one}),
+            f"crossing_{p}": ("crossing", cr[:, 0], {"long_name": f"{what} of a zero crossing", **one}),
             "crossing_low": ("crossing", cr[:, 1], {"long_name": "lower end of the crossing interval", **one}),
             "crossing_high": ("crossing", cr[:, 2], {"long_name": "upper end of the crossing interval", **one}),
             "crossing_precision": ("crossing", cr[:, 3],
@@ -200,12 +218,16 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
                                    "flag_values": np.arange(len(CROSSING_LOCATIONS), dtype=np.int8),
                                    "flag_meanings": " ".join(CROSSING_LOCATIONS)}),
             "crossing_n_before": ("crossing", cr[:, 4].astype(int),
-                                  {"long_name": "unstable directions at the lower-eta side", **one}),
+                                  {"long_name": f"unstable directions at the lower-{p} side", **one}),
             "crossing_n_after": ("crossing", cr[:, 5].astype(int),
-                                 {"long_name": "unstable directions at the higher-eta side", **one}),
-        },
+                                 {"long_name": f"unstable directions at the higher-{p} side", **one}),
+    }
+    if model.train_second_layer:
+        data["v"] = variable("v", (p, "i"), vw)
+    ds = xr.Dataset(
+        data,
         coords={
-            "eta": coordinate("eta", etas),
+            p: coordinate(p, etas),
             "mode": coordinate("mode", np.arange(n), long_name="eigenmode (0 = largest real part)"),
             "i": coordinate("i", np.arange(1, K + 1)),
             "k": coordinate("k", np.arange(1, K + 1)),
@@ -214,8 +236,8 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
         },
     )
     params = model.parameters()
-    ds.attrs.update(provenance_attrs({"model": params, "eta_values": etas.tolist(), "newton": opts.to_dict(),
-                                      "xtol": float(xtol), "max_bisect": int(max_bisect)}))
-    ds.attrs.update(model_attrs(params, exclude=("eta",)),
+    ds.attrs.update(provenance_attrs({"model": params, "parameter": p, "values": etas.tolist(),
+                                      "newton": opts.to_dict(), "xtol": float(xtol), "max_bisect": int(max_bisect)}))
+    ds.attrs.update(model_attrs(params, exclude=(p,)), parameter=p,
                     n_points=int(n_done), complete=int(n_done == len(etas) and points[-1] is not None))
     return ds

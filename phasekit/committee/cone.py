@@ -109,14 +109,18 @@ def _max_step(model: Committee, v: np.ndarray, dv: np.ndarray, floor: float = 0.
 
 
 def _interior_reference(model: Committee, v: np.ndarray) -> tuple[np.ndarray, float]:
-    """Interior point ``x_c = (0, Q + mu I)`` and the smallest eigenvalue of its covariance."""
+    """Interior point ``x_c = (0, Q + mu I[, v])`` and the smallest eigenvalue of its covariance.
+
+    Trained second-layer weights do not enter the covariance: ``x_c`` keeps those of ``v``.
+    """
     K, M = model.K, model.M
     Q = model.covariance(v)[:K, :K]
     mu = 0.5 * max(float(np.mean(np.diag(Q))), 1e-3)
     lam_q = float(np.linalg.eigvalsh(Q)[0])
     if lam_q + mu <= 0.5 * mu:  # Q itself not PSD (a guess outside the cone): push further in
         mu = mu - lam_q
-    xc = np.concatenate([np.zeros(K * M), (Q + mu * np.eye(K))[np.triu_indices(K)]])
+    xc = np.concatenate([np.zeros(K * M), (Q + mu * np.eye(K))[np.triu_indices(K)],
+                         np.asarray(v, dtype=float)[model.n_order:]])
     lam_c = min(lam_q + mu, float(np.linalg.eigvalsh(model.T)[0]))
     return xc, lam_c
 

@@ -23,14 +23,21 @@ def run_flow(model: Committee, v0: np.ndarray, span: tuple[float, float], *, sol
     (smallest eigenvalue of the field covariance, relative to its scale, below
     ``-1e3 * PSD_TOL``) and an order parameter beyond ``solver.max_norm``; both
     end the run as ``diverged``, as does a solver that stops at a state with a
-    non-finite right-hand side or outside the cone.
+    non-finite right-hand side or outside the cone.  With a learning-rate
+    schedule the flow is evaluated at the solver's time alpha.
     """
     def outside(v: np.ndarray) -> bool:
-        return not np.all(np.isfinite(model.rhs_vector(v))) or model.min_eigenvalue(v) < 0
+        return not np.all(np.isfinite(model.rhs_vector(v, span[0]))) or model.min_eigenvalue(v) < 0
 
     cone = [cone_exit(model.min_eigenvalue, offset=1e3 * PSD_TOL),
             blow_up(solver.max_norm, message=f"an order parameter exceeded {solver.max_norm:g}")]
-    return solve_flow(lambda _a, v: model.rhs_vector(v), v0, span, events=cone + list(events), options=solver,
+    if model.autonomous:
+        def flow(_a: float, v: np.ndarray) -> np.ndarray:
+            return model.rhs_vector(v)
+    else:
+        def flow(a: float, v: np.ndarray) -> np.ndarray:
+            return model.rhs_vector(v, a)
+    return solve_flow(flow, v0, span, events=cone + list(events), options=solver,
                       dense=dense, diverged=outside, time_name="alpha")
 
 
@@ -50,7 +57,9 @@ def integrate(
     ----------
     model : Committee
     state0 : State
-        Initial order parameters; ``[[Q, R], [R^T, T]]`` must be positive semidefinite.
+        Initial order parameters; ``[[Q, R], [R^T, T]]`` must be positive
+        semidefinite.  With a trained second layer ``state0.v`` holds the
+        initial second-layer weights (required).
     alpha_max : float
         Final time ``alpha = mu / N`` (examples per input dimension), ``> 0``.
     n_points : int
@@ -76,9 +85,12 @@ def integrate(
     Returns
     -------
     xarray.Dataset
-        Coordinates ``alpha`` (and ``eta_alpha = eta * alpha``), ``i``, ``k``
-        (student units), ``n`` (teacher units); variables ``R(alpha, i, n)``,
-        ``Q(alpha, i, k)``, ``eg(alpha)``.  ``attrs["status"]`` is ``"ok"``,
+        Coordinates ``alpha`` (and ``eta_alpha``: ``eta * alpha``, with a
+        schedule ``int_0^alpha eta(a) da``), ``i``, ``k`` (student units),
+        ``n`` (teacher units); variables ``R(alpha, i, n)``, ``Q(alpha, i, k)``,
+        ``eg(alpha)``, with a trained second layer ``v(alpha, i)``, with a
+        schedule ``learning_rate(alpha)``.  The attributes describe the model
+        (every parameter, also as JSON under ``model``).  ``attrs["status"]`` is ``"ok"``,
         ``"converged"`` (``stop_eg`` reached), ``"diverged"`` (left the
         positive-semidefinite cone, blew up or produced non-finite values) or
         ``"failed"`` (solver failure); ``attrs["alpha_end"]`` is where the run
@@ -111,21 +123,35 @@ def integrate(
 
     stop = [] if stop_eg is None else [crossing(model.eg_vector, float(stop_eg), name="stop_eg",
                                                  message=f"eps_g fell below {stop_eg:g}")]
-    v0 = state0.to_vector()
-    run = run_flow(model, v0, (0.0, alpha_max), solver=opts, events=stop, dense=True)
-    alpha_end, status = run.t_end, run.status
+    v0 = model.state_vector(state0, "state0")
+    # A schedule that jumps (piecewise constant) is integrated piece by piece: an
+    # adaptive step across a jump of the flow loses the solver's accuracy.
+    jumps = getattr(model.eta_schedule, "boundaries", ())
+    edges = [0.0, *(b for b in jumps if 0.0 < b < alpha_max), alpha_max]
+    a_parts, y_parts, n_rhs, v = [], [], 0, v0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        run = run_flow(model, v, (lo, hi), solver=opts, events=stop, dense=True)
+        n_rhs += run.nfev
+        alpha_end, status = run.t_end, run.status
+        last = status != "ok" or hi == alpha_max
+        a = alpha_eval[(alpha_eval >= lo) & ((alpha_eval < alpha_end) if last else (alpha_eval < hi))]
+        if last and (a.size == 0 or a[-1] < alpha_end):
+            a = np.append(a, alpha_end)
+        if run.n_steps == 0:  # failed on the first step: only the start of the piece is known
+            a_parts.append(np.array([lo]))
+            y_parts.append(v[None, :])
+        elif a.size:
+            a_parts.append(a)
+            y_parts.append(run.sample(a))
+        if last:
+            break
+        v = run.y_end
     message = "reached alpha_max" if status == "ok" else run.message
-    a = alpha_eval[alpha_eval < alpha_end]
-    if status != "ok" or a.size == 0 or a[-1] < alpha_end:
-        a = np.append(a, alpha_end)
-    if run.n_steps == 0:  # failed on the first step: only the initial state is known
-        a, Y = np.array([0.0]), v0[None, :]
-    else:
-        Y = run.sample(a)
+    a, Y = np.concatenate(a_parts), np.concatenate(y_parts)
     settings = {"rtol": opts.rtol, "atol": opts.atol, "method": opts.method, "stop_eg": stop_eg,
                 "max_norm": max_norm, "alpha_max": alpha_max}
     ds = trajectory_dataset(model, a, Y, settings=settings)
-    ds.attrs.update(status=status, message=message, alpha_end=alpha_end, n_rhs=run.nfev)
+    ds.attrs.update(status=status, message=message, alpha_end=alpha_end, n_rhs=n_rhs)
     return ds
 
 
@@ -140,6 +166,7 @@ def trajectory_dataset(
     """Wrap state vectors ``Y`` of shape ``(*extra, len(alpha), n_state)`` in a dataset.
 
     Shared by :func:`integrate` and the simulations (``extra_dims=("run",)``).
+    ``n_state`` is the model's (second-layer weights last when trained).
     """
     K, M = model.K, model.M
     Y = np.asarray(Y, dtype=float)
@@ -147,19 +174,29 @@ def trajectory_dataset(
     R = Y[..., : K * M].reshape(lead + (K, M))
     Q = np.empty(lead + (K, K))
     iu = np.triu_indices(K)
-    Q[..., iu[0], iu[1]] = Y[..., K * M:]
-    Q[..., iu[1], iu[0]] = Y[..., K * M:]
+    Q[..., iu[0], iu[1]] = Y[..., K * M:model.n_order]
+    Q[..., iu[1], iu[0]] = Y[..., K * M:model.n_order]
     eg = model.eg_vector(Y)
     dims = extra_dims + ("alpha",)
+    alpha = np.asarray(alpha, float)
+    data = {
+        "R": variable("R", dims + ("i", "n"), R),
+        "Q": variable("Q", dims + ("i", "k"), Q),
+        "eg": variable("eg", dims, eg),
+    }
+    if model.train_second_layer:
+        data["v"] = variable("v", dims + ("i",), Y[..., model.n_order:])
+    if model.autonomous:
+        eta_alpha = variable("eta_alpha", "alpha", model.eta * alpha)
+    else:
+        eta_alpha = variable("eta_alpha", "alpha", np.asarray(model.scaled_time(alpha)),
+                             long_name="scaled time int_0^alpha eta(a) da")
+        data["learning_rate"] = variable("learning_rate", "alpha", np.asarray(model.eta_at(alpha)))
     ds = xr.Dataset(
-        {
-            "R": variable("R", dims + ("i", "n"), R),
-            "Q": variable("Q", dims + ("i", "k"), Q),
-            "eg": variable("eg", dims, eg),
-        },
+        data,
         coords={
-            "alpha": coordinate("alpha", np.asarray(alpha, float)),
-            "eta_alpha": variable("eta_alpha", "alpha", model.eta * np.asarray(alpha, float)),
+            "alpha": coordinate("alpha", alpha),
+            "eta_alpha": eta_alpha,
             "i": coordinate("i", np.arange(1, K + 1)),
             "k": coordinate("k", np.arange(1, K + 1)),
             "n": coordinate("n", np.arange(1, M + 1)),
@@ -195,5 +232,6 @@ def model_from_dataset(ds: xr.Dataset) -> Committee:
 
 
 def state_at(ds: xr.Dataset, index: int = -1) -> State:
-    """The :class:`State` at sample ``index`` of a trajectory dataset."""
-    return State(ds["R"].isel(alpha=index).values, ds["Q"].isel(alpha=index).values)
+    """The :class:`State` at sample ``index`` of a trajectory dataset (with ``v`` when the dataset has it)."""
+    v = ds["v"].isel(alpha=index).values if "v" in ds else None
+    return State(ds["R"].isel(alpha=index).values, ds["Q"].isel(alpha=index).values, v)

@@ -84,24 +84,58 @@ def _differences(S: np.ndarray, T: np.ndarray, K: int, pi: np.ndarray):
     return Tpp, S[:, :K, :K] - Tpp, Rp - Tpp
 
 
-def _eg_linear(S: np.ndarray, T: np.ndarray, K: int) -> np.ndarray:
+def _eg_linear(S: np.ndarray, T: np.ndarray, K: int, v: np.ndarray | None = None,
+               w: np.ndarray | None = None) -> np.ndarray:
     """``eps_g`` of the linear activation, shape ``(B,)``.
 
-    ``2 eps_g = sum_ik Q_ik - 2 sum_in R_in + sum_nm T_nm`` is rewritten with any
-    map ``pi`` as ``sum_ik (Q_ik - T_pi(i)pi(k)) - 2 sum_in (R_in - T_pi(i)n)
-    + sum_nm e_n e_m T_nm`` (``e_n = 1 - #{i : pi(i) = n}``), an identity; with
-    ``pi`` the best-correlated teacher the differences are small and exact near
-    the perfect solution, and the terms are summed in twice the working precision.
+    ``2 eps_g = sum_ik v_i v_k Q_ik - 2 sum_in v_i w_n R_in + sum_nm w_n w_m T_nm``
+    is rewritten with any map ``pi`` as ``sum_ik v_i v_k (Q_ik - T_pi(i)pi(k))
+    - 2 sum_in v_i w_n (R_in - T_pi(i)n) + sum_nm e_n e_m T_nm`` with
+    ``e_n = w_n - sum_{i : pi(i) = n} v_i``, an identity; with ``pi`` the
+    best-correlated teacher the differences are small and exact near the
+    perfect solution, and the terms are summed in twice the working precision.
+    ``v`` (B, K) and ``w`` (M,) are the second-layer weights (default ones).
     """
     B = S.shape[0]
     M = T.shape[0]
     pi, _ = _matching(S, T, K)
     _, dQ, _ = _differences(S, T, K, pi)
     dRn = S[:, :K, K:] - T[pi]  # R_in - T_pi(i)n
-    e = 1.0 - (pi[:, :, None] == np.arange(M)).sum(axis=1)
+    hit = pi[:, :, None] == np.arange(M)
+    if v is None:
+        e = 1.0 - hit.sum(axis=1)
+        pair_terms = [dQ.reshape(B, -1), -2.0 * dRn.reshape(B, -1)]
+    else:
+        # The differences cancel to order their square: their products with the
+        # weights are split into float and rounding error so the sum stays exact.
+        e = w[None, :] - (v[:, :, None] * hit).sum(axis=1)
+        pair_terms = [*_exact_products(dQ, v[:, :, None], v[:, None, :]),
+                      *(-2.0 * t for t in _exact_products(dRn, v[:, :, None], w[None, None, :]))]
+        pair_terms = [t.reshape(B, -1) for t in pair_terms]
     eTe = (e[:, :, None] * e[:, None, :] * T).reshape(B, -1)
-    terms = np.concatenate([dQ.reshape(B, -1), -2.0 * dRn.reshape(B, -1), eTe], axis=-1)
+    terms = np.concatenate([*pair_terms, eTe], axis=-1)
     return 0.5 * _accurate_sum(terms)
+
+
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a * b = p + e`` exactly (Dekker's product with Veltkamp's split)."""
+    p = a * b
+
+    def split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = 134217729.0 * x  # 2^27 + 1
+        hi = c - (c - x)
+        return hi, x - hi
+
+    ah, al = split(a)
+    bh, bl = split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _exact_products(d: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``d * a * b`` as three floats whose sum is exact to ~eps^2 of the product (broadcasting)."""
+    ab, ab_err = _two_product(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    p, p_err = _two_product(np.broadcast_to(d, np.broadcast_shapes(d.shape, ab.shape)), ab)
+    return p, p_err, d * ab_err
 
 
 def _eg_nodes(S: np.ndarray, pi: np.ndarray, T: np.ndarray, K: int, sine: float) -> np.ndarray:
@@ -120,13 +154,21 @@ def _eg_nodes(S: np.ndarray, pi: np.ndarray, T: np.ndarray, K: int, sine: float)
 
 
 def _eg_matched(S: np.ndarray, pi: np.ndarray, T: np.ndarray, K: int,
-                forms: Mapping[str, Any], n_nodes: int) -> np.ndarray:
-    """``2 eps_g`` in the difference form (see above) for an injective ``pi``, shape ``(B,)``.
+                forms: Mapping[str, Any], n_nodes: int, v: np.ndarray | None = None,
+                w: np.ndarray | None = None) -> np.ndarray:
+    """``2 eps_g`` in the difference form (see above), shape ``(B,)``.
 
-    ``S``: covariances ``(B, L, L)``; ``pi``: ``(B, K)`` distinct teacher indices;
-    ``forms``: the activation's closed forms (``"J2grad"``, ``"J2"``, ``"H2"``,
-    ``"I2"`` and optionally ``"D2"``); ``n_nodes``: Gauss-Legendre nodes per
-    path parameter.
+    ``S``: covariances ``(B, L, L)``; ``pi``: ``(B, K)`` teacher indices
+    (distinct for an activation with a kink, whose pair averages are singular
+    for two students paired with one teacher); ``forms``: the activation's
+    closed forms (``"J2grad"``, ``"J2"``, ``"H2"``, ``"I2"`` and optionally
+    ``"D2"``); ``n_nodes``: Gauss-Legendre nodes per path parameter.
+
+    With second-layer weights ``v`` (B, K) and ``w`` (M,) the error signal is
+    ``sigma - tau = sum_i v_i D_i - sum_n e_n g(y_n)``, ``D_i = g(x_i) -
+    g(y_pi(i))``, ``e_n = w_n - sum_{i : pi(i) = n} v_i``, so each pair term
+    carries ``v_i v_j``, each mixed term ``v_i e_n`` and each teacher term
+    ``e_n e_m``; near the perfect solution (``v = w``) all are small.
     """
     B = S.shape[0]
     M = T.shape[0]
@@ -158,12 +200,15 @@ def _eg_matched(S: np.ndarray, pi: np.ndarray, T: np.ndarray, K: int,
             j2, j2uw, j2uu, j2ww = forms["J2grad"](Cuu, Cww, Cuw)
             F = cij * j2 + (au * bw + aw * bu) * j2uw + au * bu * j2uu + aw * bw * j2ww
             Iij[lo:lo + step] = F @ w2
-        parts.append(pair_w * Iij)
+        parts.append(pair_w * Iij if v is None else pair_w * Iij * (v[:, si] * v[:, sj]))
     if kink:
-        parts.append(forms["D2"](Td, dQ[:, ar, ar], dRd))
-    e = 1.0 - (pi[:, :, None] == np.arange(M)).sum(axis=1)  # 0 or 1
+        d2 = forms["D2"](Td, dQ[:, ar, ar], dRd)
+        parts.append(d2 if v is None else d2 * v * v)
+    hit = pi[:, :, None] == np.arange(M)
+    e = 1.0 - hit.sum(axis=1) if v is None else w[None, :] - (v[:, :, None] * hit).sum(axis=1)
     if np.any(e):
-        # Teachers that no student is paired with: <D_i g(y_n)> and I2(y_n, y_m).
+        # Teacher output weight not matched by paired students (e_n; with unit weights:
+        # the teachers no student is paired with): <D_i g(y_n)> and I2(y_n, y_m).
         dRn = S[:, :K, K:] - T[pi]  # Cov(z_i, y_n)
         Tan = T[pi][..., None]  # (B, K, M, 1)
         au = (dRd[:, :, None] + s * V[:, :, None])[:, :, None, :]  # (B, K, 1, nodes)
@@ -171,8 +216,55 @@ def _eg_matched(S: np.ndarray, pi: np.ndarray, T: np.ndarray, K: int,
         Cun = Tan + s * dRn[..., None]
         Cnn = np.diag(T)[:, None]
         G = (au * forms["H2"](Cuu, Cnn, Cun) + dRn[..., None] * forms["J2"](Cuu, Cnn, Cun)) @ ws
-        parts.append((-2.0 * e[:, None, :] * G).reshape(B, -1))
+        mixed = e[:, None, :] * G if v is None else v[:, :, None] * e[:, None, :] * G
+        parts.append((-2.0 * mixed).reshape(B, -1))
         dT = np.diag(T)
         I2T = forms["I2"](dT[:, None], dT[None, :], T)
         parts.append((e[:, :, None] * e[:, None, :] * I2T).reshape(B, -1))
     return _accurate_sum(np.concatenate(parts, axis=-1))
+
+
+def eg_of_vectors(model: Any, v: np.ndarray) -> np.ndarray:
+    """``eps_g`` of state vectors ``(..., n_state)`` of ``model`` (a ``Committee``), shape ``(...)``.
+
+    The routes and where each is used are described at
+    :meth:`phasekit.committee.model.Committee.eg_vector`.
+    """
+    v = np.asarray(v, dtype=float)
+    batch = v.shape[:-1]
+    vf = v.reshape((-1, v.shape[-1]))
+    S = model._sigma(vf)
+    weighted = not model._soft
+    if weighted:
+        vs = np.broadcast_to(model.second_layer(vf), (len(vf), model.K))
+        w = model.teacher_weights
+        c = np.concatenate([-vs, np.broadcast_to(w, (len(vf), model.M))], axis=-1)
+        wp = model._pair_weights(vs, c)[0] if model.train_second_layer else model._w_pairs
+    else:
+        vs = w = None
+        wp = model._w_pairs
+    if model._eg_route == "linear":
+        eg = _eg_linear(S, model.T, model.K, vs, w)
+    else:
+        I2 = model._i2_pairs(S)
+        eg = 0.5 * (I2 * wp).sum(axis=-1) if wp.ndim > 1 else 0.5 * (I2 @ wp)
+        if model._eg_route == "matched":
+            # The plain sum's absolute error is ~eps times the sum of magnitudes.
+            absw = np.abs(wp)
+            scale = 0.5 * ((np.abs(I2) * absw).sum(axis=-1) if wp.ndim > 1 else np.abs(I2) @ absw)
+            need = np.flatnonzero(~(eg >= _EG_CANCEL * scale))
+            if need.size:
+                forms = model.activation.closed_forms
+                pi, injective = _matching(S[need], model.T, model.K)
+                if weighted and "D2" not in forms:
+                    injective = np.ones_like(injective)
+                idx, pi = need[injective], pi[injective]
+                sine = model._teacher_sine if "D2" in forms else 1.0
+                nodes = _eg_nodes(S[idx], pi, model.T, model.K, sine)
+                for n in np.unique(nodes[nodes > 0]):
+                    m = nodes == n
+                    sel = idx[m]
+                    eg[sel] = 0.5 * _eg_matched(S[sel], pi[m], model.T, model.K, forms, int(n),
+                                                None if vs is None else vs[sel], w)
+    return np.maximum(eg, 0.0).reshape(batch)
+

@@ -316,10 +316,9 @@ def _as_vector(model: Committee, state: State | np.ndarray, name: str) -> np.nda
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
     if isinstance(state, FixedPoint):  # a fixed-point result stands for its state
         state = state.vector
+    model.require_autonomous("fixed-point analysis (Jacobians, fixed points, stability)")
     if isinstance(state, State):
-        if state.R.shape != (model.K, model.M):
-            raise ValueError(f"{name}: R has shape {state.R.shape}, model needs ({model.K}, {model.M})")
-        v = state.to_vector()
+        v = model.state_vector(state, name)
     else:
         v = np.asarray(state, dtype=float)
         if v.shape != (model.n_state,):

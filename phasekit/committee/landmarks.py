@@ -61,14 +61,21 @@ def find_fixed_point(model: Committee, guess: State | np.ndarray, *,
     return _linearise_result(model, res, v0, label, scheme)
 
 
+def _perfect_vector(model: Committee) -> np.ndarray:
+    """``R = Q = T`` (and ``v = w`` when the second layer is trained) as a state vector (K = M)."""
+    return State(model.T, model.T, model.teacher_weights if model.train_second_layer else None).to_vector()
+
+
 def perfect_solution(model: Committee, *, newton: NewtonOptions | Mapping[str, Any] | None = None,
                      scheme: str = "auto") -> CommitteeFixedPoint:
-    """The perfect solution ``R = Q = T`` (K = M), linearised from inside the cone.
+    """The perfect solution ``R = Q = T`` (K = M; ``v = w`` when trained), linearised from inside the cone.
 
-    With output noise and the ``eta^2`` term the perfect solution is no longer
-    a fixed point; the fixed point of that branch is then found by Newton
-    from ``R = Q = T`` (``newton`` as for :func:`find_fixed_point`; its
-    ``tol`` also decides whether ``R = Q = T`` is already a fixed point).
+    With output noise and the ``eta^2`` term, weight decay, a drifting
+    teacher, or fixed student weights other than the teacher's, the perfect
+    solution is no longer a fixed point; the fixed point of that branch (the
+    steady state) is then found by Newton from ``R = Q = T`` (``newton`` as
+    for :func:`find_fixed_point`; its ``tol`` also decides whether
+    ``R = Q = T`` is already a fixed point).
 
     Returns
     -------
@@ -80,8 +87,9 @@ def perfect_solution(model: Committee, *, newton: NewtonOptions | Mapping[str, A
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
     if model.K != model.M:
         raise ValueError(f"model: the perfect solution needs K == M, got K={model.K}, M={model.M}")
+    model.require_autonomous("the perfect solution's fixed-point analysis")
     opts = coerce_options(newton, NewtonOptions, "newton")
-    v = State(model.T, model.T).to_vector()
+    v = _perfect_vector(model)
     f = model.rhs_vector(v)
     res = float(np.abs(f).max())
     if res <= opts.tol:
@@ -100,6 +108,12 @@ def _check_symmetric_teacher(model: Committee) -> None:
         off = T[~np.eye(M, dtype=bool)]
         if not (np.allclose(np.diag(T), T[0, 0], rtol=0, atol=1e-12) and np.allclose(off, off[0], rtol=0, atol=1e-12)):
             raise ValueError("model: the site-symmetric ansatz needs T = a I + b (all ones), e.g. the identity")
+    if np.any(model.teacher_weights != model.teacher_weights[0]):
+        raise ValueError("model: the site-symmetric ansatz needs equal teacher weights, got "
+                         f"teacher_weights = {model.teacher_weights.tolist()}")
+    if not model.train_second_layer and np.any(model.student_weights != model.student_weights[0]):
+        raise ValueError("model: the site-symmetric ansatz needs equal fixed student weights, got "
+                         f"student_weights = {model.student_weights.tolist()}")
 
 
 def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = None, *,
@@ -117,9 +131,10 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
     model : Committee
         ``K >= 2`` (one student has no symmetry to break); T must be
         ``a I + b (ones)`` (default identity).
-    guess : State or (R, Q, C), optional
+    guess : State or (R, Q, C) (``(R, Q, C, v)`` with a trained second layer), optional
         Starting point; default: the end of the reduced flow from a small
-        symmetric state (``R = 0.01``, ``Q = 0.5``, ``C = 0``), integrated up to
+        symmetric state (``R = 0.01``, ``Q = 0.5``, ``C = 0``, ``v`` the mean
+        of the initial student weights), integrated up to
         ``eta alpha = alpha_flow`` (first-order units).
     newton : NewtonOptions, mapping or None
         Newton's residual tolerance ``tol`` (units 1/alpha) and ``max_iter``.
@@ -147,12 +162,13 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
             "no permutation symmetry to break (for M = 1 the site-symmetric subspace is the whole state space "
             "and its fixed point is the perfect solution); use find_fixed_point for K = 1")
     _check_symmetric_teacher(model)
+    model.require_autonomous("the symmetric plateau's fixed-point analysis")
     opts = coerce_options(newton, NewtonOptions, "newton")
     K, M = model.K, model.M
-    P = _symmetric_basis(K, M)
+    P = _symmetric_basis(K, M, model.train_second_layer)
     Pn = P / np.linalg.norm(P, axis=0)
     if guess is None:
-        z0 = np.array([0.01, 0.5, 0.0])
+        z0 = np.array([0.01, 0.5, 0.0] + ([float(np.mean(model.student_weights))] if model.train_second_layer else []))
         v0 = P @ z0
         v0 = _reduced_flow(model, Pn, v0, alpha_flow / model.eta)
     elif isinstance(guess, (State, FixedPoint)):
@@ -161,7 +177,8 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
     else:
         z0 = np.asarray(guess, dtype=float)
         if z0.shape != (P.shape[1],):
-            raise ValueError(f"guess: expected {P.shape[1]} numbers (R, Q, C), got {z0.shape}")
+            raise ValueError(f"guess: expected {P.shape[1]} numbers "
+                             f"({'R, Q, C, v' if model.train_second_layer else 'R, Q, C'}), got {z0.shape}")
         v0 = P @ z0
     if not np.all(np.isfinite(v0)):
         raise ValueError("guess: must be finite")

@@ -75,12 +75,13 @@ class CommitteeFixedPoint(FixedPoint):
         if self.label not in LABELS:
             raise ValueError(f"label: must be one of {LABELS}, got {self.label!r}")
         if not self.labels:
-            object.__setattr__(self, "labels", tuple(vector_labels(self.model.K, self.model.M)))
+            object.__setattr__(self, "labels", tuple(vector_labels(self.model.K, self.model.M,
+                                                                   self.model.train_second_layer)))
         super().__post_init__()
 
     @property
     def state(self) -> State:
-        """The order parameters ``(R, Q)``."""
+        """The order parameters ``(R, Q)`` (and ``v`` when the second layer is trained)."""
         return State.from_vector(self.vector, self.model.K, self.model.M)
 
     def __repr__(self) -> str:
@@ -97,7 +98,7 @@ class CommitteeFixedPoint(FixedPoint):
         ``eigenvector_real``, ``eigenvector_imag``, ``jacobian``, ``residual``,
         ``n_unstable``, ``stable``, ``status``; coordinates ``component``,
         ``component_in``, ``mode``) plus coordinates ``i``, ``k`` (students),
-        ``n`` (teachers), variables ``R``, ``Q``, ``eg``,
+        ``n`` (teachers), variables ``R``, ``Q``, ``v`` (trained second layer), ``eg``,
         ``escape_eigenvalue`` (nan if none), ``escape_vector`` ``(component)``
         and the model's attributes (``model`` as JSON, ``K``, ``M``,
         ``activation``, ``eta``, ...), ``label`` and ``escape_multiplicity``.
@@ -117,6 +118,8 @@ class CommitteeFixedPoint(FixedPoint):
         )
         ds["R"] = variable("R", ("i", "n"), state.R)
         ds["Q"] = variable("Q", ("i", "k"), state.Q)
+        if state.v is not None:
+            ds["v"] = variable("v", ("i",), state.v)
         ds["eg"] = variable("eg", (), self.eg)
         ds["escape_eigenvalue"] = ((), esc, {"long_name": "escape eigenvalue of the symmetric plateau", **rate})
         ds["escape_vector"] = ("component", esc_vec, {"long_name": "escape eigenvector", **one})
@@ -188,7 +191,7 @@ def linearise(model: Committee, state: State | np.ndarray, *, status: str = "ok"
 
 def _escape_mode(model: Committee, w: np.ndarray, V: np.ndarray, eig_tol: float) -> dict[str, Any]:
     """Escape eigenvalue, unit vector and multiplicity of a symmetric plateau (empty if none)."""
-    P = _symmetric_basis(model.K, model.M)
+    P = _symmetric_basis(model.K, model.M, model.train_second_layer)
     Qb, _ = np.linalg.qr(P)
     V = np.asarray(V, dtype=complex)
     w = np.asarray(w, dtype=complex)

@@ -1,154 +1,64 @@
-"""The teacher-student soft committee machine: ``Committee``, ``State`` and the order-parameter flow.
+"""The teacher-student committee machine: ``Committee`` (parameters, construction, validation).
 
-Notation: K student units (fields ``x_i``), M teacher units (fields ``y_n``),
-order parameters ``R_in = J_i . B_n``, ``Q_ik = J_i . J_k``, ``T_nm = B_n . B_m``,
-time ``alpha = mu / N``.  All K + M fields are stacked as ``(x_1..x_K, y_1..y_M)``
-with covariance ``Sigma = [[Q, R], [R^T, T]]`` and signs ``s_u = -1`` (student),
-``+1`` (teacher).
-
-The right-hand side uses Stein's lemma on the linear argument of I3,
-``I3(x_i, v, u) = Sigma_iv H2(x_i, u) + Sigma_vu J2(x_i, u)``, so the whole
-first-order flow is two K x (K+M) tables of 2-D expectations and two small
-matrix products:
-
-    A_iv = Sigma_iv h_i + sum_u J2_iu s_u Sigma_uv,   h_i = sum_u s_u H2_iu,
-    dR/dalpha = eta A[:, teachers],   dQ/dalpha = eta (A[:, students] + A^T) + eta^2 (...).
-
-The eta^2 term evaluates I4 once per distinct block, using its symmetries in
-(i, k) and (u, w): ``K(K+1)/2 x L(L+1)/2`` blocks, contracted with the weights
-``s_u s_w`` (doubled off the diagonal).
+The state (:mod:`~phasekit.committee.state`) and the flow
+(:mod:`~phasekit.committee.flow`) live in their own modules; ``State``,
+``vector_labels``, ``PSD_TOL`` and ``FlowParts`` are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-import numbers
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from ..core.activations import (
-    _LINEAR,
-    Activation,
-    expect_H2,
-    expect_I2,
-    expect_I4,
-    expect_J2,
-)
+from ..core.activations import Activation
 from ..core.activations import activation as _lookup_activation
-from .eg import _EG_CANCEL, _eg_linear, _eg_matched, _eg_nodes, _matching
+from .eg import eg_of_vectors
+from .flow import CommitteeFlow, FlowParts
+from .schedules import schedule_from_spec
+from .state import PSD_TOL, State, _is_int, _numeric_matrix, _real, vector_labels
 
-__all__ = ['Committee', 'State', 'committee_from_parameters', 'vector_labels']
-
-
-# I4 blocks evaluated per chunk: keeps temporaries in cache and memory bounded.
-_I4_CHUNK = 1 << 15
-
-
-# Up to this many I4 blocks, gather all entries contiguously instead of broadcasting.
-_I4_FULL_GATHER = 1 << 12
+__all__ = ['Committee', 'FlowParts', 'NORMALISATIONS', 'PSD_TOL', 'State', 'committee_from_parameters',
+           'vector_labels']
 
 
-# Relative tolerance for "inside the positive-semidefinite cone".
-PSD_TOL = 1e-9
+NORMALISATIONS = ("none", "1/K", "1/sqrt(K)")
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+def _weights(value: Any, n: int, name: str, default: float) -> np.ndarray:
+    """Second-layer weights as a read-only float vector of length ``n`` (``default`` everywhere for None)."""
+    if value is None:
+        w = np.full(n, default)
+    else:
+        a = np.asarray(value)
+        if a.dtype.kind not in "iuf":
+            raise ValueError(f"{name}: must hold real numbers, got an array of dtype {a.dtype}")
+        w = np.array(a, dtype=float, ndmin=1)
+        if w.shape != (n,):
+            raise ValueError(f"{name}: must be a vector of length {n}, got shape {w.shape}")
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"{name}: entries must be finite, got {w.tolist()}")
+    w.setflags(write=False)
+    return w
 
 
-def _real(x: Any, name: str, what: str) -> float:
-    """``x`` as a float if it is a real number (not a bool or a string), else ``ValueError``."""
-    if isinstance(x, np.ndarray) and x.ndim == 0:
-        x = x[()]
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (numbers.Real, np.integer, np.floating)):
-        raise ValueError(f"{name}: {what} must be a real number, got {type(x).__name__} {x!r}")
-    return float(x)
+def _nonnegative(x: Any, name: str, what: str) -> float:
+    x = _real(x, name, what)
+    if not np.isfinite(x) or x < 0:
+        raise ValueError(f"{name}: {what} must be finite and >= 0, got {x!r}")
+    return x
 
 
-def _numeric_matrix(x: Any, name: str) -> np.ndarray:
-    """``x`` as a float array, refusing strings, booleans, complex numbers and objects."""
-    a = np.asarray(x)
-    if a.dtype.kind not in "iuf":
-        raise ValueError(f"{name}: must hold real numbers, got an array of dtype {a.dtype}")
-    return np.array(a, dtype=float)
+class Committee(CommitteeFlow):
+    """Teacher-student committee machine trained by on-line SGD.
 
-
-@dataclass(frozen=True, eq=False)
-class State:
-    """Order parameters of a committee machine.
-
-    Parameters
-    ----------
-    R : array_like, shape (K, M)
-        Student-teacher overlaps ``R_in = J_i . B_n``.
-    Q : array_like, shape (K, K)
-        Student-student overlaps ``Q_ik = J_i . J_k`` (symmetric).
-    """
-
-    R: np.ndarray
-    Q: np.ndarray
-
-    def __post_init__(self) -> None:
-        R = np.array(_numeric_matrix(self.R, "R"), ndmin=2)
-        Q = np.array(_numeric_matrix(self.Q, "Q"), ndmin=2)
-        if R.ndim != 2:
-            raise ValueError(f"R: must be a (K, M) matrix, got shape {R.shape}")
-        if Q.shape != (R.shape[0], R.shape[0]):
-            raise ValueError(f"Q: must be a ({R.shape[0]}, {R.shape[0]}) matrix to match R, got {Q.shape}")
-        for name, a in (("R", R), ("Q", Q)):
-            if not np.all(np.isfinite(a)):
-                raise ValueError(f"{name}: entries must be finite")
-        if not np.allclose(Q, Q.T, rtol=0, atol=1e-12 * max(1.0, float(np.abs(Q).max(initial=0)))):
-            raise ValueError("Q: must be symmetric")
-        R.setflags(write=False)
-        Q = 0.5 * (Q + Q.T)
-        Q.setflags(write=False)
-        object.__setattr__(self, "R", R)
-        object.__setattr__(self, "Q", Q)
-
-    @property
-    def K(self) -> int:
-        return self.R.shape[0]
-
-    @property
-    def M(self) -> int:
-        return self.R.shape[1]
-
-    def to_vector(self) -> np.ndarray:
-        """State vector ``(R row-major, upper triangle of Q row-major)``, length ``KM + K(K+1)/2``."""
-        iu = np.triu_indices(self.K)
-        return np.concatenate([self.R.ravel(), self.Q[iu]])
-
-    @classmethod
-    def from_vector(cls, v: np.ndarray, K: int, M: int) -> "State":
-        """Inverse of :meth:`to_vector`."""
-        v = np.asarray(v, dtype=float)
-        n = K * M + K * (K + 1) // 2
-        if v.shape != (n,):
-            raise ValueError(f"v: expected a vector of length {n} for K={K}, M={M}, got shape {v.shape}")
-        R = v[: K * M].reshape(K, M)
-        Q = np.zeros((K, K))
-        iu = np.triu_indices(K)
-        Q[iu] = v[K * M:]
-        Q = Q + np.triu(Q, 1).T
-        return cls(R, Q)
-
-    def __repr__(self) -> str:
-        return f"State(R={self.R.tolist()}, Q={self.Q.tolist()})"
-
-
-def vector_labels(K: int, M: int) -> list[str]:
-    """Names of the state-vector components, e.g. ``R12`` or ``Q11`` (1-based)."""
-    labels = [f"R{i + 1},{n + 1}" if max(K, M) > 9 else f"R{i + 1}{n + 1}" for i in range(K) for n in range(M)]
-    for i, k in zip(*np.triu_indices(K)):
-        labels.append(f"Q{i + 1},{k + 1}" if K > 9 else f"Q{i + 1}{k + 1}")
-    return labels
-
-
-class Committee:
-    """Teacher-student soft committee machine trained by on-line SGD.
+    Student output ``sigma = sum_i v_i g(x_i)``, teacher output
+    ``tau = sum_n w_n g(y_n) + zeta``; SGD on ``(sigma - tau)^2 / 2`` with
+    ``J_i += (eta/N) v_i (tau - sigma) g'(x_i) xi - (eta lambda/N) J_i`` and,
+    when trained, ``v_i += (eta_v/N) g(x_i) (tau - sigma)``.  With every
+    optional parameter at its default this is the soft committee machine
+    (``v = w = 1``, constant eta, fixed teacher).
 
     Parameters
     ----------
@@ -158,7 +68,7 @@ class Committee:
         Registered activation of the student (and teacher unless
         ``teacher_activation`` is given).
     eta : float
-        Learning rate, ``> 0``.
+        Learning rate, ``> 0`` (with a schedule: the rate at ``alpha = 0``).
     second_order : bool
         Keep the ``eta^2`` term (exact for on-line SGD).  ``False`` gives the
         small-eta limit in which time is naturally measured in ``eta * alpha``.
@@ -168,6 +78,34 @@ class Committee:
         Teacher overlaps, symmetric positive definite; default identity.
     teacher_activation : str or Activation, optional
         Teacher's activation when it differs from the student's.
+    teacher_weights : array_like, shape (M,), optional
+        The teacher's second-layer weights ``w``; default from ``normalisation``.
+    student_weights : array_like, shape (K,), optional
+        The student's second-layer weights ``v``: fixed, or (when trained) the
+        default initial weights; default from ``normalisation``.
+    normalisation : {"none", "1/K", "1/sqrt(K)"}
+        Default weights ``v_i = K^-p``, ``w_n = M^-p`` with ``p = 0, 1, 1/2``.
+    train_second_layer : bool
+        Train the student's second layer: ``v`` becomes part of the state.
+    eta_second_layer : float, optional
+        Its learning rate ``eta_v > 0``; default: the same as the first layer
+        (then it follows ``eta`` in :meth:`replace`, continuations and scans).
+        Only with ``train_second_layer``.
+    weight_decay : float
+        ``lambda >= 0`` of the first layer's weight decay.
+    drift : float
+        Strength ``delta >= 0`` of the teacher's random drift: each teacher
+        vector takes a random step per example that keeps ``|B_n|^2 = 1`` on
+        average (``B_n <- (1 - delta/N) B_n + sqrt(2 delta/N) nu_n``,
+        ``nu_n ~ N(0, I/N)``), so ``T`` relaxes to the identity; ``drift > 0``
+        needs ``T`` to be the identity (its stationary value).
+    eta_schedule : None, str, mapping, Schedule or callable
+        Learning-rate schedule ``eta(alpha) = eta f(alpha)`` (both layers),
+        see :mod:`phasekit.committee.schedules`: ``"constant"``,
+        ``{"kind": "power_law", "alpha0": ..., "p": ...}``,
+        ``{"kind": "piecewise_constant", "boundaries": [...], "factors": [...]}``
+        or a callable ``f`` with ``f(0) = 1``.  The flow is then not
+        autonomous: fixed-point analysis refuses such a model.
     """
 
     def __init__(
@@ -180,6 +118,15 @@ class Committee:
         noise: float = 0.0,
         T: np.ndarray | None = None,
         teacher_activation: str | Activation | None = None,
+        *,
+        teacher_weights: Any = None,
+        student_weights: Any = None,
+        normalisation: str = "none",
+        train_second_layer: bool = False,
+        eta_second_layer: float | None = None,
+        weight_decay: float = 0.0,
+        drift: float = 0.0,
+        eta_schedule: Any = None,
     ) -> None:
         if not _is_int(K) or K < 1:
             raise ValueError(f"K: number of student units must be an integer >= 1, got {K!r}")
@@ -188,9 +135,7 @@ class Committee:
         eta = _real(eta, "eta", "learning rate")
         if not np.isfinite(eta) or eta <= 0:
             raise ValueError(f"eta: learning rate must be finite and > 0, got {eta!r}")
-        noise = _real(noise, "noise", "output-noise standard deviation")
-        if not np.isfinite(noise) or noise < 0:
-            raise ValueError(f"noise: output-noise standard deviation must be >= 0, got {noise!r}")
+        noise = _nonnegative(noise, "noise", "output-noise standard deviation")
         if not isinstance(second_order, (bool, np.bool_)):
             raise ValueError(f"second_order: must be True or False, got {type(second_order).__name__} "
                              f"{second_order!r}")
@@ -206,6 +151,29 @@ class Committee:
         lam_min = float(np.linalg.eigvalsh(T)[0])
         if lam_min <= 0:
             raise ValueError(f"T: must be positive definite (smallest eigenvalue {lam_min:.3g} <= 0)")
+        if not isinstance(normalisation, str) or normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation: must be one of {', '.join(repr(n) for n in NORMALISATIONS)}, "
+                             f"got {normalisation!r}")
+        power = {"none": 0.0, "1/K": 1.0, "1/sqrt(K)": 0.5}[normalisation]
+        w = _weights(teacher_weights, int(M), "teacher_weights", float(M) ** -power)
+        v = _weights(student_weights, int(K), "student_weights", float(K) ** -power)
+        if not isinstance(train_second_layer, (bool, np.bool_)):
+            raise ValueError(f"train_second_layer: must be True or False, got {type(train_second_layer).__name__} "
+                             f"{train_second_layer!r}")
+        if eta_second_layer is not None:
+            if not train_second_layer:
+                raise ValueError("eta_second_layer: only used when the second layer is trained "
+                                 "(train_second_layer=True)")
+            eta_second_layer = _real(eta_second_layer, "eta_second_layer", "second-layer learning rate")
+            if not np.isfinite(eta_second_layer) or eta_second_layer <= 0:
+                raise ValueError(f"eta_second_layer: second-layer learning rate must be finite and > 0, "
+                                 f"got {eta_second_layer!r}")
+        weight_decay = _nonnegative(weight_decay, "weight_decay", "weight decay lambda")
+        drift = _nonnegative(drift, "drift", "drift strength delta")
+        if drift > 0 and not np.array_equal(T, np.eye(M)):
+            raise ValueError("drift: a drifting teacher keeps |B_n|^2 = 1 on average and relaxes T to the "
+                             "identity; use T = identity (its stationary value) with drift > 0")
+        schedule = schedule_from_spec(eta_schedule)
         self.K = int(K)
         self.M = int(M)
         self.eta = eta
@@ -217,6 +185,14 @@ class Committee:
         self.teacher_activation = (
             self.activation if teacher_activation is None else _lookup_activation(teacher_activation)
         )
+        self.teacher_weights = w
+        self.student_weights = v
+        self.normalisation = normalisation
+        self.train_second_layer = bool(train_second_layer)
+        self.eta_second_layer = eta_second_layer
+        self.weight_decay = weight_decay
+        self.drift = drift
+        self.eta_schedule = schedule
         self._build_indices()
 
     # --- construction helpers ------------------------------------------------
@@ -227,23 +203,81 @@ class Committee:
         return self.K + self.M
 
     @property
-    def n_state(self) -> int:
-        """Length of the state vector, ``KM + K(K+1)/2``."""
+    def n_order(self) -> int:
+        """Number of order parameters ``(R, Q)``: ``KM + K(K+1)/2``."""
         return self.K * self.M + self.K * (self.K + 1) // 2
+
+    @property
+    def n_state(self) -> int:
+        """Length of the state vector: ``KM + K(K+1)/2``, plus ``K`` when the second layer is trained."""
+        return self.n_order + (self.K if self.train_second_layer else 0)
+
+    @property
+    def eta_v(self) -> float:
+        """The second layer's learning rate (``eta`` unless ``eta_second_layer`` is set); 0 when not trained."""
+        if not self.train_second_layer:
+            return 0.0
+        return self.eta if self.eta_second_layer is None else self.eta_second_layer
+
+    @property
+    def labels(self) -> list[str]:
+        """Names of the state-vector components (:func:`vector_labels`)."""
+        return vector_labels(self.K, self.M, self.train_second_layer)
 
     @property
     def mixed(self) -> bool:
         """Whether teacher and student activations differ."""
         return self.teacher_activation is not self.activation
 
+    @property
+    def autonomous(self) -> bool:
+        """Whether the flow does not depend on alpha explicitly (no learning-rate schedule)."""
+        return self.eta_schedule is None
+
+    def eta_at(self, alpha: Any) -> Any:
+        """Learning rate ``eta(alpha)`` (``eta`` without a schedule), same shape as ``alpha``."""
+        if self.eta_schedule is None:
+            return self.eta if np.ndim(alpha) == 0 else np.full(np.shape(alpha), self.eta)
+        return self.eta * self.eta_schedule.factor(alpha)
+
+    def scaled_time(self, alpha: Any) -> Any:
+        """``int_0^alpha eta(a) da``: ``eta alpha`` without a schedule, the natural time of the first-order flow."""
+        a = np.asarray(alpha, dtype=float)
+        if self.eta_schedule is None:
+            return self.eta * a
+        return self.eta * self.eta_schedule.integral(a)
+
+    def require_autonomous(self, what: str) -> None:
+        """``ValueError`` for a model with a learning-rate schedule (``what`` needs an autonomous flow)."""
+        if self.eta_schedule is not None:
+            raise ValueError(f"model: {what} needs an autonomous flow, but the learning rate follows a schedule "
+                             f"({self.eta_schedule.to_dict()['kind']}); use eta_schedule=None (eta frozen)")
+
+    def _general_keys(self) -> dict[str, Any]:
+        return dict(teacher_weights=self.teacher_weights, student_weights=self.student_weights,
+                    normalisation=self.normalisation, train_second_layer=self.train_second_layer,
+                    eta_second_layer=self.eta_second_layer, weight_decay=self.weight_decay, drift=self.drift,
+                    eta_schedule=self.eta_schedule)
+
     def replace(self, **changes: Any) -> "Committee":
-        """A copy with some parameters changed, e.g. ``model.replace(eta=0.5)``."""
+        """A copy with some parameters changed, e.g. ``model.replace(eta=0.5)``.
+
+        Weights given explicitly (or by the normalisation) are kept; pass
+        ``teacher_weights=None`` with a new ``normalisation`` to re-derive them.
+        """
         params = dict(K=self.K, M=self.M, activation=self.activation, eta=self.eta,
                       second_order=self.second_order, noise=self.noise, T=self.T,
-                      teacher_activation=None if not self.mixed else self.teacher_activation)
+                      teacher_activation=None if not self.mixed else self.teacher_activation,
+                      **self._general_keys())
         unknown = set(changes) - set(params)
         if unknown:
             raise ValueError(f"replace: unknown parameter(s) {sorted(unknown)}")
+        if "K" in changes and "student_weights" not in changes:
+            params["student_weights"] = None
+        if "M" in changes and "teacher_weights" not in changes:
+            params["teacher_weights"] = None
+        if changes.get("train_second_layer") is False and "eta_second_layer" not in changes:
+            params["eta_second_layer"] = None
         params.update(changes)
         return Committee(**params)
 
@@ -258,82 +292,32 @@ class Committee:
             "second_order": self.second_order,
             "noise": self.noise,
             "T": self.T.tolist(),
+            "teacher_weights": self.teacher_weights.tolist(),
+            "student_weights": self.student_weights.tolist(),
+            "normalisation": self.normalisation,
+            "train_second_layer": self.train_second_layer,
+            "eta_second_layer": self.eta_second_layer,
+            "weight_decay": self.weight_decay,
+            "drift": self.drift,
+            "eta_schedule": None if self.eta_schedule is None else self.eta_schedule.to_dict(),
         }
 
     def __repr__(self) -> str:
         extra = f", teacher_activation={self.teacher_activation.name!r}" if self.mixed else ""
+        if not self._soft:
+            extra += f", teacher_weights={self.teacher_weights.tolist()}, student_weights={self.student_weights.tolist()}"
+        if self.train_second_layer:
+            extra += ", train_second_layer=True"
+            if self.eta_second_layer is not None:
+                extra += f", eta_second_layer={self.eta_second_layer}"
+        if self.weight_decay:
+            extra += f", weight_decay={self.weight_decay}"
+        if self.drift:
+            extra += f", drift={self.drift}"
+        if self.eta_schedule is not None:
+            extra += f", eta_schedule={self.eta_schedule.to_dict()}"
         return (f"Committee(K={self.K}, M={self.M}, activation={self.activation.name!r}, "
                 f"eta={self.eta}, second_order={self.second_order}, noise={self.noise}{extra})")
-
-    def _build_indices(self) -> None:
-        K, M, L = self.K, self.M, self.L
-        self._signs = np.r_[-np.ones(K), np.ones(M)]
-        self._iu_K = np.triu_indices(K)
-        # 2-D blocks (x_i, u) for every student i and field u, i-major.
-        ii, uu = np.meshgrid(np.arange(K), np.arange(L), indexing="ij")
-        self._idx2 = np.stack([ii.ravel(), uu.ravel()], axis=-1)
-        # Field pairs u <= w with weights s_u s_w (doubled off the diagonal).
-        pu, pw = np.triu_indices(L)
-        self._pairs_all = np.stack([pu, pw], axis=-1)
-        self._w_pairs = self._signs[pu] * self._signs[pw] * np.where(pu == pw, 1.0, 2.0)
-        # Student pairs i <= k.
-        si, sk = self._iu_K
-        self._pairs_s = np.stack([si, sk], axis=-1)
-        P_a = len(pu)
-        # Sigma as one gather from the concatenation [state vector, T.ravel()].
-        src = np.empty((L, L), dtype=np.intp)
-        src[:K, K:] = np.arange(K * M).reshape(K, M)
-        src[K:, :K] = src[:K, K:].T
-        q = np.empty((K, K), dtype=np.intp)
-        q[self._iu_K] = K * M + np.arange(K * (K + 1) // 2)
-        q[self._iu_K[1], self._iu_K[0]] = q[self._iu_K]
-        src[:K, :K] = q
-        src[K:, K:] = self.n_state + np.arange(M * M).reshape(M, M)
-        self._sigma_src = src.ravel()
-        # State-derivative entries as gathers from the (K, L) table A (see rhs_vector).
-        ri, rn = np.divmod(np.arange(K * M), M)
-        self._out_a = np.r_[ri * L + K + rn, si * L + sk]
-        self._out_b = np.r_[ri * L + K + rn, sk * L + si]
-        self._out_qmask = np.r_[np.zeros(K * M), np.ones(len(si))]
-        # I4 blocks (i, k, u, w) in chunks of whole ik rows; flat indices into Sigma of
-        # the entries that depend on (i, k) only, (u, w) only, or both.
-        self._uw_flat = np.stack([pu * L + pu, pw * L + pw, pu * L + pw])
-        self._i4_chunks = []
-        if self.second_order:
-            rows = max(1, _I4_CHUNK // P_a)
-            for start in range(0, len(si), rows):
-                a, b = si[start:start + rows, None], sk[start:start + rows, None]
-                ik = np.stack([a[:, 0] * L + a[:, 0], b[:, 0] * L + b[:, 0], a[:, 0] * L + b[:, 0]])
-                cross = np.stack([a * L + pu, a * L + pw, b * L + pu, b * L + pw])
-                self._i4_chunks.append((start, start + len(a), ik, cross))
-        # Few blocks: one contiguous gather of all ten entries beats broadcasting
-        # (numpy's small 2-D broadcasts are slow); many blocks: broadcast in chunks.
-        self._i4_full = None
-        if self.second_order and len(si) * P_a <= _I4_FULL_GATHER:
-            ik, cross = self._i4_chunks[0][2:]
-            shape = cross[0].shape
-            rows = [np.broadcast_to(x[:, None], shape) for x in ik]
-            cols = [np.broadcast_to(x, shape) for x in self._uw_flat]
-            self._i4_full = np.stack([rows[0], rows[1], cols[0], cols[1], rows[2], *cross, cols[2]]).reshape(10, -1)
-        # Type of each field pair for mixed activations: 0 ss, 1 st, 2 tt.
-        self._pair_type = (pu >= K).astype(int) + (pw >= K).astype(int)
-        # Closed forms in covariance entries let whole tables broadcast (see _tables2, _i4_sum).
-        forms = self.activation.closed_forms
-        self._closed2 = not self.mixed and "H2" in forms and "J2" in forms
-        self._closed4 = not self.mixed and "I4" in forms
-        self._closed_I2 = not self.mixed and "I2" in forms
-        # eps_g route (see eg_vector): exact quadratic form, difference form near the
-        # perfect solution, or the plain sum over field pairs.
-        if not self.mixed and self.activation is _LINEAR:
-            self._eg_route = "linear"
-        elif not self.mixed and all(k in forms for k in ("I2", "J2", "H2", "J2grad")):
-            self._eg_route = "matched"
-        else:
-            self._eg_route = "plain"
-        # Smallest sine of the angle between two teachers (sets the nodes of that route).
-        d = np.sqrt(np.diag(self.T))
-        cos = np.abs(self.T / np.outer(d, d))[~np.eye(self.M, dtype=bool)]
-        self._teacher_sine = float(np.sqrt(max(0.0, 1.0 - cos.max(initial=0.0) ** 2)))
 
     # --- state handling --------------------------------------------------------
 
@@ -343,23 +327,49 @@ class Committee:
         Accepts a :class:`State` or state vectors of shape ``(..., n_state)``.
         """
         if isinstance(state, State):
-            self._check_dims(state)
-            v = state.to_vector()
+            v = self.state_vector(state)
         else:
             v = np.asarray(state, dtype=float)
         return self._sigma(v)
 
-    def _sigma(self, v: np.ndarray) -> np.ndarray:
-        if v.ndim == 0 or v.shape[-1] != self.n_state:
-            raise ValueError(f"v: state vectors must have length n_state = {self.n_state} "
-                             f"(K = {self.K}, M = {self.M}), got shape {v.shape}")
-        batch = v.shape[:-1]
-        ext = np.concatenate([v, np.broadcast_to(self.T.ravel(), batch + (self.M * self.M,))], axis=-1)
-        return ext[..., self._sigma_src].reshape(batch + (self.L, self.L))
+    def state_vector(self, state: State, name: str = "state") -> np.ndarray:
+        """The model's state vector of ``state`` (length :attr:`n_state`).
 
-    def _check_dims(self, state: State) -> None:
+        With a trained second layer ``state.v`` is required and appended;
+        otherwise the model's fixed weights are used and ``state.v``, if set,
+        must equal them.
+        """
+        self._check_dims(state, name)
+        v = state.to_vector()
+        if self.train_second_layer:
+            if state.v is None:
+                raise ValueError(f"{name}: the second layer is trained, so the state needs its weights v "
+                                 f"(State(R, Q, v), v of length {self.K})")
+            return v
+        if state.v is not None:
+            if not np.array_equal(state.v, self.student_weights):
+                raise ValueError(f"{name}: v = {state.v.tolist()} differs from the model's fixed student_weights "
+                                 f"{self.student_weights.tolist()} (the second layer is not trained)")
+            return v[:self.n_order]
+        return v
+
+    def state_from_vector(self, v: np.ndarray) -> State:
+        """The :class:`State` of a state vector (``v`` set when the second layer is trained)."""
+        v = np.asarray(v, dtype=float)
+        if v.shape != (self.n_state,):
+            raise ValueError(f"v: expected a state vector of length n_state = {self.n_state}, got shape {v.shape}")
+        return State.from_vector(v, self.K, self.M)
+
+    def second_layer(self, v: np.ndarray) -> np.ndarray:
+        """The student's second-layer weights of state vectors ``(..., n_state)``, shape ``(..., K)``."""
+        v = np.asarray(v, dtype=float)
+        if self.train_second_layer:
+            return v[..., self.n_order:]
+        return np.broadcast_to(self.student_weights, v.shape[:-1] + (self.K,))
+
+    def _check_dims(self, state: State, name: str = "state") -> None:
         if state.R.shape != (self.K, self.M):
-            raise ValueError(f"state: R has shape {state.R.shape}, model needs ({self.K}, {self.M})")
+            raise ValueError(f"{name}: R has shape {state.R.shape}, model needs ({self.K}, {self.M})")
 
     def min_eigenvalue(self, state: State | np.ndarray) -> float:
         """Smallest eigenvalue of the field covariance divided by its largest |entry|."""
@@ -370,13 +380,14 @@ class Committee:
     def validate_state(self, state: State, name: str = "state") -> State:
         """Raise ``ValueError`` unless ``state`` is a valid point of this model's state space.
 
-        Requires matching shapes, ``Q_ii > 0``, ``Q`` positive semidefinite and
+        Requires matching shapes, the second-layer weights ``v`` when they are
+        trained (and, when not, none or the model's), ``Q_ii > 0``, ``Q`` positive semidefinite and
         ``[[Q, R], [R^T, T]]`` positive semidefinite (to a relative tolerance
         of ``1e-9``); the message names the offending component.
         """
         if not isinstance(state, State):
             raise ValueError(f"{name}: expected a phasekit.State, got {type(state).__name__}")
-        self._check_dims(state)
+        self.state_vector(state, name)
         if np.any(np.diag(state.Q) <= 0):
             raise ValueError(f"{name}: student norms Q_ii must be > 0, got diag(Q) = {np.diag(state.Q).tolist()}")
         lam_q = float(np.linalg.eigvalsh(state.Q)[0]) / max(1.0, float(np.abs(state.Q).max()))
@@ -391,156 +402,44 @@ class Committee:
             )
         return state
 
-    # --- the flow --------------------------------------------------------------
-
-    def _tables2(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """H2 and J2 tables over (student i, field u), shape ``(..., K, L)``."""
-        K, L = self.K, self.L
-        batch = S.shape[:-2]
-        if self._closed2:
-            diag = np.diagonal(S, axis1=-2, axis2=-1)
-            ent = (diag[..., :K, None], diag[..., None, :], S[..., :K, :])
-            forms = self.activation.closed_forms
-            if "H2J2" in forms:
-                return forms["H2J2"](*ent)
-            return forms["H2"](*ent), forms["J2"](*ent)
-        i2 = self._idx2
-        C = S[..., i2[:, :, None], i2[:, None, :]].reshape(batch + (K, L, 2, 2))
-        sa, ta = self.activation, self.teacher_activation
-        H = np.concatenate([expect_H2(C[..., :, :K, :, :], sa, sa),
-                            expect_H2(C[..., :, K:, :, :], sa, ta)], axis=-1)
-        J = np.concatenate([expect_J2(C[..., :, :K, :, :], sa, sa),
-                            expect_J2(C[..., :, K:, :, :], sa, ta)], axis=-1)
-        return H, J
-
-    def _i4_sum(self, S: np.ndarray) -> np.ndarray:
-        """``sum_{u,w} s_u s_w I4(x_i, x_k, u, w)`` for i <= k, shape ``(..., K(K+1)/2)``."""
-        batch = S.shape[:-2]
-        L = self.L
-        P_s = len(self._pairs_s)
-        Sflat = S.reshape(batch + (L * L,))
-        if self._closed4 and self._i4_full is not None:
-            e = Sflat[..., self._i4_full]  # (..., 10, blocks)
-            vals = self.activation.closed_forms["I4"](*(e if e.ndim == 2 else np.moveaxis(e, -2, 0)))
-            return vals.reshape(batch + (P_s, -1)) @ self._w_pairs
-        out = np.empty(batch + (P_s,))
-        if self._closed4:
-            # Entries depending on (i, k) only or (u, w) only broadcast against each
-            # other; only the four cross covariances are gathered per block.
-            i4 = self.activation.closed_forms["I4"]
-            uw = Sflat[..., self._uw_flat][..., None, :]  # (..., 3, 1, P_a)
-        sa, ta = self.activation, self.teacher_activation
-        for start, stop, ik, cross in self._i4_chunks:
-            if self._closed4:
-                e = Sflat[..., ik][..., None]  # (..., 3, rows, 1)
-                c = Sflat[..., cross]  # (..., 4, rows, P_a)
-                vals = i4(e[..., 0, :, :], e[..., 1, :, :], uw[..., 0, :, :], uw[..., 1, :, :],
-                          e[..., 2, :, :], c[..., 0, :, :], c[..., 1, :, :], c[..., 2, :, :],
-                          c[..., 3, :, :], uw[..., 2, :, :])
-            else:
-                si, sk = self._pairs_s[start:stop].T
-                pu, pw = self._pairs_all.T
-                idx = np.stack(np.broadcast_arrays(si[:, None], sk[:, None], pu, pw), axis=-1)
-                C = S[..., idx[..., :, None], idx[..., None, :]]  # (..., rows, P_a, 4, 4)
-                vals = np.empty(C.shape[:-2])
-                for t, (ac, ad) in enumerate([(sa, sa), (sa, ta), (ta, ta)]):
-                    m = self._pair_type == t
-                    if m.any():
-                        vals[..., m] = expect_I4(C[..., m, :, :], sa, ac, ad)
-            out[..., start:stop] = vals @ self._w_pairs
-        return out
-
-    def rhs_vector(self, v: np.ndarray) -> np.ndarray:
-        """``d state / d alpha`` for state vectors ``v`` of shape ``(..., n_state)``.
-
-        The hot path: no validation.  Batched over leading axes (used by
-        finite-difference Jacobians and ensembles).
-        """
-        v = np.asarray(v, dtype=float)
-        K, L, eta = self.K, self.L, self.eta
-        S = self._sigma(v)
-        H, J = self._tables2(S)
-        s = self._signs
-        A = S[..., :K, :] * (H @ s)[..., :, None] + (J * s) @ S  # (..., K, L)
-        # dR_in = eta A_i,K+n;  dQ_ik = eta (A_ik + A_ki): two gathers from A.
-        Af = A.reshape(v.shape[:-1] + (K * L,))
-        out = Af[..., self._out_a] + Af[..., self._out_b] * self._out_qmask
-        if self.second_order:
-            second = self._i4_sum(S)
-            if self.noise > 0:
-                second = second + self.noise**2 * J[..., self._iu_K[0], self._iu_K[1]]
-            out[..., K * self.M:] += eta * second
-        out *= eta
-        return out
-
-    def rhs(self, state: State) -> State:
-        """``d state / d alpha`` as a :class:`State` (R- and Q-derivatives).
+    def rhs(self, state: State, alpha: float | None = None) -> State:
+        """``d state / d alpha`` as a :class:`State` (R-, Q- and, when trained, v-derivatives).
 
         Raises ``ValueError`` for a state outside the model's state space
         (:meth:`validate_state`); :meth:`rhs_vector` is the unvalidated hot path.
+        ``alpha`` is needed only with a learning-rate schedule.
         """
         self.validate_state(state)
-        return State.from_vector(self.rhs_vector(state.to_vector()), self.K, self.M)
+        return State.from_vector(self.rhs_vector(self.state_vector(state), alpha), self.K, self.M)
 
     def eg_vector(self, v: np.ndarray) -> np.ndarray:
         """Noise-free generalisation error for state vectors of shape ``(..., n_state)``.
 
-        Returns an array of shape ``(...)``, never negative.  The hot path: no
-        validation.
+        ``eps_g = (1/2) sum_{u,w} c_u c_w I2(u, w)`` with ``c_u = -v_j`` for a
+        student field and ``w_n`` for a teacher field.  Returns an array of
+        shape ``(...)``, never negative.  The hot path: no validation.
 
         Near the perfect solution the plain sum over field pairs of ``I2``
         cancels (terms of order ``T``, result of order the distance to it).
         There, for one activation with the closed form ``"J2grad"`` (relu, erf;
         relu adds ``"D2"`` for its kink), each student ``i`` is paired with the
         teacher ``pi(i)`` of largest correlation and ``eps_g`` is evaluated in a
-        difference form (see the comments at ``_eg_matched``) accurate to a few
+        difference form (see :func:`phasekit.committee.eg._eg_matched`: the
+        error signal ``sum_i v_i D_i - sum_n e_n g(y_n)`` with ``D_i = g(x_i) -
+        g(y_pi(i))`` and ``e_n = w_n - sum_{pi(i) = n} v_i``) accurate to a few
         ulps of its own size, down to ``eps_g ~ 1e-15``.  The switch is where
         the plain sum falls below ``2e-2`` of the sum of its terms' magnitudes.
         The plain sum, whose absolute error is ``~1e-16`` times the size of its
-        terms, is kept where ``pi`` is not injective (two students near one
-        teacher, e.g. ``K > M``) and, for relu, where two teachers are so nearly
-        collinear that the difference form would need more than 64
-        Gauss-Legendre nodes per path parameter.  The linear activation is a
-        quadratic form of the order parameters, always summed in that form
-        without cancellation of large terms.
+        terms, is kept where ``pi`` is not injective for unit weights or for
+        an activation with a kink (two students near one teacher, e.g.
+        ``K > M``; with weights that share the teacher's weight between them,
+        ``e_n ~ 0``, a smooth activation keeps the difference form) and, for
+        relu, where two teachers are so nearly collinear that the difference
+        form would need more than 64 Gauss-Legendre nodes per path parameter.
+        The linear activation is a quadratic form of the order parameters,
+        always summed in that form without cancellation of large terms.
         """
-        v = np.asarray(v, dtype=float)
-        batch = v.shape[:-1]
-        S = self._sigma(v.reshape((-1, v.shape[-1])))
-        if self._eg_route == "linear":
-            eg = _eg_linear(S, self.T, self.K)
-        else:
-            I2 = self._i2_pairs(S)
-            eg = 0.5 * (I2 @ self._w_pairs)
-            if self._eg_route == "matched":
-                # The plain sum's absolute error is ~eps times the sum of magnitudes.
-                scale = 0.5 * (np.abs(I2) @ np.abs(self._w_pairs))
-                need = np.flatnonzero(~(eg >= _EG_CANCEL * scale))
-                if need.size:
-                    pi, injective = _matching(S[need], self.T, self.K)
-                    idx, pi = need[injective], pi[injective]
-                    forms = self.activation.closed_forms
-                    sine = self._teacher_sine if "D2" in forms else 1.0
-                    nodes = _eg_nodes(S[idx], pi, self.T, self.K, sine)
-                    for n in np.unique(nodes[nodes > 0]):
-                        m = nodes == n
-                        eg[idx[m]] = 0.5 * _eg_matched(S[idx[m]], pi[m], self.T, self.K, forms, int(n))
-        return np.maximum(eg, 0.0).reshape(batch)
-
-    def _i2_pairs(self, S: np.ndarray) -> np.ndarray:
-        """``I2(u, w)`` for the field pairs ``u <= w`` of ``_pairs_all``, shape ``(B, pairs)``."""
-        pu, pw = self._pairs_all.T
-        if self._closed_I2:
-            diag = np.diagonal(S, axis1=-2, axis2=-1)
-            return self.activation.closed_forms["I2"](diag[..., pu], diag[..., pw], S[..., pu, pw])
-        p = self._pairs_all
-        C = S[..., p[:, :, None], p[:, None, :]]
-        I2 = np.empty(C.shape[:-2])
-        sa, ta = self.activation, self.teacher_activation
-        for t, (a, b) in enumerate([(sa, sa), (sa, ta), (ta, ta)]):
-            m = self._pair_type == t
-            I2[..., m] = expect_I2(C[..., m, :, :], a, b)
-        return I2
+        return eg_of_vectors(self, v)
 
     def eg(self, state: State) -> float:
         """Noise-free generalisation error ``eps_g = <(sigma - tau)^2> / 2`` (see :meth:`eg_vector`).
@@ -549,7 +448,8 @@ class Committee:
         (:meth:`validate_state`); :meth:`eg_vector` is the unvalidated hot path.
         """
         self.validate_state(state)
-        return float(self.eg_vector(state.to_vector()))
+        return float(self.eg_vector(self.state_vector(state)))
+
 
 
 def committee_from_parameters(params: Mapping[str, Any] | str) -> Committee:
@@ -557,13 +457,16 @@ def committee_from_parameters(params: Mapping[str, Any] | str) -> Committee:
     if isinstance(params, str):
         params = json.loads(params)
     p = dict(params)
-    keys = {"K", "M", "activation", "teacher_activation", "eta", "second_order", "noise", "T"}
+    keys = {"K", "M", "activation", "teacher_activation", "eta", "second_order", "noise", "T", "teacher_weights",
+            "student_weights", "normalisation", "train_second_layer", "eta_second_layer", "weight_decay", "drift",
+            "eta_schedule"}
     p = {k: v for k, v in p.items() if k in keys}
     if p.get("teacher_activation") == p.get("activation"):
         p["teacher_activation"] = None
     # 0 and 1 (as in netCDF attributes) mean False and True; anything else is left to
     # Committee, which accepts only booleans.
-    so = p.get("second_order")
-    if _is_int(so) and so in (0, 1):
-        p["second_order"] = bool(so)
+    for key in ("second_order", "train_second_layer"):
+        so = p.get(key)
+        if _is_int(so) and so in (0, 1):
+            p[key] = bool(so)
     return Committee(**p)

@@ -23,6 +23,7 @@ from scipy import linalg
 
 from ..core.spectrum import PencilSplit, eigenvalues_only, split_pencil
 from .jacobians import _as_vector, _jacobian_of
+from .landmarks import _perfect_vector
 from .model import Committee, State
 
 __all__ = ['EtaStructure', 'MarginalMode', 'eta_structure']
@@ -110,7 +111,7 @@ def eta_structure(model: Committee, state: State | np.ndarray | None = None, *, 
     model : Committee
         Its eta is irrelevant.
     state : State, CommitteeFixedPoint or ndarray, optional
-        Default: the perfect solution ``R = Q = T`` (K = M).
+        Default: the perfect solution ``R = Q = T`` (K = M; ``v = w`` when the second layer is trained).
     scheme : {"auto", "central", "cone"}
         Jacobian scheme, see :func:`phasekit.committee.jacobians.jacobian`.
     """
@@ -120,8 +121,12 @@ def eta_structure(model: Committee, state: State | np.ndarray | None = None, *, 
         if model.K != model.M:
             raise ValueError(f"model: the perfect solution needs K == M, got K={model.K}, M={model.M}; "
                              "pass the fixed point of interest as state")
-        state = State(model.T, model.T)
+        state = _perfect_vector(model)
     v = _as_vector(model, state, "state")
+    if model.train_second_layer and model.eta_second_layer is not None:
+        raise ValueError("model: with its own second-layer learning rate (eta_second_layer) the Jacobian is not "
+                         "eta A + eta^2 B; leave eta_second_layer=None (tied to eta) or follow the branch "
+                         "with continuation()")
     first = model.replace(eta=1.0, second_order=False)
     if model.second_order:
         full = model.replace(eta=1.0, second_order=True)

@@ -18,7 +18,7 @@ import numpy as np
 from ..core.ode import rk4_batch
 from ..core.options import NewtonOptions, coerce_options
 from .cone import _margin
-from .landmarks import _check_symmetric_teacher, symmetric_plateau
+from .landmarks import _check_symmetric_teacher, _perfect_vector, symmetric_plateau
 from .linearisation import CommitteeFixedPoint, linearise
 from .model import Committee, State
 from .newton import _newton
@@ -44,7 +44,9 @@ def _random_states(model: Committee, n: int, rng: np.random.Generator) -> np.nda
         B = A @ Lt  # teacher-space coordinates
         R = B @ Lt.T
         Q = B @ B.T + Wf @ Wf.T
-        out[j] = np.concatenate([R.ravel(), Q[iu]])
+        out[j, :model.n_order] = np.concatenate([R.ravel(), Q[iu]])
+    if model.train_second_layer:  # second-layer weights spread around the initial ones
+        out[:, model.n_order:] = model.student_weights * rng.uniform(0.5, 1.5, size=(n, K))
     return out
 
 
@@ -139,6 +141,7 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
         raise ValueError(f"n_starts: must be >= 1, got {n_starts!r}")
     if not (np.isfinite(alpha_flow) and alpha_flow > 0):
         raise ValueError(f"alpha_flow: must be finite and > 0, got {alpha_flow!r}")
+    model.require_autonomous("the fixed-point search")
     opts = coerce_options(newton, NewtonOptions, "newton")
     tol = opts.tol
     rng = np.random.default_rng(seed)
@@ -147,7 +150,7 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
     candidates: list[tuple[np.ndarray, str]] = []
     if include_landmarks:
         if model.K == model.M:
-            candidates.append((State(model.T, model.T).to_vector(), "perfect"))
+            candidates.append((_perfect_vector(model), "perfect"))
         try:
             _check_symmetric_teacher(model)
             plateau = symmetric_plateau(model, newton=opts)
@@ -173,8 +176,8 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
         roots.append((res_v, lab))
 
     # name the landmarks even when a random start found them first
-    perfect_v = State(model.T, model.T).to_vector() if model.K == model.M else None
-    Qb, _ = np.linalg.qr(_symmetric_basis(model.K, model.M))
+    perfect_v = _perfect_vector(model) if model.K == model.M else None
+    Qb, _ = np.linalg.qr(_symmetric_basis(model.K, model.M, model.train_second_layer))
     try:
         _check_symmetric_teacher(model)
         symmetric_ok = model.K >= 2  # one student: no plateau (see symmetric_plateau)

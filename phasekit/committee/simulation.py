@@ -51,6 +51,26 @@ current order parameters, and ``|xi|^2 = |z|^2 + chi^2(N - r)`` where
 (``F^T (F F^T)^+ F`` is the identity on the range of ``F^T``).  Nothing in a
 block depends on N except the degrees of freedom of the chi-square variables,
 whose sampling cost does not.
+
+The general committee machine
+-----------------------------
+Second-layer weights enter the errors, ``delta_ti = v_ti (tau_t - sigma_t)
+g'(x_ti)`` with ``sigma_t = sum_i v_ti g(x_ti)``, ``tau_t = sum_n w_n g(y_tn)``.
+A trained second layer moves within the block, ``v_t = v_0 + sum_{s<t}
+c^v_s g(x_s) (tau_s - sigma_s)``, and is iterated with the fields (both are
+causal).  With weight decay and a schedule (``c_t = eta(alpha_t) / N``,
+``a_t = 1 - c_t lambda``, ``P_t = prod_{r<t} a_r``)
+
+    J_t = P_t J_0 + sum_{s<t} (P_t / P_{s+1}) c_s delta_s xi_s,
+
+so the fields are ``x_t = P_t X_0t + sum_{s<t} W_ts G_st delta_s`` with
+``W_ts = (P_t / P_{s+1}) c_s``, and the block ends at ``J_b = P_b J_0 +
+U^T Xi`` with ``U_s = (P_b / P_{s+1}) c_s delta_s``: ``R_b = P_b R_0 + U^T Y``,
+``Q_b = P_b^2 Q_0 + P_b (U^T X_0 + X_0^T U) + U^T G U``.  A drifting teacher
+(microscopic only: at finite N its overlaps T fluctuate and would have to be
+part of the chain's state) moves as ``B_{t+1} = d B_t + s nu_t``, ``d = 1 -
+delta/N``, ``s = sqrt(2 delta/N)``, ``nu_t ~ N(0, I/N)``, so ``y_t = d^t
+B_0 . xi_t + s sum_{s<t} d^(t-1-s) nu_s . xi_t``.
 """
 
 from __future__ import annotations
@@ -97,6 +117,12 @@ _REDUCED_CHUNK_RUNS = 1024
 
 # Relative eigenvalue threshold of the field covariance's rank.
 _RANK_TOL = 1e-12
+
+
+def _plain(model: Committee) -> bool:
+    """The soft committee machine with a constant learning rate and a fixed teacher (the fast block path)."""
+    return (model._soft and model.autonomous and model.weight_decay == 0 and model.drift == 0
+            and not model.train_second_layer)
 
 
 def block_size(model: Committee, N: int) -> int:
@@ -147,6 +173,81 @@ def _block_deltas(model: Committee, X0: np.ndarray, Y: np.ndarray, Gc: np.ndarra
     return (tau - g(x).sum(axis=-1))[..., None] * dg(x)
 
 
+def _block_rates(model: Committee, done: int, b: int, N: int) -> dict[str, Any]:
+    """Per-example rates of a block starting after ``done`` examples (see the module docstring).
+
+    ``W`` (b, b): weights of ``G_st delta_s`` in the fields (strictly lower);
+    ``P`` (b,): factors of ``X_0``; ``u`` (b,): weights of ``delta_s`` in ``J_b``;
+    ``Pb``: factor of ``J_0`` at the end; ``cv`` (b,): second-layer rates per example.
+    """
+    alpha = (done + np.arange(b)) / N
+    eta = np.asarray(model.eta_at(alpha), dtype=float)
+    c = eta / N
+    logP = np.concatenate([[0.0], np.cumsum(np.log1p(-c * model.weight_decay))])
+    W = np.tril(np.exp(logP[:b, None] - logP[None, 1:]) * c[None, :], -1)
+    return {"W": W, "P": np.exp(logP[:b]), "u": np.exp(logP[b] - logP[1:]) * c, "Pb": float(np.exp(logP[b])),
+            "cv": model.eta_v * (eta / model.eta) / N}
+
+
+def _block_general(model: Committee, X0: np.ndarray, Y: np.ndarray, G: np.ndarray, zeta: np.ndarray | None,
+                   v0: np.ndarray | None, rates: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Errors ``delta`` (B, b, K) of a block of the general model and the second-layer weights after it.
+
+    ``X0`` are the fields of the weights at the start of the block (unscaled),
+    ``v0`` (B, K) the trained second-layer weights at its start (``None``: fixed).
+    The fields and the weights are iterated together; both are causal, so the
+    sweeps settle exactly as in :func:`_block_deltas`.
+    """
+    g, dg = model.activation.g, model.activation.dg
+    tau = model.teacher_activation.g(Y) @ model.teacher_weights
+    if zeta is not None:
+        tau = tau + zeta
+    Xs = X0 * rates["P"][:, None]
+    Gc = rates["W"] * G
+    cv = rates["cv"][:, None]
+    vt = np.broadcast_to(model.student_weights if v0 is None else v0[..., None, :], X0.shape)
+    x = Xs
+    for _ in range(X0.shape[-2] + 2):
+        gx = g(x)
+        err = tau - (vt * gx).sum(axis=-1)
+        delta = vt * err[..., None] * dg(x)
+        x_new = Xs + Gc @ delta
+        steps = cv * gx * err[..., None] if v0 is not None else None
+        v_new = vt if v0 is None else v0[..., None, :] + np.cumsum(steps, axis=-2) - steps
+        if not ((x_new != x).any() or (v_new != vt).any()):
+            break
+        x, vt = x_new, v_new
+    v_end = None if v0 is None else v0 + steps.sum(axis=-2)
+    return delta, v_end
+
+
+def _drift_fields(model: Committee, Y0: np.ndarray, nu: np.ndarray, Xi: np.ndarray, N: int) -> np.ndarray:
+    """Teacher fields ``y_t = d^t B_0 . xi_t + s sum_{s<t} d^(t-1-s) nu_s . xi_t`` of a drifting teacher (B, b, M)."""
+    b = Y0.shape[-2]
+    d, s = 1.0 - model.drift / N, math.sqrt(2.0 * model.drift / N)
+    t = np.arange(b)
+    D = np.tril(d ** np.maximum(t[:, None] - t[None, :] - 1, 0), -1)  # (t, s)
+    NX = np.einsum("bsmn,btn->btsm", nu, Xi)
+    return (d ** t)[:, None] * Y0 + s * np.einsum("ts,btsm->btm", D, NX)
+
+
+def _micro_block_general(model: Committee, V: np.ndarray, vw: np.ndarray | None, Xi: np.ndarray,
+                         zeta: np.ndarray | None, rates: dict[str, Any], nu: np.ndarray | None,
+                         N: int) -> np.ndarray | None:
+    """:func:`_micro_block` for the general model; also moves a drifting teacher. Returns the new ``v``."""
+    K = model.K
+    fields = Xi @ np.swapaxes(V, -1, -2)
+    G = Xi @ np.swapaxes(Xi, -1, -2)
+    Y = fields[..., K:] if nu is None else _drift_fields(model, fields[..., K:], nu, Xi, N)
+    delta, v_end = _block_general(model, fields[..., :K], Y, G, zeta, vw, rates)
+    V[:, :K] = rates["Pb"] * V[:, :K] + np.swapaxes(delta * rates["u"][:, None], -1, -2) @ Xi
+    if nu is not None:
+        b = Xi.shape[-2]
+        d, s = 1.0 - model.drift / N, math.sqrt(2.0 * model.drift / N)
+        V[:, K:] = d**b * V[:, K:] + s * np.einsum("s,bsmn->bmn", d ** (b - 1 - np.arange(b)), nu)
+    return v_end
+
+
 def _micro_block(model: Committee, V: np.ndarray, Xi: np.ndarray, zeta: np.ndarray | None,
                  c: float) -> np.ndarray:
     """Train weights ``V`` (B, K + M, N), students first, on inputs ``Xi`` (B, b, N) in place.
@@ -186,14 +287,17 @@ def _factor(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return U * np.sqrt(np.where(keep, lam, 0.0))[..., None, :], keep
 
 
-def _state_vectors(model: Committee, V: np.ndarray) -> np.ndarray:
-    """State vectors (B, n_state) from stacked weights V (B, K + M, N), students first."""
+def _state_vectors(model: Committee, V: np.ndarray, vw: np.ndarray | None = None) -> np.ndarray:
+    """State vectors (B, n_state) from stacked weights V (B, K + M, N), students first, and trained ``vw`` (B, K)."""
     K = model.K
     J = V[:, :K]
     R = J @ np.swapaxes(V[:, K:], -1, -2)
     Q = J @ np.swapaxes(J, -1, -2)
     iu = np.triu_indices(K)
-    return np.concatenate([R.reshape(len(V), -1), Q[:, iu[0], iu[1]]], axis=-1)
+    parts = [R.reshape(len(V), -1), Q[:, iu[0], iu[1]]]
+    if vw is not None:
+        parts.append(vw)
+    return np.concatenate(parts, axis=-1)
 
 
 def _noise(model: Committee, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -222,6 +326,8 @@ def _run_microscopic(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray
     gens = [np.random.default_rng(s) for s in seeds]
     n, c = len(gens), model.eta / N
     V = _initial_weights(model, v0, N, gens)
+    vw = np.repeat(v0[None, model.n_order:], n, axis=0) if model.train_second_layer else None
+    plain = _plain(model)
     Xtest = _normals(gens, (n_test, N)) if n_test else None
     out = np.empty((n, len(steps), model.n_state))
     eg_test = np.full((n, len(steps)), np.nan)
@@ -231,19 +337,27 @@ def _run_microscopic(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray
             bb = min(b, target - done)
             Xi = _normals(gens, (bb, N))
             zeta = model.noise * _normals(gens, (bb,)) if model.noise > 0 else None
-            _micro_block(model, V, Xi, zeta, c)
+            if plain:
+                _micro_block(model, V, Xi, zeta, c)
+            else:
+                nu = _normals(gens, (bb, model.M, N)) / math.sqrt(N) if model.drift > 0 else None
+                vw = _micro_block_general(model, V, vw, Xi, zeta, _block_rates(model, done, bb, N), nu, N)
             done += bb
-        out[:, j] = _state_vectors(model, V)
+        out[:, j] = _state_vectors(model, V, vw)
         if Xtest is not None:
-            eg_test[:, j] = _test_error(model, Xtest @ np.swapaxes(V, -1, -2))
+            eg_test[:, j] = _test_error(model, Xtest @ np.swapaxes(V, -1, -2), vw)
     return out, eg_test
 
 
-def _test_error(model: Committee, fields: np.ndarray) -> np.ndarray:
-    """Mean of ``(sigma - tau)^2 / 2`` over test fields (n, n_test, L), noise free."""
+def _test_error(model: Committee, fields: np.ndarray, vw: np.ndarray | None = None) -> np.ndarray:
+    """Mean of ``(sigma - tau)^2 / 2`` over test fields (n, n_test, L), noise free; ``vw`` (n, K) trained weights."""
     K = model.K
-    sigma = model.activation.g(fields[..., :K]).sum(axis=-1)
-    tau = model.teacher_activation.g(fields[..., K:]).sum(axis=-1)
+    gx, gy = model.activation.g(fields[..., :K]), model.teacher_activation.g(fields[..., K:])
+    if model._soft:
+        sigma, tau = gx.sum(axis=-1), gy.sum(axis=-1)
+    else:
+        v = model.student_weights if vw is None else vw[:, None, :]
+        sigma, tau = (gx * v).sum(axis=-1), gy @ model.teacher_weights
     return 0.5 * np.mean((sigma - tau) ** 2, axis=-1)
 
 
@@ -266,6 +380,7 @@ def _run_reduced(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray, b:
     seed, n = chunk
     rng = np.random.default_rng(seed)
     K, L, c = model.K, model.L, model.eta / N
+    plain = _plain(model)
     eye = np.eye(L)
     v = np.repeat(v0[None, :], n, axis=0)
     out = np.empty((n, len(steps), model.n_state))
@@ -281,12 +396,36 @@ def _run_reduced(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray, b:
             A = _bartlett(rng, N - keep.sum(axis=-1), bb)
             G = z @ np.swapaxes(z, -1, -2) + A @ np.swapaxes(A, -1, -2)
             X0, Y = fields[..., :K], fields[..., K:]
-            delta = _block_deltas(model, X0, Y, np.tril(G, -1) * c, _noise(model, rng, (n, bb)))
-            step = _overlap_increment(model, X0, Y, G, delta, c)
-            v = np.where(alive[:, None], v + step, np.nan)
+            if plain:
+                delta = _block_deltas(model, X0, Y, np.tril(G, -1) * c, _noise(model, rng, (n, bb)))
+                v_next = v + _overlap_increment(model, X0, Y, G, delta, c)
+            else:
+                v_next = _reduced_block_general(model, v, X0, Y, G, _noise(model, rng, (n, bb)),
+                                                _block_rates(model, done, bb, N))
+            v = np.where(alive[:, None], v_next, np.nan)
             done += bb
         out[:, j] = v
     return out, np.full((n, len(steps)), np.nan)
+
+
+def _reduced_block_general(model: Committee, v: np.ndarray, X0: np.ndarray, Y: np.ndarray, G: np.ndarray,
+                           zeta: np.ndarray | None, rates: dict[str, Any]) -> np.ndarray:
+    """State vectors (n, n_state) after a block of the general model (no drift), from its fields and Gram matrix."""
+    K, n0 = model.K, model.n_order
+    vw = v[:, n0:] if model.train_second_layer else None
+    delta, v_end = _block_general(model, X0, Y, G, zeta, vw, rates)
+    U = delta * rates["u"][:, None]
+    Ut = np.swapaxes(U, -1, -2)
+    Pb = rates["Pb"]
+    S = model.covariance(v)
+    iu = np.triu_indices(K)
+    R = Pb * S[:, :K, K:] + Ut @ Y
+    UX = Ut @ X0
+    Q = Pb * Pb * S[:, :K, :K] + Pb * (UX + np.swapaxes(UX, -1, -2)) + Ut @ (G @ U)
+    parts = [R.reshape(len(v), -1), Q[:, iu[0], iu[1]]]
+    if v_end is not None:
+        parts.append(v_end)
+    return np.concatenate(parts, axis=-1)
 
 
 _RUNNERS = {"microscopic": _run_microscopic, "reduced": _run_reduced}
@@ -318,13 +457,15 @@ def simulate(
     Parameters
     ----------
     model : Committee
-        Network, learning rate ``eta`` and output noise (``model.noise`` > 0
-        adds ``zeta ~ N(0, noise^2)`` to every teacher output).
-        ``model.second_order`` is irrelevant here: SGD is simulated exactly.
+        Network, learning rate ``eta`` (or its schedule) and output noise
+        (``model.noise`` > 0 adds ``zeta ~ N(0, noise^2)`` to every teacher
+        output), second-layer weights (trained or fixed), weight decay and a
+        drifting teacher (microscopic only).  ``model.second_order`` is
+        irrelevant here: SGD is simulated exactly.
     state0 : State
-        Initial order parameters ``(R, Q)``; ``[[Q, R], [R^T, T]]`` must be
-        positive semidefinite.  Microscopic weights are built with exactly
-        these overlaps.
+        Initial order parameters ``(R, Q)`` (and ``v`` when the second layer
+        is trained); ``[[Q, R], [R^T, T]]`` must be positive semidefinite.
+        Microscopic weights are built with exactly these overlaps.
     N : int
         Input dimension, ``N > K + M``.
     alpha_max : float
@@ -356,8 +497,9 @@ def simulate(
     -------
     xarray.Dataset
         As :func:`phasekit.integrate` with a leading ``run`` dimension:
-        ``R(run, alpha, i, n)``, ``Q(run, alpha, i, k)``, ``eg(run, alpha)``
-        (closed form from the order parameters), optionally ``eg_test``;
+        ``R(run, alpha, i, n)``, ``Q(run, alpha, i, k)``, ``v(run, alpha, i)``
+        (trained second layer), ``eg(run, alpha)`` (closed form from the order
+        parameters; under drift with ``T`` at its mean, the identity), optionally ``eg_test``;
         attrs ``level``, ``N``, ``n_runs``, ``seed``, ``block``, ``status``
         (``"ok"``, or ``"diverged"`` if any run's order parameters left
         ``|.| < 1e6``; the reduced chain fills such a run with NaN from then on)
@@ -382,6 +524,9 @@ def simulate(
         raise ValueError(f"n_test: must be an integer >= 0, got {n_test!r}")
     if n_test and level != "microscopic":
         raise ValueError("n_test: a test set needs real input vectors (level='microscopic'); use 0")
+    if model.drift > 0 and level == "reduced":
+        raise ValueError("level: a drifting teacher's overlaps T fluctuate at finite N and are not part of the "
+                         "reduced chain's state; use level='microscopic'")
     b = block_size(model, N) if block is None else block
     if int(b) != b or not 1 <= b <= N - model.L:
         raise ValueError(f"block: must be an integer in [1, N - K - M] = [1, {N - model.L}], got {block!r}")
@@ -389,7 +534,7 @@ def simulate(
     backend = choose_backend(client, n_workers)  # validates n_workers before any work
 
     steps = np.unique(np.rint(np.linspace(0.0, alpha_max, int(n_points)) * N).astype(np.int64))
-    v0 = state0.to_vector()
+    v0 = model.state_vector(state0, "state0")
     if level == "microscopic":
         # Per-run seeds, so chunks may follow the number of workers.
         workers = backend.n_workers

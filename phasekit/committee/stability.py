@@ -203,7 +203,7 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     split = st.split
     n = len(st.A)
     err = st.entry_error
-    labels = vector_labels(model.K, model.M)
+    labels = vector_labels(model.K, model.M, model.train_second_layer)
     modes = tuple(_null_modes(split.null_right, labels, "right") + _null_modes(split.null_left, labels, "left"))
     note = _marginal_summary(split, modes)
     common: dict[str, Any] = {

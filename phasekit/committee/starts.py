@@ -49,7 +49,7 @@ def _into_cone(model: Committee, v: np.ndarray) -> State:
     if w[0] >= 0:
         return s
     Q = base + (V * np.clip(w, 0.0, None)) @ V.T
-    return State(s.R, 0.5 * (Q + Q.T))
+    return State(s.R, 0.5 * (Q + Q.T), s.v)
 
 
 def initial_state(
@@ -124,7 +124,8 @@ def initial_state(
             R = X * rng.uniform(size=(K, M))
             off = np.triu(X * rng.uniform(size=(K, K)), 1)
             Q = np.diag(q0) + off + off.T
-        state = State(R, Q)
+        # a trained second layer starts from the model's student weights
+        state = State(R, Q, model.student_weights if model.train_second_layer else None)
         what = "X, Q0"
     lam = model.min_eigenvalue(state)
     if lam < -PSD_TOL:

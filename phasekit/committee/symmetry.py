@@ -17,19 +17,26 @@ import numpy as np
 from .model import Committee
 
 
-def _coordinate_permutation(K: int, M: int, sigma: Sequence[int], tau: Sequence[int]) -> np.ndarray:
-    """Index map ``pi`` with ``P e_k = e_pi[k]`` for student permutation sigma, teacher permutation tau."""
+def _coordinate_permutation(K: int, M: int, sigma: Sequence[int], tau: Sequence[int],
+                            second_layer: bool = False) -> np.ndarray:
+    """Index map ``pi`` with ``P e_k = e_pi[k]`` for student permutation sigma, teacher permutation tau.
+
+    ``second_layer``: the state vector ends with the students' weights ``v_i`` (they follow sigma).
+    """
     idx_q = {}
     iu = np.triu_indices(K)
     for j, (a, b) in enumerate(zip(*iu)):
         idx_q[(int(a), int(b))] = K * M + j
-    pi = np.empty(K * M + len(iu[0]), dtype=int)
+    n0 = K * M + len(iu[0])
+    pi = np.empty(n0 + (K if second_layer else 0), dtype=int)
     for i in range(K):
         for n in range(M):
             pi[i * M + n] = sigma[i] * M + tau[n]
     for (a, b), j in idx_q.items():
         x, y = sorted((sigma[a], sigma[b]))
         pi[j] = idx_q[(x, y)]
+    if second_layer:
+        pi[n0:] = n0 + np.asarray(sigma)
     return pi
 
 
@@ -96,26 +103,39 @@ class _Symmetry:
 
 
 def _state_symmetry(model: Committee, v: np.ndarray, tol: float = 1e-12) -> _Symmetry | None:
-    """Detect invariance of ``v`` under all unit permutations (separate or simultaneous)."""
+    """Detect invariance of ``v`` under all unit permutations (separate or simultaneous).
+
+    The model must be invariant too: ``T``, the teacher's weights and fixed
+    student weights are permuted along (trained weights are part of ``v``).
+    """
     K, M = model.K, model.M
     n = model.n_state
     T = model.T
+    tw = model.teacher_weights
+    sw = None if model.train_second_layer else model.student_weights
+    trained = model.train_second_layer
     scale = max(1.0, float(np.abs(v).max()))
 
-    def invariant(pi: np.ndarray, tau: Sequence[int]) -> bool:
+    def invariant(pi: np.ndarray, sigma: Sequence[int], tau: Sequence[int]) -> bool:
         w = np.empty_like(v)
         w[pi] = v
         Tp = T[np.ix_(tau, tau)]
-        return bool(np.abs(w - v).max() <= tol * scale and np.abs(Tp - T).max() <= tol)
+        same_weights = np.array_equal(tw[list(tau)], tw) and (sw is None or np.array_equal(sw[list(sigma)], sw))
+        return bool(same_weights and np.abs(w - v).max() <= tol * scale and np.abs(Tp - T).max() <= tol)
 
     def build(kind: str) -> _Symmetry | None:
         reps = np.empty(n, dtype=int)
         perms = np.empty((n, n), dtype=int)
         iu = np.triu_indices(K)
         coords = [("R", i, m) for i in range(K) for m in range(M)] + [("Q", int(a), int(b)) for a, b in zip(*iu)]
+        if trained:
+            coords += [("v", i, 0) for i in range(K)]
         index = {c: j for j, c in enumerate(coords)}
         for j, (typ, a, b) in enumerate(coords):
-            if kind == "separate":
+            if typ == "v":
+                rep, sigma = ("v", 0, 0), _perm_sending(K, [a])
+                tau = list(range(M)) if kind == "separate" else sigma
+            elif kind == "separate":
                 if typ == "R":
                     rep, sigma, tau = ("R", 0, 0), _perm_sending(K, [a]), _perm_sending(M, [b])
                 elif a == b:
@@ -132,8 +152,8 @@ def _state_symmetry(model: Committee, v: np.ndarray, tol: float = 1e-12) -> _Sym
                 else:
                     rep, sigma = ("Q", 0, 1), _perm_sending(K, [a, b])
                 tau = sigma
-            pi = _coordinate_permutation(K, M, sigma, tau)
-            if not invariant(pi, tau):
+            pi = _coordinate_permutation(K, M, sigma, tau, trained)
+            if not invariant(pi, sigma, tau):
                 return None
             reps[j] = index[rep]
             perms[j] = pi
@@ -142,7 +162,7 @@ def _state_symmetry(model: Committee, v: np.ndarray, tol: float = 1e-12) -> _Sym
             gens += [(list(range(K)), _swap(M, a)) for a in range(M - 1)]
         else:
             gens = [(_swap(K, i), _swap(K, i)) for i in range(K - 1)]
-        generators = tuple(_coordinate_permutation(K, M, sg, tg) for sg, tg in gens)
+        generators = tuple(_coordinate_permutation(K, M, sg, tg, trained) for sg, tg in gens)
         return _Symmetry(reps, perms, kind, generators)
 
     if K * M == 1:
@@ -155,16 +175,24 @@ def _state_symmetry(model: Committee, v: np.ndarray, tol: float = 1e-12) -> _Sym
     return sym
 
 
-def _symmetric_basis(K: int, M: int) -> np.ndarray:
-    """Columns spanning the site-symmetric subspace (R_in = R, Q_ii = Q, Q_ik = C)."""
-    n = K * M + K * (K + 1) // 2
+def _symmetric_basis(K: int, M: int, second_layer: bool = False) -> np.ndarray:
+    """Columns spanning the site-symmetric subspace (R_in = R, Q_ii = Q, Q_ik = C[, v_i = v]).
+
+    ``second_layer``: the state vector ends with trained weights ``v_i``, all equal there.
+    """
+    n = K * M + K * (K + 1) // 2 + (K if second_layer else 0)
+    n0 = K * M + K * (K + 1) // 2
     cols = [np.r_[np.ones(K * M), np.zeros(n - K * M)]]
     iu = np.triu_indices(K)
     diag = np.zeros(n)
-    diag[K * M:] = (iu[0] == iu[1])
+    diag[K * M:n0] = (iu[0] == iu[1])
     cols.append(diag)
     if K > 1:
         off = np.zeros(n)
-        off[K * M:] = (iu[0] != iu[1])
+        off[K * M:n0] = (iu[0] != iu[1])
         cols.append(off)
+    if second_layer:
+        vcol = np.zeros(n)
+        vcol[n0:] = 1.0
+        cols.append(vcol)
     return np.stack(cols, axis=1)

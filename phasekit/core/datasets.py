@@ -91,6 +91,16 @@ VARIABLES: Mapping[str, tuple[str, str]] = MappingProxyType({
     "second_order": ("eta^2 term kept (1) or not (0)", "1"),
     "X": ("initial overlap scale X", "1"),
     "noise": ("output noise standard deviation", "1"),
+    "v": ("student second-layer weight v_i", "1"),
+    "teacher_weights": ("teacher second-layer weights w_n", "1"),
+    "student_weights": ("student second-layer weights v_i (fixed, or initial when trained)", "1"),
+    "normalisation": ("default second-layer weights: none, 1/K or 1/sqrt(K)", ""),
+    "train_second_layer": ("second layer trained (1) or fixed (0)", "1"),
+    "eta_second_layer": ("second-layer learning rate eta_v", "1"),
+    "weight_decay": ("weight decay lambda", "1"),
+    "drift": ("teacher drift strength delta", "1"),
+    "eta_schedule": ("learning-rate schedule (JSON)", ""),
+    "learning_rate": ("learning rate eta(alpha)", "1"),
     "run": ("run", "1"),
     "component": ("order parameter", ""),
     # signal propagation
@@ -174,13 +184,27 @@ def model_attrs(parameters: Mapping[str, Any], *, exclude: Sequence[str] = ()) -
     """The model block of a dataset's attributes from a committee machine's parameters.
 
     ``K``, ``M``, ``activation``, ``teacher_activation``, ``eta``,
-    ``second_order`` (0 or 1), ``noise`` and every parameter as JSON under
-    ``"model"`` (from which the model is rebuilt); ``exclude`` leaves scalar
-    keys out (``("eta",)`` for datasets along eta).
+    ``second_order`` (0 or 1), ``noise``, and those of the general committee
+    machine present in ``parameters`` (``teacher_weights``,
+    ``student_weights``, ``normalisation``, ``train_second_layer`` (0 or 1),
+    ``eta_second_layer`` (``"none"`` when tied to ``eta``), ``weight_decay``,
+    ``drift``, ``eta_schedule`` (JSON, ``"none"`` without)), and every parameter
+    as JSON under ``"model"`` (from which the model is rebuilt); ``exclude``
+    leaves scalar keys out (``("eta",)`` for datasets along eta).
     """
     out = {"model": json.dumps(dict(parameters)), "K": int(parameters["K"]), "M": int(parameters["M"]),
            "activation": parameters["activation"], "teacher_activation": parameters["teacher_activation"],
            "eta": parameters["eta"], "second_order": int(parameters["second_order"]), "noise": parameters["noise"]}
+    for key in ("teacher_weights", "student_weights", "normalisation", "weight_decay", "drift"):
+        if key in parameters:
+            out[key] = parameters[key]
+    if "train_second_layer" in parameters:
+        out["train_second_layer"] = int(parameters["train_second_layer"])
+    if "eta_second_layer" in parameters:
+        out["eta_second_layer"] = "none" if parameters["eta_second_layer"] is None else parameters["eta_second_layer"]
+    if "eta_schedule" in parameters:
+        sched = parameters["eta_schedule"]
+        out["eta_schedule"] = "none" if sched is None else json.dumps(sched)
     for key in exclude:
         out.pop(key, None)
     return out

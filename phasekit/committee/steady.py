@@ -1,0 +1,178 @@
+"""Steady states of learning that never reaches zero error: a drifting teacher, weight decay, output noise.
+
+With drift (``dR/dalpha -= delta R``), weight decay or noise with the ``eta^2``
+term the perfect solution is no longer a fixed point; the student settles in
+a steady state next to it whose ``eps_g`` balances learning against the
+perturbation.  :func:`steady_state` finds it (Newton from ``R = Q = T``,
+``v = w``, or, where that fails, by following the branch from the
+unperturbed model in the perturbation's strength); :func:`optimal_steady_eta`
+finds the learning rate that minimises its ``eps_g``: too small an eta cannot
+follow the drift, too large a one adds the fluctuations of the ``eta^2`` term.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import optimize
+
+from ..core.options import NewtonOptions, coerce_options
+from ..core.results import ScalarResult
+from .landmarks import _perfect_vector, find_fixed_point
+from .linearisation import CommitteeFixedPoint
+from .model import Committee
+
+__all__ = ["SteadyEta", "optimal_steady_eta", "steady_state"]
+
+
+# Steps of the homotopy from the unperturbed model when Newton from R = Q = T fails.
+_HOMOTOPY_STEPS = 24
+
+
+def _check(model: Any) -> None:
+    if not isinstance(model, Committee):
+        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    if model.K != model.M:
+        raise ValueError(f"model: the steady state next to the perfect solution needs K == M, got K={model.K}, "
+                         f"M={model.M}; use find_fixed_point with a guess")
+    model.require_autonomous("the steady state")
+
+
+def steady_state(model: Committee, *, newton: NewtonOptions | Mapping[str, Any] | None = None,
+                 guess: np.ndarray | None = None) -> CommitteeFixedPoint:
+    """The steady state next to the perfect solution (K = M), linearised.
+
+    Newton from ``guess`` (default ``R = Q = T``, ``v = w`` when trained); if
+    it fails, the perturbations (drift, weight decay, noise) are switched on
+    gradually from zero, each step polished by Newton from the previous one.
+
+    Returns
+    -------
+    CommitteeFixedPoint
+        ``label == "perfect"`` (the perfect solution's branch); its ``eg`` is the
+        steady-state error.  ``status == "failed"`` when no step converged.
+    """
+    _check(model)
+    opts = coerce_options(newton, NewtonOptions, "newton")
+    start = _perfect_vector(model) if guess is None else np.asarray(guess, dtype=float)
+    fp = find_fixed_point(model, start, newton=opts, label="perfect")
+    if fp.success:
+        return fp
+    v = _perfect_vector(model)
+    for s in np.linspace(0.0, 1.0, _HOMOTOPY_STEPS + 1)[1:]:
+        m = model.replace(drift=s * model.drift, weight_decay=s * model.weight_decay, noise=s * model.noise)
+        fp = find_fixed_point(m, v, newton=opts, label="perfect")
+        if not fp.success:
+            break
+        v = fp.vector
+    return find_fixed_point(model, v, newton=opts, label="perfect")
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SteadyEta(ScalarResult):
+    """The learning rate of smallest steady-state error; ``float(result)`` is ``value``.
+
+    Attributes
+    ----------
+    value : float
+        The minimising eta (``nan`` unless the status is a success).
+    eg : float
+        The steady-state ``eps_g`` there.
+    fixed_point : CommitteeFixedPoint or None
+        The steady state at ``value`` (stable for a success).
+    bracket : (float, float)
+        The eta interval searched.
+    precision : float
+        Absolute tolerance on ``value``.
+    n_evaluations : int
+        Steady states solved.
+    status : str
+        ``"ok"``; ``"not_reached"`` when the minimum lies at an end of the
+        bracket (``value`` is that end); ``"failed"`` when no steady state was found.
+    """
+
+    value: float
+    eg: float = math.nan
+    fixed_point: CommitteeFixedPoint | None = None
+    bracket: tuple[float, float] = (math.nan, math.nan)
+    precision: float = math.nan
+    n_evaluations: int = 0
+
+
+def optimal_steady_eta(model: Committee, eta_range: tuple[float, float] = (1e-3, 2.0), *,
+                       xtol: float = 1e-6, newton: NewtonOptions | Mapping[str, Any] | None = None) -> SteadyEta:
+    """The learning rate that minimises the steady-state ``eps_g`` (drift, weight decay or noise; K = M).
+
+    Parameters
+    ----------
+    model : Committee
+        Everything but eta is taken from here; with a trained second layer
+        tied to eta (``eta_second_layer=None``) both rates move together.
+    eta_range : (float, float)
+        ``0 < low < high``: the interval searched (bounded scalar minimisation
+        in ``log eta`` after a coarse scan; each steady state is sought from
+        ``R = Q = T`` first, so the search stays on the perfect solution's
+        branch where it exists).
+    xtol : float
+        Relative tolerance on eta, in ``(0, 1)``.
+    newton : NewtonOptions, mapping or None
+        Options of each steady-state solve.
+
+    Returns
+    -------
+    SteadyEta
+    """
+    _check(model)
+    lo, hi = (float(x) for x in eta_range)
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
+        raise ValueError(f"eta_range: need 0 < low < high, got {eta_range!r}")
+    if isinstance(xtol, bool) or not (isinstance(xtol, (int, float, np.floating)) and 0 < xtol < 1):
+        raise ValueError(f"xtol: relative tolerance must be in (0, 1), got {xtol!r}")
+    opts = coerce_options(newton, NewtonOptions, "newton")
+    seen: dict[float, CommitteeFixedPoint] = {}
+    last = [None]
+
+    def solve(log_eta: float) -> CommitteeFixedPoint:
+        eta = float(np.exp(log_eta))
+        if eta not in seen:
+            m = model.replace(eta=eta)
+            # from R = Q = T first: a warm start could stay on another branch (e.g. the
+            # unspecialised steady state that small learning rates under drift settle in)
+            fp = steady_state(m, newton=opts)
+            if not fp.success and last[0] is not None:
+                fp = steady_state(m, newton=opts, guess=last[0])
+            seen[eta] = fp
+            if fp.success:
+                last[0] = fp.vector
+        return seen[eta]
+
+    def objective(log_eta: float) -> float:
+        fp = solve(log_eta)
+        return fp.eg if fp.success and fp.stable else np.inf
+
+    # a coarse scan picks the basin (the objective is infinite where no stable steady state exists)
+    grid = np.linspace(np.log(lo), np.log(hi), 17)
+    vals = np.array([objective(g) for g in grid])
+    if not np.any(np.isfinite(vals)):
+        return SteadyEta(value=math.nan, bracket=(lo, hi), n_evaluations=len(seen), status="failed",
+                         message=f"no stable steady state for eta in [{lo:g}, {hi:g}]")
+    j = int(np.nanargmin(np.where(np.isfinite(vals), vals, np.nan)))
+    if j in (0, len(grid) - 1):
+        fp = solve(grid[j])
+        return SteadyEta(value=float(np.exp(grid[j])), eg=fp.eg, fixed_point=fp, bracket=(lo, hi),
+                         precision=0.0, n_evaluations=len(seen), status="not_reached",
+                         message=f"the steady-state error is smallest at the end eta = {np.exp(grid[j]):g} "
+                                 "of eta_range")
+    a, b = grid[j - 1], grid[j + 1]
+    res = optimize.minimize_scalar(objective, bounds=(a, b), method="bounded",
+                                   options={"xatol": 0.5 * xtol, "maxiter": 200})
+    eta = float(np.exp(res.x))
+    fp = solve(res.x)
+    ok = bool(res.success) and fp.success and np.isfinite(fp.eg)
+    return SteadyEta(value=eta if ok else math.nan, eg=fp.eg, fixed_point=fp, bracket=(lo, hi),
+                     precision=xtol * eta, n_evaluations=len(seen), status="ok" if ok else "failed",
+                     message=(f"smallest steady-state eps_g {fp.eg:.6g} at eta = {eta:.6g}" if ok
+                              else f"the minimisation failed: {res.message}"))
