@@ -1,0 +1,10 @@
+"""Test-session set-up shared by every test file."""
+
+import signal
+
+# A shell without job control starts background commands with SIGINT ignored, and an
+# ignored signal stays ignored across exec: the command-line runs that the tests
+# interrupt with SIGINT (Ctrl-C) would never see it.  A handled SIGINT is reset to the
+# default in every child, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
