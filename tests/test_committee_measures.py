@@ -194,3 +194,32 @@ def test_simulation_and_spread_are_the_simulate_calls():
     ds = pk.simulate(pk.Committee(2, 2, "relu", eta=0.1), initial_state(pk.Committee(2, 2, "relu"), 1e-3), 100, 0.5,
                      n_runs=20, seed=1, level="reduced", n_points=2)
     assert v["std"][0] == pytest.approx(float(ds["R"].values[:, -1, 0, 0].std(ddof=1)), rel=1e-12)
+
+
+def test_general_model_parameters_reach_every_point():
+    # drift, weight decay and a trained second layer set in a study equal the same models integrated directly
+    study = {"name": "general", "model": {"K": 2, "M": 2, "activation": "erf", "second_order": True, "eta": 0.5,
+                                          "teacher_weights": [1.0, 0.8]},
+             "grid": {"drift": [0.0, 0.05], "weight_decay": [0.0, 0.01]},
+             "initial": {"X": 1e-3, "Q0": [0.2, 0.3]}, "integration": {"alpha_max": 200.0},
+             "measures": {"final_eg": {}}}
+    ds = pk.run_study(study, progress=False)
+    s0 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))
+    for i, d in enumerate([0.0, 0.05]):
+        for j, lam in enumerate([0.0, 0.01]):
+            m = pk.Committee(2, 2, "erf", eta=0.5, second_order=True, drift=d, weight_decay=lam,
+                             teacher_weights=[1.0, 0.8])
+            assert float(ds["final_eg"].values[i, j]) == float(pk.integrate(m, s0, 200.0)["eg"][-1])
+    assert len({float(x) for x in ds["final_eg"].values.ravel()}) == 4  # every parameter changes the result
+    trained = {"name": "v", "model": {"K": 2, "M": 2, "activation": "erf", "second_order": False,
+                                      "train_second_layer": True, "student_weights": [0.5, 0.5],
+                                      "normalisation": "1/K"},
+               "grid": {"eta": [1.0]}, "initial": {"X": 1e-3, "Q0": [0.2, 0.3]},
+               "integration": {"alpha_max": 300.0}, "measures": {"convergence_time": {"threshold": 1e-3}}}
+    ds = pk.run_study(trained, progress=False)
+    m = pk.Committee(2, 2, "erf", eta=1.0, second_order=False, train_second_layer=True, student_weights=[0.5, 0.5],
+                     normalisation="1/K")
+    tr = pk.integrate(m, pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]), v=[0.5, 0.5]), 300.0)
+    assert float(ds["convergence_time"].values[0]) == pytest.approx(float(pk.convergence_time(tr, 1e-3)), rel=1e-9)
+    with pytest.raises(pk.StudyError, match="normalisation"):
+        pk.parse_study(dict(trained, model=dict(trained["model"], normalisation="1/M")))

@@ -54,15 +54,25 @@ def _memo(key: tuple, compute: Callable[[], Any]) -> Any:
     return value
 
 
+# The general committee machine's parameters, passed to Committee as they are.
+_GENERAL = ("normalisation", "teacher_weights", "student_weights", "train_second_layer", "eta_second_layer",
+            "weight_decay", "drift")
+
+
+def _general(params: dict) -> dict[str, Any]:
+    return {k: params[k] for k in _GENERAL if k in params}
+
+
 def _model_key(params: dict, eta: float, second_order: bool) -> tuple:
+    general = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(_general(params).items()))
     return (params["K"], params["M"], params["activation"], params["teacher_activation"], float(params["noise"]),
-            float(eta), bool(second_order))
+            float(eta), bool(second_order)) + general
 
 
 def _build(params: dict, eta: float, second_order: bool | None = None) -> Committee:
     return Committee(K=params["K"], M=params["M"], activation=params["activation"], eta=eta,
                      second_order=params["second_order"] if second_order is None else second_order,
-                     noise=params["noise"], teacher_activation=params["teacher_activation"])
+                     noise=params["noise"], teacher_activation=params["teacher_activation"], **_general(params))
 
 
 def _stability(params: dict, eta_max: float) -> tuple[Any, Any]:
