@@ -116,6 +116,29 @@ def test_damaged_manifest_is_rebuilt_never_discarded(tmp_path):
         np.testing.assert_array_equal(repaired[v].values, first[v].values)
 
 
+def test_folder_of_an_older_hash_is_recognised(tmp_path):
+    # Earlier versions hashed the grid values too: the manifest's study, hashed again, is this study.
+    st = small_study()
+    first = run_study(st, outdir=tmp_path, progress=False)
+    ckdir = tmp_path / "checkpoints"
+    manifest = ckdir / "study.json"
+    older = "0123456789abcdef"
+    manifest.write_text(json.dumps({"hash": older, "study": st.to_dict()}))
+    for f in ckdir.glob("batch-*.nc"):
+        ds = xr.load_dataset(f, engine="scipy")
+        ds.attrs["study_hash"] = older
+        ds.to_netcdf(f, engine="scipy")
+    more = small_study(grid={"eta": [0.5, 1.5, 40.0, 60.0], "K": [1, 2]})
+    for _ in range(2):  # the older hash is kept in the manifest: recognised again on the next run
+        again = run_study(more, outdir=tmp_path, progress=False)
+        assert json.loads(manifest.read_text())["aliases"] == [older]
+        np.testing.assert_array_equal(again["invocation"].values[:3], first["invocation"].values)
+    assert load_checkpoints(tmp_path).sizes["point"] == 8
+    manifest.write_text(json.dumps({"hash": older, "study": small_study(solver={"rtol": 1e-6}).to_dict()}))
+    with pytest.raises(StudyError, match="the solver options changed"):
+        run_study(more, outdir=tmp_path, progress=False)
+
+
 def test_repair_from_the_command_line(tmp_path, capsys):
     from phasekit.cli import main
 

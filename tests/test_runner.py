@@ -1,6 +1,7 @@
 """The grid runner: failures recorded, checkpoint and resume (also after SIGKILL, for every system's grid),
 stored trajectories, analyses, dask clusters, interruption."""
 
+import json
 import os
 import signal
 import subprocess
@@ -149,17 +150,53 @@ def test_analyses_are_stored_and_refine_probes_between_points():
     assert ds["eta_opt"].attrs["analysis"] == "optimum"
 
 
+def test_extended_grid_computes_only_the_new_points(tmp_path, capsys):
+    st = small_study(grid={"eta": [0.5, 1.5, 40.0], "K": [2]})
+    first = run_study(st, outdir=tmp_path, progress=False)
+    old_run = first["invocation"].values[0, 0]
+    more = small_study(grid={"eta": [0.5, 1.0, 1.5, 40.0], "K": [2]})
+    assert more.hash() == st.hash()  # new values on an axis are not a different study
+    second = run_study(more, outdir=tmp_path, progress=False)
+    runs = second["invocation"].values[:, 0]
+    assert list(runs == old_run) == [True, False, True, True]  # eta = 1.0 only
+    assert load_checkpoints(tmp_path).sizes["point"] == 4
+    old = second.sel(eta=[0.5, 1.5, 40.0])
+    for v in MEASURE_VARS + ["status", "message"]:
+        np.testing.assert_array_equal(old[v].values, first[v].values)
+    alone = run_study(small_study(grid={"eta": [1.0], "K": [2]}), progress=False)  # the new point by itself
+    for v in MEASURE_VARS:
+        np.testing.assert_array_equal(second[v].sel(eta=[1.0]).values, alone[v].values)
+    # Values and axes reordered, values removed: nothing to compute, every value where it was.
+    capsys.readouterr()
+    shuffled = small_study(grid={"K": [2], "eta": [40.0, 1.0, 0.5]})
+    third = run_study(shuffled, outdir=tmp_path, progress=True)
+    assert "nothing to compute" in capsys.readouterr().err
+    assert third["convergence_time"].dims == ("K", "eta") and load_checkpoints(tmp_path).sizes["point"] == 4
+    for eta in (40.0, 1.0, 0.5):
+        for v in MEASURE_VARS + ["invocation"]:
+            np.testing.assert_array_equal(third[v].sel(K=2, eta=eta).values, second[v].sel(K=2, eta=eta).values)
+    manifest = json.loads((tmp_path / "checkpoints" / "study.json").read_text())
+    assert manifest["study"]["grid"] == {"K": [2], "eta": [40.0, 1.0, 0.5]}  # the study the dataset now holds
+
+
 def test_changed_study_is_refused_or_fresh(tmp_path):
     st = small_study()
     run_study(st, outdir=tmp_path, progress=False)
-    changed = small_study(grid={"eta": [0.5, 1.5, 40.0], "K": [1, 3]})
-    with pytest.raises(StudyError, match="different study"):
-        run_study(changed, outdir=tmp_path, progress=False)
+    for changed, what in [
+            (small_study(measures={"convergence_time": {"threshold": 1e-3}, "final_eg": {}}),
+             "the measures or their settings changed"),
+            (small_study(solver={"rtol": 1e-9, "atol": 1e-11}), "the solver options changed"),
+            (small_study(model={"K": 2, "M": "K", "activation": "erf", "second_order": False}),
+             "the model, initial or integration settings changed"),
+            (small_study(grid={"eta": [0.5, 1.5, 40.0], "K": [1, 2], "X": [1e-3]}), "the grid's axes changed")]:
+        assert changed.hash() != st.hash()
+        with pytest.raises(StudyError) as info:
+            run_study(changed, outdir=tmp_path, progress=False)
+        msg = str(info.value)
+        assert "\n" not in msg and "different study" in msg and what in msg and "--fresh" in msg, msg
     tighter = small_study(solver={"rtol": 1e-9, "atol": 1e-11})
-    with pytest.raises(StudyError, match="--fresh"):
-        run_study(tighter, outdir=tmp_path, progress=False)
-    ds = run_study(changed, outdir=tmp_path, progress=False, fresh=True)
-    assert list(ds["K"].values) == [1, 3]
+    ds = run_study(tighter, outdir=tmp_path, progress=False, fresh=True)
+    assert ds.attrs["study_hash"] == tighter.hash()
     recs = load_checkpoints(tmp_path)
     assert len(recs["point"]) == 6 and len(set(recs["invocation"].values)) == 1
 

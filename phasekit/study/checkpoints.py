@@ -102,8 +102,31 @@ def load_checkpoints(outdir: str | Path, study_hash: str | None = None) -> xr.Da
     return _concat(parts)
 
 
-def _manifest_text(study: Study) -> str:
-    return json.dumps({"hash": study.hash(), "study": study.to_dict()}, indent=1, sort_keys=True)
+def _manifest_text(study: Study, aliases: tuple[str, ...] = ()) -> str:
+    """``study.json``: the study, its hash and the older hashes its checkpoint files may carry."""
+    out: dict = {"hash": study.hash(), "study": study.to_dict()}
+    if aliases:
+        out["aliases"] = sorted(set(aliases) - {out["hash"]})
+    return json.dumps(out, indent=1, sort_keys=True)
+
+
+def _match_points(study: Study, records: xr.Dataset | None) -> xr.Dataset | None:
+    """``records`` re-indexed on ``study``'s grid by their grid values (``key``).
+
+    A point's flat index depends on the grid's extent and order; its ``key``
+    does not.  Each entry's ``point`` becomes the index of the point with the
+    same grid values in ``study``; entries of values no longer on the grid are
+    dropped (they stay on disk, and come back when the values do).
+    """
+    if records is None or "key" not in records:
+        return records
+    index = {study.point_key(j): j for j in range(study.n_points)}
+    rows = [(row, index.get(str(k))) for row, k in enumerate(records["key"].values)]
+    keep = [row for row, j in rows if j is not None]
+    if not keep:
+        return None
+    out = records.isel(point=keep)
+    return out.assign_coords(point=("point", np.array([j for _, j in rows if j is not None], dtype=np.int32)))
 
 
 class _FolderLock:

@@ -17,8 +17,11 @@ is written at once to ``<outdir>/checkpoints/batch-<invocation>-<n>.nc``
 half-written file), and running the same study again computes only the
 points that have no checkpoint yet (and the stored trajectories that are missing).
 
-The checkpoint folder also holds ``study.json`` with a hash of the study's
-computational content; a different study in the same folder is refused
+A checkpointed point is matched by its grid values (its record's ``key``),
+not by its position in the grid, so a grid extended, cut or reordered reuses
+every point it still holds.  The checkpoint folder also holds ``study.json``
+with :meth:`~phasekit.study.schema.Study.hash`, which covers everything else
+that determines a point; a different study in the same folder is refused
 (``fresh=True`` discards the old checkpoints).  Every batch file carries the
 hash too, so a damaged or deleted ``study.json`` is rebuilt from them.  While
 a run computes, it holds ``checkpoints/run.lock``: a second run on the same
@@ -59,6 +62,7 @@ from .checkpoints import (
     _concat,
     _FolderLock,
     _manifest_text,
+    _match_points,
     _not_writable,
     _now,
     _one_line,
@@ -122,7 +126,7 @@ def evaluate_point(study: Study, index: int, *, record: bool = True, trajectory:
     t0 = time.perf_counter()
     out: dict[str, Any] = {"index": int(index), "has_record": int(record), "has_trajectory": int(trajectory)}
     try:
-        out["key"] = json.dumps(study.point(index), sort_keys=True, default=str)
+        out["key"] = study.point_key(index)
         ctx = PointContext(study, index, changes)
     except Exception as exc:
         out.update(status="failed", message=_one_line(f"{type(exc).__name__}: {exc}")[:500],
@@ -184,6 +188,7 @@ class _Plan:
     note: str  # remark for the user (a rebuilt manifest)
     records: xr.Dataset | None
     tasks: list[tuple[int, bool, bool]]  # (index, record missing, stored trajectory missing)
+    aliases: tuple[str, ...] = ()  # older hashes of this study that its checkpoint files carry
 
 
 def _tasks(study: Study, done: set[int], done_traj: set[int]) -> list[tuple[int, bool, bool]]:
@@ -224,12 +229,19 @@ def _plan(study: Study, ckdir: Path, fresh: bool, repair: bool) -> _Plan:
     elif batches:
         problem = "missing"
     write_manifest, note = False, ""
+    accepted = {h}  # the hashes this study's checkpoint files may carry
     if manifest.exists() and problem is None:
-        if old["hash"] != h:
+        if old["hash"] == h:
+            accepted.update(a for a in old.get("aliases", ()) if isinstance(a, str))
+        elif _rehash(old.get("study")) == h:
+            accepted.add(old["hash"])  # the same study, hashed by an older phasekit (grid values included)
+        else:
             raise StudyError(
                 f"{ckdir} holds checkpoints of a different study (hash {old['hash']} != {h}): "
-                f"the grid or settings changed; rerun with --fresh to discard them or --outdir for a new place")
-        write_manifest = old.get("study") != json.loads(_manifest_text(study))["study"]
+                f"{_what_changed(old.get('study'), study)} changed (new, removed or reordered grid values "
+                f"would not be a change); rerun with --fresh to discard them or --outdir for a new place")
+        write_manifest = (old.get("study") != json.loads(_manifest_text(study))["study"]
+                          or set(old.get("aliases", ())) != accepted - {h})
     elif problem is not None:
         foreign = [f for f, _, bh in batches if bh != h]
         if foreign and not repair:
@@ -249,11 +261,11 @@ def _plan(study: Study, ckdir: Path, fresh: bool, repair: bool) -> _Plan:
     for f, ds, bh in batches:
         if ds is None:
             warnings.warn(f"skipping unreadable checkpoint {f}", stacklevel=3)
-        elif bh is not None and bh != h:
+        elif bh is not None and bh not in accepted:
             warnings.warn(f"skipping checkpoint {f} of another study (hash {bh})", stacklevel=3)
         else:
             parts.append(ds)
-    records = _concat(parts)
+    records = _match_points(study, _concat(parts))
     done, done_traj = set(), set()
     if records is not None:
         pts = records["point"].values.astype(int)
@@ -261,7 +273,36 @@ def _plan(study: Study, ckdir: Path, fresh: bool, repair: bool) -> _Plan:
         has_traj = records["has_trajectory"].values if "has_trajectory" in records else np.zeros(pts.size)
         done = {int(p) for p, r in zip(pts, has_rec) if r == 1}
         done_traj = {int(p) for p, t in zip(pts, has_traj) if t == 1}
-    return _Plan(write_manifest, note, records, _tasks(study, done, done_traj))
+    return _Plan(write_manifest, note, records, _tasks(study, done, done_traj), tuple(sorted(accepted - {h})))
+
+
+_CHANGES = {"system": "the system", "params": "the model, initial or integration settings",
+            "grid": "the grid's axes", "measures": "the measures or their settings",
+            "solver": "the solver options", "newton": "the Newton options"}
+
+
+def _parsed(data: Any) -> Study | None:
+    from .schema import parse_study
+
+    try:
+        return parse_study(data) if isinstance(data, dict) else None
+    except Exception:  # written by another phasekit version, or damaged
+        return None
+
+
+def _rehash(data: Any) -> str | None:
+    """The hash this phasekit gives the study stored in a manifest (``None`` if it cannot read it)."""
+    old = _parsed(data)
+    return old.hash() if old is not None else None
+
+
+def _what_changed(data: Any, study: Study) -> str:
+    """What differs between the manifest's study and ``study``, for the refusal message."""
+    old = _parsed(data)
+    if old is None:
+        return "the study"
+    a, b = old.computation(), study.computation()
+    return ", ".join(_CHANGES[k] for k in _CHANGES if a.get(k) != b.get(k)) or "the study"
 
 
 class _Progress:
@@ -450,7 +491,7 @@ def run_study(
     plan = _plan(study, ckdir, fresh, repair)
     if not (plan.tasks or fresh):
         # Finished: assemble; write nothing that is unchanged (the folder may be read-only).
-        written = plan.write_manifest and _try_write_manifest(study, ckdir)
+        written = plan.write_manifest and _try_write_manifest(study, ckdir, plan.aliases)
         if plan.note:
             warnings.warn(plan.note + ("" if written else " (not saved: the folder is not writable)"),
                           stacklevel=2)
@@ -488,7 +529,7 @@ def run_study(
             for f in list(ckdir.glob("batch-*.nc")) + list(ckdir.glob("analysis-*.nc")):
                 f.unlink()
         if plan.write_manifest:
-            _atomic_write_text(ckdir / "study.json", _manifest_text(study))
+            _atomic_write_text(ckdir / "study.json", _manifest_text(study, plan.aliases))
         if plan.note:
             warnings.warn(plan.note, stacklevel=2)
         parts, lost = _compute(study, ckdir, plan.tasks, opts, progress)
@@ -512,9 +553,9 @@ def sweep(study: Study | str | Path | Mapping[str, Any], *, outdir: str | Path |
                      write=write)
 
 
-def _try_write_manifest(study: Study, ckdir: Path) -> bool:
+def _try_write_manifest(study: Study, ckdir: Path, aliases: tuple[str, ...] = ()) -> bool:
     try:
-        _atomic_write_text(ckdir / "study.json", _manifest_text(study))
+        _atomic_write_text(ckdir / "study.json", _manifest_text(study, aliases))
         return True
     except OSError as exc:
         if not _not_writable(exc):

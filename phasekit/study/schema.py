@@ -227,21 +227,33 @@ class Study:
         return json.dumps(self.to_dict())
 
     def computation(self) -> dict[str, Any]:
-        """What determines the computed points (what checkpoints depend on).
+        """What determines the computed points, apart from each point's grid values.
 
-        Descriptions, figures, analyses, the stored trajectories (computed for
-        the points that lack one) and execution settings are left out:
-        changing them never invalidates a finished point.
+        A checkpointed point is identified by its grid values (the ``key`` of
+        its record) together with this: the system, the parameters the grid
+        does not set, the measures and their settings, the solver and Newton
+        options, and which parameters the grid axes set -- but not the axes'
+        values, their order or the order of the axes, so that a grid extended,
+        cut or reordered reuses every point it still holds.  Descriptions,
+        figures, analyses, the stored trajectories (computed for the points
+        that lack one) and execution settings are left out too: changing them
+        never invalidates a finished point.
         """
+        set_by_grid = {a.name: [a.name] if a.depends is not None else sorted({k for x in a.assigns for k in x})
+                       for a in self.axes}
+        gridded = {k for names in set_by_grid.values() for k in names}
         return {
-            "system": self.system, "params": self.params,
-            "grid": [[a.name, a.dim, [sorted(x.items()) for x in a.assigns], a.depends,
-                      sorted(a.table.items())] for a in self.axes],
+            "system": self.system, "params": {k: v for k, v in self.params.items() if k not in gridded},
+            "grid": sorted([a.name, set_by_grid[a.name], a.depends] for a in self.axes),
             "measures": self.measures, "solver": self.solver.to_dict(), "newton": self.newton.to_dict(),
         }
 
+    def point_key(self, index: int) -> str:
+        """The grid values of point ``index`` as JSON (sorted keys): the point's identity in checkpoints."""
+        return json.dumps(self.point(index), sort_keys=True, default=str)
+
     def hash(self) -> str:
-        """Short SHA-256 of :meth:`computation` (grid order included)."""
+        """Short SHA-256 of :meth:`computation` (the grid's axes, not their values)."""
         text = json.dumps(self.computation(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
