@@ -140,8 +140,7 @@ def _status(ds: xr.Dataset, study: Study) -> list[str]:
     L = ["## Status", "", ", ".join(f"{c} {s}" for s, c in counts.items()) + f" (of {status.size} points)", "",
          "Statuses: `ok` computed; `converged` the run met its stopping criterion; `not_reached` what was sought "
          "does not happen within the run (its time is `inf`); `diverged` the flow left the state space or blew "
-         "up; `failed` a solver failed; `missing` not computed yet.  In tables `-` marks a value that does not "
-         "exist (the point diverged or failed first).", ""]
+         "up; `failed` a solver failed; `missing` not computed yet.", ""]
     bad = np.flatnonzero(~np.isin(status, ("ok", "converged")))
     if bad.size:
         msgs = ds["message"].values.ravel()
@@ -186,8 +185,20 @@ def _highlights(ds: xr.Dataset) -> list[str]:
                 row.append(_cell(float(da.isel({d: 0 for d in da.dims}).values)))
             row += [_cell(ds[n].isel(sel).values.item()) for n in names]
             rows.append(row)
-        L += _table(head, rows) + [""]
+        L += _table(head, rows) + [""] + _legend(rows)
     return L
+
+
+_INF = "`inf`: does not happen within the range searched (e.g. eps_g never falls below the threshold)"
+_NAN = ("`-`: not a result for this point (it diverged or failed first, was not computed, or its run stopped "
+        "at `stop_eg`, so there is no eps_g at the end of the horizon)")
+
+
+def _legend(rows: list[list[str]]) -> list[str]:
+    """The line under a table explaining its ``inf`` and ``-`` cells, if it has any."""
+    cells = {c for r in rows for c in r}
+    parts = ([_INF] if cells & {"inf", "-inf"} else []) + ([_NAN] if "-" in cells else [])
+    return ["; ".join(parts) + ".", ""] if parts else []
 
 
 def _results(ds: xr.Dataset, study: Study) -> list[str]:
@@ -205,6 +216,7 @@ def _results(ds: xr.Dataset, study: Study) -> list[str]:
             cells += [_cell(ds[v].values.ravel()[j]) for v in outputs] + [_cell(status[j])]
             rows.append(cells)
         L += _table(list(grid) + outputs + ["status"], rows)
+        L += [""] + _legend(rows)[:1]
     else:
         rows = []
         for v in outputs:
@@ -213,6 +225,9 @@ def _results(ds: xr.Dataset, study: Study) -> list[str]:
             stats = [fmt(float(np.min(f))), fmt(float(np.median(f))), fmt(float(np.max(f)))] if f.size else ["-"] * 3
             rows.append([ds[v].attrs.get("long_name", v), ds[v].attrs.get("units", "")] + stats + [str(f.size)])
         L += _table(["measure", "units", "min", "median", "max", "finite points"], rows)
+        if any(int(r[-1]) < status.size for r in rows):
+            L += ["", "Statistics over the finite points; the others are `inf` (does not happen within the range "
+                      "searched) or not a result (diverged, failed, not computed, or stopped at `stop_eg`)."]
     return L + [""]
 
 

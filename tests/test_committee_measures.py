@@ -49,6 +49,20 @@ def test_statuses_converged_not_reached_diverged():
     assert stopped["values"]["convergence_time"] == stopped["values"]["alpha_end"]
     # eta = 40 is far beyond eta_c = 2 of the linear perceptron: the overlaps blow up
     assert blown["status"] == "diverged" and math.isnan(blown["values"]["convergence_time"])
+    # Neither run got to the horizon: final_eg is not the threshold or the blow-up cut-off but NaN.
+    assert math.isnan(stopped["values"]["final_eg"]) and math.isnan(blown["values"]["final_eg"])
+    assert stopped["values"]["alpha_end"] < 150.0 / 0.5 and blown["values"]["alpha_end"] < 150.0 / 40.0
+    horizon = evaluate_point(study(model={"K": 1, "M": 1, "activation": "linear"}, grid={"eta": [0.5]},
+                                   integration={"eta_alpha_max": 5.0}, measures={"final_eg": {}}), 0)
+    # Without stop_eg the run reaches the horizon: final_eg is eps_g there, as a direct integration gives it.
+    model = pk.Committee(1, 1, "linear", eta=0.5)
+    s0 = initial_state(model, 1e-3)
+    full = pk.integrate(model, s0, 10.0, solver={"rtol": 1e-10, "atol": 1e-14})
+    assert horizon["status"] == "ok" and horizon["values"]["alpha_end"] == pytest.approx(10.0)
+    assert horizon["values"]["final_eg"] == pytest.approx(float(full["eg"][-1]), rel=1e-4)
+    from phasekit.study.measures import MEASURES
+
+    assert MEASURES["final_eg"].outputs["final_eg"].long_name == "eps_g at the end of the horizon"
     slow = study(model={"K": 1, "M": 1, "activation": "erf"}, grid={"eta": [0.5]},
                  integration={"eta_alpha_max": 1.0}, measures={"convergence_time": {"threshold": 1e-6}})
     rec = evaluate_point(slow, 0)

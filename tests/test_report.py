@@ -16,7 +16,9 @@ from phasekit.study.schema import parse_study
 def test_report_has_figures_tables_and_status(tmp_path):
     ct = np.linspace(10, 120, 12)
     ct[5] = np.inf
-    _, ds = synthetic(GRID_STUDY, _values(convergence_time=ct, final_eg=np.full(12, 1e-3),
+    fe = np.full(12, 1e-3)
+    fe[2] = np.nan  # the diverged point has no error at the horizon
+    _, ds = synthetic(GRID_STUDY, _values(convergence_time=ct, final_eg=fe,
                                           eta_c=np.repeat([4.0, 2.3, 2.0, 1.3], 3)))
     path = write_report(ds, tmp_path, trajectories=False)
     text = path.read_text()
@@ -34,7 +36,23 @@ def test_report_has_figures_tables_and_status(tmp_path):
     np.testing.assert_allclose(got, ct, rtol=1e-3)
     assert "| activation = erf, K = 1, eta = 1 | diverged | left the cone at alpha = 3 |" in text
     assert "11 converged, 1 diverged" in text
-    assert "`inf`" in text and "`-` marks a value that does not exist" in text  # the table symbols are explained
+    # The table's symbols are explained on the line under it.
+    after = results.split(rows[-1])[1].splitlines()
+    assert after[:2] == ["", ""] and after[2].startswith("`inf`: does not happen within the range searched") and \
+        "`-`: not a result for this point (it diverged or failed first" in after[2], after[:3]
+    assert text.count("`-`: not a result") == 1
+
+
+def test_tables_without_inf_or_nan_have_no_legend(tmp_path):
+    eta_c = {k: np.full(12, 0.01) for k in ("eta_c_error", "eta_c_precision", "jacobian_error", "crossing_real")}
+    _, ds = synthetic(GRID_STUDY, _values(convergence_time=np.linspace(10, 120, 12), final_eg=np.full(12, 1e-3),
+                                          eta_c=np.repeat([4.0, 2.3, 2.0, 1.3], 3), **eta_c))
+    text = write_report(ds, tmp_path, trajectories=False).read_text()
+    assert "`inf`:" not in text and "not a result" not in text
+    only_nan = ds.copy()
+    only_nan["final_eg"] = ds["final_eg"].where(ds["convergence_time"] > 50)
+    text = write_report(only_nan, tmp_path / "n", trajectories=False).read_text()
+    assert "`inf`:" not in text and text.count("`-`: not a result for this point") == 1
 
 
 def test_study_figures_are_drawn_as_the_study_names_them(tmp_path):

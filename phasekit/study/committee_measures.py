@@ -242,12 +242,19 @@ def measure_trajectory(ctx: PointContext, settings: dict) -> Outcome:
     return trajectory_values(point_trajectory(ctx))
 
 
-@register_measure("final_eg", {"final_eg": Output("eps_g at the end of the run"), "alpha_end": ALPHA_END})
+@register_measure("final_eg", {"final_eg": Output("eps_g at the end of the horizon"), "alpha_end": ALPHA_END})
 def measure_final_eg(ctx: PointContext, settings: dict) -> Outcome:
-    """Generalisation error at the end of the integrated trajectory."""
+    """Generalisation error at the end of the horizon; NaN where the run did not get there.
+
+    A run stopped by ``stop_eg`` (status ``converged``) ends at the threshold
+    itself, and a diverged one at the blow-up cut-off: neither is an error at
+    the horizon, so both give NaN (``alpha_end`` says where the run stopped;
+    ``convergence_time`` measures when the threshold was reached).
+    """
     traj = point_trajectory(ctx)
-    return Outcome({"final_eg": float(traj["eg"].values[-1]), "alpha_end": float(traj.attrs["alpha_end"])},
-                   traj.attrs["status"], str(traj.attrs["message"]))
+    status = traj.attrs["status"]
+    eg = float(traj["eg"].values[-1]) if status == "ok" else math.nan
+    return Outcome({"final_eg": eg, "alpha_end": float(traj.attrs["alpha_end"])}, status, str(traj.attrs["message"]))
 
 
 _POSITIVE = dict(kind="number", table="measures", low=0.0, low_open=True)
