@@ -1,6 +1,7 @@
 """Committee measures against independent routes: direct integration and event solves, the published
 ReLU plateau and eta_c, closed forms, and the study's solver options reaching the solver."""
 
+import json
 import math
 
 import numpy as np
@@ -237,3 +238,41 @@ def test_general_model_parameters_reach_every_point():
     assert float(ds["convergence_time"].values[0]) == pytest.approx(float(pk.convergence_time(tr, 1e-3)), rel=1e-9)
     with pytest.raises(pk.StudyError, match="normalisation"):
         pk.parse_study(dict(trained, model=dict(trained["model"], normalisation="1/M")))
+
+
+def test_eta_schedule_reaches_every_point_and_is_checked_at_parse_time():
+    # a power-law schedule set in a study equals the same scheduled model integrated directly
+    spec = {"kind": "power_law", "alpha0": 100, "p": 1}
+    study = {"name": "schedule", "model": {"K": 2, "M": 2, "activation": "erf", "second_order": True, "noise": 0.1,
+                                           "eta_schedule": spec},
+             "grid": {"eta": [0.5, 1.0]}, "initial": {"X": 1e-3, "Q0": [0.2, 0.3]},
+             "integration": {"alpha_max": 300.0}, "measures": {"final_eg": {}}}
+    ds = pk.run_study(study, progress=False)
+    s0 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))
+    for i, eta in enumerate([0.5, 1.0]):
+        m = pk.Committee(2, 2, "erf", eta=eta, second_order=True, noise=0.1, eta_schedule=spec)
+        assert float(ds["final_eg"].values[i]) == float(pk.integrate(m, s0, 300.0)["eg"][-1])
+        frozen = pk.Committee(2, 2, "erf", eta=eta, second_order=True, noise=0.1)
+        assert float(ds["final_eg"].values[i]) != float(pk.integrate(frozen, s0, 300.0)["eg"][-1])
+    assert json.loads(ds.attrs["study"])["model"]["eta_schedule"] == spec  # recorded in the dataset
+    # a case axis compares schedules; the parsed value is what the model reads
+    cases = dict(study, model={k: v for k, v in study["model"].items() if k != "eta_schedule"},
+                 grid={"schedule": [{"name": "constant"}, {"name": "annealed", "eta_schedule": spec}]})
+    parsed = pk.parse_study(cases)
+    assert parsed.axes[0].assigns[1]["eta_schedule"] == {"kind": "power_law", "alpha0": 100.0, "p": 1.0}
+    for bad, what in [({"kind": "power_law"}, "needs alpha0"), ({"kind": "cosine"}, "kind must be one of"),
+                      ({"kind": "power_law", "alpha0": -1.0}, "alpha0 must be > 0"),
+                      ({"kind": "power_law", "alpha0": 1.0, "q": 2}, "unknown parameter"),
+                      ({"kind": "piecewise_constant", "boundaries": [10.0], "factors": [1.0, 0.5]}, "as many factors"),
+                      (3.0, "a schedule kind name")]:
+        with pytest.raises(pk.StudyError, match=r"key 'model\.eta_schedule': .*" + what) as err:
+            pk.parse_study(dict(study, model=dict(study["model"], eta_schedule=bad)))
+        assert "\n" not in str(err.value)
+    # what needs an autonomous flow is refused before any work
+    for measure in ("eta_c", "eta_opt", "plateau", "plateau_length", "asymptotic_eg"):
+        with pytest.raises(pk.StudyError, match=rf"measures\.{measure}': .*needs an autonomous flow"):
+            pk.parse_study(dict(study, measures={measure: {}}))
+    with pytest.raises(pk.StudyError, match=r"initial\.kind'.*autonomous"):
+        pk.parse_study(dict(study, initial={"X": 1e-3, "kind": "plateau"}))
+    with pytest.raises(pk.StudyError, match=r"model\.eta_over_eta_c'.*autonomous"):
+        pk.parse_study(dict(study, grid={"eta_over_eta_c": [0.5]}))

@@ -9,6 +9,7 @@ over eta or X computes them once per worker.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import OrderedDict
 from typing import Any, Callable
@@ -56,7 +57,7 @@ def _memo(key: tuple, compute: Callable[[], Any]) -> Any:
 
 # The general committee machine's parameters, passed to Committee as they are.
 _GENERAL = ("normalisation", "teacher_weights", "student_weights", "train_second_layer", "eta_second_layer",
-            "weight_decay", "drift")
+            "weight_decay", "drift", "eta_schedule")
 
 
 def _general(params: dict) -> dict[str, Any]:
@@ -64,7 +65,8 @@ def _general(params: dict) -> dict[str, Any]:
 
 
 def _model_key(params: dict, eta: float, second_order: bool) -> tuple:
-    general = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(_general(params).items()))
+    general = tuple((k, json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v)
+                    for k, v in sorted(_general(params).items()))
     return (params["K"], params["M"], params["activation"], params["teacher_activation"], float(params["noise"]),
             float(eta), bool(second_order)) + general
 
@@ -119,9 +121,8 @@ def plateau_of(model: Committee, newton: Any = None) -> Any:
             guess = (1.0 / math.sqrt(K * (2 * K - 1)), 1.0 / (2 * K - 1), 1.0 / (2 * K - 1))
         return symmetric_plateau(model, guess, newton=newton)
 
-    params = model.parameters()
-    key = ("plateau", model.K, model.M, params["activation"], params["teacher_activation"], model.eta,
-           model.second_order, model.noise, np.asarray(model.T).tobytes(),
+    # every parameter of the model (weights, weight decay, drift included) identifies its plateau
+    key = ("plateau", json.dumps(model.parameters(), sort_keys=True),
            None if newton is None else tuple(sorted(newton.to_dict().items())))
     return _memo(key, compute)
 
@@ -191,10 +192,39 @@ def check_point(params: dict) -> str | None:
     if r0 is not None and (len(r0), len(r0[0])) != (K, p["M"]):
         return f"key 'initial.R0': is {len(r0)} x {len(r0[0])} but K x M = {K} x {p['M']} at some grid point"
     try:
-        _build(p, p["eta"])
+        model = _build(p, p["eta"])
     except ValueError as exc:
         return str(exc)
+    if not model.autonomous:
+        if p.get("eta_over_eta_c") is not None:
+            return ("key 'model.eta_over_eta_c': eta_c needs an autonomous flow, but model.eta_schedule sets a "
+                    "learning-rate schedule; give eta instead")
+        if p.get("kind") == "plateau" and p.get("R0") is None:
+            return ("key 'initial.kind': the plateau start needs the symmetric plateau, a fixed point of an "
+                    "autonomous flow, but model.eta_schedule sets a learning-rate schedule")
     return None
+
+
+def _schedules(study: Any) -> list[Any]:
+    """Every value of ``eta_schedule`` the study's points take."""
+    return [study.params.get("eta_schedule")] + [a["eta_schedule"] for ax in study.axes for a in ax.assigns
+                                                  if "eta_schedule" in a]
+
+
+def _needs_autonomous(what: str) -> Callable[[Any], str | None]:
+    """A parse-time check: ``what`` is a fixed point (or the flow's end), so no point may have a schedule."""
+    def check(study: Any) -> str | None:
+        if any(s is not None for s in _schedules(study)):
+            return (f"{what} needs an autonomous flow, but eta_schedule sets a learning-rate schedule at some "
+                    f"grid point (a flow whose eta changes with alpha has no fixed points of its own); leave eta_schedule unset")
+        return None
+
+    return check
+
+
+def _needs_exact_autonomous(what: str) -> Callable[[Any], str | None]:
+    autonomous = _needs_autonomous(what)
+    return lambda study: _needs_second_order(study) or autonomous(study)
 
 
 # --- trajectories -----------------------------------------------------------------------------------
@@ -291,7 +321,8 @@ def measure_convergence_time(ctx: PointContext, settings: dict) -> Outcome:
                   settings={"band": Parameter("band", "number", 0.05, "relative half-width of the plateau band", "1",
                                               table="measures", low=0.0, low_open=True, high=1.0, high_open=True),
                             "alpha_max": Parameter("alpha_max", long_name="horizon of the plateau search alpha",
-                                                   **_POSITIVE)})
+                                                   **_POSITIVE)},
+                  check=_needs_autonomous("plateau_length (the band around the symmetric plateau)"))
 def measure_plateau_length(ctx: PointContext, settings: dict) -> Outcome:
     """Time spent within ``band`` (relative) of the symmetric plateau's eps_g, from the start.
 
@@ -346,7 +377,7 @@ def _saad_solla_escape(model: Committee) -> float:
     return model.eta * 2 * K / (math.pi * math.sqrt(2 * K - 1) * (2 * K + 1) ** 1.5)
 
 
-@register_measure("plateau", _PLATEAU_OUTPUTS)
+@register_measure("plateau", _PLATEAU_OUTPUTS, check=_needs_autonomous("the symmetric plateau"))
 def measure_plateau(ctx: PointContext, settings: dict) -> Outcome:
     """The symmetric plateau (:func:`phasekit.committee.landmarks.symmetric_plateau`): eps_g, escape rate, overlaps."""
     model = point_model(ctx)
@@ -368,7 +399,8 @@ def measure_plateau(ctx: PointContext, settings: dict) -> Outcome:
 
 @register_measure("asymptotic_eg", {"asymptotic_eg": Output("asymptotic eps_g")},
                   settings={"speed_tol": Parameter("speed_tol", long_name="speed below which the flow has stopped",
-                                                   **_POSITIVE)})
+                                                   **_POSITIVE)},
+                  check=_needs_autonomous("asymptotic_eg (the fixed point the flow ends at)"))
 def measure_asymptotic_eg(ctx: PointContext, settings: dict) -> Outcome:
     """eps_g of the fixed point the flow ends at (:func:`phasekit.committee.asymptotics.asymptotic_eg`).
 
@@ -401,7 +433,7 @@ _ETA_MAX = Parameter("eta_max", "number", 1e3, "upper end of the eta_c search", 
                    "eta_c_precision": Output("half width of the final eta_c bracket"),
                    "jacobian_error": Output("estimated max error of a Jacobian entry (A, B)"),
                    "crossing_real": Output("eigenvalue crossing zero at eta_c is real (1) or complex (0)")},
-                  settings={"eta_max": _ETA_MAX}, check=_needs_second_order)
+                  settings={"eta_max": _ETA_MAX}, check=_needs_exact_autonomous("eta_c"))
 def measure_eta_c(ctx: PointContext, settings: dict) -> Outcome:
     """Critical learning rate of the perfect solution (:func:`phasekit.committee.stability.critical_eta`).
 
@@ -417,7 +449,7 @@ def measure_eta_c(ctx: PointContext, settings: dict) -> Outcome:
                   {"eta_opt": Output("learning rate of fastest asymptotic convergence eta_opt"),
                    "rate_opt": Output("slowest asymptotic decay rate at eta_opt", "1/alpha"),
                    "kink": Output("eta_opt where two eigenvalues exchange the lead (1) or smooth maximum (0)")},
-                  settings={"eta_max": _ETA_MAX}, check=_needs_second_order)
+                  settings={"eta_max": _ETA_MAX}, check=_needs_exact_autonomous("eta_opt"))
 def measure_eta_opt(ctx: PointContext, settings: dict) -> Outcome:
     """Learning rate of fastest asymptotic convergence (:func:`phasekit.committee.stability.optimal_eta`)."""
     st, ec = _stability(ctx.params, settings["eta_max"])

@@ -39,8 +39,10 @@ class Parameter:
         ``"activation"`` (a registered activation name), ``"numbers"`` (a
         non-empty list of numbers; ``scalar_ok`` also takes one number) or
         ``"matrix"`` (a list of equally long lists of numbers), ``"strings"`` (a
-        list of strings; ``scalar_ok`` also takes one string) or ``"number_map"``
-        (a number, or a table of numbers).
+        list of strings; ``scalar_ok`` also takes one string), ``"number_map"``
+        (a number, or a table of numbers) or ``"schedule"`` (a learning-rate
+        schedule: a kind name, or a table ``{kind = ..., ...}`` checked by
+        :func:`phasekit.committee.schedules.schedule_from_spec`).
     default : object
         ``None`` means "not set" (the computation then chooses).
     long_name, units : str
@@ -87,7 +89,8 @@ class Parameter:
                 "choice": "one of " + ", ".join(self.choices),
                 "numbers": f"a list of numbers{rng}" + (" (or one number)" if self.scalar_ok else ""),
                 "matrix": f"a list of lists of numbers{rng}", "strings": "a list of strings",
-                "number_map": f"a number{rng} or a table of them"}[self.kind]
+                "number_map": f"a number{rng} or a table of them",
+                "schedule": "a schedule kind name or a table {kind = ..., ...}"}[self.kind]
         if self.literals:
             text += " or " + " or ".join(repr(v) for v in self.literals)
         return text
@@ -151,6 +154,8 @@ class Parameter:
             if isinstance(value, Mapping):
                 return {str(k): self._element(v, k) for k, v in value.items()}
             return self._bounded(value)
+        if kind == "schedule":
+            return _schedule(value)
         raise AssertionError(kind)  # pragma: no cover - the specifications below use known kinds
 
     def _element(self, v: Any, j: Any) -> float:
@@ -173,6 +178,20 @@ class Parameter:
     def is_numeric(self) -> bool:
         """Whether a ``{start, stop, num}`` range may give its grid values."""
         return self.kind == "number"
+
+
+def _schedule(value: Any) -> Any:
+    """A schedule spec checked as the model will read it: a kind name as given, a table with floats."""
+    from ..committee.schedules import schedule_from_spec
+
+    if not isinstance(value, (str, Mapping)):
+        raise ValueError(f"must be a schedule kind name or a table {{kind = ..., ...}}, got "
+                         f"{type(value).__name__} {_fmt(value)}")
+    try:
+        schedule = schedule_from_spec(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc).removeprefix("eta_schedule: ")) from None
+    return value if isinstance(value, str) else schedule.to_dict()
 
 
 def _p(name: str, kind: str, default: Any, long_name: str, units: str = "", **kw: Any) -> Parameter:
@@ -241,6 +260,7 @@ _COMMITTEE = _system(
         _p("eta_second_layer", "number", None, "second-layer learning rate eta_v", "1", low=0.0, low_open=True),
         _p("weight_decay", "number", 0.0, "weight decay lambda", "1", low=0.0),
         _p("drift", "number", 0.0, "teacher drift strength delta", "1", low=0.0),
+        _p("eta_schedule", "schedule", None, "learning-rate schedule eta(alpha) / eta"),
         _p("X", "number", 1e-3, "initial overlap X", "1", table="initial", low=0.0),
         _p("Q0", "numbers", None, "initial student norms Q_ii (or the whole Q)", "1", table="initial", low=0.0,
            low_open=True, scalar_ok=True, matrix_ok=True),
