@@ -276,3 +276,31 @@ def test_eta_schedule_reaches_every_point_and_is_checked_at_parse_time():
         pk.parse_study(dict(study, initial={"X": 1e-3, "kind": "plateau"}))
     with pytest.raises(pk.StudyError, match=r"model\.eta_over_eta_c'.*autonomous"):
         pk.parse_study(dict(study, grid={"eta_over_eta_c": [0.5]}))
+
+
+def test_trajectories_carry_v_when_the_second_layer_is_trained():
+    trained = {"name": "v", "model": {"K": 2, "M": 2, "activation": "erf", "second_order": False,
+                                      "train_second_layer": True, "student_weights": [0.5, 0.5],
+                                      "normalisation": "1/K"},
+               "grid": {"eta": [0.5, 1.0]}, "initial": {"X": 1e-3, "Q0": [0.2, 0.3]},
+               "integration": {"alpha_max": 300.0, "n_points": 51}, "measures": {"final_eg": {}},
+               "report": {"trajectories": [{"eta": 1.0}]}}
+    m = pk.Committee(2, 2, "erf", eta=1.0, second_order=False, train_second_layer=True,
+                     student_weights=[0.5, 0.5], normalisation="1/K")
+    tr = pk.integrate(m, pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]), v=[0.5, 0.5]), 300.0, n_points=51)
+    assert np.ptp(tr["v"].values[:, 0]) > 0.05  # v moves: the comparison below can fail
+    ds = pk.run_study(trained, progress=False)
+    assert ds["trajectory_v"].dims == ("trajectory", "sample", "i")
+    assert np.array_equal(ds["trajectory_v"].values[0], tr["v"].values)
+    ds = pk.run_study(dict(trained, measures={"trajectory": {}}, report={}), progress=False)
+    assert ds["v"].dims == ("eta", "sample", "i") and np.array_equal(ds["v"].values[1], tr["v"].values)
+    # a fixed second layer is not part of the state: no v
+    fixed = dict(trained, model=dict(trained["model"], train_second_layer=False))
+    ds = pk.run_study(fixed, progress=False)
+    assert "trajectory_v" not in ds and "trajectory_eg" in ds
+    # a grid over train_second_layer: v where trained, NaN where fixed
+    both = dict(fixed, grid={"eta": [1.0], "train_second_layer": [False, True]},
+                report={"trajectories": [{"eta": 1.0, "train_second_layer": True},
+                                         {"eta": 1.0, "train_second_layer": False}]})
+    v = pk.run_study(both, progress=False)["trajectory_v"].values
+    assert np.array_equal(v[0], tr["v"].values) and np.isnan(v[1]).all()

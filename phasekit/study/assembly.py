@@ -48,7 +48,7 @@ def outputs_of(study: Study) -> dict[str, Output]:
     """Every output variable of the study's measures."""
     out: dict[str, Output] = {}
     for m in study.measures:
-        out.update(MEASURES[m].outputs)
+        out.update(MEASURES[m].outputs_for(study))
     return out
 
 
@@ -56,7 +56,7 @@ def trajectory_outputs(study: Study) -> dict[str, Output]:
     """Outputs stored for the ``[report] trajectories`` points (none when the grid stores every trajectory)."""
     if not study.trajectory_points() or "trajectory" in study.measures:
         return {}
-    return dict(MEASURES["trajectory"].outputs)
+    return MEASURES["trajectory"].outputs_for(study)
 
 
 def derived_names(study: Study) -> list[str]:

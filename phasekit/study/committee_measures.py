@@ -235,6 +235,7 @@ TRAJECTORY_OUTPUTS = {
     "R": Output("student-teacher overlap R_in", "1", ("sample", "i", "n")),
     "Q": Output("student-student overlap Q_ik", "1", ("sample", "i", "k")),
     "eg": Output("generalisation error eps_g", "1", ("sample",)),
+    "v": Output("student second-layer weight v_i (trained)", "1", ("sample", "i")),
     "alpha_end": ALPHA_END,
     "eg_end": Output("eps_g where the run stopped"),
 }
@@ -263,10 +264,19 @@ def trajectory_values(traj: xr.Dataset) -> Outcome:
     """A trajectory dataset as the outputs of :data:`TRAJECTORY_OUTPUTS`, with its status."""
     values = {"alpha": traj["alpha"].values, "R": traj["R"].values, "Q": traj["Q"].values, "eg": traj["eg"].values,
               "alpha_end": float(traj.attrs["alpha_end"]), "eg_end": float(traj["eg"].values[-1])}
+    if "v" in traj:  # a trained second layer
+        values["v"] = traj["v"].values
     return Outcome(values, traj.attrs["status"], str(traj.attrs["message"]))
 
 
-@register_measure("trajectory", TRAJECTORY_OUTPUTS, coords=unit_coords)
+def _trajectory_outputs(study: Any) -> list[str]:
+    """Every trajectory output; ``v`` only when some point trains the second layer."""
+    trained = [study.params.get("train_second_layer")] + [a["train_second_layer"] for ax in study.axes
+                                                          for a in ax.assigns if "train_second_layer" in a]
+    return [k for k in TRAJECTORY_OUTPUTS if k != "v" or any(trained)]
+
+
+@register_measure("trajectory", TRAJECTORY_OUTPUTS, coords=unit_coords, select=_trajectory_outputs)
 def measure_trajectory(ctx: PointContext, settings: dict) -> Outcome:
     """The order parameters and eps_g along the run, sampled as ``[integration]`` asks, up to where it stopped."""
     return trajectory_values(point_trajectory(ctx))

@@ -95,6 +95,10 @@ class Measure:
     check : callable, optional
         ``check(study) -> problem or None``: a study this measure cannot serve
         (refused when the file is read).
+    select : callable, optional
+        ``select(study) -> names``: the outputs a study gets when some apply
+        only to some studies (a trajectory's ``v`` only where the second layer
+        is trained); default: every output.
     """
 
     name: str
@@ -105,6 +109,14 @@ class Measure:
     description: str = ""
     coords: Callable[[Study], dict] | None = None
     check: Callable[[Study], "str | None"] | None = None
+    select: Callable[[Study], Any] | None = None
+
+    def outputs_for(self, study: Study) -> dict[str, Output]:
+        """The outputs ``study`` gets (see ``select``), in the order of :attr:`outputs`."""
+        if self.select is None:
+            return dict(self.outputs)
+        keep = set(self.select(study))
+        return {k: v for k, v in self.outputs.items() if k in keep}
 
 
 MEASURES: dict[str, Measure] = {}
@@ -125,7 +137,7 @@ def _as_setting(name: str, spec: Any) -> Parameter:
 
 def register_measure(name: str, outputs: Mapping[str, Any], settings: Any = (), description: str = "", *,
                      system: str = "committee", coords: Callable | None = None,
-                     check: Callable | None = None) -> Callable[[Callable], Callable]:
+                     check: Callable | None = None, select: Callable | None = None) -> Callable[[Callable], Callable]:
     """Decorator adding ``func(ctx, settings) -> Outcome`` to :data:`MEASURES`.
 
     ``outputs`` maps each output to an :class:`Output` or ``(long_name,
@@ -139,7 +151,7 @@ def register_measure(name: str, outputs: Mapping[str, Any], settings: Any = (), 
         doc = (func.__doc__ or "").strip().splitlines()
         MEASURES[name] = Measure(name, system, func, {k: _as_output(v) for k, v in outputs.items()},
                                  {k: _as_setting(k, v) for k, v in settings.items()},
-                                 description or (doc[0] if doc else ""), coords, check)
+                                 description or (doc[0] if doc else ""), coords, check, select)
         return func
 
     return register
