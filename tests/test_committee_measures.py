@@ -304,3 +304,20 @@ def test_trajectories_carry_v_when_the_second_layer_is_trained():
                                          {"eta": 1.0, "train_second_layer": False}]})
     v = pk.run_study(both, progress=False)["trajectory_v"].values
     assert np.array_equal(v[0], tr["v"].values) and np.isnan(v[1]).all()
+
+
+def test_steady_eg_is_the_steady_state_of_each_point():
+    study = {"name": "steady", "model": {"K": 2, "M": "K", "activation": "erf", "second_order": True, "eta": 0.5},
+             "grid": {"drift": [0.0, 0.02], "weight_decay": [0.0, 0.01]}, "measures": {"steady_eg": {}}}
+    ds = pk.run_study(study, progress=False)
+    for i, d in enumerate([0.0, 0.02]):
+        for j, lam in enumerate([0.0, 0.01]):
+            fp = pk.steady_state(pk.Committee(2, 2, "erf", eta=0.5, drift=d, weight_decay=lam))
+            assert fp.success and float(ds["steady_eg"].values[i, j]) == float(fp.eg)
+            assert float(ds["steady_R"].values[i, j]) == float(np.mean(np.diag(fp.state.R)))
+    assert float(ds["steady_eg"].values[0, 0]) == 0.0 and np.all(ds["steady_eg"].values.ravel()[1:] > 1e-4)
+    assert np.all(ds["steady_n_unstable"].values == 0)
+    with pytest.raises(pk.StudyError, match=r"measures\.steady_eg'.*K == M"):
+        pk.parse_study(dict(study, model=dict(study["model"], M=3)))
+    with pytest.raises(pk.StudyError, match=r"measures\.steady_eg'.*autonomous"):
+        pk.parse_study(dict(study, model=dict(study["model"], eta_schedule={"kind": "power_law", "alpha0": 10.0})))

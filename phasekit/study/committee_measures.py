@@ -28,6 +28,7 @@ from ..committee import (
     integrate,
     optimal_eta,
     simulate,
+    steady_state,
     symmetric_plateau,
 )
 from ..committee.model import Committee, vector_labels
@@ -470,6 +471,37 @@ def measure_eta_opt(ctx: PointContext, settings: dict) -> Outcome:
                 lambda: optimal_eta(_build(ctx.params, 1.0, True), structure=st))
     return Outcome({"eta_opt": float(res), "rate_opt": float(res.rate), "kink": float(res.kink)},
                    res.status, res.message)
+
+
+def _steady_check(study: Any) -> str | None:
+    p = study.params
+    gridded = any("K" in a or "M" in a for ax in study.axes for a in ax.assigns)
+    if not gridded and p["M"] != "K" and p["K"] != p["M"]:
+        return (f"the steady state next to the perfect solution needs K == M, got K = {p['K']}, M = {p['M']} "
+                f"(M = \"K\" ties them)")
+    return _needs_autonomous("the steady state")(study)
+
+
+@register_measure("steady_eg",
+                  {"steady_eg": Output("steady-state eps_g on the perfect solution's branch"),
+                   "steady_R": Output("steady-state overlap R_ii (mean over i)"),
+                   "steady_Q": Output("steady-state norm Q_ii (mean over i)"),
+                   "steady_n_unstable": Output("unstable directions of the steady state")},
+                  check=_steady_check)
+def measure_steady_eg(ctx: PointContext, settings: dict) -> Outcome:
+    """The fixed point the perfect solution becomes under drift, weight decay and noise (K = M).
+
+    :func:`phasekit.committee.steady.steady_state` with the ``[newton]``
+    settings, independent of the start; status ``failed`` where it was not found.
+    """
+    model = point_model(ctx)
+    fp = _memo(("steady", json.dumps(model.parameters(), sort_keys=True), tuple(sorted(ctx.newton.to_dict().items()))),
+               lambda: steady_state(model, newton=ctx.newton))
+    values = {"steady_eg": math.nan, "steady_R": math.nan, "steady_Q": math.nan, "steady_n_unstable": math.nan}
+    if fp.success:
+        values.update(steady_eg=float(fp.eg), steady_R=float(np.mean(np.diag(fp.state.R))),
+                      steady_Q=float(np.mean(np.diag(fp.state.Q))), steady_n_unstable=int(fp.n_unstable))
+    return Outcome(values, fp.status, fp.message)
 
 
 # --- finite-N SGD -----------------------------------------------------------------------------------
