@@ -84,3 +84,139 @@ def test_draw_refuses_an_unknown_argument():
     _, ds = synthetic(GRID_STUDY, _values())
     with pytest.raises(ValueError, match="figure 'h': y2: not an argument"):
         draw(ds, {"kind": "heatmap", "name": "h", "var": "final_eg", "x": "eta", "y2": "K"})
+
+
+# --- layout: what a reader sees (matplotlib's own extents after drawing) ---
+
+def _layout_problems(fig):
+    """Labels, titles, tick labels and legends reaching outside the figure; legends inside axes covering data."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    problems = []
+
+    def outside(artist, what):
+        if not artist.get_visible() or (hasattr(artist, "get_text") and not artist.get_text()):
+            return
+        e = artist.get_window_extent(renderer)
+        if e.x0 < box.x0 - 1 or e.y0 < box.y0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1:
+            problems.append(f"{what} {getattr(artist, 'get_text', lambda: '')()!r} outside the figure: {e} vs {box}")
+
+    for text in fig.texts:
+        outside(text, "figure text")
+    if fig._suptitle is not None:
+        outside(fig._suptitle, "suptitle")
+    for leg in fig.legends:
+        outside(leg, "figure legend")
+    for ax in fig.axes:
+        for t in (ax.xaxis.label, ax.yaxis.label, ax.title, *ax.texts):
+            outside(t, "label")
+        for axis in (ax.xaxis, ax.yaxis):  # the tick labels drawn (inside the view limits) and the label
+            e = axis.get_tightbbox(renderer)
+            if e is not None and (e.x0 < box.x0 - 1 or e.y0 < box.y0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1):
+                problems.append(f"{axis.axis_name}-axis of {ax.get_title()!r} outside the figure: {e} vs {box}")
+        leg = ax.get_legend()
+        if leg is None:
+            continue
+        outside(leg, "legend")
+        lb = leg.get_window_extent(renderer)
+        for line in ax.lines:
+            xy = np.column_stack([np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)])
+            xy = xy[np.all(np.isfinite(xy), axis=1)]
+            if not len(xy) or line.get_marker() in (None, "None", "", " "):
+                continue  # a line without markers: its vertices are not data points drawn
+            pts = line.get_transform().transform(xy)
+            inside_ax = ax.bbox.contains
+            hit = [p for p in pts if lb.contains(*p) and inside_ax(*p)]
+            if hit:
+                problems.append(f"legend of {ax.get_title()!r} covers {len(hit)} point(s) of {line.get_label()!r}")
+    return problems
+
+
+def _run_points(n, eta, diverge_at=None):
+    """A study-like dataset of first-order K = M = 1 runs over eta; one run diverges at ``diverge_at``."""
+    S = 40
+    alpha = np.tile(np.linspace(0, 20, S), (len(eta), 1))
+    eg = np.tile(0.3 * np.exp(-np.linspace(0, 20, S) / 4), (len(eta), 1))
+    status = np.array(["ok"] * len(eta), dtype=object)
+    alpha_end = np.full(len(eta), 20.0)
+    if diverge_at is not None:
+        j, stop = diverge_at
+        alpha[j, stop + 1:] = np.nan
+        eg[j, :stop + 1] = 0.3 * np.exp(np.linspace(0, 12, stop + 1))  # far above the axis at the stop
+        eg[j, stop + 1:] = np.nan
+        status[j], alpha_end[j] = "diverged", alpha[j, stop]
+    R = np.where(np.isfinite(eg), 0.5, np.nan)[..., None, None]
+    return xr.Dataset({"alpha": (("eta", "sample"), alpha), "eg": (("eta", "sample"), eg),
+                       "R": (("eta", "sample", "i", "n"), R), "Q": (("eta", "sample", "i", "k"), R),
+                       "alpha_end": ("eta", alpha_end), "status": ("eta", status)},
+                      coords={"eta": eta, "i": [1], "n": [1], "k": [1], "activation": "relu"})
+
+
+def test_diverged_marker_is_at_the_runs_last_point_or_on_the_top_edge():
+    from phasekit.plotting import committee as pc
+
+    ds = _run_points(3, [0.5, 1.0, 3.0], diverge_at=(2, 9))
+    stop_alpha = float(ds["alpha_end"].values[2])
+    fig = pc.learning_curves(ds)
+    ax = fig.axes[2]
+    (mark,) = [ln for ln in ax.lines if ln.get_marker() == "x" and len(ln.get_xdata())]
+    # the stop's eps_g (0.3 e^12) is far above the axis top: the marker sits on the top edge, at the stop
+    assert not _layout_problems(fig)
+    x, y = mark.get_transform().transform([(mark.get_xdata()[0], mark.get_ydata()[0])])[0]
+    assert float(mark.get_xdata()[0]) == stop_alpha
+    size = (mark.get_markersize() + mark.get_markeredgewidth()) * fig.dpi / 72
+    assert ax.bbox.y1 - size <= y <= ax.bbox.y1  # just inside the top edge
+    assert x == pytest.approx(ax.transData.transform([(stop_alpha, 1.0)])[0, 0])
+    assert "stopped at alpha = 4.62,\neps_g = 4.9e+04 (above the axis" in mark.get_label()
+    # a stop inside the axes is marked on the curve, at its last stored point
+    traj = [t for _, t in pc.trajectories(ds)]
+    fig = pc.eg_curves(traj, time="alpha")
+    assert any("stopped at alpha = 4.62" in lab for lab in fig.axes[0].get_legend_handles_labels()[1])
+    assert not _layout_problems(fig)
+    fig2 = pc.order_parameters(traj[2], time="alpha")
+    (mark,) = [ln for ln in fig2.axes[2].lines if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert (float(mark.get_xdata()[0]), float(mark.get_ydata()[0])) == (stop_alpha, float(traj[2]["eg"].values[-1]))
+
+
+def test_lines_diverged_markers_of_each_hue_are_visible_apart():
+    ct = np.full(12, 30.0)
+    _, ds = synthetic(GRID_STUDY, _values(convergence_time=ct))
+    ds["status"].values[...] = 0  # every point converged, ...
+    names = str(ds["status"].attrs["flag_meanings"]).split()
+    ds["status"].values[:, :, 2] = names.index("diverged")  # ... but eta = 2 diverged for both K
+    fig = ps.lines(ds, "convergence_time", "eta", hue="K")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    marks = [ln for ln in ax.lines if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert len(marks) == 2 and marks[0].get_color() != marks[1].get_color()
+    (p0,), (p1,) = (m.get_transform().transform(np.column_stack([m.get_xdata(), m.get_ydata()])) for m in marks)
+    size = marks[0].get_markersize() * fig.dpi / 72  # marker size in pixels
+    assert abs(p0[1] - p1[1]) > size, (p0, p1, size)  # one above the other, not covering it
+
+
+def test_counts_and_categories_have_no_unit_brackets():
+    from phasekit.plotting import label
+
+    assert label(xr.DataArray([1, 2], attrs={"long_name": "student hidden units K", "units": "1"})) == \
+        "student hidden units K"
+    assert label(xr.DataArray(np.array(["erf", "relu"], dtype=object), attrs={"long_name": "activation",
+                                                                               "units": "1"})) == "activation"
+    assert label(xr.DataArray([0.1, 0.2], attrs={"long_name": "learning rate eta", "units": "1"})) == \
+        "learning rate eta [1]"
+    assert label(xr.DataArray([3, 4], attrs={"long_name": "wall time", "units": "s"})) == "wall time [s]"
+
+
+def test_default_figures_have_nothing_clipped_and_no_legend_over_data():
+    ct = np.linspace(10, 120, 12)
+    ct[5] = np.inf
+    _, ds = synthetic(GRID_STUDY, _values(convergence_time=ct))
+    for spec in default_figures(ds):
+        for name, _, fig in draw(ds, spec):
+            assert not _layout_problems(fig), (name, _layout_problems(fig))

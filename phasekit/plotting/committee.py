@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.transforms import ScaledTranslation
 
 from .common import label, new_figure, register_figure, trajectories
 
@@ -39,11 +40,26 @@ def _panel_lines(ax: Axes, t: np.ndarray, ds: xr.Dataset, var: str) -> None:
             ax.plot(t, vals[:, a, b], ls="-" if a == b else "--", label=f"{var}{a + 1}{b + 1}")
 
 
-def _exit_point(t: np.ndarray, eg: np.ndarray, top: float) -> tuple[float, float]:
-    """Where a diverging curve leaves the axes through the top (or its last sample inside)."""
-    inside = np.nonzero(np.isfinite(eg) & (eg <= top))[0]
-    j = inside[-1] if inside.size else 0
-    return float(t[j]), float(min(eg[j], top))
+def _mark_stop(ax: Axes, t: np.ndarray, eg: np.ndarray, top: float | None = None, *, ms: float = 9,
+               mew: float = 2, time: str = "alpha") -> tuple[float, float, bool]:
+    """Mark where a diverged run stopped: its last stored point ``(t, eps_g)``.
+
+    If that eps_g lies above the axis top ``top``, the marker sits just under
+    the top edge at the stopping time and its legend entry gives the value,
+    so that it is never drawn at a height the curve does not have.  Returns
+    the marker's ``(t, y)`` in data units and whether it was put on the top edge.
+    """
+    ok = np.nonzero(np.isfinite(t) & np.isfinite(eg))[0]
+    j = ok[-1] if ok.size else len(t) - 1
+    x, y = float(t[j]), float(eg[j])
+    if top is None or y <= top:
+        ax.plot(x, y, "x", color="crimson", ms=ms, mew=mew, zorder=5)
+        return x, y, False
+    # x in data units, y in axes fraction, lowered by half a marker so that it stays inside the axes
+    edge = ax.get_xaxis_transform() + ScaledTranslation(0, -(ms + mew) / 2 / 72, ax.figure.dpi_scale_trans)
+    ax.plot(x, 1.0, "x", color="crimson", ms=ms, mew=mew, zorder=5, transform=edge, clip_on=False,
+            label=f"diverged: stopped at {time} = {x:.3g},\neps_g = {y:.2g} (above the axis, marked on its top)")
+    return x, top, True
 
 
 def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | None = None,
@@ -72,7 +88,8 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
     if reference_eg is not None and np.isfinite(reference_eg):
         axes[2].axhline(reference_eg, color="C3", ls="--", lw=1, label=f"symmetric plateau, eps_g = {reference_eg:.4g}")
     if ds.attrs.get("status") == "diverged":
-        axes[2].plot(t[-1], eg[-1], "x", color="crimson", ms=8, label="diverged here")
+        _mark_stop(axes[2], t, eg, ms=8)
+        axes[2].plot([], [], "x", color="crimson", ms=8, mew=2, label="diverged: run stopped here")
     for ax, var in zip(axes, ("R", "Q", "eg")):
         ax.set_ylabel(label(ds[var]))
     if log_eg and np.any(eg > 0):
@@ -90,15 +107,15 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
 
 def eg_curves(trajs: Sequence[xr.Dataset], *, labels: Sequence[str] | None = None, time: str | None = None,
               title: str | None = None, log_eg: bool = True, ax: Axes | None = None) -> Figure:
-    """eps_g against time for several trajectories; a diverged run is marked where it leaves the axes."""
+    """eps_g against time for several trajectories; a diverged run is marked where it stopped."""
     if ax is None:
-        fig, axes = new_figure(figsize=(6.4, 4.2))
+        fig, axes = new_figure(figsize=(9.0, 4.2))  # room for the legend beside the axes
         ax = axes[0, 0]
     else:
         fig = ax.figure
     labels = list(labels) if labels is not None else [f"eta = {float(t.attrs['eta']):.3g}" for t in trajs]
     top = 10.0 * max(float(np.nanmax(t_["eg"].values[:1])) for t_ in trajs)
-    marked = False
+    inside = False
     tlabel = ""
     for j, (ds, name) in enumerate(zip(trajs, labels)):
         t, tlabel = _time(ds, time)
@@ -106,17 +123,21 @@ def eg_curves(trajs: Sequence[xr.Dataset], *, labels: Sequence[str] | None = Non
         diverged = ds.attrs.get("status") == "diverged"
         ax.plot(t, eg, color=f"C{j}", label=name + (" (diverged)" if diverged else ""))
         if diverged:
-            ax.plot(*_exit_point(t, eg, top), "x", color="crimson", ms=9, mew=2)
-            marked = True
-    if marked:
-        ax.plot([], [], "x", color="crimson", ms=9, mew=2, label="run stopped: diverged")
+            name_t = time or ("eta_alpha" if not int(ds.attrs.get("second_order", 1)) else "alpha")
+            inside = not _mark_stop(ax, t, eg, top, time=name_t)[2] or inside
+    if inside:
+        ax.plot([], [], "x", color="crimson", ms=9, mew=2, label="diverged: run stopped here")
     if log_eg:
         ax.set_yscale("log")
+        # down to 1e-8 of the initial error, as in the learning curves: deeper is solver round-off
+        low = min((float(np.nanmin(np.where(t_["eg"].values > 0, t_["eg"].values, np.nan))) for t_ in trajs
+                   if np.any(t_["eg"].values > 0)), default=top * 1e-9)
+        ax.set_ylim(bottom=max(low * 0.5, top * 1e-9))
     ax.set_ylim(top=top)
     ax.set_xlabel(tlabel)
     ax.set_ylabel(label(trajs[0]["eg"]))
     ax.set_title(title or "Generalisation error", fontsize=11)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a curve
     ax.grid(alpha=0.3)
     return fig
 
@@ -151,7 +172,7 @@ def learning_curves(ds: xr.Dataset, main: float | None = None, title: str | None
     """Learning curves over ``eta``: R and Q and eps_g at ``eta = main``; eps_g at every eta.
 
     Runs above ``eta_c`` (if the dataset has it) are dashed; a run that
-    diverged is drawn up to where it stopped and marked where it leaves the axes.
+    diverged is drawn up to where it stopped and marked there (on the top edge if its error is above the axis).
     """
     found = trajectories(ds)
     etas = np.array([float(t.attrs["eta"]) for _, t in found])
@@ -171,6 +192,7 @@ def learning_curves(ds: xr.Dataset, main: float | None = None, title: str | None
     eg0 = max(float(t["eg"].values[0]) for _, t in found)
     # From the initial error down to 1e-8 of it: deeper is solver round-off.
     top, bottom = 4.0 * eg0, 1e-8 * eg0
+    edges: list[bool] = []
     for j, (_, traj) in enumerate(found):
         eta = float(traj.attrs["eta"])
         t, eg = traj["alpha"].values, traj["eg"].values
@@ -179,9 +201,9 @@ def learning_curves(ds: xr.Dataset, main: float | None = None, title: str | None
         axes[2].plot(t[keep], eg[keep], "--" if above else "-", color=f"C{j}",
                      label=f"eta = {eta:g}" + (" > eta_c" if above else ""))
         if traj.attrs.get("status") == "diverged":
-            axes[2].plot(*_exit_point(t[keep], eg[keep], top), "x", color="crimson", ms=10, mew=2.5)
-    if any(t.attrs.get("status") == "diverged" for _, t in found):
-        axes[2].plot([], [], "x", color="crimson", ms=10, mew=2.5, label="diverged: run stopped")
+            edges.append(_mark_stop(axes[2], t[keep], eg[keep], top, ms=10, mew=2.5)[2])
+    if not all(edges):
+        axes[2].plot([], [], "x", color="crimson", ms=10, mew=2.5, label="diverged: run stopped here")
     axes[2].set_title("generalisation error for several learning rates", fontsize=10)
     for ax in axes:
         ax.set_xscale("log")
@@ -208,7 +230,8 @@ def stacked_order_parameters(ds: xr.Dataset, time: str = "eta_alpha", title: str
         eg = run["eg"].values
         axes[r, 2].plot(t, eg, color="k", label="eps_g")
         if run.attrs.get("status") == "diverged":
-            axes[r, 2].plot(t[-1], eg[-1], "x", color="crimson", ms=9, label="diverged: run stopped")
+            _mark_stop(axes[r, 2], t, eg)
+            axes[r, 2].plot([], [], "x", color="crimson", ms=9, mew=2, label="diverged: run stopped here")
         pos = eg[np.isfinite(eg) & (eg > 0)]
         log = pos.size and pos.max() / max(pos.min(), 1e-300) > 30
         for c, (var, name) in enumerate((("R", "student-teacher overlaps"), ("Q", "student-student overlaps"),

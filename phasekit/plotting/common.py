@@ -63,9 +63,17 @@ def draw(ds: xr.Dataset, spec: Mapping[str, Any]) -> list[tuple[str, str, Figure
 
 
 def label(da: xr.DataArray | xr.Variable, fallback: str = "") -> str:
-    """Axis label ``"long_name [units]"`` from a variable's attributes (no brackets without units)."""
+    """Axis label ``"long_name [units]"`` from a variable's attributes.
+
+    No brackets without units, nor for categories (string values, e.g. the
+    activation) and dimensionless counts (integers in units of ``1``, e.g. K),
+    whose ``[1]`` says nothing.
+    """
     name = da.attrs.get("long_name", getattr(da, "name", None) or fallback)
     units = da.attrs.get("units", "")
+    kind = np.dtype(da.dtype).kind
+    if kind in "OSU" or (kind in "iub" and str(units) == "1"):
+        units = ""
     return f"{name} [{units}]" if units else str(name)
 
 

@@ -25,6 +25,22 @@ __all__ = ["heatmap", "lines", "plot_stability_boundary", "plot_plateau_escape",
 _MARKERS = {"erf": "o", "relu": "s"}
 
 
+# Vertical spacing (axes fraction) of the diverged / not-reached marker rows of successive lines: more than
+# a marker's height, so that the lines' markers at the same x never cover each other.
+_STEP = 0.055
+
+
+def _log_ticks(ax: Any, xs: np.ndarray) -> None:
+    """On a log axis spanning less than two decades, tick the grid values instead of crowded minor labels."""
+    from matplotlib.ticker import NullFormatter
+
+    xs = np.unique(xs[np.isfinite(xs) & (xs > 0)])
+    if xs.size and xs.max() / xs.min() < 100:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if xs.size <= 8:
+            ax.set_xticks(xs, [fmt(float(v), 3) for v in xs])
+
+
 def _title(main: str, note: str) -> str:
     return f"{main}\n({note})" if note else main
 
@@ -143,12 +159,12 @@ def lines(ds: xr.Dataset, var: str, x: str, hue: str | None = None, panels: str 
             # a diverged run's value is where it happened to stop: not drawn, only marked
             ax.plot(xv, np.where(np.isfinite(yv) & ~div, yv, np.nan), "o-", ms=4, color=f"C{j}", label=name)
             if div.any():
-                ax.plot(xv[div], np.full(div.sum(), 0.03 + 0.035 * j), "x", color=f"C{j}", ms=8, mew=2,
+                ax.plot(xv[div], np.full(div.sum(), 0.04 + _STEP * j), "x", color=f"C{j}", ms=8, mew=2,
                         transform=ax.get_xaxis_transform())
                 seen.add("diverged")
             inf = np.isinf(yv) & ~div
             if inf.any():
-                ax.plot(xv[inf], np.full(inf.sum(), 0.97 - 0.035 * j), "^", color=f"C{j}", ms=7,
+                ax.plot(xv[inf], np.full(inf.sum(), 0.96 - _STEP * j), "^", color=f"C{j}", ms=7,
                         transform=ax.get_xaxis_transform())
                 seen.add("inf")
             if optimum and f"{var}_min" in ds and f"{x}_opt" in ds:
@@ -167,13 +183,14 @@ def lines(ds: xr.Dataset, var: str, x: str, hue: str | None = None, panels: str 
         xs = (xda.values if xda is not None else ds[along].values).astype(float)
         if logx or (logx is None and xs.size > 2 and np.nanmin(xs) > 0 and np.nanmax(xs) / np.nanmin(xs) > 10):
             ax.set_xscale("log")
+            _log_ticks(ax, xs)
         handles, labels = ax.get_legend_handles_labels()
         if "diverged" in seen:
             handles.append(Line2D([], [], ls="", marker="x", mew=2, color="0.3"))
-            labels.append("diverged")
+            labels.append("diverged (bottom, line's colour)")
         if "inf" in seen:
             handles.append(Line2D([], [], ls="", marker="^", color="0.3"))
-            labels.append("never below threshold")
+            labels.append("never below threshold (top, line's colour)")
         ax.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         ax.set_xlabel(label(ds[x], x))
         ax.set_title(f"{panels} = {fmt(p, 3)}" if panels else "", fontsize=10)
