@@ -321,3 +321,15 @@ def test_steady_eg_is_the_steady_state_of_each_point():
         pk.parse_study(dict(study, model=dict(study["model"], M=3)))
     with pytest.raises(pk.StudyError, match=r"measures\.steady_eg'.*autonomous"):
         pk.parse_study(dict(study, model=dict(study["model"], eta_schedule={"kind": "power_law", "alpha0": 10.0})))
+
+
+def test_the_kept_plateau_belongs_to_each_point_of_a_grid_over_general_parameters():
+    # one process evaluates every point, so a plateau kept under too coarse a key would be reused
+    study = parse_study({"name": "pl", "model": {"K": 2, "M": "K", "activation": "erf", "second_order": False,
+                                                 "eta": 0.5},
+                         "grid": {"weight_decay": [0.0, 0.01, 0.05]}, "measures": {"plateau": {}}})
+    egs = [evaluate_point(study, j)["values"]["plateau_eg"] for j in range(3)]
+    for eg, lam in zip(egs, [0.0, 0.01, 0.05]):
+        fp = pk.symmetric_plateau(pk.Committee(2, 2, "erf", eta=0.5, second_order=False, weight_decay=lam))
+        assert fp.success and eg == pytest.approx(float(fp.eg), rel=1e-10)
+    assert len(set(egs)) == 3
