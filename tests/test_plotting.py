@@ -9,7 +9,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from helpers_study import GRID_STUDY, _values, env, synthetic
-from phasekit.plotting import FIGURES, default_figures, draw, figure_problem
+from phasekit.plotting import FIGURES, default_figures, draw, figure_problem, layout_problems
 from phasekit.plotting import sweeps as ps
 
 
@@ -88,54 +88,6 @@ def test_draw_refuses_an_unknown_argument():
 
 # --- layout: what a reader sees (matplotlib's own extents after drawing) ---
 
-def _layout_problems(fig):
-    """Labels, titles, tick labels and legends reaching outside the figure; legends inside axes covering data."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    box = fig.bbox
-    problems = []
-
-    def outside(artist, what):
-        if not artist.get_visible() or (hasattr(artist, "get_text") and not artist.get_text()):
-            return
-        e = artist.get_window_extent(renderer)
-        if e.x0 < box.x0 - 1 or e.y0 < box.y0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1:
-            problems.append(f"{what} {getattr(artist, 'get_text', lambda: '')()!r} outside the figure: {e} vs {box}")
-
-    for text in fig.texts:
-        outside(text, "figure text")
-    if fig._suptitle is not None:
-        outside(fig._suptitle, "suptitle")
-    for leg in fig.legends:
-        outside(leg, "figure legend")
-    for ax in fig.axes:
-        for t in (ax.xaxis.label, ax.yaxis.label, ax.title, *ax.texts):
-            outside(t, "label")
-        for axis in (ax.xaxis, ax.yaxis):  # the tick labels drawn (inside the view limits) and the label
-            e = axis.get_tightbbox(renderer)
-            if e is not None and (e.x0 < box.x0 - 1 or e.y0 < box.y0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1):
-                problems.append(f"{axis.axis_name}-axis of {ax.get_title()!r} outside the figure: {e} vs {box}")
-        leg = ax.get_legend()
-        if leg is None:
-            continue
-        outside(leg, "legend")
-        lb = leg.get_window_extent(renderer)
-        for line in ax.lines:
-            xy = np.column_stack([np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)])
-            xy = xy[np.all(np.isfinite(xy), axis=1)]
-            if not len(xy) or line.get_marker() in (None, "None", "", " "):
-                continue  # a line without markers: its vertices are not data points drawn
-            pts = line.get_transform().transform(xy)
-            inside_ax = ax.bbox.contains
-            hit = [p for p in pts if lb.contains(*p) and inside_ax(*p)]
-            if hit:
-                problems.append(f"legend of {ax.get_title()!r} covers {len(hit)} point(s) of {line.get_label()!r}")
-    return problems
-
-
 def _run_points(n, eta, diverge_at=None):
     """A study-like dataset of first-order K = M = 1 runs over eta; one run diverges at ``diverge_at``."""
     S = 40
@@ -165,7 +117,7 @@ def test_diverged_marker_is_at_the_runs_last_point_or_on_the_top_edge():
     ax = fig.axes[2]
     (mark,) = [ln for ln in ax.lines if ln.get_marker() == "x" and len(ln.get_xdata())]
     # the stop's eps_g (0.3 e^12) is far above the axis top: the marker sits on the top edge, at the stop
-    assert not _layout_problems(fig)
+    assert not layout_problems(fig)
     x, y = mark.get_transform().transform([(mark.get_xdata()[0], mark.get_ydata()[0])])[0]
     assert float(mark.get_xdata()[0]) == stop_alpha
     size = (mark.get_markersize() + mark.get_markeredgewidth()) * fig.dpi / 72
@@ -176,7 +128,7 @@ def test_diverged_marker_is_at_the_runs_last_point_or_on_the_top_edge():
     traj = [t for _, t in pc.trajectories(ds)]
     fig = pc.eg_curves(traj, time="alpha")
     assert any("stopped at alpha = 4.62" in lab for lab in fig.axes[0].get_legend_handles_labels()[1])
-    assert not _layout_problems(fig)
+    assert not layout_problems(fig)
     fig2 = pc.order_parameters(traj[2], time="alpha")
     (mark,) = [ln for ln in fig2.axes[2].lines if ln.get_marker() == "x" and len(ln.get_xdata())]
     assert (float(mark.get_xdata()[0]), float(mark.get_ydata()[0])) == (stop_alpha, float(traj[2]["eg"].values[-1]))
@@ -219,4 +171,34 @@ def test_default_figures_have_nothing_clipped_and_no_legend_over_data():
     _, ds = synthetic(GRID_STUDY, _values(convergence_time=ct))
     for spec in default_figures(ds):
         for name, _, fig in draw(ds, spec):
-            assert not _layout_problems(fig), (name, _layout_problems(fig))
+            assert not layout_problems(fig), (name, layout_problems(fig))
+
+
+def test_layout_problems_sees_a_clipped_label_and_a_legend_over_a_point():
+    fig = Figure(figsize=(3, 2))  # no layout engine: a long label is cut off
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], "o", label="points")
+    ax.set_ylabel("a label far too long for a figure this small")
+    ax.legend(loc="upper right")  # over the point (1, 1)
+    found = layout_problems(fig)
+    assert any("y-axis" in p for p in found) and any("covers 1 point(s) of 'points'" in p for p in found)
+    ax.set_ylabel("short")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.set_layout_engine("constrained")
+    assert layout_problems(fig) == []
+
+
+@pytest.mark.parametrize("name", ["plateau_escape", "overrealisable"])
+def test_quick_study_figures_have_nothing_clipped_and_no_legend_over_data(name, tmp_path):
+    from pathlib import Path
+
+    from phasekit.study.runner import run_study
+    from phasekit.study.schema import load_study
+
+    study = load_study(Path(__file__).resolve().parents[1] / "studies" / f"{name}.toml", quick=True)
+    ds = run_study(study, outdir=tmp_path, progress=False)
+    for spec in study.report.get("figures") or default_figures(ds):
+        for fig_name, _, fig in draw(ds, spec):
+            assert layout_problems(fig) == [], fig_name
+            for ax in fig.axes:
+                assert "[1]" not in ax.get_xlabel() or "K" not in ax.get_xlabel(), ax.get_xlabel()

@@ -12,8 +12,9 @@ Labels carry units from the datasets' ``long_name``/``units`` attributes.
 from __future__ import annotations
 
 from . import committee, linear_dynamics, propagation, simulation, sweeps, two_layer  # noqa: F401  (register)
-from .common import FIGURES, draw, figure_problem, fmt, label, register_figure, save_figure, trajectories
+from .common import (FIGURES, draw, figure_problem, fmt, label, layout_problems, register_figure, save_figure,
+                     trajectories)
 from .defaults import default_figures
 
-__all__ = ["FIGURES", "default_figures", "draw", "figure_problem", "fmt", "label", "register_figure", "save_figure",
-           "trajectories"]
+__all__ = ["FIGURES", "default_figures", "draw", "figure_problem", "fmt", "label", "layout_problems",
+           "register_figure", "save_figure", "trajectories"]

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-__all__ = ["FIGURES", "draw", "figure_problem", "fixed_elsewhere", "fmt", "label", "new_figure",
+__all__ = ["FIGURES", "draw", "figure_problem", "fixed_elsewhere", "fmt", "label", "layout_problems", "new_figure",
            "point_values", "register_figure", "save_figure", "status_names_of", "trajectories"]
 
 # kind -> function(ds, **args) -> Figure, or a list of (suffix, title, Figure)
@@ -104,6 +104,58 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def layout_problems(fig: Figure) -> list[str]:
+    """What a reader would miss in ``fig``, from matplotlib's own extents after drawing it.
+
+    Texts (titles, axis labels with their tick labels, annotations) and
+    legends reaching outside the figure, and legends inside an axes that
+    cover one of its data points (a marker of a line drawn with markers, even in part).
+    An empty list means nothing is clipped or hidden.  Draws ``fig`` with the
+    Agg canvas (no pyplot, no global state).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    problems = []
+
+    def outside(extent: Any, what: str) -> None:
+        if extent is not None and (extent.x0 < box.x0 - 1 or extent.y0 < box.y0 - 1 or extent.x1 > box.x1 + 1
+                                   or extent.y1 > box.y1 + 1):
+            problems.append(f"{what} reaches outside the figure ({extent.bounds} vs {box.bounds})")
+
+    for text in fig.texts + ([fig._suptitle] if fig._suptitle is not None else []):
+        if text.get_visible() and text.get_text():
+            outside(text.get_window_extent(renderer), f"text {text.get_text()!r}")
+    for leg in fig.legends:
+        outside(leg.get_window_extent(renderer), "figure legend")
+    for ax in fig.axes:
+        name = ax.get_title() or ax.get_ylabel() or "an axes"
+        for axis in (ax.xaxis, ax.yaxis):  # the tick labels drawn (inside the view) and the axis label
+            outside(axis.get_tightbbox(renderer), f"{axis.axis_name}-axis of {name!r}")
+        for text in (ax.title, *ax.texts):
+            if text.get_visible() and text.get_text():
+                outside(text.get_window_extent(renderer), f"text {text.get_text()!r}")
+        leg = ax.get_legend()
+        if leg is None:
+            continue
+        lb = leg.get_window_extent(renderer)
+        outside(lb, f"legend of {name!r}")
+        for line in ax.lines:
+            if line.get_marker() in (None, "None", "", " ") or not line.get_visible():
+                continue  # a line without markers has no drawn data points
+            xy = np.column_stack([np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)])
+            xy = xy[np.all(np.isfinite(xy), axis=1)]
+            near = lb.padded(line.get_markersize() * fig.dpi / 144)  # a marker partly under the legend counts
+            hit = [p for p in line.get_transform().transform(xy) if near.contains(*p) and ax.bbox.contains(*p)] \
+                if len(xy) else []
+            if hit:
+                problems.append(f"legend of {name!r} covers {len(hit)} point(s) of {line.get_label()!r}")
+    return problems
 
 
 def fixed_elsewhere(da: xr.DataArray, keep: Sequence[str]) -> tuple[xr.DataArray, str]:
