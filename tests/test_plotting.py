@@ -202,3 +202,13 @@ def test_quick_study_figures_have_nothing_clipped_and_no_legend_over_data(name, 
             assert layout_problems(fig) == [], fig_name
             for ax in fig.axes:
                 assert "[1]" not in ax.get_xlabel() or "K" not in ax.get_xlabel(), ax.get_xlabel()
+
+
+def test_stacked_rows_share_one_error_scale():
+    from phasekit.plotting import committee as pc
+
+    ds = _run_points(2, [0.5, 1.0])
+    ds["eg"][1] = 0.3  # one flat row, one decaying over many decades
+    ds = ds.assign_coords(eta_alpha=ds["alpha"] * ds["eta"])
+    fig = pc.stacked_order_parameters(ds, time="alpha")
+    assert [fig.axes[3 * r + 2].get_yscale() for r in range(2)] == ["log", "log"]

@@ -220,9 +220,15 @@ def learning_curves(ds: xr.Dataset, main: float | None = None, title: str | None
 
 @register_figure("stacked_order_parameters")
 def stacked_order_parameters(ds: xr.Dataset, time: str = "eta_alpha", title: str | None = None) -> Figure:
-    """One row per trajectory of the dataset (e.g. per activation): R, Q and eps_g against time."""
+    """One row per trajectory of the dataset (e.g. per activation): R, Q and eps_g against time.
+
+    The eps_g axes of all rows share one scale: logarithmic if any row's error spans more than a factor 30.
+    """
     found = trajectories(ds)
     fig, axes = new_figure(len(found), 3, figsize=(13, 3.4 * len(found)))
+    # one error scale for every row, so that rows compare at a glance: log if any row spans a wide range
+    pos = [e[np.isfinite(e) & (e > 0)] for e in (run["eg"].values for _, run in found)]
+    log = any(p.size and p.max() / max(p.min(), 1e-300) > 30 for p in pos)
     for r, (lab, run) in enumerate(found):
         t = run[time].values
         _panel_lines(axes[r, 0], t, run, "R")
@@ -232,8 +238,6 @@ def stacked_order_parameters(ds: xr.Dataset, time: str = "eta_alpha", title: str
         if run.attrs.get("status") == "diverged":
             _mark_stop(axes[r, 2], t, eg)
             axes[r, 2].plot([], [], "x", color="crimson", ms=9, mew=2, label="diverged: run stopped here")
-        pos = eg[np.isfinite(eg) & (eg > 0)]
-        log = pos.size and pos.max() / max(pos.min(), 1e-300) > 30
         for c, (var, name) in enumerate((("R", "student-teacher overlaps"), ("Q", "student-student overlaps"),
                                          ("eg", "generalisation error"))):
             ax = axes[r, c]

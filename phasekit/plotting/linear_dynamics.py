@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
@@ -12,7 +14,7 @@ from .common import fmt, label, new_figure, register_figure
 __all__ = ["plot_mode_panel", "plot_mode_trajectories"]
 
 
-def plot_mode_panel(point: xr.Dataset, ax: Axes, *, title: str = "") -> None:
+def plot_mode_panel(point: xr.Dataset, ax: Axes, *, title: str = "", legend: bool = True) -> None:
     """Mode strengths of one grid point: closed form (lines), trained network (circles), fixed points (dotted)."""
     t = point["time"].values
     keep = np.isfinite(t)
@@ -35,7 +37,8 @@ def plot_mode_panel(point: xr.Dataset, ax: Axes, *, title: str = "") -> None:
     ax.set_xlabel(label(point["time"]))
     ax.set_ylabel(label(point["u"]))
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    if legend:
+        ax.legend(fontsize=8)
 
 
 @register_figure("mode_trajectories")
@@ -50,7 +53,13 @@ def plot_mode_trajectories(ds: xr.Dataset, title: str | None = None) -> Figure:
             sel = dict(zip(dims, (r, c)))
             point = ds.isel(sel)
             text = ", ".join(f"{d} = {fmt(point[d].values.item())}" for d in dims if d in point.coords)
-            plot_mode_panel(point, axes[r, c], title=text)
+            plot_mode_panel(point, axes[r, c], title=text, legend=False)
+    # one legend beside the panels (the same modes in every panel), never over a curve
+    entries: dict[str, Any] = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(lab, h)
+    fig.legend(list(entries.values()), list(entries), fontsize=8, loc="outside right upper")
     lr = " (circles: a network trained by gradient descent)" if "u_sim" in ds else ""
     fig.suptitle(title or f"Deep linear network: mode strengths (lines: closed form){lr}")
     return fig

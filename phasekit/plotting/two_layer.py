@@ -5,6 +5,7 @@ Seeds are summarised by their median with a min-max band.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -15,6 +16,11 @@ from matplotlib.figure import Figure
 from .common import fmt, label, new_figure, register_figure
 
 __all__ = ["plot_against_tau", "plot_loss_vs_width", "plot_distance_vs_scale"]
+
+
+def _ylabel(ax: Axes, text: str) -> None:
+    """A y label wrapped onto lines short enough for the axes' height (these labels are long)."""
+    ax.set_ylabel("\n".join(textwrap.wrap(text, 44)))
 
 
 def _band(ax: Axes, x: np.ndarray, da: xr.DataArray, **kwargs) -> None:
@@ -60,7 +66,7 @@ def plot_against_tau(ds: xr.Dataset, var: str, reference: str | Sequence[str] | 
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(label(ds["tau"]))
-    ax.set_ylabel(label(ds[var]))
+    _ylabel(ax, label(ds[var]))
     ax.set_title((title or ds[var].attrs.get("long_name", var)) + (f"\n{note}" if note else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -94,7 +100,7 @@ def plot_loss_vs_width(ds: xr.Dataset, var: str = "loss", title: str | None = No
         ax.set_yscale("log")
         ax.set_xlabel(label(ds["m"]))
         ax.set_title(f"{act} student" if act is not None else "student", fontsize=10)
-        ax.set_ylabel(label(ds[var]))
+        _ylabel(ax, label(ds[var]))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title or f"{ds[var].attrs.get('long_name', var)} vs width", fontsize=11)
@@ -118,7 +124,7 @@ def plot_distance_vs_scale(ds: xr.Dataset, title: str | None = None) -> Figure:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(label(ds["scale"]))
-    ax.set_ylabel(label(ds["tangent_distance"]))
+    _ylabel(ax, label(ds["tangent_distance"]))
     ax.set_title(title or "distance between trained network and trained tangent model", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
