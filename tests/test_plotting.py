@@ -212,3 +212,10 @@ def test_stacked_rows_share_one_error_scale():
     ds = ds.assign_coords(eta_alpha=ds["alpha"] * ds["eta"])
     fig = pc.stacked_order_parameters(ds, time="alpha")
     assert [fig.axes[3 * r + 2].get_yscale() for r in range(2)] == ["log", "log"]
+
+
+def test_a_long_title_is_wrapped_to_the_figure():
+    _, ds = synthetic(GRID_STUDY, _values())
+    title = "eps_g where the flow from a nearly unspecialised start ends, against the learning rate " * 2
+    fig = ps.lines(ds.sel(activation=["erf"]), "final_eg", "eta", hue="K", panels="activation", title=title)
+    assert layout_problems(fig) == []

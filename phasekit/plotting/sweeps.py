@@ -8,6 +8,7 @@ analysis), never computed here.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import matplotlib
@@ -41,7 +42,11 @@ def _log_ticks(ax: Any, xs: np.ndarray) -> None:
             ax.set_xticks(xs, [fmt(float(v), 3) for v in xs])
 
 
-def _title(main: str, note: str) -> str:
+def _title(main: str, note: str, fig: Figure | None = None) -> str:
+    """A figure title with the fixed grid values below it, wrapped to the figure's width (11 pt text)."""
+    if fig is not None:  # about ten characters of 11 pt text per inch
+        chars = max(20, int(fig.get_figwidth() * 10))
+        main, note = "\n".join(textwrap.wrap(main, chars)), "\n".join(textwrap.wrap(note, chars - 2))
     return f"{main}\n({note})" if note else main
 
 
@@ -116,7 +121,7 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, log: bool | None = None, t
     shown = [h for k, h in handles.items() if k in seen]
     if shown:
         fig.legend(handles=shown, loc="outside lower center", ncol=len(shown), fontsize=8, frameon=False)
-    fig.suptitle(_title(title or ds[var].attrs.get("long_name", var), note), fontsize=11)
+    fig.suptitle(_title(title or ds[var].attrs.get("long_name", var), note, fig), fontsize=11)
     return fig
 
 
@@ -196,7 +201,7 @@ def lines(ds: xr.Dataset, var: str, x: str, hue: str | None = None, panels: str 
         ax.set_title(f"{panels} = {fmt(p, 3)}" if panels else "", fontsize=10)
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel(label(ds[var]))
-    fig.suptitle(_title(title or ds[var].attrs.get("long_name", var), note), fontsize=11)
+    fig.suptitle(_title(title or ds[var].attrs.get("long_name", var), note, fig), fontsize=11)
     return fig
 
 
