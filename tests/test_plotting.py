@@ -219,3 +219,13 @@ def test_a_long_title_is_wrapped_to_the_figure():
     title = "eps_g where the flow from a nearly unspecialised start ends, against the learning rate " * 2
     fig = ps.lines(ds.sel(activation=["erf"]), "final_eg", "eta", hue="K", panels="activation", title=title)
     assert layout_problems(fig) == []
+
+
+def test_layout_problems_sees_a_legend_over_a_curve():
+    fig = Figure(figsize=(4, 3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [1, 0], label="a curve without markers")  # crosses the upper left corner
+    ax.legend(loc="upper left")
+    assert any("covers part of the curve" in p for p in layout_problems(fig))
+    ax.legend(loc="upper right")
+    assert layout_problems(fig) == []

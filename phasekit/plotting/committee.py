@@ -179,7 +179,7 @@ def learning_curves(ds: xr.Dataset, main: float | None = None, title: str | None
     main = float(etas[0] if main is None else main)
     one = found[int(np.argmin(np.abs(etas - main)))][1]
     eta_c = float(np.nanmax(ds["eta_c"].values)) if "eta_c" in ds else np.inf
-    fig, axes = new_figure(1, 3, figsize=(14, 4.2))
+    fig, axes = new_figure(1, 3, figsize=(16, 4.2))
     axes = axes[0]
     a = one["alpha"].values
     pos = a > 0
@@ -210,6 +210,7 @@ def learning_curves(ds: xr.Dataset, main: float | None = None, title: str | None
         ax.set_xlabel(label(one["alpha"]))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    axes[2].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # the curves fill this panel
     for ax in axes[1:]:
         ax.set_ylabel(label(one["eg"]))
         ax.set_yscale("log")

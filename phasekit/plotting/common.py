@@ -111,7 +111,7 @@ def layout_problems(fig: Figure) -> list[str]:
 
     Texts (titles, axis labels with their tick labels, annotations) and
     legends reaching outside the figure, and legends inside an axes that
-    cover one of its data points (a marker of a line drawn with markers, even in part).
+    cover data: a marker (even in part) or a stretch of a drawn curve.
     An empty list means nothing is clipped or hidden.  Draws ``fig`` with the
     Agg canvas (no pyplot, no global state).
     """
@@ -146,15 +146,25 @@ def layout_problems(fig: Figure) -> list[str]:
         lb = leg.get_window_extent(renderer)
         outside(lb, f"legend of {name!r}")
         for line in ax.lines:
-            if line.get_marker() in (None, "None", "", " ") or not line.get_visible():
-                continue  # a line without markers has no drawn data points
+            if not line.get_visible():
+                continue
             xy = np.column_stack([np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)])
-            xy = xy[np.all(np.isfinite(xy), axis=1)]
-            near = lb.padded(line.get_markersize() * fig.dpi / 144)  # a marker partly under the legend counts
-            hit = [p for p in line.get_transform().transform(xy) if near.contains(*p) and ax.bbox.contains(*p)] \
-                if len(xy) else []
-            if hit:
-                problems.append(f"legend of {name!r} covers {len(hit)} point(s) of {line.get_label()!r}")
+            xy = line.get_transform().transform(xy[np.all(np.isfinite(xy), axis=1)]) if xy.size else xy
+            if line.get_marker() not in (None, "None", "", " "):
+                near = lb.padded(line.get_markersize() * fig.dpi / 144)  # a marker partly under the legend counts
+                hit = [p for p in xy if near.contains(*p) and ax.bbox.contains(*p)]
+                if hit:
+                    problems.append(f"legend of {name!r} covers {len(hit)} point(s) of {line.get_label()!r}")
+            if line.get_linestyle() not in ("None", "", " ") and len(xy) > 1:
+                # the drawn curve, sampled every pixel or so along its segments
+                steps = np.maximum(1, np.ceil(np.hypot(*np.diff(xy, axis=0).T)).astype(int))
+                pts = np.concatenate([a + np.linspace(0, 1, n, endpoint=False)[:, None] * (b - a)
+                                      for a, b, n in zip(xy[:-1], xy[1:], np.minimum(steps, 5000))])
+                under = (lb.x0 < pts[:, 0]) & (pts[:, 0] < lb.x1) & (lb.y0 < pts[:, 1]) & (pts[:, 1] < lb.y1)
+                inside = ax.bbox.x0 <= pts[:, 0]
+                if np.any(under & inside & (pts[:, 0] <= ax.bbox.x1) & (ax.bbox.y0 <= pts[:, 1])
+                          & (pts[:, 1] <= ax.bbox.y1)):
+                    problems.append(f"legend of {name!r} covers part of the curve {line.get_label()!r}")
     return problems
 
 

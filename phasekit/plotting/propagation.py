@@ -72,7 +72,8 @@ def plot_phase_diagram(ds: xr.Dataset, ax: Axes, *, variable: str = "xi_c", vmax
     ax.set_ylabel(label(ds["sigma_w2"]))
     act = ds["activation"].values.item() if "activation" in ds.coords else ""
     ax.set_title(f"{act}: ordered below, chaotic above the line", fontsize=10)
-    ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
+    # below the axes: over the map it would hide cells and the chi_1 = 1 contour
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=7, frameon=False)
 
 
 @register_figure("phase_diagrams")
