@@ -229,3 +229,11 @@ def test_layout_problems_sees_a_legend_over_a_curve():
     assert any("covers part of the curve" in p for p in layout_problems(fig))
     ax.legend(loc="upper right")
     assert layout_problems(fig) == []
+
+
+def test_stability_boundary_regions_have_their_own_hatch():
+    _, ds = synthetic(GRID_STUDY, _values(eta_c=np.repeat([2.0, 1.5], 6)))
+    fig = ps.plot_stability_boundary(ds)
+    regions = [c for c in fig.axes[0].collections if c.get_label().endswith("unstable (hatched)")]
+    assert len(regions) == 2 and len({c.get_hatch() for c in regions}) == 2
+    assert layout_problems(fig) == []

@@ -14,7 +14,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 import xarray as xr
-from matplotlib.colors import LogNorm, Normalize
+from matplotlib.colors import LogNorm, Normalize, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
@@ -220,7 +220,7 @@ def plot_stability_boundary(ds: xr.Dataset, title: str | None = None) -> Figure:
     """Critical learning rate eta_c (and eta_opt if measured) against K, per activation.
 
     Above eta_c the perfect solution is unstable: SGD with that eta cannot
-    converge to zero error (each activation's region is shaded in its colour).
+    converge to zero error (each activation's region is hatched in its colour, its own direction).
     With ``rate_opt`` a second panel shows the slowest asymptotic decay rate
     at eta_opt.  A sweep over eta marks its runs that diverged.
     """
@@ -242,7 +242,9 @@ def plot_stability_boundary(ds: xr.Dataset, title: str | None = None) -> Figure:
         err = np.nan_to_num(np.atleast_1d(dict(_by_activation(ds, "eta_c_error"))[act].values)) \
             if "eta_c_error" in ds else None
         ax.errorbar(K, y, yerr=err, fmt=mk + "-", color=colour, ms=5, lw=2, label=f"{act}: eta_c (critical)")
-        ax.fill_between(K, y, top, color=colour, alpha=0.08, label=f"{act}: perfect solution unstable")
+        # each activation's own hatch, so that where the regions overlap both remain readable
+        ax.fill_between(K, y, top, facecolor=to_rgba(colour, 0.06), edgecolor=to_rgba(colour, 0.45), lw=0,
+                        hatch=("//", "\\\\", "||", "--")[j % 4], label=f"{act}: perfect solution unstable (hatched)")
         if "eta_opt" in ds:
             opt = dict(_by_activation(ds, "eta_opt"))[act]
             ax.plot(K, np.atleast_1d(opt.values), mk + "--", color=colour, mfc="none", ms=5,
