@@ -283,17 +283,13 @@ class _NonFinite(Exception):
 
 
 class _Start:
-    """The solution of a run that failed on its first step: the start only."""
+    """What ``solve_ivp`` would return for a run that failed on its first step: the start only."""
 
-    def __init__(self, t0: float, y0: Array) -> None:
-        self.t = np.array([t0])
-        self.y = y0[:, None]
-        self.t_events: list = []
-        self.y_events: list = []
-        self.nfev = 0
-        self.status = 0
-        self.message = "the right-hand side is not finite at the start"
-        self.sol = None
+    def __init__(self, t0: float, y0: Array, n_events: int) -> None:
+        self.t, self.y = np.array([t0]), y0[:, None]
+        self.t_events = [np.empty(0) for _ in range(n_events)]
+        self.y_events = [np.empty((0, y0.size)) for _ in range(n_events)]
+        self.nfev, self.status, self.sol = 0, 0, None
 
 
 def _solve_finite(fun, y0, t0, t1, opts, keep, events):
@@ -332,10 +328,7 @@ def _solve_finite(fun, y0, t0, t1, opts, keep, events):
             if new_end == t0:
                 break
             end = new_end
-    start = _Start(t0, y0)
-    start.t_events = [np.empty(0) for _ in events]
-    start.y_events = [np.empty((0, y0.size)) for _ in events]
-    return start, bad_at
+    return _Start(t0, y0, len(events)), bad_at
 
 
 @dataclass(frozen=True)

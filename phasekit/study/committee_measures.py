@@ -65,11 +65,10 @@ def _general(params: dict) -> dict[str, Any]:
     return {k: params[k] for k in _GENERAL if k in params}
 
 
-def _model_key(params: dict, eta: float, second_order: bool) -> tuple:
-    general = tuple((k, json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v)
-                    for k, v in sorted(_general(params).items()))
-    return (params["K"], params["M"], params["activation"], params["teacher_activation"], float(params["noise"]),
-            float(eta), bool(second_order)) + general
+def _model_key(model: Committee, newton: Any = None) -> tuple:
+    """What identifies a memoised result of ``model``: every model parameter (and the Newton settings)."""
+    return (json.dumps(model.parameters(), sort_keys=True),
+            None if newton is None else tuple(sorted(newton.to_dict().items())))
 
 
 def _build(params: dict, eta: float, second_order: bool | None = None) -> Committee:
@@ -80,12 +79,13 @@ def _build(params: dict, eta: float, second_order: bool | None = None) -> Commit
 
 def _stability(params: dict, eta_max: float) -> tuple[Any, Any]:
     """``(structure, CriticalEta)`` of the perfect solution, with the eta^2 term (independent of eta)."""
+    model = _build(params, 1.0, True)
+
     def compute() -> tuple[Any, Any]:
-        model = _build(params, 1.0, True)
         st = eta_structure(model)
         return st, critical_eta(model, eta_max=eta_max, structure=st)
 
-    return _memo(("eta_c", eta_max) + _model_key(params, 1.0, True), compute)
+    return _memo(("eta_c", eta_max) + _model_key(model), compute)
 
 
 def point_model(ctx: PointContext) -> Committee:
@@ -122,10 +122,7 @@ def plateau_of(model: Committee, newton: Any = None) -> Any:
             guess = (1.0 / math.sqrt(K * (2 * K - 1)), 1.0 / (2 * K - 1), 1.0 / (2 * K - 1))
         return symmetric_plateau(model, guess, newton=newton)
 
-    # every parameter of the model (weights, weight decay, drift included) identifies its plateau
-    key = ("plateau", json.dumps(model.parameters(), sort_keys=True),
-           None if newton is None else tuple(sorted(newton.to_dict().items())))
-    return _memo(key, compute)
+    return _memo(("plateau",) + _model_key(model, newton), compute)
 
 
 def point_start(ctx: PointContext) -> State:
@@ -467,8 +464,8 @@ def measure_eta_opt(ctx: PointContext, settings: dict) -> Outcome:
     if not (math.isfinite(ec.value) and ec.value > 0):
         return Outcome({"eta_opt": math.nan, "rate_opt": math.nan, "kink": 0.0}, "not_reached",
                        f"no finite eta_c ({ec.message}): no optimum below it")
-    res = _memo(("eta_opt",) + _model_key(ctx.params, 1.0, True),
-                lambda: optimal_eta(_build(ctx.params, 1.0, True), structure=st))
+    exact = _build(ctx.params, 1.0, True)
+    res = _memo(("eta_opt",) + _model_key(exact), lambda: optimal_eta(exact, structure=st))
     return Outcome({"eta_opt": float(res), "rate_opt": float(res.rate), "kink": float(res.kink)},
                    res.status, res.message)
 
@@ -495,8 +492,7 @@ def measure_steady_eg(ctx: PointContext, settings: dict) -> Outcome:
     settings, independent of the start; status ``failed`` where it was not found.
     """
     model = point_model(ctx)
-    fp = _memo(("steady", json.dumps(model.parameters(), sort_keys=True), tuple(sorted(ctx.newton.to_dict().items()))),
-               lambda: steady_state(model, newton=ctx.newton))
+    fp = _memo(("steady",) + _model_key(model, ctx.newton), lambda: steady_state(model, newton=ctx.newton))
     values = {"steady_eg": math.nan, "steady_R": math.nan, "steady_Q": math.nan, "steady_n_unstable": math.nan}
     if fp.success:
         values.update(steady_eg=float(fp.eg), steady_R=float(np.mean(np.diag(fp.state.R))),
