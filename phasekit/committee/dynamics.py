@@ -77,7 +77,7 @@ def integrate(
         flow has square-root terms in the distance to the cone boundary): an
         explicit method then takes very many tiny steps; pass ``stop_eg`` or
         ``solver={"method": "LSODA"}`` (about ten times fewer evaluations) for
-        such runs.  A run whose largest |order parameter| exceeds
+        such runs.  A run whose largest absolute order parameter exceeds
         ``max_norm`` is reported diverged.
     stop_eg : float, optional
         Stop at the first alpha where ``eps_g`` falls below this value.

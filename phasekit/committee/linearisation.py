@@ -56,8 +56,8 @@ class CommitteeFixedPoint(FixedPoint):
         "student 1 moves towards teacher 1", R11 component positive).
     escape_multiplicity : int
         Dimension of the escape eigenspace (0 when not a plateau).
-    state : State
-        The order parameters (from ``vector``).
+
+    The order parameters are the property :attr:`state` (from ``vector``).
     """
 
     model: Committee

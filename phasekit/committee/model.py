@@ -23,6 +23,7 @@ __all__ = ['Committee', 'FlowParts', 'NORMALISATIONS', 'PSD_TOL', 'State', 'comm
            'vector_labels']
 
 
+#: The second-layer normalisations of :class:`Committee` (``normalisation``).
 NORMALISATIONS = ("none", "1/K", "1/sqrt(K)")
 
 
@@ -372,7 +373,7 @@ class Committee(CommitteeFlow):
             raise ValueError(f"{name}: R has shape {state.R.shape}, model needs ({self.K}, {self.M})")
 
     def min_eigenvalue(self, state: State | np.ndarray) -> float:
-        """Smallest eigenvalue of the field covariance divided by its largest |entry|."""
+        """Smallest eigenvalue of the field covariance divided by its largest absolute entry."""
         S = self.covariance(state)
         scale = max(1.0, float(np.abs(S).max()))
         return float(np.linalg.eigvalsh(S)[..., 0].min()) / scale

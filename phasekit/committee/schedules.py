@@ -248,6 +248,7 @@ class FunctionSchedule(Schedule):
         return f"FunctionSchedule({self.name})"
 
 
+#: The schedule classes by their ``kind`` (the keys of a schedule specification).
 SCHEDULE_KINDS: dict[str, type[Schedule]] = {
     ConstantSchedule.kind: ConstantSchedule,
     PowerLawSchedule.kind: PowerLawSchedule,

@@ -12,6 +12,7 @@ from .plateaus import _check_model, _escape, _plateau_object
 __all__ = ['initial_state']
 
 
+#: The kinds of :func:`initial_state`.
 INITIAL_KINDS = ("diagonal", "uniform", "plateau")
 
 

@@ -70,8 +70,8 @@ def provenance_attrs(parameters: Mapping[str, Any], **extra: Any) -> dict[str, A
     return attrs
 
 
-# The catalog of standard names: what every dataset calls R, Q, eps_g, alpha, ... and their units.
-# Systems and studies take long_name and units from here (variable(), coordinate(), attrs_for()).
+#: The catalog of standard names: what every dataset calls R, Q, eps_g, alpha, ... with their
+#: ``(long_name, units)``.  Systems and studies take both from here (variable(), coordinate(), attrs_for()).
 VARIABLES: Mapping[str, tuple[str, str]] = MappingProxyType({
     # the committee machine
     "R": ("student-teacher overlap R_in", "1"),

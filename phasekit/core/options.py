@@ -8,7 +8,7 @@ name means one thing everywhere:
 
 ``method``      the ODE solver (a ``scipy.integrate.solve_ivp`` method)
 ``rtol, atol``  the solver's relative and absolute error tolerances
-``max_norm``    a run whose largest |state entry| exceeds it has diverged
+``max_norm``    a run whose largest absolute state entry exceeds it has diverged
 ``tol``         Newton's tolerance on ``max |d state / d alpha|`` (1/alpha)
 ``max_iter``    Newton iterations at most
 ``n_workers``   worker processes (``None``, 0 or 1: in this process)
@@ -77,7 +77,7 @@ class SolverOptions(_Options):
         below the usual ``1e-12`` because symmetry-breaking components start
         tiny (down to ``1e-12``) and decide when a plateau ends.
     max_norm : float
-        A run whose largest |state entry| exceeds this counts as diverged.
+        A run whose largest absolute state entry exceeds this counts as diverged.
     """
 
     method: str = "DOP853"

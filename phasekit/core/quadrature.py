@@ -66,7 +66,7 @@ def gaussian_expectation(
 
     Parameters
     ----------
-    C : ndarray, shape (..., d, d)
+    C : ndarray, shape ``(..., d, d)``
         Covariance matrices (symmetric positive semidefinite).
     funcs : sequence of d callables
         Vectorised functions applied to each coordinate.
@@ -254,7 +254,7 @@ def nested_expectation(
 
     Parameters
     ----------
-    C : ndarray, shape (..., d, d)
+    C : ndarray, shape ``(..., d, d)``
         Covariances (symmetric positive semidefinite), any scale up to
         variances ~10; pivots below ``1e-14`` of their variance count as zero.
     funcs : sequence of d callables

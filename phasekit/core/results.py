@@ -46,7 +46,9 @@ from .datasets import provenance_attrs
 __all__ = ["STATUS", "SUCCESS", "KINDS", "Result", "ScalarResult", "FixedPoint", "check_status", "classify",
            "status_attrs", "status_codes", "status_names"]
 
+#: The status vocabulary of every result and dataset, in the order of its on-disk codes.
 STATUS: tuple[str, ...] = ("ok", "converged", "not_reached", "marginal", "diverged", "failed", "missing")
+#: The statuses that count as success (the first four of :data:`STATUS`).
 SUCCESS: frozenset[str] = frozenset(STATUS[:4])
 
 _CODE = {name: code for code, name in enumerate(STATUS)}

@@ -1,19 +1,19 @@
 """Learning dynamics of deep linear networks on whitened inputs.
 
 A chain of ``k`` weight matrices ``W = W_k ... W_1`` is trained by gradient flow
-``tau dW_i/dt = -dL/dW_i`` on
+``tau dW_i/dt = -dL/dW_i`` on::
 
     L = (1/2) E|y - W x|^2 + (lambda / 2) sum_i |W_i|_F^2,    E[x x^T] = identity,
 
 with input-output correlation ``E[y x^T] = U S V^T``.  From a small *balanced,
 aligned* initialisation (``W_1 = R_1 A V^T``, ``W_i = R_i A R_{i-1}^T``,
 ``W_k = U A R_{k-1}^T`` with orthogonal ``R_i`` and ``A = diag(a_0)``) every mode
-``alpha`` decouples: its layers carry one scalar each, ``a_1 .. a_k``, with
+``alpha`` decouples: its layers carry one scalar each, ``a_1 .. a_k``, with::
 
     tau da_i/dt = (s - u) prod_{j != i} a_j - lambda a_i,       u = prod_j a_j,
 
 and ``d(a_i^2 - a_j^2)/dt = -2 (lambda / tau) (a_i^2 - a_j^2)`` keeps the layers
-balanced, ``a_i = v = u^(1/k)``.  The mode strength ``u = u_alpha^T W v_alpha`` obeys
+balanced, ``a_i = v = u^(1/k)``.  The mode strength ``u = u_alpha^T W v_alpha`` obeys::
 
     tau du/dt = k u^(2 - 2/k) (s - u) - k lambda u.
 
@@ -23,7 +23,7 @@ balanced, ``a_i = v = u^(1/k)``.  The mode strength ``u = u_alpha^T W v_alpha`` 
 - ``k = 1``: ``u(t) = u* + (u0 - u*) e^(-(1 + lambda) t / tau)``, ``u* = s / (1 + lambda)``.
 - ``k >= 3``: with ``v = u^(1/k)``, ``tau dv/dt = v P(v)``,
   ``P(v) = s v^(k-2) - v^(2k-2) - lambda``, so the learning time
-  ``t = tau int dv / (v P(v))`` is a rational integral done by partial fractions:
+  ``t = tau int dv / (v P(v))`` is a rational integral done by partial fractions::
 
       lambda > 0:  t / tau = -ln(v / v0) / lambda
                             + Re sum_r ln((v - r) / (v0 - r)) / (r P'(r)),   r: roots of P;

@@ -2,11 +2,11 @@
 
 Model
 -----
-Inputs ``x ~ N(0, I_d)``.  The teacher has ``m0`` unit-norm ReLU units,
+Inputs ``x ~ N(0, I_d)``.  The teacher has ``m0`` unit-norm ReLU units::
 
     f*(x) = sum_j s_j relu(b_j . x),      |b_j| = 1,  s_j = +-1 (alternating),
 
-and the student, with both layers trained, is
+and the student, with both layers trained, is::
 
     f(x) = (scale / m) sum_i c_i g(a_i . x).
 
@@ -23,7 +23,7 @@ Population loss and its gradient
 --------------------------------
 ``L = (1/2) E[(f - f*)^2]`` only involves the pair kernels
 ``K(a, b) = E[g(a.x) h(b.x)]`` of the 2x2 covariance of ``(a.x, b.x)``, and
-Price's theorem (``dK/dC_uu = E[g'' h] / 2``, ``dK/dC_uv = E[g' h']``) gives
+Price's theorem (``dK/dC_uu = E[g'' h] / 2``, ``dK/dC_uv = E[g' h']``) gives::
 
     grad_a K(a, b) = E[g''(u) h(v)] a + E[g'(u) h'(v)] b,    u = a.x, v = b.x.
 

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 __all__ = ["FIGURES", "draw", "figure_problem", "fixed_elsewhere", "fmt", "label", "layout_problems", "new_figure",
            "point_values", "register_figure", "save_figure", "status_names_of", "trajectories"]
 
-# kind -> function(ds, **args) -> Figure, or a list of (suffix, title, Figure)
+#: Every registered figure kind: ``kind -> function(ds, **args)`` returning a Figure or a list of
+#: ``(suffix, title, Figure)``.
 FIGURES: dict[str, Callable[..., Any]] = {}
 
 # Keys of a [[report.figures]] table that are not arguments of the figure function.

@@ -3,7 +3,7 @@
 A fully connected network with weights ``W_ij ~ N(0, sigma_w2 / fan_in)`` and
 biases ``b_i ~ N(0, sigma_b2)`` maps the pre-activation variance ``q`` and the
 correlation ``c`` of two inputs from layer to layer (mean-field limit of wide
-layers):
+layers)::
 
     q'  = sigma_b2 + sigma_w2 V(q),               V(q) = E[g(sqrt(q) Z)^2]
     c'  = (sigma_b2 + sigma_w2 I(q1, q2, c)) / sqrt(q1' q2'),
@@ -101,9 +101,11 @@ __all__ = ['c_map', 'c_star', 'chi_1', 'chi_q', 'delta_map', 'q_map', 'q_star', 
 
 
 #: Phase codes of :func:`phasekit.propagation.phases.phase_point` (and of phase-diagram datasets).
+#: The ordered phase: correlations go to 1 with depth (``chi_1 < 1``).
 PHASE_ORDERED = 0
 
 
+#: The chaotic phase: correlations go to ``c* < 1`` with depth (``chi_1 > 1``).
 PHASE_CHAOTIC = 1
 
 

@@ -69,6 +69,7 @@ class Analysis:
     description: str = ""
 
 
+#: Every registered analysis by name (:func:`register_analysis` adds one).
 ANALYSES: dict[str, Analysis] = {}
 
 

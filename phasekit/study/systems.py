@@ -339,6 +339,7 @@ _LAZY = _system(
     ],
 )
 
+#: The systems a study can name (``system = ...``), by name.
 SYSTEMS: dict[str, System] = {s.name: s for s in (_COMMITTEE, _PROPAGATION, _DEEP_LINEAR, _LAZY)}
 
 
