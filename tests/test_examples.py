@@ -20,13 +20,14 @@ _CHECK = ("import json, matplotlib, phasekit\n"
 
 def _kernelspec(tmp: Path) -> Path:
     # A kernel on this interpreter with this tree's phasekit first on its path; figures through the
-    # inline backend (matplotlib's Agg renderer, no GUI).
+    # inline backend (matplotlib's Agg renderer, no GUI); IPython's profile kept in the temporary folder.
     spec = tmp / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "phasekit (tests)", "language": "python",
-        "env": {"PYTHONPATH": str(ROOT), "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
+        "env": {"PYTHONPATH": str(ROOT), "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                "IPYTHONDIR": str(tmp / "jupyter" / "ipython")},
     }))
     return tmp / "jupyter"
 
@@ -42,7 +43,9 @@ def test_the_stored_notebook_has_no_outputs():
 def executed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tour")
     mp = pytest.MonkeyPatch()
-    mp.setenv("JUPYTER_PATH", str(_kernelspec(tmp)))
+    jupyter = _kernelspec(tmp)
+    mp.setenv("JUPYTER_PATH", str(jupyter))
+    mp.setenv("JUPYTER_RUNTIME_DIR", str(jupyter / "runtime"))
     try:
         nb = nbformat.read(TOUR, as_version=4)
         nb.cells.append(nbformat.v4.new_code_cell(_CHECK))
