@@ -120,6 +120,8 @@ def plateau_of(model: Committee, newton: Any = None) -> Any:
                 and model.noise == 0 and np.array_equal(model.T, np.eye(model.M)):
             K = model.K
             guess = (1.0 / math.sqrt(K * (2 * K - 1)), 1.0 / (2 * K - 1), 1.0 / (2 * K - 1))
+            if model.train_second_layer:  # with teacher weights 1 the plateau keeps v = 1 (dv/dalpha = 0 there)
+                guess = guess + (1.0,) if np.allclose(model.teacher_weights, 1.0) else None
         return symmetric_plateau(model, guess, newton=newton)
 
     return _memo(("plateau",) + _model_key(model, newton), compute)
