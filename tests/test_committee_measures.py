@@ -333,3 +333,48 @@ def test_the_kept_plateau_belongs_to_each_point_of_a_grid_over_general_parameter
         fp = pk.symmetric_plateau(pk.Committee(2, 2, "erf", eta=0.5, second_order=False, weight_decay=lam))
         assert fp.success and eg == pytest.approx(float(fp.eg), rel=1e-10)
     assert len(set(egs)) == 3
+
+
+def test_noise_floor_against_the_flow_and_the_small_eta_closed_form():
+    study = {"name": "floor", "model": {"K": 2, "M": 2, "activation": "erf", "second_order": True, "noise": 0.1},
+             "grid": {"eta": [0.002, 0.01], "K": [2, 3], "train_second_layer": [False, True]},
+             "measures": {"noise_floor": {}}}
+    ds = pk.run_study(study, progress=False)
+    eg, cf = ds["floor_eg"].values, ds["floor_closed_form"].values
+    # the closed form, by hand: eta sigma^2 / (2 pi) [M / sqrt 3 + K - M] (first layer), sum_n 1 / (2 sqrt 3 pi c_n)
+    s2 = 0.01
+    by_hand = np.array([[[2 / math.sqrt(3), 2 / math.sqrt(3)], [2 / math.sqrt(3) + 1, 1.5 / math.sqrt(3)]]]) / (2 * math.pi)
+    np.testing.assert_allclose(cf, by_hand * np.array([0.002, 0.01])[:, None, None] * s2, rtol=1e-12)
+    # Newton's fixed point lies above the closed form by an O(eta) correction: five times smaller at eta / 5
+    excess = eg / cf - 1
+    assert np.all(excess > 0) and np.all(excess[1] < 0.015)
+    np.testing.assert_allclose(excess[1] / excess[0], 5.0, rtol=0.1)
+    np.testing.assert_allclose(ds["floor_v"].values[1, 1, 1], [0.5, 1.0, 0.5], atol=2e-3)  # the copies share w
+    # independent route: the flow from next to the noiseless solution ends at the same eps_g
+    model = pk.Committee(3, 2, "erf", eta=0.05, second_order=True, noise=0.1)
+    traj = pk.integrate(model, pk.State(np.eye(3, 2), np.diag([1.0, 1.0, 1e-3])), 2e4, n_points=3)
+    floor = pk.run_study(dict(study, model=dict(study["model"], eta=0.05, K=3), grid={"train_second_layer": [False]}),
+                         progress=False)
+    assert float(traj["eg"].values[-1]) == pytest.approx(float(floor["floor_eg"].values[0]), rel=1e-6)
+    # the unused unit's norm: eta sigma^2 / 2 to leading order
+    assert float(traj["Q"].values[-1, 2, 2]) == pytest.approx(0.05 * s2 / 2, rel=0.05)
+    with pytest.raises(pk.StudyError, match=r"measures\.noise_floor'.*K >= M"):
+        pk.parse_study(dict(study, model=dict(study["model"], M=3), grid={"eta": [0.01]}))
+
+
+def test_plateau_second_layer_is_the_plateau_of_the_flow_in_v():
+    study = {"name": "pv", "model": {"K": 2, "M": 2, "activation": "erf", "eta": 0.1, "train_second_layer": True},
+             "grid": {"second_order": [False, True]}, "measures": {"plateau": {}, "plateau_second_layer": {}}}
+    ds = pk.run_study(study, progress=False)
+    first, exact = ds.sel(second_order=0), ds.sel(second_order=1)
+    # first order: Saad and Solla's plateau with v = 1 (dv/dalpha cancels there), and their escape rate
+    assert float(first["plateau_v"]) == pytest.approx(1.0, abs=1e-12)
+    assert float(first["plateau_R"]) == pytest.approx(1 / math.sqrt(6), abs=1e-10)
+    assert float(first["escape_eigenvalue"]) == pytest.approx(0.1 * 4 / (math.pi * math.sqrt(3) * 5 ** 1.5), rel=1e-8)
+    assert abs(float(first["plateau_v_escape"])) < 1e-8  # the escape mode leaves v alone
+    # with the eta^2 term v moves below 1: the flow from an exactly symmetric start ends there
+    model = pk.Committee(2, 2, "erf", eta=0.1, second_order=True, train_second_layer=True)
+    traj = pk.integrate(model, initial_state(model, 0.0, Q0=0.25), 2e4, n_points=3)
+    assert float(exact["plateau_v"]) < 0.99
+    np.testing.assert_allclose(traj["v"].values[-1], float(exact["plateau_v"]), atol=1e-5)
+    assert float(traj["eg"].values[-1]) == pytest.approx(float(exact["plateau_eg"]), rel=1e-5)

@@ -169,3 +169,34 @@ def test_lazy_studies(tmp_path_factory):
     scale, _ = run("lazy_scale", tmp_path_factory)
     assert set(scale["variant"].values) == {"relu, symmetrised", "erf, centred"}
     assert scale["distance_expected_exponent"].sel(variant="relu, symmetrised") == -0.5
+
+
+def test_goldt2019_noise_floor(tmp_path_factory):
+    ds, report = run("goldt2019_noise_floor", tmp_path_factory)
+    eg = ds["floor_eg"].transpose("K", "train_second_layer").values / (0.01 * 0.1 ** 2)  # per unit eta sigma^2
+    # small-eta closed form: (M / sqrt 3 + K - M) / (2 pi) first layer only, sum_n 1 / (2 sqrt 3 pi c_n) both layers
+    closed = np.array([[0.18378, 0.18378], [0.34293, 0.13783]])
+    np.testing.assert_allclose(eg, closed, rtol=0.015)
+    assert np.all(eg > closed)
+    # the published statement: the error grows with K for the first layer only and falls when both are trained
+    assert eg[1, 0] > 1.8 * eg[0, 0] and eg[1, 1] < 0.8 * eg[0, 1]
+    # the authors' final error, first order in sigma^2 (first layer only, M = 2, eta = 0.01, sigma = 0.1): its
+    # O(sigma^2) corrections are 1e-4 of it here
+    published = [1.845706e-05, 3.454166e-05]
+    np.testing.assert_allclose(ds["floor_eg"].sel(train_second_layer=0).values, published, rtol=1e-4)
+    assert "0.34293" in report.read_text() and "3.454166e-05" in report.read_text()
+
+
+def test_riegler_biehl1995_plateau(tmp_path_factory):
+    ds, _ = run("riegler_biehl1995_plateau", tmp_path_factory)
+    # the cheap variant is first order: Saad and Solla's plateau, with v = 1 when the second layer is trained
+    K = 2
+    plateau_eg = K / math.pi * (math.pi / 6 - K * math.asin(1 / (2 * K)))
+    np.testing.assert_allclose(ds["plateau_eg"].values, plateau_eg, rtol=1e-10)
+    np.testing.assert_allclose(ds["plateau_R"].values, 1 / math.sqrt(6), rtol=1e-10)
+    np.testing.assert_allclose(ds["plateau_C"].values, 1 / 3, rtol=1e-9)
+    np.testing.assert_allclose(ds["plateau_v"].values, 1.0, atol=1e-12)
+    np.testing.assert_allclose(ds["escape_eigenvalue"].values, ds["escape_closed_form"].values, rtol=1e-8)
+    # both runs pass the plateau and leave it: its length is finite, shorter with the trained second layer
+    length = ds["plateau_length"].values
+    assert np.all(np.isfinite(length)) and length[1] < length[0]

@@ -120,6 +120,8 @@ def plateau_of(model: Committee, newton: Any = None) -> Any:
                 and model.noise == 0 and np.array_equal(model.T, np.eye(model.M)):
             K = model.K
             guess = (1.0 / math.sqrt(K * (2 * K - 1)), 1.0 / (2 * K - 1), 1.0 / (2 * K - 1))
+            if model.train_second_layer:  # with teacher weights 1 the plateau keeps v = 1 (dv/dalpha = 0 there)
+                guess = guess + (1.0,) if np.allclose(model.teacher_weights, 1.0) else None
         return symmetric_plateau(model, guess, newton=newton)
 
     return _memo(("plateau",) + _model_key(model, newton), compute)
@@ -573,3 +575,110 @@ def measure_spread(ctx: PointContext, settings: dict) -> Outcome:
     v = np.concatenate([R.reshape(n_runs, -1), Q[:, iu[0], iu[1]]], axis=-1)
     return Outcome({"mean": v.mean(axis=0), "std": v.std(axis=0, ddof=1)}, ds.attrs["status"],
                    str(ds.attrs["message"]))
+
+
+# --- published results: the noise floor of over-parameterised students, the plateau's second layer ---
+
+from ..committee import find_fixed_point  # noqa: E402  (kept with the measures that use it)
+
+
+def _noise_floor_guess(model: Committee) -> tuple[State, np.ndarray]:
+    """The noiseless solution an over-parameterised erf student settles next to, and the copies per teacher.
+
+    First layer only (``v`` fixed): each of the first M students copies one
+    teacher (``R = Q = I`` there) and the other ``K - M`` have zero norm, so
+    that they add nothing to the output.  Both layers trained: student ``i``
+    copies teacher ``i mod M`` and the ``c_n`` copies of teacher ``n`` share its
+    output weight, ``v_i = w_n / c_n`` (the solution SGD is seen to approach).
+    """
+    K, M = model.K, model.M
+    R = np.zeros((K, M))
+    if model.train_second_layer:
+        R[np.arange(K), np.arange(K) % M] = 1.0
+        copies = np.bincount(np.arange(K) % M, minlength=M).astype(float)
+        v = model.teacher_weights[np.arange(K) % M] / copies[np.arange(K) % M]
+    else:
+        R[:M] = np.eye(M)
+        copies, v = np.ones(M), None
+    Q = R @ R.T + 1e-6 * np.eye(K)  # just inside the cone: the copies coincide
+    return State(R, Q, v), copies
+
+
+def noise_floor_closed_form(model: Committee) -> float:
+    """Small-eta closed form of the noise floor of an erf student (teacher ``w = 1``, ``T = I``, ``K >= M``).
+
+    To first order in ``eta sigma^2``, a student unit that copies a teacher
+    adds ``eta sigma^2 / (2 sqrt(3) pi)``, divided by the number ``c_n`` of
+    students sharing that teacher (both layers trained); a unit of zero norm
+    (first layer only, ``v = 1``) settles at ``Q = eta sigma^2 / 2`` and adds
+    ``eta sigma^2 / (2 pi)``::
+
+        eps_g* = eta sigma^2 / (2 pi) [ sum_n 1 / (sqrt(3) c_n) + (K - M) ]   (first layer: c_n = 1)
+        eps_g* = eta sigma^2 / (2 pi) sum_n 1 / (sqrt(3) c_n)                (both layers)
+
+    NaN outside that setting.
+    """
+    K, M = model.K, model.M
+    if model.activation.name != "erf" or K < M or not np.array_equal(model.T, np.eye(M)) \
+            or not np.allclose(model.teacher_weights, 1.0) or model.weight_decay or model.drift \
+            or (not model.train_second_layer and not np.allclose(model.student_weights, 1.0)):
+        return math.nan
+    _, copies = _noise_floor_guess(model)
+    unused = 0 if model.train_second_layer else K - M
+    return model.eta * model.noise ** 2 / (2 * math.pi) * (float(np.sum(1.0 / (math.sqrt(3.0) * copies))) + unused)
+
+
+def _noise_floor_check(study: Any) -> str | None:
+    p = study.params
+    gridded = any("K" in a or "M" in a for ax in study.axes for a in ax.assigns)
+    if not gridded and p["M"] != "K" and p["K"] < p["M"]:
+        return f"the noise floor of an over-parameterised student needs K >= M, got K = {p['K']}, M = {p['M']}"
+    return _needs_autonomous("the noise floor (a fixed point)")(study)
+
+
+@register_measure("noise_floor",
+                  {"floor_eg": Output("eps_g at the fixed point an over-parameterised student settles at"),
+                   "floor_closed_form": Output("small-eta closed form of that eps_g (erf, w = 1)"),
+                   "floor_v": Output("student second-layer weights at that fixed point", "1", ("i",)),
+                   "floor_n_unstable": Output("unstable directions of that fixed point")},
+                  coords=unit_coords, check=_noise_floor_check)
+def measure_noise_floor(ctx: PointContext, settings: dict) -> Outcome:
+    """The fixed point next to the noiseless solution of a student with K >= M, by Newton's method.
+
+    The guess is :func:`_noise_floor_guess` (first layer only: M copies and
+    K - M units of zero norm; both layers: every unit copies a teacher and the
+    copies share its output weight).  With output noise the fixed point moves
+    off it by O(eta sigma^2); ``floor_closed_form`` is
+    :func:`noise_floor_closed_form`.  Status ``failed`` where Newton did not converge.
+    """
+    model = point_model(ctx)
+    values: dict[str, Any] = {"floor_eg": math.nan, "floor_closed_form": noise_floor_closed_form(model),
+                              "floor_v": np.full(model.K, math.nan), "floor_n_unstable": math.nan}
+    if model.K < model.M:
+        return Outcome(values, "failed", f"noise_floor: needs K >= M, got K = {model.K}, M = {model.M}")
+    guess, _ = _noise_floor_guess(model)
+    fp = _memo(("noise_floor",) + _model_key(model, ctx.newton),
+               lambda: find_fixed_point(model, guess, newton=ctx.newton))
+    if fp.success:
+        v = fp.state.v if fp.state.v is not None else model.student_weights
+        values.update(floor_eg=float(fp.eg), floor_v=np.asarray(v, dtype=float), floor_n_unstable=int(fp.n_unstable))
+    return Outcome(values, fp.status, fp.message)
+
+
+@register_measure("plateau_second_layer",
+                  {"plateau_v": Output("student second-layer weight v at the symmetric plateau"),
+                   "plateau_v_escape": Output("v component of the unit escape eigenvector")},
+                  check=_needs_autonomous("the symmetric plateau"))
+def measure_plateau_second_layer(ctx: PointContext, settings: dict) -> Outcome:
+    """The second layer at the symmetric plateau (the fixed v where it is not trained)."""
+    model = point_model(ctx)
+    if model.K < 2:
+        return Outcome({"plateau_v": math.nan, "plateau_v_escape": math.nan}, "not_reached",
+                       "K = 1: a single student has no permutation symmetry to break, so no symmetric plateau")
+    fp = plateau_of(model, ctx.newton)
+    v = fp.state.v if fp.state.v is not None else model.student_weights
+    esc = math.nan
+    if model.train_second_layer and fp.escape_vector is not None:
+        u = np.real(np.asarray(fp.escape_vector, dtype=complex))
+        esc = float(np.max(np.abs(u[-model.K:])))
+    return Outcome({"plateau_v": float(np.mean(v)), "plateau_v_escape": esc}, fp.status, fp.message)
