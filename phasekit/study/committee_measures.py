@@ -595,8 +595,10 @@ def measure_steady_eta(ctx: PointContext, settings: dict) -> Outcome:
     """The eta that minimises the steady-state eps_g (:func:`phasekit.committee.steady.optimal_steady_eta`).
 
     Searched in ``[eta_low, eta_high]`` with everything else of the point's
-    model (its own eta is not used); ``not_reached`` when the minimum is at
-    an end of that range.
+    model (its own eta is not used; ``weight_decay`` is phasekit's lambda,
+    held fixed, so a decay ``gamma = eta lambda`` written without eta, as in
+    Straat et al. 2018, changes with eta); ``not_reached`` when the minimum
+    is at an end of that range.
     """
     model = point_model(ctx)
     lo, hi = float(settings["eta_low"]), float(settings["eta_high"])
