@@ -29,6 +29,7 @@ from . import deep_linear, lazy_training, propagation
 from ._version import __version__
 from .committee import (
     INITIAL_KINDS,
+    AnnealingAsymptote,
     AsymptoticError,
     CommitteeFixedPoint,
     CriticalEta,
@@ -40,6 +41,7 @@ from .committee import (
     PlateauTimes,
     SteadyEta,
     align_teachers,
+    annealing_asymptote,
     asymptotic_eg,
     continuation,
     convergence_time,
@@ -92,6 +94,7 @@ __all__ = [
     "optimal_eta", "perfect_solution", "symmetric_plateau", "steady_state", "optimal_steady_eta", "SteadyEta",
     "INITIAL_KINDS", "AsymptoticError", "Crossing", "PlateauTimes", "asymptotic_eg", "convergence_time",
     "initial_state", "plateau_length", "plateau_times", "simulate", "align_teachers",
+    "AnnealingAsymptote", "annealing_asymptote",
     "plateau_scaling", "convergence_time_vs_eta", "stability_boundary", "phase_diagram", "lazy_sweep",
     "Study", "StudyError", "load_study", "parse_study", "MEASURES", "register_measure", "run_study", "sweep",
     "write_report",

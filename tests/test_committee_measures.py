@@ -10,6 +10,7 @@ import scipy.integrate
 
 import phasekit as pk
 from phasekit.committee.starts import initial_state
+from phasekit.core.results import status_names
 from phasekit.study.runner import evaluate_point
 from phasekit.study.schema import parse_study
 
@@ -317,10 +318,41 @@ def test_steady_eg_is_the_steady_state_of_each_point():
             assert float(ds["steady_R"].values[i, j]) == float(np.mean(np.diag(fp.state.R)))
     assert float(ds["steady_eg"].values[0, 0]) == 0.0 and np.all(ds["steady_eg"].values.ravel()[1:] > 1e-4)
     assert np.all(ds["steady_n_unstable"].values == 0)
-    with pytest.raises(pk.StudyError, match=r"measures\.steady_eg'.*K == M"):
-        pk.parse_study(dict(study, model=dict(study["model"], M=3)))
+    pk.parse_study(dict(study, model=dict(study["model"], M=3)))  # K != M: the steady state is sought too
     with pytest.raises(pk.StudyError, match=r"measures\.steady_eg'.*autonomous"):
         pk.parse_study(dict(study, model=dict(study["model"], eta_schedule={"kind": "power_law", "alpha0": 10.0})))
+
+
+def test_steady_eta_is_the_best_learning_rate_of_each_point():
+    study = {"name": "steady_eta", "model": {"K": 1, "M": "K", "activation": "linear", "eta": 0.3},
+             "grid": {"drift": [0.05, 0.1]}, "measures": {"steady_eta": {"eta_low": 0.05, "eta_high": 1.5}}}
+    ds = pk.run_study(study, progress=False)
+    for i, d in enumerate([0.05, 0.1]):
+        ref = pk.optimal_steady_eta(pk.Committee(1, 1, "linear", eta=0.3, drift=d), (0.05, 1.5))
+        assert ref.status == "ok"
+        assert float(ds["steady_eta"].values[i]) == float(ref) and float(ds["steady_eta_eg"].values[i]) == ref.eg
+    assert list(status_names(ds["status"].values)) == ["ok", "ok"]
+    bad = dict(study, measures={"steady_eta": {"eta_low": 2.0, "eta_high": 1.5}})
+    with pytest.raises(pk.StudyError, match=r"measures\.steady_eta'.*eta_low must be < eta_high, got eta_low = 2, "
+                                            r"eta_high = 1\.5"):
+        pk.parse_study(bad)
+    with pytest.raises(pk.StudyError, match=r"measures\.steady_eta\.eta_low"):
+        pk.parse_study(dict(study, measures={"steady_eta": {"eta_low": -1.0}}))
+    with pytest.raises(pk.StudyError, match=r"measures\.steady_eta'.*autonomous"):
+        pk.parse_study(dict(study, model=dict(study["model"], eta_schedule={"kind": "power_law", "alpha0": 10.0})))
+
+
+def test_annealing_asymptote_measure_is_the_direct_call_and_nan_without_a_schedule():
+    sched = {"kind": "power_law", "alpha0": 20.0, "p": 1.0}
+    study = {"name": "ann", "model": {"K": 1, "M": "K", "activation": "linear", "eta": 0.5, "noise": 0.5,
+                                      "second_order": True},
+             "grid": {"case": [{"name": "constant"}, {"name": "annealed", "eta_schedule": sched}]},
+             "integration": {"alpha_max": 10.0, "n_points": 2}, "measures": {"annealing_asymptote": {}}}
+    ds = pk.run_study(study, progress=False)
+    ref = pk.annealing_asymptote(pk.Committee(1, 1, "linear", eta=0.5, noise=0.5, second_order=True,
+                                              eta_schedule=sched))
+    assert float(ds["annealing_C"].values[1]) == float(ref) and ref.status == "ok"
+    assert np.isnan(ds["annealing_C"].values[0]) and status_names(ds["status"].values)[0] == "not_reached"
 
 
 def test_the_kept_plateau_belongs_to_each_point_of_a_grid_over_general_parameters():

@@ -237,3 +237,17 @@ def test_stability_boundary_regions_have_their_own_hatch():
     regions = [c for c in fig.axes[0].collections if c.get_label().endswith("unstable (hatched)")]
     assert len(regions) == 2 and len({c.get_hatch() for c in regions}) == 2
     assert layout_problems(fig) == []
+
+
+def test_eg_curves_on_a_log_time_axis_leave_out_the_start():
+    import phasekit as pk
+    from phasekit.plotting import committee as pc
+
+    model = pk.Committee(1, 1, "linear", eta=0.5, noise=0.3, eta_schedule={"kind": "power_law", "alpha0": 4.0})
+    traj = pk.integrate(model, pk.State([[0.2]], [[0.5]]), 100.0, n_points=11)
+    fig = pc.eg_curves([traj], labels=["annealed"], logx=True)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    (line,) = [ln for ln in ax.lines if len(ln.get_xdata())]
+    assert np.all(line.get_xdata() > 0) and len(line.get_xdata()) == 10
+    assert pc.eg_curves([traj], labels=["annealed"]).axes[0].get_xscale() == "linear"

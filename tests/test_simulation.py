@@ -421,6 +421,7 @@ _SIM_CASES = [
     ("weight decay", dict(weight_decay=0.2), _S0, dict(weight_decay=0.0), "microscopic"),
     ("weight decay, chain", dict(weight_decay=0.2), _S0, dict(weight_decay=0.0), "reduced"),
     ("drift", dict(drift=0.1), _S0, dict(drift=0.0), "microscopic"),
+    ("drift, chain", dict(drift=0.1), _S0, dict(drift=0.0), "reduced"),
     ("schedule", dict(eta=0.8, eta_schedule={"kind": "power_law", "alpha0": 1.0}), _S0, dict(eta_schedule=None),
      "microscopic"),
     ("noise with trained v", dict(noise=0.5, train_second_layer=True), _SV, dict(noise=0.0), "microscopic"),
@@ -469,6 +470,23 @@ def test_general_chain_matches_microscopic_in_distribution():
     assert micro[:, model.n_order].std() > 0.01
 
 
+@pytest.mark.parametrize("N,eta,drift,block", [(30, 1.2, 0.5, 1), (30, 1.2, 0.5, 8), (20, 1.2, 2.0, None)])
+def test_drift_chain_matches_microscopic_in_distribution(N, eta, drift, block):
+    """A drifting teacher at small N, where its overlaps T fluctuate: the chain carries (R, Q, T); every
+    component of (R, Q) at alpha = 1 has the microscopic distribution (KS, 2000 runs each), blocks of one
+    example and of eight (b (M + 1) = 24 vectors outside the span); the same chain without drift is told apart."""
+    model = pk.Committee(2, 2, "erf", eta=eta, noise=0.2, drift=drift, weight_decay=0.1)
+    micro = _flat(simulate(model, _S0, N, 1.0, n_runs=2000, seed=20, n_points=2))[:, -1]
+    red = _flat(simulate(model, _S0, N, 1.0, n_runs=2000, seed=21, n_points=2, level="reduced", block=block))[:, -1]
+    for j in range(model.n_order):
+        a, b = micro[:, j], red[:, j]
+        assert stats.ks_2samp(a, b).pvalue > 1e-3, j
+        assert abs(a.mean() - b.mean()) < 4 * np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)), j
+    still = _flat(simulate(model.replace(drift=0.0), _S0, N, 1.0, n_runs=2000, seed=21, n_points=2,
+                           level="reduced"))[:, -1]
+    assert stats.ks_2samp(micro[:, 0], still[:, 0]).pvalue < 1e-6
+
+
 def test_general_simulation_dataset_and_errors():
     model = pk.Committee(2, 2, "erf", train_second_layer=True, teacher_weights=[1.0, 0.5])
     ds = simulate(model, _SV, 50, 0.5, n_runs=2, n_points=3, n_test=2000, seed=1)
@@ -477,5 +495,9 @@ def test_general_simulation_dataset_and_errors():
     assert np.allclose(ds.eg_test.values, ds.eg.values, rtol=0.15)
     with pytest.raises(ValueError, match=r"state0: the second layer is trained, so the state needs its weights v"):
         simulate(model, _S0, 50, 0.5)
-    with pytest.raises(ValueError, match=r"level: a drifting teacher's overlaps T fluctuate at finite N"):
-        simulate(pk.Committee(2, 2, "erf", drift=0.1), _S0, 50, 0.5, level="reduced")
+    # under drift a block of the chain holds b (M + 1) vectors outside span(J, B)
+    with pytest.raises(ValueError, match=r"block: must be an integer in \[1, \(N - K - M\) // \(M \+ 1\) under "
+                                         r"drift\] = \[1, 15\], got 16"):
+        simulate(pk.Committee(2, 2, "erf", drift=0.1), _S0, 50, 0.5, level="reduced", block=16)
+    assert simulate(pk.Committee(2, 2, "erf", drift=0.1), _S0, 50, 0.5, level="microscopic", block=16,
+                    n_points=2).attrs["block"] == 16

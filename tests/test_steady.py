@@ -98,7 +98,37 @@ def test_bad_arguments():
         pk.optimal_steady_eta(model, (1.0, 0.5))
     with pytest.raises(ValueError, match=r"xtol: relative tolerance must be in \(0, 1\), got 0"):
         pk.optimal_steady_eta(model, xtol=0)
-    with pytest.raises(ValueError, match=r"model: the steady state next to the perfect solution needs K == M"):
-        pk.steady_state(pk.Committee(2, 1, drift=0.1))
     with pytest.raises(ValueError, match=r"model: expected a phasekit.Committee, got str"):
         pk.steady_state("erf")
+
+
+def test_steady_state_at_the_specialisation_transition_is_where_the_flow_ends():
+    """erf K = M = 2, eta = 0.5, lambda = 0.01, delta = 0.03: Newton from R = Q = T and the homotopy both stop
+    short (the specialised and unspecialised branches meet, the Jacobian is nearly singular); the flow's end
+    is the steady state, and a long integration from R = Q = T ends at the same point."""
+    model = pk.Committee(2, 2, "erf", eta=0.5, second_order=True, weight_decay=0.01, drift=0.03)
+    assert not pk.find_fixed_point(model, pk.State(np.eye(2), np.eye(2))).success
+    fp = pk.steady_state(model)
+    assert fp.success and fp.kind == "stable" and fp.label == "perfect" and "flow" in fp.message
+    ds = pk.integrate(model, pk.State(np.eye(2), np.eye(2)), 4000.0, n_points=3)
+    assert ds.eg.values[-1] == pytest.approx(fp.eg, rel=2e-4)
+    # the drift has removed the specialisation: both students carry the same overlaps
+    assert abs(fp.state.R[0, 0] - fp.state.R[0, 1]) < 1e-3
+
+
+@pytest.mark.parametrize("K,M,params", [
+    (1, 2, dict(drift=0.01, weight_decay=0.01)),
+    (3, 2, dict(noise=0.3, second_order=True)),
+])
+def test_steady_state_with_k_not_m_is_where_the_flow_ends(K, M, params):
+    """K != M: the steady state's eps_g is that of a long integration from a random start (the over-realisable
+    student's spare unit may end on either teacher unit, so only eps_g is compared there)."""
+    model = pk.Committee(K, M, "erf", eta=0.5, **params)
+    fp = pk.steady_state(model)
+    assert fp.success and fp.kind == "stable"
+    rng = np.random.default_rng(0)
+    ds = pk.integrate(model, pk.State(0.1 * rng.random((K, M)), np.diag(0.3 + 0.1 * rng.random(K))), 2500.0,
+                      n_points=3)
+    assert ds.eg.values[-1] == pytest.approx(fp.eg, rel=1e-6)
+    if K < M:
+        assert np.allclose(pk.state_at(ds).to_vector(), fp.vector, atol=1e-6)

@@ -23,10 +23,12 @@ module                  concept
 ``plateaus``            plateau lengths and convergence times (``PlateauTimes``, ``Crossing``)
 ``asymptotics``         the asymptotic error (``AsymptoticError``)
 ``steady``              steady states under drift, weight decay, noise; ``optimal_steady_eta``
+``annealing``           the ``C / alpha`` error of ``1/alpha`` annealing with noise (``annealing_asymptote``)
 ``simulation``          microscopic SGD and the exact finite-N chain
 ======================  ======================================================
 """
 
+from .annealing import AnnealingAsymptote, annealing_asymptote
 from .asymptotics import AsymptoticError, asymptotic_eg
 from .branches import continuation
 from .dynamics import integrate, model_from_dataset, state_at, trajectory_dataset
@@ -52,5 +54,5 @@ __all__ = [
     "EtaStructure", "MarginalMode", "eta_structure", "Crossing", "PlateauTimes", "convergence_time",
     "plateau_length", "plateau_times", "fixed_points", "align_teachers", "simulate", "CriticalEta", "OptimalEta",
     "critical_eta", "optimal_eta", "INITIAL_KINDS", "initial_state", "SteadyEta", "optimal_steady_eta",
-    "steady_state",
+    "steady_state", "AnnealingAsymptote", "annealing_asymptote",
 ]

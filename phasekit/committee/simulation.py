@@ -67,10 +67,26 @@ so the fields are ``x_t = P_t X_0t + sum_{s<t} W_ts G_st delta_s`` with
 ``W_ts = (P_t / P_{s+1}) c_s``, and the block ends at ``J_b = P_b J_0 +
 U^T Xi`` with ``U_s = (P_b / P_{s+1}) c_s delta_s``: ``R_b = P_b R_0 + U^T Y``,
 ``Q_b = P_b^2 Q_0 + P_b (U^T X_0 + X_0^T U) + U^T G U``.  A drifting teacher
-(microscopic only: at finite N its overlaps T fluctuate and would have to be
-part of the chain's state) moves as ``B_{t+1} = d B_t + s nu_t``, ``d = 1 -
-delta/N``, ``s = sqrt(2 delta/N)``, ``nu_t ~ N(0, I/N)``, so ``y_t = d^t
+moves as ``B_{t+1} = d B_t + s nu_t``, ``d = 1 - delta/N``, ``s = sqrt(2
+delta/N)``, ``nu_t ~ N(0, I/N)`` (one per teacher unit), so ``y_t = d^t
 B_0 . xi_t + s sum_{s<t} d^(t-1-s) nu_s . xi_t``.
+
+Under drift the teacher's overlaps ``T`` fluctuate at finite N, so the reduced
+chain carries ``(R, Q, T)`` (``T`` is not in the state vector it returns: as
+microscopically, eps_g is reported with ``T`` at its mean, the identity).  The
+steps ``nu_tn`` are Gaussian vectors like the inputs, only ``1/sqrt(N)``
+smaller: a block's ``b`` inputs and ``b M`` steps have coordinates in the span
+of ``(J_0, B_0)`` (``z_t ~ N(0, I_r)``, ``w_tn ~ N(0, I_r / N)``, projections
+``F z``, ``F w``) and a joint Gram matrix outside it, ``D A A^T D`` with ``A``
+Bartlett's factor of ``Wishart_{b(M+1)}(N - r, I)`` and ``D`` the scales (1 for
+an input, ``1/sqrt(N)`` for a step).  From these inner products the block's
+fields and its end are exact:
+
+    R_b = P_b (d^b R_0 + s sum_t e_t J_0 . nu_t) + U^T (d^b Y_0 + s sum_t e_t Xi . nu_t),
+    T_b = d^(2b) T_0 + d^b s sum_t e_t (B_0 . nu_t + (B_0 . nu_t)^T) + s^2 sum_{t,t'} e_t e_t' nu_t . nu_t',
+
+``e_t = d^(b-1-t)``, ``Q_b`` as without drift.  The cost per block is that of
+a ``b (M + 1)``-dimensional Gram matrix, still independent of N.
 """
 
 from __future__ import annotations
@@ -113,6 +129,11 @@ _MICRO_CHUNK_FLOATS = 1 << 22
 
 # Runs sampled together by the reduced chain.
 _REDUCED_CHUNK_RUNS = 1024
+
+
+# Default block of the chain under drift: its Gram matrix has b (M + 1) rows, so the work per
+# example grows with b and short blocks are the cheaper ones.
+_DRIFT_BLOCK = 4
 
 
 # Relative eigenvalue threshold of the field covariance's rank.
@@ -383,12 +404,18 @@ def _run_reduced(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray, b:
     plain = _plain(model)
     eye = np.eye(L)
     v = np.repeat(v0[None, :], n, axis=0)
+    T = np.repeat(np.asarray(model.T, dtype=float)[None], n, axis=0) if model.drift > 0 else None
     out = np.empty((n, len(steps), model.n_state))
     done = 0
     for j, target in enumerate(steps):
         while done < target:
             bb = min(b, target - done)
             alive = np.all(np.isfinite(v), axis=-1) & (np.abs(v).max(axis=-1) < _MAX_NORM)
+            if T is not None:
+                v_next, T = _reduced_block_drift(model, v, T, alive, rng, bb, _block_rates(model, done, bb, N), N)
+                v = np.where(alive[:, None], v_next, np.nan)
+                done += bb
+                continue
             S = np.where(alive[:, None, None], model.covariance(v), eye)
             F, keep = _factor(S)
             z = rng.standard_normal((n, bb, L)) * keep[:, None, :]
@@ -428,6 +455,57 @@ def _reduced_block_general(model: Committee, v: np.ndarray, X0: np.ndarray, Y: n
     return np.concatenate(parts, axis=-1)
 
 
+def _reduced_block_drift(model: Committee, v: np.ndarray, T: np.ndarray, alive: np.ndarray,
+                         rng: np.random.Generator, b: int, rates: dict[str, Any],
+                         N: int) -> tuple[np.ndarray, np.ndarray]:
+    """A block of the chain under drift: state vectors (n, n_state) and teacher overlaps T (n, M, M) after it."""
+    K, M, L = model.K, model.M, model.L
+    n = len(v)
+    S = model.covariance(v)
+    S[:, K:, K:] = T
+    S = np.where(alive[:, None, None], S, np.eye(L))
+    F, keep = _factor(S)
+    Ft = np.swapaxes(F, -1, -2)
+    # span coordinates of the b inputs and of the b M teacher steps (nu_tm: row t M + m)
+    z = rng.standard_normal((n, b, L)) * keep[:, None, :]
+    w = rng.standard_normal((n, b * M, L)) * keep[:, None, :] / math.sqrt(N)
+    fields, proj = z @ Ft, w @ Ft
+    A = _bartlett(rng, N - keep.sum(axis=-1), b * (M + 1))
+    scale = np.concatenate([np.ones(b), np.full(b * M, 1.0 / math.sqrt(N))])
+    Zall = np.concatenate([z, w], axis=-2)
+    Gall = Zall @ np.swapaxes(Zall, -1, -2) + scale[:, None] * (A @ np.swapaxes(A, -1, -2)) * scale[None, :]
+    G = Gall[:, :b, :b]
+    XN = Gall[:, :b, b:].reshape(n, b, b, M)  # xi_t . nu_sm
+    NN = Gall[:, b:, b:].reshape(n, b, M, b, M)  # nu_tm . nu_t'm'
+    JN = proj[..., :K].reshape(n, b, M, K)  # J_0i . nu_tm
+    BN = proj[..., K:].reshape(n, b, M, M)  # B_0m' . nu_tm, indexed [t, m, m']
+    X0, Y0 = fields[..., :K], fields[..., K:]
+    d, sd = 1.0 - model.drift / N, math.sqrt(2.0 * model.drift / N)
+    t = np.arange(b)
+    Dm = np.tril(d ** np.maximum(t[:, None] - t[None, :] - 1, 0), -1)  # weight of nu_s in B_t, s < t
+    Y = (d ** t)[:, None] * Y0 + sd * np.einsum("ts,btsm->btm", Dm, XN)
+    vw = v[:, model.n_order:] if model.train_second_layer else None
+    delta, v_end = _block_general(model, X0, Y, G, _noise(model, rng, (n, b)), vw, rates)
+    U = delta * rates["u"][:, None]
+    Ut = np.swapaxes(U, -1, -2)
+    Pb = rates["Pb"]
+    e = d ** (b - 1 - t)
+    db = d**b
+    XB = db * Y0 + sd * np.einsum("t,bstm->bsm", e, XN)  # xi_s . B_b
+    R0, Q0 = S[:, :K, K:], S[:, :K, :K]
+    R = Pb * (db * R0 + sd * np.swapaxes(np.einsum("t,btmi->bmi", e, JN), -1, -2)) + Ut @ XB
+    UX = Ut @ X0
+    Q = Pb * Pb * Q0 + Pb * (UX + np.swapaxes(UX, -1, -2)) + Ut @ (G @ U)
+    BNe = np.einsum("t,btmk->bkm", e, BN)  # sum_t e_t B_0k . nu_tm, as [k, m]
+    T_next = (db * db * T + db * sd * (BNe + np.swapaxes(BNe, -1, -2))
+              + sd * sd * np.einsum("t,u,btmun->bmn", e, e, NN))
+    iu = np.triu_indices(K)
+    parts = [R.reshape(n, -1), Q[:, iu[0], iu[1]]]
+    if v_end is not None:
+        parts.append(v_end)
+    return np.concatenate(parts, axis=-1), np.where(alive[:, None, None], T_next, np.nan)
+
+
 _RUNNERS = {"microscopic": _run_microscopic, "reduced": _run_reduced}
 
 
@@ -460,7 +538,7 @@ def simulate(
         Network, learning rate ``eta`` (or its schedule) and output noise
         (``model.noise`` > 0 adds ``zeta ~ N(0, noise^2)`` to every teacher
         output), second-layer weights (trained or fixed), weight decay and a
-        drifting teacher (microscopic only).  ``model.second_order`` is
+        drifting teacher.  ``model.second_order`` is
         irrelevant here: SGD is simulated exactly.
     state0 : State
         Initial order parameters ``(R, Q)`` (and ``v`` when the second layer
@@ -482,8 +560,9 @@ def simulate(
         Samples on an even grid of ``[0, alpha_max]``, rounded to whole steps
         (``alpha = mu / N`` exactly).
     block : int, optional
-        Examples per block (default :func:`block_size`).  Changes which random
-        numbers are used, not the law of the result.
+        Examples per block (default :func:`block_size`; under drift the chain
+        needs ``b (M + 1) <= N - K - M``).  Changes which random numbers are
+        used, not the law of the result.
     n_test : int
         Microscopic only: size of a fixed test set of real inputs per run; if
         positive, the dataset gets ``eg_test(run, alpha)``, the empirical
@@ -524,12 +603,14 @@ def simulate(
         raise ValueError(f"n_test: must be an integer >= 0, got {n_test!r}")
     if n_test and level != "microscopic":
         raise ValueError("n_test: a test set needs real input vectors (level='microscopic'); use 0")
-    if model.drift > 0 and level == "reduced":
-        raise ValueError("level: a drifting teacher's overlaps T fluctuate at finite N and are not part of the "
-                         "reduced chain's state; use level='microscopic'")
-    b = block_size(model, N) if block is None else block
-    if int(b) != b or not 1 <= b <= N - model.L:
-        raise ValueError(f"block: must be an integer in [1, N - K - M] = [1, {N - model.L}], got {block!r}")
+    # under drift the chain's block also holds b M teacher steps: b (M + 1) vectors outside span(J, B)
+    per = model.M + 1 if (model.drift > 0 and level == "reduced") else 1
+    b_max = (N - model.L) // per
+    b_default = block_size(model, N) if per == 1 else min(block_size(model, N), _DRIFT_BLOCK)
+    b = min(b_default, max(1, b_max)) if block is None else block
+    if int(b) != b or not 1 <= b <= b_max:
+        what = "(N - K - M) // (M + 1) under drift" if per > 1 else "N - K - M"
+        raise ValueError(f"block: must be an integer in [1, {what}] = [1, {b_max}], got {block!r}")
     b, n_runs, n_test = int(b), int(n_runs), int(n_test)
     backend = choose_backend(client, n_workers)  # validates n_workers before any work
 

@@ -4,8 +4,10 @@ With drift (``dR/dalpha -= delta R``), weight decay or noise with the ``eta^2``
 term the perfect solution is no longer a fixed point; the student settles in
 a steady state next to it whose ``eps_g`` balances learning against the
 perturbation.  :func:`steady_state` finds it (Newton from ``R = Q = T``,
-``v = w``, or, where that fails, by following the branch from the
-unperturbed model in the perturbation's strength); :func:`optimal_steady_eta`
+``v = w``; where that fails, by following the branch from the unperturbed
+model in the perturbation's strength; where that fails too, or ends on an
+unstable point, Newton from where the flow from that start stops);
+:func:`optimal_steady_eta`
 finds the learning rate that minimises its ``eps_g``: too small an eta cannot
 follow the drift, too large a one adds the fluctuations of the ``eta^2`` term.
 """
@@ -13,7 +15,7 @@ follow the drift, too large a one adds the fluctuations of the ``eta^2`` term.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -21,9 +23,10 @@ from scipy import optimize
 
 from ..core.options import NewtonOptions, coerce_options
 from ..core.results import ScalarResult
+from .cone import _pull_inside
 from .landmarks import _perfect_vector, find_fixed_point
 from .linearisation import CommitteeFixedPoint
-from .model import Committee
+from .model import Committee, State
 
 __all__ = ["SteadyEta", "optimal_steady_eta", "steady_state"]
 
@@ -31,44 +34,104 @@ __all__ = ["SteadyEta", "optimal_steady_eta", "steady_state"]
 # Steps of the homotopy from the unperturbed model when Newton from R = Q = T fails.
 _HOMOTOPY_STEPS = 24
 
+# Norm of the student units that have no teacher unit to match (K > M) in the default start:
+# small (they should carry no output), but away from the singular Q_jj = 0.
+_SPARE_NORM = 1e-2
+
 
 def _check(model: Any) -> None:
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
-    if model.K != model.M:
-        raise ValueError(f"model: the steady state next to the perfect solution needs K == M, got K={model.K}, "
-                         f"M={model.M}; use find_fixed_point with a guess")
     model.require_autonomous("the steady state")
 
 
-def steady_state(model: Committee, *, newton: NewtonOptions | Mapping[str, Any] | None = None,
-                 guess: np.ndarray | None = None) -> CommitteeFixedPoint:
-    """The steady state next to the perfect solution (K = M), linearised.
+def _matched_vector(model: Committee) -> np.ndarray:
+    """The start of the steady-state search: each student unit on one teacher unit.
 
-    Newton from ``guess`` (default ``R = Q = T``, ``v = w`` when trained); if
-    it fails, the perturbations (drift, weight decay, noise) are switched on
-    gradually from zero, each step polished by Newton from the previous one.
+    ``R = Q = T`` (``v = w``) for K = M.  For K > M the spare students have
+    ``R = 0``, ``Q_jj = 0.01`` (``v_j = 0`` when trained); for K < M the
+    students take the first K teacher units.
+    """
+    if model.K == model.M:
+        return _perfect_vector(model)
+    K, M = model.K, model.M
+    k = min(K, M)
+    R = np.zeros((K, M))
+    R[:k] = model.T[:k]
+    Q = _SPARE_NORM * np.eye(K)
+    Q[:k, :k] = model.T[:k, :k]
+    v = None
+    if model.train_second_layer:
+        v = np.zeros(K)
+        v[:k] = np.asarray(model.teacher_weights, dtype=float)[:k]
+    return State(R, Q, v).to_vector()
+
+
+def _from_flow(model: Committee, start: np.ndarray, opts: NewtonOptions,
+               alpha_max: float | None) -> CommitteeFixedPoint | None:
+    """Newton from where the flow from ``start`` stops (``None`` if it does not stop at a fixed point)."""
+    from .asymptotics import asymptotic_eg
+
+    v0 = _pull_inside(model, start)
+    res = asymptotic_eg(model, State.from_vector(v0, model.K, model.M), newton=opts, alpha_max=alpha_max)
+    if res.status != "converged" or res.fixed_point is None:
+        return None
+    fp = res.fixed_point
+    return replace(fp, label="perfect",
+                   message=f"{fp.message}; Newton from where the flow from the matched start stops "
+                           f"(alpha = {res.alpha:.6g})")
+
+
+def steady_state(model: Committee, *, newton: NewtonOptions | Mapping[str, Any] | None = None,
+                 guess: np.ndarray | None = None, flow_alpha_max: float | None = None) -> CommitteeFixedPoint:
+    """The steady state next to the perfect solution (each student unit matched to a teacher unit), linearised.
+
+    Newton from ``guess`` (default: ``R = Q = T``, ``v = w`` when trained, for
+    K = M; for K > M the spare students start at ``R = 0``, ``Q_jj = 0.01``,
+    for K < M the students take the first K teacher units); if it fails,
+    the perturbations (drift, weight decay, noise) are switched on gradually
+    from zero, each step polished by Newton from the previous one.  If that
+    fails too, or ends on an unstable point (next to the specialisation
+    transition under drift the specialised branch and the unspecialised one
+    meet and Newton's Jacobian is nearly singular), the flow is integrated
+    from the start until it stops and Newton polishes its end; a stable end
+    point found that way is returned.
+
+    Parameters
+    ----------
+    model : Committee
+        Autonomous (no schedule); any K, M.
+    newton : NewtonOptions, mapping or None
+    guess : ndarray, shape (n_state,), optional
+    flow_alpha_max : float, optional
+        Horizon of the flow fallback (default that of
+        :func:`phasekit.committee.asymptotics.asymptotic_eg`, ``1e4 / eta``).
 
     Returns
     -------
     CommitteeFixedPoint
         ``label == "perfect"`` (the perfect solution's branch); its ``eg`` is the
-        steady-state error.  ``status == "failed"`` when no step converged.
+        steady-state error.  ``status == "failed"`` when no route converged.
     """
     _check(model)
     opts = coerce_options(newton, NewtonOptions, "newton")
-    start = _perfect_vector(model) if guess is None else np.asarray(guess, dtype=float)
+    start = _matched_vector(model) if guess is None else np.asarray(guess, dtype=float)
     fp = find_fixed_point(model, start, newton=opts, label="perfect")
-    if fp.success:
+    if not fp.success:
+        v = _matched_vector(model)
+        for s in np.linspace(0.0, 1.0, _HOMOTOPY_STEPS + 1)[1:]:
+            m = model.replace(drift=s * model.drift, weight_decay=s * model.weight_decay, noise=s * model.noise)
+            step = find_fixed_point(m, v, newton=opts, label="perfect")
+            if not step.success:
+                break
+            v = step.vector
+        fp = find_fixed_point(model, v, newton=opts, label="perfect")
+    if fp.success and fp.n_unstable == 0:
         return fp
-    v = _perfect_vector(model)
-    for s in np.linspace(0.0, 1.0, _HOMOTOPY_STEPS + 1)[1:]:
-        m = model.replace(drift=s * model.drift, weight_decay=s * model.weight_decay, noise=s * model.noise)
-        fp = find_fixed_point(m, v, newton=opts, label="perfect")
-        if not fp.success:
-            break
-        v = fp.vector
-    return find_fixed_point(model, v, newton=opts, label="perfect")
+    flow = _from_flow(model, start, opts, flow_alpha_max)
+    if flow is not None and (flow.n_unstable == 0 or not fp.success):
+        return flow
+    return fp
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -104,7 +167,7 @@ class SteadyEta(ScalarResult):
 
 def optimal_steady_eta(model: Committee, eta_range: tuple[float, float] = (1e-3, 2.0), *,
                        xtol: float = 1e-6, newton: NewtonOptions | Mapping[str, Any] | None = None) -> SteadyEta:
-    """The learning rate that minimises the steady-state ``eps_g`` (drift, weight decay or noise; K = M).
+    """The learning rate that minimises the steady-state ``eps_g`` (drift, weight decay or noise).
 
     Parameters
     ----------

@@ -106,8 +106,11 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
 
 
 def eg_curves(trajs: Sequence[xr.Dataset], *, labels: Sequence[str] | None = None, time: str | None = None,
-              title: str | None = None, log_eg: bool = True, ax: Axes | None = None) -> Figure:
-    """eps_g against time for several trajectories; a diverged run is marked where it stopped."""
+              title: str | None = None, log_eg: bool = True, logx: bool = False, ax: Axes | None = None) -> Figure:
+    """eps_g against time for several trajectories; a diverged run is marked where it stopped.
+
+    ``logx``: a logarithmic time axis (for power laws in alpha; the start, alpha = 0, is left out).
+    """
     if ax is None:
         fig, axes = new_figure(figsize=(9.0, 4.2))  # room for the legend beside the axes
         ax = axes[0, 0]
@@ -120,6 +123,8 @@ def eg_curves(trajs: Sequence[xr.Dataset], *, labels: Sequence[str] | None = Non
     for j, (ds, name) in enumerate(zip(trajs, labels)):
         t, tlabel = _time(ds, time)
         eg = ds["eg"].values
+        if logx:
+            t, eg = t[t > 0], eg[t > 0]
         diverged = ds.attrs.get("status") == "diverged"
         ax.plot(t, eg, color=f"C{j}", label=name + (" (diverged)" if diverged else ""))
         if diverged:
@@ -134,6 +139,8 @@ def eg_curves(trajs: Sequence[xr.Dataset], *, labels: Sequence[str] | None = Non
                    if np.any(t_["eg"].values > 0)), default=top * 1e-9)
         ax.set_ylim(bottom=max(low * 0.5, top * 1e-9))
     ax.set_ylim(top=top)
+    if logx:
+        ax.set_xscale("log")
     ax.set_xlabel(tlabel)
     ax.set_ylabel(label(trajs[0]["eg"]))
     ax.set_title(title or "Generalisation error", fontsize=11)
@@ -143,8 +150,9 @@ def eg_curves(trajs: Sequence[xr.Dataset], *, labels: Sequence[str] | None = Non
 
 
 @register_figure("trajectories")
-def stored_trajectories(ds: xr.Dataset, time: str | None = None) -> list[tuple[str, str, Figure]]:
-    """Order parameters of every stored trajectory, and their eps_g together."""
+def stored_trajectories(ds: xr.Dataset, time: str | None = None,
+                        logx: bool = False) -> list[tuple[str, str, Figure]]:
+    """Order parameters of every stored trajectory, and their eps_g together (``logx``: on a log time axis)."""
     found = trajectories(ds)
     out = []
     for j, (lab, traj) in enumerate(found):
@@ -153,7 +161,7 @@ def stored_trajectories(ds: xr.Dataset, time: str | None = None) -> list[tuple[s
                                                             f"{traj.attrs.get('status')})")))
     if len(found) > 1:
         out.append(("eg", "eps_g of the stored trajectories",
-                    eg_curves([t for _, t in found], labels=[lab for lab, _ in found], time=time,
+                    eg_curves([t for _, t in found], labels=[lab for lab, _ in found], time=time, logx=logx,
                               title="Generalisation error of the stored trajectories")))
     return out
 

@@ -27,6 +27,7 @@ from ..committee import (
     initial_state,
     integrate,
     optimal_eta,
+    optimal_steady_eta,
     simulate,
     steady_state,
     symmetric_plateau,
@@ -473,11 +474,6 @@ def measure_eta_opt(ctx: PointContext, settings: dict) -> Outcome:
 
 
 def _steady_check(study: Any) -> str | None:
-    p = study.params
-    gridded = any("K" in a or "M" in a for ax in study.axes for a in ax.assigns)
-    if not gridded and p["M"] != "K" and p["K"] != p["M"]:
-        return (f"the steady state next to the perfect solution needs K == M, got K = {p['K']}, M = {p['M']} "
-                f"(M = \"K\" ties them)")
     return _needs_autonomous("the steady state")(study)
 
 
@@ -488,7 +484,7 @@ def _steady_check(study: Any) -> str | None:
                    "steady_n_unstable": Output("unstable directions of the steady state")},
                   check=_steady_check)
 def measure_steady_eg(ctx: PointContext, settings: dict) -> Outcome:
-    """The fixed point the perfect solution becomes under drift, weight decay and noise (K = M).
+    """The fixed point the perfect solution becomes under drift, weight decay and noise (any K, M).
 
     :func:`phasekit.committee.steady.steady_state` with the ``[newton]``
     settings, independent of the start; status ``failed`` where it was not found.
@@ -682,3 +678,63 @@ def measure_plateau_second_layer(ctx: PointContext, settings: dict) -> Outcome:
         u = np.real(np.asarray(fp.escape_vector, dtype=complex))
         esc = float(np.max(np.abs(u[-model.K:])))
     return Outcome({"plateau_v": float(np.mean(v)), "plateau_v_escape": esc}, fp.status, fp.message)
+
+# --- the best learning rate under drift ----------------------------------------------------------------
+
+_ETA_LOW = Parameter("eta_low", "number", 0.01, "lower end of the learning rates searched", "1", table="measures",
+                     low=0.0, low_open=True)
+_ETA_HIGH = Parameter("eta_high", "number", 3.0, "upper end of the learning rates searched", "1",
+                      table="measures", low=0.0, low_open=True)
+
+
+def _steady_eta_check(study: Any) -> str | None:
+    given = study.measures.get("steady_eta", {})
+    lo, hi = given.get("eta_low", _ETA_LOW.default), given.get("eta_high", _ETA_HIGH.default)
+    if not lo < hi:
+        return f"eta_low must be < eta_high, got eta_low = {lo:g}, eta_high = {hi:g}"
+    return _needs_autonomous("the steady state")(study)
+
+
+@register_measure("steady_eta",
+                  {"steady_eta": Output("learning rate of the smallest steady-state eps_g"),
+                   "steady_eta_eg": Output("smallest steady-state eps_g over the learning rate")},
+                  settings={"eta_low": _ETA_LOW, "eta_high": _ETA_HIGH}, check=_steady_eta_check)
+def measure_steady_eta(ctx: PointContext, settings: dict) -> Outcome:
+    """The eta that minimises the steady-state eps_g (:func:`phasekit.committee.steady.optimal_steady_eta`).
+
+    Searched in ``[eta_low, eta_high]`` with everything else of the point's
+    model (its own eta is not used; ``weight_decay`` is phasekit's lambda,
+    held fixed, so a decay ``gamma = eta lambda`` written without eta, as in
+    Straat et al. 2018, changes with eta); ``not_reached`` when the minimum
+    is at an end of that range.
+    """
+    model = point_model(ctx)
+    lo, hi = float(settings["eta_low"]), float(settings["eta_high"])
+    res = _memo(("steady_eta", lo, hi) + _model_key(model.replace(eta=1.0), ctx.newton),
+                lambda: optimal_steady_eta(model, (lo, hi), newton=ctx.newton))
+    return Outcome({"steady_eta": float(res.value), "steady_eta_eg": float(res.eg)}, res.status, res.message)
+
+
+# --- 1/alpha annealing with output noise ---------------------------------------------------------------
+
+@register_measure("annealing_asymptote",
+                  {"annealing_C": Output("coefficient C of eps_g ~ C / (alpha + alpha0) under 1/alpha annealing"),
+                   "annealing_exponent": Output("decay exponent of eps_g under 1/alpha annealing"),
+                   "annealing_rate": Output("slowest decay rate at the perfect solution per unit eta alpha")})
+def measure_annealing_asymptote(ctx: PointContext, settings: dict) -> Outcome:
+    """The law of the error's decay under ``eta0 (1 + alpha/alpha0)^(-1)`` with output noise.
+
+    :func:`phasekit.committee.annealing.annealing_asymptote` at points whose
+    schedule is a power law with ``p = 1``; NaN (``not_reached``) at the
+    others (e.g. the constant-eta case of a comparison).
+    """
+    from ..committee.annealing import annealing_asymptote
+
+    model = point_model(ctx)
+    nan = {"annealing_C": math.nan, "annealing_exponent": math.nan, "annealing_rate": math.nan}
+    sched = model.eta_schedule
+    if sched is None or sched.kind != "power_law" or float(sched.p) != 1.0:
+        return Outcome(nan, "not_reached", "no 1/alpha schedule at this point")
+    res = annealing_asymptote(model)
+    return Outcome({"annealing_C": float(res.coefficient), "annealing_exponent": float(res.exponent),
+                    "annealing_rate": float(res.lambda_min)}, res.status, res.message)
