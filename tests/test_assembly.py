@@ -35,6 +35,9 @@ def test_ragged_trajectories_are_padded_with_nan_and_units_up_to_the_largest_K()
         a = ds["alpha"].sel(K=K).values
         n = int(np.isfinite(a).sum())
         assert a[n - 1] == float(ds["alpha_end"].sel(K=K)) and np.all(np.isnan(a[n:]))
+        if ds["status"].attrs["flag_meanings"].split()[int(ds["status"].sel(K=K))] == "converged":
+            # stopped at stop_eg: still n_points samples, evenly up to the stop
+            np.testing.assert_allclose(a, np.linspace(0.0, a[-1], 11), rtol=1e-14)
 
 
 def test_case_and_dependent_axes_have_their_coordinates():
