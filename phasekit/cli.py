@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  phasekit report outputs/quickstart/quickstart.nc\n"
                "  phasekit report studies/quickstart.toml --outdir /tmp/quickstart-report")
     p.add_argument("dataset", type=Path, help="study dataset (netCDF), or its study file (TOML)")
-    p.add_argument("--quick", action="store_true", help="with a study file: the dataset of its cheap variant")
+    p.add_argument("--quick", action="store_true",
+                   help="the study's cheap variant: with a study file its dataset outputs/<name>-quick/<name>.nc; "
+                        "a dataset given as .nc must be that variant")
     p.add_argument("--outdir", type=Path, default=None, help="output folder (default: the dataset's folder)")
     p.add_argument("--no-trajectories", action="store_true", help="skip the figures of stored trajectories")
 
@@ -119,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-starts", type=int, default=64, help="random starting points of the root finder")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting points")
     p.add_argument("--out", type=Path, default=None, help="also write the fixed points to this netCDF file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _refuse_quick(p)
 
     p = sub.add_parser(
         "integrate", formatter_class=_Formatter, help="integrate one trajectory to netCDF and a figure",
@@ -136,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-eg", type=float, default=None, help="stop once eps_g falls below this")
     p.add_argument("--out", type=Path, default=Path("outputs/trajectory.nc"), help="netCDF file to write")
     p.add_argument("--figure", type=Path, default=None, help="PNG figure (default: next to --out)")
+    _refuse_quick(p)
 
     for name, helptext in (("studies", "list the study files with their description and cost"),
                            ("recipes", "the same as 'studies' (recipes are study files now)")):
@@ -144,7 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
                                        "the full run, whether a cheap variant (--quick) exists, description.",
                            epilog=f"example:\n  phasekit {name}\n  phasekit {name} --folder my_studies")
         p.add_argument("--folder", type=Path, default=Path("studies"), help="folder of study files")
+        p.add_argument("--quick", action="store_true",
+                       help="the grid points of each study's cheap variant (the one 'phasekit run --quick' runs)")
     return parser
+
+
+# --quick means one thing: a study file's cheap variant (its [quick] table).  The commands without a
+# study file accept the option only to refuse it in one line, rather than argparse's "unrecognized arguments".
+def _refuse_quick(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
+
+
+def _check_no_quick(args: argparse.Namespace, instead: str) -> None:
+    if getattr(args, "quick", False):
+        raise ValueError(f"--quick: means a study file's cheap variant (phasekit run STUDY --quick); "
+                         f"'{args.command}' takes no study file ({instead})")
 
 
 def _check_run_args(args: argparse.Namespace) -> int:
@@ -242,6 +261,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if path.is_dir() or _netcdf_kind(path) != "classic":
         raise ValueError(f"dataset: {path} is not a dataset written by 'phasekit run' (a netCDF .nc file, "
                          f"e.g. outputs/<study>/<study>.nc)")
+    if args.quick and path is args.dataset:
+        import xarray as xr
+
+        with xr.open_dataset(path, engine="scipy") as ds:
+            variant, name = ds.attrs.get("variant", "full"), ds.attrs.get("study_name", "?")
+        if variant != "quick":
+            raise ValueError(f"--quick: {path} holds the {variant} variant of study '{name}', not its cheap one; "
+                             f"drop --quick, or give outputs/{name}-quick/{name}.nc")
     print(f"report: {write_report(path, args.outdir, trajectories=not args.no_trajectories)}")
     return 0
 
@@ -251,8 +278,9 @@ def _cmd_fixed_points(args: argparse.Namespace) -> int:
 
     from .committee.search import fixed_points
 
+    _check_no_quick(args, "fewer --n-starts make the search cheaper")
     model = _model(args)
-    fps = fixed_points(model, n_starts=args.n_starts, seed=args.seed)
+    fps = fixed_points(model, n_starts=args.n_starts, seed=args.seed, progress=not args.no_progress)
     print(f"# fixed points of {model!r}")
     print(f"{'#':>3} {'kind':>17} {'eps_g':>10} {'stable':>6} {'unstable':>8} {'residual':>9}  "
           f"leading eigenvalues [1/alpha]; state")
@@ -284,6 +312,7 @@ def _cmd_integrate(args: argparse.Namespace) -> int:
     from .plotting.committee import order_parameters
     from .committee.starts import initial_state
 
+    _check_no_quick(args, "a shorter --eta-alpha-max or fewer --n-points make the run cheaper")
     model = _model(args)
     state0 = initial_state(model, args.X, Q0=args.Q0)
     if args.alpha_max is not None:
@@ -308,9 +337,14 @@ def _cmd_studies(args: argparse.Namespace) -> int:
         print("(recipes are study files now: this is 'phasekit studies')")
     if not args.folder.is_dir():
         raise ValueError(f"--folder: no such folder {args.folder}")
-    for info in study_files(args.folder):
+    if args.quick:
+        print("(the cheap variants: grid points of 'phasekit run STUDY --quick')")
+    for info in study_files(args.folder, quick=args.quick):
         if "error" in info:
             print(f"{info['name']:22s} (cannot be read: {info['error']})")
+            continue
+        if args.quick and not info["quick"]:
+            print(f"{info['name']:22s} {info['system']:13s} (no cheap variant: no [quick] table)")
             continue
         quick = "--quick" if info["quick"] else "       "
         cost = info["cost"] or "cost not stated"

@@ -165,8 +165,8 @@ def _highlights(ds: xr.Dataset) -> list[str]:
         extra = []
         for v in ds.data_vars:
             da = ds[v]
-            if v in names or "analysis" in da.attrs or v in _BOOKKEEPING or da.dims == dims or \
-                    not set(dims) < set(da.dims) or not set(da.dims) <= set(grid):
+            if v in names or "analysis" in da.attrs or v in _BOOKKEEPING or \
+                    not set(dims) <= set(da.dims) or not set(da.dims) <= set(grid):
                 continue
             vals = np.moveaxis(da.values, [da.dims.index(d) for d in dims], range(len(dims)))
             if vals.dtype.kind == "f" and np.isfinite(vals).any():
@@ -203,8 +203,10 @@ def _legend(rows: list[list[str]]) -> list[str]:
 
 def _results(ds: xr.Dataset, study: Study) -> list[str]:
     grid = tuple(ds["status"].dims)
-    outputs = [v for v in ds.data_vars if v not in _BOOKKEEPING and ds[v].dims == grid and "analysis" not in ds[v].attrs
-               and ds[v].dtype.kind in "fiu"]
+    # outputs over some of the grid dims (eta_c does not depend on eta) are repeated along the others
+    outputs = [v for v in ds.data_vars if v not in _BOOKKEEPING and set(ds[v].dims) <= set(grid)
+               and "analysis" not in ds[v].attrs and ds[v].dtype.kind in "fiu"]
+    full = {v: ds[v].broadcast_like(ds["status"]).transpose(*grid).values for v in outputs}
     status = status_names_of(ds["status"]).ravel()
     L = ["## Results", ""]
     if status.size <= 60:
@@ -213,19 +215,21 @@ def _results(ds: xr.Dataset, study: Study) -> list[str]:
             pos = np.unravel_index(j, ds["status"].shape) if grid else ()
             sel = dict(zip(grid, (int(p) for p in pos)))
             cells = [_cell(ds[d].values[sel[d]]) if d in ds.coords else str(sel[d]) for d in grid]
-            cells += [_cell(ds[v].values.ravel()[j]) for v in outputs] + [_cell(status[j])]
+            cells += [_cell(full[v].ravel()[j]) for v in outputs] + [_cell(status[j])]
             rows.append(cells)
         L += _table(list(grid) + outputs + ["status"], rows)
         L += [""] + _legend(rows)[:1]
     else:
-        rows = []
+        rows, partial = [], False
         for v in outputs:
             x = ds[v].values.ravel().astype(float)
             f = x[np.isfinite(x)]
             stats = [fmt(float(np.min(f))), fmt(float(np.median(f))), fmt(float(np.max(f)))] if f.size else ["-"] * 3
-            rows.append([ds[v].attrs.get("long_name", v), ds[v].attrs.get("units", "")] + stats + [str(f.size)])
+            rows.append([ds[v].attrs.get("long_name", v), ds[v].attrs.get("units", "")] + stats
+                        + [f"{f.size}" + (f" of {x.size}" if x.size < status.size else "")])
+            partial |= f.size < x.size
         L += _table(["measure", "units", "min", "median", "max", "finite points"], rows)
-        if any(int(r[-1]) < status.size for r in rows):
+        if partial:
             L += ["", "Statistics over the finite points; the others are `inf` (does not happen within the range "
                       "searched) or not a result (diverged, failed, not computed, or stopped at `stop_eg`)."]
     return L + [""]

@@ -148,3 +148,16 @@ def _values(n=12, **over):
     v = {"convergence_time": np.ones(n), "final_eg": np.ones(n), "alpha_end": np.ones(n), "eta_c": np.ones(n)}
     v.update(over)
     return v
+
+
+def local_cluster(n_workers=1, processes=True):
+    """A dask LocalCluster without a dashboard, its HTTP server on a free port.
+
+    ``dashboard_address=None`` alone still binds the scheduler's HTTP server to
+    port 8787, and dask warns "Port 8787 is already in use" when another
+    cluster (another test run) holds it.
+    """
+    from dask.distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes, dashboard_address=":0",
+                        scheduler_kwargs={"dashboard": False})

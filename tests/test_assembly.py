@@ -1,6 +1,7 @@
 """The one dataset layout: grid dims and their coordinates, parameters as values, padded extra dims, CF status."""
 
 import numpy as np
+import pytest
 
 from phasekit.core.results import STATUS
 from phasekit.study.assembly import assemble, record_dataset
@@ -34,6 +35,9 @@ def test_ragged_trajectories_are_padded_with_nan_and_units_up_to_the_largest_K()
         a = ds["alpha"].sel(K=K).values
         n = int(np.isfinite(a).sum())
         assert a[n - 1] == float(ds["alpha_end"].sel(K=K)) and np.all(np.isnan(a[n:]))
+        if ds["status"].attrs["flag_meanings"].split()[int(ds["status"].sel(K=K))] == "converged":
+            # stopped at stop_eg: still n_points samples, evenly up to the stop
+            np.testing.assert_allclose(a, np.linspace(0.0, a[-1], 11), rtol=1e-14)
 
 
 def test_case_and_dependent_axes_have_their_coordinates():
@@ -63,3 +67,41 @@ def test_missing_and_lost_points():
     names = np.array(STATUS)[ds["status"].values]
     assert list(names) == ["ok", "missing", "failed"] and ds["message"].values[2] == "batch failed: worker died"
     assert np.isnan(ds["final_eg"].values[1]) and ds.attrs["n_missing"] == 1 and ds.attrs["n_failed"] == 1
+
+
+def test_an_output_carries_only_the_grid_dims_it_depends_on():
+    from phasekit.committee import Committee, critical_eta
+
+    st = parse_study({"name": "d", "model": {"M": "K", "activation": "relu"},
+                      "grid": {"K": [1, 2], "eta": [0.5, 1.0], "X": [1e-3, 1e-2]},
+                      "integration": {"eta_alpha_max": 2.0, "n_points": 3},
+                      "measures": {"eta_c": {}, "final_eg": {}}})
+    ds = run_study(st, progress=False)
+    assert ds["eta_c"].dims == ("K",) and ds["crossing_real"].dims == ("K",)  # not over eta or the start X
+    assert ds["final_eg"].dims == ("K", "eta", "X")
+    for K in (1, 2):  # the value of every point, computed directly
+        direct = float(critical_eta(Committee(K=K, M=K, activation="relu", eta=1.0, second_order=True)))
+        assert float(ds["eta_c"].sel(K=K)) == direct
+    assert float(ds["eta_c"].sel(K=1)) == pytest.approx(2.0, rel=1e-9)  # the ReLU perceptron's closed form
+
+
+def test_a_dropped_dim_keeps_the_first_computed_value_and_refuses_a_dependent_one():
+
+    from phasekit.study.assembly import _collapse
+
+    a = np.array([[np.nan, 3.0, 3.0], [5.0, np.nan, 5.0]])  # (K, eta): the first point of K = 1 is missing
+    np.testing.assert_array_equal(_collapse(a, ("K", "eta"), ("K",), "x"), [3.0, 5.0])
+    np.testing.assert_array_equal(_collapse(np.full((2, 2), np.nan), ("K", "eta"), ("K",), "x"), [np.nan] * 2)
+    with pytest.warns(RuntimeWarning, match="x: differs along eta"):  # it does depend on eta: kept as it is
+        assert _collapse(np.array([[1.0, 2.0]]), ("K", "eta"), ("K",), "x") is None
+    # an axis whose values depend on a kept one is kept with it
+    st = parse_study({"name": "e", "system": "propagation",
+                      "grid": {"activation": ["relu", "tanh"],
+                               "sigma_w2": {"start": 0.5, "stop": {"relu": 3.0, "tanh": 4.0}, "num": 3}},
+                      "measures": {"phase": {}}})
+    from phasekit.study.assembly import output_dims
+    from phasekit.study.measures import Output
+
+    assert output_dims(st, Output("x", ignores=("activation",))) == ("activation", "sigma_w2_index")
+    assert output_dims(st, Output("x", ignores=("activation", "sigma_w2"))) == ()
+    assert output_dims(st, Output("x", ignores=("sigma_w2",))) == ("activation",)

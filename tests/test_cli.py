@@ -13,6 +13,7 @@ import phasekit as pk
 from phasekit.cli import build_parser, main
 from phasekit.committee.starts import initial_state
 from phasekit.core.results import status_names
+from phasekit.study.schema import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = ["run", "report", "studies", "recipes", "fixed-points", "integrate"]
@@ -223,3 +224,34 @@ def test_report_of_a_study_file_or_a_wrong_file(tmp_path, monkeypatch, capsys):
         assert main(["report", str(wrong)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is not a dataset written by 'phasekit run' (a netCDF .nc file" in err[0], err
+
+
+def test_quick_is_the_cheap_variant_in_every_command_or_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    study = tmp_path / "studies" / "s.toml"
+    study.write_text(STUDY + "[quick]\ngrid.eta = [2.0]\n")
+    (tmp_path / "studies" / "p.toml").write_text(STUDY.replace('name = "clidemo"', 'name = "plain"'))
+    full_points = load_study(study).n_points
+    # studies --quick: the grid points of the cheap variant (1 here), and which studies have none
+    assert main(["studies", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "clidemo" in out and "     1 points  --quick" in out and "plain" in out and "no cheap variant" in out
+    assert main(["studies"]) == 0 and f"{full_points:>6d} points  --quick" in capsys.readouterr().out
+    # report --quick: the cheap variant's dataset; a full-variant .nc is refused
+    assert main(["run", str(study), "--workers", "0", "--no-progress", "--no-report"]) == 0
+    assert main(["run", str(study), "--quick", "--workers", "0", "--no-progress", "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(study), "--quick"]) == 0
+    assert "clidemo-quick" in capsys.readouterr().out
+    assert main(["report", "outputs/clidemo-quick/clidemo.nc", "--quick"]) == 0
+    capsys.readouterr()
+    assert main(["report", "outputs/clidemo/clidemo.nc", "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--quick: outputs/clidemo/clidemo.nc holds the full variant of study 'clidemo'" in err[0]
+    # commands without a study file refuse it, saying what --quick means
+    for cmd in (["fixed-points", "--K", "1"], ["integrate", "--K", "1", "--out", "t.nc"]):
+        assert main(cmd + ["--quick"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--quick: means a study file's cheap variant" in err[0], err
+    assert not (tmp_path / "t.nc").exists()

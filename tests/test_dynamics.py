@@ -320,3 +320,52 @@ def test_default_dataset_attributes_state_the_new_parameters():
     ds = pk.integrate(sched, pk.State([[0.0]], [[0.25]]), 1.0, n_points=3)
     assert json.loads(ds.attrs["eta_schedule"]) == {"kind": "power_law", "alpha0": 2.0, "p": 1.0}
     assert pk.model_from_dataset(ds).eta_schedule == sched.eta_schedule
+
+
+def _same_run_without_stop(model, state0, ds, **kw):
+    """The values at ``ds``'s samples from a separate run that has no stopping event."""
+    a = ds.alpha.values
+    return pk.integrate(model, state0, float(a[-1]), alpha_eval=a, solver={"rtol": 1e-11}, **kw)
+
+
+def test_a_run_that_stops_early_is_sampled_densely_up_to_its_stop():
+    """n_points samples between 0 and where the run stopped, the stop being the last one (stop_eg, divergence)."""
+    model = pk.Committee(1, 1, "erf", eta=0.5)
+    s0 = pk.State([[0.0]], [[0.25]])
+    ds = pk.integrate(model, s0, 5000.0, n_points=30, stop_eg=1e-3, solver={"rtol": 1e-11})
+    end = ds.attrs["alpha_end"]
+    assert ds.attrs["status"] == "converged" and end < 0.1 * 5000.0
+    np.testing.assert_allclose(ds.alpha.values, np.linspace(0.0, end, 30), rtol=1e-15)
+    ref = _same_run_without_stop(model, s0, ds)
+    np.testing.assert_allclose(ds.eg.values, ref.eg.values, rtol=1e-7)
+    np.testing.assert_allclose(ds.R.values, ref.R.values, rtol=1e-7, atol=1e-12)
+    assert ds.eg.values[-1] == pytest.approx(1e-3, rel=1e-6)
+    # a diverged run: as many samples, the last where it left the cone or blew up
+    hot = pk.Committee(2, 2, "relu", eta=4.0)
+    s1 = pk.State(0.1 * np.eye(2), 0.5 * np.eye(2))
+    bad = pk.integrate(hot, s1, 200.0, n_points=14)
+    assert bad.attrs["status"] == "diverged" and bad.sizes["alpha"] == 14
+    assert bad.alpha.values[-1] == bad.attrs["alpha_end"] < 200.0
+    early = bad.isel(alpha=slice(0, 10))  # well before the blow-up, where a plain run is accurate
+    ref = pk.integrate(hot, s1, float(early.alpha.values[-1]), alpha_eval=early.alpha.values)
+    np.testing.assert_allclose(early.Q.values, ref.Q.values, rtol=1e-6)
+    # log spacing: 0, then from 1e-4 of the end to the end
+    log = pk.integrate(model, s0, 5000.0, n_points=12, stop_eg=1e-3, spacing="log")
+    np.testing.assert_allclose(log.alpha.values[1:], np.geomspace(end * 1e-4, end, 11), rtol=1e-6)
+    # explicit sample times are kept up to the stop, which is appended
+    given = pk.integrate(model, s0, 5000.0, alpha_eval=[0.0, 10.0, 4000.0], stop_eg=1e-3)
+    assert given.alpha.values.tolist() == [0.0, 10.0, given.attrs["alpha_end"]]
+    with pytest.raises(ValueError, match="spacing: must be 'linear' or 'log'"):
+        pk.integrate(model, s0, 10.0, spacing="geometric")
+
+
+def test_a_scheduled_run_that_stops_early_is_sampled_across_its_pieces():
+    base = pk.Committee(1, 1, "erf", eta=0.5)
+    sched = base.replace(eta_schedule={"kind": "piecewise_constant", "boundaries": [3.0, 6.0], "factors": [0.5, 2.0]})
+    s0 = pk.State([[0.0]], [[0.25]])
+    ds = pk.integrate(sched, s0, 5000.0, n_points=40, stop_eg=1e-2, solver={"rtol": 1e-11})
+    end = ds.attrs["alpha_end"]
+    assert ds.attrs["status"] == "converged" and 6.0 < end < 5000.0
+    np.testing.assert_allclose(ds.alpha.values, np.linspace(0.0, end, 40), rtol=1e-15)
+    ref = _same_run_without_stop(sched, s0, ds)
+    np.testing.assert_allclose(ds.eg.values, ref.eg.values, rtol=1e-7)

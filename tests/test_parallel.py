@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -122,10 +123,12 @@ def _on_dask_worker(x):
 
 
 def test_active_dask_client_is_used():
-    from distributed import Client, LocalCluster
+    from distributed import Client
+    from helpers_study import local_cluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+    with warnings.catch_warnings(record=True) as seen, local_cluster(1, processes=False) as cluster, \
             Client(cluster) as client:
+        warnings.simplefilter("always")
         assert choose_backend().kind == "dask"
         out = parallel_map(_on_dask_worker, [1, 2, 3])
         assert [sq for _, sq in out] == [1, 4, 9]
@@ -133,6 +136,7 @@ def test_active_dask_client_is_used():
         # n_workers = 1 asks for this process, client or not
         assert choose_backend(n_workers=1).kind == "serial"
     assert choose_backend().kind == "serial"  # the client is closed
+    assert not [w for w in seen if "already in use" in str(w.message)]  # no HTTP server on a fixed port
 
 
 @pytest.mark.parametrize("bad", [-1, 10_000, 2.5, True, "2"])
@@ -221,3 +225,110 @@ def test_workers_do_not_outlive_a_killed_main_process(tmp_path):
     for p in alive:  # clean up before failing
         os.kill(p, 9)
     assert not alive
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_is_silent_at_first_then_reports_the_time_left():
+    import io
+
+    from phasekit.core.parallel import Progress
+
+    clock, out = _Clock(), io.StringIO()
+    bar = Progress(10, what="simulate", unit="runs", stream=out, delay=3.0, every=5.0, clock=clock)
+    clock.t = 1.0
+    bar.update(1)
+    assert out.getvalue() == ""  # a quick computation says nothing
+    clock.t = 4.0
+    bar.update(1)  # 2 runs in 4 s: 0.5 runs/s, 8 left -> 16 s
+    assert out.getvalue() == "simulate [######........................] 2/10 runs  0.5 runs/s  00:04 elapsed, " \
+                             "00:16 left\n"
+    clock.t = 5.0
+    bar.update(1)  # within `every` of the last line: nothing new off a terminal
+    assert out.getvalue().count("\n") == 1
+    clock.t = 20.0
+    bar.update(7)  # the end is always shown once something was
+    assert out.getvalue().splitlines()[-1].endswith("10/10 runs  0.5 runs/s  00:20 elapsed, 00:00 left")
+    bar.close()
+    # already-done units count towards the fraction, not the rate
+    clock.t, out = 0.0, io.StringIO()
+    bar = Progress(10, done=5, stream=out, delay=0.0, clock=clock)
+    clock.t = 10.0
+    bar.update(1)
+    assert "6/10 points  0.1 points/s  00:10 elapsed, 00:40 left" in out.getvalue()
+
+
+def test_progress_can_be_turned_off_and_ends_a_terminal_line():
+    import io
+
+    from phasekit.core.parallel import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    clock, out = _Clock(), Tty()
+    bar = Progress(3, stream=out, delay=0.0, clock=clock)
+    clock.t = 1.0
+    bar.update(1)
+    bar.update(1)
+    assert out.getvalue().count("\r") == 2 and "\n" not in out.getvalue()  # rewritten in place
+    bar.close()
+    assert out.getvalue().endswith("\n")
+    off = io.StringIO()
+    quiet = Progress(3, enabled=False, stream=off, delay=0.0, clock=clock)
+    clock.t = 100.0
+    quiet.update(3)
+    quiet.note("waiting for workers")
+    quiet.close()
+    assert off.getvalue() == ""
+
+
+def test_progress_shows_the_elapsed_time_before_the_first_result():
+    import io
+
+    from phasekit.core.parallel import Progress
+
+    clock, out = _Clock(), io.StringIO()
+    bar = Progress(4, stream=out, delay=0.0, every=0.0, clock=clock, tick=0.01)
+    clock.t = 7.0
+    for _ in range(500):  # the refresh thread writes while no unit is done
+        if out.getvalue():
+            break
+        time.sleep(0.01)
+    bar.close()
+    assert "0/4 points  first result pending  00:07 elapsed, --:-- left" in out.getvalue()
+
+
+def test_parallel_map_advances_a_progress_by_item(capsys):
+    from phasekit.core.parallel import Progress, parallel_map
+
+    clock = _Clock()
+    bar = Progress(5, delay=0.0, clock=clock)
+    clock.t = 2.0
+    assert parallel_map(abs, [-1, -2, 3, -4, 5], progress=bar) == [1, 2, 3, 4, 5]
+    bar.close()
+    assert capsys.readouterr().err.splitlines()[-1].startswith("[##############################] 5/5 points")
+
+
+def test_no_dask_dashboard_is_started_unless_asked():
+    """phasekit starts no dask cluster (it connects to a scheduler it is given, or uses the active client), so it
+    starts no dashboard and no 'Port 8787 is already in use' warning can come from it."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    sources = list((root / "phasekit").rglob("*.py")) + [root / "README.md"]
+    call = "LocalCluster" + "("  # (not written out here: this file is scanned too)
+    for path in sources:
+        text = path.read_text()
+        assert call not in text, path
+        assert not re.search(r"\bClient\(\s*\)", text), path  # a bare Client() starts a local cluster with one
+    # the tests' clusters: no dashboard, their HTTP server on a free port
+    for path in (root / "tests").glob("test_*.py"):
+        assert call not in path.read_text(), f"{path.name}: use helpers_study.local_cluster"

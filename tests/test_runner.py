@@ -20,6 +20,7 @@ from helpers_study import (
     children,
     env,
     kill_study,
+    local_cluster,
     phasekit_cmd,
     small_study,
     wait_for_checkpoints,
@@ -208,9 +209,13 @@ def test_batches_cover_points_once():
         assert sorted(j for b in batches for j in b) == idx
         if bs:
             assert max(map(len, batches)) <= bs
-        else:
+        elif workers == 1:
             assert len(batches) == min(len(idx), 8 * workers) and max(map(len, batches)) <= 64
             assert max(map(len, batches)) - min(map(len, batches)) <= 1
+        else:  # each worker's first task is one point (progress from the first point), the rest even
+            assert [len(b) for b in batches[:workers]] == [1] * workers
+            rest = list(map(len, batches[workers:]))
+            assert len(rest) == min(len(idx), 8 * workers) and max(rest) <= 64 and max(rest) - min(rest) <= 1
 
 
 @pytest.mark.parametrize("parallel, match", [
@@ -228,15 +233,13 @@ def test_bad_execution_arguments_are_refused_before_any_work(tmp_path, parallel,
 
 
 def test_run_on_local_cluster_by_scheduler_address(tmp_path):
-    from dask.distributed import LocalCluster
-
     from phasekit.cli import main
 
     st = small_study()
     serial = run_study(st, progress=False)
     study_file = tmp_path / "t.toml"
     study_file.write_text(SMALL_TOML)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with local_cluster(2) as cluster:
         code = main(["run", str(study_file), "--scheduler", cluster.scheduler_address, "--outdir",
                      str(tmp_path / "cluster"), "--batch-size", "1", "--no-report", "--no-progress"])
         assert code == 0
@@ -389,9 +392,7 @@ def _cluster_run(tmp_path, cluster, *extra):
 
 
 def test_lost_scheduler_stops_with_one_line_and_status_1(tmp_path):
-    from dask.distributed import LocalCluster
-
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = local_cluster(1)
     try:
         proc, out = _cluster_run(tmp_path, cluster)
     finally:
@@ -406,9 +407,7 @@ def test_lost_scheduler_stops_with_one_line_and_status_1(tmp_path):
 
 
 def test_no_worker_left_stops_with_one_line_and_status_1(tmp_path):
-    from dask.distributed import LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with local_cluster(1) as cluster:
         proc, out = _cluster_run(tmp_path, cluster, "--worker-timeout", "1.5")
         cluster.scale(0)  # every worker gone, the scheduler still there
         _, err = proc.communicate(timeout=120)

@@ -57,3 +57,19 @@ def test_newton_options_reach_the_search_and_bad_inputs():
         pc.fixed_points(model, newton={"max_iter": 0})
     with pytest.raises(ValueError, match="alpha_flow: must be finite and > 0"):
         pc.fixed_points(model, alpha_flow=0.0)
+
+
+def test_fixed_points_reports_progress_after_a_threshold_and_can_be_quiet(capsys, monkeypatch):
+    from phasekit.core import parallel
+
+    model = Committee(2, 2, "erf", eta=1.0, second_order=False)
+    monkeypatch.setattr(parallel, "PROGRESS_DELAY", 0.0)
+    quiet = pc.fixed_points(model, n_starts=4, seed=0, progress=False)
+    assert capsys.readouterr().err == ""
+    shown = pc.fixed_points(model, n_starts=4, seed=0)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("fixed_points (K = 2, M = 2) [##############################] ") and "left" in last
+    done, total = last.split("] ")[1].split(" ")[0].split("/")
+    # 2 landmarks + 3 candidates per start, then one linearisation per distinct root found
+    assert done == total and int(total) >= 2 + 3 * 4 + len(quiet)
+    assert [fp.label for fp in shown] == [fp.label for fp in quiet]

@@ -501,3 +501,22 @@ def test_general_simulation_dataset_and_errors():
         simulate(pk.Committee(2, 2, "erf", drift=0.1), _S0, 50, 0.5, level="reduced", block=16)
     assert simulate(pk.Committee(2, 2, "erf", drift=0.1), _S0, 50, 0.5, level="microscopic", block=16,
                     n_points=2).attrs["block"] == 16
+
+
+@pytest.mark.parametrize("level", ["microscopic", "reduced"])
+def test_progress_reports_the_runs_done_and_can_be_turned_off(level, capsys, monkeypatch):
+    from phasekit.core import parallel
+
+    model = pk.Committee(2, 2, "erf", eta=0.5)
+    s0 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))
+    monkeypatch.setattr(parallel, "PROGRESS_DELAY", 0.0)  # a tiny threshold: shown at once
+    quiet = simulate(model, s0, 50, 2.0, n_runs=3, level=level, n_points=3, progress=False)
+    assert capsys.readouterr().err == ""
+    shown = simulate(model, s0, 50, 2.0, n_runs=3, level=level, n_points=3)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith(f"simulate ({level}, N = 50) [##############################] 3/3 runs")
+    assert lines[-1].endswith("00:00 left")
+    np.testing.assert_array_equal(shown["R"].values, quiet["R"].values)  # the report changes no number
+    monkeypatch.setattr(parallel, "PROGRESS_DELAY", 3.0)  # the default: a quick simulation says nothing
+    simulate(model, s0, 50, 2.0, n_runs=3, level=level, n_points=3)
+    assert capsys.readouterr().err == ""

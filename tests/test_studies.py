@@ -3,12 +3,13 @@ reproduces the published values it is about, and reports with every figure it na
 
 import math
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 
 from phasekit.core.results import status_names
-from phasekit.plotting import figure_problem
+from phasekit.plotting import figure_problem, layout_problems, save_figure
 from phasekit.report import write_report
 from phasekit.study.runner import run_study
 from phasekit.study.schema import load_study
@@ -35,6 +36,7 @@ def test_study_file_reads_and_has_a_cheap_variant(path):
 
 
 _RUNS: dict = {}
+_LAYOUT: dict = {}  # study -> {figure file: layout problems}, seen as its report saved each figure
 
 
 def run(name, tmp_path_factory):
@@ -42,7 +44,17 @@ def run(name, tmp_path_factory):
     if name not in _RUNS:
         out = tmp_path_factory.mktemp(name)
         ds = run_study(load_study(STUDIES / f"{name}.toml", quick=True), outdir=out, progress=False)
-        report = write_report(out / f"{name}.nc")
+        seen = _LAYOUT.setdefault(name, {})
+
+        def save_and_check(fig, path, *args, **kwargs):
+            units = [f"[1] on the count or category axis {lab!r}" for ax in fig.axes
+                     for lab in (ax.get_xlabel(), ax.get_ylabel())
+                     if lab.endswith("[1]") and ("hidden units" in lab or "activation" in lab)]
+            seen[Path(path).name] = layout_problems(fig) + units
+            return save_figure(fig, path, *args, **kwargs)
+
+        with mock.patch("phasekit.report.save_figure", save_and_check):
+            report = write_report(out / f"{name}.nc")
         _RUNS[name] = (ds, report)
     return _RUNS[name]
 
@@ -59,6 +71,16 @@ def test_cheap_variant_runs_and_reports_every_figure(path, tmp_path_factory):
     for name in list(ds.data_vars) + list(ds.coords):
         assert "long_name" in ds[name].attrs and "units" in ds[name].attrs, name
     assert {"phasekit_version", "study", "study_hash", "created"} <= set(ds.attrs)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_every_figure_of_the_cheap_variant_has_nothing_clipped_and_no_legend_over_data(path, tmp_path_factory):
+    """Every figure its report draws (the quick-start's among them), from matplotlib's drawn extents."""
+    _, report = run(path.stem, tmp_path_factory)
+    seen = _LAYOUT[path.stem]
+    shown = [line.split("](")[1].rstrip(")") for line in report.read_text().splitlines() if line.startswith("![")]
+    assert sorted(seen) == sorted(Path(f).name for f in shown)  # every figure of the report was checked
+    assert {f: p for f, p in seen.items() if p} == {}
 
 
 def test_relu_perceptron(tmp_path_factory):
@@ -120,9 +142,14 @@ def test_plateau_scaling_and_convergence_time(tmp_path_factory):
     ps, _ = run("plateau_scaling", tmp_path_factory)
     assert float(ps.slope_ratio.squeeze()) == pytest.approx(1.0, abs=0.02)
     assert np.isnan(float(ps.fitted_slope_stderr.squeeze()))  # three points: no standard error
+    from phasekit.plotting import draw
+
+    (_, _, fig), = draw(ps, {"kind": "plateau_scaling"})
+    legend = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert any("fit: slope" in t for t in legend) and not any("nan" in t for t in legend), legend  # said nothing
     ct, _ = run("convergence_time", tmp_path_factory)
     per = ct.sel(case="perceptron")
-    assert float(per.eta_c.values[0]) == pytest.approx(2.0, rel=1e-6)  # the ReLU perceptron
+    assert per.eta_c.dims == () and float(per.eta_c) == pytest.approx(2.0, rel=1e-6)  # one per case, not per eta
     np.testing.assert_allclose(per.eta.values, [0.5, 1.0, 1.5], rtol=1e-8)  # fractions of eta_c = 2
     assert set(names(ct).ravel()) == {"converged"}
     assert float(per.eta_opt) in per.eta.values  # (the cheap variant does not refine)

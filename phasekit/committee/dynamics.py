@@ -50,6 +50,7 @@ def integrate(
     alpha_eval: np.ndarray | None = None,
     solver: SolverOptions | Mapping[str, Any] | None = None,
     stop_eg: float | None = None,
+    spacing: str = "linear",
 ) -> xr.Dataset:
     """Integrate the order-parameter ODEs from ``state0`` to ``alpha_max``.
 
@@ -63,9 +64,16 @@ def integrate(
     alpha_max : float
         Final time ``alpha = mu / N`` (examples per input dimension), ``> 0``.
     n_points : int
-        Samples on an even grid ``[0, alpha_max]`` (ignored if ``alpha_eval`` is given).
+        Samples from 0 to where the run ends: ``alpha_max``, or the alpha at
+        which it stopped early (``stop_eg`` reached, diverged, failed), so that
+        a run that stops early is sampled as densely as one that does not
+        (ignored if ``alpha_eval`` is given).
     alpha_eval : array_like, optional
-        Explicit increasing sample times in ``[0, alpha_max]``.
+        Explicit increasing sample times in ``[0, alpha_max]``; those before
+        the end of the run are kept, and the end itself is appended.
+    spacing : {"linear", "log"}
+        Spacing of the ``n_points`` samples: even, or 0 then log-spaced from
+        ``1e-4`` of the end to the end.
     solver : SolverOptions, mapping or None
         ODE solver settings (:class:`phasekit.core.options.SolverOptions`, a
         mapping of its fields, or ``None`` for the defaults: DOP853,
@@ -94,8 +102,8 @@ def integrate(
         ``"converged"`` (``stop_eg`` reached), ``"diverged"`` (left the
         positive-semidefinite cone, blew up or produced non-finite values) or
         ``"failed"`` (solver failure); ``attrs["alpha_end"]`` is where the run
-        stopped and the samples end there (a diverged run carries no samples
-        beyond the divergence); ``attrs["message"]`` says why in one line and
+        stopped and the last sample is there (a diverged run carries no samples
+        beyond the divergence; the samples come from the solver's dense output); ``attrs["message"]`` says why in one line and
         ``attrs["n_rhs"]`` counts right-hand-side evaluations.  The solver
         settings are stored (``rtol``, ``atol``, ``method``, ``max_norm``
         attributes) so that re-integrations (:mod:`phasekit.committee.plateaus`)
@@ -107,10 +115,11 @@ def integrate(
     alpha_max = float(alpha_max)
     if not np.isfinite(alpha_max) or alpha_max <= 0:
         raise ValueError(f"alpha_max: must be finite and > 0, got {alpha_max!r}")
+    if spacing not in ("linear", "log"):
+        raise ValueError(f"spacing: must be 'linear' or 'log', got {spacing!r}")
     if alpha_eval is None:
         if int(n_points) < 2:
             raise ValueError(f"n_points: need at least 2 samples, got {n_points!r}")
-        alpha_eval = np.linspace(0.0, alpha_max, int(n_points))
     else:
         alpha_eval = np.asarray(alpha_eval, dtype=float)
         if alpha_eval.ndim != 1 or np.any(np.diff(alpha_eval) <= 0) or alpha_eval[0] < 0 \
@@ -128,24 +137,31 @@ def integrate(
     # adaptive step across a jump of the flow loses the solver's accuracy.
     jumps = getattr(model.eta_schedule, "boundaries", ())
     edges = [0.0, *(b for b in jumps if 0.0 < b < alpha_max), alpha_max]
-    a_parts, y_parts, n_rhs, v = [], [], 0, v0
+    pieces, n_rhs, v = [], 0, v0
     for lo, hi in zip(edges[:-1], edges[1:]):
         run = run_flow(model, v, (lo, hi), solver=opts, events=stop, dense=True)
         n_rhs += run.nfev
+        pieces.append((lo, v, run))
         alpha_end, status = run.t_end, run.status
-        last = status != "ok" or hi == alpha_max
-        a = alpha_eval[(alpha_eval >= lo) & ((alpha_eval < alpha_end) if last else (alpha_eval < hi))]
-        if last and (a.size == 0 or a[-1] < alpha_end):
-            a = np.append(a, alpha_end)
+        if status != "ok" or hi == alpha_max:
+            break
+        v = run.y_end
+    # the samples are placed once the end of the run is known, and read from the pieces' dense outputs
+    if alpha_eval is None:
+        alpha_eval = _samples(int(n_points), spacing, alpha_end)
+    a_all = alpha_eval[alpha_eval < alpha_end]
+    a_all = np.append(a_all, alpha_end)
+    a_parts, y_parts = [], []
+    for k, (lo, v, run) in enumerate(pieces):
+        last = k == len(pieces) - 1
         if run.n_steps == 0:  # failed on the first step: only the start of the piece is known
             a_parts.append(np.array([lo]))
             y_parts.append(v[None, :])
-        elif a.size:
+            continue
+        a = a_all[(a_all >= lo) & ((a_all <= alpha_end) if last else (a_all < pieces[k + 1][0]))]
+        if a.size:
             a_parts.append(a)
             y_parts.append(run.sample(a))
-        if last:
-            break
-        v = run.y_end
     message = "reached alpha_max" if status == "ok" else run.message
     a, Y = np.concatenate(a_parts), np.concatenate(y_parts)
     settings = {"rtol": opts.rtol, "atol": opts.atol, "method": opts.method, "stop_eg": stop_eg,
@@ -153,6 +169,15 @@ def integrate(
     ds = trajectory_dataset(model, a, Y, settings=settings)
     ds.attrs.update(status=status, message=message, alpha_end=alpha_end, n_rhs=n_rhs)
     return ds
+
+
+def _samples(n: int, spacing: str, end: float) -> np.ndarray:
+    """``n`` sample times from 0 to ``end`` (just 0 when the run ends where it starts)."""
+    if not end > 0:
+        return np.array([0.0])
+    if spacing == "log" and n > 2:
+        return np.concatenate([[0.0], np.geomspace(end * 1e-4, end, n - 1)])
+    return np.linspace(0.0, end, n)
 
 
 def trajectory_dataset(

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.ode import rk4_batch
 from ..core.options import NewtonOptions, coerce_options
+from ..core.parallel import Progress
 from .cone import _margin
 from .landmarks import _check_symmetric_teacher, _perfect_vector, symmetric_plateau
 from .linearisation import CommitteeFixedPoint, linearise
@@ -103,7 +104,7 @@ def _same_point(model: Committee, a: np.ndarray, b: np.ndarray, tol: float = _DE
 
 def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
                  newton: NewtonOptions | Mapping[str, Any] | None = None, alpha_flow: float = 200.0,
-                 include_landmarks: bool = True) -> list[CommitteeFixedPoint]:
+                 include_landmarks: bool = True, progress: bool = True) -> list[CommitteeFixedPoint]:
     """Every distinct fixed point found by a multi-start Newton search.
 
     Starts: ``n_starts`` random states inside the cone (random student
@@ -127,6 +128,9 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
         Flow time of the seeding trajectories in units of ``eta alpha``.
     include_landmarks : bool
         Also try the perfect solution and the symmetric plateau.
+    progress : bool
+        Newton solves and linearisations done, and the estimated time left,
+        on stderr once the search has taken a few seconds (:class:`phasekit.core.parallel.Progress`).
 
     Returns
     -------
@@ -143,9 +147,24 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
         raise ValueError(f"alpha_flow: must be finite and > 0, got {alpha_flow!r}")
     model.require_autonomous("the fixed-point search")
     opts = coerce_options(newton, NewtonOptions, "newton")
+    with Progress(3 * int(n_starts), enabled=progress, what=f"fixed_points (K = {model.K}, M = {model.M})",
+                  unit="solves", tick=1.0) as bar:
+        return _search(model, int(n_starts), seed, opts, alpha_flow, include_landmarks, bar)
+
+
+def _counted(items: list, bar: Progress) -> Any:
+    """The items, with ``bar`` advanced after the loop body has handled each."""
+    for item in items:
+        yield item
+        bar.update(1)
+
+
+def _search(model: Committee, n_starts: int, seed: int, opts: NewtonOptions, alpha_flow: float,
+            include_landmarks: bool, bar: Progress) -> list[CommitteeFixedPoint]:
+    """:func:`fixed_points` after its checks; ``bar`` counts the Newton solves, then the linearisations."""
     tol = opts.tol
     rng = np.random.default_rng(seed)
-    starts = _random_states(model, int(n_starts), rng)
+    starts = _random_states(model, n_starts, rng)
     ends, lingering = _batched_flow(model, starts, alpha_flow / model.eta, n_steps=max(1, int(4 * alpha_flow)))
     candidates: list[tuple[np.ndarray, str]] = []
     if include_landmarks:
@@ -159,9 +178,10 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
         except ValueError:
             pass
     candidates += [(v, "") for v in np.concatenate([lingering, ends, starts])]
+    bar.add(len(candidates) - bar.total)
 
     roots: list[tuple[np.ndarray, str]] = []
-    for v0, lab in candidates:
+    for v0, lab in _counted(candidates, bar):
         if not np.all(np.isfinite(v0)):
             continue
         if lab == "perfect" and float(np.abs(model.rhs_vector(v0)).max()) <= tol:
@@ -184,7 +204,8 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
     except ValueError:
         symmetric_ok = False
     found: list[CommitteeFixedPoint] = []
-    for v, lab in roots:
+    bar.add(len(roots))  # each root is linearised and classified
+    for v, lab in _counted(roots, bar):
         if not lab:
             if perfect_v is not None and _same_point(model, v, perfect_v):
                 lab = "perfect"

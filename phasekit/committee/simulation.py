@@ -93,14 +93,14 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 from ..core.options import SolverOptions
-from ..core.parallel import choose_backend, parallel_map
+from ..core.parallel import Progress, choose_backend, parallel_map
 from .dynamics import trajectory_dataset
 from .model import Committee, State
 
@@ -364,6 +364,7 @@ def _run_microscopic(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray
                 nu = _normals(gens, (bb, model.M, N)) / math.sqrt(N) if model.drift > 0 else None
                 vw = _micro_block_general(model, V, vw, Xi, zeta, _block_rates(model, done, bb, N), nu, N)
             done += bb
+            _tick(n * bb)
         out[:, j] = _state_vectors(model, V, vw)
         if Xtest is not None:
             eg_test[:, j] = _test_error(model, Xtest @ np.swapaxes(V, -1, -2), vw)
@@ -415,6 +416,7 @@ def _run_reduced(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray, b:
                 v_next, T = _reduced_block_drift(model, v, T, alive, rng, bb, _block_rates(model, done, bb, N), N)
                 v = np.where(alive[:, None], v_next, np.nan)
                 done += bb
+                _tick(n * bb)
                 continue
             S = np.where(alive[:, None, None], model.covariance(v), eye)
             F, keep = _factor(S)
@@ -431,6 +433,7 @@ def _run_reduced(model: Committee, v0: np.ndarray, N: int, steps: np.ndarray, b:
                                                 _block_rates(model, done, bb, N))
             v = np.where(alive[:, None], v_next, np.nan)
             done += bb
+            _tick(n * bb)
         out[:, j] = v
     return out, np.full((n, len(steps)), np.nan)
 
@@ -509,10 +512,35 @@ def _reduced_block_drift(model: Committee, v: np.ndarray, T: np.ndarray, alive: 
 _RUNNERS = {"microscopic": _run_microscopic, "reduced": _run_reduced}
 
 
+# While simulate runs chunks in this process: called with the examples of each block (runs x steps),
+# for the progress report (never set in worker processes).
+_ON_BLOCK: Callable[[int], None] | None = None
+
+
+def _tick(n_examples: int) -> None:
+    if _ON_BLOCK is not None:
+        _ON_BLOCK(n_examples)
+
+
 def _run_chunk(job: tuple) -> tuple[np.ndarray, np.ndarray]:
     level, *args = job
     with np.errstate(over="ignore", invalid="ignore"):
         return _RUNNERS[level](*args)
+
+
+def _run_chunks(jobs: list, runs: list[int], steps: int, backend: Any, client: Any, n_workers: int | None,
+                bar: Progress) -> list:
+    """The chunks' results, with ``bar`` advanced by the runs done (block by block when in this process)."""
+    global _ON_BLOCK
+    serial = backend.kind == "serial"
+    if serial:
+        _ON_BLOCK = lambda k: bar.update(k / max(steps, 1))  # noqa: E731
+    try:
+        return parallel_map(_run_chunk, jobs, client=client, n_workers=n_workers, batch_size=1,
+                            progress=None if serial else bar, weights=runs)
+    finally:
+        _ON_BLOCK = None
+        bar.close()
 
 
 def simulate(
@@ -529,6 +557,7 @@ def simulate(
     n_test: int = 0,
     n_workers: int | None = None,
     client: Any = None,
+    progress: bool = True,
 ) -> xr.Dataset:
     """Simulate on-line SGD of the committee machine at finite input dimension N.
 
@@ -571,6 +600,10 @@ def simulate(
         Spread chunks of runs over worker processes (``n_workers >= 2``) or a
         dask cluster (``client``, or the active dask client when ``n_workers``
         is not given); by default in this process (:func:`phasekit.core.parallel.parallel_map`).
+    progress : bool
+        Runs done and the estimated time left on stderr, once the simulation
+        has taken a few seconds (:class:`phasekit.core.parallel.Progress`):
+        block by block in this process, chunk by chunk of runs on workers.
 
     Returns
     -------
@@ -627,7 +660,9 @@ def simulate(
         sizes = [min(_REDUCED_CHUNK_RUNS, n_runs - s) for s in range(0, n_runs, _REDUCED_CHUNK_RUNS)]
         chunks = [(ss, n) for ss, n in zip(np.random.SeedSequence(seed).spawn(len(sizes)), sizes)]
     jobs = [(level, model, v0, N, steps, b, n_test, chunk) for chunk in chunks]
-    results = parallel_map(_run_chunk, jobs, client=client, n_workers=n_workers, batch_size=1)
+    results = _run_chunks(jobs, [len(c) if level == "microscopic" else c[1] for c in chunks], int(steps[-1]),
+                          backend, client, n_workers,
+                          Progress(n_runs, enabled=progress, what=f"simulate ({level}, N = {N})", unit="runs"))
     Yv = np.concatenate([r[0] for r in results])
     settings = {"level": level, "N": N, "n_runs": n_runs, "seed": int(seed), "block": b,
                 "n_test": n_test, "alpha_max": alpha_max}

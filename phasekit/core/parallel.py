@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import multiprocessing
 import numbers
 import os
@@ -52,7 +53,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ['Backend', 'ParallelError', 'Terminated', 'active_client', 'check_batch_size', 'check_workers', 'choose_backend', 'connect', 'default_workers', 'imap_unordered', 'max_workers', 'parallel_map']
+__all__ = ['Backend', 'PROGRESS_DELAY', 'ParallelError', 'Progress', 'Terminated', 'active_client', 'check_batch_size', 'check_workers', 'choose_backend', 'connect', 'default_workers', 'imap_unordered', 'max_workers', 'parallel_map']
 
 
 # Environment variables: the sanity limit on worker processes, and the start method
@@ -581,6 +582,151 @@ def _exception_of(fut: Any) -> BaseException:
     return exc if exc is not None else RuntimeError(f"task {fut.key} {fut.status}")
 
 
+# --- progress ---------------------------------------------------------------------------------------
+
+# Seconds a computation runs before its progress line appears: quick calls say nothing.
+PROGRESS_DELAY = 3.0
+
+
+def _clock_text(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+def _count_text(x: float) -> str:
+    """A count of units: whole (up to rounding of the fractions added) or with one decimal."""
+    return str(int(round(x))) if abs(x - round(x)) <= 1e-9 * max(1.0, abs(x)) else f"{x:.1f}"
+
+
+class Progress:
+    """A one-line progress report on stderr: work done, rate and estimated time left.
+
+    Nothing is written during the first ``delay`` seconds (a computation that
+    finishes quickly says nothing) or when ``enabled`` is false.  On a
+    terminal the line is rewritten in place; elsewhere (a log file) a line is
+    written every ``every`` seconds and at the end.  With ``tick`` (seconds)
+    a background thread refreshes the line while a single long unit of work
+    runs, so that the elapsed time shows before the first unit is done.
+
+    Parameters
+    ----------
+    total : int or float
+        Units of work (may be raised later with :meth:`add`; fractions of a
+        unit are allowed, e.g. a run half done).
+    done : int or float
+        Units already done (e.g. checkpointed points): they count towards
+        the fraction, not the rate.
+    enabled : bool
+    what : str
+        What is computed (the line's first word, e.g. ``"simulate"``).
+    unit : str
+        Name of a unit of work (``"points"``, ``"starts"``, ...).
+    stream : file, optional
+        Default ``sys.stderr``.
+    delay, every : float
+        Seconds of silence at the start (default :data:`PROGRESS_DELAY`), and
+        between lines off a terminal.
+    clock : callable
+        Seconds (default :func:`time.monotonic`; tests pass a fake clock).
+    tick : float, optional
+        Refresh period of the background thread (none by default).
+    """
+
+    def __init__(self, total: float, *, done: float = 0, enabled: bool = True, what: str = "", unit: str = "points",
+                 stream: Any = None, delay: float | None = None, every: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic, tick: float | None = None) -> None:
+        self.total, self.done0, self.done = total, done, done
+        self.enabled = bool(enabled) and self.total > self.done
+        self.what, self.unit = what, unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.delay = float(PROGRESS_DELAY if delay is None else delay)
+        self.every, self.clock = float(every), clock
+        self.t0 = clock()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = -math.inf  # when the last line was written (off a terminal)
+        self._open = False  # a \r-line is on the terminal
+        self._shown = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        if self.enabled and tick:
+            self._thread = threading.Thread(target=self._tick, args=(float(tick),), daemon=True)
+            self._thread.start()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _tick(self, period: float) -> None:
+        while not self._stop.wait(period):
+            self._show(final=False)
+
+    def add(self, n: float) -> None:
+        """``n`` more units of work than first announced."""
+        self.total += n
+
+    def update(self, n: float = 1) -> None:
+        """``n`` more units are done."""
+        self.done += n
+        if self.enabled:
+            self._show(final=self.done >= self.total - 1e-9 * abs(self.total))
+
+    def line(self) -> str:
+        """The current report: ``what [####....] done/total unit  rate  time left``."""
+        elapsed = self.clock() - self.t0
+        new = self.done - self.done0
+        rate = new / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else math.inf
+        frac = min(1.0, self.done / self.total) if self.total else 1.0
+        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+        head = f"{self.what} " if self.what else ""
+        speed = f"{rate:.3g} {self.unit}/s" if new else "first result pending"
+        return (f"{head}[{bar}] {_count_text(self.done)}/{_count_text(self.total)} {self.unit}  {speed}  "
+                f"{_clock_text(elapsed)} elapsed, {_clock_text(max(left, 0.0))} left")
+
+    def _show(self, final: bool) -> None:
+        with self._lock:
+            elapsed = self.clock() - self.t0
+            if not self.enabled or (elapsed < self.delay and not (final and self._shown)):
+                return
+            text = self.line()
+            if self.tty:
+                self.stream.write("\r" + text)
+                self._open = True
+            elif final or elapsed - self._last >= self.every:
+                self.stream.write(text + "\n")
+                self._last = elapsed
+            else:
+                return
+            self._shown = True
+            self.stream.flush()
+
+    def note(self, message: str) -> None:
+        """A remark on its own line (e.g. waiting for workers); shown whenever progress is enabled."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self.stream.write(("\n" if self._open else "") + message + "\n")
+            self._open = False
+            self.stream.flush()
+
+    def close(self) -> None:
+        """Stop the refresh thread and end the terminal line."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            if self.enabled and self._open:
+                self.stream.write("\n")
+                self.stream.flush()
+                self._open = False
+
+
 def _run_batch(func: Callable[[Any], Any], batch: Sequence[Any]) -> list[Any]:
     return [func(item) for item in batch]
 
@@ -592,6 +738,8 @@ def parallel_map(
     client: Any = None,
     n_workers: int | None = None,
     batch_size: int | None = None,
+    progress: Progress | None = None,
+    weights: Sequence[float] | None = None,
 ) -> list[Any]:
     """``[func(item) for item in items]``, in parallel when asked to, order preserved.
 
@@ -609,6 +757,10 @@ def parallel_map(
         processes (at most :func:`max_workers`).
     batch_size : int, optional
         Items per task; default about four tasks per worker.
+    progress : Progress, optional
+        Advanced by each item's weight (default 1) as its task finishes.
+    weights : sequence of float, optional
+        The work of each item, in the units of ``progress``.
 
     Raises
     ------
@@ -624,15 +776,25 @@ def parallel_map(
     backend = choose_backend(client, n_workers)
     if not items:
         return []
+    weight = list(weights) if weights is not None else [1.0] * len(items)
     if backend.kind == "serial":
-        return [func(item) for item in items]
+        out = []
+        for item, w in zip(items, weight):
+            out.append(func(item))
+            if progress is not None:
+                progress.update(w)
+        return out
     if batch_size is None:
         batch_size = max(1, -(-len(items) // (4 * backend.n_workers)))
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     results: list[Any] = [None] * len(batches)
-    with contextlib.closing(imap_unordered(functools.partial(_run_batch, func), batches, backend)) as it:
+    notify = progress.note if progress is not None else None
+    with contextlib.closing(imap_unordered(functools.partial(_run_batch, func), batches, backend,
+                                           notify=notify)) as it:
         for i, result, exc in it:
             if exc is not None:
                 raise exc
             results[i] = result
+            if progress is not None:
+                progress.update(sum(weight[i * batch_size:(i + 1) * batch_size]))
     return [r for batch in results for r in batch]

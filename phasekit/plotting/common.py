@@ -111,8 +111,9 @@ def layout_problems(fig: Figure) -> list[str]:
     """What a reader would miss in ``fig``, from matplotlib's own extents after drawing it.
 
     Texts (titles, axis labels with their tick labels, annotations) and
-    legends reaching outside the figure, and legends inside an axes that
-    cover data: a marker (even in part) or a stretch of a drawn curve.
+    legends reaching outside the figure, figure legends over a title, and
+    legends inside an axes that cover data: a marker (even in part) or a
+    stretch of a drawn curve.
     An empty list means nothing is clipped or hidden.  Draws ``fig`` with the
     Agg canvas (no pyplot, no global state).
     """
@@ -129,11 +130,17 @@ def layout_problems(fig: Figure) -> list[str]:
                                    or extent.y1 > box.y1 + 1):
             problems.append(f"{what} reaches outside the figure ({extent.bounds} vs {box.bounds})")
 
+    titles = [t for t in fig.texts + ([fig._suptitle] if fig._suptitle is not None else [])
+              + [ax.title for ax in fig.axes] if t.get_visible() and t.get_text()]
     for text in fig.texts + ([fig._suptitle] if fig._suptitle is not None else []):
         if text.get_visible() and text.get_text():
             outside(text.get_window_extent(renderer), f"text {text.get_text()!r}")
     for leg in fig.legends:
-        outside(leg.get_window_extent(renderer), "figure legend")
+        lb = leg.get_window_extent(renderer)
+        outside(lb, "figure legend")
+        for text in titles:  # e.g. a legend beside the panels over the end of a long suptitle
+            if lb.overlaps(text.get_window_extent(renderer)):
+                problems.append(f"figure legend covers the title {text.get_text()!r}")
     for ax in fig.axes:
         name = ax.get_title() or ax.get_ylabel() or "an axes"
         for axis in (ax.xaxis, ax.yaxis):  # the tick labels drawn (inside the view) and the axis label

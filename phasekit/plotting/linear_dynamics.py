@@ -59,7 +59,8 @@ def plot_mode_trajectories(ds: xr.Dataset, title: str | None = None) -> Figure:
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(lab, h)
-    fig.legend(list(entries.values()), list(entries), fontsize=8, loc="outside right upper")
+    # beside the panels at mid height: at the top it would cover the end of the suptitle, which spans the figure
+    fig.legend(list(entries.values()), list(entries), fontsize=8, loc="outside right center")
     lr = " (circles: a network trained by gradient descent)" if "u_sim" in ds else ""
     fig.suptitle(title or f"Deep linear network: mode strengths (lines: closed form){lr}")
     return fig

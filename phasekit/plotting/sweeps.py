@@ -339,9 +339,10 @@ def plot_plateau_scaling(ds: xr.Dataset, var: str = "plateau_length", time: str 
             ax.plot(lnx, y, "o", color=colour, mfc=colour if start_plateau else "none", ms=5, label=name)
             if "fitted_slope" in point and np.isfinite(float(point["fitted_slope"])):
                 a, b = eta * float(point["fitted_slope"]), eta * float(point["fitted_intercept"])
+                err = eta * float(point["fitted_slope_stderr"])  # NaN for three points or fewer: not shown
                 ax.plot(xs, a * xs + b, "-" if start_plateau else ":", color=colour, lw=1.2,
-                        label=f"  fit: slope {a:.4g} +- {eta * float(point['fitted_slope_stderr']):.2g} "
-                              f"(ratio {float(point['slope_ratio']):.4f})")
+                        label=f"  fit: slope {a:.4g}" + (f" +- {err:.2g}" if np.isfinite(err) else "")
+                              + f" (ratio {float(point['slope_ratio']):.4f})")
                 fit = point["in_fit"].transpose("X").values.astype(bool)
                 if start_plateau and fit.any() and np.isfinite(float(point["predicted_slope"])):
                     p = eta * float(point["predicted_slope"])

@@ -107,8 +107,14 @@ def _needs(settings: dict, variables: set, dims: set, var_keys: tuple[str, ...],
 
 
 def _along(ds: xr.Dataset, var: str, dim: str, extra: tuple[str, ...] = ()) -> tuple[xr.DataArray, list[str]]:
-    """``ds[var]`` with ``dim`` last, and the other dims (each combination is analysed on its own)."""
+    """``ds[var]`` with ``dim`` last, and the other dims (each combination is analysed on its own).
+
+    A variable without some grid dims (``eta_c`` has no ``eta`` dim) is
+    repeated along them, so that it lines up with the grid's other variables.
+    """
     da = ds[var]
+    if "status" in ds and not set(ds["status"].dims) <= set(da.dims):
+        da = da.broadcast_like(ds["status"])
     dim = _dim_of(ds, dim)
     others = [d for d in da.dims if d != dim and d not in extra]
     return da.transpose(*others, dim, *extra), others

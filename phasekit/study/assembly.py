@@ -3,8 +3,9 @@
 Layout: the grid dims in the study's order (a case axis is one dim; an axis
 whose values depend on another is a ``<name>_index`` dim with a 2-D
 coordinate ``<name>``); one variable per measure output over the grid dims
-and the output's own dims (a trajectory's ``sample``, ``i``, ``n``; shorter
-values padded with NaN); ``status`` (CF flags of
+it depends on (:func:`output_dims`: ``eta_c`` has no ``eta`` dim) and the
+output's own dims (a trajectory's ``sample``, ``i``, ``n``; shorter values
+padded with NaN); ``status`` (CF flags of
 :data:`phasekit.core.results.STATUS`), ``message``, ``seconds``,
 ``invocation`` and ``worker`` per point; parameters computed at each point
 (``eta`` from ``eta_over_eta_c``) as variables; every other scalar parameter
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -34,7 +36,7 @@ from .registry import MEASURES
 from .schema import Study
 from .systems import get_system
 
-__all__ = ["assemble", "outputs_of", "record_dataset", "run_analyses", "trajectory_outputs"]
+__all__ = ["assemble", "output_dims", "outputs_of", "record_dataset", "run_analyses", "trajectory_outputs"]
 
 _STRINGS = ("status", "message", "worker", "key", "trajectory_status", "trajectory_message")
 
@@ -57,6 +59,60 @@ def trajectory_outputs(study: Study) -> dict[str, Output]:
     if not study.trajectory_points() or "trajectory" in study.measures:
         return {}
     return MEASURES["trajectory"].outputs_for(study)
+
+
+def output_dims(study: Study, spec: Output) -> tuple[str, ...]:
+    """The grid dims a measure output carries, in the grid's order.
+
+    Every grid dim except those of the axes that set only parameters the
+    output ignores (:attr:`Output.ignores`; a table name stands for all of
+    its parameters): ``eta_c`` has no ``eta`` or ``eta_over_eta_c`` dim.  An
+    axis whose values depend on a kept axis keeps that axis too.
+    """
+    if not spec.ignores:
+        return study.dims
+    system = get_system(study.system)
+    ignored = set()
+    for name in spec.ignores:
+        table = system.in_table(name)
+        ignored.update(table if table else (name,))
+    drop = set()
+    for axis in study.axes:
+        names = {axis.name} if axis.depends is not None else {k for a in axis.assigns for k in a}
+        if names and names <= ignored:
+            drop.add(axis.dim)
+    for axis in study.axes:
+        if axis.depends is not None and axis.dim not in drop:
+            drop.discard(study.axis(axis.depends).dim)
+    return tuple(d for d in study.dims if d not in drop)
+
+
+def _collapse(arr: np.ndarray, dims: tuple[str, ...], keep: tuple[str, ...], name: str) -> np.ndarray | None:
+    """``arr`` (grid dims ``dims`` first) without the grid dims not in ``keep``.
+
+    The value kept for each remaining position is the first one computed
+    along the dropped dims (a point may be missing or have failed).  Values
+    that differ along them mean the output does depend on a dropped axis (an
+    error of the measure's ``ignores``): None, with a warning, and the
+    caller keeps every grid dim.
+    """
+    if keep == dims:
+        return arr
+    g = len(dims)
+    kept = [dims.index(d) for d in keep]
+    dropped = [j for j in range(g) if j not in kept]
+    a = np.transpose(arr, kept + dropped + list(range(g, arr.ndim)))
+    head = a.shape[:len(kept)]
+    a = a.reshape(head + (-1,) + a.shape[g:])
+    valid = ~np.all(np.isnan(a), axis=tuple(range(len(head) + 1, a.ndim)))
+    first = np.argmax(valid, axis=-1)[(...,) + (None,) * (a.ndim - len(head))]
+    out = np.take_along_axis(a, first, axis=len(head))
+    same = np.isclose(a, out, rtol=1e-9, atol=0.0, equal_nan=True) | np.isnan(a)
+    if not np.all(same):
+        warnings.warn(f"{name}: differs along {', '.join(d for d in dims if d not in keep)}, which its measure "
+                      f"declares it does not depend on; kept over every grid dim", RuntimeWarning, stacklevel=3)
+        return None
+    return out[(slice(None),) * len(head) + (0,)]
 
 
 def derived_names(study: Study) -> list[str]:
@@ -267,7 +323,10 @@ def assemble(study: Study, records: xr.Dataset | None, lost: Mapping[int, str] |
     for var, spec in outputs.items():
         src = records[var].values if records is not None and var in records else None
         arr = _fill(n, spec, rec, src, sizes).reshape(shape + tuple(sizes.get(d, 0) for d in spec.dims))
-        data[var] = (dims + spec.dims, arr, spec.attrs())
+        keep = output_dims(study, spec)
+        less = _collapse(arr, dims, keep, var)
+        data[var] = (keep + spec.dims, less, spec.attrs()) if less is not None else \
+            (dims + spec.dims, arr, spec.attrs())
     for name in derived_names(study):
         vals = column(f"derived__{name}", np.nan, float).reshape(shape)
         data[name] = (dims, vals, {**_name_attrs(study, name), "note": "computed at each point"})

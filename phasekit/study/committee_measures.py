@@ -166,12 +166,9 @@ def point_trajectory(ctx: PointContext) -> xr.Dataset:
     def compute() -> xr.Dataset:
         p = ctx.params
         amax = horizon(ctx)
-        kw: dict[str, Any] = {"solver": ctx.solver, "stop_eg": p["stop_eg"]}
-        if p["spacing"] == "log":  # 0, then log-spaced from 1e-4 of the horizon
-            kw["alpha_eval"] = np.concatenate([[0.0], np.geomspace(amax * 1e-4, amax, p["n_points"] - 1)])
-        else:
-            kw["n_points"] = p["n_points"]
-        return integrate(point_model(ctx), point_start(ctx), amax, **kw)
+        # n_points samples up to where the run ends (log: 0, then log-spaced from 1e-4 of that end)
+        return integrate(point_model(ctx), point_start(ctx), amax, solver=ctx.solver, stop_eg=p["stop_eg"],
+                         n_points=p["n_points"], spacing=p["spacing"])
 
     return ctx.shared("trajectory", compute)
 
@@ -388,7 +385,8 @@ def _saad_solla_escape(model: Committee) -> float:
     return model.eta * 2 * K / (math.pi * math.sqrt(2 * K - 1) * (2 * K + 1) ** 1.5)
 
 
-@register_measure("plateau", _PLATEAU_OUTPUTS, check=_needs_autonomous("the symmetric plateau"))
+@register_measure("plateau", _PLATEAU_OUTPUTS, check=_needs_autonomous("the symmetric plateau"),
+                  ignores=("initial", "integration"))
 def measure_plateau(ctx: PointContext, settings: dict) -> Outcome:
     """The symmetric plateau (:func:`phasekit.committee.landmarks.symmetric_plateau`): eps_g, escape rate, overlaps."""
     model = point_model(ctx)
@@ -436,6 +434,9 @@ def _needs_second_order(study: Any) -> str | None:
 
 _ETA_MAX = Parameter("eta_max", "number", 1e3, "upper end of the eta_c search", "1", table="measures", low=1e-3,
                      low_open=True)
+# What eta_c and eta_opt do not depend on: they are properties of the model's exact (second-order) flow
+# over all eta, whatever the point's eta and start.
+_ETA_FREE = ("eta", "eta_over_eta_c", "second_order", "initial", "integration")
 
 
 @register_measure("eta_c",
@@ -444,7 +445,7 @@ _ETA_MAX = Parameter("eta_max", "number", 1e3, "upper end of the eta_c search", 
                    "eta_c_precision": Output("half width of the final eta_c bracket"),
                    "jacobian_error": Output("estimated max error of a Jacobian entry (A, B)"),
                    "crossing_real": Output("eigenvalue crossing zero at eta_c is real (1) or complex (0)")},
-                  settings={"eta_max": _ETA_MAX}, check=_needs_exact_autonomous("eta_c"))
+                  settings={"eta_max": _ETA_MAX}, check=_needs_exact_autonomous("eta_c"), ignores=_ETA_FREE)
 def measure_eta_c(ctx: PointContext, settings: dict) -> Outcome:
     """Critical learning rate of the perfect solution (:func:`phasekit.committee.stability.critical_eta`).
 
@@ -460,7 +461,7 @@ def measure_eta_c(ctx: PointContext, settings: dict) -> Outcome:
                   {"eta_opt": Output("learning rate of fastest asymptotic convergence eta_opt"),
                    "rate_opt": Output("slowest asymptotic decay rate at eta_opt", "1/alpha"),
                    "kink": Output("eta_opt where two eigenvalues exchange the lead (1) or smooth maximum (0)")},
-                  settings={"eta_max": _ETA_MAX}, check=_needs_exact_autonomous("eta_opt"))
+                  settings={"eta_max": _ETA_MAX}, check=_needs_exact_autonomous("eta_opt"), ignores=_ETA_FREE)
 def measure_eta_opt(ctx: PointContext, settings: dict) -> Outcome:
     """Learning rate of fastest asymptotic convergence (:func:`phasekit.committee.stability.optimal_eta`)."""
     st, ec = _stability(ctx.params, settings["eta_max"])
@@ -482,7 +483,7 @@ def _steady_check(study: Any) -> str | None:
                    "steady_R": Output("steady-state overlap R_ii (mean over i)"),
                    "steady_Q": Output("steady-state norm Q_ii (mean over i)"),
                    "steady_n_unstable": Output("unstable directions of the steady state")},
-                  check=_steady_check)
+                  check=_steady_check, ignores=("initial", "integration"))
 def measure_steady_eg(ctx: PointContext, settings: dict) -> Outcome:
     """The fixed point the perfect solution becomes under drift, weight decay and noise (any K, M).
 
@@ -531,7 +532,7 @@ def measure_simulation(ctx: PointContext, settings: dict) -> Outcome:
     model = point_model(ctx)
     sim = simulate(model, point_start(ctx), settings["N"], horizon(ctx), n_runs=settings["n_runs"],
                    seed=ctx.params["seed"], level=settings["level"], n_points=settings["n_points"],
-                   n_test=settings["n_test"], n_workers=1)
+                   n_test=settings["n_test"], n_workers=1, progress=False)
     if settings["align"] and model.K == model.M > 1:
         sim = align_teachers(sim)
     values = {"sim_alpha": sim["alpha"].values, "sim_R": sim["R"].values, "sim_Q": sim["Q"].values,
@@ -565,7 +566,7 @@ def measure_spread(ctx: PointContext, settings: dict) -> Outcome:
     model = point_model(ctx)
     n_runs = settings["n_runs"]
     ds = simulate(model, point_start(ctx), settings["N"], settings["alpha"], n_runs=n_runs, seed=ctx.params["seed"],
-                  level=settings["level"], n_points=2, n_workers=1)
+                  level=settings["level"], n_points=2, n_workers=1, progress=False)
     R, Q = ds["R"].values[:, -1], ds["Q"].values[:, -1]
     iu = np.triu_indices(model.K)
     v = np.concatenate([R.reshape(n_runs, -1), Q[:, iu[0], iu[1]]], axis=-1)

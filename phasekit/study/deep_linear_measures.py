@@ -23,10 +23,12 @@ def _times(p: dict) -> np.ndarray:
 
 
 @register_measure("modes", {
-    "time": Output("time t / tau", "1", ("sample",)),
+    "time": Output("time t / tau", "1", ("sample",), ignores=("model",)),
     "u": Output("mode strength u", "1", ("mode", "sample")),
-    "singular_value": Output("singular value s", "1", ("mode",)),
-    "u_initial": Output("initial mode strength", "1", ("mode",)),
+    "singular_value": Output("singular value s", "1", ("mode",),
+                             ignores=("u0", "depth", "weight_decay", "tau", "integration")),
+    "u_initial": Output("initial mode strength", "1", ("mode",),
+                        ignores=("depth", "weight_decay", "tau", "integration")),
     "fixed_point": Output("fixed point approached", "1", ("mode",)),
     "max_ode_deviation": Output("largest deviation of the closed form from the integrated ODE"),
 }, system="deep_linear")

@@ -40,7 +40,9 @@ _TRAINING = {
     "loss": Output("population loss at the end of training"),
     "loss_initial": Output("population loss at initialisation"),
     "relative_loss": Output("final loss / initial loss"),
-    "loss_floor": Output("lower bound on the loss from the symmetry of the activation"),
+    # a property of the teacher, the activation and the predictor's centring, not of the student or its training
+    "loss_floor": Output("lower bound on the loss from the symmetry of the activation",
+                         ignores=("m", "tau", "seed", "scale", "symmetric", "training")),
     "excess_loss": Output("final loss minus the symmetry floor"),
     "weight_displacement": Output("relative weight displacement |w - w0| / |w0|"),
     "time_to_threshold": Output("time to reach the loss threshold (NaN: never)", "mean-field time t"),

@@ -13,7 +13,7 @@ way to signal a result.  Every system registers its measures here
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from ..core.results import check_status
@@ -39,12 +39,19 @@ class Output:
     flags : tuple of str
         For a categorical integer output: the meanings of the codes 0, 1, ...
         (written as CF ``flag_values`` and ``flag_meanings``).
+    ignores : tuple of str
+        Parameters the value does not depend on (names, or the name of a
+        study table such as ``"initial"`` for all of its parameters): a grid
+        axis that sets only such parameters is not a dim of the variable
+        (``eta_c`` carries no ``eta`` dim), see
+        :func:`phasekit.study.assembly.output_dims`.
     """
 
     long_name: str
     units: str = "1"
     dims: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
+    ignores: tuple[str, ...] = ()
 
     def attrs(self) -> dict[str, Any]:
         out: dict[str, Any] = {"long_name": self.long_name, "units": self.units}
@@ -138,19 +145,26 @@ def _as_setting(name: str, spec: Any) -> Parameter:
 
 def register_measure(name: str, outputs: Mapping[str, Any], settings: Any = (), description: str = "", *,
                      system: str = "committee", coords: Callable | None = None,
-                     check: Callable | None = None, select: Callable | None = None) -> Callable[[Callable], Callable]:
+                     check: Callable | None = None, select: Callable | None = None,
+                     ignores: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
     """Decorator adding ``func(ctx, settings) -> Outcome`` to :data:`MEASURES`.
 
     ``outputs`` maps each output to an :class:`Output` or ``(long_name,
     units)``; ``settings`` maps names to :class:`~phasekit.study.systems.Parameter`
-    (a sequence of names: positive numbers without default).
+    (a sequence of names: positive numbers without default); ``ignores``:
+    the parameters no output depends on (``Output.ignores`` of every output
+    that gives none of its own).
     """
     if not isinstance(settings, Mapping):
         settings = {s: None for s in settings}
 
+    def output(spec: Any) -> Output:
+        out = _as_output(spec)
+        return replace(out, ignores=tuple(ignores)) if ignores and not out.ignores else out
+
     def register(func: Callable) -> Callable:
         doc = (func.__doc__ or "").strip().splitlines()
-        MEASURES[name] = Measure(name, system, func, {k: _as_output(v) for k, v in outputs.items()},
+        MEASURES[name] = Measure(name, system, func, {k: output(v) for k, v in outputs.items()},
                                  {k: _as_setting(k, v) for k, v in settings.items()},
                                  description or (doc[0] if doc else ""), coords, check, select)
         return func

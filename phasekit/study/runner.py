@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import os
 import socket
 import sys
@@ -55,7 +54,7 @@ import numpy as np
 import xarray as xr
 
 from ..core.options import ParallelOptions, coerce_options
-from ..core.parallel import ParallelError, Terminated, choose_backend, connect, imap_unordered
+from ..core.parallel import ParallelError, Progress, Terminated, choose_backend, connect, imap_unordered
 from .assembly import assemble, record_dataset, run_analyses, trajectory_outputs
 from .checkpoints import (
     _atomic_write_text,
@@ -305,53 +304,6 @@ def _what_changed(data: Any, study: Study) -> str:
     return ", ".join(_CHANGES[k] for k in _CHANGES if a.get(k) != b.get(k)) or "the study"
 
 
-class _Progress:
-    """A one-line progress bar on stderr: points done, rate and time left."""
-
-    def __init__(self, total: int, done: int, enabled: bool, stream: Any = None) -> None:
-        self.total, self.done0, self.done = total, done, done
-        self.enabled = enabled and total > done
-        self.stream = stream or sys.stderr
-        self.t0 = time.perf_counter()
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = -1.0
-        self._open = False  # a \r-line is on the terminal
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.t0
-        new = self.done - self.done0
-        rate = new / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate > 0 else math.inf
-        frac = self.done / self.total
-        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        eta = "--:--" if not math.isfinite(left) else f"{int(left // 60):02d}:{int(left % 60):02d}"
-        line = f"[{bar}] {self.done}/{self.total} points  {rate:.2f} points/s  {eta} left"
-        if self.tty:
-            self.stream.write("\r" + line)
-            self._open = True
-        elif self.done == self.total or elapsed - self._last >= 5.0:
-            self.stream.write(line + "\n")
-            self._last = elapsed
-        self.stream.flush()
-
-    def note(self, message: str) -> None:
-        """A remark on its own line (e.g. waiting for workers)."""
-        if not self.enabled:
-            return
-        self.stream.write(("\n" if self._open else "") + message + "\n")
-        self._open = False
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled and self._open:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._open = False
-
-
 def _batches(tasks: list, n_workers: int, batch_size: int | None) -> list[list]:
     """Group tasks: about eight per worker, each at most 64 points.
 
@@ -359,7 +311,10 @@ def _batches(tasks: list, n_workers: int, batch_size: int | None) -> list[list]:
     last task while the others have none) near 1/16 of the work, while the
     scheduling overhead (milliseconds per task) stays far below a point's cost.
     Batches are strided over the grid (task j goes to batch j mod n) so that
-    cheap and expensive regions of the grid are mixed in every task.
+    cheap and expensive regions of the grid are mixed in every task.  With
+    several workers and the default size, each worker's first task is a
+    single point, so that the progress (and its time left) starts from the
+    first point rather than the first full batch.
     """
     if not tasks:
         return []
@@ -370,7 +325,10 @@ def _batches(tasks: list, n_workers: int, batch_size: int | None) -> list[list]:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
         n_batches = -(-n // batch_size)
-    return [tasks[j::n_batches] for j in range(n_batches)]
+    batches = [tasks[j::n_batches] for j in range(n_batches)]
+    if batch_size is None and n_workers > 1:
+        batches = [[b.pop(0)] for b in batches[:n_workers] if len(b) > 1] + batches
+    return batches
 
 
 def _same_dataset(path: Path, ds: xr.Dataset) -> xr.Dataset | None:
@@ -575,7 +533,8 @@ def _compute(study: Study, ckdir: Path | None, tasks: list, opts: ParallelOption
     # files are named after it and must never replace another run's file.
     invocation = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     study_hash = study.hash()
-    bar = _Progress(study.n_points, n_done, progress)
+    # from the start: the elapsed time shows while the first points run, the time left once one is done
+    bar = Progress(study.n_points, done=n_done, enabled=progress, what=study.name, tick=1.0)
     where = f"checkpointed under {ckdir}; rerun to resume" if ckdir is not None else \
         "done (in memory: give outdir to keep finished points)"
     with contextlib.ExitStack() as stack:

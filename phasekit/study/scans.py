@@ -112,8 +112,8 @@ def plateau_scaling(
     -------
     xarray.Dataset
         Dim ``X``; ``plateau_entry``, ``plateau_exit``, ``plateau_length``
-        (alpha), ``status``, the plateau's ``plateau_eg`` and
-        ``escape_eigenvalue`` (1/alpha), ``in_fit``; 0-d ``fitted_slope``,
+        (alpha), ``status``, ``in_fit``; 0-d: the plateau's ``plateau_eg`` and
+        ``escape_eigenvalue`` (1/alpha), ``fitted_slope``,
         ``fitted_slope_stderr``, ``fitted_intercept``, ``predicted_slope``,
         ``slope_ratio``, ``n_fit``.
     """
@@ -181,7 +181,7 @@ def convergence_time_vs_eta(
     -------
     xarray.Dataset
         Dim ``eta``; ``convergence_time`` (alpha; inf when not reached, NaN
-        when the run diverged), ``status``, ``eta_c`` (if measured); 0-d
+        when the run diverged), ``status``; 0-d ``eta_c`` (if measured),
         ``eta_opt`` and ``convergence_time_min``.
     """
     model.validate_state(state0, "state0")

@@ -543,17 +543,20 @@ def as_study(study: "Study | str | Path | Mapping[str, Any]") -> Study:
     raise TypeError(f"study: expected a Study, a path or a mapping, got {type(study).__name__}")
 
 
-def study_files(folder: str | Path) -> list[dict[str, Any]]:
-    """The study files in ``folder``: ``path``, ``name``, ``system``, ``description``, ``cost``, ``quick``.
+def study_files(folder: str | Path, *, quick: bool = False) -> list[dict[str, Any]]:
+    """The study files in ``folder``: ``path``, ``name``, ``system``, ``description``, ``cost``, ``quick``, ``points``.
 
-    Files that do not read as studies are listed with their ``error``.
+    ``quick``: ``points`` counts the cheap variant's grid (the full one's for
+    a study without ``[quick]``).  Files that do not read as studies are
+    listed with their ``error``.
     """
     out = []
     for path in sorted(Path(folder).glob("*.toml")):
         try:
             st = load_study(path)
+            points = load_study(path, quick=True).n_points if quick and st.has_quick else st.n_points
             out.append({"path": path, "name": st.name, "system": st.system, "description": st.description,
-                        "cost": st.cost, "quick": st.has_quick, "points": st.n_points})
+                        "cost": st.cost, "quick": st.has_quick, "points": points})
         except StudyError as exc:
             out.append({"path": path, "name": path.stem, "error": str(exc)})
     return out
