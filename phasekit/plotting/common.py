@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -68,14 +69,17 @@ def label(da: xr.DataArray | xr.Variable, fallback: str = "") -> str:
 
     No brackets without units, nor for categories (string values, e.g. the
     activation) and dimensionless counts (integers in units of ``1``, e.g. K),
-    whose ``[1]`` says nothing.
+    whose ``[1]`` says nothing. Labels longer than 44 characters are wrapped
+    onto two lines.
     """
     name = da.attrs.get("long_name", getattr(da, "name", None) or fallback)
     units = da.attrs.get("units", "")
     kind = np.dtype(da.dtype).kind
     if kind in "OSU" or (kind in "iub" and str(units) == "1"):
         units = ""
-    return f"{name} [{units}]" if units else str(name)
+    text = f"{name} [{units}]" if units else str(name)
+    # a long name goes on two lines rather than out of the figure
+    return "\n".join(textwrap.wrap(text, width=max(36, (len(text) + 1) // 2))) if len(text) > 44 else text
 
 
 def fmt(value: Any, digits: int = 4) -> str:
