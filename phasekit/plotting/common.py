@@ -79,7 +79,18 @@ def label(da: xr.DataArray | xr.Variable, fallback: str = "") -> str:
         units = ""
     text = f"{name} [{units}]" if units else str(name)
     # a long name goes on two lines rather than out of the figure
-    return "\n".join(textwrap.wrap(text, width=max(36, (len(text) + 1) // 2))) if len(text) > 44 else text
+    return "\n".join(textwrap.wrap(text, width=max(36, len(text) // 2 + 12), break_on_hyphens=False)) if len(text) > 44 else text
+
+
+def coord_value(coord: xr.DataArray, value: Any) -> str:
+    """A grid value as a legend or panel title shows it: ``True``/``False`` for a switch.
+
+    Switches are stored as 0/1 integers (netCDF has no booleans); their
+    ``long_name`` says ``(1) or ... (0)``.
+    """
+    if "(1) or" in str(coord.attrs.get("long_name", "")) and np.dtype(coord.dtype).kind in "iub":
+        return str(bool(value))
+    return fmt(value, 3)
 
 
 def fmt(value: Any, digits: int = 4) -> str:

@@ -18,8 +18,9 @@ from matplotlib.colors import LogNorm, Normalize, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
-from .common import fixed_elsewhere, fmt, label, new_figure, register_figure, status_names_of
+from .common import coord_value, fixed_elsewhere, fmt, label, new_figure, register_figure, status_names_of
 
 __all__ = ["heatmap", "lines", "plot_stability_boundary", "plot_plateau_escape", "plot_plateau_scaling"]
 
@@ -159,7 +160,7 @@ def lines(ds: xr.Dataset, var: str, x: str, hue: str | None = None, panels: str 
             d, s = da.sel(sel), st.sel(sel)
             xv = (xda.sel(sel).values if xda is not None else d[along].values).astype(float)
             yv = d.values
-            name = f"{hue} = {fmt(h, 3)}" if hue else var
+            name = f"{hue} = {coord_value(ds[hue], h)}" if hue else var
             div = s.values == "diverged"
             # a diverged run's value is where it happened to stop: not drawn, only marked
             ax.plot(xv, np.where(np.isfinite(yv) & ~div, yv, np.nan), "o-", ms=4, color=f"C{j}", label=name)
@@ -198,7 +199,9 @@ def lines(ds: xr.Dataset, var: str, x: str, hue: str | None = None, panels: str 
             labels.append("never below threshold (top, line's colour)")
         ax.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         ax.set_xlabel(label(ds[x], x))
-        ax.set_title(f"{panels} = {fmt(p, 3)}" if panels else "", fontsize=10)
+        if np.dtype(ds[x].dtype).kind in "iu" and not ax.get_xscale() == "log":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # K = 2.5 is no network
+        ax.set_title(f"{panels} = {coord_value(ds[panels], p)}" if panels else "", fontsize=10)
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel(label(ds[var]))
     fig.suptitle(_title(title or ds[var].attrs.get("long_name", var), note, fig), fontsize=11)
