@@ -91,10 +91,28 @@ Gauss-Legendre nodes in ``s`` converge exponentially.  A principal block of
 ``R`` with a small but non-zero eigenvalue ``mu`` puts a branch point at
 distance ``~sqrt(mu)`` from ``s = 0``, i.e. a boundary layer of that width.
 The smallest such ``mu`` over all principal blocks (for non-singular ``R``
-simply its smallest eigenvalue) selects the rule: 24 or 32 plain nodes for
-``mu >= 3e-2`` or ``1e-2``, otherwise geometrically graded panels (ratio 8,
+simply its smallest eigenvalue) selects the rule: 12, 14, 16, 20, 24 or 32
+plain nodes for ``mu >= 0.5, 0.3, 0.1, 5e-2, 3e-2, 1e-2`` (at least 24 for an
+exactly singular matrix), otherwise geometrically graded panels (ratio 8,
 16 nodes each, 24 on ``[1/8, 1]``) down to ``s ~ sqrt(mu)``, at most 152
 nodes.  Matrices are grouped by rule, so each group is one vectorised pass.
+
+Coinciding arguments
+--------------------
+Where two arguments of ``relu_I4`` are exactly the same variable (equal
+variances, covariance and cross covariances, bit for bit, as in the blocks
+``i = k``, ``u = w`` or ``u = x_i`` of the committee flow), ``theta^2 = theta``
+and ``theta(x) relu(x) = relu(x)`` leave three variables, and Stein's lemma
+on one ReLU factor gives closed forms in the pair correlations alone:
+
+* ``E[theta(a) relu(c) relu(d)] = (r_ac s_ad + s_cd + r_ad s_ac) / (4 pi) + r_cd P3(a, c, d)``;
+* ``E[theta(a) theta(b) relu(c)^2] = P3(a, b, c) + (r_ac s_ac + r_bc s_bc + N / s_ab) / (4 pi)``,
+  ``N = 2 r_ac r_bc - r_ab (r_ac^2 + r_bc^2)``,
+
+with ``s = sqrt(1 - r^2)`` (correlation units).  They need no special case
+for further coincidences or collinear pairs (``s = 0``), and near collinear
+pairs they are more accurate than the path integral, whose eigenvalues of a
+nearly singular matrix carry the rounding of the decomposition.
 
 Accuracy (absolute, correlation units, i.e. ``relu_I4 / (sigma_c sigma_d)``),
 measured against a 1050-node composite rule and, independently, against
@@ -111,7 +129,9 @@ closed forms, nested adaptive quadrature and Monte Carlo (``tests``):
   correlation ``1 - eta`` differs from its value at ``1`` by ``~sqrt(eta)``).
 
 Cost: about 50 ms of CPU time for ``relu_I4`` on 10^4 random blocks (one
-thread), a few times more when most blocks are nearly singular.
+thread; less for well-conditioned ones, which take fewer nodes), a few times
+more when most blocks are nearly singular; blocks with coinciding arguments
+cost a few closed-form pair terms.
 """
 
 from __future__ import annotations
@@ -147,7 +167,14 @@ _PSD_TOL = 1e-6
 _LAM_EXACT = 1e-14
 
 
-_PLAIN = ((3e-2, 24), (1e-2, 32))
+_PLAIN = ((0.5, 12), (0.3, 14), (0.1, 16), (5e-2, 20), (3e-2, 24), (1e-2, 32))
+
+
+# Fewest nodes for an exactly singular matrix (the level of that plain rule).
+_SINGULAR_NODES = 24
+
+
+_SINGULAR_LEVEL = [n for _, n in _PLAIN].index(_SINGULAR_NODES)
 
 
 _GRADE_RATIO = 8.0
@@ -344,7 +371,9 @@ def _levels(R: Array, lam: Array, gap: Array) -> Array:
     level = depth + (len(_PLAIN) - 1)
     for i in range(len(_PLAIN) - 1, -1, -1):
         level = np.where(lam_star >= _PLAIN[i][0], i, level)
-    return level.astype(int)
+    # An exactly singular matrix keeps terms like s^2 / lam_t = 1 in its integrand
+    # whose rounding the fewest nodes resolve less well: at least _SINGULAR_NODES.
+    return np.where(singular, np.maximum(level, _SINGULAR_LEVEL), level).astype(int)
 
 
 def _pair_coefficients(R: Array) -> dict[str, Array]:
@@ -469,6 +498,53 @@ def _four_variable(C: Array, with_relu: bool) -> tuple[Array, Array | None, Arra
     R[:, idx, idx] = 1.0
     R = np.clip(R, -1.0, 1.0)
 
+    if with_relu:
+        # Exactly coinciding arguments (in the committee flow: i = k, u = w, or a
+        # student field that is one of the two step arguments) reduce I4 to a
+        # closed form of three variables; only the rest needs the path integral.
+        # P4 is not computed for them (NaN; relu_I4 does not return it).
+        which = _coinciding(Cf)
+        reduced = which >= 0
+        P4, I4 = np.full(R.shape[0], np.nan), np.empty(R.shape[0])
+        if reduced.any():
+            _check_reduced(R[reduced], which[reduced])
+            I4[reduced] = _reduced_relu_I4(R[reduced], which[reduced])
+        P4[~reduced], I4[~reduced] = _path_values(R[~reduced], True)
+    else:
+        P4, I4 = _path_values(R, False)
+    P4 = np.where(zero, 0.0, P4).reshape(shape)
+    scale = (sd[:, 2] * sd[:, 3]).reshape(shape)
+    if with_relu:
+        I4 = np.where(zero, 0.0, I4).reshape(shape)
+    return P4, I4, scale
+
+
+# The three distinct variables of a matrix whose pair _COINCIDING[n] coincides.
+_DISTINCT = np.array([(0, 1, 2), (0, 2, 3), (1, 2, 3), (0, 2, 3), (1, 2, 3), (0, 2, 3)])
+
+
+def _check_reduced(R: Array, which: Array) -> None:
+    """The positive-semidefiniteness test of :func:`_path_values` for matrices reduced to three variables.
+
+    A 3x3 correlation matrix (``|r| <= 1``) is positive semidefinite when its
+    determinant is; the few with a negative determinant (round-off included)
+    get the eigenvalue test.
+    """
+    idx = _DISTINCT[which]
+    rows = np.arange(R.shape[0])[:, None, None]
+    R3 = R[rows, idx[:, :, None], idx[:, None, :]]
+    r1, r2, r3 = R3[:, 0, 1], R3[:, 0, 2], R3[:, 1, 2]
+    det = 1.0 - r1 * r1 - r2 * r2 - r3 * r3 + 2.0 * r1 * r2 * r3
+    bad = det < 0.0
+    if bad.any():
+        lam = np.linalg.eigvalsh(R3[bad])[:, 0]
+        if np.any(lam < -_PSD_TOL):
+            raise ValueError("C: not positive semidefinite (correlation-matrix eigenvalue "
+                             f"{lam.min():.3g} < -{_PSD_TOL:g})")
+
+
+def _path_values(R: Array, with_relu: bool) -> tuple[Array, Array | None]:
+    """``P4`` and (``with_relu``) ``I4`` in correlation units by the path integral, for ``R`` (N, 4, 4)."""
     N = R.shape[0]
     P4 = np.empty(N)
     I4 = np.empty(N) if with_relu else None
@@ -495,11 +571,7 @@ def _four_variable(C: Array, with_relu: bool) -> tuple[Array, Array | None, Arra
                 P4[sel] = 1.0 / 16.0 + h @ weights
                 if with_relu:
                     I4[sel] = 1.0 / (8.0 * np.pi) + r_cd[sel] / 16.0 + F @ weights
-    P4 = np.where(zero, 0.0, P4).reshape(shape)
-    scale = (sd[:, 2] * sd[:, 3]).reshape(shape)
-    if with_relu:
-        I4 = np.where(zero, 0.0, I4).reshape(shape)
-    return P4, I4, scale
+    return P4, I4
 
 
 def orthant4(C: Array) -> Array:
@@ -529,6 +601,102 @@ def orthant4(C: Array) -> Array:
     """
     P4, _, _ = _four_variable(C, with_relu=False)
     return _scalar_or_array(P4)
+
+
+# Coinciding arguments of relu_I4, as (first, second) positions in (a, b, c, d):
+# two variables with equal variances and covariance (bitwise) and equal
+# covariances with the other two are the same variable.
+_COINCIDING = ((2, 3), (0, 1), (0, 2), (1, 2), (0, 3), (1, 3))
+
+
+def _coinciding(C: Array) -> Array:
+    """Per matrix, the first pair of :data:`_COINCIDING` that coincides exactly, else -1; ``C`` is (N, 4, 4)."""
+    which = np.full(C.shape[0], -1)
+    for n in range(len(_COINCIDING) - 1, -1, -1):
+        i, j = _COINCIDING[n]
+        k, m = (x for x in range(4) if x not in (i, j))
+        same = ((C[:, i, i] == C[:, j, j]) & (C[:, i, i] == C[:, i, j])
+                & (C[:, i, k] == C[:, j, k]) & (C[:, i, m] == C[:, j, m]))
+        which = np.where(same, n, which)
+    return which
+
+
+def _pair_terms(R: Array, i: int, j: int) -> tuple[Array, Array, Array]:
+    """``r``, ``sqrt(1 - r^2)`` and ``asin r`` of the pair ``(i, j)`` of correlation matrices ``R`` (N, n, n).
+
+    Like everywhere in this module, ``|r|`` within ``_LAM_EXACT`` of 1 is a
+    collinear pair (``sqrt(1 - r^2) = 0``), and ``1 - r^2`` is formed as
+    ``(1 - |r|)(1 + |r|)``.
+    """
+    r = R[:, i, j]
+    gap = 1.0 - np.abs(r)
+    collinear = gap < _LAM_EXACT
+    r = np.where(collinear, np.sign(r), r)
+    s = np.sqrt(np.where(collinear, 0.0, gap * (1.0 + np.abs(r))))
+    return r, s, np.arcsin(r)
+
+
+def _theta_relu_relu(R: Array, a: int, c: int, d: int) -> Array:
+    """``E[theta(a) relu(c) relu(d)]`` in correlation units, for the variables ``a, c, d`` of ``R`` (N, 4, 4).
+
+    Stein's lemma on the factor ``c`` of ``relu(c) = c theta(c)`` gives
+    ``r_ca phi E[theta(c) relu(d) | a = 0] + phi E[theta(a) relu(d) | c = 0]
+    + r_cd P3(a, c, d)`` (``phi = 1 / sqrt(2 pi)``), and with
+    ``E[theta(u) relu(v)] = (sqrt(S_vv) + S_uv / sqrt(S_uu)) / (2 sqrt(2 pi))``
+    for a bivariate ``N(0, S)`` the two ratios over ``sqrt(1 - r_ac^2)``
+    combine into ``r_ad sqrt(1 - r_ac^2)``:
+    ``(r_ac s_ad + s_cd + r_ad s_ac) / (4 pi) + r_cd P3``, ``s = sqrt(1 - r^2)``.
+    Only pair quantities enter, so coinciding or collinear pairs (``s = 0``)
+    need no special case: ``c = a`` gives ``E[relu(a) relu(d)]``, ``a = c = d``
+    gives 1/2.
+    """
+    r_ac, s_ac, as_ac = _pair_terms(R, a, c)
+    r_ad, s_ad, as_ad = _pair_terms(R, a, d)
+    r_cd, s_cd, as_cd = _pair_terms(R, c, d)
+    p3 = 0.125 + (as_ac + as_ad + as_cd) / (4.0 * np.pi)
+    return (r_ac * s_ad + s_cd + r_ad * s_ac) / (4.0 * np.pi) + r_cd * p3
+
+
+def _theta_theta_relu2(R: Array, a: int, b: int, c: int) -> Array:
+    """``E[theta(a) theta(b) relu(c)^2]`` in correlation units, for the variables ``a, b, c`` of ``R`` (N, 4, 4).
+
+    Stein's lemma on one factor ``c`` of ``c^2 theta(c)`` gives
+    ``P3(a, b, c) + r_ac phi E[theta(b) relu(c) | a = 0] + r_bc phi E[theta(a) relu(c) | b = 0]``
+    ``= P3 + (r_ac s_ac + r_bc s_bc + N / s_ab) / (4 pi)`` with
+    ``N = 2 r_ac r_bc - r_ab (r_ac^2 + r_bc^2)``.  ``N`` vanishes with
+    ``s_ab`` when ``a = +-b``; it is written as
+    ``-r_ab (r_ac -+ r_bc)^2 + 2 r_ac r_bc (1 +- r_ab)`` (sign of ``r_ab``), so
+    that ``N / s_ab = -r_ab (r_ac -+ r_bc)^2 / s_ab + 2 r_ac r_bc s_ab / (1 -+ r_ab)``
+    has no cancellation, and its first term is 0 at ``s_ab = 0``.
+    """
+    r_ab, s_ab, as_ab = _pair_terms(R, a, b)
+    r_ac, s_ac, as_ac = _pair_terms(R, a, c)
+    r_bc, s_bc, as_bc = _pair_terms(R, b, c)
+    p3 = 0.125 + (as_ab + as_ac + as_bc) / (4.0 * np.pi)
+    sign = np.where(r_ab >= 0.0, 1.0, -1.0)
+    diff = r_ac - sign * r_bc
+    square = np.where(s_ab > 0.0, diff * diff / np.where(s_ab > 0.0, s_ab, 1.0), 0.0)
+    ratio = -r_ab * square + 2.0 * r_ac * r_bc * s_ab / (1.0 + np.abs(r_ab))
+    return p3 + (r_ac * s_ac + r_bc * s_bc + ratio) / (4.0 * np.pi)
+
+
+def _reduced_relu_I4(R: Array, which: Array) -> Array:
+    """``relu_I4`` in correlation units for matrices with a coinciding pair ``_COINCIDING[which]`` (closed forms).
+
+    ``theta^2 = theta`` and ``theta(x) relu(x) = relu(x)`` leave a product of
+    three variables: ``c = d`` gives ``E[theta(a) theta(b) relu(c)^2]``; a step
+    argument equal to the other one or to a ReLU argument drops out, leaving
+    ``E[theta(other) relu(c) relu(d)]``.
+    """
+    out = np.empty(R.shape[0])
+    cd = which == 0
+    out[cd] = _theta_theta_relu2(R[cd], 0, 1, 2)
+    # Pairs (a, b), (a, c), (a, d) drop a and keep b; (b, c), (b, d) drop b and keep a.
+    keep_b = (which == 1) | (which == 2) | (which == 4)
+    keep_a = (which == 3) | (which == 5)
+    out[keep_b] = _theta_relu_relu(R[keep_b], 1, 2, 3)
+    out[keep_a] = _theta_relu_relu(R[keep_a], 0, 2, 3)
+    return out
 
 
 def relu_I4(C: Array) -> Array:
