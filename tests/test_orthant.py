@@ -559,17 +559,23 @@ def fine_rule():
     return s, 2.0 * s * np.concatenate([p[1] for p in parts])
 
 
-def test_coinciding_arguments_are_recognised():
+def coinciding(C):
+    """The coinciding pair phasekit.core.orthant finds in one covariance (-1: none)."""
     from phasekit.core.orthant import _coinciding
 
+    iu = np.triu_indices(4, 1)
+    return int(_coinciding(np.diag(C)[None], C[iu][None])[0])
+
+
+def test_coinciding_arguments_are_recognised():
     C = well_conditioned(np.random.default_rng(30))
     for p in COINCIDING_PATTERNS:
-        assert _coinciding(C[np.ix_(p, p)][None])[0] >= 0, p
-    assert _coinciding(C[None])[0] == -1
+        assert coinciding(C[np.ix_(p, p)]) >= 0, p
+    assert coinciding(C) == -1
     # equal variances and covariance but different cross covariances: not the same variable
     D = C.copy()
     D[1, 1] = D[0, 1] = D[1, 0] = D[0, 0]
-    assert _coinciding(D[None])[0] == -1
+    assert coinciding(D) == -1
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -661,7 +667,7 @@ def test_committee_flow_with_and_without_the_closed_forms(monkeypatch):
 
     monkeypatch.setattr(mod, "_path_values", counted)
     fast = model.rhs_vector(v)
-    monkeypatch.setattr(mod, "_coinciding", lambda C: np.full(C.shape[0], -1))
+    monkeypatch.setattr(mod, "_coinciding", lambda var, off: np.full(var.shape[0], -1))
     slow = model.rhs_vector(v)
     # 6 student pairs x 15 field pairs; only i < k, u < w, u, w not in {i, k} are left
     # to the path integral: 3 x 3 blocks (the third student with the two teachers and each other)

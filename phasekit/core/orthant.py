@@ -478,69 +478,24 @@ def _path_integrand(lam: Array, V: Array, coef: dict[str, Array], s: Array,
     return h, F
 
 
-def _four_variable(C: Array, with_relu: bool) -> tuple[Array, Array | None, Array]:
-    """Shared driver: ``(P4, I4 in correlation units, sigma_c sigma_d)`` for ``C`` (..., 4, 4)."""
-    C = _as_covariance(C, 4)
-    shape = C.shape[:-2]
-    Cf = C.reshape(-1, 4, 4)
+def _correlations(Cf: Array) -> tuple[Array, Array, Array]:
+    """Correlation matrices of covariances ``Cf`` (N, 4, 4), the zero-variance mask and the standard deviations.
+
+    Both quantities are scale-free in the step arguments and homogeneous in
+    the ReLU ones, so the work is done on correlation matrices.  Symmetrise
+    (eigh reads one triangle only), make the diagonal exactly 1 and clip
+    rounding overshoots of ``|r| > 1``; matrices with a zero variance get a
+    harmless placeholder (their result is overwritten by the caller).
+    """
     var = np.diagonal(Cf, axis1=-2, axis2=-1)
     zero = np.any(var <= 0.0, axis=-1)
     sd = np.sqrt(np.where(zero[:, None], 1.0, var))
-    # Both quantities are scale-free in the step arguments and homogeneous in
-    # the ReLU ones, so the work is done on correlation matrices.  Symmetrise
-    # (eigh reads one triangle only), make the diagonal exactly 1 and clip
-    # rounding overshoots of |r| > 1; matrices with a zero variance get a
-    # harmless placeholder and their result is overwritten below.
     R = Cf / (sd[:, :, None] * sd[:, None, :])
     R = 0.5 * (R + np.swapaxes(R, -1, -2))
     R[zero] = np.eye(4)
     idx = np.arange(4)
     R[:, idx, idx] = 1.0
-    R = np.clip(R, -1.0, 1.0)
-
-    if with_relu:
-        # Exactly coinciding arguments (in the committee flow: i = k, u = w, or a
-        # student field that is one of the two step arguments) reduce I4 to a
-        # closed form of three variables; only the rest needs the path integral.
-        # P4 is not computed for them (NaN; relu_I4 does not return it).
-        which = _coinciding(Cf)
-        reduced = which >= 0
-        P4, I4 = np.full(R.shape[0], np.nan), np.empty(R.shape[0])
-        if reduced.any():
-            _check_reduced(R[reduced], which[reduced])
-            I4[reduced] = _reduced_relu_I4(R[reduced], which[reduced])
-        P4[~reduced], I4[~reduced] = _path_values(R[~reduced], True)
-    else:
-        P4, I4 = _path_values(R, False)
-    P4 = np.where(zero, 0.0, P4).reshape(shape)
-    scale = (sd[:, 2] * sd[:, 3]).reshape(shape)
-    if with_relu:
-        I4 = np.where(zero, 0.0, I4).reshape(shape)
-    return P4, I4, scale
-
-
-# The three distinct variables of a matrix whose pair _COINCIDING[n] coincides.
-_DISTINCT = np.array([(0, 1, 2), (0, 2, 3), (1, 2, 3), (0, 2, 3), (1, 2, 3), (0, 2, 3)])
-
-
-def _check_reduced(R: Array, which: Array) -> None:
-    """The positive-semidefiniteness test of :func:`_path_values` for matrices reduced to three variables.
-
-    A 3x3 correlation matrix (``|r| <= 1``) is positive semidefinite when its
-    determinant is; the few with a negative determinant (round-off included)
-    get the eigenvalue test.
-    """
-    idx = _DISTINCT[which]
-    rows = np.arange(R.shape[0])[:, None, None]
-    R3 = R[rows, idx[:, :, None], idx[:, None, :]]
-    r1, r2, r3 = R3[:, 0, 1], R3[:, 0, 2], R3[:, 1, 2]
-    det = 1.0 - r1 * r1 - r2 * r2 - r3 * r3 + 2.0 * r1 * r2 * r3
-    bad = det < 0.0
-    if bad.any():
-        lam = np.linalg.eigvalsh(R3[bad])[:, 0]
-        if np.any(lam < -_PSD_TOL):
-            raise ValueError("C: not positive semidefinite (correlation-matrix eigenvalue "
-                             f"{lam.min():.3g} < -{_PSD_TOL:g})")
+    return np.clip(R, -1.0, 1.0), zero, sd
 
 
 def _path_values(R: Array, with_relu: bool) -> tuple[Array, Array | None]:
@@ -599,8 +554,10 @@ def orthant4(C: Array) -> Array:
     >>> round(float(orthant4(R)), 12)  # equicorrelated rho = 1/2: 1/5
     0.2
     """
-    P4, _, _ = _four_variable(C, with_relu=False)
-    return _scalar_or_array(P4)
+    C = _as_covariance(C, 4)
+    R, zero, _ = _correlations(C.reshape(-1, 4, 4))
+    P4, _ = _path_values(R, False)
+    return _scalar_or_array(np.where(zero, 0.0, P4).reshape(C.shape[:-2]))
 
 
 # Coinciding arguments of relu_I4, as (first, second) positions in (a, b, c, d):
@@ -609,94 +566,125 @@ def orthant4(C: Array) -> Array:
 _COINCIDING = ((2, 3), (0, 1), (0, 2), (1, 2), (0, 3), (1, 3))
 
 
-def _coinciding(C: Array) -> Array:
-    """Per matrix, the first pair of :data:`_COINCIDING` that coincides exactly, else -1; ``C`` is (N, 4, 4)."""
-    which = np.full(C.shape[0], -1)
+# Rows of the pair table (_PAIRS order) that the closed forms read, per kind of
+# coincidence: c = d -> (a, b), (a, c), (b, c) for E[theta(a) theta(b) relu(c)^2];
+# a step argument dropped -> (k, c), (k, d), (c, d) with k the step argument kept
+# (b when a coincides with b, c or d; a when b coincides with c or d).
+_REDUCED_PAIRS = np.array([(0, 1, 3), (3, 4, 5), (3, 4, 5), (1, 2, 5), (3, 4, 5), (1, 2, 5)])
+
+
+def _coinciding(var: Array, off: Array) -> Array:
+    """Per matrix, the first pair of :data:`_COINCIDING` that coincides exactly, else -1.
+
+    ``var`` (N, 4) are the variances, ``off`` (N, 6) the covariances in :data:`_PAIRS` order.
+    """
+    which = np.full(var.shape[0], -1)
     for n in range(len(_COINCIDING) - 1, -1, -1):
         i, j = _COINCIDING[n]
         k, m = (x for x in range(4) if x not in (i, j))
-        same = ((C[:, i, i] == C[:, j, j]) & (C[:, i, i] == C[:, i, j])
-                & (C[:, i, k] == C[:, j, k]) & (C[:, i, m] == C[:, j, m]))
+        cov = off[:, _PAIR_INDEX[i, j]]
+        same = ((var[:, i] == var[:, j]) & (var[:, i] == cov)
+                & (off[:, _PAIR_INDEX[i, k]] == off[:, _PAIR_INDEX[j, k]])
+                & (off[:, _PAIR_INDEX[i, m]] == off[:, _PAIR_INDEX[j, m]]))
         which = np.where(same, n, which)
     return which
 
 
-def _pair_terms(R: Array, i: int, j: int) -> tuple[Array, Array, Array]:
-    """``r``, ``sqrt(1 - r^2)`` and ``asin r`` of the pair ``(i, j)`` of correlation matrices ``R`` (N, n, n).
-
-    Like everywhere in this module, ``|r|`` within ``_LAM_EXACT`` of 1 is a
-    collinear pair (``sqrt(1 - r^2) = 0``), and ``1 - r^2`` is formed as
-    ``(1 - |r|)(1 + |r|)``.
-    """
-    r = R[:, i, j]
-    gap = 1.0 - np.abs(r)
-    collinear = gap < _LAM_EXACT
-    r = np.where(collinear, np.sign(r), r)
-    s = np.sqrt(np.where(collinear, 0.0, gap * (1.0 + np.abs(r))))
-    return r, s, np.arcsin(r)
-
-
-def _theta_relu_relu(R: Array, a: int, c: int, d: int) -> Array:
-    """``E[theta(a) relu(c) relu(d)]`` in correlation units, for the variables ``a, c, d`` of ``R`` (N, 4, 4).
-
-    Stein's lemma on the factor ``c`` of ``relu(c) = c theta(c)`` gives
-    ``r_ca phi E[theta(c) relu(d) | a = 0] + phi E[theta(a) relu(d) | c = 0]
-    + r_cd P3(a, c, d)`` (``phi = 1 / sqrt(2 pi)``), and with
-    ``E[theta(u) relu(v)] = (sqrt(S_vv) + S_uv / sqrt(S_uu)) / (2 sqrt(2 pi))``
-    for a bivariate ``N(0, S)`` the two ratios over ``sqrt(1 - r_ac^2)``
-    combine into ``r_ad sqrt(1 - r_ac^2)``:
-    ``(r_ac s_ad + s_cd + r_ad s_ac) / (4 pi) + r_cd P3``, ``s = sqrt(1 - r^2)``.
-    Only pair quantities enter, so coinciding or collinear pairs (``s = 0``)
-    need no special case: ``c = a`` gives ``E[relu(a) relu(d)]``, ``a = c = d``
-    gives 1/2.
-    """
-    r_ac, s_ac, as_ac = _pair_terms(R, a, c)
-    r_ad, s_ad, as_ad = _pair_terms(R, a, d)
-    r_cd, s_cd, as_cd = _pair_terms(R, c, d)
-    p3 = 0.125 + (as_ac + as_ad + as_cd) / (4.0 * np.pi)
-    return (r_ac * s_ad + s_cd + r_ad * s_ac) / (4.0 * np.pi) + r_cd * p3
-
-
-def _theta_theta_relu2(R: Array, a: int, b: int, c: int) -> Array:
-    """``E[theta(a) theta(b) relu(c)^2]`` in correlation units, for the variables ``a, b, c`` of ``R`` (N, 4, 4).
-
-    Stein's lemma on one factor ``c`` of ``c^2 theta(c)`` gives
-    ``P3(a, b, c) + r_ac phi E[theta(b) relu(c) | a = 0] + r_bc phi E[theta(a) relu(c) | b = 0]``
-    ``= P3 + (r_ac s_ac + r_bc s_bc + N / s_ab) / (4 pi)`` with
-    ``N = 2 r_ac r_bc - r_ab (r_ac^2 + r_bc^2)``.  ``N`` vanishes with
-    ``s_ab`` when ``a = +-b``; it is written as
-    ``-r_ab (r_ac -+ r_bc)^2 + 2 r_ac r_bc (1 +- r_ab)`` (sign of ``r_ab``), so
-    that ``N / s_ab = -r_ab (r_ac -+ r_bc)^2 / s_ab + 2 r_ac r_bc s_ab / (1 -+ r_ab)``
-    has no cancellation, and its first term is 0 at ``s_ab = 0``.
-    """
-    r_ab, s_ab, as_ab = _pair_terms(R, a, b)
-    r_ac, s_ac, as_ac = _pair_terms(R, a, c)
-    r_bc, s_bc, as_bc = _pair_terms(R, b, c)
-    p3 = 0.125 + (as_ab + as_ac + as_bc) / (4.0 * np.pi)
-    sign = np.where(r_ab >= 0.0, 1.0, -1.0)
-    diff = r_ac - sign * r_bc
-    square = np.where(s_ab > 0.0, diff * diff / np.where(s_ab > 0.0, s_ab, 1.0), 0.0)
-    ratio = -r_ab * square + 2.0 * r_ac * r_bc * s_ab / (1.0 + np.abs(r_ab))
-    return p3 + (r_ac * s_ac + r_bc * s_bc + ratio) / (4.0 * np.pi)
-
-
-def _reduced_relu_I4(R: Array, which: Array) -> Array:
-    """``relu_I4`` in correlation units for matrices with a coinciding pair ``_COINCIDING[which]`` (closed forms).
+def _reduced_relu_I4(r3: Array, c_equals_d: Array) -> Array:
+    """``relu_I4`` in correlation units for matrices with a coinciding pair (closed forms of three variables).
 
     ``theta^2 = theta`` and ``theta(x) relu(x) = relu(x)`` leave a product of
-    three variables: ``c = d`` gives ``E[theta(a) theta(b) relu(c)^2]``; a step
-    argument equal to the other one or to a ReLU argument drops out, leaving
-    ``E[theta(other) relu(c) relu(d)]``.
+    three variables.  ``c = d`` gives ``E[theta(a) theta(b) relu(c)^2]``, and
+    a step argument equal to the other one or to a ReLU argument drops out,
+    leaving ``E[theta(k) relu(c) relu(d)]``.  Stein's lemma on one ReLU factor
+    (see the module docstring) gives both in the pair correlations alone, so
+    coinciding or collinear pairs (``s = sqrt(1 - r^2) = 0``) need no special
+    case.
+
+    Parameters
+    ----------
+    r3 : ndarray, shape (N, 3)
+        Correlations of the pairs :data:`_REDUCED_PAIRS` of each matrix:
+        ``(r_ab, r_ac, r_bc)`` where ``c_equals_d``, else ``(r_kc, r_kd, r_cd)``.
+    c_equals_d : ndarray of bool, shape (N,)
     """
-    out = np.empty(R.shape[0])
-    cd = which == 0
-    out[cd] = _theta_theta_relu2(R[cd], 0, 1, 2)
-    # Pairs (a, b), (a, c), (a, d) drop a and keep b; (b, c), (b, d) drop b and keep a.
-    keep_b = (which == 1) | (which == 2) | (which == 4)
-    keep_a = (which == 3) | (which == 5)
-    out[keep_b] = _theta_relu_relu(R[keep_b], 1, 2, 3)
-    out[keep_a] = _theta_relu_relu(R[keep_a], 0, 2, 3)
-    return out
+    # |r| within _LAM_EXACT of 1 is a collinear pair, as everywhere in this module.
+    gap = 1.0 - np.abs(r3)
+    collinear = gap < _LAM_EXACT
+    r = np.where(collinear, np.sign(r3), r3)
+    s = np.sqrt(np.where(collinear, 0.0, gap * (1.0 + np.abs(r))))
+    p3 = 0.125 + np.arcsin(r).sum(axis=-1) / (4.0 * np.pi)
+    r1, r2, r3 = r.T
+    s1, s2, s3 = s.T
+    # E[theta(k) relu(c) relu(d)] = (r_kc s_kd + s_cd + r_kd s_kc) / (4 pi) + r_cd P3.
+    steps = (r1 * s2 + s3 + r2 * s1) / (4.0 * np.pi) + r3 * p3
+    # E[theta(a) theta(b) relu(c)^2] = P3 + (r_ac s_ac + r_bc s_bc + N / s_ab) / (4 pi),
+    # N = 2 r_ac r_bc - r_ab (r_ac^2 + r_bc^2) = -r_ab (r_ac -+ r_bc)^2 + 2 r_ac r_bc (1 +- r_ab)
+    # (sign of r_ab): N vanishes with s_ab at a = +-b, and in this form
+    # N / s_ab = -r_ab (r_ac -+ r_bc)^2 / s_ab + 2 r_ac r_bc s_ab / (1 -+ r_ab) has no
+    # cancellation; its first term is 0 at s_ab = 0.
+    diff = r2 - np.where(r1 >= 0.0, r3, -r3)
+    square = np.where(s1 > 0.0, diff * diff / np.where(s1 > 0.0, s1, 1.0), 0.0)
+    ratio = -r1 * square + 2.0 * r2 * r3 * s1 / (1.0 + np.abs(r1))
+    squares = p3 + (r2 * s2 + r3 * s3 + ratio) / (4.0 * np.pi)
+    return np.where(c_equals_d, squares, steps)
+
+
+def _check_reduced(r3: Array) -> None:
+    """The positive-semidefiniteness test of :func:`_path_values` for matrices reduced to three variables.
+
+    ``r3`` (N, 3) are the three correlations of the distinct variables; a 3x3
+    correlation matrix (``|r| <= 1``) is positive semidefinite when its
+    determinant is, and the few with a negative determinant (round-off
+    included) get the eigenvalue test.
+    """
+    r1, r2, r3 = r3.T
+    bad = 1.0 - r1 * r1 - r2 * r2 - r3 * r3 + 2.0 * r1 * r2 * r3 < 0.0
+    if bad.any():
+        R3 = np.empty((int(bad.sum()), 3, 3))
+        R3[:, [0, 1, 2], [0, 1, 2]] = 1.0
+        for (i, j), r in zip(((0, 1), (0, 2), (1, 2)), (r1, r2, r3)):
+            R3[:, i, j] = R3[:, j, i] = r[bad]
+        lam = np.linalg.eigvalsh(R3)[:, 0]
+        if np.any(lam < -_PSD_TOL):
+            raise ValueError("C: not positive semidefinite (correlation-matrix eigenvalue "
+                             f"{lam.min():.3g} < -{_PSD_TOL:g})")
+
+
+def _relu_I4_entries(var: Array, off: Array) -> Array:
+    """``relu_I4`` from the variances ``var`` (..., 4) and covariances ``off`` (..., 6) in :data:`_PAIRS` order.
+
+    The driver of :func:`relu_I4` and of the committee flow's closed form
+    (which gathers the entries of many blocks from one covariance).  Matrices
+    with exactly coinciding arguments take the closed forms of
+    :func:`_reduced_relu_I4`, the others the path integral.
+    """
+    if not (np.all(np.isfinite(var)) and np.all(np.isfinite(off))):
+        raise ValueError("C: entries must be finite")
+    if np.any(var < 0):
+        raise ValueError("C: variances (diagonal entries) must be non-negative")
+    shape = var.shape[:-1]
+    var, off = var.reshape(-1, 4), off.reshape(-1, 6)
+    zero = np.any(var <= 0.0, axis=-1)
+    sd = np.sqrt(np.where(zero[:, None], 1.0, var))
+    # Correlations, with rounding overshoots of |r| > 1 clipped (as _correlations does).
+    r = np.clip(off / (sd[:, _ROWS[4:]] * sd[:, _COLS[4:]]), -1.0, 1.0)
+    r[zero] = 0.0
+    which = _coinciding(var, off)
+    reduced = which >= 0
+    out = np.empty(var.shape[0])
+    if reduced.any():
+        r3 = np.take_along_axis(r[reduced], _REDUCED_PAIRS[which[reduced]], axis=1)
+        _check_reduced(r3)
+        out[reduced] = _reduced_relu_I4(r3, which[reduced] == 0)
+    path = ~reduced
+    if path.any():
+        R = np.empty((int(path.sum()), 4, 4))
+        R[:, _ROWS[4:], _COLS[4:]] = R[:, _COLS[4:], _ROWS[4:]] = r[path]
+        R[:, _ROWS[:4], _COLS[:4]] = 1.0
+        out[path] = _path_values(R, True)[1]
+    out = np.where(zero, 0.0, out * sd[:, 2] * sd[:, 3])
+    return out.reshape(shape)
 
 
 def relu_I4(C: Array) -> Array:
@@ -731,5 +719,7 @@ def relu_I4(C: Array) -> Array:
     >>> round(float(relu_I4(C)), 12)
     0.5
     """
-    _, I4, scale = _four_variable(C, with_relu=True)
-    return _scalar_or_array(I4 * scale)
+    C = _as_covariance(C, 4)
+    # The upper triangle of the symmetrised matrix (as the eigen-decomposition reads it).
+    off = 0.5 * (C[..., _ROWS[4:], _COLS[4:]] + C[..., _COLS[4:], _ROWS[4:]])
+    return _scalar_or_array(_relu_I4_entries(np.diagonal(C, axis1=-2, axis2=-1), off))
