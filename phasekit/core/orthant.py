@@ -376,6 +376,41 @@ def _levels(R: Array, lam: Array, gap: Array) -> Array:
     return np.where(singular, np.maximum(level, _SINGULAR_LEVEL), level).astype(int)
 
 
+def _stein_terms() -> tuple[Array, ...]:
+    """Index tables of the ``relu_I4`` weights ``alpha``, ``beta``, ``gamma`` (see :func:`_pair_coefficients`).
+
+    dI4/dt contains ``r_kx E_t[delta(x_k) relu(x_y) theta(x_m') theta(x_x)]``
+    for ``k`` in ``{a, b} = {0, 1}`` and ``{x, y} = {c, d} = {2, 3}``.  Stein's
+    lemma on ``x_y`` given ``x_k = 0`` turns it into a sum over ``m != k`` of
+    ``S_ym phi2_km Q_km`` with ``S_ym = t r_ym - t^2 r_yk r_km = t (r_ym - r_yk r_km)
+    + t s^2 r_yk r_km`` (the first bracket vanishes exactly for a collinear pair
+    ``(k, m)``, so it is formed from ``R`` and not from ``R_t``), and
+    ``S_yy phi2_ky = sqrt(det2_ky) / (2 pi)``.  Per term of ``alpha`` / ``beta``:
+    the pairs ``(k, x)``, ``(y, m)``, ``(y, k)``, ``(k, m)`` and the 0/1 matrix
+    that adds it to pair ``(k, m)``; per term of ``gamma``: ``(k, x)`` onto ``(k, y)``.
+    """
+    w, ym, yk, km, g_w, g_p = [], [], [], [], [], []
+    for k in (0, 1):
+        for y in (2, 3):
+            x = 5 - y
+            g_w.append(_PAIR_INDEX[k, x])
+            g_p.append(_PAIR_INDEX[k, y])
+            for m in (1 - k, x):
+                w.append(_PAIR_INDEX[k, x])
+                ym.append(_PAIR_INDEX[y, m])
+                yk.append(_PAIR_INDEX[y, k])
+                km.append(_PAIR_INDEX[k, m])
+    scatter = np.zeros((len(km), 6))
+    scatter[np.arange(len(km)), km] = 1.0
+    g_scatter = np.zeros((len(g_p), 6))
+    g_scatter[np.arange(len(g_p)), g_p] = 1.0
+    return (np.array(w), np.array(ym), np.array(yk), np.array(km), scatter,
+            np.array(g_w), g_scatter)
+
+
+_STEIN_W, _STEIN_YM, _STEIN_YK, _STEIN_KM, _STEIN_SCATTER, _GAMMA_W, _GAMMA_SCATTER = _stein_terms()
+
+
 def _pair_coefficients(R: Array) -> dict[str, Array]:
     """Per-matrix constants of the path integrands (independent of ``t``).
 
@@ -383,31 +418,14 @@ def _pair_coefficients(R: Array) -> dict[str, Array]:
     ``gap = 1 - |r|``, and the ``relu_I4`` weights ``alpha``, ``beta``,
     ``gamma``; see :func:`_path_integrand`).
     """
-    N = R.shape[0]
     r = R[:, _ROWS[4:], _COLS[4:]]
     absr = np.abs(r)
-    alpha = np.zeros((N, 6))
-    beta = np.zeros((N, 6))
-    gamma = np.zeros((N, 6))
-
-    def rr(i: int, j: int) -> Array:
-        return r[:, _PAIR_INDEX[i, j]]
-
-    # dI4/dt contains r_kx E_t[delta(x_k) relu(x_y) theta(x_m') theta(x_x)]
-    # for k in {a, b} = {0, 1} and {x, y} = {c, d} = {2, 3}.  Stein's lemma on
-    # x_y given x_k = 0 turns it into sum over m != k of S_ym phi2_km Q_km with
-    # S_ym = t r_ym - t^2 r_yk r_km = t (r_ym - r_yk r_km) + t s^2 r_yk r_km
-    # (the first bracket vanishes exactly for a collinear pair (k, m), so it is
-    # formed from R and not from R_t), and S_yy phi2_ky = sqrt(det2_ky) / (2 pi).
-    for k in (0, 1):
-        for y in (2, 3):
-            x = 5 - y
-            weight = rr(k, x)
-            gamma[:, _PAIR_INDEX[k, y]] += weight
-            for m in (1 - k, x):
-                p = _PAIR_INDEX[k, m]
-                alpha[:, p] += weight * (rr(y, m) - rr(y, k) * rr(k, m))
-                beta[:, p] += weight * rr(y, k) * rr(k, m)
+    # The terms of _stein_terms, each added onto its pair by a 0/1 matrix.
+    w = r[:, _STEIN_W]
+    yk_km = r[:, _STEIN_YK] * r[:, _STEIN_KM]
+    alpha = (w * (r[:, _STEIN_YM] - yk_km)) @ _STEIN_SCATTER
+    beta = (w * yk_km) @ _STEIN_SCATTER
+    gamma = r[:, _GAMMA_W] @ _GAMMA_SCATTER
     # 1 - |r| is an eigenvalue of the pair's 2x2 block; like eigenvalues of R,
     # values below _LAM_EXACT are round-off of a collinear pair.
     gap = 1.0 - absr
