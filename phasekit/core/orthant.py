@@ -709,7 +709,9 @@ def relu_I4(C: Array) -> Array:
     """``E[theta(a) theta(b) relu(c) relu(d)]`` for ``(a, b, c, d) ~ N(0, C)``.
 
     Equivalently ``E[c d 1(a > 0, b > 0, c > 0, d > 0)]``.  Computed by the
-    path integral of the module docstring.  The same value follows from
+    path integral of the module docstring, or, where two arguments are
+    exactly the same variable, by the closed forms of three variables given
+    there ("Coinciding arguments").  The same value follows from
     Stein's lemma applied twice,
     ``C_cd P4 + sum_{k in (a,b,c)} C_ck phi(0; C_kk) E[d 1(others > 0) | x_k = 0]``
     with the conditional expectation reduced again to 1-D densities times
