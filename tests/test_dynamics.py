@@ -369,3 +369,50 @@ def test_a_scheduled_run_that_stops_early_is_sampled_across_its_pieces():
     np.testing.assert_allclose(ds.alpha.values, np.linspace(0.0, end, 40), rtol=1e-15)
     ref = _same_run_without_stop(sched, s0, ds)
     np.testing.assert_allclose(ds.eg.values, ref.eg.values, rtol=1e-7)
+
+
+# --- ReLU runs into the perfect solution ---------------------------------------------
+
+
+def test_relu_flow_is_smooth_next_to_the_perfect_solution():
+    # The perfect solution lies on the cone boundary, where the ReLU kernels have
+    # sqrt(1 - rho^2) and asin(rho) terms.  Formed from rho = C12 / sqrt(C11 C22) they
+    # turn its rounding into errors of ~1e-8 sqrt(...) and the flow becomes rough there;
+    # an adaptive solver then rejects step after step (a run to alpha = 400 took 60 times
+    # the evaluations of erf).  Along a smooth line at distance 1e-6 of R = Q = T the
+    # second differences of the flow stay at the rounding level of its entries.
+    model = pk.Committee(2, 2, "relu", eta=0.5, second_order=True)
+    E = np.random.default_rng(0).normal(size=(2, 2))
+    F = []
+    for eps in 1e-6 * (1.0 + np.linspace(0.0, 1e-3, 21)):
+        W = np.eye(2) + eps * E
+        F.append(model.rhs_vector(model.state_vector(pk.State(W, W @ W.T))))
+    F = np.array(F)
+    second = np.abs(F[2:] - 2 * F[1:-1] + F[:-2]).max()
+    assert np.abs(F).max() > 1e-8  # the flow itself is not at rounding level
+    assert second < 1e-14
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+def test_relu_run_into_the_perfect_solution_costs_like_erf(second_order):
+    # K = M = 2, eta = 0.5, the reference start, to alpha = 400: ReLU reaches the perfect
+    # solution (eps_g at rounding level) with no more right-hand sides than twice the
+    # erf run of the same problem (evaluation counts, not times).
+    s0 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))
+    runs = {act: pk.integrate(pk.Committee(2, 2, act, eta=0.5, second_order=second_order), s0, 400.0,
+                              n_points=3) for act in ("erf", "relu")}
+    assert runs["relu"].eg.values[-1] < 1e-12
+    assert runs["relu"].attrs["n_rhs"] <= 2 * runs["erf"].attrs["n_rhs"]
+
+
+def test_relu_convergence_time_agrees_with_a_tight_tolerance():
+    # The first alpha where eps_g < 1e-8, at the default tolerance and at rtol = 1e-12
+    # (they differ by 1.3e-7 relative; the state's distance to the perfect solution,
+    # ~sqrt(eps_g), is a difference of O(1) order parameters, so a smaller threshold
+    # is known less precisely: at 1e-10 the two differ by 1e-3).
+    model = pk.Committee(2, 2, "relu", eta=0.5, second_order=False)
+    s0 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))
+    ends = [pk.integrate(model, s0, 400.0, n_points=3, stop_eg=1e-8, solver=solver).attrs["alpha_end"]
+            for solver in (None, {"rtol": 1e-12})]
+    assert ends[0] < 400.0
+    assert ends[0] == pytest.approx(ends[1], rel=1e-6)

@@ -522,6 +522,159 @@ def test_rank_deficient_limit_from_inside_the_cone(name):
     assert diffs[2] <= 1e-2 * diffs[0] + 1e-14, diffs  # at least the sqrt(eps) rate
 
 
+# --- exactly coinciding arguments: closed forms of three variables ---------------------
+
+# Every way two of (a, b, c, d) can be the same variable (and some with three or four).
+COINCIDING_PATTERNS = [[0, 0, 2, 3], [0, 1, 0, 3], [0, 1, 1, 3], [0, 1, 2, 0], [0, 1, 2, 1],
+                       [0, 1, 2, 2], [0, 0, 2, 2], [0, 0, 0, 3], [0, 1, 0, 1], [0, 1, 0, 0],
+                       [0, 0, 0, 0], [0, 1, 1, 1], [0, 0, 2, 0]]
+
+
+def path_integral(C, rule=None):
+    """relu_I4 by the module's path integral alone (no closed form for coinciding arguments).
+
+    ``rule``: optional ``(s, weights)`` used for every matrix instead of the automatic choice.
+    """
+    import phasekit.core.orthant as mod
+
+    C = np.asarray(C, dtype=float).reshape(-1, 4, 4)
+    sd = np.sqrt(np.diagonal(C, axis1=-2, axis2=-1))
+    R = C / (sd[:, :, None] * sd[:, None, :])
+    R = np.clip(0.5 * (R + np.swapaxes(R, -1, -2)), -1.0, 1.0)
+    R[:, range(4), range(4)] = 1.0
+    if rule is None:
+        return mod._path_values(R, True)[1] * sd[:, 2] * sd[:, 3]
+    lam, V = np.linalg.eigh(R)
+    lam = np.where(lam < mod._LAM_EXACT, 0.0, lam)
+    s, w = rule
+    _, F = mod._path_integrand(lam, V, mod._pair_coefficients(R), s, True)
+    return (1.0 / (8.0 * np.pi) + R[:, 2, 3] / 16.0 + F @ w) * sd[:, 2] * sd[:, 3]
+
+
+def fine_rule():
+    """35 geometric panels from s = 1e-7 to 1, 30 Gauss-Legendre nodes each (as fine_rule_values)."""
+    edges = np.concatenate([[0.0], np.logspace(-7, 0, 36)])
+    parts = [gauss_legendre_interval(lo, hi, 30) for lo, hi in zip(edges[:-1], edges[1:])]
+    s = np.concatenate([p[0] for p in parts])
+    return s, 2.0 * s * np.concatenate([p[1] for p in parts])
+
+
+def coinciding(C):
+    """The coinciding pair phasekit.core.orthant finds in one covariance (-1: none)."""
+    from phasekit.core.orthant import _coinciding
+
+    iu = np.triu_indices(4, 1)
+    return int(_coinciding(np.diag(C)[None], C[iu][None])[0])
+
+
+def test_coinciding_arguments_are_recognised():
+    C = well_conditioned(np.random.default_rng(30))
+    for p in COINCIDING_PATTERNS:
+        assert coinciding(C[np.ix_(p, p)]) >= 0, p
+    assert coinciding(C) == -1
+    # equal variances and covariance but different cross covariances: not the same variable
+    D = C.copy()
+    D[1, 1] = D[0, 1] = D[1, 0] = D[0, 0]
+    assert coinciding(D) == -1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_coinciding_arguments_closed_forms_equal_path_integral(seed):
+    # The closed forms (Stein's lemma on one ReLU factor) against the path integral,
+    # an independent derivation, on well-conditioned and on nearly collinear
+    # covariances of the distinct variables.
+    rng = np.random.default_rng(seed + 40)
+    mats = []
+    for k in range(8):
+        G = random_factor(rng, 4, 6)
+        if k >= 4:  # a nearly collinear or anti-collinear pair among the distinct variables
+            i, j = rng.choice(4, 2, replace=False)
+            G[j] = rng.choice([-1.0, 1.0]) * G[i] + 10.0 ** (-k + 2) * rng.normal(size=6)
+        C = G @ G.T
+        mats += [C[np.ix_(p, p)] for p in COINCIDING_PATTERNS]
+    C = np.array(mats)
+    scale = np.sqrt(C[:, 2, 2] * C[:, 3, 3])
+    err = np.abs(relu_I4(C) - path_integral(C, fine_rule())) / scale
+    # near collinear pairs the value moves like sqrt(1 - |r|): the rounding of r in
+    # either route then shows up as ~1e-16 / sqrt(1 - |r|)
+    assert err.max() < 1e-11
+    well = np.arange(len(C)) < 4 * len(COINCIDING_PATTERNS)
+    assert err[well].max() < 1e-14
+
+
+def test_coinciding_arguments_closed_forms_at_exact_collinearity():
+    # (a, b, c, c) with b = a, with b = -a and with c = a: E[theta(a) relu(c)^2], 0, E[relu(a)^2] / ...
+    rng = np.random.default_rng(50)
+    C3 = well_conditioned(rng, 3)
+    rho = C3[0, 1] / np.sqrt(C3[0, 0] * C3[1, 1])
+    ref = C3[1, 1] * (0.25 + (np.arcsin(rho) + rho * np.sqrt(1 - rho**2)) / (2 * np.pi))
+    assert abs(relu_I4(C3[np.ix_([0, 0, 1, 1], [0, 0, 1, 1])]) - ref) < 1e-14
+    G = np.linalg.cholesky(C3)
+    anti = np.array([G[0], -G[0], G[1], G[1]])
+    assert abs(relu_I4(anti @ anti.T)) < 1e-15
+    # theta(a) theta(b) relu(a) relu(b) = relu(a) relu(b)
+    assert abs(relu_I4(C3[np.ix_([0, 1, 0, 1], [0, 1, 0, 1])]) - relu_I2(C3[:2, :2])) < 1e-14
+    # theta(b) relu(a) relu(a) for (a, b, a, a): E[theta(b) relu(a)^2]
+    ref_b = C3[0, 0] * (0.25 + (np.arcsin(rho) + rho * np.sqrt(1 - rho**2)) / (2 * np.pi))
+    assert abs(relu_I4(C3[np.ix_([0, 1, 0, 0], [0, 1, 0, 0])]) - ref_b) < 1e-14
+
+
+def test_coinciding_arguments_indefinite_raises():
+    indefinite = np.eye(3)
+    indefinite[0, 1] = indefinite[1, 0] = indefinite[0, 2] = indefinite[2, 0] = 0.9
+    indefinite[1, 2] = indefinite[2, 1] = -0.9
+    with pytest.raises(ValueError, match="semidefinite"):
+        relu_I4(indefinite[np.ix_([0, 0, 1, 2], [0, 0, 1, 2])])
+
+
+def test_plain_rules_match_fine_rule_at_every_level():
+    # The plain Gauss-Legendre rules (12 .. 32 nodes by the smallest eigenvalue)
+    # against the fine composite rule, on random matrices spread over the levels.
+    import phasekit.core.orthant as mod
+
+    rng = np.random.default_rng(60)
+    mats = []
+    for _ in range(3000):
+        G = rng.normal(size=(4, int(rng.integers(4, 9)))) * rng.uniform(0.3, 2.0, size=(4, 1))
+        G = G + rng.uniform(0.0, 2.0) * rng.normal(size=(1, G.shape[1])) * rng.normal(size=(4, 1))
+        mats.append(G @ G.T)
+    C = np.array(mats)
+    sd = np.sqrt(np.diagonal(C, axis1=-2, axis2=-1))
+    R = C / (sd[:, :, None] * sd[:, None, :])
+    lam = np.linalg.eigvalsh(R)
+    level = mod._levels(R, lam, 1.0 - np.abs(R[:, [0, 0, 0, 1, 1, 2], [1, 2, 3, 2, 3, 3]]))
+    assert set(range(len(mod._PLAIN))) <= set(level.tolist())
+    scale = sd[:, 2] * sd[:, 3]
+    assert np.abs((relu_I4(C) - path_integral(C, fine_rule())) / scale).max() < 5e-14
+
+
+def test_committee_flow_with_and_without_the_closed_forms(monkeypatch):
+    # The ReLU flow's eta^2 term has blocks with i = k, u = w or a student field among the
+    # step arguments; with the closed forms switched off it is the same to rounding.
+    import phasekit.core.orthant as mod
+
+    rng = np.random.default_rng(70)
+    model = pk.Committee(3, 2, "relu", eta=0.7, second_order=True)
+    W = rng.normal(size=(3, 4)) / 2.0
+    B = np.eye(2, 4)
+    v = model.state_vector(pk.State(W @ B.T, W @ W.T))
+    sizes = []
+    path_values = mod._path_values
+
+    def counted(R, with_relu):
+        sizes.append(len(R))
+        return path_values(R, with_relu)
+
+    monkeypatch.setattr(mod, "_path_values", counted)
+    fast = model.rhs_vector(v)
+    monkeypatch.setattr(mod, "_coinciding", lambda var, off: np.full(var.shape[0], -1))
+    slow = model.rhs_vector(v)
+    # 6 student pairs x 15 field pairs; only i < k, u < w, u, w not in {i, k} are left
+    # to the path integral: 3 x 3 blocks (the third student with the two teachers and each other)
+    assert sizes == [9, 90]
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-14)
+
+
 # --- API ---------------------------------------------------------------------------
 
 

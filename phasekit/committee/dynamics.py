@@ -81,12 +81,15 @@ def integrate(
         below the usual 1e-12 because symmetry-breaking components start tiny
         (``R ~ X`` down to 1e-12) and decide when the plateau ends; a looser
         ``atol`` lets the solver blur exactly the signal that matters.  ReLU
-        runs that converge onto the perfect solution become stiff there (the
-        flow has square-root terms in the distance to the cone boundary): an
-        explicit method then takes very many tiny steps; pass ``stop_eg`` or
-        ``solver={"method": "LSODA"}`` (about ten times fewer evaluations) for
-        such runs.  A run whose largest absolute order parameter exceeds
-        ``max_norm`` is reported diverged.
+        runs that converge onto the perfect solution take about as many
+        evaluations as erf runs: the flow has square-root terms in the distance
+        to the cone boundary, but the ReLU kernels are evaluated without
+        cancellation there, so it stays smooth to rounding.  Near the perfect
+        solution that distance (``~sqrt(eps_g)``) is a difference of order
+        parameters of order 1, so a crossing of ``eps_g = 1e-10`` is located
+        to ``~1e-3`` relative at the default ``rtol`` (``1e-7`` at ``1e-8``).
+        A run whose largest |order parameter| exceeds ``max_norm`` is
+        reported diverged.
     stop_eg : float, optional
         Stop at the first alpha where ``eps_g`` falls below this value.
 

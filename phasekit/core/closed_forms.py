@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from .orthant import relu_I4 as orthant_relu_I4
+from .orthant import _relu_I4_entries as relu_I4_entries
 from .rules import logistic_scale_rule
 
 __all__ = ["ERF_FORMS", "LINEAR_FORMS", "RELU_FORMS", "ProbitMixture", "erf_mixture", "logistic_mixture",
@@ -217,10 +217,10 @@ def relu_D2(c22: Array, dq: Array, dr: Array) -> Array:
 
 
 def relu_I4(*entries: Array) -> Array:
-    c11, c22, c33, c44, c12, c13, c14, c23, c24, c34 = np.broadcast_arrays(*entries)
-    C = np.stack([np.stack([c11, c12, c13, c14], -1), np.stack([c12, c22, c23, c24], -1),
-                  np.stack([c13, c23, c33, c34], -1), np.stack([c14, c24, c34, c44], -1)], -2)
-    return orthant_relu_I4(C)
+    # Entries in the order of erf_I4: the four variances, then the covariances
+    # c12, c13, c14, c23, c24, c34 (the pair order of core.orthant).
+    e = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in entries))
+    return relu_I4_entries(np.stack(e[:4], -1), np.stack(e[4:], -1))
 
 
 def _relu_theta(delta: Array) -> Array:

@@ -91,10 +91,28 @@ Gauss-Legendre nodes in ``s`` converge exponentially.  A principal block of
 ``R`` with a small but non-zero eigenvalue ``mu`` puts a branch point at
 distance ``~sqrt(mu)`` from ``s = 0``, i.e. a boundary layer of that width.
 The smallest such ``mu`` over all principal blocks (for non-singular ``R``
-simply its smallest eigenvalue) selects the rule: 24 or 32 plain nodes for
-``mu >= 3e-2`` or ``1e-2``, otherwise geometrically graded panels (ratio 8,
+simply its smallest eigenvalue) selects the rule: 12, 14, 16, 20, 24 or 32
+plain nodes for ``mu >= 0.5, 0.3, 0.1, 5e-2, 3e-2, 1e-2`` (at least 24 for an
+exactly singular matrix), otherwise geometrically graded panels (ratio 8,
 16 nodes each, 24 on ``[1/8, 1]``) down to ``s ~ sqrt(mu)``, at most 152
 nodes.  Matrices are grouped by rule, so each group is one vectorised pass.
+
+Coinciding arguments
+--------------------
+Where two arguments of ``relu_I4`` are exactly the same variable (equal
+variances, covariance and cross covariances, bit for bit, as in the blocks
+``i = k``, ``u = w`` or ``u = x_i`` of the committee flow), ``theta^2 = theta``
+and ``theta(x) relu(x) = relu(x)`` leave three variables, and Stein's lemma
+on one ReLU factor gives closed forms in the pair correlations alone:
+
+* ``E[theta(a) relu(c) relu(d)] = (r_ac s_ad + s_cd + r_ad s_ac) / (4 pi) + r_cd P3(a, c, d)``;
+* ``E[theta(a) theta(b) relu(c)^2] = P3(a, b, c) + (r_ac s_ac + r_bc s_bc + N / s_ab) / (4 pi)``,
+  ``N = 2 r_ac r_bc - r_ab (r_ac^2 + r_bc^2)``,
+
+with ``s = sqrt(1 - r^2)`` (correlation units).  They need no special case
+for further coincidences or collinear pairs (``s = 0``), and near collinear
+pairs they are more accurate than the path integral, whose eigenvalues of a
+nearly singular matrix carry the rounding of the decomposition.
 
 Accuracy (absolute, correlation units, i.e. ``relu_I4 / (sigma_c sigma_d)``),
 measured against a 1050-node composite rule and, independently, against
@@ -111,7 +129,9 @@ closed forms, nested adaptive quadrature and Monte Carlo (``tests``):
   correlation ``1 - eta`` differs from its value at ``1`` by ``~sqrt(eta)``).
 
 Cost: about 50 ms of CPU time for ``relu_I4`` on 10^4 random blocks (one
-thread), a few times more when most blocks are nearly singular.
+thread; less for well-conditioned ones, which take fewer nodes), a few times
+more when most blocks are nearly singular; blocks with coinciding arguments
+cost a few closed-form pair terms.
 """
 
 from __future__ import annotations
@@ -147,7 +167,14 @@ _PSD_TOL = 1e-6
 _LAM_EXACT = 1e-14
 
 
-_PLAIN = ((3e-2, 24), (1e-2, 32))
+_PLAIN = ((0.5, 12), (0.3, 14), (0.1, 16), (5e-2, 20), (3e-2, 24), (1e-2, 32))
+
+
+# Fewest nodes for an exactly singular matrix (the level of that plain rule).
+_SINGULAR_NODES = 24
+
+
+_SINGULAR_LEVEL = [n for _, n in _PLAIN].index(_SINGULAR_NODES)
 
 
 _GRADE_RATIO = 8.0
@@ -344,7 +371,44 @@ def _levels(R: Array, lam: Array, gap: Array) -> Array:
     level = depth + (len(_PLAIN) - 1)
     for i in range(len(_PLAIN) - 1, -1, -1):
         level = np.where(lam_star >= _PLAIN[i][0], i, level)
-    return level.astype(int)
+    # An exactly singular matrix keeps terms like s^2 / lam_t = 1 in its integrand
+    # whose rounding the fewest nodes resolve less well: at least _SINGULAR_NODES.
+    return np.where(singular, np.maximum(level, _SINGULAR_LEVEL), level).astype(int)
+
+
+def _stein_terms() -> tuple[Array, ...]:
+    """Index tables of the ``relu_I4`` weights ``alpha``, ``beta``, ``gamma`` (see :func:`_pair_coefficients`).
+
+    dI4/dt contains ``r_kx E_t[delta(x_k) relu(x_y) theta(x_m') theta(x_x)]``
+    for ``k`` in ``{a, b} = {0, 1}`` and ``{x, y} = {c, d} = {2, 3}``.  Stein's
+    lemma on ``x_y`` given ``x_k = 0`` turns it into a sum over ``m != k`` of
+    ``S_ym phi2_km Q_km`` with ``S_ym = t r_ym - t^2 r_yk r_km = t (r_ym - r_yk r_km)
+    + t s^2 r_yk r_km`` (the first bracket vanishes exactly for a collinear pair
+    ``(k, m)``, so it is formed from ``R`` and not from ``R_t``), and
+    ``S_yy phi2_ky = sqrt(det2_ky) / (2 pi)``.  Per term of ``alpha`` / ``beta``:
+    the pairs ``(k, x)``, ``(y, m)``, ``(y, k)``, ``(k, m)`` and the 0/1 matrix
+    that adds it to pair ``(k, m)``; per term of ``gamma``: ``(k, x)`` onto ``(k, y)``.
+    """
+    w, ym, yk, km, g_w, g_p = [], [], [], [], [], []
+    for k in (0, 1):
+        for y in (2, 3):
+            x = 5 - y
+            g_w.append(_PAIR_INDEX[k, x])
+            g_p.append(_PAIR_INDEX[k, y])
+            for m in (1 - k, x):
+                w.append(_PAIR_INDEX[k, x])
+                ym.append(_PAIR_INDEX[y, m])
+                yk.append(_PAIR_INDEX[y, k])
+                km.append(_PAIR_INDEX[k, m])
+    scatter = np.zeros((len(km), 6))
+    scatter[np.arange(len(km)), km] = 1.0
+    g_scatter = np.zeros((len(g_p), 6))
+    g_scatter[np.arange(len(g_p)), g_p] = 1.0
+    return (np.array(w), np.array(ym), np.array(yk), np.array(km), scatter,
+            np.array(g_w), g_scatter)
+
+
+_STEIN_W, _STEIN_YM, _STEIN_YK, _STEIN_KM, _STEIN_SCATTER, _GAMMA_W, _GAMMA_SCATTER = _stein_terms()
 
 
 def _pair_coefficients(R: Array) -> dict[str, Array]:
@@ -354,31 +418,14 @@ def _pair_coefficients(R: Array) -> dict[str, Array]:
     ``gap = 1 - |r|``, and the ``relu_I4`` weights ``alpha``, ``beta``,
     ``gamma``; see :func:`_path_integrand`).
     """
-    N = R.shape[0]
     r = R[:, _ROWS[4:], _COLS[4:]]
     absr = np.abs(r)
-    alpha = np.zeros((N, 6))
-    beta = np.zeros((N, 6))
-    gamma = np.zeros((N, 6))
-
-    def rr(i: int, j: int) -> Array:
-        return r[:, _PAIR_INDEX[i, j]]
-
-    # dI4/dt contains r_kx E_t[delta(x_k) relu(x_y) theta(x_m') theta(x_x)]
-    # for k in {a, b} = {0, 1} and {x, y} = {c, d} = {2, 3}.  Stein's lemma on
-    # x_y given x_k = 0 turns it into sum over m != k of S_ym phi2_km Q_km with
-    # S_ym = t r_ym - t^2 r_yk r_km = t (r_ym - r_yk r_km) + t s^2 r_yk r_km
-    # (the first bracket vanishes exactly for a collinear pair (k, m), so it is
-    # formed from R and not from R_t), and S_yy phi2_ky = sqrt(det2_ky) / (2 pi).
-    for k in (0, 1):
-        for y in (2, 3):
-            x = 5 - y
-            weight = rr(k, x)
-            gamma[:, _PAIR_INDEX[k, y]] += weight
-            for m in (1 - k, x):
-                p = _PAIR_INDEX[k, m]
-                alpha[:, p] += weight * (rr(y, m) - rr(y, k) * rr(k, m))
-                beta[:, p] += weight * rr(y, k) * rr(k, m)
+    # The terms of _stein_terms, each added onto its pair by a 0/1 matrix.
+    w = r[:, _STEIN_W]
+    yk_km = r[:, _STEIN_YK] * r[:, _STEIN_KM]
+    alpha = (w * (r[:, _STEIN_YM] - yk_km)) @ _STEIN_SCATTER
+    beta = (w * yk_km) @ _STEIN_SCATTER
+    gamma = r[:, _GAMMA_W] @ _GAMMA_SCATTER
     # 1 - |r| is an eigenvalue of the pair's 2x2 block; like eigenvalues of R,
     # values below _LAM_EXACT are round-off of a collinear pair.
     gap = 1.0 - absr
@@ -449,26 +496,28 @@ def _path_integrand(lam: Array, V: Array, coef: dict[str, Array], s: Array,
     return h, F
 
 
-def _four_variable(C: Array, with_relu: bool) -> tuple[Array, Array | None, Array]:
-    """Shared driver: ``(P4, I4 in correlation units, sigma_c sigma_d)`` for ``C`` (..., 4, 4)."""
-    C = _as_covariance(C, 4)
-    shape = C.shape[:-2]
-    Cf = C.reshape(-1, 4, 4)
+def _correlations(Cf: Array) -> tuple[Array, Array, Array]:
+    """Correlation matrices of covariances ``Cf`` (N, 4, 4), the zero-variance mask and the standard deviations.
+
+    Both quantities are scale-free in the step arguments and homogeneous in
+    the ReLU ones, so the work is done on correlation matrices.  Symmetrise
+    (eigh reads one triangle only), make the diagonal exactly 1 and clip
+    rounding overshoots of ``|r| > 1``; matrices with a zero variance get a
+    harmless placeholder (their result is overwritten by the caller).
+    """
     var = np.diagonal(Cf, axis1=-2, axis2=-1)
     zero = np.any(var <= 0.0, axis=-1)
     sd = np.sqrt(np.where(zero[:, None], 1.0, var))
-    # Both quantities are scale-free in the step arguments and homogeneous in
-    # the ReLU ones, so the work is done on correlation matrices.  Symmetrise
-    # (eigh reads one triangle only), make the diagonal exactly 1 and clip
-    # rounding overshoots of |r| > 1; matrices with a zero variance get a
-    # harmless placeholder and their result is overwritten below.
     R = Cf / (sd[:, :, None] * sd[:, None, :])
     R = 0.5 * (R + np.swapaxes(R, -1, -2))
     R[zero] = np.eye(4)
     idx = np.arange(4)
     R[:, idx, idx] = 1.0
-    R = np.clip(R, -1.0, 1.0)
+    return np.clip(R, -1.0, 1.0), zero, sd
 
+
+def _path_values(R: Array, with_relu: bool) -> tuple[Array, Array | None]:
+    """``P4`` and (``with_relu``) ``I4`` in correlation units by the path integral, for ``R`` (N, 4, 4)."""
     N = R.shape[0]
     P4 = np.empty(N)
     I4 = np.empty(N) if with_relu else None
@@ -495,11 +544,7 @@ def _four_variable(C: Array, with_relu: bool) -> tuple[Array, Array | None, Arra
                 P4[sel] = 1.0 / 16.0 + h @ weights
                 if with_relu:
                     I4[sel] = 1.0 / (8.0 * np.pi) + r_cd[sel] / 16.0 + F @ weights
-    P4 = np.where(zero, 0.0, P4).reshape(shape)
-    scale = (sd[:, 2] * sd[:, 3]).reshape(shape)
-    if with_relu:
-        I4 = np.where(zero, 0.0, I4).reshape(shape)
-    return P4, I4, scale
+    return P4, I4
 
 
 def orthant4(C: Array) -> Array:
@@ -527,15 +572,146 @@ def orthant4(C: Array) -> Array:
     >>> round(float(orthant4(R)), 12)  # equicorrelated rho = 1/2: 1/5
     0.2
     """
-    P4, _, _ = _four_variable(C, with_relu=False)
-    return _scalar_or_array(P4)
+    C = _as_covariance(C, 4)
+    R, zero, _ = _correlations(C.reshape(-1, 4, 4))
+    P4, _ = _path_values(R, False)
+    return _scalar_or_array(np.where(zero, 0.0, P4).reshape(C.shape[:-2]))
+
+
+# Coinciding arguments of relu_I4, as (first, second) positions in (a, b, c, d):
+# two variables with equal variances and covariance (bitwise) and equal
+# covariances with the other two are the same variable.
+_COINCIDING = ((2, 3), (0, 1), (0, 2), (1, 2), (0, 3), (1, 3))
+
+
+# Rows of the pair table (_PAIRS order) that the closed forms read, per kind of
+# coincidence: c = d -> (a, b), (a, c), (b, c) for E[theta(a) theta(b) relu(c)^2];
+# a step argument dropped -> (k, c), (k, d), (c, d) with k the step argument kept
+# (b when a coincides with b, c or d; a when b coincides with c or d).
+_REDUCED_PAIRS = np.array([(0, 1, 3), (3, 4, 5), (3, 4, 5), (1, 2, 5), (3, 4, 5), (1, 2, 5)])
+
+
+def _coinciding(var: Array, off: Array) -> Array:
+    """Per matrix, the first pair of :data:`_COINCIDING` that coincides exactly, else -1.
+
+    ``var`` (N, 4) are the variances, ``off`` (N, 6) the covariances in :data:`_PAIRS` order.
+    """
+    which = np.full(var.shape[0], -1)
+    for n in range(len(_COINCIDING) - 1, -1, -1):
+        i, j = _COINCIDING[n]
+        k, m = (x for x in range(4) if x not in (i, j))
+        cov = off[:, _PAIR_INDEX[i, j]]
+        same = ((var[:, i] == var[:, j]) & (var[:, i] == cov)
+                & (off[:, _PAIR_INDEX[i, k]] == off[:, _PAIR_INDEX[j, k]])
+                & (off[:, _PAIR_INDEX[i, m]] == off[:, _PAIR_INDEX[j, m]]))
+        which = np.where(same, n, which)
+    return which
+
+
+def _reduced_relu_I4(r3: Array, c_equals_d: Array) -> Array:
+    """``relu_I4`` in correlation units for matrices with a coinciding pair (closed forms of three variables).
+
+    ``theta^2 = theta`` and ``theta(x) relu(x) = relu(x)`` leave a product of
+    three variables.  ``c = d`` gives ``E[theta(a) theta(b) relu(c)^2]``, and
+    a step argument equal to the other one or to a ReLU argument drops out,
+    leaving ``E[theta(k) relu(c) relu(d)]``.  Stein's lemma on one ReLU factor
+    (see the module docstring) gives both in the pair correlations alone, so
+    coinciding or collinear pairs (``s = sqrt(1 - r^2) = 0``) need no special
+    case.
+
+    Parameters
+    ----------
+    r3 : ndarray, shape (N, 3)
+        Correlations of the pairs :data:`_REDUCED_PAIRS` of each matrix:
+        ``(r_ab, r_ac, r_bc)`` where ``c_equals_d``, else ``(r_kc, r_kd, r_cd)``.
+    c_equals_d : ndarray of bool, shape (N,)
+    """
+    # |r| within _LAM_EXACT of 1 is a collinear pair, as everywhere in this module.
+    gap = 1.0 - np.abs(r3)
+    collinear = gap < _LAM_EXACT
+    r = np.where(collinear, np.sign(r3), r3)
+    s = np.sqrt(np.where(collinear, 0.0, gap * (1.0 + np.abs(r))))
+    p3 = 0.125 + np.arcsin(r).sum(axis=-1) / (4.0 * np.pi)
+    r1, r2, r3 = r.T
+    s1, s2, s3 = s.T
+    # E[theta(k) relu(c) relu(d)] = (r_kc s_kd + s_cd + r_kd s_kc) / (4 pi) + r_cd P3.
+    steps = (r1 * s2 + s3 + r2 * s1) / (4.0 * np.pi) + r3 * p3
+    # E[theta(a) theta(b) relu(c)^2] = P3 + (r_ac s_ac + r_bc s_bc + N / s_ab) / (4 pi),
+    # N = 2 r_ac r_bc - r_ab (r_ac^2 + r_bc^2) = -r_ab (r_ac -+ r_bc)^2 + 2 r_ac r_bc (1 +- r_ab)
+    # (sign of r_ab): N vanishes with s_ab at a = +-b, and in this form
+    # N / s_ab = -r_ab (r_ac -+ r_bc)^2 / s_ab + 2 r_ac r_bc s_ab / (1 -+ r_ab) has no
+    # cancellation; its first term is 0 at s_ab = 0.
+    diff = r2 - np.where(r1 >= 0.0, r3, -r3)
+    square = np.where(s1 > 0.0, diff * diff / np.where(s1 > 0.0, s1, 1.0), 0.0)
+    ratio = -r1 * square + 2.0 * r2 * r3 * s1 / (1.0 + np.abs(r1))
+    squares = p3 + (r2 * s2 + r3 * s3 + ratio) / (4.0 * np.pi)
+    return np.where(c_equals_d, squares, steps)
+
+
+def _check_reduced(r3: Array) -> None:
+    """The positive-semidefiniteness test of :func:`_path_values` for matrices reduced to three variables.
+
+    ``r3`` (N, 3) are the three correlations of the distinct variables; a 3x3
+    correlation matrix (``|r| <= 1``) is positive semidefinite when its
+    determinant is, and the few with a negative determinant (round-off
+    included) get the eigenvalue test.
+    """
+    r1, r2, r3 = r3.T
+    bad = 1.0 - r1 * r1 - r2 * r2 - r3 * r3 + 2.0 * r1 * r2 * r3 < 0.0
+    if bad.any():
+        R3 = np.empty((int(bad.sum()), 3, 3))
+        R3[:, [0, 1, 2], [0, 1, 2]] = 1.0
+        for (i, j), r in zip(((0, 1), (0, 2), (1, 2)), (r1, r2, r3)):
+            R3[:, i, j] = R3[:, j, i] = r[bad]
+        lam = np.linalg.eigvalsh(R3)[:, 0]
+        if np.any(lam < -_PSD_TOL):
+            raise ValueError("C: not positive semidefinite (correlation-matrix eigenvalue "
+                             f"{lam.min():.3g} < -{_PSD_TOL:g})")
+
+
+def _relu_I4_entries(var: Array, off: Array) -> Array:
+    """``relu_I4`` from the variances ``var`` (..., 4) and covariances ``off`` (..., 6) in :data:`_PAIRS` order.
+
+    The driver of :func:`relu_I4` and of the committee flow's closed form
+    (which gathers the entries of many blocks from one covariance).  Matrices
+    with exactly coinciding arguments take the closed forms of
+    :func:`_reduced_relu_I4`, the others the path integral.
+    """
+    if not (np.all(np.isfinite(var)) and np.all(np.isfinite(off))):
+        raise ValueError("C: entries must be finite")
+    if np.any(var < 0):
+        raise ValueError("C: variances (diagonal entries) must be non-negative")
+    shape = var.shape[:-1]
+    var, off = var.reshape(-1, 4), off.reshape(-1, 6)
+    zero = np.any(var <= 0.0, axis=-1)
+    sd = np.sqrt(np.where(zero[:, None], 1.0, var))
+    # Correlations, with rounding overshoots of |r| > 1 clipped (as _correlations does).
+    r = np.clip(off / (sd[:, _ROWS[4:]] * sd[:, _COLS[4:]]), -1.0, 1.0)
+    r[zero] = 0.0
+    which = _coinciding(var, off)
+    reduced = which >= 0
+    out = np.empty(var.shape[0])
+    if reduced.any():
+        r3 = np.take_along_axis(r[reduced], _REDUCED_PAIRS[which[reduced]], axis=1)
+        _check_reduced(r3)
+        out[reduced] = _reduced_relu_I4(r3, which[reduced] == 0)
+    path = ~reduced
+    if path.any():
+        R = np.empty((int(path.sum()), 4, 4))
+        R[:, _ROWS[4:], _COLS[4:]] = R[:, _COLS[4:], _ROWS[4:]] = r[path]
+        R[:, _ROWS[:4], _COLS[:4]] = 1.0
+        out[path] = _path_values(R, True)[1]
+    out = np.where(zero, 0.0, out * sd[:, 2] * sd[:, 3])
+    return out.reshape(shape)
 
 
 def relu_I4(C: Array) -> Array:
     """``E[theta(a) theta(b) relu(c) relu(d)]`` for ``(a, b, c, d) ~ N(0, C)``.
 
     Equivalently ``E[c d 1(a > 0, b > 0, c > 0, d > 0)]``.  Computed by the
-    path integral of the module docstring.  The same value follows from
+    path integral of the module docstring, or, where two arguments are
+    exactly the same variable, by the closed forms of three variables given
+    there ("Coinciding arguments").  The same value follows from
     Stein's lemma applied twice,
     ``C_cd P4 + sum_{k in (a,b,c)} C_ck phi(0; C_kk) E[d 1(others > 0) | x_k = 0]``
     with the conditional expectation reduced again to 1-D densities times
@@ -563,5 +739,7 @@ def relu_I4(C: Array) -> Array:
     >>> round(float(relu_I4(C)), 12)
     0.5
     """
-    _, I4, scale = _four_variable(C, with_relu=True)
-    return _scalar_or_array(I4 * scale)
+    C = _as_covariance(C, 4)
+    # The upper triangle of the symmetrised matrix (as the eigen-decomposition reads it).
+    off = 0.5 * (C[..., _ROWS[4:], _COLS[4:]] + C[..., _COLS[4:], _ROWS[4:]])
+    return _scalar_or_array(_relu_I4_entries(np.diagonal(C, axis1=-2, axis2=-1), off))
