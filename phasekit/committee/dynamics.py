@@ -11,6 +11,7 @@ from ..core.datasets import coordinate, model_attrs, provenance_attrs, variable
 from ..core.ode import Event, FlowRun, blow_up, cone_exit, crossing, solve_flow
 from ..core.options import SolverOptions, coerce_options
 from .model import PSD_TOL, Committee, State, committee_from_parameters
+from .subspaces import SiteSymmetricCommittee, reduced_from_parameters
 
 __all__ = ['integrate', 'model_from_dataset', 'run_flow', 'state_at', 'trajectory_dataset']
 
@@ -55,11 +56,17 @@ def integrate(
 
     Parameters
     ----------
-    model : Committee
+    model : Committee or SiteSymmetricCommittee
+        A full model, or a reduced one (:meth:`Committee.restrict`): then the
+        state is ``(R, S, Q, C[, v])`` and the dataset has variables ``R``,
+        ``S``, ``Q``, ``C`` (and ``v``), ``eg`` along alpha and the attribute
+        ``subspace``.
     state0 : State
         Initial order parameters; ``[[Q, R], [R^T, T]]`` must be positive
         semidefinite.  With a trained second layer ``state0.v`` holds the
-        initial second-layer weights (required).
+        initial second-layer weights (required).  For a reduced model: a
+        sequence ``(R, S, Q, C[, v])``, a mapping of those names or a full
+        State in the subspace.
     alpha_max : float
         Final time ``alpha = mu / N`` (examples per input dimension), ``> 0``.
     n_points : int
@@ -101,8 +108,10 @@ def integrate(
         attributes) so that re-integrations (:mod:`phasekit.committee.plateaus`)
         use the same ones.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    reduced = isinstance(model, SiteSymmetricCommittee)
+    if not isinstance(model, Committee) and not reduced:
+        raise ValueError(f"model: expected a phasekit.Committee or a reduced model (Committee.restrict), "
+                         f"got {type(model).__name__}")
     model.validate_state(state0, "state0")
     alpha_max = float(alpha_max)
     if not np.isfinite(alpha_max) or alpha_max <= 0:
@@ -150,7 +159,10 @@ def integrate(
     a, Y = np.concatenate(a_parts), np.concatenate(y_parts)
     settings = {"rtol": opts.rtol, "atol": opts.atol, "method": opts.method, "stop_eg": stop_eg,
                 "max_norm": max_norm, "alpha_max": alpha_max}
-    ds = trajectory_dataset(model, a, Y, settings=settings)
+    if reduced:
+        ds = model.trajectory_dataset(a, Y, settings=settings)
+    else:
+        ds = trajectory_dataset(model, a, Y, settings=settings)
     ds.attrs.update(status=status, message=message, alpha_end=alpha_end, n_rhs=n_rhs)
     return ds
 
@@ -224,14 +236,22 @@ def _trajectory_solver(ds: xr.Dataset) -> SolverOptions:
         raise ValueError(f"traj: stored solver settings are invalid ({exc})") from None
 
 
-def model_from_dataset(ds: xr.Dataset) -> Committee:
-    """The :class:`Committee` a trajectory dataset was computed with."""
+def model_from_dataset(ds: xr.Dataset) -> Committee | SiteSymmetricCommittee:
+    """The :class:`Committee` (or reduced model, for a dataset with a ``subspace``) a trajectory dataset was computed with."""
     if "model" not in ds.attrs:
         raise ValueError("ds: dataset has no 'model' attribute (not written by phasekit.integrate?)")
+    if "subspace" in ds.attrs:
+        return reduced_from_parameters(ds.attrs["model"])
     return committee_from_parameters(ds.attrs["model"])
 
 
-def state_at(ds: xr.Dataset, index: int = -1) -> State:
-    """The :class:`State` at sample ``index`` of a trajectory dataset (with ``v`` when the dataset has it)."""
+def state_at(ds: xr.Dataset, index: int = -1) -> State | np.ndarray:
+    """The :class:`State` at sample ``index`` of a trajectory dataset (with ``v`` when the dataset has it).
+
+    For a reduced dataset (attribute ``subspace``): the reduced state vector ``(R, S, Q, C[, v])``.
+    """
+    if "subspace" in ds.attrs:
+        names = ["R", "S", "Q", "C"] + (["v"] if "v" in ds else [])
+        return np.array([float(ds[k].isel(alpha=index)) for k in names])
     v = ds["v"].isel(alpha=index).values if "v" in ds else None
     return State(ds["R"].isel(alpha=index).values, ds["Q"].isel(alpha=index).values, v)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import linalg, optimize
@@ -22,9 +22,11 @@ from scipy import linalg, optimize
 from ..core.results import FixedPoint, ScalarResult
 from ..core.spectrum import leading_pair_discriminant
 from .model import Committee, State, vector_labels
-from .pencil import EtaStructure, MarginalMode, _lead_piece, _marginal_summary, _null_modes, _structure_for
+from .pencil import (EtaStructure, MarginalMode, _lead_piece, _marginal_summary, _null_modes, _structure_for,
+                     eta_structure)
+from .subspaces import SUBSPACES, SiteSymmetricCommittee, sector_projectors
 
-__all__ = ['CriticalEta', 'OptimalEta', 'critical_eta', 'optimal_eta']
+__all__ = ['CriticalEta', 'OptimalEta', 'SectorStability', 'critical_eta', 'optimal_eta', 'sector_stability']
 
 
 _NAN_PAIR = (math.nan, math.nan)
@@ -144,8 +146,28 @@ def _check_xtol(xtol: float) -> float:
     return float(xtol)
 
 
+def _setup(model: Any, state: Any, structure: EtaStructure | None, subspace: str | None
+           ) -> tuple[EtaStructure, list[str]]:
+    """The eta structure (full, or restricted to ``subspace``) and the names of its coordinates."""
+    reduced = isinstance(model, SiteSymmetricCommittee)
+    if not isinstance(model, Committee) and not reduced:
+        raise ValueError(f"model: expected a phasekit.Committee or a reduced model, got {type(model).__name__}")
+    if subspace is not None and subspace not in SUBSPACES:
+        raise ValueError(f"subspace: must be None (the full space) or one of {SUBSPACES}, got {subspace!r}")
+    if reduced and subspace not in (None, model.subspace):
+        raise ValueError(f"subspace: the model is already restricted to {model.subspace!r}, got {subspace!r}")
+    if reduced or subspace is not None:
+        red = model if reduced else model.restrict(subspace)
+        st = structure if structure is not None else red.eta_structure(state)
+        st = _structure_for(model, None, st)
+        return st, red.labels
+    st = _structure_for(model, state, structure)
+    return st, vector_labels(model.K, model.M, model.train_second_layer)
+
+
 def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | None = None, eta_max: float = 1e3,
-                 xtol: float = 1e-10, structure: EtaStructure | None = None) -> CriticalEta:
+                 xtol: float = 1e-10, structure: EtaStructure | None = None,
+                 subspace: str | None = None) -> CriticalEta:
     """Learning rate at which a fixed point (default: the perfect solution) loses linear stability.
 
     At a state that is a fixed point for every eta the Jacobian is
@@ -180,6 +202,14 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
         Relative tolerance of the root, in ``(0, 1)``.
     structure : EtaStructure, optional
         A precomputed structure at ``state`` (saves the Jacobian).
+    subspace : {None, "site_symmetric"}
+        ``None``: the full space.  ``"site_symmetric"``: the learning rate at
+        which the fixed point loses stability *inside* the subspace, from
+        the reduced flow (:meth:`Committee.restrict`; cost independent of K);
+        ``state`` is then reduced ``(R, S, Q, C[, v])``.  A reduced model
+        gives the restricted value without ``subspace``.  The full-space value
+        is the smaller of it and those of the modes that leave the subspace
+        (:func:`sector_stability` names them).
 
     Returns
     -------
@@ -192,18 +222,20 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     ValueError
         For bad parameters, output noise, or a state that is not fixed for every eta.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
-    if model.noise > 0 and model.second_order:
+    if isinstance(model, (Committee, SiteSymmetricCommittee)) and model.noise > 0 and model.second_order:
         raise ValueError("model: with output noise the perfect solution moves with eta; use continuation()")
     if not (eta_max > 1e-3):
         raise ValueError(f"eta_max: must be > 1e-3, got {eta_max!r}")
     xtol = _check_xtol(xtol)
-    st = _structure_for(model, state, structure)
+    st, labels = _setup(model, state, structure, subspace)
+    return _critical(st, labels, eta_max, xtol)
+
+
+def _critical(st: EtaStructure, labels: Sequence[str], eta_max: float, xtol: float) -> CriticalEta:
+    """Body of :func:`critical_eta` on a given structure (coordinates named by ``labels``)."""
     split = st.split
     n = len(st.A)
     err = st.entry_error
-    labels = vector_labels(model.K, model.M, model.train_second_layer)
     modes = tuple(_null_modes(split.null_right, labels, "right") + _null_modes(split.null_left, labels, "left"))
     note = _marginal_summary(split, modes)
     common: dict[str, Any] = {
@@ -285,7 +317,7 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
 
 
 def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | None = None, xtol: float = 1e-10,
-                structure: EtaStructure | None = None) -> OptimalEta:
+                structure: EtaStructure | None = None, subspace: str | None = None) -> OptimalEta:
     """Learning rate that maximises the slowest asymptotic decay rate at a fixed point (default: perfect solution).
 
     Maximises ``r(eta) = -eta max Re spec(A + eta B)`` over ``(0, eta_c)``
@@ -314,6 +346,11 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
         critical learning rate bounding the search; the kinks are solved to rounding.
     structure : EtaStructure, optional
         A precomputed structure at ``state``.
+    subspace : {None, "site_symmetric"}
+        As for :func:`critical_eta`: the optimum of the decay rate of the
+        modes inside the subspace (published values were often computed
+        there); the full space can be slower because of modes that break the
+        symmetry.
 
     Returns
     -------
@@ -328,8 +365,13 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
         For bad parameters, output noise, or a state that is not fixed for every eta.
     """
     xtol = _check_xtol(xtol)
-    st = _structure_for(model, state, structure)
-    crit = critical_eta(model, structure=st, xtol=xtol)
+    st, labels = _setup(model, state, structure, subspace)
+    return _optimal(st, labels, xtol)
+
+
+def _optimal(st: EtaStructure, labels: Sequence[str], xtol: float) -> OptimalEta:
+    """Body of :func:`optimal_eta` on a given structure."""
+    crit = _critical(st, labels, 1e3, xtol)
     eta_c = crit.value
     if not crit.success or not (np.isfinite(eta_c) and eta_c > 0):
         status = "failed" if crit.status == "failed" else "not_reached"
@@ -513,3 +555,66 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
                       precision=float(precision), candidates=tuple((float(e), float(r_), k) for e, r_, k in scored),
                       critical=crit, marginal_modes=crit.marginal_modes, structure=st,
                       status="marginal" if crit.n_marginal else "ok", message=message)
+
+
+@dataclass(frozen=True, eq=False)
+class SectorStability:
+    """Critical and optimal learning rates of each symmetry sector of a fixed point (:func:`sector_stability`).
+
+    Attributes
+    ----------
+    critical, optimal : dict of str to CriticalEta / OptimalEta
+        Per isotypic component of S_K (``"trivial"``: inside the
+        site-symmetric subspace; ``"standard"``, ``"(K-2,2)"``,
+        ``"(K-2,1,1)"``: the modes that leave it).
+    dimensions : dict of str to int
+        Dimension of each component (its eigenvalues repeat ``dim(irrep)`` times).
+    full_critical, full_optimal : CriticalEta, OptimalEta
+        Of the whole space (the smallest eta_c over the sectors).
+    limiting : str
+        The sector whose eta_c is the full-space one.
+    """
+
+    critical: dict[str, CriticalEta]
+    optimal: dict[str, OptimalEta]
+    dimensions: dict[str, int]
+    full_critical: CriticalEta
+    full_optimal: OptimalEta
+    limiting: str
+
+
+def sector_stability(model: Committee, *, xtol: float = 1e-10) -> SectorStability:
+    """Stability of the perfect solution sector by sector of the simultaneous permutations S_K (K = M).
+
+    At the perfect solution the Jacobian ``eta A + eta^2 B`` commutes with the
+    permutations of the units, so it is block diagonal over the isotypic
+    components of S_K acting on the state space (orthonormal bases from the
+    class sum of transpositions, :func:`phasekit.committee.subspaces.sector_projectors`):
+    the trivial component is the site-symmetric subspace, the others are the
+    modes that leave it.  Each block's eta_c and optimal eta are computed as
+    by :func:`critical_eta` on ``B_s^T A B_s``, ``B_s^T B B_s``.  Forms the
+    full Jacobian: for small K.
+    """
+    if not isinstance(model, Committee):
+        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    if model.K != model.M:
+        raise ValueError(f"model: the sectors of S_K need K == M, got K={model.K}, M={model.M}")
+    if model.noise > 0 and model.second_order:
+        raise ValueError("model: with output noise the perfect solution moves with eta; use continuation()")
+    xtol = _check_xtol(xtol)
+    st = _structure_for(model, None, eta_structure(model))
+    labels = vector_labels(model.K, model.M, model.train_second_layer)
+    crit, opt, dims = {}, {}, {}
+    for name, basis in sector_projectors(model.K, model.train_second_layer).items():
+        sub = EtaStructure(A=basis.T @ st.A @ basis, B=basis.T @ st.B @ basis, error=st.error, state=st.state,
+                           scheme=st.scheme, residual=st.residual)
+        names = [f"{name}[{j}]" for j in range(basis.shape[1])]
+        crit[name] = _critical(sub, names, 1e3, xtol)
+        opt[name] = _optimal(sub, names, xtol)
+        dims[name] = basis.shape[1]
+    full_c = _critical(st, labels, 1e3, xtol)
+    full_o = _optimal(st, labels, xtol)
+    finite = {k: float(c.value) for k, c in crit.items() if np.isfinite(c.value)}
+    limiting = min(finite, key=finite.get) if finite else ""
+    return SectorStability(critical=crit, optimal=opt, dimensions=dims, full_critical=full_c, full_optimal=full_o,
+                           limiting=limiting)
