@@ -40,8 +40,8 @@ class CriticalEta(ScalarResult):
     ----------
     value : float
         eta_c: ``inf`` when stable up to ``eta_max`` (status ``"not_reached"``),
-        ``0.0`` when unstable already at the start of the search ``1e-3``
-        (``"not_reached"``, bracket ``(0, 1e-3)``), ``nan`` when not
+        ``0.0`` when unstable already at the start of the search ``eta_min``
+        (``"not_reached"``, bracket ``(0, eta_min)``), ``nan`` when not
         determined (``"failed"``) or when every mode is marginal (``"marginal"``).
     bracket : (float, float)
         An interval that contains eta_c (the leading eigenvalue changes sign in it).
@@ -181,7 +181,7 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     modes*, excluded from the search and named in the result; common
     eigenvectors of A and B give linear branches ``a + eta b`` whose zeros are
     closed forms.  On the rest, the zero is bracketed on a geometric grid from
-    ``1e-3`` to ``eta_max`` (signs decided only outside the eigenvalue error
+    ``eta_min`` to ``eta_max`` (signs decided only outside the eigenvalue error
     band ``3 n err (1 + eta)``, err the entrywise Jacobian error) and refined
     by Brent's method to ``xtol`` relative; a real crossing is polished with
     the generalised eigenvalue problem ``A v = -eta B v``.
@@ -197,7 +197,7 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
         The fixed point of interest; it must be fixed for every eta (e.g. any
         zero-error state).  Default: the perfect solution (K = M).
     eta_max : float
-        Upper end of the search (``> 1e-3``).
+        Upper end of the search (``> eta_min``).
     xtol : float
         Relative tolerance of the root, in ``(0, 1)``.
     structure : EtaStructure, optional
@@ -224,14 +224,28 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     """
     if isinstance(model, (Committee, SiteSymmetricCommittee)) and model.noise > 0 and model.second_order:
         raise ValueError("model: with output noise the perfect solution moves with eta; use continuation()")
-    if not (eta_max > 1e-3):
-        raise ValueError(f"eta_max: must be > 1e-3, got {eta_max!r}")
+    restricted = subspace is not None or isinstance(model, SiteSymmetricCommittee)
+    if not (eta_max > (0.0 if restricted else 1e-3)):
+        raise ValueError(f"eta_max: must be > {'0' if restricted else '1e-3'}, got {eta_max!r}")
     xtol = _check_xtol(xtol)
     st, labels = _setup(model, state, structure, subspace)
-    return _critical(st, labels, eta_max, xtol)
+    eta_min = _eta_min(st, model, subspace)
+    if not (eta_max > eta_min):
+        raise ValueError(f"eta_max: must be > {eta_min:g} (the start of the search), got {eta_max!r}")
+    return _critical(st, labels, eta_max, xtol, eta_min)
 
 
-def _critical(st: EtaStructure, labels: Sequence[str], eta_max: float, xtol: float) -> CriticalEta:
+def _eta_min(st: EtaStructure, model: Any, subspace: str | None) -> float:
+    """Start of the search: ``1e-3`` in the full space; in a subspace (wide models, eta_c ~ 1/K)
+    also below ``1e-2 |A| / |B|``, where the eta^2 term is still small."""
+    if subspace is None and not isinstance(model, SiteSymmetricCommittee):
+        return 1e-3
+    a, b = float(np.abs(st.A).max(initial=0.0)), float(np.abs(st.B).max(initial=0.0))
+    return min(1e-3, 1e-2 * a / b) if a > 0 and b > 0 else 1e-3
+
+
+def _critical(st: EtaStructure, labels: Sequence[str], eta_max: float, xtol: float,
+              eta_min: float = 1e-3) -> CriticalEta:
     """Body of :func:`critical_eta` on a given structure (coordinates named by ``labels``)."""
     split = st.split
     n = len(st.A)
@@ -252,7 +266,7 @@ def _critical(st: EtaStructure, labels: Sequence[str], eta_max: float, xtol: flo
     if split.n_null == n:
         return done(math.nan, "marginal", "every eigenvalue vanishes for every eta: no crossing to find")
     g = split.max_real
-    grid = np.geomspace(1e-3, eta_max, 400)
+    grid = np.geomspace(eta_min, eta_max, 400)
     vals = np.array([g(e) for e in grid])
     if not np.all(np.isfinite(vals)):
         return done(math.nan, "failed", "the spectrum could not be computed on the search grid")
@@ -366,12 +380,12 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
     """
     xtol = _check_xtol(xtol)
     st, labels = _setup(model, state, structure, subspace)
-    return _optimal(st, labels, xtol)
+    return _optimal(st, labels, xtol, _eta_min(st, model, subspace))
 
 
-def _optimal(st: EtaStructure, labels: Sequence[str], xtol: float) -> OptimalEta:
+def _optimal(st: EtaStructure, labels: Sequence[str], xtol: float, eta_min: float = 1e-3) -> OptimalEta:
     """Body of :func:`optimal_eta` on a given structure."""
-    crit = _critical(st, labels, 1e3, xtol)
+    crit = _critical(st, labels, 1e3, xtol, eta_min)
     eta_c = crit.value
     if not crit.success or not (np.isfinite(eta_c) and eta_c > 0):
         status = "failed" if crit.status == "failed" else "not_reached"

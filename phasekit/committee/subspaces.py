@@ -508,7 +508,7 @@ class SiteSymmetricCommittee:
         z = [self.Td, self.To, self.Td, self.To] + ([self.w] if self.train_second_layer else [])
         return np.array(z, dtype=float)
 
-    def jacobian(self, z: Any, fun: Any = None) -> tuple[np.ndarray, float, str]:
+    def jacobian(self, z: Any, fun: Any = None, entry_errors: bool = False) -> tuple[np.ndarray, Any, str]:
         """Jacobian of the reduced flow (or of ``fun``) at ``z``: ``(J, error, scheme)``.
 
         Central differences inside the cone; on its boundary (e.g. the
@@ -528,7 +528,7 @@ class SiteSymmetricCommittee:
                 h = max(margin * scale / (4 * max(1, self.K - 1)), 1e-12 * scale)
             E = h * np.eye(n)
             F = fun(np.concatenate([z + E, z - E]))
-            return (F[:n] - F[n:]).T / (2.0 * h), math.nan, "central"
+            return (F[:n] - F[n:]).T / (2.0 * h), None if entry_errors else math.nan, "central"
         zc = z.copy()
         zc[0] = zc[1] = 0.0
         mu = 0.5 * max(z[2], 1e-3)
@@ -549,7 +549,7 @@ class SiteSymmetricCommittee:
         JD, errD = JD.reshape(len(D), m), errD.reshape(len(D), m)
         J = ((JD[1:] - JD[0]) / gam[:, None]).T
         E = ((errD[1:] + errD[0]) / gam[:, None]).T
-        return J, float(np.nanmax(E)), "cone"
+        return J, E if entry_errors else float(np.nanmax(E)), "cone"
 
     def eta_structure(self, z: Any = None) -> Any:
         """``J(eta) = eta A + eta^2 B`` of the reduced flow at ``z`` (default: the perfect solution).
@@ -570,10 +570,21 @@ class SiteSymmetricCommittee:
             b = p["i4"] + self.noise ** 2 * p["j2"] if self.second_order else np.zeros_like(a)
             return np.concatenate([a, b], axis=-1)
 
-        J, err, scheme = self.jacobian(z, fun)
+        J, E, scheme = self.jacobian(z, fun, entry_errors=True)
         f = fun(z)
-        return EtaStructure(A=J[:n], B=J[n:], error=err, state=z, scheme=scheme,
-                            residual=float(np.abs(f).max()))
+        # balanced coordinates (S, C scaled by K - 1, the weight with which they enter the
+        # covariance): the same eigenvalues, entries of one size, so that the pencil's
+        # tolerances (relative to its largest entry) suit every entry for any K
+        d = self._balance()
+        scale = d[:, None] / d[None, :]
+        A, B = J[:n] * scale, J[n:] * scale
+        err = float(np.nanmax(np.r_[E[:n] * scale, E[n:] * scale])) if E is not None else math.nan
+        return EtaStructure(A=A, B=B, error=err, state=z, scheme=scheme, residual=float(np.abs(f).max()))
+
+    def _balance(self) -> np.ndarray:
+        d = np.ones(self.n_state)
+        d[[1, 3]] = max(1, self.K - 1)
+        return d
 
     def linearise(self, z: Any, *, label: str = "", status: str = "ok", message: str = "",
                   iterations: int = 0) -> FixedPoint:
