@@ -119,8 +119,9 @@ def test_integrate_reduced_matches_full_trajectory():
     assert reduced_from_parameters(ds.attrs["model"]).rhs_vector(z0).tolist() == red.rhs_vector(z0).tolist()
 
 
-def test_fixed_points_of_the_reduced_flow():
-    model = pk.Committee(3, 3, "erf", eta=0.5)
+@pytest.mark.parametrize("act,K", [("erf", 3), ("relu", 2)])
+def test_fixed_points_of_the_reduced_flow(act, K):
+    model = pk.Committee(K, K, act, eta=0.5)
     red = model.restrict("site_symmetric")
     plateau = red.symmetric_plateau()
     assert plateau.status == "converged"
@@ -132,7 +133,7 @@ def test_fixed_points_of_the_reduced_flow():
     assert plateau.extra["escape_eigenvalue"] == pytest.approx(full.escape_eigenvalue, rel=1e-6)
     perfect = red.perfect_solution()
     assert perfect.kind == "stable" and perfect.jacobian_scheme == "cone"
-    P = site_symmetric_basis(3)
+    P = site_symmetric_basis(K)
     Jfull = pk.jacobian(model, pk.perfect_solution(model).vector).matrix
     Jproj = np.linalg.pinv(P) @ Jfull @ P
     np.testing.assert_allclose(perfect.jacobian, Jproj, atol=1e-7)
@@ -204,3 +205,12 @@ def test_landmarks_accept_reduced_models():
     np.testing.assert_array_equal(perfect.vector, [1.0, 0.0, 1.0, 0.0])
     again = pk.find_fixed_point(red, p.vector + 1e-4 * np.array([1, 1, 0, 0]))
     assert again.status == "converged"
+
+
+def test_wide_plateau_starts_inside_the_cone_and_holds_R_equal_S():
+    # from K ~ 100 on the default start R = S = 0.01 would be outside the cone; the flow on R = S
+    # is unstable across it (the escape), so rounding must not be allowed to break the tie
+    red = pk.Committee(1000, 1000, "relu").restrict("site_symmetric").replace(eta=7e-4)
+    p = red.symmetric_plateau()
+    assert p.status == "converged" and p.vector[0] == p.vector[1]
+    assert red.min_eigenvalue(p.vector) > 0 and p.extra["escape_eigenvalue"] > 0

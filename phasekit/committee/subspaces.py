@@ -43,7 +43,7 @@ from ..core.activations import expect_H2, expect_I2, expect_I4, expect_J2
 from ..core.datasets import coordinate, model_attrs, provenance_attrs, variable
 from ..core.results import FixedPoint, classify
 from ..core.spectrum import eigen_decomposition
-from ..core.ode import solve_flow
+from ..core.ode import Event, solve_flow
 from ..core.options import SolverOptions
 from .jacobians import _BOUNDARY_MARGIN, _CENTRAL_STEP, _S_GRID, _one_sided_limit
 from .model import PSD_TOL, SUBSPACE_MODELS, Committee, State
@@ -633,7 +633,10 @@ class SiteSymmetricCommittee:
             while t > 1e-8:
                 cand = z + t * (B @ step)
                 if self.min_eigenvalue(cand) >= -PSD_TOL and cand[2] > 0:
-                    fc = self.rhs_vector(cand)
+                    try:
+                        fc = self.rhs_vector(cand)
+                    except ValueError:
+                        fc = np.full(n, np.nan)
                     if np.all(np.isfinite(fc)) and float(np.abs(B.T @ fc).max()) < res * (1 - 1e-4 * t) + tol:
                         break
                 t *= 0.5
@@ -659,7 +662,7 @@ class SiteSymmetricCommittee:
         """The symmetric plateau (``R = S``) and its escape mode (which separates R from S, inside the subspace).
 
         ``guess``: ``(R, Q, C[, v])``; default the end of the flow on ``R = S``
-        from ``R = S = 0.01``, ``Q = 0.5``, ``C = 0`` integrated to
+        from ``R = S = 0.01 min(1, 10 / K)``, ``Q = 0.5``, ``C = 0`` integrated to
         ``eta alpha = alpha_flow``.
         """
         self.require_autonomous("the symmetric plateau's fixed-point analysis")
@@ -667,11 +670,35 @@ class SiteSymmetricCommittee:
             raise ValueError("model: the symmetric plateau needs K >= 2 student units")
         tv = [self.v_fixed] if self.train_second_layer else []
         if guess is None:
-            g = np.array([0.01, 0.01, 0.5, 0.0] + tv)
-            # on R = S the flow keeps R = S: integrate it there
-            run = solve_flow(lambda _a, y: self.rhs_vector(y), g, (0.0, alpha_flow / self.eta),
-                             options=SolverOptions(method="LSODA", rtol=1e-10, atol=1e-12))
-            z0 = run.y_end if np.all(np.isfinite(run.y_end)) else g
+            r0 = 0.01 * min(1.0, 10.0 / self.K)  # inside the cone: (K r0)^2 < Q Td
+            g = np.array([r0, r0, 0.5, 0.0] + tv)
+
+            def flow(_a: float, y: np.ndarray) -> np.ndarray:
+                # R = S is invariant, but unstable across (the escape): hold it exactly, or
+                # rounding grows into specialisation
+                y = y.copy()
+                y[1] = y[0]
+                try:
+                    f = self.rhs_vector(y)
+                except ValueError:  # a trial stage outside the cone (a kernel refuses it)
+                    return np.zeros_like(y)
+                f[1] = f[0]
+                return f if np.all(np.isfinite(f)) else np.zeros_like(y)
+
+            def leave(_a: float, y: np.ndarray) -> float:
+                return max(self.min_eigenvalue(y), -1.0) + 1e-12
+
+            # on R = S the flow keeps R = S: integrate it there (stopping where it would leave the cone)
+            z0 = g
+            try:
+                with np.errstate(all="ignore"):
+                    run = solve_flow(flow, g, (0.0, alpha_flow / self.eta),
+                                     events=[Event("cone_exit", leave, status="diverged")],
+                                     options=SolverOptions(method="LSODA", rtol=1e-10, atol=1e-12))
+                inside = [y for y in run.y[::-1] if np.all(np.isfinite(y)) and self.min_eigenvalue(y) >= 0]
+                z0 = np.array(inside[0]) if inside else g
+            except (ValueError, RuntimeError, np.linalg.LinAlgError):
+                pass
             z0[1] = z0[0]
         else:
             gg = np.asarray(guess, dtype=float)
