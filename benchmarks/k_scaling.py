@@ -96,7 +96,7 @@ def main() -> None:
             for n in ("eta_c", "eta_opt"):
                 c0, c1 = fit(Ks[ok], Ks[ok] * data[n][a, ok])
                 ds.attrs[f"fit_{act}_K_{n}"] = f"{c0:.6f} + {c1:.4f} / K"
-                print(f"{act}: K {n} = {c0:.6f} + {c1:.4f} / K   (K >= 100, {ok.sum()} points)")
+                print(f"{act}: K {n} = {c0:.6f} + {c1:.4f} / K   (100 <= K <= 1000, {ok.sum()} points)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(out / "k_scaling.nc")
@@ -112,7 +112,8 @@ def main() -> None:
     axes[0].set(xlabel="K", ylabel="K eta", title="critical and optimal eta (subspace)")
     axes[1].set(xlabel="K", ylabel="eps_g / K", title="symmetric plateau at eta_c / 5")
     axes[2].set(xlabel="K", ylabel="alpha", title="convergence time (eps_g / K < 1e-4)")
-    for ax in axes:
+    axes[0].legend(fontsize=8, loc="center right", bbox_to_anchor=(1.0, 0.42))  # between the curves
+    for ax in axes[1:]:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "k_scaling.png", dpi=120)
