@@ -280,7 +280,7 @@ class Committee(CommitteeFlow):
         ``teacher_weights=None`` with a new ``normalisation`` to re-derive them.
         """
         params = dict(K=self.K, M=self.M, activation=self.activation, eta=self.eta,
-                      second_order=self.second_order, noise=self.noise, T=self.T,
+                      second_order=self.second_order, noise=self.noise, T=self._T,
                       teacher_activation=None if not self.mixed else self.teacher_activation,
                       **self._general_keys())
         unknown = set(changes) - set(params)

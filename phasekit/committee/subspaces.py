@@ -45,7 +45,7 @@ from ..core.results import FixedPoint, classify
 from ..core.spectrum import eigen_decomposition
 from ..core.ode import Event, solve_flow
 from ..core.options import SolverOptions
-from .jacobians import _BOUNDARY_MARGIN, _CENTRAL_STEP, _S_GRID, _one_sided_limit
+from .jacobians import _BOUNDARY_MARGIN, _CENTRAL_STEP, _inward_columns
 from .model import PSD_TOL, SUBSPACE_MODELS, Committee, State
 from .pencil import EtaStructure
 from .symmetry import _coordinate_permutation
@@ -279,12 +279,10 @@ class SiteSymmetricCommittee:
         self.parent.require_autonomous(what)
 
     def replace(self, **changes: Any) -> "SiteSymmetricCommittee":
-        """A copy with some parameters of the full model changed (K must stay equal to M)."""
+        """A copy with some parameters of the full model changed (``M`` follows ``K``)."""
         if "K" in changes and "M" not in changes:
             changes["M"] = changes["K"]
-        if "T" not in changes and self.parent._T is None:
-            changes["T"] = None
-        return SiteSymmetricCommittee(_replace_compact(self.parent, changes))
+        return SiteSymmetricCommittee(self.parent.replace(**changes))
 
     def parameters(self) -> dict[str, Any]:
         """JSON-ready description (O(1) in K: T, v and w as their common values); see :func:`reduced_from_parameters`."""
@@ -538,17 +536,8 @@ class SiteSymmetricCommittee:
         weight[[1, 3]] = max(1, self.K - 1)
         gam = 0.5 * lam_c / weight
         d_in = zc - z
-        D = np.concatenate([d_in[None, :], d_in[None, :] + np.diag(gam)])
-        s = _S_GRID
-        hh = s * s
-        V = z[None, None, :] + hh[:, None, None] * D[None, :, :]
-        F = fun(np.concatenate([z[None, :], V.reshape(-1, n)]))
-        f0, m = F[0], F.shape[-1]
-        G = (F[1:].reshape(len(s), len(D), m) - f0) / hh[:, None, None]
-        JD, errD = _one_sided_limit(G, s)
-        JD, errD = JD.reshape(len(D), m), errD.reshape(len(D), m)
-        J = ((JD[1:] - JD[0]) / gam[:, None]).T
-        E = ((errD[1:] + errD[0]) / gam[:, None]).T
+        _, Jc, Ec, _ = _inward_columns(fun, z, d_in, np.diag(gam), gam)
+        J, E = Jc.T, Ec.T
         return J, E if entry_errors else float(np.nanmax(E)), "cone"
 
     def eta_structure(self, z: Any = None) -> Any:
@@ -709,23 +698,6 @@ class SiteSymmetricCommittee:
 
 
 SUBSPACE_MODELS["site_symmetric"] = SiteSymmetricCommittee
-
-
-def _replace_compact(parent: Committee, changes: dict[str, Any]) -> Committee:
-    """``parent.replace(**changes)`` without forming K x K matrices for an identity teacher."""
-    params = dict(K=parent.K, M=parent.M, activation=parent.activation, eta=parent.eta,
-                  second_order=parent.second_order, noise=parent.noise, T=parent._T,
-                  teacher_activation=parent.teacher_activation if parent.mixed else None,
-                  **parent._general_keys())
-    unknown = set(changes) - set(params)
-    if unknown:
-        raise ValueError(f"replace: unknown parameter(s) {sorted(unknown)}")
-    if "K" in changes and "student_weights" not in changes:
-        params["student_weights"] = None
-    if "M" in changes and "teacher_weights" not in changes:
-        params["teacher_weights"] = None
-    params.update(changes)
-    return Committee(**params)
 
 
 def reduced_from_parameters(params: Mapping[str, Any] | str) -> SiteSymmetricCommittee:
