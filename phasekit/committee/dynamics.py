@@ -159,10 +159,7 @@ def integrate(
     a, Y = np.concatenate(a_parts), np.concatenate(y_parts)
     settings = {"rtol": opts.rtol, "atol": opts.atol, "method": opts.method, "stop_eg": stop_eg,
                 "max_norm": max_norm, "alpha_max": alpha_max}
-    if reduced:
-        ds = model.trajectory_dataset(a, Y, settings=settings)
-    else:
-        ds = trajectory_dataset(model, a, Y, settings=settings)
+    ds = trajectory_dataset(model, a, Y, settings=settings)
     ds.attrs.update(status=status, message=message, alpha_end=alpha_end, n_rhs=n_rhs)
     return ds
 
@@ -178,49 +175,56 @@ def trajectory_dataset(
     """Wrap state vectors ``Y`` of shape ``(*extra, len(alpha), n_state)`` in a dataset.
 
     Shared by :func:`integrate` and the simulations (``extra_dims=("run",)``).
-    ``n_state`` is the model's (second-layer weights last when trained).
+    ``n_state`` is the model's (second-layer weights last when trained).  For a
+    reduced model: variables ``R``, ``S``, ``Q``, ``C`` (and ``v``) along alpha
+    and the attribute ``subspace``.
     """
-    K, M = model.K, model.M
     Y = np.asarray(Y, dtype=float)
-    lead = Y.shape[:-1]
-    R = Y[..., : K * M].reshape(lead + (K, M))
-    Q = np.empty(lead + (K, K))
-    iu = np.triu_indices(K)
-    Q[..., iu[0], iu[1]] = Y[..., K * M:model.n_order]
-    Q[..., iu[1], iu[0]] = Y[..., K * M:model.n_order]
-    eg = model.eg_vector(Y)
     dims = extra_dims + ("alpha",)
     alpha = np.asarray(alpha, float)
-    data = {
-        "R": variable("R", dims + ("i", "n"), R),
-        "Q": variable("Q", dims + ("i", "k"), Q),
-        "eg": variable("eg", dims, eg),
-    }
-    if model.train_second_layer:
-        data["v"] = variable("v", dims + ("i",), Y[..., model.n_order:])
+    reduced = isinstance(model, SiteSymmetricCommittee)
+    if reduced:
+        data, coords = _reduced_variables(model, Y, dims), {}
+    else:
+        K, M = model.K, model.M
+        lead = Y.shape[:-1]
+        R = Y[..., : K * M].reshape(lead + (K, M))
+        Q = np.empty(lead + (K, K))
+        iu = np.triu_indices(K)
+        Q[..., iu[0], iu[1]] = Y[..., K * M:model.n_order]
+        Q[..., iu[1], iu[0]] = Y[..., K * M:model.n_order]
+        data = {"R": variable("R", dims + ("i", "n"), R), "Q": variable("Q", dims + ("i", "k"), Q),
+                "eg": variable("eg", dims, model.eg_vector(Y))}
+        if model.train_second_layer:
+            data["v"] = variable("v", dims + ("i",), Y[..., model.n_order:])
+        coords = {"i": coordinate("i", np.arange(1, K + 1)), "k": coordinate("k", np.arange(1, K + 1)),
+                  "n": coordinate("n", np.arange(1, M + 1))}
+    if reduced:
+        data["eg"] = variable("eg", dims, model.eg_vector(Y))
     if model.autonomous:
         eta_alpha = variable("eta_alpha", "alpha", model.eta * alpha)
     else:
         eta_alpha = variable("eta_alpha", "alpha", np.asarray(model.scaled_time(alpha)),
                              long_name="scaled time int_0^alpha eta(a) da")
         data["learning_rate"] = variable("learning_rate", "alpha", np.asarray(model.eta_at(alpha)))
-    ds = xr.Dataset(
-        data,
-        coords={
-            "alpha": coordinate("alpha", alpha),
-            "eta_alpha": eta_alpha,
-            "i": coordinate("i", np.arange(1, K + 1)),
-            "k": coordinate("k", np.arange(1, K + 1)),
-            "n": coordinate("n", np.arange(1, M + 1)),
-        },
-    )
+    ds = xr.Dataset(data, coords={"alpha": coordinate("alpha", alpha), "eta_alpha": eta_alpha, **coords})
     params = model.parameters()
     attrs = provenance_attrs({"model": params, "solver": settings or {}})
     attrs.update(model_attrs(params))
+    if reduced:
+        attrs["subspace"] = model.subspace
     for key, val in (settings or {}).items():
         attrs[key] = "none" if val is None else val
     ds.attrs.update(attrs)
     return ds
+
+
+def _reduced_variables(model: SiteSymmetricCommittee, Y: np.ndarray, dims: tuple[str, ...]) -> dict[str, Any]:
+    """``R``, ``S``, ``Q``, ``C`` (and ``v``) of reduced trajectories ``Y`` (catalogued as R, Q, v)."""
+    names = {"R": "R_ii", "S": "R_in (i != n)", "Q": "Q_ii", "C": "Q_ik (i != k)", "v": "v_i"}
+    catalog = {"R": "R", "S": "R", "Q": "Q", "C": "Q", "v": "v"}
+    return {key: variable(catalog[key], dims, Y[..., j], long_name=f"site-symmetric {names[key]}")
+            for j, key in enumerate(model.labels)}
 
 
 def _trajectory_solver(ds: xr.Dataset) -> SolverOptions:

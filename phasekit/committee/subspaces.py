@@ -37,10 +37,8 @@ import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import xarray as xr
 
 from ..core.activations import expect_H2, expect_I2, expect_I4, expect_J2
-from ..core.datasets import coordinate, model_attrs, provenance_attrs, variable
 from ..core.results import FixedPoint, classify
 from ..core.spectrum import eigen_decomposition
 from ..core.ode import Event, solve_flow
@@ -465,39 +463,6 @@ class SiteSymmetricCommittee:
 
     def eg(self, state: Any) -> float:
         return float(self.eg_vector(self.validate_state(state)))
-
-    # --- datasets --------------------------------------------------------------
-
-    def trajectory_dataset(self, alpha: np.ndarray, Y: np.ndarray, *, settings: dict[str, Any] | None = None,
-                           extra_dims: tuple[str, ...] = ()) -> xr.Dataset:
-        """Reduced trajectories ``Y`` of shape ``(*extra, len(alpha), n_state)`` as a dataset.
-
-        Variables ``R, S, Q, C`` (and ``v``), ``eg``; attribute ``subspace``.
-        """
-        Y = np.asarray(Y, dtype=float)
-        dims = extra_dims + ("alpha",)
-        names = {"R": "R_ii", "S": "R_in (i != n)", "Q": "Q_ii", "C": "Q_ik (i != k)", "v": "v_i"}
-        data = {}
-        for j, key in enumerate(self.labels):
-            data[key] = variable(key if key in ("R", "Q", "v") else "R" if key == "S" else "Q", dims, Y[..., j],
-                                 long_name=f"site-symmetric {names[key]}")
-        data["eg"] = variable("eg", dims, self.eg_vector(Y))
-        alpha = np.asarray(alpha, float)
-        if self.autonomous:
-            eta_alpha = variable("eta_alpha", "alpha", self.eta * alpha)
-        else:
-            eta_alpha = variable("eta_alpha", "alpha", np.asarray(self.scaled_time(alpha)),
-                                 long_name="scaled time int_0^alpha eta(a) da")
-            data["learning_rate"] = variable("learning_rate", "alpha", np.asarray(self.eta_at(alpha)))
-        ds = xr.Dataset(data, coords={"alpha": coordinate("alpha", alpha), "eta_alpha": eta_alpha})
-        params = self.parameters()
-        attrs = provenance_attrs({"model": params, "solver": settings or {}})
-        attrs.update(model_attrs(params))
-        attrs["subspace"] = self.subspace
-        for key, val in (settings or {}).items():
-            attrs[key] = "none" if val is None else val
-        ds.attrs.update(attrs)
-        return ds
 
     # --- linear analysis ----------------------------------------------------------
 
