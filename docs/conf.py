@@ -38,6 +38,10 @@ exclude_patterns = ["_build"]
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
+# Shapes such as ``(n_state,)`` in parameter types are read as names; where two classes have an
+# attribute of that name (Committee.n_state, SiteSymmetricCommittee.n_state) the link is ambiguous
+# and pointless, so ambiguous Python cross-references are not warned about.
+suppress_warnings = ["ref.python"]
 autodoc_default_options = {"members": True, "member-order": "bysource"}
 autodoc_typehints = "signature"
 # The API pages are written out (docs/api/*.rst): no stub files are generated into the tree.

@@ -17,7 +17,8 @@ module                  concept
 ``landmarks``           perfect solution, symmetric plateau, ``find_fixed_point``
 ``search``              every fixed point: ``fixed_points``
 ``pencil``              ``EtaStructure``: the Jacobian as ``eta A + eta^2 B``
-``stability``           ``critical_eta``, ``optimal_eta``
+``stability``           ``critical_eta``, ``optimal_eta`` (full space or a subspace), ``sector_stability``
+``subspaces``           invariant subspaces: the site-symmetric reduced flow (``Committee.restrict``)
 ``branches``            ``continuation`` in the learning rate
 ``starts``              initial states
 ``plateaus``            plateau lengths and convergence times (``PlateauTimes``, ``Crossing``)
@@ -42,7 +43,8 @@ from .plateaus import Crossing, PlateauTimes, convergence_time, plateau_length, 
 from .schedules import SCHEDULE_KINDS, Schedule, schedule_from_spec
 from .search import fixed_points
 from .simulation import align_teachers, simulate
-from .stability import CriticalEta, OptimalEta, critical_eta, optimal_eta
+from .stability import CriticalEta, OptimalEta, SectorStability, critical_eta, optimal_eta, sector_stability
+from .subspaces import SUBSPACES, SiteSymmetricCommittee
 from .steady import SteadyEta, optimal_steady_eta, steady_state
 from .starts import INITIAL_KINDS, initial_state
 
@@ -54,5 +56,6 @@ __all__ = [
     "EtaStructure", "MarginalMode", "eta_structure", "Crossing", "PlateauTimes", "convergence_time",
     "plateau_length", "plateau_times", "fixed_points", "align_teachers", "simulate", "CriticalEta", "OptimalEta",
     "critical_eta", "optimal_eta", "INITIAL_KINDS", "initial_state", "SteadyEta", "optimal_steady_eta",
-    "steady_state", "AnnealingAsymptote", "annealing_asymptote",
+    "steady_state", "AnnealingAsymptote", "annealing_asymptote", "SectorStability", "sector_stability",
+    "SUBSPACES", "SiteSymmetricCommittee",
 ]

@@ -11,6 +11,7 @@ from ..core.datasets import coordinate, model_attrs, provenance_attrs, variable
 from ..core.ode import Event, FlowRun, blow_up, cone_exit, crossing, solve_flow
 from ..core.options import SolverOptions, coerce_options
 from .model import PSD_TOL, Committee, State, committee_from_parameters
+from .subspaces import SiteSymmetricCommittee, reduced_from_parameters
 
 __all__ = ['integrate', 'model_from_dataset', 'run_flow', 'state_at', 'trajectory_dataset']
 
@@ -56,11 +57,17 @@ def integrate(
 
     Parameters
     ----------
-    model : Committee
+    model : Committee or SiteSymmetricCommittee
+        A full model, or a reduced one (:meth:`Committee.restrict`): then the
+        state is ``(R, S, Q, C[, v])`` and the dataset has variables ``R``,
+        ``S``, ``Q``, ``C`` (and ``v``), ``eg`` along alpha and the attribute
+        ``subspace``.
     state0 : State
         Initial order parameters; ``[[Q, R], [R^T, T]]`` must be positive
         semidefinite.  With a trained second layer ``state0.v`` holds the
-        initial second-layer weights (required).
+        initial second-layer weights (required).  For a reduced model: a
+        sequence ``(R, S, Q, C[, v])``, a mapping of those names or a full
+        State in the subspace.
     alpha_max : float
         Final time ``alpha = mu / N`` (examples per input dimension), ``> 0``.
     n_points : int
@@ -88,7 +95,7 @@ def integrate(
         solution that distance (``~sqrt(eps_g)``) is a difference of order
         parameters of order 1, so a crossing of ``eps_g = 1e-10`` is located
         to ``~1e-3`` relative at the default ``rtol`` (``1e-7`` at ``1e-8``).
-        A run whose largest |order parameter| exceeds ``max_norm`` is
+        A run whose largest absolute order parameter exceeds ``max_norm`` is
         reported diverged.
     stop_eg : float, optional
         Stop at the first alpha where ``eps_g`` falls below this value.
@@ -112,8 +119,10 @@ def integrate(
         attributes) so that re-integrations (:mod:`phasekit.committee.plateaus`)
         use the same ones.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    reduced = isinstance(model, SiteSymmetricCommittee)
+    if not isinstance(model, Committee) and not reduced:
+        raise ValueError(f"model: expected a phasekit.Committee or a reduced model (Committee.restrict), "
+                         f"got {type(model).__name__}")
     model.validate_state(state0, "state0")
     alpha_max = float(alpha_max)
     if not np.isfinite(alpha_max) or alpha_max <= 0:
@@ -194,49 +203,56 @@ def trajectory_dataset(
     """Wrap state vectors ``Y`` of shape ``(*extra, len(alpha), n_state)`` in a dataset.
 
     Shared by :func:`integrate` and the simulations (``extra_dims=("run",)``).
-    ``n_state`` is the model's (second-layer weights last when trained).
+    ``n_state`` is the model's (second-layer weights last when trained).  For a
+    reduced model: variables ``R``, ``S``, ``Q``, ``C`` (and ``v``) along alpha
+    and the attribute ``subspace``.
     """
-    K, M = model.K, model.M
     Y = np.asarray(Y, dtype=float)
-    lead = Y.shape[:-1]
-    R = Y[..., : K * M].reshape(lead + (K, M))
-    Q = np.empty(lead + (K, K))
-    iu = np.triu_indices(K)
-    Q[..., iu[0], iu[1]] = Y[..., K * M:model.n_order]
-    Q[..., iu[1], iu[0]] = Y[..., K * M:model.n_order]
-    eg = model.eg_vector(Y)
     dims = extra_dims + ("alpha",)
     alpha = np.asarray(alpha, float)
-    data = {
-        "R": variable("R", dims + ("i", "n"), R),
-        "Q": variable("Q", dims + ("i", "k"), Q),
-        "eg": variable("eg", dims, eg),
-    }
-    if model.train_second_layer:
-        data["v"] = variable("v", dims + ("i",), Y[..., model.n_order:])
+    reduced = isinstance(model, SiteSymmetricCommittee)
+    if reduced:
+        data, coords = _reduced_variables(model, Y, dims), {}
+    else:
+        K, M = model.K, model.M
+        lead = Y.shape[:-1]
+        R = Y[..., : K * M].reshape(lead + (K, M))
+        Q = np.empty(lead + (K, K))
+        iu = np.triu_indices(K)
+        Q[..., iu[0], iu[1]] = Y[..., K * M:model.n_order]
+        Q[..., iu[1], iu[0]] = Y[..., K * M:model.n_order]
+        data = {"R": variable("R", dims + ("i", "n"), R), "Q": variable("Q", dims + ("i", "k"), Q),
+                "eg": variable("eg", dims, model.eg_vector(Y))}
+        if model.train_second_layer:
+            data["v"] = variable("v", dims + ("i",), Y[..., model.n_order:])
+        coords = {"i": coordinate("i", np.arange(1, K + 1)), "k": coordinate("k", np.arange(1, K + 1)),
+                  "n": coordinate("n", np.arange(1, M + 1))}
+    if reduced:
+        data["eg"] = variable("eg", dims, model.eg_vector(Y))
     if model.autonomous:
         eta_alpha = variable("eta_alpha", "alpha", model.eta * alpha)
     else:
         eta_alpha = variable("eta_alpha", "alpha", np.asarray(model.scaled_time(alpha)),
                              long_name="scaled time int_0^alpha eta(a) da")
         data["learning_rate"] = variable("learning_rate", "alpha", np.asarray(model.eta_at(alpha)))
-    ds = xr.Dataset(
-        data,
-        coords={
-            "alpha": coordinate("alpha", alpha),
-            "eta_alpha": eta_alpha,
-            "i": coordinate("i", np.arange(1, K + 1)),
-            "k": coordinate("k", np.arange(1, K + 1)),
-            "n": coordinate("n", np.arange(1, M + 1)),
-        },
-    )
+    ds = xr.Dataset(data, coords={"alpha": coordinate("alpha", alpha), "eta_alpha": eta_alpha, **coords})
     params = model.parameters()
     attrs = provenance_attrs({"model": params, "solver": settings or {}})
     attrs.update(model_attrs(params))
+    if reduced:
+        attrs["subspace"] = model.subspace
     for key, val in (settings or {}).items():
         attrs[key] = "none" if val is None else val
     ds.attrs.update(attrs)
     return ds
+
+
+def _reduced_variables(model: SiteSymmetricCommittee, Y: np.ndarray, dims: tuple[str, ...]) -> dict[str, Any]:
+    """``R``, ``S``, ``Q``, ``C`` (and ``v``) of reduced trajectories ``Y`` (catalogued as R, Q, v)."""
+    names = {"R": "R_ii", "S": "R_in (i != n)", "Q": "Q_ii", "C": "Q_ik (i != k)", "v": "v_i"}
+    catalog = {"R": "R", "S": "R", "Q": "Q", "C": "Q", "v": "v"}
+    return {key: variable(catalog[key], dims, Y[..., j], long_name=f"site-symmetric {names[key]}")
+            for j, key in enumerate(model.labels)}
 
 
 def _trajectory_solver(ds: xr.Dataset) -> SolverOptions:
@@ -252,14 +268,22 @@ def _trajectory_solver(ds: xr.Dataset) -> SolverOptions:
         raise ValueError(f"traj: stored solver settings are invalid ({exc})") from None
 
 
-def model_from_dataset(ds: xr.Dataset) -> Committee:
-    """The :class:`Committee` a trajectory dataset was computed with."""
+def model_from_dataset(ds: xr.Dataset) -> Committee | SiteSymmetricCommittee:
+    """The :class:`Committee` (or reduced model, for a dataset with a ``subspace``) a trajectory dataset was computed with."""
     if "model" not in ds.attrs:
         raise ValueError("ds: dataset has no 'model' attribute (not written by phasekit.integrate?)")
+    if "subspace" in ds.attrs:
+        return reduced_from_parameters(ds.attrs["model"])
     return committee_from_parameters(ds.attrs["model"])
 
 
-def state_at(ds: xr.Dataset, index: int = -1) -> State:
-    """The :class:`State` at sample ``index`` of a trajectory dataset (with ``v`` when the dataset has it)."""
+def state_at(ds: xr.Dataset, index: int = -1) -> State | np.ndarray:
+    """The :class:`State` at sample ``index`` of a trajectory dataset (with ``v`` when the dataset has it).
+
+    For a reduced dataset (attribute ``subspace``): the reduced state vector ``(R, S, Q, C[, v])``.
+    """
+    if "subspace" in ds.attrs:
+        names = ["R", "S", "Q", "C"] + (["v"] if "v" in ds else [])
+        return np.array([float(ds[k].isel(alpha=index)) for k in names])
     v = ds["v"].isel(alpha=index).values if "v" in ds else None
     return State(ds["R"].isel(alpha=index).values, ds["Q"].isel(alpha=index).values, v)

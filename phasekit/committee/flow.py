@@ -45,6 +45,14 @@ _I4_CHUNK = 1 << 15
 _I4_FULL_GATHER = 1 << 12
 
 
+# The attributes CommitteeFlow._build_indices sets (built together on first access).
+_TABLES = frozenset({
+    "_signs", "_iu_K", "_idx2", "_pairs_all", "_w_pairs", "_pairs_s", "_sigma_src", "_out_a", "_out_b",
+    "_out_qmask", "_uw_flat", "_i4_chunks", "_i4_full", "_pair_type", "_closed2", "_closed4", "_closed_I2",
+    "_eg_route", "_teacher_sine", "_soft", "_pair_double", "_vv_pairs", "_coef", "_i2_student", "_extras",
+})
+
+
 
 def _contract(vals: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``vals @ w`` over the last axis, with ``w`` constant ``(P,)`` or per state ``(..., P)``."""
@@ -62,7 +70,27 @@ def _matvec(A: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 class CommitteeFlow:
-    """Index tables and the flow of a committee machine (the base of :class:`~phasekit.committee.model.Committee`)."""
+    """Index tables and the flow of a committee machine (the base of :class:`~phasekit.committee.model.Committee`).
+
+    The index tables are built on the first access to any of them
+    (:meth:`__getattr__`), not by the constructor: their size grows like
+    ``K^2 (K + M)^2`` and a model used only through a reduced flow
+    (:meth:`~phasekit.committee.model.Committee.restrict`) never needs them.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when normal lookup fails: once the tables exist this costs nothing.
+        d = self.__dict__
+        if name in _TABLES and not d.get("_tables_built", False) and not d.get("_building", False):
+            d["_building"] = True
+            try:
+                self._build_indices()
+                d["_tables_built"] = True
+            finally:
+                d["_building"] = False
+            if name in d:
+                return d[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _build_indices(self) -> None:
         K, M, L = self.K, self.M, self.L

@@ -162,16 +162,18 @@ def _one_sided_limit(G: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return best, err
 
 
-def _cone_jacobian(model: Committee, fun: Callable[[np.ndarray], np.ndarray], v: np.ndarray,
-                   symmetry: _Symmetry | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Jacobian at a boundary point as the limit from inside the cone.
+def _inward_columns(fun: Callable[[np.ndarray], np.ndarray], v: np.ndarray, d_in: np.ndarray, steps: np.ndarray,
+                    gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Directional derivatives along ``steps`` (rows ``gamma_j e_j``) as one-sided limits from inside the cone.
 
-    Returns ``(f(v), J, J_error, n_rhs)``; ``J_error`` is the entrywise error estimate.
+    Samples ``f`` at ``v + h d_in`` and ``v + h (d_in + step_j)`` for ``h = s^2`` on
+    the ``_S_GRID`` (both point into the cone when ``d_in`` does and the steps are
+    small enough), takes the limits ``h -> 0`` of the difference quotients
+    (:func:`_one_sided_limit`) and returns ``(f(v), columns, their errors, n_rhs)``,
+    columns ``(JD_j - JD_0) / gamma_j`` of shape ``(c, m)``.
     """
     n = v.size
-    d_in, gamma = _inward_direction(model, v)
-    cols = np.arange(n) if symmetry is None else symmetry.representatives
-    D = np.concatenate([d_in[None, :], d_in[None, :] + gamma * np.eye(n)[cols]])  # (1 + c, n)
+    D = np.concatenate([d_in[None, :], d_in[None, :] + steps])  # (1 + c, n)
     s = _S_GRID
     h = s * s
     V = v[None, None, :] + h[:, None, None] * D[None, :, :]
@@ -182,8 +184,21 @@ def _cone_jacobian(model: Committee, fun: Callable[[np.ndarray], np.ndarray], v:
     JD, errD = _one_sided_limit(G, s)
     JD = JD.reshape(len(D), m)
     errD = errD.reshape(len(D), m)
-    Jc = (JD[1:] - JD[0]) / gamma  # columns for `cols`, shape (c, m)
-    Ec = (errD[1:] + errD[0]) / gamma
+    g = np.asarray(gammas, dtype=float)[:, None]
+    return f0, (JD[1:] - JD[0]) / g, (errD[1:] + errD[0]) / g, F.shape[0]
+
+
+def _cone_jacobian(model: Committee, fun: Callable[[np.ndarray], np.ndarray], v: np.ndarray,
+                   symmetry: _Symmetry | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Jacobian at a boundary point as the limit from inside the cone.
+
+    Returns ``(f(v), J, J_error, n_rhs)``; ``J_error`` is the entrywise error estimate.
+    """
+    n = v.size
+    d_in, gamma = _inward_direction(model, v)
+    cols = np.arange(n) if symmetry is None else symmetry.representatives
+    f0, Jc, Ec, n_rhs = _inward_columns(fun, v, d_in, gamma * np.eye(n)[cols], np.full(len(cols), gamma))
+    m = Jc.shape[-1]
     J = np.empty((m, n))
     E = np.empty((m, n))
     if symmetry is None:
@@ -199,7 +214,7 @@ def _cone_jacobian(model: Committee, fun: Callable[[np.ndarray], np.ndarray], v:
             J[pi, j] = Jc[r]
             E[pi, j] = Ec[r]
         J = symmetry.symmetrise(J)
-    return f0, J, E, F.shape[0]
+    return f0, J, E, n_rhs
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

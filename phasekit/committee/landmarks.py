@@ -25,6 +25,11 @@ from .symmetry import _symmetric_basis
 __all__ = ['find_fixed_point', 'perfect_solution', 'symmetric_plateau']
 
 
+def _reduced(model: Any) -> bool:
+    """Whether ``model`` is a reduced model (:meth:`Committee.restrict`), which has its own fixed-point methods."""
+    return not isinstance(model, Committee) and getattr(model, "subspace", None) is not None
+
+
 def find_fixed_point(model: Committee, guess: State | np.ndarray, *,
                      newton: NewtonOptions | Mapping[str, Any] | None = None, label: str = "",
                      scheme: str = "auto") -> CommitteeFixedPoint:
@@ -52,8 +57,10 @@ def find_fixed_point(model: Committee, guess: State | np.ndarray, *,
         ``"converged"``, or ``"failed"`` (``kind == "unclassified"``) when the
         residual stayed above ``tol``.
     """
-    v0 = _as_vector(model, guess, "guess")
     opts = coerce_options(newton, NewtonOptions, "newton")
+    if _reduced(model):
+        return model.find_fixed_point(guess, tol=opts.tol, max_iter=opts.max_iter, label=label)
+    v0 = _as_vector(model, guess, "guess")
     try:
         res = _newton(model, v0, tol=opts.tol, max_iter=opts.max_iter)
     except np.linalg.LinAlgError as exc:
@@ -81,8 +88,12 @@ def perfect_solution(model: Committee, *, newton: NewtonOptions | Mapping[str, A
     -------
     CommitteeFixedPoint
         ``label == "perfect"``; status ``"ok"`` for the exact fixed point
-        ``R = Q = T``, else that of the Newton search.
+        ``R = Q = T``, else that of the Newton search.  For a reduced model
+        (:meth:`Committee.restrict`) a :class:`~phasekit.core.results.FixedPoint`
+        in reduced coordinates, linearised inside the subspace.
     """
+    if _reduced(model):
+        return model.perfect_solution()
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
     if model.K != model.M:
@@ -126,6 +137,10 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
     M when T is invariant under teacher permutations -- then embeds the
     solution and linearises in the full space.
 
+    A reduced model (:meth:`Committee.restrict`) returns its own plateau
+    (:meth:`~phasekit.committee.subspaces.SiteSymmetricCommittee.symmetric_plateau`,
+    reduced coordinates, ``extra["escape_eigenvalue"]``); ``guess`` is then ``(R, Q, C[, v])``.
+
     Parameters
     ----------
     model : Committee
@@ -154,6 +169,8 @@ def symmetric_plateau(model: Committee, guess: State | Sequence[float] | None = 
     ValueError
         For ``K < 2`` or a teacher without permutation symmetry.
     """
+    if _reduced(model):
+        return model.symmetric_plateau(guess, alpha_flow=alpha_flow)
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
     if model.K < 2:

@@ -27,6 +27,11 @@ __all__ = ['Committee', 'FlowParts', 'NORMALISATIONS', 'PSD_TOL', 'State', 'comm
 NORMALISATIONS = ("none", "1/K", "1/sqrt(K)")
 
 
+# Reduced models of invariant subspaces by name, filled by phasekit.committee.subspaces
+# (which builds on this module).
+SUBSPACE_MODELS: dict[str, Any] = {}
+
+
 def _weights(value: Any, n: int, name: str, default: float) -> np.ndarray:
     """Second-layer weights as a read-only float vector of length ``n`` (``default`` everywhere for None)."""
     if value is None:
@@ -140,18 +145,18 @@ class Committee(CommitteeFlow):
         if not isinstance(second_order, (bool, np.bool_)):
             raise ValueError(f"second_order: must be True or False, got {type(second_order).__name__} "
                              f"{second_order!r}")
-        if T is None:
-            T = np.eye(M)
-        T = _numeric_matrix(T, "T")
-        if T.shape != (M, M):
-            raise ValueError(f"T: must be an ({M}, {M}) matrix, got shape {T.shape}")
-        if not np.all(np.isfinite(T)) or not np.allclose(T, T.T, rtol=0, atol=1e-12):
-            raise ValueError("T: must be a finite symmetric matrix")
-        # Exactly symmetric: the field covariance is assembled from T as given.
-        T = 0.5 * (T + T.T)
-        lam_min = float(np.linalg.eigvalsh(T)[0])
-        if lam_min <= 0:
-            raise ValueError(f"T: must be positive definite (smallest eigenvalue {lam_min:.3g} <= 0)")
+        if T is not None:
+            T = _numeric_matrix(T, "T")
+            if T.shape != (M, M):
+                raise ValueError(f"T: must be an ({M}, {M}) matrix, got shape {T.shape}")
+            if not np.all(np.isfinite(T)) or not np.allclose(T, T.T, rtol=0, atol=1e-12):
+                raise ValueError("T: must be a finite symmetric matrix")
+            # Exactly symmetric: the field covariance is assembled from T as given.
+            T = 0.5 * (T + T.T)
+            lam_min = float(np.linalg.eigvalsh(T)[0])
+            if lam_min <= 0:
+                raise ValueError(f"T: must be positive definite (smallest eigenvalue {lam_min:.3g} <= 0)")
+            T.setflags(write=False)
         if not isinstance(normalisation, str) or normalisation not in NORMALISATIONS:
             raise ValueError(f"normalisation: must be one of {', '.join(repr(n) for n in NORMALISATIONS)}, "
                              f"got {normalisation!r}")
@@ -171,7 +176,7 @@ class Committee(CommitteeFlow):
                                  f"got {eta_second_layer!r}")
         weight_decay = _nonnegative(weight_decay, "weight_decay", "weight decay lambda")
         drift = _nonnegative(drift, "drift", "drift strength delta")
-        if drift > 0 and not np.array_equal(T, np.eye(M)):
+        if drift > 0 and T is not None and not np.array_equal(T, np.eye(M)):
             raise ValueError("drift: a drifting teacher keeps |B_n|^2 = 1 on average and relaxes T to the "
                              "identity; use T = identity (its stationary value) with drift > 0")
         schedule = schedule_from_spec(eta_schedule)
@@ -180,8 +185,9 @@ class Committee(CommitteeFlow):
         self.eta = eta
         self.second_order = bool(second_order)
         self.noise = noise
-        self.T = T
-        self.T.setflags(write=False)
+        # T (M x M) and the index tables (sizes up to K^2 L^2) are built on first use,
+        # so that a wide model (K = 1e5) costs nothing until a full-space evaluation.
+        self._T = T
         self.activation = _lookup_activation(activation)
         self.teacher_activation = (
             self.activation if teacher_activation is None else _lookup_activation(teacher_activation)
@@ -194,7 +200,15 @@ class Committee(CommitteeFlow):
         self.weight_decay = weight_decay
         self.drift = drift
         self.eta_schedule = schedule
-        self._build_indices()
+
+    @property
+    def T(self) -> np.ndarray:
+        """Teacher overlaps ``T_nm = B_n . B_m``, shape ``(M, M)``, read-only (the identity unless given)."""
+        if self._T is None:
+            T = np.eye(self.M)
+            T.setflags(write=False)
+            self._T = T
+        return self._T
 
     # --- construction helpers ------------------------------------------------
 
@@ -267,7 +281,7 @@ class Committee(CommitteeFlow):
         ``teacher_weights=None`` with a new ``normalisation`` to re-derive them.
         """
         params = dict(K=self.K, M=self.M, activation=self.activation, eta=self.eta,
-                      second_order=self.second_order, noise=self.noise, T=self.T,
+                      second_order=self.second_order, noise=self.noise, T=self._T,
                       teacher_activation=None if not self.mixed else self.teacher_activation,
                       **self._general_keys())
         unknown = set(changes) - set(params)
@@ -281,6 +295,19 @@ class Committee(CommitteeFlow):
             params["eta_second_layer"] = None
         params.update(changes)
         return Committee(**params)
+
+    def restrict(self, subspace: str) -> Any:
+        """The flow restricted to an invariant subspace, as a reduced model.
+
+        ``"site_symmetric"`` (K = M, ``T = Td I + To (11^T - I)``, equal
+        weights): ``R_ii = R``, ``R_in = S``, ``Q_ii = Q``, ``Q_ik = C`` (and a
+        common ``v``), see :class:`phasekit.committee.subspaces.SiteSymmetricCommittee`;
+        its cost does not grow with K.
+        """
+        if subspace not in SUBSPACE_MODELS:
+            raise ValueError(f"subspace: must be one of {', '.join(repr(s) for s in SUBSPACE_MODELS)}, "
+                             f"got {subspace!r}")
+        return SUBSPACE_MODELS[subspace](self)
 
     def parameters(self) -> dict[str, Any]:
         """JSON-ready description of the model (inverse: :func:`committee_from_parameters`)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import linalg, optimize
@@ -22,9 +22,11 @@ from scipy import linalg, optimize
 from ..core.results import FixedPoint, ScalarResult
 from ..core.spectrum import leading_pair_discriminant
 from .model import Committee, State, vector_labels
-from .pencil import EtaStructure, MarginalMode, _lead_piece, _marginal_summary, _null_modes, _structure_for
+from .pencil import (EtaStructure, MarginalMode, _lead_piece, _marginal_summary, _null_modes, _structure_for,
+                     eta_structure)
+from .subspaces import SUBSPACES, SiteSymmetricCommittee, sector_projectors
 
-__all__ = ['CriticalEta', 'OptimalEta', 'critical_eta', 'optimal_eta']
+__all__ = ['CriticalEta', 'OptimalEta', 'SectorStability', 'critical_eta', 'optimal_eta', 'sector_stability']
 
 
 _NAN_PAIR = (math.nan, math.nan)
@@ -38,8 +40,8 @@ class CriticalEta(ScalarResult):
     ----------
     value : float
         eta_c: ``inf`` when stable up to ``eta_max`` (status ``"not_reached"``),
-        ``0.0`` when unstable already at the start of the search ``1e-3``
-        (``"not_reached"``, bracket ``(0, 1e-3)``), ``nan`` when not
+        ``0.0`` when unstable already at the start of the search ``eta_min``
+        (``"not_reached"``, bracket ``(0, eta_min)``), ``nan`` when not
         determined (``"failed"``) or when every mode is marginal (``"marginal"``).
     bracket : (float, float)
         An interval that contains eta_c (the leading eigenvalue changes sign in it).
@@ -144,8 +146,28 @@ def _check_xtol(xtol: float) -> float:
     return float(xtol)
 
 
+def _setup(model: Any, state: Any, structure: EtaStructure | None, subspace: str | None
+           ) -> tuple[EtaStructure, list[str]]:
+    """The eta structure (full, or restricted to ``subspace``) and the names of its coordinates."""
+    reduced = isinstance(model, SiteSymmetricCommittee)
+    if not isinstance(model, Committee) and not reduced:
+        raise ValueError(f"model: expected a phasekit.Committee or a reduced model, got {type(model).__name__}")
+    if subspace is not None and subspace not in SUBSPACES:
+        raise ValueError(f"subspace: must be None (the full space) or one of {SUBSPACES}, got {subspace!r}")
+    if reduced and subspace not in (None, model.subspace):
+        raise ValueError(f"subspace: the model is already restricted to {model.subspace!r}, got {subspace!r}")
+    if reduced or subspace is not None:
+        red = model if reduced else model.restrict(subspace)
+        st = structure if structure is not None else red.eta_structure(state)
+        st = _structure_for(model, None, st)
+        return st, red.labels
+    st = _structure_for(model, state, structure)
+    return st, vector_labels(model.K, model.M, model.train_second_layer)
+
+
 def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | None = None, eta_max: float = 1e3,
-                 xtol: float = 1e-10, structure: EtaStructure | None = None) -> CriticalEta:
+                 xtol: float = 1e-10, structure: EtaStructure | None = None,
+                 subspace: str | None = None) -> CriticalEta:
     """Learning rate at which a fixed point (default: the perfect solution) loses linear stability.
 
     At a state that is a fixed point for every eta the Jacobian is
@@ -159,7 +181,7 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     modes*, excluded from the search and named in the result; common
     eigenvectors of A and B give linear branches ``a + eta b`` whose zeros are
     closed forms.  On the rest, the zero is bracketed on a geometric grid from
-    ``1e-3`` to ``eta_max`` (signs decided only outside the eigenvalue error
+    ``eta_min`` to ``eta_max`` (signs decided only outside the eigenvalue error
     band ``3 n err (1 + eta)``, err the entrywise Jacobian error) and refined
     by Brent's method to ``xtol`` relative; a real crossing is polished with
     the generalised eigenvalue problem ``A v = -eta B v``.
@@ -175,11 +197,19 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
         The fixed point of interest; it must be fixed for every eta (e.g. any
         zero-error state).  Default: the perfect solution (K = M).
     eta_max : float
-        Upper end of the search (``> 1e-3``).
+        Upper end of the search (``> eta_min``).
     xtol : float
         Relative tolerance of the root, in ``(0, 1)``.
     structure : EtaStructure, optional
         A precomputed structure at ``state`` (saves the Jacobian).
+    subspace : {None, "site_symmetric"}
+        ``None``: the full space.  ``"site_symmetric"``: the learning rate at
+        which the fixed point loses stability *inside* the subspace, from
+        the reduced flow (:meth:`Committee.restrict`; cost independent of K);
+        ``state`` is then reduced ``(R, S, Q, C[, v])``.  A reduced model
+        gives the restricted value without ``subspace``.  The full-space value
+        is the smaller of it and those of the modes that leave the subspace
+        (:func:`sector_stability` names them).
 
     Returns
     -------
@@ -192,18 +222,34 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     ValueError
         For bad parameters, output noise, or a state that is not fixed for every eta.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
-    if model.noise > 0 and model.second_order:
+    if isinstance(model, (Committee, SiteSymmetricCommittee)) and model.noise > 0 and model.second_order:
         raise ValueError("model: with output noise the perfect solution moves with eta; use continuation()")
-    if not (eta_max > 1e-3):
-        raise ValueError(f"eta_max: must be > 1e-3, got {eta_max!r}")
+    restricted = subspace is not None or isinstance(model, SiteSymmetricCommittee)
+    if not (eta_max > (0.0 if restricted else 1e-3)):
+        raise ValueError(f"eta_max: must be > {'0' if restricted else '1e-3'}, got {eta_max!r}")
     xtol = _check_xtol(xtol)
-    st = _structure_for(model, state, structure)
+    st, labels = _setup(model, state, structure, subspace)
+    eta_min = _eta_min(st, model, subspace)
+    if not (eta_max > eta_min):
+        raise ValueError(f"eta_max: must be > {eta_min:g} (the start of the search), got {eta_max!r}")
+    return _critical(st, labels, eta_max, xtol, eta_min)
+
+
+def _eta_min(st: EtaStructure, model: Any, subspace: str | None) -> float:
+    """Start of the search: ``1e-3`` in the full space; in a subspace (wide models, eta_c ~ 1/K)
+    also below ``1e-2 |A| / |B|``, where the eta^2 term is still small."""
+    if subspace is None and not isinstance(model, SiteSymmetricCommittee):
+        return 1e-3
+    a, b = float(np.abs(st.A).max(initial=0.0)), float(np.abs(st.B).max(initial=0.0))
+    return min(1e-3, 1e-2 * a / b) if a > 0 and b > 0 else 1e-3
+
+
+def _critical(st: EtaStructure, labels: Sequence[str], eta_max: float, xtol: float,
+              eta_min: float = 1e-3) -> CriticalEta:
+    """Body of :func:`critical_eta` on a given structure (coordinates named by ``labels``)."""
     split = st.split
     n = len(st.A)
     err = st.entry_error
-    labels = vector_labels(model.K, model.M, model.train_second_layer)
     modes = tuple(_null_modes(split.null_right, labels, "right") + _null_modes(split.null_left, labels, "left"))
     note = _marginal_summary(split, modes)
     common: dict[str, Any] = {
@@ -220,7 +266,7 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     if split.n_null == n:
         return done(math.nan, "marginal", "every eigenvalue vanishes for every eta: no crossing to find")
     g = split.max_real
-    grid = np.geomspace(1e-3, eta_max, 400)
+    grid = np.geomspace(eta_min, eta_max, 400)
     vals = np.array([g(e) for e in grid])
     if not np.all(np.isfinite(vals)):
         return done(math.nan, "failed", "the spectrum could not be computed on the search grid")
@@ -285,7 +331,7 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
 
 
 def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | None = None, xtol: float = 1e-10,
-                structure: EtaStructure | None = None) -> OptimalEta:
+                structure: EtaStructure | None = None, subspace: str | None = None) -> OptimalEta:
     """Learning rate that maximises the slowest asymptotic decay rate at a fixed point (default: perfect solution).
 
     Maximises ``r(eta) = -eta max Re spec(A + eta B)`` over ``(0, eta_c)``
@@ -314,6 +360,11 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
         critical learning rate bounding the search; the kinks are solved to rounding.
     structure : EtaStructure, optional
         A precomputed structure at ``state``.
+    subspace : {None, "site_symmetric"}
+        As for :func:`critical_eta`: the optimum of the decay rate of the
+        modes inside the subspace (published values were often computed
+        there); the full space can be slower because of modes that break the
+        symmetry.
 
     Returns
     -------
@@ -328,8 +379,13 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
         For bad parameters, output noise, or a state that is not fixed for every eta.
     """
     xtol = _check_xtol(xtol)
-    st = _structure_for(model, state, structure)
-    crit = critical_eta(model, structure=st, xtol=xtol)
+    st, labels = _setup(model, state, structure, subspace)
+    return _optimal(st, labels, xtol, _eta_min(st, model, subspace))
+
+
+def _optimal(st: EtaStructure, labels: Sequence[str], xtol: float, eta_min: float = 1e-3) -> OptimalEta:
+    """Body of :func:`optimal_eta` on a given structure."""
+    crit = _critical(st, labels, 1e3, xtol, eta_min)
     eta_c = crit.value
     if not crit.success or not (np.isfinite(eta_c) and eta_c > 0):
         status = "failed" if crit.status == "failed" else "not_reached"
@@ -513,3 +569,66 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
                       precision=float(precision), candidates=tuple((float(e), float(r_), k) for e, r_, k in scored),
                       critical=crit, marginal_modes=crit.marginal_modes, structure=st,
                       status="marginal" if crit.n_marginal else "ok", message=message)
+
+
+@dataclass(frozen=True, eq=False)
+class SectorStability:
+    """Critical and optimal learning rates of each symmetry sector of a fixed point (:func:`sector_stability`).
+
+    Attributes
+    ----------
+    critical, optimal : dict of str to CriticalEta / OptimalEta
+        Per isotypic component of S_K (``"trivial"``: inside the
+        site-symmetric subspace; ``"standard"``, ``"(K-2,2)"``,
+        ``"(K-2,1,1)"``: the modes that leave it).
+    dimensions : dict of str to int
+        Dimension of each component (its eigenvalues repeat ``dim(irrep)`` times).
+    full_critical, full_optimal : CriticalEta, OptimalEta
+        Of the whole space (the smallest eta_c over the sectors).
+    limiting : str
+        The sector whose eta_c is the full-space one.
+    """
+
+    critical: dict[str, CriticalEta]
+    optimal: dict[str, OptimalEta]
+    dimensions: dict[str, int]
+    full_critical: CriticalEta
+    full_optimal: OptimalEta
+    limiting: str
+
+
+def sector_stability(model: Committee, *, xtol: float = 1e-10) -> SectorStability:
+    """Stability of the perfect solution sector by sector of the simultaneous permutations S_K (K = M).
+
+    At the perfect solution the Jacobian ``eta A + eta^2 B`` commutes with the
+    permutations of the units, so it is block diagonal over the isotypic
+    components of S_K acting on the state space (orthonormal bases from the
+    class sum of transpositions, :func:`phasekit.committee.subspaces.sector_projectors`):
+    the trivial component is the site-symmetric subspace, the others are the
+    modes that leave it.  Each block's eta_c and optimal eta are computed as
+    by :func:`critical_eta` on ``B_s^T A B_s``, ``B_s^T B B_s``.  Forms the
+    full Jacobian: for small K.
+    """
+    if not isinstance(model, Committee):
+        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    if model.K != model.M:
+        raise ValueError(f"model: the sectors of S_K need K == M, got K={model.K}, M={model.M}")
+    if model.noise > 0 and model.second_order:
+        raise ValueError("model: with output noise the perfect solution moves with eta; use continuation()")
+    xtol = _check_xtol(xtol)
+    st = _structure_for(model, None, eta_structure(model))
+    labels = vector_labels(model.K, model.M, model.train_second_layer)
+    crit, opt, dims = {}, {}, {}
+    for name, basis in sector_projectors(model.K, model.train_second_layer).items():
+        sub = EtaStructure(A=basis.T @ st.A @ basis, B=basis.T @ st.B @ basis, error=st.error, state=st.state,
+                           scheme=st.scheme, residual=st.residual)
+        names = [f"{name}[{j}]" for j in range(basis.shape[1])]
+        crit[name] = _critical(sub, names, 1e3, xtol)
+        opt[name] = _optimal(sub, names, xtol)
+        dims[name] = basis.shape[1]
+    full_c = _critical(st, labels, 1e3, xtol)
+    full_o = _optimal(st, labels, xtol)
+    finite = {k: float(c.value) for k, c in crit.items() if np.isfinite(c.value)}
+    limiting = min(finite, key=finite.get) if finite else ""
+    return SectorStability(critical=crit, optimal=opt, dimensions=dims, full_critical=full_c, full_optimal=full_o,
+                           limiting=limiting)
