@@ -162,11 +162,13 @@ def trajectory_dataset(
     *,
     settings: dict[str, Any] | None = None,
     extra_dims: tuple[str, ...] = (),
+    eg: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Wrap state vectors ``Y`` of shape ``(*extra, len(alpha), n_state)`` in a dataset.
 
     Shared by :func:`integrate` and the simulations (``extra_dims=("run",)``).
     ``n_state`` is the model's (second-layer weights last when trained).
+    ``eg``: eps_g of ``Y`` (shape ``Y.shape[:-1]``) when the caller has it, else computed here.
     """
     K, M = model.K, model.M
     Y = np.asarray(Y, dtype=float)
@@ -176,7 +178,7 @@ def trajectory_dataset(
     iu = np.triu_indices(K)
     Q[..., iu[0], iu[1]] = Y[..., K * M:model.n_order]
     Q[..., iu[1], iu[0]] = Y[..., K * M:model.n_order]
-    eg = model.eg_vector(Y)
+    eg = model.eg_vector(Y) if eg is None else np.asarray(eg, dtype=float)
     dims = extra_dims + ("alpha",)
     alpha = np.asarray(alpha, float)
     data = {
