@@ -21,11 +21,15 @@ import numpy as np
 from ..core.batch_ode import BatchEvent, solve_batch
 from ..core.options import SolverOptions, coerce_options
 from .dynamics import trajectory_dataset
+from .flow import _ordered_sum
 from .model import PSD_TOL, Committee, State
 from .plateaus import Crossing
 
 __all__ = ["BatchTrajectories", "CommitteeBatch", "PER_POINT", "batch_key", "integrate_batch"]
 
+
+# Activations whose closed forms (I4 included) are elementwise: see CommitteeBatch.exact_rows.
+_ROWWISE = ("erf", "linear")
 
 # Parameters that may differ between the models of one batch.
 PER_POINT = ("eta", "noise", "weight_decay", "drift", "eta_second_layer")
@@ -86,6 +90,24 @@ class CommitteeBatch:
     def __len__(self) -> int:
         return len(self.models)
 
+    @property
+    def exact_rows(self) -> bool:
+        """Whether each row is rounded the same whatever the other rows of the batch.
+
+        The batch contracts with ordered sums instead of BLAS products (which
+        may round an entry differently with the batch's size), so where every
+        expectation of the flow and of eps_g is an elementwise closed form,
+        a model's trajectory does not depend on which models it is
+        integrated with: erf and linear, and relu at first order.  Relu's
+        I4 (a factorisation of each block's covariance) and quadrature routes
+        may differ in the last bits, and a trajectory by as much as the
+        solver's tolerance allows.
+        """
+        m = self.model
+        if m.mixed or not (m._closed2 and m._closed_I2):
+            return False
+        return m.activation.name in _ROWWISE or (m.activation.name == "relu" and not m.second_order)
+
     def rhs(self, V: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """``d state / d alpha`` of models ``rows`` at their states ``V``.
 
@@ -108,10 +130,10 @@ class CommitteeBatch:
         S = base._sigma(V)
         H, J = base._tables2(S)
         vs, c = (None, None) if base._soft else base._weights_of(V)
-        out = base._first_order(S, H, J, vs, c)
+        out = base._first_order(S, H, J, vs, c, rowwise=True)
         KM, n0 = base.K * base.M, base.n_order
         if base.second_order:
-            i4, j2 = base._second_parts(S, J, vs, c)
+            i4, j2 = base._second_parts(S, J, vs, c, rowwise=True)
             noise = self.noise[rows]
             if np.any(noise > 0):
                 i4 = i4 + (noise * noise)[:, None] * j2
@@ -126,7 +148,7 @@ class CommitteeBatch:
         if np.any(delta > 0):
             out[:, :KM] -= delta[:, None] * V[:, :KM]
         if base.train_second_layer:
-            out = np.concatenate([out, self.eta_v[rows][:, None] * base._second_layer_part(S, c)], axis=-1)
+            out = np.concatenate([out, self.eta_v[rows][:, None] * base._second_layer_part(S, c, rowwise=True)], axis=-1)
         return out
 
     def min_eigenvalue(self, V: np.ndarray) -> np.ndarray:
@@ -273,16 +295,14 @@ def integrate_batch(
             keep = times[r] < a_end
             parts.append((np.append(times[r][keep], a_end),
                           np.concatenate([run.samples[r, :int(keep.sum())], run.y_end[r][None, :]])))
-    # eps_g of every sample of every run in one call.
-    eg_all = np.split(base.eg_vector(np.concatenate([Y for _, Y in parts])),
-                      np.cumsum([len(a) for a, _ in parts])[:-1])
     datasets = []
     for r, model in enumerate(batch.models):
         a_end, status = float(run.t_end[r]), run.status[r]
         a, Y = parts[r]
         settings = {"rtol": opts.rtol, "atol": opts.atol, "method": opts.method, "stop_eg": stop_eg,
                     "max_norm": max_norm, "alpha_max": float(alpha_max[r])}
-        ds = trajectory_dataset(model, a, Y, settings=settings, eg=eg_all[r])
+        # eps_g per run: a call over all runs would round with their number (BLAS).
+        ds = trajectory_dataset(model, a, Y, settings=settings)
         ds.attrs.update(status=status, message="reached alpha_max" if status == "ok" else run.message[r],
                         alpha_end=a_end, n_rhs=int(run.nfev[r]))
         datasets.append(ds)
@@ -297,22 +317,30 @@ def integrate_batch(
 
 
 def _eg_near(model: Committee, V: np.ndarray, level: float) -> np.ndarray:
-    """eps_g of states ``V`` ``(m, n)`` for locating where it crosses ``level``.
+    """eps_g of states ``V`` ``(m, n)`` for locating where it crosses ``level``, row by row.
 
     The plain sum over field pairs has an absolute error of ~1e-16 times the
     size of its terms, a relative error below ~1e-9 of any ``level >= 1e-7``:
     there it decides the crossing (and its location to far below the solver
     tolerance) at a fraction of the cost of the accurate
     :meth:`~phasekit.committee.model.Committee.eg_vector`, which is used for
-    smaller levels, within a factor of four of the level.
+    smaller levels, within a factor of four of the level.  Each row is
+    rounded the same whatever the other rows (no BLAS product across rows).
     """
-    if model._eg_route != "matched" or not model._soft:
+    if model._eg_route == "linear":
         return model.eg_vector(V)
-    plain = 0.5 * (model._i2_pairs(model._sigma(V)) @ model._w_pairs)
-    if level < 1e-7:
-        near = np.flatnonzero((plain < 4.0 * level) & (plain > 0.25 * level))
-        if near.size:
-            plain[near] = model.eg_vector(V[near])
+    if not model._closed_I2:
+        return np.array([model.eg_vector(v) for v in V]).reshape(len(V))
+    I2 = model._i2_pairs(model._sigma(V))
+    if model.train_second_layer:
+        vs, c = model._weights_of(V)
+        wp = model._pair_weights(vs, c)[0]
+    else:
+        wp = model._w_pairs
+    plain = 0.5 * _ordered_sum(I2 * wp)
+    if level < 1e-7 and model._eg_route == "matched":
+        for r in np.flatnonzero((plain < 4.0 * level) & (plain > 0.25 * level)):
+            plain[r] = model.eg_vector(V[r])
     return plain
 
 

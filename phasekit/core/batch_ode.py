@@ -139,14 +139,24 @@ class BatchFlowRun:
     n_calls: int = 0
 
 
+def _sum(x: Array, axis: int = -1) -> Array:
+    """Sum over ``axis`` in index order, for every entry alike.
+
+    BLAS products and numpy's ``sum`` may group an entry's terms differently
+    with the shape of the array around it; an accumulation cannot.  Every
+    reduction here is one, so that a row's steps do not depend on the other
+    rows of the batch (nor on which are still running).
+    """
+    return np.take(np.add.accumulate(x, axis=axis), -1, axis=axis)
+
+
 def _rms(x: Array) -> Array:
-    return np.sqrt(np.mean(x * x, axis=-1))
+    return np.sqrt(_sum(x * x) / x.shape[-1])
 
 
 def _combine(K: Array, coef: Array) -> Array:
-    """``sum_s coef_s K[s]`` for stage values ``K`` ``(s, m, n)``."""
-    s, m, n = K.shape
-    return (coef @ K.reshape(s, m * n)).reshape(m, n)
+    """``sum_s coef_s K[s]`` for stage values ``K`` ``(s, m, n)`` (an ordered sum, see :func:`_sum`)."""
+    return _sum(coef[:, None, None] * K, axis=0)
 
 
 def _dense_coefficients(f, t_old, y_old, y_new, f_old, f_new, K, h, rows):
@@ -162,7 +172,7 @@ def _dense_coefficients(f, t_old, y_old, y_new, f_old, f_new, K, h, rows):
     F[0] = dy
     F[1] = hc * f_old - dy
     F[2] = 2 * dy - hc * (f_new + f_old)
-    F[3:] = h[None, :, None] * np.tensordot(_D, Kx, axes=(1, 0))
+    F[3:] = h[None, :, None] * _sum(_D[:, :, None, None] * Kx[None], axis=1)
     return F
 
 
@@ -381,8 +391,8 @@ def solve_batch(
                 if act.size == 0:
                     continue
             scale = atol + np.maximum(np.abs(ya), np.abs(y_new)) * rtol
-            e5 = np.sum((_combine(K, _E5) / scale) ** 2, axis=-1)
-            e3 = np.sum((_combine(K, _E3) / scale) ** 2, axis=-1)
+            e5 = _sum((_combine(K, _E5) / scale) ** 2)
+            e3 = _sum((_combine(K, _E3) / scale) ** 2)
             denom = e5 + 0.01 * e3
             err = np.where(denom > 0, ha * e5 / np.sqrt(np.where(denom > 0, denom, 1.0) * n), 0.0)
             ok = err < 1
