@@ -130,7 +130,11 @@ def test_integrate_batch_bad_input():
 
 @pytest.mark.parametrize("activation, second_order", [("erf", True), ("linear", True), ("relu", False)])
 def test_a_run_does_not_depend_on_its_batch_mates(activation, second_order):
-    """Ordered sums instead of BLAS products: a model's trajectory is bitwise the same alone or in any batch."""
+    """Ordered sums instead of BLAS products: a model's trajectory is bitwise the same alone or in any batch.
+
+    It fails with the BLAS products (``rowwise=False``) of the per-point flow: their rounding
+    changes with the batch's size and, amplified by the plateau, the trajectories by ~1e-7.
+    """
     s0 = pk.State(1e-3 * np.eye(2), np.diag([0.2, 0.3]))
     models = [pk.Committee(2, 2, activation, eta=e, second_order=second_order) for e in np.linspace(0.2, 2.0, 7)]
     assert CommitteeBatch(models).exact_rows
@@ -139,8 +143,10 @@ def test_a_run_does_not_depend_on_its_batch_mates(activation, second_order):
         alone = integrate_batch([models[j]], [s0], 60.0, n_points=41, stop_eg=1e-3, thresholds=[1e-2])
         two = integrate_batch([models[(j + 2) % 7], models[j]], [s0] * 2, 60.0, n_points=41, stop_eg=1e-3)
         for other in (alone.datasets[0], two.datasets[1]):
-            for var in ("R", "Q", "eg", "alpha"):
+            for var in ("R", "Q", "alpha"):
                 np.testing.assert_array_equal(other[var].values, many.datasets[j][var].values)
+            # eps_g of the samples, computed for all runs at once, may differ in its last bits
+            np.testing.assert_allclose(other["eg"].values, many.datasets[j]["eg"].values, rtol=1e-13, atol=1e-17)
             assert other.attrs["alpha_end"] == many.datasets[j].attrs["alpha_end"]
         assert alone.crossings[1e-2][0].alpha == many.crossings[1e-2][j].alpha
     # relu's I4 factorises each block's covariance: rounded with the batch, never claimed exact

@@ -39,9 +39,11 @@ def test_a_study_batched_equals_it_point_by_point(tmp_path, monkeypatch):
     for f in files[::2]:
         f.unlink()
     again = run_study(st, outdir=tmp_path, progress=False)
-    for v in ("convergence_time", "final_eg", "alpha_end", "R"):
+    for v in ("convergence_time", "alpha_end", "R"):
         np.testing.assert_array_equal(again[v].values, disk[v].values)
         np.testing.assert_array_equal(again[v].values, bat[v].values)
+    # (eps_g of the samples is computed for a batch at once: equal to its last bits)
+    np.testing.assert_allclose(again["final_eg"].values, bat["final_eg"].values, rtol=1e-13)
 
 
 def test_only_models_rounded_alone_are_batched():
