@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.integrate import DOP853
 
-from .results import check_status
+from .ode import Event
 
 __all__ = ["BatchEvent", "BatchFlowRun", "solve_batch"]
 
@@ -56,43 +56,14 @@ _RUNNING, _OK, _EVENT, _TOO_SMALL, _NONFINITE = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
-class BatchEvent:
+class BatchEvent(Event):
     """A zero crossing of ``function(t, Y, rows) -> (m,)``, located per row.
 
-    Attributes
-    ----------
-    name : str
-        Key of the event in :attr:`BatchFlowRun.t_events`.
-    function : callable
-        ``function(t, Y, rows)`` with times ``t`` ``(m,)``, states ``Y``
-        ``(m, n)`` of the batch rows ``rows`` ``(m,)``; returns ``(m,)``.
-    direction : int
-        ``-1``: only crossings from positive to negative count, ``+1`` the
-        opposite, ``0`` both.
-    terminal : bool
-        Whether a row stops at its first crossing.
-    status : str
-        A row's status when this terminal event stops it (``"converged"`` or ``"diverged"``).
-    message : str
-        What happened; the row's message adds where.
+    The attributes are those of :class:`~phasekit.core.ode.Event`; ``function``
+    takes times ``t`` ``(m,)``, states ``Y`` ``(m, n)`` and the batch rows
+    ``rows`` ``(m,)`` they belong to, and returns one value per row.  A
+    terminal event stops each row at its own first crossing.
     """
-
-    name: str
-    function: Callable[[Array, Array, Array], Array]
-    direction: int = 0
-    terminal: bool = True
-    status: str = "converged"
-    message: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"name: must be a non-empty string, got {self.name!r}")
-        if not callable(self.function):
-            raise ValueError(f"function: must be callable, got {type(self.function).__name__}")
-        if self.direction not in (-1, 0, 1):
-            raise ValueError(f"direction: must be -1, 0 or 1, got {self.direction!r}")
-        if check_status(self.status) not in ("converged", "diverged"):
-            raise ValueError(f"status: a terminal event ends a run as 'converged' or 'diverged', got {self.status!r}")
 
 
 @dataclass(frozen=True)
