@@ -80,7 +80,11 @@ def test_terminal_events_per_row_and_recorded_crossings():
 
 
 def test_terminal_event_equals_solve_flow():
-    """The located event time equals solve_flow's (brentq on the same interpolant) to rounding."""
+    """The located event time equals solve_flow's (brentq on its interpolant) to the solver tolerance.
+
+    (The batch sums its stages in index order, np.dot does not: the last bits of the steps
+    differ, which 30 time units of a pendulum amplify to ~1e-11.)
+    """
     def f(_t, y):
         return np.array([y[1], -np.sin(y[0])])
 
@@ -90,8 +94,9 @@ def test_terminal_event_equals_solve_flow():
                       30.0, events=[BatchEvent("threshold", lambda _t, Y, _r: Y[:, 0] + 1.5, direction=-1)],
                       rtol=1e-9, atol=1e-12)
     assert run.status == [ref.status] and ref.status == "converged"
-    assert run.t_end[0] == pytest.approx(ref.t_end, rel=1e-13)
-    np.testing.assert_allclose(run.y_end[0], ref.y_end, atol=1e-12)
+    assert run.t_end[0] == pytest.approx(ref.t_end, rel=1e-10)
+    np.testing.assert_allclose(run.y_end[0], ref.y_end, atol=1e-9)
+    assert run.y_end[0, 0] == pytest.approx(-1.5, rel=1e-13)  # on the event itself
 
 
 def test_rows_whose_flow_stops_being_finite():
