@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local worker processes (default: one per core; 0 or 1: in this process); at most "
                         "4 per core unless the environment variable PHASEKIT_MAX_WORKERS allows more")
     p.add_argument("--batch-size", type=int, default=None, help="grid points per task (>= 1)")
+    p.add_argument("--batch-points", type=int, default=None,
+                   help="committee grid points of one shape integrated together as one batch (>= 1; e.g. 64; "
+                        "default: the study's [run] batch_points, else 1, each point alone)")
     p.add_argument("--worker-timeout", type=float, default=WORKER_TIMEOUT,
                    help="with --scheduler: give up when the cluster has had no worker for this many seconds")
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints instead of resuming")
@@ -172,6 +175,8 @@ def _check_run_args(args: argparse.Namespace) -> int:
 
     workers = check_workers(args.workers, "--workers")
     check_batch_size(args.batch_size, "--batch-size")
+    if args.batch_points is not None and args.batch_points < 1:
+        raise ValueError(f"--batch-points: must be an integer >= 1, got {args.batch_points}")
     if not args.worker_timeout > 0:
         raise ValueError(f"--worker-timeout: must be > 0 seconds, got {args.worker_timeout:g}")
     if args.fresh and args.repair:
@@ -210,8 +215,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.study, quick=args.quick)
     _check_figures(study)
     outdir = args.outdir or Path("outputs") / (f"{study.name}-quick" if args.quick else study.name)
+    extra = {} if args.batch_points is None else {"batch_points": args.batch_points}
     parallel = ParallelOptions(n_workers=workers, scheduler=args.scheduler, batch_size=args.batch_size,
-                               worker_timeout=args.worker_timeout)
+                               worker_timeout=args.worker_timeout, **extra)
     ds = run_study(study, outdir=outdir, parallel=parallel, fresh=args.fresh, repair=args.repair,
                    progress=not args.no_progress)
     counts = ", ".join(f"{ds.attrs[f'n_{s}']} {s}" for s in STATUS if ds.attrs.get(f"n_{s}"))

@@ -199,6 +199,7 @@ def trajectory_dataset(
     *,
     settings: dict[str, Any] | None = None,
     extra_dims: tuple[str, ...] = (),
+    eg: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Wrap state vectors ``Y`` of shape ``(*extra, len(alpha), n_state)`` in a dataset.
 
@@ -206,8 +207,10 @@ def trajectory_dataset(
     ``n_state`` is the model's (second-layer weights last when trained).  For a
     reduced model: variables ``R``, ``S``, ``Q``, ``C`` (and ``v``) along alpha
     and the attribute ``subspace``.
+    ``eg``: eps_g of ``Y`` (shape ``Y.shape[:-1]``) when the caller has it, else computed here.
     """
     Y = np.asarray(Y, dtype=float)
+    eg = model.eg_vector(Y) if eg is None else np.asarray(eg, dtype=float)
     dims = extra_dims + ("alpha",)
     alpha = np.asarray(alpha, float)
     reduced = isinstance(model, SiteSymmetricCommittee)
@@ -222,13 +225,13 @@ def trajectory_dataset(
         Q[..., iu[0], iu[1]] = Y[..., K * M:model.n_order]
         Q[..., iu[1], iu[0]] = Y[..., K * M:model.n_order]
         data = {"R": variable("R", dims + ("i", "n"), R), "Q": variable("Q", dims + ("i", "k"), Q),
-                "eg": variable("eg", dims, model.eg_vector(Y))}
+                "eg": variable("eg", dims, eg)}
         if model.train_second_layer:
             data["v"] = variable("v", dims + ("i",), Y[..., model.n_order:])
         coords = {"i": coordinate("i", np.arange(1, K + 1)), "k": coordinate("k", np.arange(1, K + 1)),
                   "n": coordinate("n", np.arange(1, M + 1))}
     if reduced:
-        data["eg"] = variable("eg", dims, model.eg_vector(Y))
+        data["eg"] = variable("eg", dims, eg)
     if model.autonomous:
         eta_alpha = variable("eta_alpha", "alpha", model.eta * alpha)
     else:

@@ -54,18 +54,44 @@ _TABLES = frozenset({
 
 
 
-def _contract(vals: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``vals @ w`` over the last axis, with ``w`` constant ``(P,)`` or per state ``(..., P)``."""
+def _ordered_sum(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Sum over ``axis`` in index order, for every entry alike.
+
+    A BLAS product, and even numpy's own ``sum``, may group the terms of an
+    entry differently with the shape of the array it sits in; an
+    accumulation cannot.  The batched flow (:mod:`phasekit.committee.batch`)
+    sums this way so that a state's derivative does not depend on the other
+    states of its batch.
+    """
+    return np.take(np.add.accumulate(x, axis=axis), -1, axis=axis)
+
+
+def _contract(vals: np.ndarray, w: np.ndarray, rowwise: bool = False) -> np.ndarray:
+    """``vals @ w`` over the last axis, with ``w`` constant ``(P,)`` or per state ``(..., P)``.
+
+    ``rowwise``: as a product and an ordered sum (:func:`_ordered_sum`).
+    """
+    if rowwise:
+        return _ordered_sum(vals * (w if w.ndim == 1 else w[..., None, :]))
     if w.ndim == 1:
         return vals @ w
     return np.einsum("...sp,...p->...s", vals, w)
 
 
-def _matvec(A: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """``A @ c`` with ``c`` constant ``(L,)`` or per state ``(..., L)``."""
+def _matvec(A: np.ndarray, c: np.ndarray, rowwise: bool = False) -> np.ndarray:
+    """``A @ c`` with ``c`` constant ``(L,)`` or per state ``(..., L)`` (``rowwise``: see :func:`_contract`)."""
+    if rowwise:
+        return _ordered_sum(A * (c if c.ndim == 1 else c[..., None, :]))
     if c.ndim == 1:
         return A @ c
     return np.einsum("...kl,...l->...k", A, c)
+
+
+def _matmul(A: np.ndarray, B: np.ndarray, rowwise: bool = False) -> np.ndarray:
+    """``A @ B`` for stacks of matrices (``rowwise``: see :func:`_contract`)."""
+    if rowwise:
+        return _ordered_sum(A[..., :, :, None] * B[..., None, :, :], axis=-2)
+    return A @ B
 
 
 
@@ -211,11 +237,12 @@ class CommitteeFlow:
                             expect_J2(C[..., :, K:, :, :], sa, ta)], axis=-1)
         return H, J
 
-    def _i4_sum(self, S: np.ndarray, w_pairs: np.ndarray | None = None) -> np.ndarray:
+    def _i4_sum(self, S: np.ndarray, w_pairs: np.ndarray | None = None, rowwise: bool = False) -> np.ndarray:
         """``sum_{u,w} c_u c_w I4(x_i, x_k, u, w)`` for i <= k, shape ``(..., K(K+1)/2)``.
 
         ``w_pairs``: weights ``c_u c_w`` of the field pairs ``u <= w`` (doubled off
         the diagonal), shape ``(P,)`` or ``(..., P)``; default the model's constant ones.
+        ``rowwise``: contract without BLAS (see :func:`_contract`).
         """
         wp = self._w_pairs if w_pairs is None else w_pairs
         batch = S.shape[:-2]
@@ -225,7 +252,7 @@ class CommitteeFlow:
         if self._closed4 and self._i4_full is not None:
             e = Sflat[..., self._i4_full]  # (..., 10, blocks)
             vals = self.activation.closed_forms["I4"](*(e if e.ndim == 2 else np.moveaxis(e, -2, 0)))
-            return _contract(vals.reshape(batch + (P_s, -1)), wp)
+            return _contract(vals.reshape(batch + (P_s, -1)), wp, rowwise)
         out = np.empty(batch + (P_s,))
         if self._closed4:
             # Entries depending on (i, k) only or (u, w) only broadcast against each
@@ -250,7 +277,7 @@ class CommitteeFlow:
                     m = self._pair_type == t
                     if m.any():
                         vals[..., m] = expect_I4(C[..., m, :, :], sa, ac, ad)
-            out[..., start:stop] = _contract(vals, wp)
+            out[..., start:stop] = _contract(vals, wp, rowwise)
         return out
 
     def _weights_of(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -278,30 +305,37 @@ class CommitteeFlow:
         eta = self.eta_at(alpha)
         return eta if np.ndim(eta) == 0 else np.asarray(eta)[..., None]
 
-    def _first_order(self, S: np.ndarray, H: np.ndarray, J: np.ndarray, vs: Any, c: Any) -> np.ndarray:
-        """First-order part per unit eta of the (R, Q) components, shape ``(..., n_order)``."""
+    def _first_order(self, S: np.ndarray, H: np.ndarray, J: np.ndarray, vs: Any, c: Any,
+                     rowwise: bool = False) -> np.ndarray:
+        """First-order part per unit eta of the (R, Q) components, shape ``(..., n_order)``.
+
+        ``rowwise``: the products without BLAS (see :func:`_contract`).
+        """
         K, L = self.K, self.L
         if self._soft:
             s = self._signs
-            A = S[..., :K, :] * (H @ s)[..., :, None] + (J * s) @ S  # (..., K, L)
+            A = S[..., :K, :] * _matvec(H, s, rowwise)[..., :, None] + _matmul(J * s, S, rowwise)  # (..., K, L)
         else:
-            A = (S[..., :K, :] * _matvec(H, c)[..., :, None] + (J * c[..., None, :]) @ S) * vs[..., :, None]
+            A = (S[..., :K, :] * _matvec(H, c, rowwise)[..., :, None]
+                 + _matmul(J * c[..., None, :], S, rowwise)) * vs[..., :, None]
         # dR_in = eta A_i,K+n;  dQ_ik = eta (A_ik + A_ki): two gathers from A.
         Af = A.reshape(S.shape[:-2] + (K * L,))
         return Af[..., self._out_a] + Af[..., self._out_b] * self._out_qmask
 
-    def _second_parts(self, S: np.ndarray, J: np.ndarray, vs: Any, c: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _second_parts(self, S: np.ndarray, J: np.ndarray, vs: Any, c: Any,
+                      rowwise: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The eta^2 parts of dQ: ``v_i v_k sum c_u c_w I4`` and ``v_i v_k J2(x_i, x_k)``, each ``(..., K(K+1)/2)``."""
         j2 = J[..., self._iu_K[0], self._iu_K[1]]
         if self._soft:
-            return self._i4_sum(S), j2
+            return self._i4_sum(S, rowwise=rowwise), j2
         wp, vv = self._pair_weights(vs, c)
-        return self._i4_sum(S, wp) * vv, j2 * vv
+        return self._i4_sum(S, wp, rowwise) * vv, j2 * vv
 
-    def _second_layer_part(self, S: np.ndarray, c: np.ndarray) -> np.ndarray:
+    def _second_layer_part(self, S: np.ndarray, c: np.ndarray, rowwise: bool = False) -> np.ndarray:
         """``dv_i / d alpha`` per unit eta_v: ``sum_u c_u I2(x_i, u)``, shape ``(..., K)``."""
         I2 = self._i2_pairs(S)
-        return (I2[..., self._i2_student] * c[..., None, :]).sum(axis=-1)
+        terms = I2[..., self._i2_student] * c[..., None, :]
+        return _ordered_sum(terms) if rowwise else terms.sum(axis=-1)
 
     def rhs_vector(self, v: np.ndarray, alpha: Any = None) -> np.ndarray:
         """``d state / d alpha`` for state vectors ``v`` of shape ``(..., n_state)``.

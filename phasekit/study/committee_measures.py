@@ -318,7 +318,7 @@ def measure_convergence_time(ctx: PointContext, settings: dict) -> Outcome:
     if np.nanmin(traj["eg"].values) > 2 * threshold:  # nowhere near: no need to locate a crossing
         return Outcome({"convergence_time": math.inf}, "not_reached",
                        f"eps_g stayed above {threshold:g} up to alpha = {float(traj.attrs['alpha_end']):.6g}")
-    res = convergence_time(traj, threshold)
+    res = ctx.shared(("convergence_time", threshold), lambda: convergence_time(traj, threshold))
     return Outcome({"convergence_time": float(res)}, res.status, res.message)
 
 

@@ -71,7 +71,7 @@ from .checkpoints import (
     checkpoint_dir,
 )
 from .measures import Outcome, PointContext, worst_status
-from .registry import MEASURES
+from .registry import MEASURES, make_prefetch
 from .schema import Study, StudyError, as_study
 
 __all__ = ["StudyAborted", "StudyInterrupted", "evaluate_point", "run_study", "sweep"]
@@ -99,7 +99,8 @@ def _outcome(name: str, ctx: PointContext) -> Outcome:
 
 
 def evaluate_point(study: Study, index: int, *, record: bool = True, trajectory: bool = False,
-                   changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   changes: Mapping[str, Any] | None = None,
+                   prefetched: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The measures of ``study`` at flat grid point ``index`` (and its stored trajectory); never raises.
 
     Parameters
@@ -112,6 +113,10 @@ def evaluate_point(study: Study, index: int, *, record: bool = True, trajectory:
         Also compute the trajectory stored for ``[report] trajectories``.
     changes : mapping, optional
         Grid values to change at this point (an analysis probing between grid points).
+    prefetched : mapping, optional
+        Computed ahead for this point (the runner's batched trajectories,
+        :class:`~phasekit.study.committee_batch.Prefetch`): ``shared`` results
+        put in its context before the measures run, and the ``seconds`` they took.
 
     Returns
     -------
@@ -127,6 +132,10 @@ def evaluate_point(study: Study, index: int, *, record: bool = True, trajectory:
     try:
         out["key"] = study.point_key(index)
         ctx = PointContext(study, index, changes)
+        if prefetched:
+            for key, value in prefetched.get("shared", {}).items():
+                ctx.shared(key, lambda value=value: value)
+            t0 -= float(prefetched.get("seconds", 0.0))
     except Exception as exc:
         out.update(status="failed", message=_one_line(f"{type(exc).__name__}: {exc}")[:500],
                    seconds=time.perf_counter() - t0, worker=f"{socket.gethostname()}:{os.getpid()}")
@@ -157,10 +166,20 @@ def _study_from_json(text: str) -> Study:
     return parse_study(json.loads(text))
 
 
-def _run_batch(study_json: str, tasks: list[tuple[int, bool, bool]]) -> xr.Dataset:
-    """Worker side: evaluate the tasks ``(index, record, trajectory)`` (module level, so picklable)."""
+def _run_batch(study_json: str, tasks: list[tuple[int, bool, bool]], batch_points: int = 1,
+               prefetch: Any = None) -> xr.Dataset:
+    """Worker side: evaluate the tasks ``(index, record, trajectory)`` (module level, so picklable).
+
+    Trajectories of points of one shape are integrated together, up to
+    ``batch_points`` at a time (``prefetch``: the run's own batches when it
+    runs in this process, else batches of these tasks).
+    """
     study = _study_from_json(study_json)
-    return record_dataset(study, [evaluate_point(study, j, record=r, trajectory=t) for j, r, t in tasks])
+    if prefetch is None and batch_points > 1:
+        prefetch = make_prefetch(study, tasks, batch_points)
+    return record_dataset(study, [evaluate_point(study, j, record=r, trajectory=t,
+                                                 prefetched=None if prefetch is None else prefetch.take(j))
+                                  for j, r, t in tasks])
 
 
 class StudyAborted(RuntimeError):
@@ -360,7 +379,8 @@ def _parallel(study: Study, parallel: Any) -> ParallelOptions:
     if parallel is None:
         return base
     if isinstance(parallel, ParallelOptions):
-        given = {f: getattr(parallel, f) for f in ("n_workers", "client", "scheduler", "batch_size", "worker_timeout")
+        given = {f: getattr(parallel, f) for f in ("n_workers", "client", "scheduler", "batch_size", "worker_timeout",
+                                                   "batch_points")
                  if getattr(parallel, f) != getattr(ParallelOptions(), f)}
     else:
         coerce_options(dict(parallel), ParallelOptions, "parallel")  # names unknown keys
@@ -544,8 +564,12 @@ def _compute(study: Study, ckdir: Path | None, tasks: list, opts: ParallelOption
         backend = choose_backend(client, opts.n_workers)
         batches = _batches(tasks, backend.n_workers, opts.batch_size or (1 if backend.kind == "serial" else None))
         seq = 0
+        # In this process the batched trajectories span the whole run (each point still
+        # checkpointed alone); workers batch the points of each task.
+        prefetch = make_prefetch(study, tasks, opts.batch_points) if backend.kind == "serial" else None
         try:
-            results = imap_unordered(functools.partial(_run_batch, study.to_json()), batches, backend,
+            results = imap_unordered(functools.partial(_run_batch, study.to_json(), batch_points=opts.batch_points,
+                                                       prefetch=prefetch), batches, backend,
                                      worker_timeout=opts.worker_timeout, notify=bar.note)
             with contextlib.closing(results):
                 for i, batch, exc in results:

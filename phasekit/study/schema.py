@@ -83,7 +83,7 @@ __all__ = ["Axis", "Study", "StudyError", "as_study", "load_study", "max_points"
 _TOP_KEYS = ("name", "description", "system", "cost", "grid", "measures", "analyses", "solver", "newton", "run",
              "report", "quick")
 _OPTION_CLASSES = {"solver": SolverOptions, "newton": NewtonOptions}
-_RUN_KEYS = ("n_workers", "batch_size", "worker_timeout")
+_RUN_KEYS = ("n_workers", "batch_size", "worker_timeout", "batch_points")
 _REPORT_KEYS = ("title", "notes", "trajectories", "figures")
 _MOVED = {"rtol": "solver", "atol": "solver", "method": "solver", "max_norm": "solver"}
 
@@ -107,7 +107,8 @@ class Study:
         Analysis name -> ``{"kind": ..., settings}``.
     solver, newton : SolverOptions, NewtonOptions
     run : dict
-        Execution settings that do not change results (``n_workers``, ``batch_size``, ``worker_timeout``).
+        Execution settings that do not change results (``n_workers``, ``batch_size``, ``worker_timeout``;
+        ``batch_points``, committee trajectories integrated as one batch: to the solver tolerance).
     report : dict
         ``title``, ``notes``, ``trajectories`` (grid points whose trajectories
         are stored, as tables of axis values) and ``figures`` (tables with a ``kind``).

@@ -1,0 +1,400 @@
+"""Committees of one shape evaluated together: the flow of a batch of grid points in one call.
+
+A phase diagram is many small runs of models that differ only in their
+scalar parameters (``eta``, ``noise``, ``weight_decay``, ``drift``,
+``eta_second_layer``).  :class:`CommitteeBatch` evaluates the flow of all of
+them at once: the Gaussian tables are computed for the whole batch of states
+(a leading batch axis, as :meth:`~phasekit.committee.model.Committee.rhs_vector`
+already allows), and the per-point scalars enter as arrays over that axis.
+Each row gives the same numbers as that model's own ``rhs_vector`` (the same
+operations in the same order).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..core.batch_ode import BatchEvent, solve_batch
+from ..core.options import SolverOptions, coerce_options
+from .dynamics import _samples, trajectory_dataset
+from .flow import _ordered_sum
+from .model import PSD_TOL, Committee, State
+from .plateaus import Crossing
+
+__all__ = ["BatchTrajectories", "CommitteeBatch", "PER_POINT", "batch_key", "integrate_batch"]
+
+
+# Activations whose closed forms (I4 included) are elementwise: see CommitteeBatch.exact_rows.
+_ROWWISE = ("erf", "linear")
+
+# Parameters that may differ between the models of one batch.
+PER_POINT = ("eta", "noise", "weight_decay", "drift", "eta_second_layer")
+
+
+def batch_key(model: Committee) -> str | None:
+    """What models of one batch share (every parameter but :data:`PER_POINT`); None for a schedule.
+
+    A model with a learning-rate schedule has a flow that depends on alpha
+    through it and is never batched.
+    """
+    if not model.autonomous:
+        return None
+    p = model.parameters()
+    for k in PER_POINT:
+        p.pop(k)
+    return repr(sorted(p.items()))
+
+
+class CommitteeBatch:
+    """The flow of several committees of one shape, for a batch of states (one row per model).
+
+    Parameters
+    ----------
+    models : sequence of Committee
+        Autonomous models equal in every parameter but those of :data:`PER_POINT`
+        (same ``K``, ``M``, activations, order, ``T``, weights, trained layer).
+
+    Attributes
+    ----------
+    model : Committee
+        The first model: its index tables, ``eg_vector`` and ``min_eigenvalue``
+        serve every row (they do not depend on the per-point parameters).
+    eta, noise, weight_decay, drift, eta_v : ndarray, shape (B,)
+        The per-point parameters.
+    """
+
+    def __init__(self, models: Sequence[Committee]) -> None:
+        models = list(models)
+        if not models or not all(isinstance(m, Committee) for m in models):
+            raise ValueError("models: need a non-empty sequence of phasekit.Committee")
+        key = batch_key(models[0])
+        if key is None:
+            raise ValueError("models: a model with a learning-rate schedule cannot be batched (its flow depends "
+                             "on alpha)")
+        for j, m in enumerate(models[1:], start=1):
+            if batch_key(m) != key:
+                raise ValueError(f"models: model {j} differs from model 0 in more than {', '.join(PER_POINT)} "
+                                 f"(or has a schedule); batch only models of one shape")
+        self.models = models
+        self.model = models[0]
+        self.eta = np.array([m.eta for m in models])
+        self.noise = np.array([m.noise for m in models])
+        self.weight_decay = np.array([m.weight_decay for m in models])
+        self.drift = np.array([m.drift for m in models])
+        self.eta_v = np.array([m.eta_v for m in models])
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    @property
+    def exact_rows(self) -> bool:
+        """Whether each row is rounded the same whatever the other rows of the batch.
+
+        The batch contracts with ordered sums instead of BLAS products (which
+        may round an entry differently with the batch's size), so where every
+        expectation of the flow and of eps_g is an elementwise closed form,
+        a model's trajectory does not depend on which models it is
+        integrated with: erf and linear, and relu at first order.  Relu's
+        I4 (a factorisation of each block's covariance) and quadrature routes
+        may differ in the last bits, and a trajectory by as much as the
+        solver's tolerance allows.
+        """
+        m = self.model
+        if m.mixed or not (m._closed2 and m._closed_I2):
+            return False
+        return m.activation.name in _ROWWISE or (m.activation.name == "relu" and not m.second_order)
+
+    def rhs(self, V: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """``d state / d alpha`` of models ``rows`` at their states ``V``.
+
+        Parameters
+        ----------
+        V : ndarray, shape (m, n_state)
+            One state per row.
+        rows : ndarray of int, shape (m,), optional
+            Which models (indices into the batch); default all, in order.
+
+        Returns
+        -------
+        ndarray, shape (m, n_state)
+        """
+        base = self.model
+        V = np.asarray(V, dtype=float)
+        if rows is None:
+            rows = slice(None)
+        eta = self.eta[rows][:, None]
+        S = base._sigma(V)
+        H, J = base._tables2(S)
+        vs, c = (None, None) if base._soft else base._weights_of(V)
+        out = base._first_order(S, H, J, vs, c, rowwise=True)
+        KM, n0 = base.K * base.M, base.n_order
+        if base.second_order:
+            i4, j2 = base._second_parts(S, J, vs, c, rowwise=True)
+            noise = self.noise[rows]
+            if np.any(noise > 0):
+                i4 = i4 + (noise * noise)[:, None] * j2
+            out[:, KM:] += eta * i4
+        out *= eta
+        lam = self.weight_decay[rows]
+        if np.any(lam > 0):
+            el = (eta[:, 0] * lam)[:, None]
+            out[:, :KM] -= el * V[:, :KM]
+            out[:, KM:n0] -= (2.0 * el) * V[:, KM:n0]
+        delta = self.drift[rows]
+        if np.any(delta > 0):
+            out[:, :KM] -= delta[:, None] * V[:, :KM]
+        if base.train_second_layer:
+            out = np.concatenate([out, self.eta_v[rows][:, None] * base._second_layer_part(S, c, rowwise=True)], axis=-1)
+        return out
+
+    def min_eigenvalue(self, V: np.ndarray) -> np.ndarray:
+        """Smallest eigenvalue of each row's field covariance over its largest |entry|, shape ``(m,)``."""
+        S = self.model._sigma(np.asarray(V, dtype=float))
+        scale = np.maximum(1.0, np.abs(S).max(axis=(-2, -1)))
+        return np.linalg.eigvalsh(S)[..., 0] / scale
+
+
+@dataclass(frozen=True)
+class BatchTrajectories:
+    """Outcome of :func:`integrate_batch`.
+
+    Attributes
+    ----------
+    datasets : list of xarray.Dataset
+        One trajectory per model, as :func:`~phasekit.committee.dynamics.integrate` returns it.
+    crossings : dict
+        Per requested threshold, one :class:`~phasekit.committee.plateaus.Crossing`
+        per model: the first alpha at which eps_g fell below it, as
+        :func:`~phasekit.committee.plateaus.convergence_time` gives it for that trajectory.
+    n_calls : int
+        Calls of the batched right-hand side.
+    """
+
+    datasets: list
+    crossings: dict = field(default_factory=dict)
+    n_calls: int = 0
+
+
+def _sample_times(alpha_max: np.ndarray, n_points: Any, alpha_eval: Any, spacing: str = "linear") -> list[np.ndarray]:
+    B = alpha_max.size
+    if alpha_eval is None:
+        counts = np.broadcast_to(np.asarray(n_points), (B,))
+        if np.any(counts < 2):
+            raise ValueError(f"n_points: need at least 2 samples, got {n_points!r}")
+        return [_samples(int(c), spacing, float(a)) for a, c in zip(alpha_max, counts)]
+    rows = [np.asarray(alpha_eval, dtype=float)] * B if np.ndim(alpha_eval[0]) == 0 else \
+        [np.asarray(r, dtype=float) for r in alpha_eval]
+    if len(rows) != B:
+        raise ValueError(f"alpha_eval: need one array of sample times per model ({B}), got {len(rows)}")
+    for r, a in zip(rows, alpha_max):
+        if r.ndim != 1 or np.any(np.diff(r) <= 0) or r[0] < 0 or r[-1] > a:
+            raise ValueError("alpha_eval: must be strictly increasing within [0, alpha_max]")
+    return rows
+
+
+def integrate_batch(
+    models: Sequence[Committee],
+    starts: Sequence[State],
+    alpha_max: Any,
+    *,
+    n_points: Any = 501,
+    alpha_eval: Any = None,
+    solver: SolverOptions | Mapping[str, Any] | None = None,
+    stop_eg: float | None = None,
+    thresholds: Sequence[float] = (),
+    spacing: str = "linear",
+) -> BatchTrajectories:
+    """:func:`~phasekit.committee.dynamics.integrate` for many models of one shape at once.
+
+    The flows of all models are integrated as one batch
+    (:func:`phasekit.core.batch_ode.solve_batch`: DOP853 with per-model step
+    sizes, events and status), their right-hand side evaluated for all
+    models in one call (:class:`CommitteeBatch`).  Each trajectory equals the
+    one :func:`integrate` computes for that model to the solver tolerance
+    (the same steps, up to rounding), with the same events (leaving the
+    positive-semidefinite cone, ``max_norm``, ``stop_eg``), status, message
+    and attributes; ``n_rhs`` counts that model's rows of the batched calls.
+
+    Parameters
+    ----------
+    models : sequence of Committee
+        Models equal in all but ``eta``, ``noise``, ``weight_decay``, ``drift``
+        and ``eta_second_layer``, without a learning-rate schedule.
+    starts : sequence of State
+        One start per model.
+    alpha_max : float or array_like, shape (B,)
+        Horizon per model.
+    n_points : int or array_like, shape (B,)
+        Samples per model from 0 to where its run ends (as :func:`integrate`:
+        a run that stops early is sampled as densely, by a second batched pass
+        over the rows that stopped; ignored with ``alpha_eval``).
+    alpha_eval : array_like or sequence of arrays, optional
+        Sample times, common or one array per model.
+    solver : SolverOptions or mapping, optional
+        As for :func:`integrate`; the method must be ``"DOP853"``.
+    stop_eg : float, optional
+        Common threshold: stop each run where eps_g falls below it.
+    thresholds : sequence of float
+        eps_g levels whose first downward crossing is located along the way
+        (for convergence times; :attr:`BatchTrajectories.crossings`).
+    spacing : {"linear", "log"}
+        Spacing of the ``n_points`` samples, as for :func:`integrate`.
+
+    Returns
+    -------
+    BatchTrajectories
+    """
+    batch = CommitteeBatch(models)
+    base = batch.model
+    B = len(batch)
+    starts = list(starts)
+    if len(starts) != B:
+        raise ValueError(f"starts: need one start per model ({B}), got {len(starts)}")
+    V0 = np.stack([m.state_vector(m.validate_state(s, "starts"), "starts") for m, s in zip(batch.models, starts)])
+    alpha_max = np.array(np.broadcast_to(np.asarray(alpha_max, dtype=float), (B,)))
+    if not np.all(np.isfinite(alpha_max) & (alpha_max > 0)):
+        raise ValueError(f"alpha_max: must be finite and > 0, got {alpha_max.tolist()}")
+    if spacing not in ("linear", "log"):
+        raise ValueError(f"spacing: must be 'linear' or 'log', got {spacing!r}")
+    times = _sample_times(alpha_max, n_points, alpha_eval, spacing)
+    opts = coerce_options(solver, SolverOptions, "solver")
+    if opts.method != "DOP853":
+        raise ValueError(f"solver: the batched integration is DOP853 only, got method {opts.method!r}")
+    if stop_eg is not None and not stop_eg > 0:
+        raise ValueError(f"stop_eg: threshold must be > 0, got {stop_eg!r}")
+    thresholds = [float(x) for x in thresholds]
+    if not all(math.isfinite(x) and x > 0 for x in thresholds):
+        raise ValueError(f"thresholds: must be finite and > 0, got {thresholds}")
+    max_norm = opts.max_norm
+
+    def level(thr: float):
+        def g(_t: np.ndarray, V: np.ndarray, _rows: np.ndarray) -> np.ndarray:
+            return _eg_near(base, V, thr) - thr
+        return g
+
+    events = [BatchEvent("cone_exit", lambda _t, V, _r: batch.min_eigenvalue(V) + 1e3 * PSD_TOL, direction=-1,
+                         status="diverged", message="left the positive-semidefinite cone"),
+              BatchEvent("blow_up", lambda _t, V, _r: max_norm - np.abs(V).max(axis=-1), direction=-1,
+                         status="diverged", message=f"an order parameter exceeded {max_norm:g}")]
+    if stop_eg is not None:
+        events.append(BatchEvent("stop_eg", level(float(stop_eg)), direction=-1,
+                                 message=f"eps_g fell below {stop_eg:g}"))
+    for j, thr in enumerate(thresholds):
+        events.append(BatchEvent(f"threshold_{j}", level(thr), direction=-1,
+                                 terminal=False))
+
+    def outside(V: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return ~np.all(np.isfinite(batch.rhs(V, rows)), axis=1) | (batch.min_eigenvalue(V) < 0)
+
+    run = solve_batch(lambda _t, V, rows: batch.rhs(V, rows), V0, alpha_max, rtol=opts.rtol, atol=opts.atol,
+                      events=events, t_eval=times, diverged=outside, time_name="alpha")
+    parts = []
+    for r in range(B):
+        a_end = float(run.t_end[r])
+        if run.n_steps[r] == 0:  # stopped on its first step: only the start is known
+            parts.append((np.array([0.0]), V0[r][None, :]))
+        else:
+            keep = times[r] < a_end
+            parts.append((np.append(times[r][keep], a_end),
+                          np.concatenate([run.samples[r, :int(keep.sum())], run.y_end[r][None, :]])))
+    if alpha_eval is None:
+        _resample_early_stops(batch, V0, run, times, parts, opts, spacing)
+    # eps_g of every sample of every run in one call (its cost is mostly per call): the
+    # accurate route's products may round a value in its last bits with the other runs'
+    # samples, which never feeds back into a run.
+    eg_all = np.split(base.eg_vector(np.concatenate([Y for _, Y in parts])),
+                      np.cumsum([len(a) for a, _ in parts])[:-1])
+    datasets = []
+    for r, model in enumerate(batch.models):
+        a_end, status = float(run.t_end[r]), run.status[r]
+        a, Y = parts[r]
+        settings = {"rtol": opts.rtol, "atol": opts.atol, "method": opts.method, "stop_eg": stop_eg,
+                    "max_norm": max_norm, "alpha_max": float(alpha_max[r])}
+        ds = trajectory_dataset(model, a, Y, settings=settings, eg=eg_all[r])
+        ds.attrs.update(status=status, message="reached alpha_max" if status == "ok" else run.message[r],
+                        alpha_end=a_end, n_rhs=int(run.nfev[r]))
+        datasets.append(ds)
+    crossings = {}
+    if thresholds:
+        eg0 = base.eg_vector(V0)
+        for j, thr in enumerate(thresholds):
+            crossings[thr] = [_crossing(thr, float(eg0[r]), run.t_events[f"threshold_{j}"][r],
+                                        run.directions[f"threshold_{j}"][r], run.status[r], float(run.t_end[r]))
+                              for r in range(B)]
+    return BatchTrajectories(datasets, crossings, run.n_calls)
+
+
+def _resample_early_stops(batch: CommitteeBatch, V0: np.ndarray, run: Any, times: list[np.ndarray], parts: list,
+                          opts: SolverOptions, spacing: str) -> None:
+    """Sample the runs that stopped before their horizon as densely as the others, in place.
+
+    Where a run stops (an event) is known only at its end, so its rows are
+    integrated again, without events, to that stop, sampled on ``n_points``
+    times up to it (the same steps as the first pass up to rounding); the stop
+    itself keeps the first pass's located state.  A row whose second pass
+    does not reach its stop keeps the samples of the first.
+    """
+    early = np.flatnonzero((run.n_steps > 0) & (run.t_end < np.array([t[-1] for t in times])))
+    if early.size == 0:
+        return
+    ends = run.t_end[early]
+    grids = [_samples(times[r].size, spacing, float(e)) for r, e in zip(early, ends)]
+    again = solve_batch(lambda _t, V, rows: batch.rhs(V, early[rows]), V0[early], ends, rtol=opts.rtol,
+                        atol=opts.atol, t_eval=grids, time_name="alpha")
+    for k, r in enumerate(early):
+        if again.status[k] != "ok":
+            continue
+        keep = grids[k] < ends[k]
+        n = int(keep.sum())
+        parts[r] = (np.append(grids[k][keep], ends[k]), np.concatenate([again.samples[k, :n], run.y_end[r][None, :]]))
+
+
+def _eg_near(model: Committee, V: np.ndarray, level: float) -> np.ndarray:
+    """eps_g of states ``V`` ``(m, n)`` for locating where it crosses ``level``, row by row.
+
+    The plain sum over field pairs has an absolute error of ~1e-16 times the
+    size of its terms, a relative error below ~1e-9 of any ``level >= 1e-7``:
+    there it decides the crossing (and its location to far below the solver
+    tolerance) at a fraction of the cost of the accurate
+    :meth:`~phasekit.committee.model.Committee.eg_vector`, which is used for
+    smaller levels, within a factor of four of the level.  Each row is
+    rounded the same whatever the other rows (no BLAS product across rows).
+    """
+    if model._eg_route == "linear":
+        return model.eg_vector(V)
+    if not model._closed_I2:
+        return np.array([model.eg_vector(v) for v in V]).reshape(len(V))
+    I2 = model._i2_pairs(model._sigma(V))
+    if model.train_second_layer:
+        vs, c = model._weights_of(V)
+        wp = model._pair_weights(vs, c)[0]
+    else:
+        wp = model._w_pairs
+    plain = 0.5 * _ordered_sum(I2 * wp)
+    if level < 1e-7 and model._eg_route == "matched":
+        for r in np.flatnonzero((plain < 4.0 * level) & (plain > 0.25 * level)):
+            plain[r] = model.eg_vector(V[r])
+    return plain
+
+
+def _crossing(thr: float, eg0: float, times: np.ndarray, signs: np.ndarray, status: str, a_end: float) -> Crossing:
+    """The first downward crossing of ``thr``, decoded as :func:`~phasekit.committee.plateaus.convergence_time` does."""
+    if eg0 < thr:
+        return Crossing(alpha=0.0, threshold=thr, message=f"eps_g below {thr:g} at the start")
+    down = times[signs < 0]
+    if down.size:
+        t = float(down[0])
+        return Crossing(alpha=t, threshold=thr, message=f"eps_g fell below {thr:g} at alpha = {t:.6g}")
+    if status == "diverged":
+        return Crossing(alpha=math.inf, threshold=thr, status="diverged",
+                        message=f"the flow diverged at alpha = {a_end:.6g} before eps_g fell below {thr:g}")
+    if status == "failed":
+        return Crossing(alpha=math.nan, threshold=thr, status="failed",
+                        message=f"the solver failed at alpha = {a_end:.6g}")
+    return Crossing(alpha=math.inf, threshold=thr, status="not_reached",
+                    message=f"eps_g stayed above {thr:g} up to alpha = {a_end:.6g}")

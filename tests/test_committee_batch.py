@@ -1,0 +1,58 @@
+"""Committee grid points integrated as one batch by the runner (phasekit.study.committee_batch)."""
+
+import numpy as np
+from helpers_study import small_study
+
+from phasekit.study import committee_batch
+from phasekit.study.runner import run_study
+
+
+def test_a_study_batched_equals_it_point_by_point(tmp_path, monkeypatch):
+    """erf, K = 1 and 2, converging and diverging, with convergence times off the stop threshold."""
+    grid = {"eta": [0.5, 1.5, 40.0], "K": [1, 2]}
+    st = small_study(grid=grid, integration={"eta_alpha_max": 100.0, "n_points": 41, "stop_eg": 1e-3},
+                     measures={"convergence_time": {"threshold": 1e-2}, "final_eg": {}, "trajectory": {}})
+    batches = []
+    real = committee_batch.integrate_batch
+
+    def spy(models, *args, **kwargs):
+        batches.append(len(models))
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(committee_batch, "integrate_batch", spy)
+    per = run_study(st, progress=False)
+    assert batches == []  # the default, batch_points = 1: every point alone
+    bat = run_study(st, progress=False, parallel={"batch_points": 64})
+    assert sorted(batches) == [3, 3]  # K = 1 and K = 2
+    assert (bat["status"].values == per["status"].values).all()
+    for v in ("convergence_time", "final_eg", "alpha_end"):
+        np.testing.assert_allclose(bat[v].values, per[v].values, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(bat["R"].values, per["R"].values, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(bat["alpha"].values, per["alpha"].values, rtol=1e-6)  # the last: alpha_end
+    # resumed from checkpoints, a point is the same whichever points it is batched with
+    st = small_study(grid=grid, integration={"eta_alpha_max": 100.0, "n_points": 41, "stop_eg": 1e-3},
+                     measures={"convergence_time": {"threshold": 1e-2}, "final_eg": {}, "trajectory": {}},
+                     run={"batch_points": 64})  # (the study's own [run] table)
+    disk = run_study(st, outdir=tmp_path, progress=False)
+    files = sorted((tmp_path / "checkpoints").glob("batch-*.nc"))
+    assert len(files) == 6  # each point checkpointed alone
+    for f in files[::2]:
+        f.unlink()
+    again = run_study(st, outdir=tmp_path, progress=False)
+    for v in ("convergence_time", "alpha_end", "R"):
+        np.testing.assert_array_equal(again[v].values, disk[v].values)
+        np.testing.assert_array_equal(again[v].values, bat[v].values)
+    # (eps_g of the samples is computed for a batch at once: equal to its last bits)
+    np.testing.assert_allclose(again["final_eg"].values, bat["final_eg"].values, rtol=1e-13)
+
+
+def test_only_models_rounded_alone_are_batched():
+    """relu at second order (its I4 factorises covariances, rounded with the batch) stays per point."""
+    st = small_study(grid={"eta": [0.5, 1.5]}, model={"K": 2, "M": "K", "activation": "relu", "second_order": True})
+    pf = committee_batch.Prefetch(st, [(0, True, False), (1, True, False)])
+    assert pf.enabled and pf._point(0) is None and pf.take(0) is None
+    first = small_study(grid={"eta": [0.5, 1.5]}, model={"K": 2, "M": "K", "activation": "relu",
+                                                          "second_order": False})
+    assert committee_batch.Prefetch(first, [(0, True, False)])._point(0) is not None
+    lsoda = small_study(solver={"method": "LSODA"})
+    assert not committee_batch.Prefetch(lsoda, [(0, True, False)]).enabled
