@@ -94,3 +94,20 @@ def test_continuation_with_a_trained_second_layer_and_bad_parameters():
         pc.continuation(model, "perfect", [1, 2], parameter="K")
     with pytest.raises(ValueError, match=r"values: need >= 2 strictly monotonic values of drift \(each >= 0\)"):
         pc.continuation(model, "perfect", [0.1, -0.1], parameter="drift")
+
+
+def test_continuation_reports_progress_after_a_threshold_and_can_be_quiet(capsys, monkeypatch):
+    from phasekit.core import parallel
+
+    model = Committee(1, 1, "erf", eta=0.5)
+    etas = [0.5, 1.0, 1.5, 2.0]
+    monkeypatch.setattr(parallel, "PROGRESS_DELAY", 0.0)  # shown at once
+    quiet = pc.continuation(model, "perfect", etas, progress=False)
+    assert capsys.readouterr().err == ""
+    shown = pc.continuation(model, "perfect", etas)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("continuation in eta (K = 1, M = 1) [##############################] 4/4 values")
+    np.testing.assert_array_equal(shown["R"].values, quiet["R"].values)  # the report changes no number
+    monkeypatch.setattr(parallel, "PROGRESS_DELAY", 3.0)  # the default: a short branch says nothing
+    pc.continuation(model, "perfect", etas)
+    assert capsys.readouterr().err == ""

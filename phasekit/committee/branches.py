@@ -18,6 +18,7 @@ import xarray as xr
 
 from ..core.datasets import coordinate, model_attrs, provenance_attrs, variable
 from ..core.options import NewtonOptions, coerce_options
+from ..core.parallel import Progress
 from ..core.results import FixedPoint, status_attrs, status_codes
 from .cone import _pull_inside
 from .jacobians import _as_vector
@@ -51,7 +52,7 @@ def _check_values(values: Sequence[float], parameter: str) -> np.ndarray:
 
 def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str, values: Sequence[float], *,
                  parameter: str = "eta", newton: NewtonOptions | Mapping[str, Any] | None = None,
-                 xtol: float = 1e-10, max_bisect: int = 60) -> xr.Dataset:
+                 xtol: float = 1e-10, max_bisect: int = 60, progress: bool = True) -> xr.Dataset:
     """Follow a fixed point as a model parameter varies (tangent predictor, Newton corrector).
 
     Parameters
@@ -71,6 +72,9 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
         Relative width (in ``(0, 1)``) to which each zero crossing is bisected.
     max_bisect : int
         Bisection steps per crossing at most (``>= 0``).
+    progress : bool
+        Report the values done and the time left on stderr once the branch has
+        taken a few seconds (:class:`phasekit.core.parallel.Progress`).
 
     Returns
     -------
@@ -113,6 +117,7 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
     points: list[CommitteeFixedPoint | None] = []
     prev_fp: CommitteeFixedPoint | None = None
     prev_eta = None
+    bar = Progress(len(etas), enabled=progress, what=f"continuation in {parameter} (K = {K}, M = {M})", unit="values")
     for eta in etas:
         m = model.replace(**{parameter: float(eta)})
         guess = v
@@ -133,7 +138,9 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
         fp = linearise(m, res.v, status="converged", iterations=res.iterations)
         points.append(fp)
         v, prev_fp, prev_eta = res.v, fp, eta
+        bar.update()
     n_done = len(points)
+    bar.close()
 
     crossings = []
     for j in range(n_done - 1):
