@@ -166,7 +166,7 @@ class SgdRegime:
         Fitted exponent of ``second / first`` in ``d`` (prediction ``-(kappa + delta)``).
     step_exponent : float
         Fitted exponent in ``d`` of the larger per-example change of ``Q``
-        (prediction ``-1 - (kappa + delta) - max(0, -(kappa + delta))``).
+        (prediction ``-1 - s + max(0, -s)``, ``s = kappa + delta``).
     dims, K, first, second : ndarray
         The dimensions used, the widths built and the two sizes in ``dQ/dalpha`` there.
     """
