@@ -767,9 +767,9 @@ def _sgd_setting(name: str, kind: str, default: Any, long_name: str, **kw: Any) 
     "tol": _sgd_setting("tol", "number", 0.1, "half-width of a line in exponent units", low=0.0, low_open=True),
 }, ignores=("K", "eta", "eta_over_eta_c", "second_order", "normalisation", "initial", "integration"))
 def measure_sgd_regime(ctx: PointContext, settings: dict) -> Outcome:
-    """Which terms of the 1/K committee's flow survive at ``(delta, kappa)`` (:func:`~phasekit.committee.sgd_phases.classify_sgd_regime`).
+    """Which terms of the 1/K committee's flow survive at ``(delta, kappa)``.
 
-    The model's ``activation``, ``noise`` and (with ``teacher = "fixed"``)
+    :func:`~phasekit.committee.sgd_phases.classify_sgd_regime`; the model's ``activation``, ``noise`` and (with ``teacher = "fixed"``)
     ``M`` are the point's; K, eta and the normalisation follow from the exponents.
     """
     from ..committee.sgd_phases import SGD_REGIMES, classify_sgd_regime
