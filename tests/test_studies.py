@@ -266,3 +266,28 @@ def test_annealing_falls_below_the_constant_eta_floor_as_c_over_alpha(tmp_path_f
     assert eg[1] < eg[2] < eg[0] and eg[1] * (alpha + 100.0) / C == pytest.approx(1.0, abs=0.1)
     assert np.isnan(ds["annealing_C"].sel(case="annealed c = 8")) and \
         float(ds["annealing_exponent"].sel(case="annealed c = 8")) == pytest.approx(0.70696, abs=1e-4)
+
+
+def test_sgd_phase_diagram_regimes_follow_the_published_lines_away_from_them(tmp_path_factory):
+    """The flow's regime at (delta, kappa) points away from the lines is the published one, the line on which
+    both terms survive is delta = -kappa, and the ODE limit ends at delta = -kappa - 1/2 (= the published
+    -(1 + kappa)/2 at kappa = 0 only)."""
+    from phasekit.committee.sgd_phases import SGD_REGIMES, analytic_sgd_regime
+
+    ds, _ = run("sgd_phase_diagram", tmp_path_factory)
+    assert set(names(ds).ravel()) == {"ok"}
+    regime = ds["sgd_regime"]
+    # green, blue, orange, red (both kinds of line agree there), one of each at kappa = 0 and kappa = 1
+    for delta, kappa in [(0.25, 0.0), (0.0, 0.0), (-0.25, 0.0), (-1.0, 0.0), (0.0, 1.0), (-1.0, 1.0),
+                         (-1.75, 1.0), (-0.5, 0.25), (-1.25, 0.5)]:
+        got = SGD_REGIMES[int(regime.sel(delta=delta, kappa=kappa, method="nearest"))]
+        assert abs(float(ds["delta"].sel(delta=delta, method="nearest")) - delta) < 1e-9
+        assert got == analytic_sgd_regime(delta, kappa), (delta, kappa, got)
+    kappa = ds["kappa"].values
+    np.testing.assert_allclose(ds["sgd_line_both_delta"].values, -kappa, atol=3e-3)
+    np.testing.assert_allclose(ds["sgd_line_ode_delta"].values, -kappa - 0.5, atol=3e-3)
+    assert abs(float(ds["sgd_line_ode_delta"].sel(kappa=0.0)) - ds["sgd_line_ode_delta_analytic"].sel(kappa=0.0)) \
+        < 3e-3
+    # where the two second lines part (kappa = 0.75, delta = -1): noise dominated by the flow, no ODE by -(1+kappa)/2
+    assert SGD_REGIMES[int(regime.sel(delta=-1.0, kappa=0.75))] == "noise dominated"
+    assert analytic_sgd_regime(-1.0, 0.75) == "no ODE limit"

@@ -214,3 +214,13 @@ def test_wide_plateau_starts_inside_the_cone_and_holds_R_equal_S():
     p = red.symmetric_plateau()
     assert p.status == "converged" and p.vector[0] == p.vector[1]
     assert red.min_eigenvalue(p.vector) > 0 and p.extra["escape_eigenvalue"] > 0
+
+
+def test_reduced_flow_parts_combine_to_the_reduced_flow():
+    from phasekit import Committee
+
+    red = Committee(6, 6, "erf", eta=0.4, noise=0.3, normalisation="1/K", weight_decay=0.01).restrict("site_symmetric")
+    z = np.array([0.5, 0.05, 1.0, 0.2])
+    parts = red.flow_parts(z)
+    np.testing.assert_allclose(parts.combine(), red.rhs_vector(z), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(parts.combine(eta=0.8) - red.replace(eta=0.8).rhs_vector(z), 0.0, atol=1e-14)

@@ -26,6 +26,7 @@ module                  concept
 ``steady``              steady states under drift, weight decay, noise; ``optimal_steady_eta``
 ``annealing``           the ``C / alpha`` error of ``1/alpha`` annealing with noise (``annealing_asymptote``)
 ``simulation``          microscopic SGD and the exact finite-N chain
+``sgd_phases``          which terms survive as eta and K scale with d: ``classify_sgd_regime``
 ======================  ======================================================
 """
 
@@ -47,6 +48,7 @@ from .stability import CriticalEta, OptimalEta, SectorStability, critical_eta, o
 from .subspaces import SUBSPACES, SiteSymmetricCommittee
 from .steady import SteadyEta, optimal_steady_eta, steady_state
 from .starts import INITIAL_KINDS, initial_state
+from .sgd_phases import SGD_REGIMES, SgdRegime, analytic_sgd_regime, classify_sgd_regime
 
 __all__ = [
     "AsymptoticError", "asymptotic_eg", "continuation", "integrate", "model_from_dataset", "state_at",
@@ -58,4 +60,5 @@ __all__ = [
     "critical_eta", "optimal_eta", "INITIAL_KINDS", "initial_state", "SteadyEta", "optimal_steady_eta",
     "steady_state", "AnnealingAsymptote", "annealing_asymptote", "SectorStability", "sector_stability",
     "SUBSPACES", "SiteSymmetricCommittee",
+    "SGD_REGIMES", "SgdRegime", "analytic_sgd_regime", "classify_sgd_regime",
 ]

@@ -43,6 +43,7 @@ from ..core.results import FixedPoint, classify
 from ..core.spectrum import eigen_decomposition
 from ..core.ode import Event, solve_flow
 from ..core.options import SolverOptions
+from .flow import FlowParts
 from .jacobians import _BOUNDARY_MARGIN, _CENTRAL_STEP, _inward_columns
 from .model import PSD_TOL, SUBSPACE_MODELS, Committee, State
 from .pencil import EtaStructure
@@ -427,6 +428,13 @@ class SiteSymmetricCommittee:
             second[..., 4] = self._i2_student(self._kernel("I2"), ext, cx, cy)[..., 0]
         parts["second_layer"] = second
         return parts
+
+    def flow_parts(self, z: np.ndarray) -> FlowParts:
+        """The reduced flow as parts with scalar coefficients (as :meth:`Committee.flow_parts
+        <phasekit.committee.flow.CommitteeFlow.flow_parts>`), each of shape ``(..., n_state)``."""
+        p = self._parts(z)
+        return FlowParts(model=self, first=p["first"], i4=p.get("i4"), j2=p.get("j2"), decay=p["decay"],
+                         drift=p["drift"], second_layer=p["second_layer"])
 
     def rhs_vector(self, z: np.ndarray, alpha: Any = None) -> np.ndarray:
         """``d z / d alpha`` for reduced states ``z`` of shape ``(..., n_state)`` (no validation; batched)."""

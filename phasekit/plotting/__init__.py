@@ -12,6 +12,7 @@ Labels carry units from the datasets' ``long_name``/``units`` attributes.
 from __future__ import annotations
 
 from . import committee, linear_dynamics, propagation, simulation, sweeps, two_layer  # noqa: F401  (register)
+from . import sgd_phases  # noqa: F401  (register)
 from .common import (FIGURES, draw, figure_problem, fmt, label, layout_problems, register_figure, save_figure,
                      trajectories)
 from .defaults import default_figures

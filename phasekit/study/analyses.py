@@ -396,3 +396,61 @@ def edge_of_chaos(ds: xr.Dataset, settings: dict, probe: Any = None) -> dict[str
                                                              "(1) or not (0)", "units": ""}),
     }
 
+
+
+# --- the lines of the SGD phase diagram in (delta, kappa) -----------------------------------------
+
+def _zero_crossing(x: np.ndarray, y: np.ndarray) -> float:
+    """The first ``x`` where the piecewise-linear ``y(x)`` (``x`` ascending) crosses zero, NaN if none."""
+    for j in range(len(x) - 1):
+        a, b = y[j], y[j + 1]
+        if np.isfinite(a) and np.isfinite(b) and a * b <= 0 and a != b:
+            return float(x[j] - a * (x[j + 1] - x[j]) / (b - a))
+    return np.nan
+
+
+@register_analysis("sgd_phase_lines", settings={
+    "over": _string("over", "delta", "the learning-rate exponent axis"),
+}, output_names=lambda s: ["sgd_line_both_delta", "sgd_line_both_delta_analytic", "sgd_line_ode_delta",
+                           "sgd_line_ode_delta_analytic", "sgd_line_ode_delta_scaling", "sgd_regime_agreement"],
+    check=lambda s, v, d: (None if {"ratio_exponent", "step_exponent", "sgd_regime"} <= v and
+                           {s.get("over", "delta"), "kappa"} <= d else
+                           "over: needs the measure sgd_regime on a grid over delta and kappa"))
+def sgd_phase_lines(ds: xr.Dataset, settings: dict, probe: Any = None) -> dict[str, xr.DataArray]:
+    """The lines of the (delta, kappa) diagram from the flow's exponents, next to the published ones.
+
+    Along ``delta`` at each ``kappa``: where the exponent of the ratio of the
+    eta^2/noise terms to the first-order terms crosses zero (the line on which
+    both survive) and where the exponent of the change per example does (the
+    end of the ODE limit), by linear interpolation between grid neighbours;
+    the published lines ``-kappa`` and ``-(1 + kappa)/2``, the closed form
+    ``-kappa - 1/2`` of the change per example, and the fraction of points
+    whose regime from the flow is the one of the published lines.
+    """
+    over = settings.get("over", "delta")
+    keep = ["ratio_exponent", "step_exponent", "sgd_regime"] + (["sgd_regime_analytic"]
+                                                                if "sgd_regime_analytic" in ds else [])
+    sub = ds[keep].sortby(over).transpose("kappa", over, ...)
+    x = sub[over].values.astype(float)
+    kappa = sub["kappa"].values.astype(float)
+    both, ode, agree = (np.full(len(kappa), np.nan) for _ in range(3))
+    for j in range(len(kappa)):
+        ratio = sub["ratio_exponent"].values[j].reshape(len(x), -1)
+        step = sub["step_exponent"].values[j].reshape(len(x), -1)
+        both[j] = _zero_crossing(x, np.nanmedian(ratio, axis=1))
+        ode[j] = _zero_crossing(x, np.nanmedian(step, axis=1))
+        if "sgd_regime_analytic" in sub:
+            agree[j] = float(np.mean(sub["sgd_regime"].values[j] == sub["sgd_regime_analytic"].values[j]))
+    coords = {"kappa": sub["kappa"]}
+
+    def out(values: np.ndarray, long_name: str) -> xr.DataArray:
+        return xr.DataArray(values, dims=("kappa",), coords=coords, attrs={"long_name": long_name, "units": "1"})
+
+    return {
+        "sgd_line_both_delta": out(both, "delta where both terms survive (flow's exponents)"),
+        "sgd_line_both_delta_analytic": out(-kappa, "delta = -kappa (published)"),
+        "sgd_line_ode_delta": out(ode, "delta where the ODE limit ends (flow's exponents)"),
+        "sgd_line_ode_delta_analytic": out(-(1.0 + kappa) / 2.0, "delta = -(1 + kappa)/2 (published)"),
+        "sgd_line_ode_delta_scaling": out(-kappa - 0.5, "delta = -kappa - 1/2 (change per example ~ 1)"),
+        "sgd_regime_agreement": out(agree, "fraction of delta values whose regime is the published one"),
+    }

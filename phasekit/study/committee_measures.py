@@ -739,3 +739,45 @@ def measure_annealing_asymptote(ctx: PointContext, settings: dict) -> Outcome:
     res = annealing_asymptote(model)
     return Outcome({"annealing_C": float(res.coefficient), "annealing_exponent": float(res.exponent),
                     "annealing_rate": float(res.lambda_min)}, res.status, res.message)
+
+
+# --- the phase diagram of SGD in width and learning-rate scaling ----------------------------------
+
+def _sgd_setting(name: str, kind: str, default: Any, long_name: str, **kw: Any) -> Parameter:
+    return Parameter(name, kind, default, long_name, "1" if kind in ("number", "numbers") else "",
+                     table="measures", **kw)
+
+
+@register_measure("sgd_regime", {
+    "sgd_regime": Output("regime of the flow's terms (from the flow)", "",
+                         flags=("gradient flow", "both", "noise dominated", "no ODE limit")),
+    "sgd_regime_analytic": Output("regime from the lines delta = -kappa, delta = -(1 + kappa)/2", "",
+                                  flags=("gradient flow", "both", "noise dominated", "no ODE limit")),
+    "ratio_exponent": Output("exponent in d of (eta^2 and noise terms) / (first-order terms)"),
+    "step_exponent": Output("exponent in d of the change of Q per example"),
+}, settings={
+    "delta": _sgd_setting("delta", "number", 0.0, "learning-rate exponent delta"),
+    "kappa": _sgd_setting("kappa", "number", 0.0, "width exponent kappa", low=0.0),
+    "eta0": _sgd_setting("eta0", "number", 1.0, "learning-rate prefactor eta0", low=0.0, low_open=True),
+    "p0": _sgd_setting("p0", "number", 100.0, "width prefactor p0", low=0.0, low_open=True),
+    "dims": _sgd_setting("dims", "numbers", [1e2, 1e3, 1e4], "input dimensions d of the fit", low=1.0,
+                         low_open=True),
+    "teacher": _sgd_setting("teacher", "choice", "grows", "teacher: M = K (site-symmetric) or M fixed",
+                            choices=("grows", "fixed")),
+    "tol": _sgd_setting("tol", "number", 0.1, "half-width of a line in exponent units", low=0.0, low_open=True),
+}, ignores=("K", "eta", "eta_over_eta_c", "second_order", "normalisation", "initial", "integration"))
+def measure_sgd_regime(ctx: PointContext, settings: dict) -> Outcome:
+    """Which terms of the 1/K committee's flow survive at ``(delta, kappa)``.
+
+    :func:`~phasekit.committee.sgd_phases.classify_sgd_regime`; the model's ``activation``, ``noise`` and (with ``teacher = "fixed"``)
+    ``M`` are the point's; K, eta and the normalisation follow from the exponents.
+    """
+    from ..committee.sgd_phases import SGD_REGIMES, classify_sgd_regime
+
+    p, s = ctx.params, settings
+    M = p["K"] if p["M"] == "K" else p["M"]
+    res = classify_sgd_regime(float(s["delta"]), float(s["kappa"]), dims=s["dims"], eta0=s["eta0"], p0=s["p0"],
+                              activation=p["activation"], noise=p["noise"], teacher=s["teacher"], M=int(M),
+                              tol=s["tol"])
+    return Outcome({"sgd_regime": float(res.code), "sgd_regime_analytic": float(SGD_REGIMES.index(res.analytic)),
+                    "ratio_exponent": res.ratio_exponent, "step_exponent": res.step_exponent})
