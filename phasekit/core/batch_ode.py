@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.integrate import DOP853
 
-from .ode import Event
+from .ode import Event, event_list
 
 __all__ = ["BatchEvent", "BatchFlowRun", "solve_batch"]
 
@@ -249,12 +249,7 @@ def solve_batch(
     t_max = np.array(np.broadcast_to(np.asarray(t_max, dtype=float), (Bn,)))
     if not np.all(t_max > t):
         raise ValueError("t_max: every row's horizon must exceed its start time")
-    events = list(events)
-    if not all(isinstance(e, BatchEvent) for e in events):
-        raise ValueError("events: expected a sequence of phasekit.core.batch_ode.BatchEvent")
-    names = [e.name for e in events]
-    if len(set(names)) != len(names):
-        raise ValueError(f"events: names must be distinct, got {names}")
+    events = event_list(events, BatchEvent)
     rtol = max(float(rtol), 100 * _EPS)
     # Sample times, padded to one (B, n_eval) table.
     if t_eval is None:

@@ -179,6 +179,17 @@ class FlowRun(Result):
         return np.asarray(self.dense(times)).T
 
 
+def event_list(events: Sequence[Any], kind: type) -> list:
+    """``events`` as a list, checked: each an instance of ``kind``, names distinct."""
+    events = list(events)
+    if not all(isinstance(e, kind) for e in events):
+        raise ValueError(f"events: expected a sequence of {kind.__module__}.{kind.__qualname__}")
+    names = [e.name for e in events]
+    if len(set(names)) != len(names):
+        raise ValueError(f"events: names must be distinct, got {names}")
+    return events
+
+
 def solve_flow(
     fun: Callable[[float, Array], Array],
     y0: Array,
@@ -225,12 +236,7 @@ def solve_flow(
     FlowRun
     """
     opts = coerce_options(options, SolverOptions, "options")
-    events = list(events)
-    if not all(isinstance(e, Event) for e in events):
-        raise ValueError("events: expected a sequence of phasekit.core.ode.Event")
-    names = [e.name for e in events]
-    if len(set(names)) != len(names):
-        raise ValueError(f"events: names must be distinct, got {names}")
+    events = event_list(events, Event)
     t0, t1 = (float(t) for t in t_span)
     y0 = np.asarray(y0, dtype=float)
     if t_eval is not None:
