@@ -55,7 +55,7 @@ class AnnealingAsymptote(ScalarResult):
     Attributes
     ----------
     coefficient : float
-        ``C`` (units of alpha); ``nan`` unless ``c lambda_min > 1``.
+        ``C`` (units of alpha); ``nan`` unless ``c > c_critical``.
     c : float
         ``eta0 alpha0``: the schedule is ``c / (alpha + alpha0)`` (units of alpha).
     c_critical : float
