@@ -243,7 +243,8 @@ class Study:
                        for a in self.axes}
         gridded = {k for names in set_by_grid.values() for k in names}
         return {
-            "system": self.system, "params": {k: v for k, v in self.params.items() if k not in gridded},
+            "system": self.system, "params": {k: v for k, v in self.params.items() if k not in gridded
+                                              and not (k in _UNSET_UNHASHED and v is None)},
             "grid": sorted([a.name, set_by_grid[a.name], a.depends] for a in self.axes),
             "measures": self.measures, "solver": self.solver.to_dict(), "newton": self.newton.to_dict(),
         }
@@ -259,6 +260,11 @@ class Study:
 
 
 # --- parsing -----------------------------------------------------------------
+
+
+# Parameters added after studies were checkpointed: left out of the hash while unset, so that
+# those checkpoints stay valid.
+_UNSET_UNHASHED = ("subspace",)
 
 
 def _merge(base: dict, over: Mapping) -> dict:
