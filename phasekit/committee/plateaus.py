@@ -63,7 +63,11 @@ def _plateau_object(model: Committee, plateau: Any) -> Any:
 
 
 def _plateau_eg(model: Committee, plateau: Any) -> float:
-    if plateau is None or hasattr(plateau, "eg"):
+    if plateau is None:
+        plateau = _symmetric_plateau(model)
+    if isinstance(getattr(plateau, "extra", None), dict) and "subspace" in plateau.extra:
+        egP = float(model.eg_vector(plateau.vector))  # a reduced model's fixed point, in its own coordinates
+    elif hasattr(plateau, "eg"):
         egP = float(_plateau_object(model, plateau).eg)
     else:
         try:
