@@ -465,7 +465,11 @@ def _saad_solla_escape(model: Committee) -> float:
 @register_measure("plateau", _PLATEAU_OUTPUTS, check=_needs_autonomous("the symmetric plateau"),
                   ignores=("initial", "integration"))
 def measure_plateau(ctx: PointContext, settings: dict) -> Outcome:
-    """The symmetric plateau (:func:`phasekit.committee.landmarks.symmetric_plateau`): eps_g, escape rate, overlaps."""
+    """The symmetric plateau (:func:`phasekit.committee.landmarks.symmetric_plateau`): eps_g, escape rate, overlaps.
+
+    In a subspace (``model.subspace``) the reduced model's plateau: its escape
+    eigenvalue, multiplicity and unstable directions are those inside the subspace.
+    """
     model = point_model(ctx)
     if model.K < 2:
         return _no_plateau(tuple(_PLATEAU_OUTPUTS), "not_reached",
@@ -523,6 +527,7 @@ def measure_eta_c(ctx: PointContext, settings: dict) -> Outcome:
     """Critical learning rate of the perfect solution (:func:`phasekit.committee.stability.critical_eta`).
 
     Always for the exact (second-order) flow; independent of the point's eta.
+    In a subspace (``model.subspace``): the value inside it (``critical_eta(model, subspace=...)``).
     """
     st, res = _stability(ctx.params, settings["eta_max"])
     values = {"eta_c": float(res), "eta_c_error": float(res.error), "eta_c_precision": float(res.precision),
