@@ -496,3 +496,10 @@ def test_plateau_length_in_the_subspace_equals_the_full_one():
     for v in ("plateau_entry", "plateau_exit", "plateau_length"):
         assert float(red[v]) == pytest.approx(float(full[v]), rel=1e-6), v
     assert np.isfinite(float(red["plateau_length"]))
+
+
+def test_stored_trajectories_are_refused_in_a_subspace():
+    d = dict(_restricted_study(), report={"trajectories": [{"K": 2}]})
+    with pytest.raises(pk.StudyError, match="key 'report.trajectories': stored trajectories are drawn from the full"):
+        parse_study(d)
+    parse_study(dict(_SUBSPACE_STUDY, report={"trajectories": [{"K": 2}]}))  # the full space keeps them
