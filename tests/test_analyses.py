@@ -70,6 +70,42 @@ def test_power_law_of_an_exact_law_with_medians_and_an_expected_exponent():
     assert out["p_expected_exponent"].values.tolist() == [-0.5, -2.0]
 
 
+def test_power_law_on_a_range_of_x():
+    """Outside [x_min, x_max] the values follow another law: left out, the exponent is exact."""
+    x = np.array([1.0, 3.0, 10.0, 30.0, 100.0])
+    ds = _ds(np.where(x < 5, 1.0, 4.0 * x ** -3.0), ("K",), {"K": x}, "lam")
+    out = ANALYSES["power_law"].func(ds, {"y": "lam", "x": "K", "x_min": 5.0}, None)
+    assert float(out["exponent"]) == pytest.approx(-3.0, rel=1e-12)
+    assert float(out["prefactor"]) == pytest.approx(4.0, rel=1e-12)
+
+
+def test_inverse_fit_recovers_a_plus_b_over_x_scaled_by_a_power_of_x():
+    """x eta = a + b / x (power 1) and eps / x (power -1) on x >= x_min, with the least-squares errors."""
+    x = np.array([2.0, 5.0, 20.0, 50.0, 200.0])
+    eta = np.stack([(5.4 - 1.8 / x) / x, (4.0 - 4.0 / x) / x])  # (activation, K)
+    ds = _ds(np.where(x >= 5, eta, 7.0), ("activation", "K"), {"activation": ["erf", "relu"], "K": x}, "eta_c")
+    out = ANALYSES["inverse_fit"].func(ds, {"y": "eta_c", "x": "K", "power": 1.0, "x_min": 5.0, "prefix": "f_",
+                                            "expected": {"erf": 5.4}}, None)
+    np.testing.assert_allclose(out["f_limit"].values, [5.4, 4.0], rtol=1e-12)
+    np.testing.assert_allclose(out["f_slope"].values, [-1.8, -4.0], rtol=1e-10)
+    np.testing.assert_allclose(out["f_limit_stderr"].values, 0.0, atol=1e-10)
+    assert out["f_n_fit"].values.tolist() == [4, 4]
+    np.testing.assert_allclose(out["f_scaled"].values[:, 1:], (x[1:] * eta[:, 1:]), rtol=1e-12)
+    assert out["f_expected_limit"].values[0] == 5.4 and np.isnan(out["f_expected_limit"].values[1])
+    # the standard error of a noisy fit: the textbook formula for a straight line in 1/x
+    rng = np.random.default_rng(1)
+    y = 2.0 + 3.0 / x + 0.01 * rng.standard_normal(x.size)
+    fit = ANALYSES["inverse_fit"].func(_ds(y, ("K",), {"K": x}, "eg"), {"y": "eg", "x": "K"}, None)
+    u = 1.0 / x
+    resid = y - (float(fit["limit"]) + float(fit["slope"]) * u)
+    s2 = resid @ resid / (x.size - 2)
+    se_b = np.sqrt(s2 / np.sum((u - u.mean()) ** 2))
+    se_a = se_b * np.sqrt(np.mean(u ** 2))
+    assert float(fit["slope"]) == pytest.approx(np.polyfit(u, y, 1)[0], rel=1e-10)
+    assert float(fit["slope_stderr"]) == pytest.approx(se_b, rel=1e-10)
+    assert float(fit["limit_stderr"]) == pytest.approx(se_a, rel=1e-10)
+
+
 def test_regime_classification():
     assert classify_regime(0.5 * LAZY_DISTANCE, 1.0, 1.0) == "lazy"
     assert classify_regime(1.0, 0.01, 1.0) == "feature learning"

@@ -410,3 +410,96 @@ def test_plateau_second_layer_is_the_plateau_of_the_flow_in_v():
     assert float(exact["plateau_v"]) < 0.99
     np.testing.assert_allclose(traj["v"].values[-1], float(exact["plateau_v"]), atol=1e-5)
     assert float(traj["eg"].values[-1]) == pytest.approx(float(exact["plateau_eg"]), rel=1e-5)
+
+
+# --- a study restricted to the site-symmetric subspace ------------------------------------------------
+
+_SUBSPACE_STUDY = {"name": "ss", "model": {"M": "K", "activation": "erf", "eta": 0.5, "second_order": True},
+                   "grid": {"K": [2, 3]}, "initial": {"X": 1e-3, "Q0": 0.5},
+                   "integration": {"alpha_max": 300.0, "n_points": 31}, "solver": {"rtol": 1e-10, "atol": 1e-12},
+                   "measures": {"trajectory": {}, "final_eg": {}, "convergence_time": {"threshold": 5e-3},
+                                "plateau": {}, "eta_c": {}, "eta_opt": {}}}
+
+
+def _restricted_study(**model):
+    return dict(_SUBSPACE_STUDY, model=dict(_SUBSPACE_STUDY["model"], subspace="site_symmetric", **model))
+
+
+def test_site_symmetric_study_equals_the_full_study_where_they_coincide():
+    """erf K = M = 2, 3 from the site-symmetric start R = X I, Q = Q0 I: the reduced flow's trajectory, final
+    and threshold times, the plateau (R, Q, C, eps_g, escape rate) and eta_c, eta_opt (which for erf the
+    full space shares with the subspace) equal the full-space study's; eta_c and eta_opt are the restricted
+    values of critical_eta / optimal_eta, and the dataset names its subspace."""
+    full = pk.run_study(_SUBSPACE_STUDY, progress=False)
+    red = pk.run_study(_restricted_study(), progress=False)
+    assert str(red["subspace"].values) == "site_symmetric" and "subspace" not in full.coords
+    assert "R" not in red and "i" not in red.dims and "R" in full
+    assert (red["status"].values == full["status"].values).all()
+    # two integrations of one flow (rtol 1e-10): the escape from the plateau amplifies their difference to ~1e-7
+    np.testing.assert_allclose(red["eg"].values, full["eg"].values, rtol=1e-5, atol=1e-9)
+    for mine, (var, i, k) in {"R_ii": ("R", 0, 0), "R_in": ("R", 0, 1), "Q_ii": ("Q", 0, 0),
+                              "Q_ik": ("Q", 0, 1)}.items():
+        np.testing.assert_allclose(red[mine].values, full[var].values[:, :, i, k], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(red["final_eg"].values, full["final_eg"].values, rtol=1e-6)
+    assert red["convergence_time"].values[0] == pytest.approx(full["convergence_time"].values[0], rel=1e-7)
+    assert np.isinf(red["convergence_time"].values[1]) and np.isinf(full["convergence_time"].values[1])
+    for v in ("plateau_eg", "escape_eigenvalue", "plateau_R", "plateau_Q", "plateau_C", "eta_c", "eta_opt"):
+        np.testing.assert_allclose(red[v].values, full[v].values, rtol=1e-7, err_msg=v)
+    # inside the subspace the escape mode is simple; at K = 3 the full space has more modes of that rate
+    assert (red["escape_multiplicity"].values == 1).all() and full["escape_multiplicity"].values[1] > 1
+    for j, K in enumerate((2, 3)):
+        model = pk.Committee(K, K, "erf", second_order=True)
+        assert red["eta_c"].values[j] == pytest.approx(float(pk.critical_eta(model, subspace="site_symmetric")),
+                                                       rel=1e-9)
+        assert red["eta_opt"].values[j] == pytest.approx(float(pk.optimal_eta(model, subspace="site_symmetric")),
+                                                         rel=1e-9)
+
+
+def test_site_symmetric_relu_eta_opt_is_the_restricted_one():
+    """ReLU K = M = 2: eta_c 3 - sqrt 3 = 1.26795 in both, but the optimal eta inside the subspace (0.835) is
+    below the full space's (1.179, where the standard sector is the slowest)."""
+    st = {"name": "r", "model": {"K": 2, "M": 2, "activation": "relu", "second_order": True},
+          "measures": {"eta_c": {}, "eta_opt": {}}}
+    full = pk.run_study(st, progress=False)
+    red = pk.run_study(dict(st, model=dict(st["model"], subspace="site_symmetric")), progress=False)
+    assert float(red["eta_c"]) == pytest.approx(3 - math.sqrt(3), rel=1e-7)
+    assert float(full["eta_c"]) == pytest.approx(3 - math.sqrt(3), rel=1e-7)
+    assert float(red["eta_opt"]) == pytest.approx(0.835, abs=2e-3)
+    assert float(full["eta_opt"]) == pytest.approx(1.179, abs=2e-3)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"measures": {"simulation": {}}}, "key 'measures.simulation': needs the full model, but model.subspace"),
+    ({"measures": {"asymptotic_eg": {}}}, "key 'measures.asymptotic_eg': needs the full model"),
+    ({"measures": {"final_eg": {}}, "initial": {"X": 1e-3}}, "key 'measures.final_eg': a start in the site-symmetric"
+                                                             " subspace needs equal student norms"),
+    ({"measures": {"trajectory": {}}, "initial": {"Q0": 0.5, "kind": "uniform"}}, "initial.kind is not"),
+    ({"model": {"subspace": "symmetric"}}, "key 'model.subspace': must be one of site_symmetric, got 'symmetric'"),
+    ({"model": {"subspace": "site_symmetric", "M": 3}}, "key 'model.subspace': the site-symmetric subspace needs "
+                                                        "K == M"),
+])
+def test_a_measure_or_model_the_subspace_cannot_serve_is_refused_at_parse_time(change, words):
+    d = _restricted_study()
+    d = dict(d, **{k: (dict(d[k], **v) if k == "model" else v) for k, v in change.items()})
+    with pytest.raises(pk.StudyError) as info:
+        parse_study(d)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_plateau_length_in_the_subspace_equals_the_full_one():
+    """ReLU K = M = 2, first order, from R = X I, Q = Q0 I: entry, exit and length of the plateau band."""
+    st = {"name": "pl", "model": {"K": 2, "M": 2, "activation": "relu", "second_order": False, "eta": 0.5},
+          "initial": {"X": 1e-3, "Q0": 0.5}, "solver": {"rtol": 1e-10, "atol": 1e-12},
+          "measures": {"plateau_length": {}}}
+    full = pk.run_study(st, progress=False)
+    red = pk.run_study(dict(st, model=dict(st["model"], subspace="site_symmetric")), progress=False)
+    for v in ("plateau_entry", "plateau_exit", "plateau_length"):
+        assert float(red[v]) == pytest.approx(float(full[v]), rel=1e-6), v
+    assert np.isfinite(float(red["plateau_length"]))
+
+
+def test_stored_trajectories_are_refused_in_a_subspace():
+    d = dict(_restricted_study(), report={"trajectories": [{"K": 2}]})
+    with pytest.raises(pk.StudyError, match="key 'report.trajectories': stored trajectories are drawn from the full"):
+        parse_study(d)
+    parse_study(dict(_SUBSPACE_STUDY, report={"trajectories": [{"K": 2}]}))  # the full space keeps them

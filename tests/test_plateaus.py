@@ -164,3 +164,19 @@ def test_reintegrations_use_the_trajectory_solver_unless_told_otherwise():
         convergence_time(traj, 1e-3, solver={"rtl": 1e-4})
     with pytest.raises(ValueError, match="rtol: must be a finite number > 0"):
         plateau_times(long, solver={"rtol": -1.0})
+
+
+def test_convergence_time_and_plateau_times_of_a_reduced_trajectory_equal_the_full_ones():
+    """ReLU K = M = 2 (first order) from the site-symmetric start R = X I, Q = Q0 I: the reduced model's
+    trajectory gives the full one's plateau band and threshold crossing (each re-integrated from its start)."""
+    from phasekit.committee import State
+
+    model = pk.Committee(2, 2, "relu", eta=0.5, second_order=False)
+    red = pk.integrate(model.restrict("site_symmetric"), [1e-3, 0.0, 0.5, 0.0], 300.0, n_points=5)
+    full = pk.integrate(model, State(1e-3 * np.eye(2), 0.5 * np.eye(2)), 300.0, n_points=5)
+    a, b = plateau_times(red), plateau_times(full)
+    assert a.status == b.status == "ok"
+    assert (a.entry, a.exit, a.eg_plateau) == pytest.approx((b.entry, b.exit, b.eg_plateau), rel=1e-7)
+    ca, cb = convergence_time(red, 1e-3), convergence_time(full, 1e-3)
+    assert ca.status == cb.status and np.isfinite(float(ca))
+    assert float(ca) == pytest.approx(float(cb), rel=1e-7)

@@ -138,6 +138,28 @@ def test_stability_boundary_and_plateau_escape(tmp_path_factory):
                                pe.escape_closed_form.sel(activation="erf", K=[2, 3]).values, rtol=1e-8)
 
 
+def test_k_scaling_fits_the_large_k_law_of_eta_c(tmp_path_factory):
+    """The cheap variant (erf, K = 20, 50, 200, in the site-symmetric subspace): K eta_c = a + b / K with
+    a = pi sqrt 3 = 5.441398 (the three-point fit is 5.44128), eps_g / K and K eta_opt settled, every run
+    reaching eps_g / K = 1e-4, later for wider committees, whose plateaus are escaped more slowly."""
+    ks, _ = run("k_scaling", tmp_path_factory)
+    assert str(ks["subspace"].values) == "site_symmetric"
+    assert set(names(ks).ravel()) == {"converged"}
+    a = float(ks.K_eta_c_limit.sel(activation="erf"))
+    assert a == pytest.approx(math.pi * math.sqrt(3.0), abs=3e-4)
+    assert float(ks.K_eta_c_expected_limit.sel(activation="erf")) == pytest.approx(math.pi * math.sqrt(3.0), rel=1e-15)
+    K = ks["K"].values
+    np.testing.assert_allclose(ks.K_eta_c_scaled.sel(activation="erf").values,
+                               K * ks.eta_c.sel(activation="erf").values, rtol=1e-14)
+    # eta = eta_c / 5 at every point, and the points approach the law from below
+    np.testing.assert_allclose(ks.eta.values, 0.2 * ks.eta_c.values, rtol=1e-14)
+    assert np.all(np.diff(ks.K_eta_c_scaled.values) > 0) and np.all(ks.K_eta_c_scaled.values < a)
+    assert float(ks.K_eta_opt_limit.sel(activation="erf")) == pytest.approx(4.931, abs=2e-3)
+    assert float(ks.plateau_eg_per_K_limit.sel(activation="erf")) == pytest.approx(0.01091, rel=2e-3)
+    assert np.all(ks.escape_eigenvalue.values > 0) and np.all(np.diff(ks.escape_eigenvalue.values) < 0)
+    assert np.all(np.diff(ks.convergence_time.values) > 0) and np.all(np.isfinite(ks.convergence_time.values))
+
+
 def test_plateau_scaling_and_convergence_time(tmp_path_factory):
     ps, _ = run("plateau_scaling", tmp_path_factory)
     assert float(ps.slope_ratio.squeeze()) == pytest.approx(1.0, abs=0.02)

@@ -63,7 +63,11 @@ def _plateau_object(model: Committee, plateau: Any) -> Any:
 
 
 def _plateau_eg(model: Committee, plateau: Any) -> float:
-    if plateau is None or hasattr(plateau, "eg"):
+    if plateau is None:
+        plateau = _symmetric_plateau(model)
+    if isinstance(getattr(plateau, "extra", None), dict) and "subspace" in plateau.extra:
+        egP = float(model.eg_vector(plateau.vector))  # a reduced model's fixed point, in its own coordinates
+    elif hasattr(plateau, "eg"):
         egP = float(_plateau_object(model, plateau).eg)
     else:
         try:
@@ -132,11 +136,13 @@ def _trajectory_start(traj: xr.Dataset, solver: Any = None) -> _Start:
     """Model, first sample, end alpha and solver settings of a trajectory (``solver`` as :func:`_resolve_solver`)."""
     if not isinstance(traj, xr.Dataset) or "R" not in traj or "Q" not in traj:
         raise ValueError("traj: expected a trajectory dataset from phasekit.integrate")
-    if traj["R"].dims != ("alpha", "i", "n"):
-        raise ValueError(f"traj: expected a single trajectory with R(alpha, i, n), got R{traj['R'].dims}")
+    reduced = "subspace" in traj.attrs  # a reduced model's trajectory: R(alpha), S, Q, C
+    if traj["R"].dims != (("alpha",) if reduced else ("alpha", "i", "n")):
+        expected = "R(alpha) (reduced)" if reduced else "R(alpha, i, n)"
+        raise ValueError(f"traj: expected a single trajectory with {expected}, got R{traj['R'].dims}")
     model = model_from_dataset(traj)
     alpha = traj["alpha"].values
-    v0 = state_at(traj, 0).to_vector()
+    v0 = state_at(traj, 0) if reduced else state_at(traj, 0).to_vector()
     a_end = float(traj.attrs.get("alpha_end", alpha[-1]))
     opts = _resolve_solver(_trajectory_solver(traj), solver)
     return _Start(model, float(alpha[0]), v0, a_end, opts, traj.attrs.get("status") == "diverged")

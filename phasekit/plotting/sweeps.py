@@ -22,7 +22,8 @@ from matplotlib.ticker import MaxNLocator
 
 from .common import coord_value, fixed_elsewhere, fmt, label, new_figure, register_figure, status_names_of
 
-__all__ = ["heatmap", "lines", "plot_stability_boundary", "plot_plateau_escape", "plot_plateau_scaling"]
+__all__ = ["heatmap", "lines", "plot_stability_boundary", "plot_plateau_escape", "plot_plateau_scaling",
+           "plot_k_scaling"]
 
 _MARKERS = {"erf": "o", "relu": "s"}
 
@@ -305,6 +306,63 @@ def plot_plateau_escape(ds: xr.Dataset, title: str | None = None) -> Figure:
         a.set_xticks(K)
         a.legend(fontsize=8)
         a.grid(alpha=0.3, which="both")
+    return fig
+
+
+@register_figure("k_scaling")
+def plot_k_scaling(ds: xr.Dataset, title: str | None = None) -> Figure:
+    """Large-K laws against K = M, per activation: ``K eta_c`` and ``K eta_opt`` with their fitted limits,
+    the plateau's ``eps_g / K``, its escape eigenvalue and the convergence time (log-log).
+
+    Reads the ``inverse_fit`` analyses ``K_eta_c_``, ``K_eta_opt_`` and
+    ``plateau_eg_per_K_`` (their ``scaled`` values and fitted ``limit``, dotted
+    and labelled; an ``expected_limit`` is a star) and the ``escape_eigenvalue``
+    and ``convergence_time`` measures; a missing one leaves its panel out.
+    """
+    names = {"K_eta_c_scaled": "K eta_c", "K_eta_opt_scaled": "K eta_opt", "plateau_eg_per_K_scaled": "eps_g / K",
+             "escape_eigenvalue": "escape eigenvalue", "convergence_time": "convergence time"}
+    titles = {"K_eta_c_scaled": "critical (solid) and optimal (dashed) eta, times K",
+              "plateau_eg_per_K_scaled": "eps_g / K on the symmetric plateau",
+              "escape_eigenvalue": "escape eigenvalue of the plateau [1/alpha]",
+              "convergence_time": "convergence time alpha"}
+    panels = [p for p in (("K_eta_c_scaled", "K_eta_opt_scaled"), ("plateau_eg_per_K_scaled",),
+                          ("escape_eigenvalue",), ("convergence_time",)) if p[0] in ds]
+    if not panels:
+        raise ValueError("ds: needs K_eta_c_scaled (an inverse_fit analysis with prefix 'K_eta_c_'), "
+                         "plateau_eg_per_K_scaled, escape_eigenvalue or convergence_time")
+    rows = 1 if len(panels) <= 2 else 2
+    cols = -(-len(panels) // rows)
+    fig, axes = new_figure(rows, cols, figsize=(1.0 + 5.0 * cols, 0.6 + 3.9 * rows))
+    K = ds["K"].values.astype(float)
+    for ax, panel in zip(axes.ravel(), panels):
+        for v, style in zip(panel, ("-", "--")):
+            if v not in ds:
+                continue
+            prefix = v.removesuffix("scaled")
+            for j, (act, y) in enumerate(_by_activation(ds, v)):
+                colour, mk = f"C{j}", _MARKERS.get(str(act), "^")
+                ax.plot(K, np.atleast_1d(y.values), mk + style, color=colour, ms=5,
+                        mfc="none" if style == "--" else colour, label=str(act) if style == "-" else None)
+                for suffix in ("limit", "expected_limit"):
+                    lim = dict(_by_activation(ds, prefix + suffix)).get(act) if prefix + suffix in ds else None
+                    value = float(np.ravel(lim.values)[0]) if lim is not None else np.nan
+                    if np.isfinite(value) and suffix == "limit":  # the fitted large-K limit, labelled on its line
+                        ax.axhline(value, ls=":", lw=1, color=colour)
+                        ax.text(K[0], value, f"{act} {names[v]} -> {fmt(value, 6)}", color=colour, fontsize=7,
+                                va="bottom")
+                    elif np.isfinite(value):
+                        ax.plot(K[-1], value, "*", color=colour, ms=10, label=f"{act}: expected {fmt(value, 6)}")
+        ax.set_xscale("log")
+        if panel[0] != "K_eta_c_scaled":
+            ax.set_yscale("log")
+        ax.set_xlabel(label(ds["K"], "K"))
+        ax.set_ylabel(", ".join(names[v] for v in panel if v in ds))
+        ax.set_title(titles[panel[0]], fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title or "Large-K laws of the site-symmetric committee (dotted: fitted limits)", fontsize=11)
     return fig
 
 

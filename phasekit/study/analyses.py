@@ -15,6 +15,10 @@ to the dataset, so that figures and reports only read them:
 ``power_law``
     Exponent, its standard error and the prefactor of ``y = c x^p`` along an
     axis (after a median over other axes), with an expected exponent.
+``inverse_fit``
+    Least squares ``x^p y = a + b / x`` along an axis (a large-x law, e.g.
+    ``K eta_c = a + b / K``) on a range of x, with the standard errors, the
+    scaled values ``x^p y`` themselves and an expected limit ``a``.
 ``regime``
     Lazy, feature-learning or crossover, from the medians of a lazy-training grid.
 ``edge_of_chaos``
@@ -262,6 +266,18 @@ def optimum(ds: xr.Dataset, settings: dict, probe: Any = None) -> dict[str, xr.D
 
 # --- power laws ---------------------------------------------------------------------------------------
 
+def _range_problem(settings: dict) -> str | None:
+    lo, hi = settings.get("x_min"), settings.get("x_max")
+    if lo is not None and hi is not None and not lo < hi:
+        return f"x_min: must be < x_max, got x_min = {lo:g}, x_max = {hi:g}"
+    return None
+
+
+def _in_range(xv: np.ndarray, settings: dict) -> np.ndarray:
+    """Which ``x`` values lie in ``[x_min, x_max]`` (either end open when not given)."""
+    lo, hi = settings.get("x_min"), settings.get("x_max")
+    return (xv >= (-np.inf if lo is None else lo)) & (xv <= (np.inf if hi is None else hi))
+
 def _power_names(settings: dict) -> list[str]:
     p = settings.get("prefix", "")
     names = [f"{p}exponent", f"{p}exponent_stderr", f"{p}prefactor"]
@@ -276,10 +292,15 @@ def _power_names(settings: dict) -> list[str]:
     "prefix": _string("prefix", "", "prefix of the output names"),
     "expected": Parameter("expected", "number_map", None, "expected exponent (or one per value of an axis)",
                           table="analyses"),
+    "x_min": Parameter("x_min", "number", None, "smallest x fitted", table="analyses"),
+    "x_max": Parameter("x_max", "number", None, "largest x fitted", table="analyses"),
 }, required=("y", "x"), output_names=_power_names,
-    check=lambda s, v, d: _needs(s, v, d, ("y",), ("x", "median_over")))
+    check=lambda s, v, d: _range_problem(s) or _needs(s, v, d, ("y",), ("x", "median_over")))
 def power_law(ds: xr.Dataset, settings: dict, probe: Any = None) -> dict[str, xr.DataArray]:
-    """Least-squares exponent of ``y = c x^p`` in log-log, with its standard error and the prefactor ``c``."""
+    """Least-squares exponent of ``y = c x^p`` in log-log, with its standard error and the prefactor ``c``.
+
+    On ``x_min <= x <= x_max`` when those are given (the whole axis otherwise).
+    """
     y, x, prefix = settings["y"], settings["x"], settings.get("prefix", "")
     da = ds[y]
     med = [_dim_of(ds, d) for d in settings.get("median_over") or []]
@@ -287,6 +308,7 @@ def power_law(ds: xr.Dataset, settings: dict, probe: Any = None) -> dict[str, xr
         da = da.median(med)
     dim = _dim_of(ds, x)
     xv = np.asarray(ds[x].values, dtype=float)
+    in_range = _in_range(xv, settings)
     others = [d for d in da.dims if d != dim]
     da = da.transpose(*others, dim)
     shape = [da.sizes[d] for d in others]
@@ -294,7 +316,7 @@ def power_law(ds: xr.Dataset, settings: dict, probe: Any = None) -> dict[str, xr
     for sel in _combos(da, others):
         idx = tuple(sel[d] for d in others)
         yy = da.isel(sel).values.astype(float)
-        ok = np.isfinite(yy) & (yy > 0) & (xv > 0)
+        ok = np.isfinite(yy) & (yy > 0) & (xv > 0) & in_range
         if ok.sum() < 2:
             continue
         if ok.sum() >= 3:
@@ -307,16 +329,86 @@ def power_law(ds: xr.Dataset, settings: dict, probe: Any = None) -> dict[str, xr
     out = {f"{prefix}exponent": _out(da, others, slope, f"fitted exponent of {name} against {x}", "1"),
            f"{prefix}exponent_stderr": _out(da, others, err, "standard error of the exponent", "1"),
            f"{prefix}prefactor": _out(da, others, pre, f"fitted prefactor of {name}", ds[y].attrs.get("units", "1"))}
-    expected = settings.get("expected")
-    if expected is not None:
-        if isinstance(expected, Mapping):
-            key = others[0] if others else None
-            vals = [float(expected.get(str(v), np.nan)) for v in da[key].values] if key else [np.nan]
-            out[f"{prefix}expected_exponent"] = _out(da, others[:1], np.array(vals),
-                                                     "exponent predicted by theory", "1")
-        else:
-            out[f"{prefix}expected_exponent"] = _out(da, [], np.array(float(expected)), "exponent predicted by theory",
-                                                     "1")
+    if settings.get("expected") is not None:
+        out[f"{prefix}expected_exponent"] = _expected(da, others, settings["expected"], "exponent", "1")
+    return out
+
+
+def _expected(da: xr.DataArray, others: list[str], expected: Any, what: str, units: str) -> xr.DataArray:
+    """An ``expected`` setting as a variable: one number, or one per value of the first of ``others``."""
+    if isinstance(expected, Mapping):
+        key = others[0] if others else None
+        vals = [float(expected.get(str(v), np.nan)) for v in da[key].values] if key else [np.nan]
+        return _out(da, others[:1], np.array(vals), f"{what} predicted by theory", units)
+    return _out(da, [], np.array(float(expected)), f"{what} predicted by theory", units)
+
+
+# --- large-x laws a + b / x ------------------------------------------------------------------------------
+
+def _inverse_names(settings: dict) -> list[str]:
+    p = settings.get("prefix", "")
+    names = [f"{p}scaled", f"{p}limit", f"{p}limit_stderr", f"{p}slope", f"{p}slope_stderr", f"{p}n_fit"]
+    return names + ([f"{p}expected_limit"] if settings.get("expected") is not None else [])
+
+
+
+
+@register_analysis("inverse_fit", settings={
+    "y": _string("y", None, "the variable"),
+    "x": _string("x", None, "the grid axis (or its coordinate)"),
+    "power": Parameter("power", "number", 0.0, "power p of x the variable is scaled by", table="analyses"),
+    "x_min": Parameter("x_min", "number", None, "smallest x fitted", table="analyses"),
+    "x_max": Parameter("x_max", "number", None, "largest x fitted", table="analyses"),
+    "prefix": _string("prefix", "", "prefix of the output names"),
+    "expected": Parameter("expected", "number_map", None, "expected limit a (or one per value of an axis)",
+                          table="analyses"),
+}, required=("y", "x"), output_names=_inverse_names,
+    check=lambda s, v, d: _range_problem(s) or _needs(s, v, d, ("y",), ("x",)))
+def inverse_fit(ds: xr.Dataset, settings: dict, probe: Any = None) -> dict[str, xr.DataArray]:
+    """Least squares ``x^p y = a + b / x`` on ``x_min <= x <= x_max``: the large-x limit ``a`` and the slope ``b``.
+
+    Points where ``y`` is not finite are left out; fewer than two points give
+    NaN, two give no standard errors.  ``scaled`` is ``x^p y`` at every grid
+    point (what the fit sees), over the grid dims of ``y``.
+    """
+    y, x, prefix = settings["y"], settings["x"], settings.get("prefix", "")
+    power = float(settings.get("power") or 0.0)
+    da, others = _along(ds, y, x)
+    dim = _dim_of(ds, x)
+    xv = np.asarray(ds[x].values, dtype=float)
+    lo, hi = settings.get("x_min"), settings.get("x_max")
+    in_range = _in_range(xv, settings) & (xv != 0)
+    scaled = da * xr.DataArray(np.abs(xv) ** power, dims=[dim])
+    shape = [da.sizes[d] for d in others]
+    a, a_err, b, b_err, n = (np.full(shape, np.nan) for _ in range(5))
+    for sel in _combos(da, others):
+        idx = tuple(sel[d] for d in others)
+        yy = scaled.isel(sel).values.astype(float)
+        ok = in_range & np.isfinite(yy)
+        n[idx] = ok.sum()
+        if ok.sum() < 2:
+            continue
+        A = np.stack([np.ones(ok.sum()), 1.0 / xv[ok]], axis=1)
+        coef, *_ = np.linalg.lstsq(A, yy[ok], rcond=None)
+        a[idx], b[idx] = coef
+        if ok.sum() > 2:
+            resid = yy[ok] - A @ coef
+            cov = np.linalg.inv(A.T @ A) * float(resid @ resid) / (ok.sum() - 2)
+            a_err[idx], b_err[idx] = np.sqrt(np.diag(cov))
+    name = ds[y].attrs.get("long_name", y)
+    units = ds[y].attrs.get("units", "1")
+    xs = x if power == 0 else f"{x}^{power:g}"
+    scaled_name = name if power == 0 else f"{xs} times {name}"
+    where = f" on {'' if lo is None else f'{lo:g} <= '}{x}{'' if hi is None else f' <= {hi:g}'}"
+    out = {f"{prefix}scaled": scaled.transpose(*others, dim).assign_attrs(long_name=scaled_name, units=units),
+           f"{prefix}limit": _out(da, others, a, f"fitted large-{x} limit a of {scaled_name} = a + b / {x}{where}",
+                                  units),
+           f"{prefix}limit_stderr": _out(da, others, a_err, "standard error of the limit a", units),
+           f"{prefix}slope": _out(da, others, b, f"fitted slope b of {scaled_name} = a + b / {x}", units),
+           f"{prefix}slope_stderr": _out(da, others, b_err, "standard error of the slope b", units),
+           f"{prefix}n_fit": _out(da, others, n, "points in the fit", "")}
+    if settings.get("expected") is not None:
+        out[f"{prefix}expected_limit"] = _expected(da, others, settings["expected"], "limit", units)
     return out
 
 

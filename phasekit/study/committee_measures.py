@@ -34,6 +34,7 @@ from ..committee import (
 )
 from ..committee.model import Committee, vector_labels
 from ..committee.plateaus import _band_times
+from ..committee.subspaces import SiteSymmetricCommittee
 from .measures import Outcome, Output, PointContext, register_measure
 from .systems import Parameter
 
@@ -72,10 +73,13 @@ def _model_key(model: Committee, newton: Any = None) -> tuple:
             None if newton is None else tuple(sorted(newton.to_dict().items())))
 
 
-def _build(params: dict, eta: float, second_order: bool | None = None) -> Committee:
-    return Committee(K=params["K"], M=params["M"], activation=params["activation"], eta=eta,
-                     second_order=params["second_order"] if second_order is None else second_order,
-                     noise=params["noise"], teacher_activation=params["teacher_activation"], **_general(params))
+def _build(params: dict, eta: float, second_order: bool | None = None) -> Committee | SiteSymmetricCommittee:
+    """The point's model; restricted to ``model.subspace`` when that is set (a reduced model)."""
+    model = Committee(K=params["K"], M=params["M"], activation=params["activation"], eta=eta,
+                      second_order=params["second_order"] if second_order is None else second_order,
+                      noise=params["noise"], teacher_activation=params["teacher_activation"], **_general(params))
+    subspace = params.get("subspace")
+    return model if subspace is None else model.restrict(subspace)
 
 
 def _stability(params: dict, eta_max: float) -> tuple[Any, Any]:
@@ -83,14 +87,19 @@ def _stability(params: dict, eta_max: float) -> tuple[Any, Any]:
     model = _build(params, 1.0, True)
 
     def compute() -> tuple[Any, Any]:
-        st = eta_structure(model)
+        # a reduced model: the structure and eta_c inside its subspace (critical_eta restricts)
+        st = model.eta_structure() if isinstance(model, SiteSymmetricCommittee) else eta_structure(model)
         return st, critical_eta(model, eta_max=eta_max, structure=st)
 
     return _memo(("eta_c", eta_max) + _model_key(model), compute)
 
 
-def point_model(ctx: PointContext) -> Committee:
-    """The point's :class:`Committee` (``eta`` from ``eta_over_eta_c`` when that is set)."""
+def point_model(ctx: PointContext) -> Committee | SiteSymmetricCommittee:
+    """The point's :class:`Committee` (``eta`` from ``eta_over_eta_c`` when that is set).
+
+    With ``model.subspace`` set, the reduced model ``Committee.restrict(subspace)``
+    (and ``eta_c`` the restricted one).
+    """
     def build() -> Committee:
         p = ctx.params
         eta = p["eta"]
@@ -117,8 +126,10 @@ def plateau_of(model: Committee, newton: Any = None) -> Any:
     """
     def compute() -> Any:
         guess = None
+        reduced = isinstance(model, SiteSymmetricCommittee)
+        identity = (model.Td, model.To) == (1.0, 0.0) if reduced else np.array_equal(model.T, np.eye(model.M))
         if model.activation.name == "erf" and not model.second_order and model.K == model.M \
-                and model.noise == 0 and np.array_equal(model.T, np.eye(model.M)):
+                and model.noise == 0 and identity:
             K = model.K
             guess = (1.0 / math.sqrt(K * (2 * K - 1)), 1.0 / (2 * K - 1), 1.0 / (2 * K - 1))
             if model.train_second_layer:  # with teacher weights 1 the plateau keeps v = 1 (dv/dalpha = 0 there)
@@ -130,9 +141,11 @@ def plateau_of(model: Committee, newton: Any = None) -> Any:
 
 def point_start(ctx: PointContext) -> State:
     """The point's initial order parameters (``[initial]``: ``R0``, or ``X`` with ``kind``, ``Q0``, ``seed``)."""
-    def build() -> State:
+    def build() -> State | np.ndarray:
         p = ctx.params
         model = point_model(ctx)
+        if isinstance(model, SiteSymmetricCommittee):
+            return _reduced_start(model, p)
         if p["R0"] is not None:
             R0 = np.asarray(p["R0"], dtype=float)
             if R0.shape != (model.K, model.M):
@@ -150,6 +163,19 @@ def point_start(ctx: PointContext) -> State:
         return initial_state(model, p["X"], Q0=p["Q0"], kind=p["kind"], seed=p["seed"])
 
     return ctx.shared("start", build)
+
+
+def _reduced_start(model: SiteSymmetricCommittee, p: dict) -> np.ndarray:
+    """The reduced start ``(R, S, Q, C[, v])``: ``R0`` (and a whole ``Q0``) in the subspace, else
+    ``R = X, S = 0, Q = Q0, C = 0`` (the diagonal start with equal norms; checked by :func:`_start_check`)."""
+    if p["R0"] is not None:
+        R0 = np.asarray(p["R0"], dtype=float)
+        q0 = p["Q0"]
+        Q = np.asarray(q0, dtype=float) if isinstance(q0, list) and isinstance(q0[0], list) else \
+            np.diag(np.broadcast_to(np.asarray(q0, dtype=float), (model.K,)))
+        return model.state_vector(State(R0, Q), "initial.R0")
+    tail = [model.v_fixed] if model.train_second_layer else []
+    return np.array([p["X"], 0.0, float(p["Q0"]), 0.0] + tail)
 
 
 def horizon(ctx: PointContext) -> float:
@@ -190,9 +216,14 @@ def check_point(params: dict) -> str | None:
     if r0 is not None and (len(r0), len(r0[0])) != (K, p["M"]):
         return f"key 'initial.R0': is {len(r0)} x {len(r0[0])} but K x M = {K} x {p['M']} at some grid point"
     try:
-        model = _build(p, p["eta"])
+        model = _build(dict(p, subspace=None), p["eta"])
     except ValueError as exc:
         return str(exc)
+    if p.get("subspace") is not None:
+        try:
+            model = model.restrict(p["subspace"])
+        except ValueError as exc:
+            return f"key 'model.subspace': {str(exc).removeprefix('model: ')} at some grid point"
     if not model.autonomous:
         if p.get("eta_over_eta_c") is not None:
             return ("key 'model.eta_over_eta_c': eta_c needs an autonomous flow, but model.eta_schedule sets a "
@@ -236,7 +267,26 @@ TRAJECTORY_OUTPUTS = {
     "v": Output("student second-layer weight v_i (trained)", "1", ("sample", "i")),
     "alpha_end": ALPHA_END,
     "eg_end": Output("eps_g where the run stopped"),
+    # a reduced model's (model.subspace = "site_symmetric"): the common values instead of R, Q, v
+    "R_ii": Output("student-teacher overlap R = R_ii (site-symmetric)", "1", ("sample",)),
+    "R_in": Output("student-teacher overlap S = R_in, i != n (site-symmetric)", "1", ("sample",)),
+    "Q_ii": Output("student norm Q = Q_ii (site-symmetric)", "1", ("sample",)),
+    "Q_ik": Output("student-student overlap C = Q_ik, i != k (site-symmetric)", "1", ("sample",)),
+    "v_common": Output("common student second-layer weight v (site-symmetric, trained)", "1", ("sample",)),
 }
+_FULL_TRAJECTORY = ("R", "Q", "v")
+_REDUCED_TRAJECTORY = {"R_ii": "R", "R_in": "S", "Q_ii": "Q", "Q_ik": "C", "v_common": "v"}
+
+
+def _subspaces(study: Any) -> list[Any]:
+    """Every value of ``subspace`` the study's points take (None: the full space)."""
+    return [study.params.get("subspace")] + [a["subspace"] for ax in study.axes for a in ax.assigns
+                                             if "subspace" in a]
+
+
+def _restricted(study: Any) -> str | None:
+    """The subspace some point of ``study`` is restricted to, or None."""
+    return next((s for s in _subspaces(study) if s is not None), None)
 
 
 def _max_units(study: Any) -> tuple[int, int]:
@@ -251,7 +301,11 @@ def _max_units(study: Any) -> tuple[int, int]:
 
 
 def unit_coords(study: Any) -> dict[str, tuple[np.ndarray, dict]]:
-    """Coordinates ``i``, ``k`` (student units) and ``n`` (teacher units), 1-based, up to the largest K and M."""
+    """Coordinates ``i``, ``k`` (student units) and ``n`` (teacher units), 1-based, up to the largest K and M.
+
+    None in a subspace (its trajectories carry no unit dims)."""
+    if _restricted(study) is not None:
+        return {}
     K, M = _max_units(study)
     student = {"long_name": "student unit", "units": ""}
     return {"i": (np.arange(1, K + 1), student), "k": (np.arange(1, K + 1), student),
@@ -260,10 +314,10 @@ def unit_coords(study: Any) -> dict[str, tuple[np.ndarray, dict]]:
 
 def trajectory_values(traj: xr.Dataset) -> Outcome:
     """A trajectory dataset as the outputs of :data:`TRAJECTORY_OUTPUTS`, with its status."""
-    values = {"alpha": traj["alpha"].values, "R": traj["R"].values, "Q": traj["Q"].values, "eg": traj["eg"].values,
+    values = {"alpha": traj["alpha"].values, "eg": traj["eg"].values,
               "alpha_end": float(traj.attrs["alpha_end"]), "eg_end": float(traj["eg"].values[-1])}
-    if "v" in traj:  # a trained second layer
-        values["v"] = traj["v"].values
+    names = {k: k for k in _FULL_TRAJECTORY} if "subspace" not in traj.attrs else _REDUCED_TRAJECTORY
+    values.update({out: traj[var].values for out, var in names.items() if var in traj})  # v: a trained second layer
     return Outcome(values, traj.attrs["status"], str(traj.attrs["message"]))
 
 
@@ -271,7 +325,9 @@ def _trajectory_outputs(study: Any) -> list[str]:
     """Every trajectory output; ``v`` only when some point trains the second layer."""
     trained = [study.params.get("train_second_layer")] + [a["train_second_layer"] for ax in study.axes
                                                           for a in ax.assigns if "train_second_layer" in a]
-    return [k for k in TRAJECTORY_OUTPUTS if k != "v" or any(trained)]
+    drop = set(_REDUCED_TRAJECTORY) if _restricted(study) is None else set(_FULL_TRAJECTORY)
+    drop |= set() if any(trained) else {"v", "v_common"}
+    return [k for k in TRAJECTORY_OUTPUTS if k not in drop]
 
 
 @register_measure("trajectory", TRAJECTORY_OUTPUTS, coords=unit_coords, select=_trajectory_outputs)
@@ -344,7 +400,8 @@ def measure_plateau_length(ctx: PointContext, settings: dict) -> Outcome:
     if not fp.success:
         return _no_plateau(("plateau_entry", "plateau_exit", "plateau_length"), "failed",
                            f"symmetric_plateau: {fp.message}")
-    lam = complex(fp.escape_eigenvalue).real if fp.escape_eigenvalue is not None else math.nan
+    numbers = _plateau_numbers(model, fp)
+    lam = numbers["escape_eigenvalue"]
     amax = settings["alpha_max"]
     if amax is None:
         X = ctx.params["X"]
@@ -353,10 +410,28 @@ def measure_plateau_length(ctx: PointContext, settings: dict) -> Outcome:
                                f"plateau_length: the default horizon needs X > 0 and an escape eigenvalue > 0 "
                                f"(X = {X:g}, lambda_esc = {lam:g}); give alpha_max")
         amax = 2.0 * math.log(1.0 / X) / lam + 1e3 / model.eta
-    res = _band_times(model, point_start(ctx).to_vector(), 0.0, float(amax), float(fp.eg), settings["band"],
-                      ctx.solver)
+    start = point_start(ctx)
+    res = _band_times(model, start if isinstance(start, np.ndarray) else start.to_vector(), 0.0, float(amax),
+                      numbers["plateau_eg"], settings["band"], ctx.solver)
     return Outcome({"plateau_entry": res.entry, "plateau_exit": res.exit, "plateau_length": res.length},
                    res.status, res.message)
+
+
+def _plateau_numbers(model: Any, fp: Any) -> dict[str, float]:
+    """eps_g, escape eigenvalue and its multiplicity, R, Q, C of a symmetric plateau (full or reduced)."""
+    if isinstance(model, SiteSymmetricCommittee):  # FixedPoint in (R, S, Q, C[, v]), escape inside the subspace
+        lam = fp.extra.get("escape_eigenvalue")
+        ev = np.asarray(fp.eigenvalues)
+        mult = int(np.sum(np.abs(ev - lam) <= max(fp.eig_tol, 1e-9 * abs(lam)))) if lam is not None else 0
+        z = fp.vector
+        return {"plateau_eg": float(model.eg_vector(z)), "escape_eigenvalue": math.nan if lam is None else float(lam),
+                "escape_multiplicity": mult, "plateau_R": float(z[0]), "plateau_Q": float(z[2]),
+                "plateau_C": float(z[3])}
+    lam = fp.escape_eigenvalue
+    Q = fp.state.Q
+    return {"plateau_eg": float(fp.eg), "escape_eigenvalue": math.nan if lam is None else complex(lam).real,
+            "escape_multiplicity": int(fp.escape_multiplicity), "plateau_R": float(fp.state.R[0, 0]),
+            "plateau_Q": float(Q[0, 0]), "plateau_C": float(Q[0, 1])}
 
 
 def _no_plateau(names: tuple[str, ...], status: str, message: str) -> Outcome:
@@ -379,8 +454,10 @@ _PLATEAU_OUTPUTS = {
 def _saad_solla_escape(model: Committee) -> float:
     """``2K / (pi sqrt(2K - 1) (2K + 1)^(3/2))`` per unit eta alpha: erf, K = M, T = I, first order."""
     K = model.K
+    identity = (model.Td, model.To) == (1.0, 0.0) if isinstance(model, SiteSymmetricCommittee) else \
+        np.array_equal(model.T, np.eye(model.M))
     if model.activation.name != "erf" or model.second_order or model.K != model.M or model.noise != 0 \
-            or not np.array_equal(model.T, np.eye(model.M)) or K < 2:
+            or not identity or K < 2:
         return math.nan
     return model.eta * 2 * K / (math.pi * math.sqrt(2 * K - 1) * (2 * K + 1) ** 1.5)
 
@@ -388,7 +465,11 @@ def _saad_solla_escape(model: Committee) -> float:
 @register_measure("plateau", _PLATEAU_OUTPUTS, check=_needs_autonomous("the symmetric plateau"),
                   ignores=("initial", "integration"))
 def measure_plateau(ctx: PointContext, settings: dict) -> Outcome:
-    """The symmetric plateau (:func:`phasekit.committee.landmarks.symmetric_plateau`): eps_g, escape rate, overlaps."""
+    """The symmetric plateau (:func:`phasekit.committee.landmarks.symmetric_plateau`): eps_g, escape rate, overlaps.
+
+    In a subspace (``model.subspace``) the reduced model's plateau: its escape
+    eigenvalue, multiplicity and unstable directions are those inside the subspace.
+    """
     model = point_model(ctx)
     if model.K < 2:
         return _no_plateau(tuple(_PLATEAU_OUTPUTS), "not_reached",
@@ -397,11 +478,7 @@ def measure_plateau(ctx: PointContext, settings: dict) -> Outcome:
     values = {k: math.nan for k in _PLATEAU_OUTPUTS}
     values["escape_closed_form"] = _saad_solla_escape(model)
     if np.all(np.isfinite(fp.vector)):
-        Q = fp.state.Q
-        lam = fp.escape_eigenvalue
-        values.update(plateau_eg=float(fp.eg), escape_eigenvalue=math.nan if lam is None else complex(lam).real,
-                      escape_multiplicity=int(fp.escape_multiplicity), plateau_R=float(fp.state.R[0, 0]),
-                      plateau_Q=float(Q[0, 0]), plateau_C=float(Q[0, 1]), plateau_residual=float(fp.residual),
+        values.update(_plateau_numbers(model, fp), plateau_residual=float(fp.residual),
                       plateau_n_unstable=int(fp.n_unstable))
     return Outcome(values, fp.status, fp.message)
 
@@ -450,6 +527,7 @@ def measure_eta_c(ctx: PointContext, settings: dict) -> Outcome:
     """Critical learning rate of the perfect solution (:func:`phasekit.committee.stability.critical_eta`).
 
     Always for the exact (second-order) flow; independent of the point's eta.
+    In a subspace (``model.subspace``): the value inside it (``critical_eta(model, subspace=...)``).
     """
     st, res = _stability(ctx.params, settings["eta_max"])
     values = {"eta_c": float(res), "eta_c_error": float(res.error), "eta_c_precision": float(res.precision),
@@ -781,3 +859,55 @@ def measure_sgd_regime(ctx: PointContext, settings: dict) -> Outcome:
                               tol=s["tol"])
     return Outcome({"sgd_regime": float(res.code), "sgd_regime_analytic": float(SGD_REGIMES.index(res.analytic)),
                     "ratio_exponent": res.ratio_exponent, "step_exponent": res.step_exponent})
+
+
+# --- a reduced model (model.subspace): which measures serve it ---------------------------------------
+
+# Measures of the whole state (K x K overlaps, microscopic runs) or of fixed points the reduced model
+# does not have (the flow's end point, steady states, noise floors): refused in a subspace.
+_FULL_SPACE_ONLY = ("asymptotic_eg", "steady_eg", "simulation", "spread", "noise_floor", "plateau_second_layer",
+                    "steady_eta", "annealing_asymptote")
+# Measures that integrate from the point's start: in a subspace it must lie in it.
+_FROM_START = ("trajectory", "final_eg", "convergence_time", "plateau_length")
+
+
+def _subspace_start_problem(study: Any) -> str | None:
+    """Why the study's starts do not lie in the subspace its models are restricted to, or None."""
+    values = lambda k: [study.params.get(k)] + [a[k] for ax in study.axes for a in ax.assigns if k in a]  # noqa: E731
+    if any(kind != "diagonal" for kind in values("kind")) and not any(r is not None for r in values("R0")):
+        return ("a start in the site-symmetric subspace is R = X, S = 0, Q = Q0, C = 0 (initial.kind = "
+                "\"diagonal\") or an R0, Q0 in it; initial.kind is not \"diagonal\" at some grid point")
+    if any(q is None or (isinstance(q, list) and not isinstance(q[0], list)) for q in values("Q0")):
+        return ("a start in the site-symmetric subspace needs equal student norms: give initial.Q0 as one number "
+                "(or a whole matrix with R0)")
+    return None
+
+
+def _in_subspace(name: str, check: Callable[[Any], str | None] | None) -> Callable[[Any], str | None]:
+    """``check`` of measure ``name``, preceded by whether it can serve a study restricted to a subspace."""
+    def composed(study: Any) -> str | None:
+        sub = _restricted(study)
+        if sub is not None and name in _FULL_SPACE_ONLY:
+            return (f"needs the full model, but model.subspace = {sub!r} restricts the flow to a subspace "
+                    f"(measures that work there: {', '.join(m for m in _SUBSPACE_MEASURES)}); leave model.subspace unset")
+        if sub is not None and name in _FROM_START:
+            problem = _subspace_start_problem(study)
+            if problem:
+                return problem
+        return check(study) if check is not None else None
+
+    return composed
+
+
+def _wrap_checks() -> None:
+    from dataclasses import replace
+
+    from .measures import MEASURES
+
+    for name, spec in list(MEASURES.items()):
+        if spec.system == "committee":
+            MEASURES[name] = replace(spec, check=_in_subspace(name, spec.check))
+
+
+_SUBSPACE_MEASURES = ("trajectory", "final_eg", "convergence_time", "plateau_length", "plateau", "eta_c", "eta_opt")
+_wrap_checks()

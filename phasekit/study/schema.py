@@ -244,7 +244,8 @@ class Study:
                        for a in self.axes}
         gridded = {k for names in set_by_grid.values() for k in names}
         return {
-            "system": self.system, "params": {k: v for k, v in self.params.items() if k not in gridded},
+            "system": self.system, "params": {k: v for k, v in self.params.items() if k not in gridded
+                                              and not (k in _UNSET_UNHASHED and v is None)},
             "grid": sorted([a.name, set_by_grid[a.name], a.depends] for a in self.axes),
             "measures": self.measures, "solver": self.solver.to_dict(), "newton": self.newton.to_dict(),
         }
@@ -260,6 +261,11 @@ class Study:
 
 
 # --- parsing -----------------------------------------------------------------
+
+
+# Parameters added after studies were checkpointed: left out of the hash while unset, so that
+# those checkpoints stay valid.
+_UNSET_UNHASHED = ("subspace",)
 
 
 def _merge(base: dict, over: Mapping) -> dict:
@@ -327,6 +333,9 @@ def _check_report(chk: _Checker, data: Mapping, axes: list[Axis], system: System
     if "trajectories" in rep_in:
         if system.name != "committee":
             raise chk.fail("report.trajectories", "stored trajectories are a committee study's; use a measure")
+        if isinstance(data.get("model"), Mapping) and data["model"].get("subspace") is not None:
+            raise chk.fail("report.trajectories", "stored trajectories are drawn from the full R and Q, but "
+                           "model.subspace restricts the flow to a subspace; use the trajectory measure")
         trajs = rep_in["trajectories"]
         if not isinstance(trajs, list):
             raise chk.fail("report.trajectories", f"must be a list of tables, got {type(trajs).__name__}")
