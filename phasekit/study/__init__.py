@@ -3,7 +3,7 @@
 ``schema`` reads and validates a study (TOML) without computing anything;
 ``systems`` lists each system's parameters; ``measures`` is the one registry
 of what can be computed at a grid point (filled by ``committee_measures``,
-``propagation_measures``, ``deep_linear_measures`` and ``lazy_measures``,
+``asymptotic_measures``, ``propagation_measures``, ``deep_linear_measures`` and ``lazy_measures``,
 loaded by ``registry``); ``runner`` evaluates a study over its grid
 (checkpointed, resumable, in parallel); ``assembly`` arranges the points in
 the dataset; ``analyses`` computes what the grid as a whole gives (fits,

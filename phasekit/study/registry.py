@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import committee_batch, committee_measures, deep_linear_measures, lazy_measures, propagation_measures
+from . import (asymptotic_measures, committee_batch, committee_measures, deep_linear_measures, lazy_measures,  # noqa: F401
+               propagation_measures)
 from .measures import MEASURES
+
+# every committee measure is registered by now: each one's check learns whether it serves a subspace
+committee_measures.wrap_subspace_checks()
 
 __all__ = ["MEASURES", "check_parameters", "make_prefetch"]
 
