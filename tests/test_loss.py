@@ -13,7 +13,7 @@ from scipy.integrate import solve_ivp
 from phasekit.lazy_training.loss import TwoLayer
 from phasekit.lazy_training.networks import Student, init_student, make_teacher
 
-N_MC = 10_000_000
+N_MC = 2_000_000
 CHUNK = 500_000
 
 
