@@ -156,7 +156,7 @@ def test_phase_diagram_parallel_equals_serial():
 
 def test_lazy_sweep_small_tau_learns_large_tau_is_lazy():
     taus = [0.01, 0.1, 1.0, 10.0]
-    ds = lazy_sweep(taus, [50], [0], d=20, m0=3, T=200.0, n_workers=2)
+    ds = lazy_sweep(taus, [50], [0], d=20, m0=3, T=100.0, n_workers=2)
     r = ds.isel(activation=0, scale=0, m=0, seed=0)
     small, large = r.sel(tau=0.01), r.sel(tau=10.0)
     assert float(small.loss) <= 0.1 * float(large.loss)

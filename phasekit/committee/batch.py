@@ -217,7 +217,8 @@ def integrate_batch(
     one :func:`integrate` computes for that model to the solver tolerance
     (the same steps, up to rounding), with the same events (leaving the
     positive-semidefinite cone, ``max_norm``, ``stop_eg``), status, message
-    and attributes; ``n_rhs`` counts that model's rows of the batched calls.
+    and attributes; ``n_rhs`` counts that model's rows of the batched calls
+    (of both passes when it stopped early).
 
     Parameters
     ----------
@@ -302,8 +303,8 @@ def integrate_batch(
             keep = times[r] < a_end
             parts.append((np.append(times[r][keep], a_end),
                           np.concatenate([run.samples[r, :int(keep.sum())], run.y_end[r][None, :]])))
-    if alpha_eval is None:
-        _resample_early_stops(batch, V0, run, times, parts, opts, spacing)
+    extra, extra_calls = (_resample_early_stops(batch, V0, run, times, parts, opts, spacing) if alpha_eval is None
+                          else (np.zeros(B, dtype=np.int64), 0))
     # eps_g of every sample of every run in one call (its cost is mostly per call): the
     # accurate route's products may round a value in its last bits with the other runs'
     # samples, which never feeds back into a run.
@@ -317,7 +318,7 @@ def integrate_batch(
                     "max_norm": max_norm, "alpha_max": float(alpha_max[r])}
         ds = trajectory_dataset(model, a, Y, settings=settings, eg=eg_all[r])
         ds.attrs.update(status=status, message="reached alpha_max" if status == "ok" else run.message[r],
-                        alpha_end=a_end, n_rhs=int(run.nfev[r]))
+                        alpha_end=a_end, n_rhs=int(run.nfev[r] + extra[r]))
         datasets.append(ds)
     crossings = {}
     if thresholds:
@@ -326,22 +327,24 @@ def integrate_batch(
             crossings[thr] = [_crossing(thr, float(eg0[r]), run.t_events[f"threshold_{j}"][r],
                                         run.directions[f"threshold_{j}"][r], run.status[r], float(run.t_end[r]))
                               for r in range(B)]
-    return BatchTrajectories(datasets, crossings, run.n_calls)
+    return BatchTrajectories(datasets, crossings, run.n_calls + extra_calls)
 
 
 def _resample_early_stops(batch: CommitteeBatch, V0: np.ndarray, run: Any, times: list[np.ndarray], parts: list,
-                          opts: SolverOptions, spacing: str) -> None:
+                          opts: SolverOptions, spacing: str) -> tuple[np.ndarray, int]:
     """Sample the runs that stopped before their horizon as densely as the others, in place.
 
     Where a run stops (an event) is known only at its end, so its rows are
     integrated again, without events, to that stop, sampled on ``n_points``
     times up to it (the same steps as the first pass up to rounding); the stop
     itself keeps the first pass's located state.  A row whose second pass
-    does not reach its stop keeps the samples of the first.
+    does not reach its stop keeps the samples of the first.  Returns the
+    right-hand sides this pass evaluated per row ``(B,)`` and its batched calls.
     """
+    extra = np.zeros(len(parts), dtype=np.int64)
     early = np.flatnonzero((run.n_steps > 0) & (run.t_end < np.array([t[-1] for t in times])))
     if early.size == 0:
-        return
+        return extra, 0
     ends = run.t_end[early]
     grids = [_samples(times[r].size, spacing, float(e)) for r, e in zip(early, ends)]
     again = solve_batch(lambda _t, V, rows: batch.rhs(V, early[rows]), V0[early], ends, rtol=opts.rtol,
@@ -352,6 +355,8 @@ def _resample_early_stops(batch: CommitteeBatch, V0: np.ndarray, run: Any, times
         keep = grids[k] < ends[k]
         n = int(keep.sum())
         parts[r] = (np.append(grids[k][keep], ends[k]), np.concatenate([again.samples[k, :n], run.y_end[r][None, :]]))
+    extra[early] = again.nfev
+    return extra, again.n_calls
 
 
 def _eg_near(model: Committee, V: np.ndarray, level: float) -> np.ndarray:
