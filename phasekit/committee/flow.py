@@ -67,7 +67,7 @@ def _ordered_sum(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _contract(vals: np.ndarray, w: np.ndarray, rowwise: bool = False) -> np.ndarray:
-    """``vals @ w`` over the last axis, with ``w`` constant ``(P,)`` or per state ``(..., P)``.
+    """``vals @ w`` over the last axis (also a matrix times a vector), ``w`` constant ``(P,)`` or per state ``(..., P)``.
 
     ``rowwise``: as a product and an ordered sum (:func:`_ordered_sum`).
     """
@@ -76,15 +76,6 @@ def _contract(vals: np.ndarray, w: np.ndarray, rowwise: bool = False) -> np.ndar
     if w.ndim == 1:
         return vals @ w
     return np.einsum("...sp,...p->...s", vals, w)
-
-
-def _matvec(A: np.ndarray, c: np.ndarray, rowwise: bool = False) -> np.ndarray:
-    """``A @ c`` with ``c`` constant ``(L,)`` or per state ``(..., L)`` (``rowwise``: see :func:`_contract`)."""
-    if rowwise:
-        return _ordered_sum(A * (c if c.ndim == 1 else c[..., None, :]))
-    if c.ndim == 1:
-        return A @ c
-    return np.einsum("...kl,...l->...k", A, c)
 
 
 def _matmul(A: np.ndarray, B: np.ndarray, rowwise: bool = False) -> np.ndarray:
@@ -314,9 +305,9 @@ class CommitteeFlow:
         K, L = self.K, self.L
         if self._soft:
             s = self._signs
-            A = S[..., :K, :] * _matvec(H, s, rowwise)[..., :, None] + _matmul(J * s, S, rowwise)  # (..., K, L)
+            A = S[..., :K, :] * _contract(H, s, rowwise)[..., :, None] + _matmul(J * s, S, rowwise)  # (..., K, L)
         else:
-            A = (S[..., :K, :] * _matvec(H, c, rowwise)[..., :, None]
+            A = (S[..., :K, :] * _contract(H, c, rowwise)[..., :, None]
                  + _matmul(J * c[..., None, :], S, rowwise)) * vs[..., :, None]
         # dR_in = eta A_i,K+n;  dQ_ik = eta (A_ik + A_ki): two gathers from A.
         Af = A.reshape(S.shape[:-2] + (K * L,))

@@ -427,15 +427,19 @@ def _cache_path(cache_dir: Path, name: str) -> Path:
     return Path(cache_dir) / f"analysis-{name}.nc"
 
 
-def _cached(cache_dir: Path, name: str, key: str) -> xr.Dataset | None:
-    path = _cache_path(cache_dir, name)
+def read_dataset(path: Path) -> xr.Dataset | None:
+    """The netCDF dataset at ``path``, or None when there is none or it cannot be read (then it is recomputed)."""
     if not path.exists():
         return None
     try:
-        ds = xr.load_dataset(path, engine="scipy")
+        return xr.load_dataset(path, engine="scipy")
     except Exception:
         return None
-    return ds if ds.attrs.get("key") == key else None
+
+
+def _cached(cache_dir: Path, name: str, key: str) -> xr.Dataset | None:
+    ds = read_dataset(_cache_path(cache_dir, name))
+    return ds if ds is not None and ds.attrs.get("key") == key else None
 
 
 def _store(cache_dir: Path, name: str, key: str, result: Mapping[str, xr.DataArray]) -> None:

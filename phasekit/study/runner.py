@@ -55,7 +55,7 @@ import xarray as xr
 
 from ..core.options import ParallelOptions, coerce_options
 from ..core.parallel import ParallelError, Progress, Terminated, choose_backend, connect, imap_unordered
-from .assembly import assemble, record_dataset, run_analyses, trajectory_outputs
+from .assembly import assemble, read_dataset, record_dataset, run_analyses, trajectory_outputs
 from .checkpoints import (
     _atomic_write_text,
     _concat,
@@ -352,11 +352,8 @@ def _batches(tasks: list, n_workers: int, batch_size: int | None) -> list[list]:
 
 def _same_dataset(path: Path, ds: xr.Dataset) -> xr.Dataset | None:
     """The dataset stored at ``path`` if it holds the same study and values as ``ds``."""
-    if not path.exists():
-        return None
-    try:
-        old = xr.load_dataset(path, engine="scipy")
-    except Exception:
+    old = read_dataset(path)
+    if old is None:
         return None
     if old.attrs.get("study") != ds.attrs.get("study") or not old.equals(ds):
         return None
