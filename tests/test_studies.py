@@ -233,6 +233,12 @@ def test_goldt2019_noise_floor(tmp_path_factory):
     # O(sigma^2) corrections are 1e-4 of it here
     published = [1.845706e-05, 3.454166e-05]
     np.testing.assert_allclose(ds["floor_eg"].sel(train_second_layer=0).values, published, rtol=1e-4)
+    # the switch is stored as 0/1 with CF flags, which legends read as True / False
+    from phasekit.plotting.common import coord_value
+
+    assert ds["train_second_layer"].attrs["flag_meanings"] == "False True"
+    assert [coord_value(ds["train_second_layer"], v) for v in ds["train_second_layer"].values] == ["False", "True"]
+    assert coord_value(ds["K"], 3) == "3"
     assert "0.34293" in report.read_text() and "3.454166e-05" in report.read_text()
 
 

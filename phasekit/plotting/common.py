@@ -83,13 +83,13 @@ def label(da: xr.DataArray | xr.Variable, fallback: str = "") -> str:
 
 
 def coord_value(coord: xr.DataArray, value: Any) -> str:
-    """A grid value as a legend or panel title shows it: ``True``/``False`` for a switch.
+    """A grid value as a legend or panel title shows it: the meaning of a CF flag code, else the number.
 
-    Switches are stored as 0/1 integers (netCDF has no booleans); their
-    ``long_name`` says ``(1) or ... (0)``.
+    Switches (stored as 0/1: netCDF has no booleans) carry ``flag_values``
+    and ``flag_meanings`` (``False True``), so they read ``True``/``False``.
     """
-    if "(1) or" in str(coord.attrs.get("long_name", "")) and np.dtype(coord.dtype).kind in "iub":
-        return str(bool(value))
+    if np.dtype(coord.dtype).kind in "iu" and "flag_meanings" in coord.attrs:
+        return str(status_names_of(xr.DataArray(np.asarray(value), attrs=coord.attrs)))
     return fmt(value, 3)
 
 

@@ -181,14 +181,17 @@ def _array(values: list[Any]) -> np.ndarray:
     return np.array([str(v) for v in values], dtype=object)
 
 
-def _name_attrs(study: Study, name: str) -> dict[str, str]:
+def _name_attrs(study: Study, name: str) -> dict[str, Any]:
     system = get_system(study.system)
     p = system.parameters.get(name)
     if p is None:
         p = next((MEASURES[m].settings[name] for m in study.measures if name in MEASURES[m].settings), None)
     if p is None:
         return {"long_name": name.replace("_", " "), "units": ""}
-    return {"long_name": p.long_name or name, "units": p.units}
+    attrs: dict[str, Any] = {"long_name": p.long_name or name, "units": p.units}
+    if p.kind == "boolean":  # stored as 0/1 (netCDF has no booleans): CF flags say what they mean
+        attrs.update(flag_values=np.array([0, 1], dtype=np.int8), flag_meanings="False True")
+    return attrs
 
 
 def grid_coords(study: Study, taken: set[str]) -> dict[str, Any]:
