@@ -62,8 +62,11 @@ def test_classifier_without_noise_and_with_a_fixed_teacher():
 def test_analytic_lines():
     assert analytic_sgd_regime(0.1, 0.0) == "gradient flow"
     assert analytic_sgd_regime(-0.5, 0.5) == "both"
-    assert analytic_sgd_regime(-0.7, 0.5) == "noise dominated"   # -(1 + kappa)/2 = -0.75
-    assert analytic_sgd_regime(-0.8, 0.5) == "no ODE limit"
+    # the figure's second line is delta = -kappa - 1/2 = -1 here (the authors' code's test would put it at -0.75)
+    assert analytic_sgd_regime(-0.8, 0.5) == "noise dominated"
+    assert analytic_sgd_regime(-0.98, 0.5) == "noise dominated"
+    assert analytic_sgd_regime(-1.02, 0.5) == "no ODE limit"
+    assert analytic_sgd_regime(-0.98, 0.5, tol=0.1) == "no ODE limit"   # 1 + 2 (kappa + delta) = 0.04 <= tol
     assert analytic_sgd_regime(-0.55, 0.5, tol=0.1) == "both"
     assert ode_limit_delta(0.0) == -0.5 and ode_limit_delta(1.0) == -1.5
 

@@ -24,15 +24,16 @@ the point by the fitted exponents:
 ``no ODE limit``
     the change per example does not vanish (exponent ``>= -tol``).
 
-:func:`analytic_sgd_regime` gives the published lines of Veiga et al. 2022
-(their ``gamma = eta``, ``p = K``, ``Delta = noise^2``): ``delta = -kappa``
-(green region ``kappa + delta > 0``, blue line ``kappa + delta = 0``) and
-``delta = -(1 + kappa) / 2`` (orange region ``kappa < -delta < (1 + kappa)/2``,
-"no ODEs" beyond).  The flow's own scaling puts the second line elsewhere:
-the change of ``Q`` per example, ``eta^2 / (K^2 d) ~ d^-(1 + 2 (kappa + delta))``
-(their time scale ``d^(1 + 2 (kappa + delta))`` examples), stops vanishing at
-``delta = -kappa - 1/2`` (:func:`ode_limit_delta`); the two agree at
-``kappa = 0`` only.
+:func:`analytic_sgd_regime` gives the lines of Veiga et al. 2022's phase
+diagram (figure 1; their ``gamma = eta``, ``p = K``, ``Delta = noise^2``):
+``delta = -kappa`` (green region ``kappa + delta > 0``, blue line
+``kappa + delta = 0``) and ``delta = -kappa - 1/2`` (orange region
+``kappa < -delta < kappa + 1/2``, "no ODEs" beyond), where the change of
+``Q`` per example, ``eta^2 / (K^2 d) ~ d^-(1 + 2 (kappa + delta))`` (their
+time scale ``d^(1 + 2 (kappa + delta))`` examples), stops vanishing
+(:func:`ode_limit_delta`).  The region test in the authors' public code
+reads ``-delta < (1 + kappa) / 2`` instead, a line that meets the figure's
+at ``kappa = 0`` only.
 
 For a teacher that grows with the student (``teacher="grows"``, ``M = K``,
 ``T = I``) the state is site-symmetric and the flow is the reduced one
@@ -71,18 +72,19 @@ def ode_limit_delta(kappa: Any) -> Any:
 
 
 def analytic_sgd_regime(delta: float, kappa: float, tol: float = 0.0) -> str:
-    """The regime of ``(delta, kappa)`` from Veiga et al.'s published lines (``tol``: half-width of a line).
+    """The regime of ``(delta, kappa)`` from the lines of Veiga et al.'s figure 1 (``tol``: half-width of a line).
 
     ``kappa + delta > tol``: ``"gradient flow"``; ``|kappa + delta| <= tol``:
-    ``"both"``; else ``"noise dominated"`` while ``1 + kappa + 2 delta > tol``
-    (``-delta < (1 + kappa) / 2``), ``"no ODE limit"`` beyond.
+    ``"both"``; else ``"noise dominated"`` while ``1 + 2 (kappa + delta) > tol``
+    (``-delta < kappa + 1/2``), ``"no ODE limit"`` beyond.  ``tol`` is in
+    units of the exponents :func:`classify_sgd_regime` fits.
     """
     s = float(kappa) + float(delta)
     if s > tol:
         return "gradient flow"
     if s >= -tol:
         return "both"
-    return "noise dominated" if 1.0 + float(kappa) + 2.0 * float(delta) > tol else "no ODE limit"
+    return "noise dominated" if 1.0 + 2.0 * s > tol else "no ODE limit"
 
 
 def _check(delta: float, kappa: float, eta0: float, p0: float, teacher: str, M: int) -> None:
@@ -160,7 +162,7 @@ class SgdRegime:
     regime : str
         One of :data:`SGD_REGIMES`.
     analytic : str
-        The regime from the published lines, each widened by the same
+        The regime from the lines of the published figure, each widened by the same
         ``tol`` (:func:`analytic_sgd_regime`).
     ratio_exponent : float
         Fitted exponent of ``second / first`` in ``d`` (prediction ``-(kappa + delta)``).

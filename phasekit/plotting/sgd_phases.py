@@ -20,9 +20,10 @@ def plot_sgd_phase_diagram(ds: xr.Dataset, title: str | None = None) -> Figure:
     """The regime from the flow over ``(delta, kappa)`` (axes as Veiga et al.'s figure), with the lines over it.
 
     Cells: ``sgd_regime`` (measure ``sgd_regime``); solid: ``delta = -kappa``,
-    dashed: ``delta = -(1 + kappa)/2`` (both published), dotted: ``delta =
-    -kappa - 1/2`` (the flow's scaling); markers: the lines' positions from the
-    flow's exponents (analysis ``sgd_phase_lines``), where stored.
+    dashed: ``delta = -kappa - 1/2`` (the lines of the published figure),
+    dotted: ``delta = -(1 + kappa)/2`` (the authors' code's region test);
+    markers: the lines' positions from the flow's exponents (analysis
+    ``sgd_phase_lines``), where stored.
     """
     da = ds["sgd_regime"].transpose("kappa", "delta")
     kappa, delta = ds["kappa"].values.astype(float), ds["delta"].values.astype(float)
@@ -36,8 +37,8 @@ def plot_sgd_phase_diagram(ds: xr.Dataset, title: str | None = None) -> Figure:
         ax.plot([], [], "s", ms=9, color=_COLOURS[code], label=f"{name} (flow)")
     k = np.linspace(float(kappa.min()), float(kappa.max()), 50)
     ax.plot(-k, k, "k-", lw=1.8, label="delta = -kappa (published)")
-    ax.plot(-(1.0 + k) / 2.0, k, "k--", lw=1.8, label="delta = -(1 + kappa)/2 (published)")
-    ax.plot(-k - 0.5, k, "k:", lw=1.8, label="delta = -kappa - 1/2 (change per example ~ 1)")
+    ax.plot(-k - 0.5, k, "k--", lw=1.8, label="delta = -kappa - 1/2 (published)")
+    ax.plot(-(1.0 + k) / 2.0, k, "k:", lw=1.8, label="delta = -(1 + kappa)/2 (authors' code)")
     for var, marker, text in (("sgd_line_both_delta", "o", "both terms survive (flow's exponents)"),
                               ("sgd_line_ode_delta", "^", "ODE limit ends (flow's exponents)")):
         if var in ds:

@@ -504,7 +504,7 @@ def _zero_crossing(x: np.ndarray, y: np.ndarray) -> float:
 @register_analysis("sgd_phase_lines", settings={
     "over": _string("over", "delta", "the learning-rate exponent axis"),
 }, output_names=lambda s: ["sgd_line_both_delta", "sgd_line_both_delta_analytic", "sgd_line_ode_delta",
-                           "sgd_line_ode_delta_analytic", "sgd_line_ode_delta_scaling", "sgd_regime_agreement"],
+                           "sgd_line_ode_delta_analytic", "sgd_line_ode_delta_code", "sgd_regime_agreement"],
     check=lambda s, v, d: (None if {"ratio_exponent", "step_exponent", "sgd_regime"} <= v and
                            {s.get("over", "delta"), "kappa"} <= d else
                            "over: needs the measure sgd_regime on a grid over delta and kappa"))
@@ -515,9 +515,9 @@ def sgd_phase_lines(ds: xr.Dataset, settings: dict, probe: Any = None) -> dict[s
     eta^2/noise terms to the first-order terms crosses zero (the line on which
     both survive) and where the exponent of the change per example does (the
     end of the ODE limit), by linear interpolation between grid neighbours;
-    the published lines ``-kappa`` and ``-(1 + kappa)/2``, the closed form
-    ``-kappa - 1/2`` of the change per example, and the fraction of points
-    whose regime from the flow is the one of the published lines.
+    the lines of the published figure, ``-kappa`` and ``-kappa - 1/2``, the
+    line ``-(1 + kappa)/2`` of the authors' code's region test, and the
+    fraction of points whose regime from the flow is the figure's.
     """
     over = settings.get("over", "delta")
     keep = ["ratio_exponent", "step_exponent", "sgd_regime"] + (["sgd_regime_analytic"]
@@ -542,7 +542,7 @@ def sgd_phase_lines(ds: xr.Dataset, settings: dict, probe: Any = None) -> dict[s
         "sgd_line_both_delta": out(both, "delta where both terms survive (flow's exponents)"),
         "sgd_line_both_delta_analytic": out(-kappa, "delta = -kappa (published)"),
         "sgd_line_ode_delta": out(ode, "delta where the ODE limit ends (flow's exponents)"),
-        "sgd_line_ode_delta_analytic": out(-(1.0 + kappa) / 2.0, "delta = -(1 + kappa)/2 (published)"),
-        "sgd_line_ode_delta_scaling": out(-kappa - 0.5, "delta = -kappa - 1/2 (change per example ~ 1)"),
+        "sgd_line_ode_delta_analytic": out(-kappa - 0.5, "delta = -kappa - 1/2 (published figure)"),
+        "sgd_line_ode_delta_code": out(-(1.0 + kappa) / 2.0, "delta = -(1 + kappa)/2 (authors' code's region test)"),
         "sgd_regime_agreement": out(agree, "fraction of delta values whose regime is the published one"),
     }

@@ -180,7 +180,7 @@ def _sgd_setting(name: str, kind: str, default: Any, long_name: str, **kw: Any) 
 @register_measure("sgd_regime", {
     "sgd_regime": Output("regime of the flow's terms (from the flow)", "",
                          flags=("gradient flow", "both", "noise dominated", "no ODE limit")),
-    "sgd_regime_analytic": Output("regime from the lines delta = -kappa, delta = -(1 + kappa)/2", "",
+    "sgd_regime_analytic": Output("regime from the published lines delta = -kappa, delta = -kappa - 1/2", "",
                                   flags=("gradient flow", "both", "noise dominated", "no ODE limit")),
     "ratio_exponent": Output("exponent in d of (eta^2 and noise terms) / (first-order terms)"),
     "step_exponent": Output("exponent in d of the change of Q per example"),
