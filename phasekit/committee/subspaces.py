@@ -541,8 +541,13 @@ class SiteSymmetricCommittee:
         d = self._balance()
         scale = d[:, None] / d[None, :]
         A, B = J[:n] * scale, J[n:] * scale
-        err = float(np.nanmax(np.r_[E[:n] * scale, E[n:] * scale])) if E is not None else math.nan
-        return EtaStructure(A=A, B=B, error=err, state=z, scheme=scheme, residual=float(np.abs(f).max()))
+        # A and B keep their own errors: B ~ K A here (eta ~ 1/K), so one error for both
+        # would be B's, and would swamp the tolerances on A (fake marginal modes, a
+        # crossing lost in its error band at K ~ 1e3 and above)
+        err_a = float(np.nanmax(E[:n] * scale)) if E is not None else math.nan
+        err_b = float(np.nanmax(E[n:] * scale)) if E is not None else math.nan
+        return EtaStructure(A=A, B=B, error=err_a, state=z, scheme=scheme, residual=float(np.abs(f).max()),
+                            error_B=err_b)
 
     def _balance(self) -> np.ndarray:
         d = np.ones(self.n_state)
