@@ -510,7 +510,11 @@ class SiteSymmetricCommittee:
     def jacobian(self, z: Any, fun: Any = None, entry_errors: bool = False) -> tuple[np.ndarray, Any, str]:
         """Jacobian of the reduced flow (or of ``fun``) at ``z``: ``(J, error, scheme)``.
 
-        Central differences inside the cone; on its boundary (e.g. the
+        Where the closed forms are analytic across the cone's boundary (erf,
+        linear, one activation for student and teacher): complex-step
+        derivatives ``Im f(z + i h e_j) / h`` (scheme ``"complex-step"``),
+        exact to rounding at any K, boundary included.  Otherwise central
+        differences inside the cone; on its boundary (e.g. the
         perfect solution, where ReLU's flow has square-root terms) the
         one-sided limit from inside along directions into the cone, each
         coordinate's step scaled by how strongly it moves the covariance's
