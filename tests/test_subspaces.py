@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import phasekit as pk
+from helpers_mp import mp_erf_plateau, mp_erf_reference
 from phasekit.committee.subspaces import (SiteSymmetricCommittee, reduced_from_parameters, sector_projectors,
                                           site_symmetric_basis)
 
@@ -132,7 +133,8 @@ def test_fixed_points_of_the_reduced_flow(act, K):
     np.testing.assert_allclose([R, Q, C], [full.state.R[0, 0], full.state.Q[0, 0], full.state.Q[0, 1]], atol=1e-9)
     assert plateau.extra["escape_eigenvalue"] == pytest.approx(full.escape_eigenvalue, rel=1e-6)
     perfect = red.perfect_solution()
-    assert perfect.kind == "stable" and perfect.jacobian_scheme == "cone"
+    # erf's closed forms are analytic across the cone's boundary: complex step; ReLU's one-sided limit
+    assert perfect.kind == "stable" and perfect.jacobian_scheme == ("complex-step" if act == "erf" else "cone")
     P = site_symmetric_basis(K)
     Jfull = pk.jacobian(model, pk.perfect_solution(model).vector).matrix
     Jproj = np.linalg.pinv(P) @ Jfull @ P
@@ -224,3 +226,79 @@ def test_reduced_flow_parts_combine_to_the_reduced_flow():
     parts = red.flow_parts(z)
     np.testing.assert_allclose(parts.combine(), red.rhs_vector(z), rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(parts.combine(eta=0.8) - red.replace(eta=0.8).rhs_vector(z), 0.0, atol=1e-14)
+
+
+# --- precision at large K ----------------------------------------------------------------
+
+
+def _finite_difference_twin(red):
+    """The same reduced model with the complex step switched off (the one-sided / central differences)."""
+    twin = red.replace()
+    twin._complex_step = False
+    return twin
+
+
+@pytest.mark.parametrize("act,K", [("erf", 2), ("erf", 3), ("erf", 5), ("linear", 3)])
+def test_complex_step_formulation_equals_the_finite_difference_one_at_small_K(act, K):
+    red = pk.Committee(K, K, act, eta=0.3, second_order=True, noise=0.2).restrict("site_symmetric")
+    twin = _finite_difference_twin(red)
+    assert red._complex_step and not twin._complex_step
+    # the flow: the closed forms called directly give the same numbers as through expect_*
+    z = np.array([[0.4, 0.1, 0.8, 0.2], [0.7, 0.05, 0.9, 0.1]])
+    np.testing.assert_allclose(red.rhs_vector(z), twin.rhs_vector(z), rtol=0, atol=1e-12)
+    # the Jacobian, inside the cone (central differences) and at the perfect solution (one-sided)
+    for state in (z[0], red.perfect_vector()):
+        J, _, scheme = red.jacobian(state)
+        Jfd, err, _ = twin.jacobian(state)
+        assert scheme == "complex-step"
+        tol = max(10 * err, 1e-8 * np.abs(J).max()) if np.isfinite(err) else 1e-8 * np.abs(J).max()
+        np.testing.assert_allclose(J, Jfd, rtol=0, atol=tol)
+    # (replace builds a fresh model, complex step on again: the twin is made from the noise-free one)
+    noiseless = red.replace(noise=0.0)
+    ec, ec_fd = pk.critical_eta(noiseless), pk.critical_eta(_finite_difference_twin(noiseless))
+    assert ec_fd.structure.scheme == "cone" and ec.structure.scheme == "complex-step"
+    assert ec.value == pytest.approx(ec_fd.value, rel=1e-9)
+
+
+@pytest.mark.parametrize("K", [1000, 10000])
+def test_wide_erf_eta_c_against_a_higher_precision_evaluation(K):
+    red = pk.Committee(K, K, "erf", second_order=True).restrict("site_symmetric")
+    eta_ref, A_ref, B_ref = mp_erf_reference(red)
+    st = red.eta_structure()
+    d = red._balance()
+    scale = d[:, None] / d[None, :]
+    assert st.scheme == "complex-step"
+    # every entry to its error estimate, and the estimate itself small (rounding, not K^2 eps / h)
+    assert np.abs(st.A - A_ref * scale).max() <= st.error <= 1e-12 * np.abs(st.A).max()
+    assert np.abs(st.B - B_ref * scale).max() <= st.error_B <= 1e-12 * np.abs(st.B).max()
+    ec = pk.critical_eta(red)
+    assert ec.status == "ok" and ec.n_marginal == 0
+    assert abs(ec.value - eta_ref) <= min(ec.error, 1e-10 * eta_ref)
+    # the finite-difference route (the one-sided limit) is two to five orders less precise here
+    fd = pk.critical_eta(_finite_difference_twin(red))
+    assert abs(fd.value - eta_ref) > 100 * abs(ec.value - eta_ref)
+
+
+def test_wide_relu_eta_c_has_no_fake_marginal_mode():
+    # A and B carry their own errors: B ~ K A at eta ~ 1/K, and B's error used for A once made
+    # the smallest eigenvalue of A (-1/2) a "marginal mode" at K = 3000 (K eta_c came out 7.99)
+    K = 3000
+    ec = pk.critical_eta(pk.Committee(K, K, "relu", second_order=True).restrict("site_symmetric"))
+    assert ec.status == "ok" and ec.n_marginal == 0 and ec.crossing == "real"
+    # K eta_c = 4 - 4 / K + O(K^-3) (the K-scaling study's law, fitted on 20 <= K <= 200)
+    assert abs(K * ec.value - (4.0 - 4.0 / K)) <= max(3 * K * ec.error, 1e-6)
+    assert ec.error <= 1e-4 * ec.value
+
+
+def test_wide_plateau_escape_against_a_higher_precision_fixed_point():
+    # the polished Newton step: on a wide plateau the slow mode (eigenvalue ~ eta / K) left the
+    # point ~ 1e-8 from the fixed point at residual 1e-12, and the escape eigenvalue off by 3e-6
+    K = 10000
+    red = pk.Committee(K, K, "erf", second_order=True, eta=1.0882424389221353e-04).restrict("site_symmetric")
+    plateau = red.symmetric_plateau()
+    assert plateau.status == "converged"
+    # Newton on R = S once more at 40 digits from the double point (mpmath), then its Jacobian there
+    ref = mp_erf_plateau(red, plateau.vector)
+    assert np.abs(plateau.vector - ref[0]).max() <= 1e-13
+    # negative: at eta = eta_c / 5 the symmetric plateau is stable inside the subspace for K >~ 300
+    assert plateau.extra["escape_eigenvalue"] == pytest.approx(ref[1], rel=1e-8) and ref[1] < 0

@@ -14,7 +14,7 @@ critical and optimal learning rates from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Sequence
 
@@ -48,13 +48,18 @@ class EtaStructure:
     A, B : ndarray, shape (n_state, n_state)
         First-order part (per unit eta) and second-order part (per unit eta^2).
     error : float
-        Estimated max entrywise error of A and B (``nan`` if not estimated).
+        Estimated max entrywise error of A and B (``nan`` if not estimated); of A
+        alone when ``error_B`` is given.
     state : State
     scheme : str
         Jacobian scheme (``"central"``, ``"cone"``; anything for a synthetic structure).
     residual : float
         ``max(|a(x)|, |b(x)|)`` of the two parts of the flow ``eta a + eta^2 b`` at
         ``state``: zero (to rounding) where the state is fixed for every eta.
+    error_B : float
+        Estimated max entrywise error of B when it differs from A's (``nan``: ``error``
+        covers both).  Where B is much larger than A (a wide committee, eta ~ 1/K) one
+        error for both would let B's rounding swamp the tolerances on A.
     """
 
     A: np.ndarray
@@ -63,6 +68,7 @@ class EtaStructure:
     state: State
     scheme: str
     residual: float = float("nan")
+    error_B: float = float("nan")
 
     def jacobian(self, eta: float) -> np.ndarray:
         """``eta A + eta^2 B``."""
@@ -85,17 +91,32 @@ class EtaStructure:
         scale = max(1.0, float(np.abs(self.A).max(initial=0.0)), float(np.abs(self.B).max(initial=0.0)))
         return _NOMINAL_REL_ERROR * scale
 
+    @property
+    def entry_error_B(self) -> float:
+        """Entrywise error of B: ``error_B`` if given (and ``error`` is), else :attr:`entry_error`."""
+        if np.isfinite(self.error_B) and np.isfinite(self.error):
+            return float(self.error_B)
+        return self.entry_error
+
     def eigenvalue_error(self, eta: float) -> float:
-        """Error of a well-conditioned eigenvalue of ``A + eta B``: ``||dA + eta dB|| <= n err (1 + eta)``."""
-        return len(self.A) * self.entry_error * (1.0 + abs(eta))
+        """Error of a well-conditioned eigenvalue of ``A + eta B``: ``||dA + eta dB|| <= n (err_A + eta err_B)``."""
+        return len(self.A) * (self.entry_error + abs(eta) * self.entry_error_B)
 
     @cached_property
     def split(self) -> PencilSplit:
         """The eta-independent parts of the spectrum (:func:`phasekit.core.spectrum.split_pencil`).
 
-        Singular values below ``20 n`` times :attr:`entry_error` count as zero.
+        Singular values below ``20 n`` times :attr:`entry_error` count as zero; with
+        its own error of B, the split is that of ``(A, r B)``, ``r = err_A / err_B``
+        (entries of one error), mapped back to B.
         """
-        return split_pencil(self.A, self.B, 20.0 * len(self.A) * self.entry_error)
+        ea, eb = self.entry_error, self.entry_error_B
+        tol = 20.0 * len(self.A) * ea
+        if eb == ea or not (eb > 0):
+            return split_pencil(self.A, self.B, tol)
+        r = ea / eb
+        s = split_pencil(self.A, r * self.B, tol)
+        return replace(s, B=s.B / r, branches=tuple(replace(br, b=br.b / r) for br in s.branches))
 
 
 def eta_structure(model: Committee, state: State | np.ndarray | None = None, *, scheme: str = "auto") -> EtaStructure:

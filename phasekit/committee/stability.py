@@ -182,7 +182,7 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     eigenvectors of A and B give linear branches ``a + eta b`` whose zeros are
     closed forms.  On the rest, the zero is bracketed on a geometric grid from
     ``eta_min`` to ``eta_max`` (signs decided only outside the eigenvalue error
-    band ``3 n err (1 + eta)``, err the entrywise Jacobian error) and refined
+    band ``3 n (err_A + eta err_B)``, the entrywise errors of A and B) and refined
     by Brent's method to ``xtol`` relative; a real crossing is polished with
     the generalised eigenvalue problem ``A v = -eta B v``.
 
@@ -249,7 +249,6 @@ def _critical(st: EtaStructure, labels: Sequence[str], eta_max: float, xtol: flo
     """Body of :func:`critical_eta` on a given structure (coordinates named by ``labels``)."""
     split = st.split
     n = len(st.A)
-    err = st.entry_error
     modes = tuple(_null_modes(split.null_right, labels, "right") + _null_modes(split.null_left, labels, "left"))
     note = _marginal_summary(split, modes)
     common: dict[str, Any] = {
@@ -323,7 +322,7 @@ def _critical(st: EtaStructure, labels: Sequence[str], eta_max: float, xtol: flo
             break
         step *= 10
     # first-order propagation of the Jacobian error: d lambda / d eta and the condition number
-    err_lambda = lead["cond"] * err * (1 + eta_c) * np.sqrt(n)
+    err_lambda = lead["cond"] * st.eigenvalue_error(eta_c) / np.sqrt(n)
     slope = lead["slope"]
     eta_err = float(err_lambda / abs(slope)) if np.isfinite(slope) and slope != 0 else math.inf
     return done(eta_c, "ok", message, bracket=(float(lo), float(hi)), precision=float(0.5 * (hi - lo)),
@@ -347,7 +346,7 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
     Brent's bounded maximiser in the best cell of a 401-point scan, the
     crossings and coalescences in that cell, and the smooth maxima of each
     branch; among those within the rate's error band of the best
-    (``eta n err (1 + eta)`` times the eigenvalue condition number) the kinks win.
+    (``eta n (err_A + eta err_B)`` times the eigenvalue condition number) the kinks win.
 
     Parameters
     ----------
@@ -395,7 +394,6 @@ def _optimal(st: EtaStructure, labels: Sequence[str], xtol: float, eta_min: floa
     brent_xatol = max(xtol * 1e-2, 1e-13) * eta_c
     split = st.split
     n = len(st.A)
-    err = st.entry_error
     branches = split.branches
     has_rest = len(split.A) > 0
 
@@ -415,7 +413,7 @@ def _optimal(st: EtaStructure, labels: Sequence[str], xtol: float, eta_min: floa
         return -e * split.max_real(e)
 
     def dlam(e: float) -> float:
-        return 3.0 * np.sqrt(n) * err * (1.0 + e)
+        return 3.0 * st.eigenvalue_error(e) / np.sqrt(n)
 
     def leaders(e: float, slack: float) -> set[int]:
         vals = {p: value(p, e) for p in pieces}

@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.activations import expect_H2, expect_I2, expect_I4, expect_J2
+from ..core.activations import _unpack2, _unpack4, expect_H2, expect_I2, expect_I4, expect_J2
 from ..core.results import FixedPoint, classify
 from ..core.spectrum import eigen_decomposition
 from ..core.ode import Event, solve_flow
@@ -60,6 +60,25 @@ SUBSPACES = ("site_symmetric",)
 # Indices of the covariance entries in the extended vector (R, S, Q, C, Td, To).
 _ENTRY = {("x", "x", True): 2, ("x", "x", False): 3, ("y", "y", True): 4, ("y", "y", False): 5,
           ("x", "y", True): 0, ("x", "y", False): 1, ("y", "x", True): 0, ("y", "x", False): 1}
+
+
+# Activations whose closed forms (H2, J2, I2, I4) are analytic in the covariance entries on a
+# neighbourhood of the cone, its boundary included: the reduced flow's Jacobian is taken by
+# complex-step differentiation (no difference of rounded flow values, exact to rounding).
+_ANALYTIC_FORMS = ("erf", "linear")
+
+# Complex step, relative to the state's scale (any h with h^2 below rounding would do).
+_COMPLEX_STEP = 1e-30
+
+# Entrywise error of a complex-step Jacobian, relative to the largest entry of its row (of
+# the balanced A or B in eta_structure); a 50-digit evaluation of the erf flow finds 6e-16
+# for K = 2 ... 1e5.
+_COMPLEX_STEP_REL_ERROR = 1e-13
+
+
+def _num(x: Any) -> np.ndarray:
+    """``x`` as a float array, or as a complex one when it carries a complex step."""
+    return np.asarray(x) if np.iscomplexobj(x) else np.asarray(x, dtype=float)
 
 
 def _falling(n: int, p: int) -> float:
@@ -150,11 +169,11 @@ class _PatternSum:
     def __call__(self, kernel: Any, ext: np.ndarray, cx: Any, cy: float) -> np.ndarray:
         """The outputs, shape ``(..., n_out)``; ``ext`` is ``(R, S, Q, C, Td, To, 1)`` per state."""
         total = 0.0
-        cx = np.asarray(cx, dtype=float)[..., None]
+        cx = _num(cx)[..., None]
         for types, idx, count, nx, ny, e, seg in self.groups:
             vals = kernel(ext[..., idx], types)  # (..., P)
             w = count * (cy ** ny) * ext[..., e]
-            w = w * (cx ** nx if cx.ndim > 1 else float(cx[0]) ** nx)
+            w = w * (cx ** nx if cx.ndim > 1 else cx.reshape(-1)[0] ** nx)
             total = total + (vals * w) @ seg
         return total
 
@@ -257,6 +276,9 @@ class SiteSymmetricCommittee:
         self._eg = _PatternSum(K, [([], 2, (0, 1), 0, None)], mixed)
         self._i2_student = _PatternSum(K, [(x, 1, (0, 1), 0, None)], mixed)
         self._acts = {"x": self.activation, "y": self.teacher_activation}
+        act = self.activation
+        self._complex_step = (act.name in _ANALYTIC_FORMS and act is self.teacher_activation
+                              and all(k in act.closed_forms for k in ("H2", "J2", "I2", "I4")))
 
     # --- description -------------------------------------------------------
 
@@ -382,6 +404,11 @@ class SiteSymmetricCommittee:
     def _kernel(self, name: str) -> Any:
         acts = self._acts
         sa = self.activation
+        if self._complex_step:
+            # the closed forms themselves (one activation): they take complex entries
+            form = sa.closed_forms[name]
+            unpack = _unpack4 if name == "I4" else _unpack2
+            return lambda C, types: form(*unpack(C))
 
         def k2(fun: Any) -> Any:
             return lambda C, types: fun(C, acts[types[0]], acts[types[1]])
@@ -396,26 +423,26 @@ class SiteSymmetricCommittee:
 
     def _coefficients(self, z: np.ndarray) -> tuple[Any, Any]:
         v = z[..., 4] if self.train_second_layer else self.v_fixed
-        return v, -np.asarray(v, dtype=float)
+        return v, -_num(v)
 
     def _parts(self, z: np.ndarray) -> dict[str, np.ndarray]:
-        """The flow's parts per unit coefficient, each of shape ``(..., n_state)``."""
-        z = np.asarray(z, dtype=float)
+        """The flow's parts per unit coefficient, each of shape ``(..., n_state)`` (complex for a complex ``z``)."""
+        z = _num(z)
         ext = self._ext(z)
         v, cx = self._coefficients(z)
         cy = self.w
-        zero = np.zeros(z.shape[:-1] + (self.n_state,))
+        zero = np.zeros(z.shape[:-1] + (self.n_state,), dtype=z.dtype)
         H2, J2 = self._kernel("H2"), self._kernel("J2")
         h = self._h(H2, ext, cx, cy)[..., 0]
-        A = (ext[..., :4] * h[..., None] + self._first(J2, ext, cx, cy)) * np.asarray(v, dtype=float)[..., None]
+        A = (ext[..., :4] * h[..., None] + self._first(J2, ext, cx, cy)) * _num(v)[..., None]
         first = np.concatenate([A[..., :2], 2.0 * A[..., 2:4], zero[..., 4:]], axis=-1)
         parts = {"first": first}
         if self.second_order:
-            vv = (np.asarray(v, dtype=float) ** 2)[..., None]
+            vv = (_num(v) ** 2)[..., None]
             i4, j2 = zero.copy(), zero.copy()
             i4[..., 2:4] = self._second(self._kernel("I4"), ext, cx, cy) * vv
             C2 = ext[..., np.array([[[2, 2], [2, 2]], [[2, 3], [3, 2]]])]
-            j2[..., 2:4] = expect_J2(C2, self.activation, self.activation) * vv
+            j2[..., 2:4] = self._kernel("J2")(C2, ("x", "x")) * vv
             parts["i4"], parts["j2"] = i4, j2
         decay = zero.copy()
         decay[..., :2] = -z[..., :2]
@@ -438,7 +465,7 @@ class SiteSymmetricCommittee:
 
     def rhs_vector(self, z: np.ndarray, alpha: Any = None) -> np.ndarray:
         """``d z / d alpha`` for reduced states ``z`` of shape ``(..., n_state)`` (no validation; batched)."""
-        z = np.asarray(z, dtype=float)
+        z = _num(z)
         eta = self.parent._eta_for(alpha)
         p = self._parts(z)
         out = eta * p["first"]
@@ -483,7 +510,11 @@ class SiteSymmetricCommittee:
     def jacobian(self, z: Any, fun: Any = None, entry_errors: bool = False) -> tuple[np.ndarray, Any, str]:
         """Jacobian of the reduced flow (or of ``fun``) at ``z``: ``(J, error, scheme)``.
 
-        Central differences inside the cone; on its boundary (e.g. the
+        Where the closed forms are analytic across the cone's boundary (erf,
+        linear, one activation for student and teacher): complex-step
+        derivatives ``Im f(z + i h e_j) / h`` (scheme ``"complex-step"``),
+        exact to rounding at any K, boundary included.  Otherwise central
+        differences inside the cone; on its boundary (e.g. the
         perfect solution, where ReLU's flow has square-root terms) the
         one-sided limit from inside along directions into the cone, each
         coordinate's step scaled by how strongly it moves the covariance's
@@ -494,6 +525,18 @@ class SiteSymmetricCommittee:
         n = z.size
         margin = self.min_eigenvalue(z)
         scale = max(1.0, float(np.abs(z).max()))
+        if self._complex_step:
+            # analytic closed forms: Im f(z + i h e_j) / h, no difference of rounded values, and
+            # valid on the cone's boundary too (the forms are analytic across it)
+            h = _COMPLEX_STEP * scale
+            F = fun(z + 1j * h * np.eye(n))
+            J = F.imag.T / h
+            m = J.shape[0]
+            E = np.empty_like(J)
+            for b in range(0, m, n):  # each state-shaped block of outputs (e.g. the A and B parts)
+                E[b:b + n] = _COMPLEX_STEP_REL_ERROR * np.maximum(np.abs(J[b:b + n]).max(axis=1, keepdims=True),
+                                                                  1e-300)
+            return J, E if entry_errors else float(E.max()), "complex-step"
         if margin > _BOUNDARY_MARGIN:
             h = _CENTRAL_STEP * scale
             if margin * scale < 4 * h * max(1, self.K - 1):
@@ -541,8 +584,17 @@ class SiteSymmetricCommittee:
         d = self._balance()
         scale = d[:, None] / d[None, :]
         A, B = J[:n] * scale, J[n:] * scale
-        err = float(np.nanmax(np.r_[E[:n] * scale, E[n:] * scale])) if E is not None else math.nan
-        return EtaStructure(A=A, B=B, error=err, state=z, scheme=scheme, residual=float(np.abs(f).max()))
+        # A and B keep their own errors: B ~ K A here (eta ~ 1/K), so one error for both
+        # would be B's, and would swamp the tolerances on A (fake marginal modes, a
+        # crossing lost in its error band at K ~ 1e3 and above)
+        if scheme == "complex-step":  # exact to rounding: relative to the (balanced) matrices' entries
+            err_a = _COMPLEX_STEP_REL_ERROR * float(np.abs(A).max())
+            err_b = _COMPLEX_STEP_REL_ERROR * float(np.abs(B).max())
+        else:
+            err_a = float(np.nanmax(E[:n] * scale)) if E is not None else math.nan
+            err_b = float(np.nanmax(E[n:] * scale)) if E is not None else math.nan
+        return EtaStructure(A=A, B=B, error=err_a, state=z, scheme=scheme, residual=float(np.abs(f).max()),
+                            error_B=err_b)
 
     def _balance(self) -> np.ndarray:
         d = np.ones(self.n_state)
@@ -609,6 +661,20 @@ class SiteSymmetricCommittee:
             z, f = cand, fc
         res = float(np.abs(B.T @ f).max())
         ok = res <= tol
+        if ok:
+            # polish: the residual tolerance is absolute, but a slow mode (an eigenvalue
+            # ~ eta / K on a wide plateau) leaves the point ~ tol / eigenvalue away; full
+            # Newton steps while they still reduce the residual
+            for _ in range(3):
+                step = np.linalg.lstsq(B.T @ self.jacobian(z)[0] @ B, -(B.T @ f), rcond=None)[0]
+                cand = z + B @ step
+                if not (self.min_eigenvalue(cand) >= -PSD_TOL and cand[2] > 0):
+                    break
+                fc = self.rhs_vector(cand)
+                rc = float(np.abs(B.T @ fc).max())
+                if not (np.all(np.isfinite(fc)) and rc < res):
+                    break
+                z, f, res = cand, fc, rc
         return self.linearise(z, label=label, status="converged" if ok else "failed", iterations=it,
                               message="converged" if ok else f"residual {res:.3g} above tol {tol:g}")
 

@@ -79,8 +79,13 @@ _TINY = np.finfo(float).tiny
 
 # --- erf: the committee moments ----------------------------------------------------------
 
+def _clip_unit(x: Array) -> Array:
+    """Rounding overshoots of ``|x| > 1`` clipped; complex ``x`` (a complex-step derivative) passes unchanged."""
+    return x if np.iscomplexobj(x) else np.clip(x, -1.0, 1.0)
+
+
 def erf_I2(c11: Array, c22: Array, c12: Array) -> Array:
-    return _2_PI * np.arcsin(np.clip(c12 / np.sqrt((1.0 + c11) * (1.0 + c22)), -1.0, 1.0))
+    return _2_PI * np.arcsin(_clip_unit(c12 / np.sqrt((1.0 + c11) * (1.0 + c22))))
 
 
 def erf_J2(c11: Array, c22: Array, c12: Array) -> Array:
@@ -116,7 +121,7 @@ def erf_I4(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
     lam0 = lam4 * c34 - c23 * c24 * a11 - c13 * c14 * a22 + c12 * (c13 * c24 + c14 * c23)
     lam1 = lam4 * (1.0 + c33) - c23 * c23 * a11 - c13 * c13 * a22 + 2.0 * c12 * c13 * c23
     lam2 = lam4 * (1.0 + c44) - c24 * c24 * a11 - c14 * c14 * a22 + 2.0 * c12 * c14 * c24
-    ratio = np.clip(lam0 / np.sqrt(lam1 * lam2), -1.0, 1.0)
+    ratio = _clip_unit(lam0 / np.sqrt(lam1 * lam2))
     return (4.0 / np.pi**2) / np.sqrt(lam4) * np.arcsin(ratio)
 
 

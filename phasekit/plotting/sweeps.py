@@ -317,7 +317,8 @@ def plot_k_scaling(ds: xr.Dataset, title: str | None = None) -> Figure:
     Reads the ``inverse_fit`` analyses ``K_eta_c_``, ``K_eta_opt_`` and
     ``plateau_eg_per_K_`` (their ``scaled`` values and fitted ``limit``, dotted
     and labelled; an ``expected_limit`` is a star) and the ``escape_eigenvalue``
-    and ``convergence_time`` measures; a missing one leaves its panel out.
+    and ``convergence_time`` measures; a missing one leaves its panel out.  Negative escape
+    eigenvalues (a plateau that no longer escapes) show as their absolute value, open markers.
     """
     names = {"K_eta_c_scaled": "K eta_c", "K_eta_opt_scaled": "K eta_opt", "plateau_eg_per_K_scaled": "eps_g / K",
              "escape_eigenvalue": "escape eigenvalue", "convergence_time": "convergence time"}
@@ -341,7 +342,13 @@ def plot_k_scaling(ds: xr.Dataset, title: str | None = None) -> Figure:
             prefix = v.removesuffix("scaled")
             for j, (act, y) in enumerate(_by_activation(ds, v)):
                 colour, mk = f"C{j}", _MARKERS.get(str(act), "^")
-                ax.plot(K, np.atleast_1d(y.values), mk + style, color=colour, ms=5,
+                yv = np.atleast_1d(y.values).astype(float)
+                if v == "escape_eigenvalue" and np.any(yv < 0):
+                    # a plateau stable inside the subspace: |lambda| as open markers (log axis)
+                    ax.plot(K, np.where(yv < 0, -yv, np.nan), mk, color=colour, ms=6, mfc="none",
+                            label=f"{act}: -lambda (< 0: plateau stable)")
+                    yv = np.where(yv > 0, yv, np.nan)
+                ax.plot(K, yv, mk + style, color=colour, ms=5,
                         mfc="none" if style == "--" else colour, label=str(act) if style == "-" else None)
                 for suffix in ("limit", "expected_limit"):
                     lim = dict(_by_activation(ds, prefix + suffix)).get(act) if prefix + suffix in ds else None
