@@ -218,7 +218,7 @@ def integrate_batch(
     (the same steps, up to rounding), with the same events (leaving the
     positive-semidefinite cone, ``max_norm``, ``stop_eg``), status, message
     and attributes; ``n_rhs`` counts that model's rows of the batched calls
-    (of both passes when it stopped early).
+    (those that build the interpolants of its sampled steps included).
 
     Parameters
     ----------
@@ -231,8 +231,8 @@ def integrate_batch(
         Horizon per model.
     n_points : int or array_like, shape (B,)
         Samples per model from 0 to where its run ends (as :func:`integrate`:
-        a run that stops early is sampled as densely, by a second batched pass
-        over the rows that stopped; ignored with ``alpha_eval``).
+        a run that stops early is sampled as densely, from the dense output
+        of its steps kept along the run; ignored with ``alpha_eval``).
     alpha_eval : array_like or sequence of arrays, optional
         Sample times, common or one array per model.
     solver : SolverOptions or mapping, optional
@@ -293,18 +293,24 @@ def integrate_batch(
             return ~np.all(np.isfinite(batch.rhs(V, rows)), axis=1) | (batch.min_eigenvalue(V) < 0)
 
     run = solve_batch(lambda _t, V, rows: batch.rhs(V, rows), V0, alpha_max, rtol=opts.rtol, atol=opts.atol,
-                      events=events, t_eval=times, diverged=outside, time_name="alpha")
-    parts = []
+                      events=events, diverged=outside, time_name="alpha", dense=True)
+    # The samples once each run's end is known: a run that stopped early is sampled on
+    # n_points up to its stop (as integrate does), all from the steps' interpolants at once.
+    ends = run.t_end
+    grids = []
     for r in range(B):
-        a_end = float(run.t_end[r])
+        g = times[r]
+        if alpha_eval is None and ends[r] < g[-1]:
+            g = _samples(g.size, spacing, float(ends[r]))
+        grids.append(g[g < ends[r]])
+    inner = run.sample(np.arange(B), [g[g > 0] for g in grids])
+    parts = []
+    for r, g in enumerate(grids):
         if run.n_steps[r] == 0:  # stopped on its first step: only the start is known
             parts.append((np.array([0.0]), V0[r][None, :]))
         else:
-            keep = times[r] < a_end
-            parts.append((np.append(times[r][keep], a_end),
-                          np.concatenate([run.samples[r, :int(keep.sum())], run.y_end[r][None, :]])))
-    extra, extra_calls = (_resample_early_stops(batch, V0, run, times, parts, opts, spacing) if alpha_eval is None
-                          else (np.zeros(B, dtype=np.int64), 0))
+            at0 = np.repeat(V0[r][None, :], g.size - len(inner[r]), axis=0)  # samples at alpha = 0
+            parts.append((np.append(g, ends[r]), np.concatenate([at0, inner[r], run.y_end[r][None, :]])))
     # eps_g of every sample of every run in one call (its cost is mostly per call): the
     # accurate route's products may round a value in its last bits with the other runs'
     # samples, which never feeds back into a run.
@@ -318,7 +324,7 @@ def integrate_batch(
                     "max_norm": max_norm, "alpha_max": float(alpha_max[r])}
         ds = trajectory_dataset(model, a, Y, settings=settings, eg=eg_all[r])
         ds.attrs.update(status=status, message="reached alpha_max" if status == "ok" else run.message[r],
-                        alpha_end=a_end, n_rhs=int(run.nfev[r] + extra[r]))
+                        alpha_end=a_end, n_rhs=int(run.nfev[r]))
         datasets.append(ds)
     crossings = {}
     if thresholds:
@@ -327,36 +333,7 @@ def integrate_batch(
             crossings[thr] = [_crossing(thr, float(eg0[r]), run.t_events[f"threshold_{j}"][r],
                                         run.directions[f"threshold_{j}"][r], run.status[r], float(run.t_end[r]))
                               for r in range(B)]
-    return BatchTrajectories(datasets, crossings, run.n_calls + extra_calls)
-
-
-def _resample_early_stops(batch: CommitteeBatch, V0: np.ndarray, run: Any, times: list[np.ndarray], parts: list,
-                          opts: SolverOptions, spacing: str) -> tuple[np.ndarray, int]:
-    """Sample the runs that stopped before their horizon as densely as the others, in place.
-
-    Where a run stops (an event) is known only at its end, so its rows are
-    integrated again, without events, to that stop, sampled on ``n_points``
-    times up to it (the same steps as the first pass up to rounding); the stop
-    itself keeps the first pass's located state.  A row whose second pass
-    does not reach its stop keeps the samples of the first.  Returns the
-    right-hand sides this pass evaluated per row ``(B,)`` and its batched calls.
-    """
-    extra = np.zeros(len(parts), dtype=np.int64)
-    early = np.flatnonzero((run.n_steps > 0) & (run.t_end < np.array([t[-1] for t in times])))
-    if early.size == 0:
-        return extra, 0
-    ends = run.t_end[early]
-    grids = [_samples(times[r].size, spacing, float(e)) for r, e in zip(early, ends)]
-    again = solve_batch(lambda _t, V, rows: batch.rhs(V, early[rows]), V0[early], ends, rtol=opts.rtol,
-                        atol=opts.atol, t_eval=grids, time_name="alpha")
-    for k, r in enumerate(early):
-        if again.status[k] != "ok":
-            continue
-        keep = grids[k] < ends[k]
-        n = int(keep.sum())
-        parts[r] = (np.append(grids[k][keep], ends[k]), np.concatenate([again.samples[k, :n], run.y_end[r][None, :]]))
-    extra[early] = again.nfev
-    return extra, again.n_calls
+    return BatchTrajectories(datasets, crossings, run.n_calls)
 
 
 def _eg_near(model: Committee, V: np.ndarray, level: float) -> np.ndarray:
