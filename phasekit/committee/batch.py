@@ -87,6 +87,9 @@ class CommitteeBatch:
         self.drift = np.array([m.drift for m in models])
         self.eta_v = np.array([m.eta_v for m in models])
         self._plan = _LeanPlan.of(self.model)
+        # Terms present anywhere in the batch (a row without one adds an exact zero).
+        self._noisy, self._decay, self._drift = (bool(np.any(x > 0)) for x in (self.noise, self.weight_decay,
+                                                                                 self.drift))
 
     def __len__(self) -> int:
         return len(self.models)
@@ -128,7 +131,9 @@ class CommitteeBatch:
         if rows is None:
             rows = slice(None)
         if self._plan is not None:
-            return self._plan.rhs(V, self.eta[rows], self.noise[rows], self.weight_decay[rows], self.drift[rows])
+            return self._plan.rhs(V, self.eta[rows], self.noise[rows] if self._noisy else None,
+                                  self.weight_decay[rows] if self._decay else None,
+                                  self.drift[rows] if self._drift else None)
         eta = self.eta[rows][:, None]
         S = base._sigma(V)
         H, J = base._tables2(S)
@@ -196,6 +201,8 @@ class _LeanPlan:
             self.uw = np.stack([src[pu, pu], src[pw, pw], src[pu, pw]])[:, None, :]  # (3, 1, P_a)
             self.cross = np.stack([src[si[:, None], pu], src[si[:, None], pw], src[sk[:, None], pu],
                                    src[sk[:, None], pw]])  # (4, P_s, P_a)
+            self.i4_blocks = forms.get("I4_blocks")
+            self.blocks = (np.stack([src[si, si], src[sk, sk], src[si, sk]]), src[si], src[sk], src[pu, pw], pu, pw)
             self.wp = model._w_pairs[None, :, None]
             self.vv = None if model._soft else model._vv_pairs[:, None]
 
@@ -209,8 +216,9 @@ class _LeanPlan:
             return None
         return cls(model)
 
-    def rhs(self, V: np.ndarray, eta: np.ndarray, noise: np.ndarray, lam: np.ndarray,
-            delta: np.ndarray) -> np.ndarray:
+    def rhs(self, V: np.ndarray, eta: np.ndarray, noise: np.ndarray | None, lam: np.ndarray | None,
+            delta: np.ndarray | None) -> np.ndarray:
+        """``d state / d alpha`` ``(m, n_state)``; ``noise``, ``lam``, ``delta`` (m,) or None where all are 0."""
         m = V.shape[0]
         E = np.empty((self.n + self.T_col.shape[0], m))
         E[:self.n] = V.T
@@ -229,21 +237,26 @@ class _LeanPlan:
         out = Af[self.out_a] + Af[self.out_b] * self.qmask  # (n_order, m)
         KM = self.KM
         if self.i4 is not None:
-            e, u, x = E[self.ik], E[self.uw], E[self.cross]
-            vals = self.i4(e[0], e[1], u[0], u[1], e[2], x[0], x[1], x[2], x[3], u[2])  # (P_s, P_a, m)
+            if self.i4_blocks is not None:
+                ik, iu, ku, uw, pu, pw = self.blocks
+                e = E[ik]
+                vals = self.i4_blocks(e[0], e[1], e[2], d, E[iu], E[ku], E[uw], pu, pw)
+            else:
+                e, u, x = E[self.ik], E[self.uw], E[self.cross]
+                vals = self.i4(e[0], e[1], u[0], u[1], e[2], x[0], x[1], x[2], x[3], u[2])  # (P_s, P_a, m)
             i4 = _ordered_sum(vals * self.wp, axis=1)  # (P_s, m)
             j2 = J[self.si, self.sk]
             if self.vv is not None:
                 i4, j2 = i4 * self.vv, j2 * self.vv
-            if np.any(noise > 0):
+            if noise is not None:
                 i4 = i4 + (noise * noise) * j2
             out[KM:] += eta * i4
         out *= eta
-        if np.any(lam > 0):
+        if lam is not None:
             el = eta * lam
             out[:KM] -= el * E[:KM]
             out[KM:self.n0] -= (2.0 * el) * E[KM:self.n0]
-        if np.any(delta > 0):
+        if delta is not None:
             out[:KM] -= delta * E[:KM]
         return out.T
 
