@@ -358,7 +358,12 @@ def integrate_batch(
     starts = list(starts)
     if len(starts) != B:
         raise ValueError(f"starts: need one start per model ({B}), got {len(starts)}")
-    V0 = np.stack([m.state_vector(m.validate_state(s, "starts"), "starts") for m, s in zip(batch.models, starts)])
+    # A start is checked once however many models share it (the check reads only what models of one batch share).
+    checked: dict[int, np.ndarray] = {}
+    for s in starts:
+        if id(s) not in checked:
+            checked[id(s)] = base.state_vector(base.validate_state(s, "starts"), "starts")
+    V0 = np.stack([checked[id(s)] for s in starts])
     alpha_max = np.array(np.broadcast_to(np.asarray(alpha_max, dtype=float), (B,)))
     if not np.all(np.isfinite(alpha_max) & (alpha_max > 0)):
         raise ValueError(f"alpha_max: must be finite and > 0, got {alpha_max.tolist()}")
@@ -375,9 +380,15 @@ def integrate_batch(
         raise ValueError(f"thresholds: must be finite and > 0, got {thresholds}")
     max_norm = opts.max_norm
 
+    last: list = [None, None]  # the states of the latest call and their eps_g: shared by every level
+
     def level(thr: float):
         def g(_t: np.ndarray, V: np.ndarray, _rows: np.ndarray) -> np.ndarray:
-            return _eg_near(base, V, thr) - thr
+            if thr < 1e-7:
+                return _eg_near(base, V, thr) - thr
+            if last[0] is not V:  # (holding V keeps its identity unique)
+                last[0], last[1] = V, _eg_near(base, V, 1.0)
+            return last[1] - thr
         return g
 
     events = [BatchEvent("cone_exit", lambda _t, V, _r: batch.min_eigenvalue(V) + 1e3 * PSD_TOL, direction=-1,

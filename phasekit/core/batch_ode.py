@@ -412,12 +412,12 @@ def solve_batch(
 
     def f(tt: Array, Y: Array, rows: Array) -> Array:
         nonlocal n_calls
-        np.add.at(nfev, rows, 1)  # the dense output may ask for several steps of one row
+        nfev[rows] += 1  # along the run each row appears once per call
         n_calls += 1
         return fun(tt, Y, rows)
 
     def f_dense(tt: Array, Y: Array, rows: Array) -> Array:
-        np.add.at(nfev, rows, 1)
+        np.add.at(nfev, rows, 1)  # the interpolants may be of several steps of one row
         history.calls += 1
         return fun(tt, Y, rows)
 
