@@ -187,8 +187,8 @@ class _LeanPlan:
         self.i4 = forms["I4"] if model.second_order else None
         self.T_col = np.ascontiguousarray(model.T.ravel()[:, None])
         src = model._sigma_src.reshape(L, L)  # flat positions in [state vector, T.ravel()]
-        self.src = src
-        self.diag = np.diagonal(src).copy()
+        self.L = L
+        self.pieces = [("S", src), ("d", np.diagonal(src))]
         self.c = (model._signs if model._soft else model._coef)[None, :, None]
         self.vs = None if model._soft else model.student_weights[:, None, None]
         self.out_a, self.out_b = model._out_a, model._out_b
@@ -202,9 +202,16 @@ class _LeanPlan:
             self.cross = np.stack([src[si[:, None], pu], src[si[:, None], pw], src[sk[:, None], pu],
                                    src[sk[:, None], pw]])  # (4, P_s, P_a)
             self.i4_blocks = forms.get("I4_blocks")
-            self.blocks = (np.stack([src[si, si], src[sk, sk], src[si, sk]]), src[si], src[sk], src[pu, pw], pu, pw)
+            self.pu, self.pw = pu, pw
+            if self.i4_blocks is not None:  # its per-field tables join the one gather below
+                self.pieces += [("ii", src[si, si]), ("kk", src[sk, sk]), ("ik", src[si, sk]), ("iu", src[si]),
+                                ("ku", src[sk]), ("uw", src[pu, pw])]
             self.wp = model._w_pairs[None, :, None]
             self.vv = None if model._soft else model._vv_pairs[:, None]
+        # Every covariance entry a call reads, as one gather; each piece a view of it.
+        self.gather = np.concatenate([idx.ravel() for _, idx in self.pieces])
+        bounds = np.cumsum([0] + [idx.size for _, idx in self.pieces])
+        self.views = [(name, bounds[j], bounds[j + 1], idx.shape) for j, (name, idx) in enumerate(self.pieces)]
 
     @classmethod
     def of(cls, model: Committee) -> "_LeanPlan | None":
@@ -223,13 +230,14 @@ class _LeanPlan:
         E = np.empty((self.n + self.T_col.shape[0], m))
         E[:self.n] = V.T
         E[self.n:] = self.T_col
-        S = E[self.src]  # (L, L, m)
-        d = E[self.diag]
+        G = E[self.gather]
+        t = {name: G[lo:hi].reshape(shape + (m,)) for name, lo, hi, shape in self.views}
+        S, d = t["S"], t["d"]  # (L, L, m), (L, m)
         K = self.K
         H, J = self.h2j2(d[:K, None], d[None, :], S[:K])  # (K, L, m)
         c = self.c
-        hc = _ordered_sum(H * c, axis=1)  # (K, m)
-        JS = _ordered_sum((J * c)[:, :, None, :] * S[None, :, :, :], axis=1)  # (K, L, m)
+        hc = np.add.accumulate(H * c, axis=1)[:, -1]  # (K, m), an ordered sum (see _ordered_sum)
+        JS = np.add.accumulate((J * c)[:, :, None, :] * S[None, :, :, :], axis=1)[:, -1]  # (K, L, m)
         A = S[:K] * hc[:, None, :] + JS
         if self.vs is not None:
             A = A * self.vs
@@ -238,13 +246,11 @@ class _LeanPlan:
         KM = self.KM
         if self.i4 is not None:
             if self.i4_blocks is not None:
-                ik, iu, ku, uw, pu, pw = self.blocks
-                e = E[ik]
-                vals = self.i4_blocks(e[0], e[1], e[2], d, E[iu], E[ku], E[uw], pu, pw)
+                vals = self.i4_blocks(t["ii"], t["kk"], t["ik"], d, t["iu"], t["ku"], t["uw"], self.pu, self.pw)
             else:
                 e, u, x = E[self.ik], E[self.uw], E[self.cross]
                 vals = self.i4(e[0], e[1], u[0], u[1], e[2], x[0], x[1], x[2], x[3], u[2])  # (P_s, P_a, m)
-            i4 = _ordered_sum(vals * self.wp, axis=1)  # (P_s, m)
+            i4 = np.add.accumulate(vals * self.wp, axis=1)[:, -1]  # (P_s, m)
             j2 = J[self.si, self.sk]
             if self.vv is not None:
                 i4, j2 = i4 * self.vv, j2 * self.vv

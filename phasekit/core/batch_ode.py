@@ -53,7 +53,7 @@ _SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
 _EPS = np.finfo(float).eps
 # Stage values kept for the dense output after a run (floats), and steps per interpolation call.
 _STAGE_BUDGET = 2**24
-_DENSE_CHUNK = 4096
+_DENSE_CHUNK = 1024
 
 _RUNNING, _OK, _EVENT, _TOO_SMALL, _NONFINITE = 0, 1, 2, 3, 4
 
