@@ -288,7 +288,7 @@ def _dense_eval(F: Array, y_old: Array, x: Array) -> Array:
 
 
 def _locate(g, lo_g, hi_g, h, t_old):
-    """Roots of ``g(x)`` (``(k,) -> (k,)``) bracketed in ``[0, 1]``: regula falsi, Illinois variant.
+    """Roots of ``g(x)`` (``(k,) -> (k,)``) bracketed in ``[0, 1]``: regula falsi, Anderson-Bjorck variant.
 
     Returns the fractions ``x`` ``(k,)`` to about ``4 eps`` of ``t``.
     """
@@ -314,9 +314,13 @@ def _locate(g, lo_g, hi_g, h, t_old):
         exact = gm == 0
         s_old = side[idx]
         new_l, new_u = np.where(left, xs, l), np.where(left, u, xs)
-        # Illinois: halve the value kept twice in a row on the same side.
-        new_gl = np.where(left, gm, np.where(s_old == -1, 0.5 * gl, gl))
-        new_gu = np.where(left, np.where(s_old == 1, 0.5 * gu, gu), gm)
+        # Anderson-Bjorck: scale the value kept twice in a row on the same side by
+        # 1 - g(new) / g(replaced) (by 1/2 where that is not positive).
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m_ab = 1.0 - gm / np.where(left, gl, gu)
+        m_ab = np.where(m_ab > 0, m_ab, 0.5)
+        new_gl = np.where(left, gm, np.where(s_old == -1, m_ab * gl, gl))
+        new_gu = np.where(left, np.where(s_old == 1, m_ab * gu, gu), gm)
         side[idx] = np.where(left, 1, -1)
         lo[idx], hi[idx], glo[idx], ghi[idx] = new_l, new_u, new_gl, new_gu
         done = exact | (new_u - new_l <= tol[idx])
