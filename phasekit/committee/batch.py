@@ -211,7 +211,7 @@ class _LeanPlan:
         # Every covariance entry a call reads, as one gather; each piece a view of it.
         self.gather = np.concatenate([idx.ravel() for _, idx in self.pieces])
         bounds = np.cumsum([0] + [idx.size for _, idx in self.pieces])
-        self.views = [(name, bounds[j], bounds[j + 1], idx.shape) for j, (name, idx) in enumerate(self.pieces)]
+        self.views = [(bounds[j], bounds[j + 1], idx.shape) for j, (_, idx) in enumerate(self.pieces)]
 
     @classmethod
     def of(cls, model: Committee) -> "_LeanPlan | None":
@@ -231,8 +231,7 @@ class _LeanPlan:
         E[:self.n] = V.T
         E[self.n:] = self.T_col
         G = E[self.gather]
-        t = {name: G[lo:hi].reshape(shape + (m,)) for name, lo, hi, shape in self.views}
-        S, d = t["S"], t["d"]  # (L, L, m), (L, m)
+        S, d, *t = [G[lo:hi].reshape(shape + (m,)) for lo, hi, shape in self.views]  # (L, L, m), (L, m), ...
         K = self.K
         H, J = self.h2j2(d[:K, None], d[None, :], S[:K])  # (K, L, m)
         c = self.c
@@ -246,7 +245,8 @@ class _LeanPlan:
         KM = self.KM
         if self.i4 is not None:
             if self.i4_blocks is not None:
-                vals = self.i4_blocks(t["ii"], t["kk"], t["ik"], d, t["iu"], t["ku"], t["uw"], self.pu, self.pw)
+                ii, kk, ik, iu, ku, uw = t
+                vals = self.i4_blocks(ii, kk, ik, d, iu, ku, uw, self.pu, self.pw)
             else:
                 e, u, x = E[self.ik], E[self.uw], E[self.cross]
                 vals = self.i4(e[0], e[1], u[0], u[1], e[2], x[0], x[1], x[2], x[3], u[2])  # (P_s, P_a, m)

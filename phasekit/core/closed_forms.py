@@ -138,7 +138,7 @@ def erf_I4_blocks(ii, kk, ik, uu, iu, ku, uw, pu, pw):
     side = lam4 * (1.0 + uu[None]) - ku * ku * a11 - iu * iu * a22 + 2.0 * c12 * iu * ku  # lam1 of every field
     c13, c14, c23, c24 = iu[:, pu], iu[:, pw], ku[:, pu], ku[:, pw]
     lam0 = lam4 * uw[None] - c23 * c24 * a11 - c13 * c14 * a22 + c12 * (c13 * c24 + c14 * c23)
-    ratio = np.clip(lam0 / np.sqrt(side[:, pu] * side[:, pw]), -1.0, 1.0)
+    ratio = np.minimum(np.maximum(lam0 / np.sqrt(side[:, pu] * side[:, pw]), -1.0), 1.0)  # np.clip, cheaper
     return (4.0 / np.pi**2) / np.sqrt(lam4) * np.arcsin(ratio)
 
 
