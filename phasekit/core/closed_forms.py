@@ -61,8 +61,8 @@ from scipy import special
 from .orthant import _relu_I4_entries as relu_I4_entries
 from .rules import logistic_scale_rule
 
-__all__ = ["ERF_FORMS", "LINEAR_FORMS", "RELU_FORMS", "ProbitMixture", "erf_mixture", "logistic_mixture",
-           "relu_D2", "relu_H2", "relu_I2", "relu_I4", "relu_J2", "relu_J2grad", "tanh_mixture"]
+__all__ = ["ERF_FORMS", "LINEAR_FORMS", "RELU_FORMS", "ProbitMixture", "erf_I4_blocks", "erf_mixture",
+           "logistic_mixture", "relu_D2", "relu_H2", "relu_I2", "relu_I4", "relu_J2", "relu_J2grad", "tanh_mixture"]
 
 
 Array = np.ndarray
@@ -121,15 +121,15 @@ def erf_I4(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
 
 
 def erf_I4_blocks(ii, kk, ik, uu, iu, ku, uw, pu, pw):
-    """:func:`erf_I4` of the blocks ``(x_i, x_k, u, w)`` of student pairs ``b`` and field pairs ``p``, shape ``(b, p, ...)``.
+    """erf's ``I4`` of the blocks ``(x_i, x_k, u, w)`` of student pairs ``b`` and field pairs ``p``, shape ``(b, p, ...)``.
 
     ``ii, kk, ik`` ``(b, ...)``: ``Var x_i``, ``Var x_k``, ``Cov(x_i, x_k)``;
     ``uu`` ``(L, ...)``: the fields' variances; ``iu, ku`` ``(b, L, ...)``:
     ``Cov(x_i, u)``, ``Cov(x_k, u)`` for every field; ``uw`` ``(p, ...)``:
     ``Cov(u, w)`` of the field pairs ``(pu[p], pw[p])``.  The determinant of
     ``(x_i, x_k, u)`` is formed once per field and taken for both ``u`` and
-    ``w``: the same operations as :func:`erf_I4`, so the same numbers, in
-    about half as many array operations.
+    ``w``: the same operations as the block-by-block closed form (``I4``),
+    so the same numbers, in about half as many array operations.
     """
     a11 = 1.0 + ii[:, None]
     a22 = 1.0 + kk[:, None]
