@@ -172,11 +172,12 @@ class _LeanPlan:
     The same terms as :meth:`~phasekit.committee.model.Committee.rhs_vector`,
     with the batch as the last axis (every operation is elementwise over it,
     every contraction an ordered sum over another axis, so a row is rounded
-    the same whatever its batch): the covariance entries each table needs are
-    gathered straight from the state vectors and ``T`` (no ``Sigma`` per state),
-    the entries of an I4 block that depend only on its students ``(i, k)`` or
-    only on its fields ``(u, w)`` broadcast against each other.  A batch of
-    64 erf states at K = M = 2 costs about a third of the general route.
+    the same whatever its batch): every covariance entry a call reads is
+    gathered from the state vectors and ``T`` at once, the entries of an I4
+    block that depend only on its students ``(i, k)`` or only on its fields
+    ``(u, w)`` broadcast against each other (erf: ``closed_forms["I4_blocks"]``).
+    The numbers are those of the general route; a batch of 64 erf states at
+    K = M = 2 costs about half as much, at K = M = 4 about a third.
     """
 
     def __init__(self, model: Committee) -> None:
