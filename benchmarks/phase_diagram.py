@@ -50,18 +50,22 @@ def models_of(act, K, etas):
     return [pk.Committee(K, K, act, eta=float(e), second_order=True) for e in etas]
 
 
-def run_batch(models, s0, n_points=101):
-    t0 = time.perf_counter()
+def run_batch(models, s0, n_points=101, cpu=None):
+    t0, c0 = time.perf_counter(), time.process_time()
     res = integrate_batch(models, [s0] * len(models), ALPHA_MAX, n_points=n_points, stop_eg=STOP,
                           thresholds=[THRESHOLD])
+    if cpu is not None:
+        cpu.append(time.process_time() - c0)
     return time.perf_counter() - t0, res
 
 
-def run_loop(models, s0, n_points=101, solver=None):
+def run_loop(models, s0, n_points=101, solver=None, cpu=None):
     """Looping integrate (timed); the convergence times located afterwards (not timed: a re-integration)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     runs = [pk.integrate(m, s0, ALPHA_MAX, n_points=n_points, stop_eg=STOP, solver=solver) for m in models]
     elapsed = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(time.process_time() - c0)
     out = [(ds, float(pk.convergence_time(ds, THRESHOLD)) if ds.attrs["status"] != "diverged" else np.nan)
            for ds in runs]
     return elapsed, out
@@ -177,9 +181,10 @@ def acceptance():
     models = models_of("erf", 2, etas)
     s0 = start(2)
     warm_up("erf", 2)
-    tb1, res = run_batch(models, s0)
-    tl, loop_out = run_loop(models, s0)
-    tb2, _ = run_batch(models, s0)  # before and after the loop: the load changes during a run
+    cpu_b, cpu_l = [], []  # CPU time of this process: less sensitive to the other load on the machine
+    tb1, res = run_batch(models, s0, cpu=cpu_b)
+    tl, loop_out = run_loop(models, s0, cpu=cpu_l)
+    tb2, _ = run_batch(models, s0, cpu=cpu_b)  # before and after the loop: the load changes during a run
     tb = 0.5 * (tb1 + tb2)
     sub = np.arange(0, 64, 4)  # the tight reference on every fourth learning rate
     _, ref = run_loop([models[j] for j in sub], s0, solver=TIGHT)
@@ -200,6 +205,9 @@ def acceptance():
     print(f"  Euler dt = 0.01 (batched, same flow): max rel. error of the convergence time {e_e:.1e}")
     print(f"  speed-up {tl / tb:.1f}x (target >= 20); per point {tb / 64:.3f} s (target < 0.05 s); "
           f"error ratio Euler / batch {e_e / max(e_b, 1e-300):.1e} (target >= 1e4)")
+    cb = 0.5 * sum(cpu_b)
+    print(f"  CPU time of the process: batched {cb:.2f} s, looping {cpu_l[0]:.2f} s: {cpu_l[0] / cb:.1f}x "
+          f"(load {os.getloadavg()[0]:.1f})")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from phasekit.committee.batch import CommitteeBatch, batch_key, integrate_batch
 from phasekit.committee.plateaus import convergence_time
 
 
-@pytest.mark.parametrize("kind", ["erf2", "relu32", "weights", "trained"])
+@pytest.mark.parametrize("kind", ["erf2", "relu32", "weights", "trained", "erf32_second"])
 def test_batched_rhs_equals_each_models_rhs(kind):
     rng = np.random.default_rng(3)
     B = 5
@@ -24,6 +24,10 @@ def test_batched_rhs_equals_each_models_rhs(kind):
     elif kind == "weights":
         models = [pk.Committee(2, 3, "erf", eta=e, student_weights=[0.5, 1.5], teacher_weights=[1, 0.7, 0.2],
                                noise=0.2 * j) for j, e in enumerate(etas)]
+    elif kind == "erf32_second":
+        models = [pk.Committee(3, 2, "erf", eta=e, second_order=True, student_weights=[0.5, 1.5, 1.0],
+                               teacher_weights=[1, 0.7], noise=0.2 * (j % 2), weight_decay=0.1 * (j % 3 == 1),
+                               drift=0.05 * (j == 4)) for j, e in enumerate(etas)]
     else:
         models = [pk.Committee(2, 2, "erf", eta=e, train_second_layer=True,
                                eta_second_layer=None if j % 2 else 0.3 + j) for j, e in enumerate(etas)]

@@ -7,6 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
+from phasekit.core import batch_ode
 from phasekit.core.batch_ode import BatchEvent, solve_batch
 from phasekit.core.ode import crossing, solve_flow
 from phasekit.core.options import SolverOptions
@@ -38,6 +39,45 @@ def test_linear_flows_match_their_closed_forms_row_by_row():
         np.testing.assert_allclose(run.samples[r, :t_eval[r].size], exact, atol=1e-10)
         assert np.all(np.isnan(run.samples[r, t_eval[r].size:]))  # padding
         np.testing.assert_allclose(run.y_end[r], expm(A[r] * t_max[r]) @ y0[r], atol=1e-10)
+
+
+def test_dense_output_after_the_run_equals_scipys_interpolant(monkeypatch):
+    """``sample`` after the run: any times, rows in any order, the interpolant scipy's dense output gives.
+
+    A terminal event stops rows 2 and 3 early: times beyond a row's end are nan.
+    """
+    B = 4
+    A = _matrices(B, seed=2)
+    y0 = np.array([[1.0, 0.5]] * B)
+    stop = BatchEvent("low", lambda _t, Y, _r: Y[:, 0] + 0.6, direction=-1, message="y0 fell below -0.6")
+    fun = lambda _t, Y, rows: np.einsum("rij,rj->ri", A[rows], Y)  # noqa: E731
+    run = solve_batch(fun, y0, 6.0, rtol=1e-8, atol=1e-11, events=[stop], dense=True)
+    calls, nfev = run.n_calls, run.nfev.copy()
+    rows = [2, 0, 1, 3]
+    times = [np.linspace(0.01, 6.0, 7), np.array([0.3, 2.2, 5.9]), np.linspace(0.05, 6.0, 9), np.array([6.0])]
+    got = run.sample(rows, times)
+    # The stages are kept: 3 interpolation stages per step holding a time, for all steps in 3 calls
+    # (row 3's one time lies beyond its end).
+    added = run.nfev - nfev
+    assert run.n_calls == calls + 3 and added[3] == 0 and np.all(added[:3] % 3 == 0) and np.all(added[:3] > 0)
+    for r, tt, y in zip(rows, times, got):
+        ref = solve_ivp(lambda _t, v, r=r: A[r] @ v, (0.0, 6.0), y0[r], method="DOP853", rtol=1e-8, atol=1e-11,
+                        dense_output=True)
+        inside = tt <= run.t_end[r]
+        if inside.any():
+            np.testing.assert_allclose(y[inside], ref.sol(tt[inside]).T, rtol=0, atol=1e-12)
+        assert np.all(np.isnan(y[~inside]))
+    assert run.status == ["ok", "ok", "converged", "converged"] and np.isnan(got[0]).any() and not np.isnan(got[1]).any()
+    # Stages not kept (over the memory budget): each sampled step is taken again, to the same numbers.
+    monkeypatch.setattr(batch_ode, "_STAGE_BUDGET", 0)
+    redo = solve_batch(fun, y0, 6.0, rtol=1e-8, atol=1e-11, events=[stop], dense=True)
+    calls = redo.n_calls
+    for y, z in zip(got, redo.sample(rows, times)):
+        np.testing.assert_array_equal(z, y)
+    assert redo.n_calls == calls + 16
+    plain = solve_batch(fun, y0, 6.0, rtol=1e-8, atol=1e-11)
+    with pytest.raises(ValueError, match="dense=True"):
+        plain.sample([0], [np.array([1.0])])
 
 
 def test_each_row_takes_the_steps_scipy_takes_for_it_alone():

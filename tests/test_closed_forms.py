@@ -44,6 +44,28 @@ def test_fused_erf_h2_j2_equals_separate_forms():
     assert h == pytest.approx(erf.H2(C), rel=1e-14) and j == pytest.approx(erf.J2(C), rel=1e-14)
 
 
+def test_erf_I4_of_many_blocks_equals_the_blockwise_form():
+    """``I4_blocks`` (per-field determinants shared by the blocks) against ``I4`` block by block and quadrature."""
+    erf = pk.activation("erf")
+    rng = np.random.default_rng(7)
+    L, B = 5, 3
+    S = 0.6 * np.stack([random_cov(L, rng) for _ in range(B)], axis=-1)  # (L, L, batch last)
+    si, sk = np.triu_indices(2)
+    pu, pw = np.triu_indices(L)
+    got = erf.closed_forms["I4_blocks"](S[si, si], S[sk, sk], S[si, sk], S[np.arange(L), np.arange(L)], S[si],
+                                        S[sk], S[pu, pw], pu, pw)
+    assert got.shape == (len(si), len(pu), B)
+    for b, (i, k) in enumerate(zip(si, sk)):
+        for p, (u, w) in enumerate(zip(pu, pw)):
+            idx = [i, k, u, w]
+            C = np.moveaxis(S[np.ix_(idx, idx)], -1, 0)  # (B, 4, 4)
+            np.testing.assert_array_equal(got[b, p], erf.I4(C))  # the same operations
+    idx = [0, 1, 2, 4]
+    C = np.moveaxis(S[np.ix_(idx, idx)], -1, 0)
+    np.testing.assert_allclose(got[1, list(zip(pu, pw)).index((2, 4))],
+                               gaussian_expectation(C, [erf.dg, erf.dg, erf.g, erf.g], 40), atol=1e-11)
+
+
 def _mp_relu(mp, c11, c22, c12):
     """relu I2, J2, H2 at the working precision of mpmath (references)."""
     det = c11 * c22 - c12 * c12

@@ -86,6 +86,10 @@ class CommitteeBatch:
         self.weight_decay = np.array([m.weight_decay for m in models])
         self.drift = np.array([m.drift for m in models])
         self.eta_v = np.array([m.eta_v for m in models])
+        self._plan = _LeanPlan.of(self.model)
+        # Terms present anywhere in the batch (a row without one adds an exact zero).
+        self._noisy, self._decay, self._drift = (bool(np.any(x > 0)) for x in (self.noise, self.weight_decay,
+                                                                                 self.drift))
 
     def __len__(self) -> int:
         return len(self.models)
@@ -126,6 +130,10 @@ class CommitteeBatch:
         V = np.asarray(V, dtype=float)
         if rows is None:
             rows = slice(None)
+        if self._plan is not None:
+            return self._plan.rhs(V, self.eta[rows], self.noise[rows] if self._noisy else None,
+                                  self.weight_decay[rows] if self._decay else None,
+                                  self.drift[rows] if self._drift else None)
         eta = self.eta[rows][:, None]
         S = base._sigma(V)
         H, J = base._tables2(S)
@@ -156,6 +164,108 @@ class CommitteeBatch:
         S = self.model._sigma(np.asarray(V, dtype=float))
         scale = np.maximum(1.0, np.abs(S).max(axis=(-2, -1)))
         return np.linalg.eigvalsh(S)[..., 0] / scale
+
+
+class _LeanPlan:
+    """The flow of a batch in few array operations, for closed-form activations and small committees.
+
+    The same terms as :meth:`~phasekit.committee.model.Committee.rhs_vector`,
+    with the batch as the last axis (every operation is elementwise over it,
+    every contraction an ordered sum over another axis, so a row is rounded
+    the same whatever its batch): every covariance entry a call reads is
+    gathered from the state vectors and ``T`` at once, the entries of an I4
+    block that depend only on its students ``(i, k)`` or only on its fields
+    ``(u, w)`` broadcast against each other (erf: ``closed_forms["I4_blocks"]``).
+    The numbers are those of the general route; a batch of 64 erf states at
+    K = M = 2 costs about half as much, at K = M = 4 about a third.
+    """
+
+    def __init__(self, model: Committee) -> None:
+        K, L, n = model.K, model.L, model.n_state
+        self.model, self.K, self.KM, self.n, self.n0 = model, K, K * model.M, n, model.n_order
+        forms = model.activation.closed_forms
+        self.h2j2 = forms.get("H2J2") or (lambda *e: (forms["H2"](*e), forms["J2"](*e)))
+        self.i4 = forms["I4"] if model.second_order else None
+        self.T_col = np.ascontiguousarray(model.T.ravel()[:, None])
+        src = model._sigma_src.reshape(L, L)  # flat positions in [state vector, T.ravel()]
+        self.L = L
+        self.pieces = [("S", src), ("d", np.diagonal(src))]
+        self.c = (model._signs if model._soft else model._coef)[None, :, None]
+        self.vs = None if model._soft else model.student_weights[:, None, None]
+        self.out_a, self.out_b = model._out_a, model._out_b
+        self.qmask = model._out_qmask[:, None]
+        if model.second_order:
+            si, sk = model._iu_K
+            pu, pw = model._pairs_all.T
+            self.si, self.sk = si, sk
+            self.ik = np.stack([src[si, si], src[sk, sk], src[si, sk]])[:, :, None]  # (3, P_s, 1)
+            self.uw = np.stack([src[pu, pu], src[pw, pw], src[pu, pw]])[:, None, :]  # (3, 1, P_a)
+            self.cross = np.stack([src[si[:, None], pu], src[si[:, None], pw], src[sk[:, None], pu],
+                                   src[sk[:, None], pw]])  # (4, P_s, P_a)
+            self.i4_blocks = forms.get("I4_blocks")
+            self.pu, self.pw = pu, pw
+            if self.i4_blocks is not None:  # its per-field tables join the one gather below
+                self.pieces += [("ii", src[si, si]), ("kk", src[sk, sk]), ("ik", src[si, sk]), ("iu", src[si]),
+                                ("ku", src[sk]), ("uw", src[pu, pw])]
+            self.wp = model._w_pairs[None, :, None]
+            self.vv = None if model._soft else model._vv_pairs[:, None]
+        # Every covariance entry a call reads, as one gather; each piece a view of it.
+        self.gather = np.concatenate([idx.ravel() for _, idx in self.pieces])
+        bounds = np.cumsum([0] + [idx.size for _, idx in self.pieces])
+        self.views = [(bounds[j], bounds[j + 1], idx.shape) for j, (_, idx) in enumerate(self.pieces)]
+
+    @classmethod
+    def of(cls, model: Committee) -> "_LeanPlan | None":
+        """A plan for ``model``, or None where the general route is needed."""
+        if (model.mixed or model.train_second_layer or not (model._closed2 and model._closed_I2)
+                or model.activation.name not in _ROWWISE + ("relu",)):
+            return None
+        if model.second_order and (model.activation.name not in _ROWWISE or model._i4_full is None):
+            return None
+        return cls(model)
+
+    def rhs(self, V: np.ndarray, eta: np.ndarray, noise: np.ndarray | None, lam: np.ndarray | None,
+            delta: np.ndarray | None) -> np.ndarray:
+        """``d state / d alpha`` ``(m, n_state)``; ``noise``, ``lam``, ``delta`` (m,) or None where all are 0."""
+        m = V.shape[0]
+        E = np.empty((self.n + self.T_col.shape[0], m))
+        E[:self.n] = V.T
+        E[self.n:] = self.T_col
+        G = E[self.gather]
+        S, d, *t = [G[lo:hi].reshape(shape + (m,)) for lo, hi, shape in self.views]  # (L, L, m), (L, m), ...
+        K = self.K
+        H, J = self.h2j2(d[:K, None], d[None, :], S[:K])  # (K, L, m)
+        c = self.c
+        hc = np.add.accumulate(H * c, axis=1)[:, -1]  # (K, m), an ordered sum (see _ordered_sum)
+        JS = np.add.accumulate((J * c)[:, :, None, :] * S[None, :, :, :], axis=1)[:, -1]  # (K, L, m)
+        A = S[:K] * hc[:, None, :] + JS
+        if self.vs is not None:
+            A = A * self.vs
+        Af = A.reshape(-1, m)
+        out = Af[self.out_a] + Af[self.out_b] * self.qmask  # (n_order, m)
+        KM = self.KM
+        if self.i4 is not None:
+            if self.i4_blocks is not None:
+                ii, kk, ik, iu, ku, uw = t
+                vals = self.i4_blocks(ii, kk, ik, d, iu, ku, uw, self.pu, self.pw)
+            else:
+                e, u, x = E[self.ik], E[self.uw], E[self.cross]
+                vals = self.i4(e[0], e[1], u[0], u[1], e[2], x[0], x[1], x[2], x[3], u[2])  # (P_s, P_a, m)
+            i4 = np.add.accumulate(vals * self.wp, axis=1)[:, -1]  # (P_s, m)
+            j2 = J[self.si, self.sk]
+            if self.vv is not None:
+                i4, j2 = i4 * self.vv, j2 * self.vv
+            if noise is not None:
+                i4 = i4 + (noise * noise) * j2
+            out[KM:] += eta * i4
+        out *= eta
+        if lam is not None:
+            el = eta * lam
+            out[:KM] -= el * E[:KM]
+            out[KM:self.n0] -= (2.0 * el) * E[KM:self.n0]
+        if delta is not None:
+            out[:KM] -= delta * E[:KM]
+        return out.T
 
 
 @dataclass(frozen=True)
@@ -218,7 +328,7 @@ def integrate_batch(
     (the same steps, up to rounding), with the same events (leaving the
     positive-semidefinite cone, ``max_norm``, ``stop_eg``), status, message
     and attributes; ``n_rhs`` counts that model's rows of the batched calls
-    (of both passes when it stopped early).
+    (those that build the interpolants of its sampled steps included).
 
     Parameters
     ----------
@@ -231,8 +341,8 @@ def integrate_batch(
         Horizon per model.
     n_points : int or array_like, shape (B,)
         Samples per model from 0 to where its run ends (as :func:`integrate`:
-        a run that stops early is sampled as densely, by a second batched pass
-        over the rows that stopped; ignored with ``alpha_eval``).
+        a run that stops early is sampled as densely, from the dense output
+        of its steps kept along the run; ignored with ``alpha_eval``).
     alpha_eval : array_like or sequence of arrays, optional
         Sample times, common or one array per model.
     solver : SolverOptions or mapping, optional
@@ -255,7 +365,12 @@ def integrate_batch(
     starts = list(starts)
     if len(starts) != B:
         raise ValueError(f"starts: need one start per model ({B}), got {len(starts)}")
-    V0 = np.stack([m.state_vector(m.validate_state(s, "starts"), "starts") for m, s in zip(batch.models, starts)])
+    # A start is checked once however many models share it (the check reads only what models of one batch share).
+    checked: dict[int, np.ndarray] = {}
+    for s in starts:
+        if id(s) not in checked:
+            checked[id(s)] = base.state_vector(base.validate_state(s, "starts"), "starts")
+    V0 = np.stack([checked[id(s)] for s in starts])
     alpha_max = np.array(np.broadcast_to(np.asarray(alpha_max, dtype=float), (B,)))
     if not np.all(np.isfinite(alpha_max) & (alpha_max > 0)):
         raise ValueError(f"alpha_max: must be finite and > 0, got {alpha_max.tolist()}")
@@ -272,9 +387,15 @@ def integrate_batch(
         raise ValueError(f"thresholds: must be finite and > 0, got {thresholds}")
     max_norm = opts.max_norm
 
+    last: list = [None, None]  # the states of the latest call and their eps_g: shared by every level
+
     def level(thr: float):
         def g(_t: np.ndarray, V: np.ndarray, _rows: np.ndarray) -> np.ndarray:
-            return _eg_near(base, V, thr) - thr
+            if thr < 1e-7:
+                return _eg_near(base, V, thr) - thr
+            if last[0] is not V:  # (holding V keeps its identity unique)
+                last[0], last[1] = V, _eg_near(base, V, 1.0)
+            return last[1] - thr
         return g
 
     events = [BatchEvent("cone_exit", lambda _t, V, _r: batch.min_eigenvalue(V) + 1e3 * PSD_TOL, direction=-1,
@@ -293,18 +414,24 @@ def integrate_batch(
             return ~np.all(np.isfinite(batch.rhs(V, rows)), axis=1) | (batch.min_eigenvalue(V) < 0)
 
     run = solve_batch(lambda _t, V, rows: batch.rhs(V, rows), V0, alpha_max, rtol=opts.rtol, atol=opts.atol,
-                      events=events, t_eval=times, diverged=outside, time_name="alpha")
-    parts = []
+                      events=events, diverged=outside, time_name="alpha", dense=True)
+    # The samples once each run's end is known: a run that stopped early is sampled on
+    # n_points up to its stop (as integrate does), all from the steps' interpolants at once.
+    ends = run.t_end
+    grids = []
     for r in range(B):
-        a_end = float(run.t_end[r])
+        g = times[r]
+        if alpha_eval is None and ends[r] < g[-1]:
+            g = _samples(g.size, spacing, float(ends[r]))
+        grids.append(g[g < ends[r]])
+    inner = run.sample(np.arange(B), [g[g > 0] for g in grids])
+    parts = []
+    for r, g in enumerate(grids):
         if run.n_steps[r] == 0:  # stopped on its first step: only the start is known
             parts.append((np.array([0.0]), V0[r][None, :]))
         else:
-            keep = times[r] < a_end
-            parts.append((np.append(times[r][keep], a_end),
-                          np.concatenate([run.samples[r, :int(keep.sum())], run.y_end[r][None, :]])))
-    extra, extra_calls = (_resample_early_stops(batch, V0, run, times, parts, opts, spacing) if alpha_eval is None
-                          else (np.zeros(B, dtype=np.int64), 0))
+            at0 = np.repeat(V0[r][None, :], g.size - len(inner[r]), axis=0)  # samples at alpha = 0
+            parts.append((np.append(g, ends[r]), np.concatenate([at0, inner[r], run.y_end[r][None, :]])))
     # eps_g of every sample of every run in one call (its cost is mostly per call): the
     # accurate route's products may round a value in its last bits with the other runs'
     # samples, which never feeds back into a run.
@@ -318,7 +445,7 @@ def integrate_batch(
                     "max_norm": max_norm, "alpha_max": float(alpha_max[r])}
         ds = trajectory_dataset(model, a, Y, settings=settings, eg=eg_all[r])
         ds.attrs.update(status=status, message="reached alpha_max" if status == "ok" else run.message[r],
-                        alpha_end=a_end, n_rhs=int(run.nfev[r] + extra[r]))
+                        alpha_end=a_end, n_rhs=int(run.nfev[r]))
         datasets.append(ds)
     crossings = {}
     if thresholds:
@@ -327,36 +454,7 @@ def integrate_batch(
             crossings[thr] = [_crossing(thr, float(eg0[r]), run.t_events[f"threshold_{j}"][r],
                                         run.directions[f"threshold_{j}"][r], run.status[r], float(run.t_end[r]))
                               for r in range(B)]
-    return BatchTrajectories(datasets, crossings, run.n_calls + extra_calls)
-
-
-def _resample_early_stops(batch: CommitteeBatch, V0: np.ndarray, run: Any, times: list[np.ndarray], parts: list,
-                          opts: SolverOptions, spacing: str) -> tuple[np.ndarray, int]:
-    """Sample the runs that stopped before their horizon as densely as the others, in place.
-
-    Where a run stops (an event) is known only at its end, so its rows are
-    integrated again, without events, to that stop, sampled on ``n_points``
-    times up to it (the same steps as the first pass up to rounding); the stop
-    itself keeps the first pass's located state.  A row whose second pass
-    does not reach its stop keeps the samples of the first.  Returns the
-    right-hand sides this pass evaluated per row ``(B,)`` and its batched calls.
-    """
-    extra = np.zeros(len(parts), dtype=np.int64)
-    early = np.flatnonzero((run.n_steps > 0) & (run.t_end < np.array([t[-1] for t in times])))
-    if early.size == 0:
-        return extra, 0
-    ends = run.t_end[early]
-    grids = [_samples(times[r].size, spacing, float(e)) for r, e in zip(early, ends)]
-    again = solve_batch(lambda _t, V, rows: batch.rhs(V, early[rows]), V0[early], ends, rtol=opts.rtol,
-                        atol=opts.atol, t_eval=grids, time_name="alpha")
-    for k, r in enumerate(early):
-        if again.status[k] != "ok":
-            continue
-        keep = grids[k] < ends[k]
-        n = int(keep.sum())
-        parts[r] = (np.append(grids[k][keep], ends[k]), np.concatenate([again.samples[k, :n], run.y_end[r][None, :]]))
-    extra[early] = again.nfev
-    return extra, again.n_calls
+    return BatchTrajectories(datasets, crossings, run.n_calls)
 
 
 def _eg_near(model: Committee, V: np.ndarray, level: float) -> np.ndarray:

@@ -75,7 +75,7 @@ Array = np.ndarray
 Func = Callable[[Array], Array]
 
 
-_COMMITTEE_KEYS = ("I2", "J2", "H2", "I4", "H2J2", "J2grad", "D2")
+_COMMITTEE_KEYS = ("I2", "J2", "H2", "I4", "H2J2", "I4_blocks", "J2grad", "D2")
 
 
 _PROPAGATION_KEYS = ("variance_map", "variance_map_slope", "slope_moment", "curvature_moment",
@@ -109,7 +109,10 @@ class Activation:
           ``"H2"`` as ``f(c11, c22, c12)``; ``"I4"`` as
           ``f(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34)``;
           ``"H2J2"`` returns ``(H2, J2)`` together when they share work (used by
-          the ODE right-hand side).  Two keys make :meth:`phasekit.Committee.eg`
+          the ODE right-hand side); ``"I4_blocks"``, ``f(ii, kk, ik, uu, iu, ku, uw,
+          pu, pw)``, ``I4`` of many blocks at once from per-field tables (see
+          :func:`phasekit.core.closed_forms.erf_I4_blocks`; used by the batched
+          flow).  Two keys make :meth:`phasekit.Committee.eg`
           accurate to a few ulps near the perfect solution (where its sum over
           field pairs cancels): ``"J2grad"``, ``f(c11, c22, c12) -> (< g'(a) g'(b) >,
           < g''(a) g''(b) >, < g'''(a) g'(b) >, < g'(a) g'''(b) >)`` (``J2`` and, by

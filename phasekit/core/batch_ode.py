@@ -11,7 +11,7 @@ its dense output are those of :class:`scipy.integrate.DOP853` (the
 coefficients are scipy's), row by row: a row takes the steps
 :func:`~phasekit.core.ode.solve_flow` would take for it alone, up to
 rounding.  Events are located on the dense output (regula falsi with the
-Illinois modification, to a few ulps of ``t``), and a row's status is
+Anderson-Bjorck modification, to a few ulps of ``t``), and a row's status is
 decoded as :func:`~phasekit.core.ode.solve_flow` decodes it:
 
 =============  =============================================================
@@ -33,7 +33,7 @@ evaluation, which lies within that step).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy.integrate import DOP853
@@ -51,6 +51,9 @@ _N_STAGES = DOP853.n_stages  # 12
 _ERR_EXP = -1.0 / (DOP853.error_estimator_order + 1)
 _SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
 _EPS = np.finfo(float).eps
+# Stage values kept for the dense output after a run (floats), and steps per interpolation call.
+_STAGE_BUDGET = 2**24
+_DENSE_CHUNK = 1024
 
 _RUNNING, _OK, _EVENT, _TOO_SMALL, _NONFINITE = 0, 1, 2, 3, 4
 
@@ -94,7 +97,7 @@ class BatchFlowRun:
     directions : dict
         Per event name, a list of ``B`` arrays: the sign of each crossing (``+1`` upwards).
     n_calls : int
-        Calls of ``fun`` (each on all rows still running).
+        Calls of ``fun`` (each on all rows still running, or on the steps that hold requested times).
     """
 
     status: list
@@ -108,6 +111,27 @@ class BatchFlowRun:
     t_events: dict = field(default_factory=dict)
     directions: dict = field(default_factory=dict)
     n_calls: int = 0
+    history: Any = field(default=None, repr=False)
+
+    def sample(self, rows: Sequence[int], times: Sequence[Array]) -> list[Array]:
+        """States of ``rows`` at ``times`` (one increasing array per row) from the dense output.
+
+        Needs ``solve_batch(..., dense=True)``.  Times in ``(t0, t_end]`` of a
+        row come from the interpolant of the step that holds them (as
+        :attr:`samples` do), others give ``nan``; the interpolants of all
+        requested steps are built together, a few right-hand-side calls on
+        many states (counted in :attr:`nfev` and :attr:`n_calls`).  Returns
+        one ``(len(times[k]), n)`` array per row.
+        """
+        if self.history is None:
+            raise ValueError("times: this run kept no dense output (solve_batch(..., dense=True))")
+        rows = np.asarray(rows, dtype=int)
+        if len(times) != rows.size:
+            raise ValueError(f"times: need one array of times per row ({rows.size}), got {len(times)}")
+        calls = self.history.calls
+        out = self.history.sample(rows, times)
+        object.__setattr__(self, "n_calls", self.n_calls + self.history.calls - calls)
+        return out
 
 
 def _sum(x: Array, axis: int = -1) -> Array:
@@ -130,6 +154,24 @@ def _combine(K: Array, coef: Array) -> Array:
     return _sum(coef[:, None, None] * K, axis=0)
 
 
+def _stages(f, t: Array, y: Array, h: Array, t_new: Array, rows: Array,
+            f0: Array | None = None) -> tuple[Array, Array]:
+    """One DOP853 step per row: the stage values ``K`` ``(13, m, n)`` (the last at the new state) and the new state.
+
+    ``t_new``: where the step ends (``t + h`` up to rounding); ``f0``: the
+    derivative at ``(t, y)`` when known (first same as last).
+    """
+    m, n = y.shape
+    hc = h[:, None]
+    K = np.empty((_N_STAGES + 1, m, n))
+    K[0] = f(t, y, rows) if f0 is None else f0
+    for s in range(1, _N_STAGES):
+        K[s] = f(t + _C[s] * h, y + _combine(K[:s], _A[s, :s]) * hc, rows)
+    y_new = y + hc * _combine(K[:_N_STAGES], _B)
+    K[_N_STAGES] = f(t_new, y_new, rows)
+    return K, y_new
+
+
 def _dense_coefficients(f, t_old, y_old, y_new, f_old, f_new, K, h, rows):
     """DOP853's interpolant of one step per row (three extra stages), shape ``(7, m, n)``."""
     m, n = y_old.shape
@@ -147,6 +189,94 @@ def _dense_coefficients(f, t_old, y_old, y_new, f_old, f_new, K, h, rows):
     return F
 
 
+class _StepHistory:
+    """The accepted steps of every row, to evaluate the dense output anywhere after the run.
+
+    Each step keeps its row, start, size and start state, and (while the
+    stored values stay below :data:`_STAGE_BUDGET` floats) its stage values;
+    a step without them is taken again from its start (the same arithmetic, so
+    the same stages).  Interpolants are built only for the steps that hold a
+    requested time, all of them in a few calls of the right-hand side on many
+    states at once instead of three calls per step of the run.
+    """
+
+    def __init__(self, f, n_rows: int, n: int) -> None:
+        self.f, self.n_rows, self.n = f, n_rows, n
+        self.calls = 0  # calls of ``f`` by the interpolation
+        self.chunks: list = []  # (rows, t_old, t_new, h, y_old, K or None)
+        self.stored = 0
+
+    def add(self, rows: Array, t_old: Array, t_new: Array, h: Array, y_old: Array, K: Array) -> None:
+        keep = self.stored + K.size <= _STAGE_BUDGET
+        self.stored += K.size if keep else 0
+        self.chunks.append((rows, t_old, t_new, h, y_old, K if keep else None))
+
+    def sample(self, rows: Array, times: Sequence[Array]) -> list[Array]:
+        """States of rows ``rows`` at ``times`` (one increasing array per row, within each row's steps).
+
+        Times outside a row's accepted steps give ``nan``; returns one ``(len(times[k]), n)`` array per row.
+        """
+        n = self.n
+        out = [np.full((np.size(tt), n), np.nan) for tt in times]
+        if not self.chunks or not len(rows):
+            return out
+        row = np.concatenate([c[0] for c in self.chunks])
+        order = np.argsort(row, kind="stable")  # chronological within a row
+        t_new = np.concatenate([c[2] for c in self.chunks])[order]
+        t_old = np.concatenate([c[1] for c in self.chunks])[order]
+        bounds = np.searchsorted(row[order], np.arange(self.n_rows + 1))
+        step_of, where = [], []
+        for k, (r, tt) in enumerate(zip(rows, times)):
+            lo, hi = bounds[r], bounds[r + 1]
+            tt = np.asarray(tt, dtype=float)
+            j = lo + np.searchsorted(t_new[lo:hi], tt, side="left")  # the first step ending at or after tt
+            ok = (j < hi) & (tt > t_old[np.minimum(j, len(t_old) - 1)])
+            step_of.append(order[j[ok]])
+            where.append((k, np.flatnonzero(ok), tt[ok]))
+        steps = np.concatenate(step_of) if step_of else np.zeros(0, dtype=int)
+        if steps.size == 0:
+            return out
+        uniq, inv = np.unique(steps, return_inverse=True)
+        Y = self._evaluate(uniq, inv, np.concatenate([w[2] for w in where]))
+        pos = 0
+        for k, idx, tt in where:
+            out[k][idx] = Y[pos:pos + idx.size]
+            pos += idx.size
+        return out
+
+    def _evaluate(self, uniq: Array, inv: Array, tt: Array) -> Array:
+        """The interpolants of steps ``uniq`` (flat indices) at times ``tt`` of steps ``uniq[inv]``."""
+        starts = np.cumsum([0] + [len(c[0]) for c in self.chunks])
+        ci = np.searchsorted(starts, uniq, side="right") - 1
+        li = uniq - starts[ci]
+        row = np.empty(uniq.size, dtype=int)
+        t_old, t_new, h = np.empty(uniq.size), np.empty(uniq.size), np.empty(uniq.size)
+        y_old = np.empty((uniq.size, self.n))
+        K = np.full((_N_STAGES + 1, uniq.size, self.n), np.nan)
+        have = np.zeros(uniq.size, dtype=bool)
+        for c in np.unique(ci):
+            sel = np.flatnonzero(ci == c)
+            rows_c, to_c, tn_c, h_c, y_c, K_c = self.chunks[c]
+            loc = li[sel]
+            row[sel], t_old[sel], t_new[sel], h[sel], y_old[sel] = rows_c[loc], to_c[loc], tn_c[loc], h_c[loc], y_c[loc]
+            if K_c is not None:
+                K[:, sel] = K_c[:, loc]
+                have[sel] = True
+        Y = np.empty((tt.size, self.n))
+        for lo in range(0, uniq.size, _DENSE_CHUNK):
+            s = slice(lo, lo + _DENSE_CHUNK)
+            redo = np.flatnonzero(~have[s]) + lo
+            if redo.size:
+                K[:, redo] = _stages(self.f, t_old[redo], y_old[redo], h[redo], t_new[redo], row[redo])[0]
+            Ks = K[:, s]
+            y_new = y_old[s] + h[s, None] * _combine(Ks[:_N_STAGES], _B)
+            F = _dense_coefficients(self.f, t_old[s], y_old[s], y_new, Ks[0], Ks[_N_STAGES], Ks, h[s], row[s])
+            at = np.flatnonzero((inv >= lo) & (inv < lo + _DENSE_CHUNK))
+            u = inv[at] - lo
+            Y[at] = _dense_eval(F[:, u], y_old[s][u], (tt[at] - t_old[s][u]) / h[s][u])
+        return Y
+
+
 def _dense_eval(F: Array, y_old: Array, x: Array) -> Array:
     """The interpolant at fractions ``x`` ``(m,)`` of the step, per row; shape ``(m, n)``."""
     y = np.zeros_like(y_old)
@@ -158,7 +288,7 @@ def _dense_eval(F: Array, y_old: Array, x: Array) -> Array:
 
 
 def _locate(g, lo_g, hi_g, h, t_old):
-    """Roots of ``g(x)`` (``(k,) -> (k,)``) bracketed in ``[0, 1]``: regula falsi, Illinois variant.
+    """Roots of ``g(x)`` (``(k,) -> (k,)``) bracketed in ``[0, 1]``: regula falsi, Anderson-Bjorck variant.
 
     Returns the fractions ``x`` ``(k,)`` to about ``4 eps`` of ``t``.
     """
@@ -184,9 +314,13 @@ def _locate(g, lo_g, hi_g, h, t_old):
         exact = gm == 0
         s_old = side[idx]
         new_l, new_u = np.where(left, xs, l), np.where(left, u, xs)
-        # Illinois: halve the value kept twice in a row on the same side.
-        new_gl = np.where(left, gm, np.where(s_old == -1, 0.5 * gl, gl))
-        new_gu = np.where(left, np.where(s_old == 1, 0.5 * gu, gu), gm)
+        # Anderson-Bjorck: scale the value kept twice in a row on the same side by
+        # 1 - g(new) / g(replaced) (by 1/2 where that is not positive).
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m_ab = 1.0 - gm / np.where(left, gl, gu)
+        m_ab = np.where(m_ab > 0, m_ab, 0.5)
+        new_gl = np.where(left, gm, np.where(s_old == -1, m_ab * gl, gl))
+        new_gu = np.where(left, np.where(s_old == 1, m_ab * gu, gu), gm)
         side[idx] = np.where(left, 1, -1)
         lo[idx], hi[idx], glo[idx], ghi[idx] = new_l, new_u, new_gl, new_gu
         done = exact | (new_u - new_l <= tol[idx])
@@ -208,6 +342,7 @@ def solve_batch(
     diverged: Callable[[Array, Array], Array] | None = None,
     time_name: str = "t",
     max_iterations: int = 10**7,
+    dense: bool = False,
 ) -> BatchFlowRun:
     """Integrate ``dy/dt = fun(t, Y, rows)`` for every row of ``y0`` with DOP853.
 
@@ -236,6 +371,11 @@ def solve_batch(
         Name of the time variable in messages.
     max_iterations : int
         Safety bound on the step attempts of the batch.
+    dense : bool
+        Keep the accepted steps for :meth:`BatchFlowRun.sample` after the run.
+        The samples at ``t_eval`` are taken that way too, once the run has
+        ended, so a step's interpolant (three more right-hand sides) is built
+        only for a step that holds a requested time, and all of them together.
 
     Returns
     -------
@@ -270,16 +410,23 @@ def solve_batch(
     samples = np.full((Bn, te.shape[1], n), np.nan)
     at0 = te <= t[:, None]
     samples[at0] = np.broadcast_to(y0[:, None, :], samples.shape)[at0]
-    next_sample = at0.sum(axis=1)
 
     nfev = np.zeros(Bn, dtype=np.int64)
     n_calls = 0
 
     def f(tt: Array, Y: Array, rows: Array) -> Array:
         nonlocal n_calls
-        nfev[rows] += 1
+        nfev[rows] += 1  # along the run each row appears once per call
         n_calls += 1
         return fun(tt, Y, rows)
+
+    def f_dense(tt: Array, Y: Array, rows: Array) -> Array:
+        np.add.at(nfev, rows, 1)  # the interpolants may be of several steps of one row
+        history.calls += 1
+        return fun(tt, Y, rows)
+
+    want_dense = dense or te.shape[1] > 0
+    history = _StepHistory(f_dense, Bn, n)
 
     y = y0.copy()
     status = np.full(Bn, _RUNNING)
@@ -334,14 +481,8 @@ def solve_batch(
             t_new = np.where(t_new > tm, tm, t_new)
             ha = t_new - ta
             hc = ha[:, None]
-            m = act.size
-            K = np.empty((_N_STAGES + 1, m, n))
-            K[0] = fa
-            for s in range(1, _N_STAGES):
-                K[s] = f(ta + _C[s] * ha, ya + _combine(K[:s], _A[s, :s]) * hc, act)
-            y_new = ya + hc * _combine(K[:_N_STAGES], _B)
-            f_new = f(t_new, y_new, act)
-            K[_N_STAGES] = f_new
+            K, y_new = _stages(f, ta, ya, ha, t_new, act, fa)
+            f_new = K[_N_STAGES]
             finite = np.all(np.isfinite(K), axis=(0, 2)) & np.all(np.isfinite(y_new), axis=1)
             if not finite.all():
                 nf = ~finite
@@ -375,6 +516,8 @@ def solve_batch(
             tn, yn, fn, hh = t_new[sel], y_new[sel], f_new[sel], ha[sel]
             Ks = K[:, sel]
             n_steps[acc] += 1
+            if want_dense:
+                history.add(acc, t_old, tn, hh, y_old, Ks)
             F_all = np.empty((7, acc.size, n))
             have = np.zeros(acc.size, dtype=bool)
 
@@ -423,20 +566,6 @@ def solve_batch(
                         t_ev[name][acc[r]].append(float(tt))
                         d_ev[name][acc[r]].append(int(sg))
             stopped = stop_ev >= 0
-            t_fin = np.where(stopped, stop_t, tn)
-            # Samples within (t_old, t_fin].
-            if te.shape[1]:
-                while True:
-                    ns = next_sample[acc]
-                    has = ns < n_eval[acc]
-                    ts = np.where(has, te[acc, np.minimum(ns, te.shape[1] - 1)], np.inf)
-                    take = has & (ts <= t_fin)
-                    if not take.any():
-                        break
-                    k = np.flatnonzero(take)
-                    x = (ts[k] - t_old[k]) / hh[k]
-                    samples[acc[k], ns[k]] = _dense_eval(coefficients(k), y_old[k], x)
-                    next_sample[acc[k]] += 1
             if stopped.any():
                 k = np.flatnonzero(stopped)
                 y[acc[k]] = _dense_eval(coefficients(k), y_old[k], (stop_t[k] - t_old[k]) / hh[k])
@@ -480,10 +609,18 @@ def solve_batch(
             st_out.append("failed")
             msg_out.append(f"stopped at {time_name} = {t[r]:.6g}: the batch reached max_iterations")
             ev_out.append(None)
+        if te.shape[1]:
+            # Samples within (t0, t_end] of each row, from its steps' interpolants.
+            live = [np.flatnonzero(~at0[r, :n_eval[r]] & (te[r, :n_eval[r]] <= t[r])) for r in range(Bn)]
+            got = history.sample(rows_all, [te[r, k] for r, k in enumerate(live)])
+            for r, k in enumerate(live):
+                samples[r, k] = got[r]
+            n_calls += history.calls
+            history.calls = 0
     samples[te > t[:, None]] = np.nan
     return BatchFlowRun(
         status=st_out, message=msg_out, t_end=t, y_end=y, samples=samples, nfev=nfev, n_steps=n_steps,
         event=ev_out,
         t_events={k: [np.asarray(v, dtype=float) for v in rows] for k, rows in t_ev.items()},
         directions={k: [np.asarray(v, dtype=int) for v in rows] for k, rows in d_ev.items()},
-        n_calls=n_calls)
+        n_calls=n_calls, history=history if dense else None)

@@ -61,8 +61,8 @@ from scipy import special
 from .orthant import _relu_I4_entries as relu_I4_entries
 from .rules import logistic_scale_rule
 
-__all__ = ["ERF_FORMS", "LINEAR_FORMS", "RELU_FORMS", "ProbitMixture", "erf_mixture", "logistic_mixture",
-           "relu_D2", "relu_H2", "relu_I2", "relu_I4", "relu_J2", "relu_J2grad", "tanh_mixture"]
+__all__ = ["ERF_FORMS", "LINEAR_FORMS", "RELU_FORMS", "ProbitMixture", "erf_I4_blocks", "erf_mixture",
+           "logistic_mixture", "relu_D2", "relu_H2", "relu_I2", "relu_I4", "relu_J2", "relu_J2grad", "tanh_mixture"]
 
 
 Array = np.ndarray
@@ -122,6 +122,28 @@ def erf_I4(c11, c22, c33, c44, c12, c13, c14, c23, c24, c34):
     lam1 = lam4 * (1.0 + c33) - c23 * c23 * a11 - c13 * c13 * a22 + 2.0 * c12 * c13 * c23
     lam2 = lam4 * (1.0 + c44) - c24 * c24 * a11 - c14 * c14 * a22 + 2.0 * c12 * c14 * c24
     ratio = _clip_unit(lam0 / np.sqrt(lam1 * lam2))
+    return (4.0 / np.pi**2) / np.sqrt(lam4) * np.arcsin(ratio)
+
+
+def erf_I4_blocks(ii, kk, ik, uu, iu, ku, uw, pu, pw):
+    """erf's ``I4`` of the blocks ``(x_i, x_k, u, w)`` of student pairs ``b`` and field pairs ``p``, shape ``(b, p, ...)``.
+
+    ``ii, kk, ik`` ``(b, ...)``: ``Var x_i``, ``Var x_k``, ``Cov(x_i, x_k)``;
+    ``uu`` ``(L, ...)``: the fields' variances; ``iu, ku`` ``(b, L, ...)``:
+    ``Cov(x_i, u)``, ``Cov(x_k, u)`` for every field; ``uw`` ``(p, ...)``:
+    ``Cov(u, w)`` of the field pairs ``(pu[p], pw[p])``.  The determinant of
+    ``(x_i, x_k, u)`` is formed once per field and taken for both ``u`` and
+    ``w``: the same operations as the block-by-block closed form (``I4``),
+    so the same numbers, in about half as many array operations.
+    """
+    a11 = 1.0 + ii[:, None]
+    a22 = 1.0 + kk[:, None]
+    c12 = ik[:, None]
+    lam4 = a11 * a22 - c12 * c12
+    side = lam4 * (1.0 + uu[None]) - ku * ku * a11 - iu * iu * a22 + 2.0 * c12 * iu * ku  # lam1 of every field
+    c13, c14, c23, c24 = iu[:, pu], iu[:, pw], ku[:, pu], ku[:, pw]
+    lam0 = lam4 * uw[None] - c23 * c24 * a11 - c13 * c14 * a22 + c12 * (c13 * c24 + c14 * c23)
+    ratio = np.minimum(np.maximum(lam0 / np.sqrt(side[:, pu] * side[:, pw]), -1.0), 1.0)  # np.clip, cheaper
     return (4.0 / np.pi**2) / np.sqrt(lam4) * np.arcsin(ratio)
 
 
@@ -328,6 +350,7 @@ def _erf_delta_kernel(q: Array, delta: Array) -> Array:
 
 ERF_FORMS = {
     "I2": erf_I2, "J2": erf_J2, "H2": erf_H2, "I4": erf_I4, "H2J2": erf_H2J2, "J2grad": erf_J2grad,
+    "I4_blocks": erf_I4_blocks,
     "variance_map": _erf_variance_map,
     "variance_map_slope": _erf_variance_map_slope,
     "slope_moment": _erf_slope_moment,
