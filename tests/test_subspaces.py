@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import phasekit as pk
-from phasekit.committee.subspaces import (SiteSymmetricCommittee, reduced_from_parameters, sector_projectors,
+from phasekit.committee.subspaces import (GroupedCommittee, SiteSymmetricCommittee, grouped_basis, reduced_from_parameters,
+                                          sector_projectors,
                                           site_symmetric_basis)
 
 Z = np.array([0.4, 0.1, 0.8, 0.2])
@@ -224,3 +225,133 @@ def test_reduced_flow_parts_combine_to_the_reduced_flow():
     parts = red.flow_parts(z)
     np.testing.assert_allclose(parts.combine(), red.rhs_vector(z), rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(parts.combine(eta=0.8) - red.replace(eta=0.8).rhs_vector(z), 0.0, atol=1e-14)
+
+
+# --- groups of students per teacher unit (over-realisable students) ------------------------------------
+
+ZG = np.array([0.4, 0.1, 0.8, 0.3, 0.15])  # (R, S, Q, C1, C2)
+
+
+def _grouped_entries(model, f):
+    """The full flow's entries R_{1,1}, R_{1,2}, Q_{1,1}, Q_{1,2}, Q_{1,g+1} (student 1 in teacher 1's group)."""
+    K, M = model.K, model.M
+    g = K // M
+    out = [f[0], f[1] if M > 1 else np.nan, f[K * M], f[K * M + 1] if g > 1 else np.nan,
+           f[K * M + g] if M > 1 else np.nan]
+    if model.train_second_layer:
+        out.append(f[model.n_order])
+    return np.array(out)
+
+
+GROUPED_CASES = [(act, g, M) for act in ("erf", "relu", "linear") for g, M in ((2, 2), (3, 2), (2, 3), (4, 1), (1, 3))] \
+    + [("tanh", 2, 2), ("tanh", 2, 1)]
+
+
+@pytest.mark.parametrize("act,g,M", GROUPED_CASES)
+@pytest.mark.parametrize("second_order", [False, True])
+def test_grouped_flow_equals_full_flow_on_the_subspace(act, g, M, second_order):
+    K = g * M
+    model = pk.Committee(K, M, act, eta=0.7, second_order=second_order, noise=0.3)
+    red = model.restrict("grouped")
+    assert isinstance(red, GroupedCommittee) and red.g == g and red.labels == ["R", "S", "Q", "C1", "C2"]
+    P = grouped_basis(M, g)
+    f = model.rhs_vector(P @ ZG)
+    fr = red.rhs_vector(ZG)
+    scale = np.abs(f).max()
+    # coordinates that exist at this (g, M): C1 needs g > 1, S and C2 need M > 1
+    np.testing.assert_array_less(np.nanmax(np.abs(fr - _grouped_entries(model, f))), 1e-12 * scale)
+    if act != "tanh":  # closed forms: the full flow stays in the subspace, f = P z'
+        zf = np.linalg.lstsq(P, f, rcond=None)[0]
+        assert np.abs(P @ zf - f).max() <= 1e-12 * scale
+        live = np.abs(P).sum(axis=0) > 0
+        assert np.abs(fr - zf)[live].max() <= 1e-12 * scale
+    assert abs(red.eg_vector(ZG) - model.eg_vector(P @ ZG)) <= 1e-12 * max(1.0, model.eg_vector(P @ ZG))
+    assert red.min_eigenvalue(ZG) == pytest.approx(model.min_eigenvalue(P @ ZG), abs=1e-14)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(train_second_layer=True, normalisation="1/K"),
+    dict(weight_decay=0.05, normalisation="1/sqrt(K)"),
+    dict(teacher_activation="relu"),
+    dict(drift=0.1),
+    dict(T=0.9 * np.eye(2) + 0.1 * np.ones((2, 2))),
+    dict(student_weights=[0.5] * 6, teacher_weights=[1.5] * 2),
+])
+def test_grouped_general_model(kw):
+    model = pk.Committee(6, 2, "erf", eta=0.6, noise=0.2, **kw)
+    red = model.restrict("grouped")
+    z = np.r_[ZG, [0.6]] if model.train_second_layer else ZG
+    P = grouped_basis(2, 3, model.train_second_layer)
+    f = model.rhs_vector(P @ z)
+    assert np.abs(red.rhs_vector(z) - _grouped_entries(model, f)).max() <= 1e-12 * np.abs(f).max()
+    assert abs(red.eg_vector(z) - model.eg_vector(P @ z)) <= 1e-13
+    assert np.abs(red.basis() - P).max() == 0 and red.state_vector(red.embed(z)) == pytest.approx(z, abs=1e-15)
+
+
+@pytest.mark.parametrize("act", ["erf", "relu"])
+def test_identical_students_in_a_group_stay_identical(act):
+    """On C1 = Q (the students of a group identical) the flow keeps C1 = Q, and is that of one student per
+    teacher unit with weight g v at learning rate eta / g (site-symmetric, C = C2): each student's gradient
+    carries its own weight v, the error the group's g v."""
+    g, M, eta, v = 3, 2, 0.6, 0.4
+    model = pk.Committee(g * M, M, act, eta=eta, second_order=True, noise=0.2, student_weights=[v] * (g * M))
+    red = model.restrict("grouped")
+    z = np.array([0.4, 0.1, 0.8, 0.8, 0.15])
+    f = red.rhs_vector(z)
+    assert abs(f[3] - f[2]) <= 1e-14 * np.abs(f).max()
+    one = pk.Committee(M, M, act, eta=eta / g, second_order=True, noise=0.2, student_weights=[g * v] * M)
+    fs = one.restrict("site_symmetric").rhs_vector(z[[0, 1, 2, 4]])
+    np.testing.assert_allclose(f[[0, 1, 2, 4]], fs, rtol=1e-12, atol=1e-15)
+    ds = pk.integrate(red, z, 20.0, n_points=5)
+    assert ds.attrs["status"] == "ok"
+    np.testing.assert_allclose(ds["C1"].values, ds["Q"].values, rtol=0, atol=1e-9)
+    assert abs(float(ds["Q"][-1]) - 0.8) > 1e-3  # it moved
+
+
+def test_grouped_refusals_and_datasets():
+    with pytest.raises(ValueError, match=r"K: the grouped subspace needs K = g M .* M = 2, got K = 5"):
+        pk.Committee(5, 2).restrict("grouped")
+    with pytest.raises(ValueError, match="equal teacher weights"):
+        pk.Committee(4, 2, teacher_weights=[1.0, 2.0]).restrict("grouped")
+    model = pk.Committee(4, 2, "erf", eta=0.5, noise=0.1)
+    red = model.restrict("grouped")
+    z0 = np.array([0.05, 0.01, 0.5, 0.1, 0.02])
+    ds = pk.integrate(red, z0, 30.0, n_points=5)
+    full = pk.integrate(model, red.embed(z0), 30.0, n_points=5)
+    assert ds.attrs["subspace"] == "grouped" and set(ds.data_vars) >= {"R", "S", "Q", "C1", "C2", "eg"}
+    for var, (name, i, k) in {"R": ("R", 0, 0), "S": ("R", 0, 1), "Q": ("Q", 0, 0), "C1": ("Q", 0, 1),
+                              "C2": ("Q", 0, 2)}.items():
+        np.testing.assert_allclose(ds[var].values, full[name].values[:, i, k], atol=1e-7, err_msg=var)
+    np.testing.assert_allclose(ds["eg"].values, full["eg"].values, atol=1e-7)
+    again = pk.model_from_dataset(ds)
+    assert isinstance(again, GroupedCommittee) and again.parameters() == red.parameters()
+    np.testing.assert_array_equal(pk.state_at(ds), ds[["R", "S", "Q", "C1", "C2"]].isel(alpha=-1).to_array().values)
+    assert red.replace(M=3).K == 6 and red.replace(K=8).M == 4
+
+
+@pytest.mark.parametrize("act", ["erf", "relu"])
+def test_grouped_stability_equals_projection_of_the_full_jacobian(act):
+    """K = 4, M = 2 with the 1/K normalisation (g v = w: the perfect solution is exact): the restricted eta_c
+    and eta_opt equal those of the full pencil projected onto the grouped subspace."""
+    model = pk.Committee(4, 2, act, second_order=True, normalisation="1/K")
+    red = model.restrict("grouped")
+    perfect = red.perfect_solution()
+    assert perfect.residual <= 1e-14 and perfect.jacobian_scheme == "cone"
+    np.testing.assert_allclose(perfect.vector, [1.0, 0.0, 1.0, 1.0, 0.0])
+    st = pk.eta_structure(model, red.embed(perfect.vector))  # the full pencil at the grouped perfect solution
+    from phasekit.committee.pencil import EtaStructure
+
+    P = grouped_basis(2, 2)
+    Pp = np.linalg.pinv(P)
+    proj = EtaStructure(A=Pp @ st.A @ P, B=Pp @ st.B @ P, error=st.error, state=st.state, scheme=st.scheme,
+                        residual=st.residual)
+    c_red = pk.critical_eta(model, subspace="grouped")
+    assert 0 < c_red.value < np.inf
+    assert c_red.value == pytest.approx(pk.critical_eta(model, structure=proj).value, rel=1e-8)
+    assert pk.critical_eta(red).value == c_red.value
+    o_red = pk.optimal_eta(model, subspace="grouped")
+    assert o_red.value == pytest.approx(pk.optimal_eta(model, structure=proj).value, rel=1e-6)
+    plateau = red.symmetric_plateau()
+    assert plateau.status == "converged"
+    R, S, Q, C1, C2 = plateau.vector
+    assert (R, C1) == pytest.approx((S, C2), abs=1e-12)

@@ -24,7 +24,7 @@ from ..core.spectrum import leading_pair_discriminant
 from .model import Committee, State, vector_labels
 from .pencil import (EtaStructure, MarginalMode, _lead_piece, _marginal_summary, _null_modes, _structure_for,
                      eta_structure)
-from .subspaces import SUBSPACES, SiteSymmetricCommittee, sector_projectors
+from .subspaces import SUBSPACES, ReducedCommittee, sector_projectors
 
 __all__ = ['CriticalEta', 'OptimalEta', 'SectorStability', 'critical_eta', 'optimal_eta', 'sector_stability']
 
@@ -149,7 +149,7 @@ def _check_xtol(xtol: float) -> float:
 def _setup(model: Any, state: Any, structure: EtaStructure | None, subspace: str | None
            ) -> tuple[EtaStructure, list[str]]:
     """The eta structure (full, or restricted to ``subspace``) and the names of its coordinates."""
-    reduced = isinstance(model, SiteSymmetricCommittee)
+    reduced = isinstance(model, ReducedCommittee)
     if not isinstance(model, Committee) and not reduced:
         raise ValueError(f"model: expected a phasekit.Committee or a reduced model, got {type(model).__name__}")
     if subspace is not None and subspace not in SUBSPACES:
@@ -222,9 +222,9 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     ValueError
         For bad parameters, output noise, or a state that is not fixed for every eta.
     """
-    if isinstance(model, (Committee, SiteSymmetricCommittee)) and model.noise > 0 and model.second_order:
+    if isinstance(model, (Committee, ReducedCommittee)) and model.noise > 0 and model.second_order:
         raise ValueError("model: with output noise the perfect solution moves with eta; use continuation()")
-    restricted = subspace is not None or isinstance(model, SiteSymmetricCommittee)
+    restricted = subspace is not None or isinstance(model, ReducedCommittee)
     if not (eta_max > (0.0 if restricted else 1e-3)):
         raise ValueError(f"eta_max: must be > {'0' if restricted else '1e-3'}, got {eta_max!r}")
     xtol = _check_xtol(xtol)
@@ -238,7 +238,7 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
 def _eta_min(st: EtaStructure, model: Any, subspace: str | None) -> float:
     """Start of the search: ``1e-3`` in the full space; in a subspace (wide models, eta_c ~ 1/K)
     also below ``1e-2 |A| / |B|``, where the eta^2 term is still small."""
-    if subspace is None and not isinstance(model, SiteSymmetricCommittee):
+    if subspace is None and not isinstance(model, ReducedCommittee):
         return 1e-3
     a, b = float(np.abs(st.A).max(initial=0.0)), float(np.abs(st.B).max(initial=0.0))
     return min(1e-3, 1e-2 * a / b) if a > 0 and b > 0 else 1e-3
