@@ -112,23 +112,43 @@ def _patterns(fixed: Sequence[tuple], n_free: int, sizes: Sequence[int], g: int)
             c *= _falling(g - n_fix, len(mem) - n_fix)
         return c
 
-    def rec(fields: tuple) -> None:
-        if len(fields) == len(fixed) + n_free:
+    n_fixed = len(fixed)
+
+    def members(fields: tuple, at: int) -> None:
+        # the students among the free fields, in order, take a fixed or earlier member of their group or a new one
+        if at == len(fields):
             out.append((fields, count(fields)))
             return
-        groups = {f[2]: f[1] for f in fields}
-        new = max(groups, default=-1) + 1
-        options = [(k, b) for b, k in sorted(groups.items())] + [(k, new) for k in range(len(sizes))]
-        for t in "xy":
-            for k, b in options:
-                if t == "y":
-                    rec(fields + (("y", k, b, 0),))
-                    continue
-                mem = sorted({f[3] for f in fields if f[0] == "x" and f[2] == b})
-                for a in mem + [max(mem, default=-1) + 1]:
-                    rec(fields + (("x", k, b, a),))
+        t, k, b, _ = fields[at]
+        if t == "y":
+            members(fields, at + 1)
+            return
+        mem = sorted({f[3] for f in fields[:at] if f[0] == "x" and f[2] == b})
+        for a in mem + [max(mem, default=-1) + 1]:
+            members(fields[:at] + (("x", k, b, a),) + fields[at + 1:], at + 1)
 
-    rec(tuple(fixed))
+    def rec(units: list) -> None:
+        # each free field is in a fixed group, a new group met before, or the next new group (of some class)
+        if len(units) == n_free:
+            for types in _product("xy", n_free):
+                members(tuple(fixed) + tuple((t, k, b, 0) for t, (k, b) in zip(types, units)), n_fixed)
+            return
+        groups = dict(cls0)
+        groups.update({b: k for k, b in units})
+        new = max(groups, default=-1) + 1
+        for b in sorted(groups):
+            rec(units + [(groups[b], b)])
+        for k in range(len(sizes)):
+            rec(units + [(k, new)])
+
+    rec([])
+    return out
+
+
+def _product(alphabet: str, n: int) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = [()]
+    for _ in range(n):
+        out = [p + (a,) for p in out for a in alphabet]
     return out
 
 
