@@ -187,21 +187,34 @@ class _PatternSum:
                     for b in range(d):
                         idx[a, b] = entry(chosen[a], chosen[b])
                 free = fields[len(fixed):]
-                nx = sum(1 for f in free if f[0] == "x")
+                nx = [sum(1 for f in free if f[0] == "x" and f[1] == k) for k in range(len(sizes))]
                 e = one if extra is None else entry(fields[extra[0]], fields[extra[1]])
                 types = tuple(f[0] for f in chosen) if mixed else ()
-                groups.setdefault(types, []).append((idx, count, nx, n_free - nx, e, out))
+                groups.setdefault(types, []).append((idx, count, nx, n_free - sum(nx), e, out))
+        self.n_classes = len(sizes)
         self.groups = []
         for types, rows in groups.items():
             seg = np.zeros((len(rows), self.n_out))
             seg[np.arange(len(rows)), [r[5] for r in rows]] = 1.0
+            nx = np.array([r[2] for r in rows])
             self.groups.append((types or ("x",) * 4, np.stack([r[0] for r in rows]), np.array([r[1] for r in rows]),
-                                np.array([r[2] for r in rows]), np.array([r[3] for r in rows]),
+                                nx[:, 0] if self.n_classes == 1 else nx, np.array([r[3] for r in rows]),
                                 np.array([r[4] for r in rows]), seg))
 
     def __call__(self, kernel: Any, ext: np.ndarray, cx: Any, cy: float) -> np.ndarray:
-        """The outputs, shape ``(..., n_out)``; ``ext`` is the extended state vector per state."""
+        """The outputs, shape ``(..., n_out)``; ``ext`` is the extended state vector per state.
+
+        ``cx``: the students' coefficient, a number or one per state; with
+        several unit classes one per class, shape ``(..., n_classes)``.
+        """
         total = 0.0
+        if self.n_classes > 1:
+            cx = np.asarray(cx, dtype=float)
+            for types, idx, count, nx, ny, e, seg in self.groups:
+                vals = kernel(ext[..., idx], types)  # (..., P)
+                w = count * (cy ** ny) * ext[..., e] * np.prod(cx[..., None, :] ** nx, axis=-1)
+                total = total + (vals * w) @ seg
+            return total
         cx = np.asarray(cx, dtype=float)[..., None]
         for types, idx, count, nx, ny, e, seg in self.groups:
             vals = kernel(ext[..., idx], types)  # (..., P)
@@ -296,6 +309,8 @@ class ReducedCommittee:
     #: the symmetric plateau: coordinates held equal, and the full state of a guess (R, Q, C[, v])
     _plateau_ties: tuple[tuple[int, int], ...] = ()
     _plateau_src: tuple[int, ...] = ()
+    #: the common student weight of each unit class
+    _v_labels: tuple[str, ...] = ("v",)
 
     def _group_size(self, K: int, M: int) -> int:
         raise NotImplementedError
@@ -330,30 +345,65 @@ class ReducedCommittee:
                      "eta_second_layer", "weight_decay", "drift", "eta_schedule", "normalisation", "mixed",
                      "autonomous", "eta_v"):
             setattr(self, attr, getattr(parent, attr))
-        x = [("x", 0, 0, 0)]
-        ps = dict(mixed=self.mixed, sizes=(M,), g=g)
-        targets = self._targets
-        self._cov_pos = np.array([_grouped_entry(x[0], t) for t in targets])
-        self._is_q = np.array([t[0] == "x" for t in targets])
-        # first order: h_i and the tables A_{i, target} for each coordinate's target field
-        self._h = _PatternSum([(x, 1, (0, 1), 2, None)], **ps)
-        self._first = _PatternSum([(x + [t], 1, (0, 2), 2, (2, 1)) for t in targets], **ps)
-        if self.second_order:
-            self._second = _PatternSum([(x + [t], 2, (0, 1, 2, 3), 2, None) for t in targets if t[0] == "x"], **ps)
-        self._eg = _PatternSum([([], 2, (0, 1), 0, None)], **ps)
-        self._i2_student = _PatternSum([(x, 1, (0, 1), 0, None)], **ps)
+        self._build(*self._layout())
         self._acts = {"x": self.activation, "y": self.teacher_activation}
+
+    def _layout(self) -> tuple:
+        """``(sizes, entry, n_ext, coords, students)`` of the unit groups (see :meth:`_build`); here from
+        the class attributes ``_targets`` (one class of M groups of g students)."""
+        x = ("x", 0, 0, 0)
+        coords = []
+        for label, t in zip(self._cov_labels, self._targets):
+            q = t[0] == "x"
+            coords.append((label, q, t[2] == 0, t == x, [(x, t, 2.0 if q else 1.0)]))
+        return (self.M,), _grouped_entry, 5, coords, [x]
+
+    def _build(self, sizes: Sequence[int], entry: Any, n_ext: int, coords: Sequence[tuple],
+               students: Sequence[tuple]) -> None:
+        """Set up the pattern sums of the flow.
+
+        ``sizes``: groups per unit class; ``entry(f, h)``: position in the
+        extended vector (``n_ext`` covariance classes, then ``Td``, ``To``, 1)
+        of the covariance of two fields ``(type, class, group, member)``;
+        ``coords``: per covariance coordinate ``(label, is_Q, same_group,
+        same_unit, terms)`` with first-order terms ``(student field, target
+        field, factor)`` (``d R_in = A_{i, y_n}``, ``d Q_ik = A_ik + A_ki``);
+        ``students``: a representative student field per class.
+        """
+        self._sizes, self._entry, self._n_ext = tuple(sizes), entry, n_ext
+        self._cov_labels = tuple(c[0] for c in coords)
+        self._is_q = np.array([c[1] for c in coords], dtype=bool)
+        self._same_group = np.array([c[2] for c in coords], dtype=bool)
+        self._same_unit = np.array([c[3] for c in coords], dtype=bool)
+        terms = [(xf, t) for c in coords for xf, t, _ in c[4]]
+        self._coord_terms, j = [], 0
+        for c in coords:
+            self._coord_terms.append([(j + k, f) for k, (_, _, f) in enumerate(c[4])])
+            j += len(c[4])
+        self._term_pos = np.array([entry(xf, t) for xf, t in terms])
+        self._term_cls = np.array([xf[1] for xf, _ in terms])
+        pairs = [c[4][0][:2] for c in coords if c[1]]
+        self._q_cls = np.array([[f[1], h[1]] for f, h in pairs]).reshape(-1, 2)
+        self._q_cov = np.array([[[entry(f, f), entry(f, h)], [entry(h, f), entry(h, h)]] for f, h in pairs])
+        ps = dict(mixed=self.mixed, sizes=sizes, g=self.g, entry=entry, one=n_ext + 2)
+        # first order: h_i per student class and the tables A_{i, target} of each term
+        self._h = _PatternSum([([x], 1, (0, 1), 2, None) for x in students], **ps)
+        self._first = _PatternSum([([xf, t], 1, (0, 2), 2, (2, 1)) for xf, t in terms], **ps)
+        if self.second_order:
+            self._second = _PatternSum([(list(fh), 2, (0, 1, 2, 3), 2, None) for fh in pairs], **ps)
+        self._eg = _PatternSum([([], 2, (0, 1), 0, None)], **ps)
+        self._i2_student = _PatternSum([([x], 1, (0, 1), 0, None) for x in students], **ps)
 
     # --- description -------------------------------------------------------
 
     @property
     def n_state(self) -> int:
         """Length of the reduced state vector: the covariance coordinates, plus ``v`` with a trained second layer."""
-        return len(self._cov_labels) + bool(self.train_second_layer)
+        return len(self._cov_labels) + (len(self._sizes) if self.train_second_layer else 0)
 
     @property
     def labels(self) -> list[str]:
-        return list(self._cov_labels) + (["v"] if self.train_second_layer else [])
+        return list(self._cov_labels) + (list(self._v_labels) if self.train_second_layer else [])
 
     def eta_at(self, alpha: Any) -> Any:
         return self.parent.eta_at(alpha)
@@ -400,8 +450,8 @@ class ReducedCommittee:
             raise ValueError(f"z: reduced state vectors must have length {self.n_state} ({', '.join(self.labels)}), "
                              f"got shape {z.shape}")
         batch = z.shape[:-1]
-        return np.concatenate([z[..., list(self._ext_src)], np.broadcast_to([self.Td, self.To, 1.0], batch + (3,))],
-                              axis=-1)
+        cov = z[..., list(self._ext_src)] if self._ext_src else z[..., :len(self._cov_labels)]
+        return np.concatenate([cov, np.broadcast_to([self.Td, self.To, 1.0], batch + (3,))], axis=-1)
 
     def basis(self) -> np.ndarray:
         """Embedding ``P`` of the reduced coordinates into the full state vector (dense: small K only)."""
@@ -508,7 +558,12 @@ class ReducedCommittee:
         return lambda C, types: expect_I4(C, sa, acts[types[2]], acts[types[3]])
 
     def _coefficients(self, z: np.ndarray) -> tuple[Any, Any]:
-        v = z[..., -1] if self.train_second_layer else self.v_fixed
+        """The students' weights and coefficients ``-v``: per state, and with several classes per class (last axis)."""
+        nc = len(self._sizes)
+        if nc == 1:
+            v = z[..., -1] if self.train_second_layer else self.v_fixed
+        else:
+            v = z[..., -nc:] if self.train_second_layer else np.full(z.shape[:-1] + (nc,), self.v_fixed)
         return v, -np.asarray(v, dtype=float)
 
     def _parts(self, z: np.ndarray) -> dict[str, np.ndarray]:
@@ -519,18 +574,21 @@ class ReducedCommittee:
         cy = self.w
         zero = np.zeros(z.shape[:-1] + (self.n_state,))
         H2, J2 = self._kernel("H2"), self._kernel("J2")
-        h = self._h(H2, ext, cx, cy)[..., 0]
+        one = len(self._sizes) == 1
+        vc = np.asarray(v, dtype=float)[..., None] if one else np.asarray(v, dtype=float)
+        h = self._h(H2, ext, cx, cy)
         n, q, r = len(self._cov_labels), self._is_q, ~self._is_q
-        # d R_in = A_{i, y_n}; d Q_ik = A_ik + A_ki = 2 A_ik (the swap of i and k is a symmetry of the subspace)
-        A = (ext[..., self._cov_pos] * h[..., None] + self._first(J2, ext, cx, cy)) * np.asarray(v, dtype=float)[..., None]
+        # d R_in = A_{i, y_n}; d Q_ik = A_ik v_i + A_ki v_k (= 2 A_ik v where swapping i and k is a symmetry)
+        A = (ext[..., self._term_pos] * h[..., self._term_cls] + self._first(J2, ext, cx, cy)) * vc[..., self._term_cls]
         first = zero.copy()
-        first[..., :n] = A * np.where(q, 2.0, 1.0)
+        for c, terms in enumerate(self._coord_terms):
+            first[..., c] = sum(f * A[..., t] for t, f in terms) if len(terms) > 1 else terms[0][1] * A[..., terms[0][0]]
         parts = {"first": first}
         if self.second_order:
-            vv = (np.asarray(v, dtype=float) ** 2)[..., None]
+            vv = (np.asarray(v, dtype=float) ** 2)[..., None] if one else vc[..., self._q_cls[:, 0]] * vc[..., self._q_cls[:, 1]]
             i4, j2 = zero.copy(), zero.copy()
             i4[..., :n][..., q] = self._second(self._kernel("I4"), ext, cx, cy) * vv
-            C2 = ext[..., np.array([[[2, p], [p, 2]] for p in self._cov_pos[q]])]
+            C2 = ext[..., self._q_cov]
             j2[..., :n][..., q] = expect_J2(C2, self.activation, self.activation) * vv
             parts["i4"], parts["j2"] = i4, j2
         decay = zero.copy()
@@ -540,7 +598,7 @@ class ReducedCommittee:
         parts["decay"], parts["drift"] = decay, drift
         second = zero.copy()
         if self.train_second_layer:
-            second[..., -1] = self._i2_student(self._kernel("I2"), ext, cx, cy)[..., 0]
+            second[..., n:] = self._i2_student(self._kernel("I2"), ext, cx, cy)
         parts["second_layer"] = second
         return parts
 
@@ -593,13 +651,11 @@ class ReducedCommittee:
     def perfect_vector(self) -> np.ndarray:
         """Every student a copy of its group's teacher unit, ``v = w / g``: the perfect solution in reduced coordinates.
 
-        ``R = Q = C1 = Td``, ``S = C2 = To``; a fixed point when ``g v = w``.
+        Overlaps within a group ``Td`` (``R = Q = C1 = Td``), across groups
+        ``To``; a fixed point when ``g v = w``.
         """
-        e = np.array([self.Td, self.To, self.Td, self.Td, self.To])
-        src = list(self._ext_src)
-        z = np.zeros(len(self._cov_labels))
-        z[src] = e  # each coordinate takes the value of its ext class
-        return np.r_[z, [self.w / self.g] if self.train_second_layer else []]
+        z = np.where(self._same_group, self.Td, self.To)
+        return np.r_[z, [self.w / self.g] * len(self._sizes) if self.train_second_layer else []]
 
     def jacobian(self, z: Any, fun: Any = None, entry_errors: bool = False) -> tuple[np.ndarray, Any, str]:
         """Jacobian of the reduced flow (or of ``fun``) at ``z``: ``(J, error, scheme)``.
@@ -623,10 +679,12 @@ class ReducedCommittee:
             E = h * np.eye(n)
             F = fun(np.concatenate([z + E, z - E]))
             return (F[:n] - F[n:]).T / (2.0 * h), None if entry_errors else math.nan, "central"
+        n_cov = len(self._cov_labels)
         zc = z.copy()
-        zc[0] = zc[1] = 0.0
-        mu = 0.5 * max(z[2], 1e-3)
-        zc[2] += mu
+        zc[:n_cov][~self._is_q] = 0.0
+        diag = np.flatnonzero(self._same_unit & self._is_q)
+        mu = 0.5 * max(float(z[diag].min()), 1e-3)
+        zc[diag] += mu
         lam_c = min(float(self.sector_eigenvalues(zc).min()), self.Td - self.To, self.Td + (self.M - 1) * self.To)
         gam = 0.5 * lam_c / self._balance()
         d_in = zc - z
@@ -666,8 +724,14 @@ class ReducedCommittee:
 
     def _balance(self) -> np.ndarray:
         """How many entries of a row of the covariance each coordinate fills (at least 1)."""
-        counts = {0: 1, 1: self.K - self.g, 2: 1, 3: self.g - 1, 4: self.K - self.g}
         d = np.ones(self.n_state)
+        counts = self._row_counts()
+        d[:len(counts)] = np.maximum(counts, 1)
+        return d
+
+    def _row_counts(self) -> np.ndarray:
+        counts = {0: 1, 1: self.K - self.g, 2: 1, 3: self.g - 1, 4: self.K - self.g}
+        d = np.ones(len(self._cov_labels))
         for j, c in enumerate(self._ext_src):
             d[c] = max(d[c], counts[j])
         return d
@@ -801,11 +865,10 @@ class ReducedCommittee:
 
 
     def start_vector(self, X: float, Q0: float) -> np.ndarray:
-        """The diagonal start: ``R = X`` (each student's overlap with its group's teacher), ``Q = Q0``, the rest 0."""
-        z = np.zeros(self.n_state)
-        z[0], z[2] = X, Q0
-        if self.train_second_layer:
-            z[-1] = self.v_fixed
+        """The diagonal start: ``R = X`` (each student's overlap with its group's teacher), ``Q_ii = Q0``, the rest 0."""
+        n = len(self._cov_labels)
+        z = np.full(self.n_state, self.v_fixed)
+        z[:n] = np.where(self._same_group & ~self._is_q, X, np.where(self._same_unit & self._is_q, Q0, 0.0))
         return z
 
 
