@@ -363,3 +363,50 @@ def test_grouped_stability_equals_projection_of_the_full_jacobian(act):
     assert plateau.status == "converged"
     R, S, Q, C1, C2 = plateau.vector
     assert (R, C1) == pytest.approx((S, C2), abs=1e-12)
+
+
+# --- units 1 and 2 distinguished: the subspace that meets every sector -----------------------------------
+
+def _pair_state(red, rng):
+    z = 0.5 * red.perfect_vector() + 0.05 * rng.standard_normal(red.n_state)
+    z[:len(red._is_q)][red._same_unit & red._is_q] = 0.9
+    return z
+
+
+@pytest.mark.parametrize("act,K", [(a, K) for a in ("erf", "relu", "linear") for K in (2, 3, 4, 6)] + [("tanh", 3)])
+@pytest.mark.parametrize("second_order", [False, True])
+def test_pair_flow_equals_full_flow_on_the_subspace(act, K, second_order):
+    model = pk.Committee(K, K, act, eta=0.7, second_order=second_order, noise=0.3)
+    red = model.restrict("pair")
+    assert red.n_state == {2: 7, 3: 15}.get(K, 17)
+    P = red.basis()
+    z = _pair_state(red, np.random.default_rng(K))
+    f = model.rhs_vector(P @ z)
+    zf = np.linalg.lstsq(P, f, rcond=None)[0]
+    scale = np.abs(f).max()
+    assert np.abs(P @ zf - f).max() <= 1e-12 * scale  # the full flow stays in the subspace
+    assert np.abs(red.rhs_vector(z) - zf).max() <= 1e-12 * scale
+    assert abs(red.eg_vector(z) - model.eg_vector(P @ z)) <= 1e-13
+    assert red.min_eigenvalue(z) == pytest.approx(model.min_eigenvalue(P @ z), abs=1e-13)
+
+
+@pytest.mark.parametrize("K", [2, 3, 4, 5])
+def test_pair_sector_operators_are_the_full_ones(K):
+    """The class sum of transpositions and the swap (1 2), built on the reduced coordinates, are the full
+    permutation operators restricted (P C = Csum P), with a trained second layer too."""
+    from phasekit.committee.subspaces import transposition_class_sum
+    from phasekit.committee.symmetry import _coordinate_permutation
+
+    model = pk.Committee(K, K, "erf", eta=0.7, noise=0.3, train_second_layer=True, normalisation="1/K")
+    red = model.restrict("pair")
+    P = red.basis()
+    z = _pair_state(red, np.random.default_rng(0))
+    f = model.rhs_vector(P @ z)
+    assert np.abs(red.rhs_vector(z) - np.linalg.lstsq(P, f, rcond=None)[0]).max() <= 1e-12 * np.abs(f).max()
+    C, swap = red.sector_operators()
+    assert np.abs(transposition_class_sum(K, True) @ P - P @ C).max() == 0
+    sigma = [1, 0] + list(range(2, K))
+    pi = _coordinate_permutation(K, K, sigma, sigma, True)
+    Pm = np.zeros((len(pi), len(pi)))
+    Pm[pi, np.arange(len(pi))] = 1.0
+    assert np.abs(Pm @ P - P @ swap).max() == 0

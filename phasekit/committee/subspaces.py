@@ -49,13 +49,13 @@ from .model import PSD_TOL, SUBSPACE_MODELS, Committee, State
 from .pencil import EtaStructure
 from .symmetry import _coordinate_permutation
 
-__all__ = ["SUBSPACES", "ReducedCommittee", "SiteSymmetricCommittee", "GroupedCommittee", "site_symmetric_basis",
+__all__ = ["SUBSPACES", "ReducedCommittee", "SiteSymmetricCommittee", "GroupedCommittee", "PairCommittee", "site_symmetric_basis",
            "grouped_basis", "reduced_from_parameters",
            "sector_of", "sector_projectors", "transposition_class_sum"]
 
 
 #: The invariant subspaces :meth:`Committee.restrict` knows.
-SUBSPACES = ("site_symmetric", "grouped")
+SUBSPACES = ("site_symmetric", "grouped", "pair")
 
 
 # Positions in the extended vector ext = (R, S, Q, C1, C2, Td, To, 1) of a grouped state (students
@@ -935,8 +935,217 @@ class GroupedCommittee(ReducedCommittee):
         return K // M
 
 
+class PairCommittee(ReducedCommittee):
+    """The flow on the states invariant under the permutations of units 3 ... K (K = M), units 1 and 2 distinguished.
+
+    Students and teachers are permuted together; the classes are unit 1,
+    unit 2 and the rest (``r``, ``s`` two different ones of them)::
+
+        R_ab (a, b in 1, 2, r; and R_rs),   Q_11, Q_22, Q_12, Q_1r, Q_2r, Q_rr, Q_rs   [, v_1, v_2, v_r],
+
+    17 covariance coordinates for K >= 4 (those with ``r`` absent for K = 2,
+    those with ``s`` for K = 3), whatever K.  Every isotypic component of
+    S_K acting on the full state space meets this subspace (the trivial once,
+    the standard twice, ``(K-2, 2)`` and ``(K-2, 1, 1)`` once), so at the
+    perfect solution its Jacobian, split by the class sum of transpositions
+    (:meth:`sector_operators`), has every eigenvalue of the full Jacobian:
+    :func:`~phasekit.committee.stability.sector_stability` uses it for any K.
+    Built by :meth:`Committee.restrict("pair") <phasekit.committee.model.Committee.restrict>`.
+    """
+
+    subspace = "pair"
+    _v_labels = ("v_1", "v_2", "v_r")
+
+    def _group_size(self, K: int, M: int) -> int:
+        if K != M:
+            raise ValueError(f"model: the pair subspace needs K == M, got K={K}, M={M}")
+        return 1
+
+    def _layout(self) -> tuple:
+        K = self.K
+        name = {0: "1", 1: "2", 2: "r"}
+        x = [("x", 0, 0, 0), ("x", 1, 1, 0), ("x", 2, 2, 0)]
+        y = [("y", 0, 0, 0), ("y", 1, 1, 0), ("y", 2, 2, 0)]
+        xs, ys = ("x", 2, 3, 0), ("y", 2, 3, 0)
+        # the rest's units a coordinate's representative needs: one per rest index (one if they coincide)
+        exists = lambda a, b: (1 if a == b == 2 else (a == 2) + (b == 2)) <= K - 2  # noqa: E731
+        coords = []
+        for a in range(3):
+            for b in range(3):
+                if exists(a, b):
+                    coords.append((f"R_{name[a]}{name[b]}", False, a == b, a == b, [(x[a], y[b], 1.0)]))
+                if a == b == 2 and K >= 4:
+                    coords.append(("R_rs", False, False, False, [(x[2], ys, 1.0)]))
+        for a, b in ((0, 0), (1, 1), (0, 1), (0, 2), (1, 2), (2, 2)):
+            if not exists(a, b):
+                continue
+            if a == b:
+                coords.append((f"Q_{name[a]}{name[a]}", True, True, True, [(x[a], x[a], 2.0)]))
+            else:
+                coords.append((f"Q_{name[a]}{name[b]}", True, False, False, [(x[a], x[b], 1.0), (x[b], x[a], 1.0)]))
+        if K >= 4:
+            coords.append(("Q_rs", True, False, False, [(x[2], xs, 1.0), (xs, x[2], 1.0)]))
+        pos = {}
+        for j, (label, q, same, _, terms) in enumerate(coords):
+            f, h = terms[0][:2]
+            cls = tuple(sorted([f[1], h[1]])) if q else (f[1], h[1])
+            pos[("Q" if q else "R", *cls, f[2] == h[2])] = j
+        n = len(coords)
+        self._pos = pos
+
+        def entry(f: tuple, h: tuple) -> int:
+            same = f[2] == h[2]
+            if f[0] == "y" and h[0] == "y":
+                return n if same else n + 1
+            if f[0] == "x" and h[0] == "x":
+                return pos[("Q", *sorted([f[1], h[1]]), same)]
+            a, b = (f, h) if f[0] == "x" else (h, f)
+            return pos[("R", a[1], b[1], same)]
+
+        sizes = (1, 1, K - 2)
+        return sizes, entry, n, coords, x if K > 2 else x[:2]
+
+    def _build(self, sizes: Sequence[int], *args: Any) -> None:
+        # K = 2: no rest class (its weight coordinate v_r absent too)
+        super()._build(sizes if self.K > 2 else sizes[:2], *args)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._cov_labels) + (list(self._v_labels[:len(self._sizes)]) if self.train_second_layer else [])
+
+    def _unit(self, u: int, t: str) -> tuple:
+        return (t, min(u, 2), u, 0)
+
+    def basis(self) -> np.ndarray:
+        """Embedding of the reduced coordinates into the full state vector (dense: small K only)."""
+        K = self.K
+        n = len(self._cov_labels)
+        rows = [self._entry(self._unit(i, "x"), self._unit(m, "y")) for i in range(K) for m in range(K)]
+        iu = np.triu_indices(K)
+        rows += [self._entry(self._unit(i, "x"), self._unit(k, "x")) for i, k in zip(*iu)]
+        if self.train_second_layer:
+            rows += [n + min(i, 2) for i in range(K)]
+        P = np.zeros((len(rows), self.n_state))
+        P[np.arange(len(rows)), rows] = 1.0
+        return P
+
+    def _row_counts(self) -> np.ndarray:
+        K = self.K
+        size = {0: 1, 1: 1, 2: K - 2}
+        d = []
+        for label, q, same, _, terms in self._layout_coords():
+            f, h = terms[0][:2]
+            d.append(1 if same else size[h[1]] - (1 if f[1] == h[1] else 0))
+        return np.array(d, dtype=float)
+
+    def _layout_coords(self) -> list:
+        return self._layout()[3]
+
+    def sector_eigenvalues(self, z: np.ndarray) -> np.ndarray:
+        """Smallest eigenvalue of the field covariance on the span of units 1, 2 and the rest's mean, and on
+        the rest's zero-sum directions, shape ``(..., 2)``."""
+        e = self._ext(np.asarray(z, dtype=float))
+        K, n, p = self.K, len(self._cov_labels), self._pos
+        g = lambda key: e[..., p[key]] if key in p else 0.0 * e[..., 0]  # noqa: E731
+        Td, To = e[..., n], e[..., n + 1]
+        m = K - 2
+        rm = math.sqrt(max(m, 0))
+        fields = 3 if K > 2 else 2
+        C = np.zeros(e.shape[:-1] + (2 * fields, 2 * fields))
+        for a in range(fields):
+            for b in range(fields):
+                wa = rm if a == 2 else 1.0
+                wb = rm if b == 2 else 1.0
+                lo, hi = sorted([a, b])
+                if a == b == 2:
+                    qq = g(("Q", 2, 2, True)) + (m - 1) * g(("Q", 2, 2, False))
+                    rr = g(("R", 2, 2, True)) + (m - 1) * g(("R", 2, 2, False))
+                    tt = Td + (m - 1) * To
+                else:
+                    qq = wa * wb * g(("Q", lo, hi, a == b))
+                    rr = wa * wb * g(("R", a, b, a == b))
+                    tt = wa * wb * (Td if a == b else To)
+                C[..., a, b] = qq
+                C[..., a, fields + b] = rr
+                C[..., fields + b, a] = rr
+                C[..., fields + a, fields + b] = tt
+        out = [np.linalg.eigvalsh(C)[..., 0]]
+        if K >= 4:
+            out.append(_eig2_min(g(("Q", 2, 2, True)) - g(("Q", 2, 2, False)),
+                                 g(("R", 2, 2, True)) - g(("R", 2, 2, False)), Td - To))
+        else:
+            out.append(out[0])
+        return np.stack(out, axis=-1)
+
+    def symmetric_plateau(self, *args: Any, **kwargs: Any) -> FixedPoint:
+        raise ValueError("model: the symmetric plateau lies in the site-symmetric subspace; "
+                         "use Committee.restrict('site_symmetric')")
+
+    def sector_operators(self) -> tuple[np.ndarray, np.ndarray]:
+        """The class sum of transpositions ``sum_{i<j} (i j)`` and the swap ``(1 2)`` on the reduced coordinates.
+
+        Both commute with the flow's Jacobian at a symmetric fixed point and
+        map the subspace to itself; the class sum is ``K(K-1)/2 - K`` on the
+        standard sector, ``K(K-1)/2 - 2K + 2`` on ``(K-2, 2)``, ``K(K-1)/2 - 2K``
+        on ``(K-2, 1, 1)``, ``K(K-1)/2`` on the trivial one; the swap splits the
+        standard sector's two copies (``+1``, ``-1``).  Each is the sum over the
+        transpositions' images of a representative entry of every coordinate,
+        the rest's units other than the representative's counted by multiplicity.
+        """
+        K, n, N = self.K, len(self._cov_labels), self.n_state
+        reps = []
+        for label, q, same, _, terms in self._layout_coords():
+            f, h = terms[0][:2]
+            reps.append((f, h))
+        C = np.zeros((N, N))
+        swap = np.zeros((N, N))
+        rest = K - 2
+
+        def coord(f: tuple, h: tuple) -> int:
+            return self._entry(f, h)
+
+        def moved(f: tuple, sigma: dict) -> tuple:
+            u = sigma.get(f[2], f[2])
+            return (f[0], min(u, 2), u, 0)
+
+        for c, (f, h) in enumerate(reps):
+            units = {f[2], h[2]}
+            in_rest = sorted(u for u in units if u >= 2)
+            other = 99  # a unit of the rest not in the representative
+            n_other = rest - len(in_rest)
+            # transpositions within the rest: those touching the representative's rest units move it
+            pairs = [((0, 1), 1.0)]
+            for a in (0, 1):
+                pairs += [((a, u), 1.0) for u in in_rest] + ([((a, other), float(n_other))] if n_other > 0 else [])
+            pairs += [((u, v), 1.0) for j, u in enumerate(in_rest) for v in in_rest[j + 1:]]
+            pairs += [((u, other), float(n_other)) for u in in_rest] if n_other > 0 else []
+            n_fixed = rest * (rest - 1) / 2 - len(in_rest) * (len(in_rest) - 1) / 2 - len(in_rest) * n_other
+            C[c, c] += n_fixed  # transpositions of two rest units the representative does not use
+            for (a, b), mult in pairs:
+                sigma = {a: b, b: a}
+                j = coord(moved(f, sigma), moved(h, sigma))
+                C[c, j] += mult
+                if (a, b) == (0, 1):
+                    swap[c, j] = 1.0
+        if self.train_second_layer:
+            # (C v)_i = sum over transpositions t of v_t(i): unit 1 goes to 2 once and to the rest K - 2 times
+            tot, nv = K * (K - 1) / 2, len(self._sizes)
+            for cls in range(2):
+                C[n + cls, n + cls] = tot - 1 - rest
+                C[n + cls, n + 1 - cls] = 1.0
+                swap[n + cls, n + 1 - cls] = 1.0
+                if nv > 2:
+                    C[n + cls, n + 2] = rest
+            if nv > 2:
+                C[n + 2, n] = C[n + 2, n + 1] = 1.0
+                C[n + 2, n + 2] = tot - 2
+                swap[n + 2, n + 2] = 1.0
+        return C, swap
+
+
 SUBSPACE_MODELS["site_symmetric"] = SiteSymmetricCommittee
 SUBSPACE_MODELS["grouped"] = GroupedCommittee
+SUBSPACE_MODELS["pair"] = PairCommittee
 
 
 def reduced_from_parameters(params: Mapping[str, Any] | str) -> ReducedCommittee:
