@@ -410,3 +410,44 @@ def test_pair_sector_operators_are_the_full_ones(K):
     Pm = np.zeros((len(pi), len(pi)))
     Pm[pi, np.arange(len(pi))] = 1.0
     assert np.abs(Pm @ P - P @ swap).max() == 0
+
+
+@pytest.mark.parametrize("act,K", [("erf", 4), ("relu", 3)])
+def test_sector_stability_from_the_pair_subspace_equals_the_full_one(act, K):
+    """Every sector's eta_c and eta_opt, and the full space's, from the 17-coordinate pair flow equal those of
+    the full Jacobian projected onto the isotypic components (within their error estimates, ~1e-9 here)."""
+    from phasekit.committee.stability import sector_stability
+
+    model = pk.Committee(K, K, act, second_order=True)
+    full = sector_stability(model, method="full")
+    pair = sector_stability(model, method="pair")
+    assert pair.method == "pair" and full.method == "full"
+    assert pair.dimensions == full.dimensions and pair.limiting == full.limiting
+    assert pair.full_critical.value == pytest.approx(full.full_critical.value, rel=1e-9)
+    assert pair.full_optimal.value == pytest.approx(full.full_optimal.value, rel=1e-9)
+    for name, c in full.critical.items():
+        if np.isfinite(c.value):
+            assert pair.critical[name].value == pytest.approx(c.value, rel=1e-9, abs=3 * c.error), name
+            o = full.optimal[name]
+            assert pair.optimal[name].value == pytest.approx(o.value, rel=1e-9, abs=3 * o.error), name
+        else:
+            assert not np.isfinite(pair.critical[name].value)
+
+
+def test_sector_stability_at_large_K():
+    """K = 1000 (the full Jacobian would have 1.5e6 rows): the trivial sector is the site-symmetric subspace's
+    eta_c, the full space's is the smallest over the sectors, K eta_c near pi sqrt 3 (its large-K limit)."""
+    from phasekit.committee.stability import sector_stability
+
+    model = pk.Committee(1000, 1000, "erf", second_order=True)
+    sec = sector_stability(model)
+    assert sec.method == "pair" and set(sec.critical) == {"trivial", "standard", "(K-2,2)", "(K-2,1,1)"}
+    assert sec.dimensions["standard"] == 5 * 999 and sec.dimensions["(K-2,1,1)"] == 999 * 998 // 2
+    # at K = 1e3 the finite-difference Jacobians carry errors ~1e-9 K^2 (relative): compare within the estimates
+    triv, ss = sec.critical["trivial"], pk.critical_eta(model, subspace="site_symmetric")
+    assert triv.value == pytest.approx(ss.value, abs=3 * (triv.error + ss.error))
+    assert triv.error < 1e-4 * triv.value and sec.full_critical.error < 1e-3 * sec.full_critical.value
+    assert sec.full_critical.value == pytest.approx(min(c.value for c in sec.critical.values()),
+                                                    abs=3 * sec.full_critical.error)
+    assert 1000 * sec.full_critical.value == pytest.approx(np.pi * np.sqrt(3), rel=1e-3)
+    assert 0 < sec.full_optimal.value < sec.full_critical.value

@@ -259,7 +259,7 @@ def _reduced_variables(model: ReducedCommittee, Y: np.ndarray, dims: tuple[str, 
                      C2="Q_ik (i, k in different groups)")
     catalog = {"R": "R", "S": "R", "Q": "Q", "C": "Q", "C1": "Q", "C2": "Q", "v": "v"}
     what = model.subspace.replace("_", "-")
-    return {key: variable(catalog[key], dims, Y[..., j], long_name=f"{what} {names[key]}")
+    return {key: variable(catalog.get(key, key[0]), dims, Y[..., j], long_name=f"{what} {names.get(key, key)}")
             for j, key in enumerate(model.labels)}
 
 
@@ -292,7 +292,7 @@ def state_at(ds: xr.Dataset, index: int = -1) -> State | np.ndarray:
     grouped: ``(R, S, Q, C1, C2[, v])``).
     """
     if "subspace" in ds.attrs:
-        names = [k for k in ("R", "S", "Q", "C", "C1", "C2") if k in ds] + (["v"] if "v" in ds else [])
+        names = model_from_dataset(ds).labels
         return np.array([float(ds[k].isel(alpha=index)) for k in names])
     v = ds["v"].isel(alpha=index).values if "v" in ds else None
     return State(ds["R"].isel(alpha=index).values, ds["Q"].isel(alpha=index).values, v)

@@ -305,8 +305,10 @@ class Committee(CommitteeFlow):
         ``"grouped"`` (K = g M students, ``g`` per teacher unit: ``R_in = R`` or
         ``S`` as ``i`` is in unit ``n``'s group or not, ``Q_ii = Q``, ``Q_ik = C1``
         in one group, ``C2`` across groups), see
-        :class:`phasekit.committee.subspaces.GroupedCommittee`.  Their cost does
-        not grow with K or M.
+        :class:`phasekit.committee.subspaces.GroupedCommittee`; ``"pair"`` (K = M,
+        the states invariant under permuting units 3 ... K: 17 coordinates),
+        see :class:`phasekit.committee.subspaces.PairCommittee`.  Their cost
+        does not grow with K or M.
         """
         if subspace not in SUBSPACE_MODELS:
             raise ValueError(f"subspace: must be one of {', '.join(repr(s) for s in SUBSPACE_MODELS)}, "

@@ -532,8 +532,11 @@ class ReducedCommittee:
         z = self.state_vector(state, name)
         if not np.all(np.isfinite(z)):
             raise ValueError(f"{name}: entries must be finite")
-        if z[2] <= 0:
-            raise ValueError(f"{name}: the student norm Q must be > 0, got {z[2]!r}")
+        n = len(self._cov_labels)
+        norms = z[:n][self._same_unit & self._is_q]
+        if np.any(norms <= 0):
+            raise ValueError(f"{name}: the student norms ({', '.join(np.array(self._cov_labels)[self._same_unit & self._is_q])}) "
+                             f"must be > 0, got {norms.tolist()}")
         lam = self.min_eigenvalue(z)
         if lam < -PSD_TOL:
             raise ValueError(f"{name}: the covariance [[Q, R], [R^T, T]] must be positive semidefinite "
