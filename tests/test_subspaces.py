@@ -450,4 +450,8 @@ def test_sector_stability_at_large_K():
     assert sec.full_critical.value == pytest.approx(min(c.value for c in sec.critical.values()),
                                                     abs=3 * sec.full_critical.error)
     assert 1000 * sec.full_critical.value == pytest.approx(np.pi * np.sqrt(3), rel=1e-3)
-    assert 0 < sec.full_optimal.value < sec.full_critical.value
+    opt = sec.full_optimal
+    assert 0 < opt.value < sec.full_critical.value
+    # the whole space decays at the slowest sector's rate (within the rate's error estimate, large at K = 1e3)
+    rates = [o.structure.decay_rate(opt.value) for o in sec.optimal.values() if o.structure is not None]
+    assert abs(opt.rate - min(rates)) <= 3 * opt.rate_error

@@ -384,9 +384,10 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
     return _optimal(st, labels, xtol, _eta_min(st, model, subspace))
 
 
-def _optimal(st: EtaStructure, labels: Sequence[str], xtol: float, eta_min: float = 1e-3) -> OptimalEta:
-    """Body of :func:`optimal_eta` on a given structure."""
-    crit = _critical(st, labels, 1e3, xtol, eta_min)
+def _optimal(st: EtaStructure, labels: Sequence[str], xtol: float, eta_min: float = 1e-3,
+             crit: CriticalEta | None = None) -> OptimalEta:
+    """Body of :func:`optimal_eta` on a given structure (``crit``: its critical learning rate, if known)."""
+    crit = _critical(st, labels, 1e3, xtol, eta_min) if crit is None else crit
     eta_c = crit.value
     if not crit.success or not (np.isfinite(eta_c) and eta_c > 0):
         status = "failed" if crit.status == "failed" else "not_reached"
@@ -709,9 +710,11 @@ def _sector_stability_pair(model: Committee, xtol: float) -> SectorStability:
     B = linalg.block_diag(*[b.B for b, _ in blocks])
     whole = EtaStructure(A=A, B=B, error=st.error, state=st.state, scheme=st.scheme, residual=st.residual)
     labels = [n for _, names in blocks for n in names]
-    full_c = _critical(whole, labels, 1e3, xtol, eta_min)
-    full_o = _optimal(whole, labels, xtol, eta_min)
     finite = {k: float(c.value) for k, c in crit.items() if np.isfinite(c.value)}
     limiting = min(finite, key=finite.get) if finite else ""
+    # the blocks are uncoupled: the whole space's eta_c is the limiting sector's (searched on the whole,
+    # the error band, growing with the dimension, can hide a root that the sector resolves)
+    full_c = crit[limiting] if limiting else _critical(whole, labels, 1e3, xtol, eta_min)
+    full_o = _optimal(whole, labels, xtol, eta_min, crit=full_c)
     return SectorStability(critical=crit, optimal=opt, dimensions=dims, full_critical=full_c, full_optimal=full_o,
                            limiting=limiting, method="pair")
