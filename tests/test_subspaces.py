@@ -233,17 +233,16 @@ ZG = np.array([0.4, 0.1, 0.8, 0.3, 0.15])  # (R, S, Q, C1, C2)
 
 
 def _grouped_entries(model, f):
-    """The full flow's entries R_{1,1}, R_{1,2}, Q_{1,1}, Q_{1,2}, Q_{1,g+1} (student 1 in teacher 1's group)."""
+    """The full flow's entries R_{1,1}, R_{1,2}, Q_{1,1}, Q_{1,2}, Q_{1,g+1} (student 1 in teacher 1's group;
+    without S and C2 for M = 1)."""
     K, M = model.K, model.M
     g = K // M
-    out = [f[0], f[1] if M > 1 else np.nan, f[K * M], f[K * M + 1] if g > 1 else np.nan,
-           f[K * M + g] if M > 1 else np.nan]
-    if model.train_second_layer:
-        out.append(f[model.n_order])
-    return np.array(out)
+    at = {"R": 0, "S": 1, "Q": K * M, "C1": K * M + 1, "C2": K * M + g, "v": model.n_order}
+    labels = ["R", "S", "Q", "C1", "C2"] if M > 1 else ["R", "Q", "C1"]
+    return np.array([f[at[k]] for k in labels + (["v"] if model.train_second_layer else [])])
 
 
-GROUPED_CASES = [(act, g, M) for act in ("erf", "relu", "linear") for g, M in ((2, 2), (3, 2), (2, 3), (4, 1), (1, 3))] \
+GROUPED_CASES = [(act, g, M) for act in ("erf", "relu", "linear") for g, M in ((2, 2), (3, 2), (2, 3), (4, 1))] \
     + [("tanh", 2, 2), ("tanh", 2, 1)]
 
 
@@ -253,20 +252,22 @@ def test_grouped_flow_equals_full_flow_on_the_subspace(act, g, M, second_order):
     K = g * M
     model = pk.Committee(K, M, act, eta=0.7, second_order=second_order, noise=0.3)
     red = model.restrict("grouped")
-    assert isinstance(red, GroupedCommittee) and red.g == g and red.labels == ["R", "S", "Q", "C1", "C2"]
-    P = grouped_basis(M, g)
-    f = model.rhs_vector(P @ ZG)
-    fr = red.rhs_vector(ZG)
+    assert isinstance(red, GroupedCommittee) and red.g == g
+    assert red.labels == (["R", "S", "Q", "C1", "C2"] if M > 1 else ["R", "Q", "C1"])
+    z = ZG if M > 1 else ZG[[0, 2, 3]]
+    P = red.basis()
+    if M > 1:
+        assert np.array_equal(P, grouped_basis(M, g))
+    f = model.rhs_vector(P @ z)
+    fr = red.rhs_vector(z)
     scale = np.abs(f).max()
-    # coordinates that exist at this (g, M): C1 needs g > 1, S and C2 need M > 1
-    np.testing.assert_array_less(np.nanmax(np.abs(fr - _grouped_entries(model, f))), 1e-12 * scale)
+    assert np.abs(fr - _grouped_entries(model, f)).max() <= 1e-12 * scale
     if act != "tanh":  # closed forms: the full flow stays in the subspace, f = P z'
         zf = np.linalg.lstsq(P, f, rcond=None)[0]
         assert np.abs(P @ zf - f).max() <= 1e-12 * scale
-        live = np.abs(P).sum(axis=0) > 0
-        assert np.abs(fr - zf)[live].max() <= 1e-12 * scale
-    assert abs(red.eg_vector(ZG) - model.eg_vector(P @ ZG)) <= 1e-12 * max(1.0, model.eg_vector(P @ ZG))
-    assert red.min_eigenvalue(ZG) == pytest.approx(model.min_eigenvalue(P @ ZG), abs=1e-14)
+        assert np.abs(fr - zf).max() <= 1e-12 * scale
+    assert abs(red.eg_vector(z) - model.eg_vector(P @ z)) <= 1e-12 * max(1.0, model.eg_vector(P @ z))
+    assert red.min_eigenvalue(z) == pytest.approx(model.min_eigenvalue(P @ z), abs=1e-14)
 
 
 @pytest.mark.parametrize("kw", [
@@ -317,8 +318,10 @@ def test_identical_students_in_a_group_stay_identical(act, second_order):
 
 
 def test_grouped_refusals_and_datasets():
-    with pytest.raises(ValueError, match=r"K: the grouped subspace needs K = g M .* M = 2, got K = 5"):
+    with pytest.raises(ValueError, match=r"K: the grouped subspace needs K = g M .* M = 2 above it, got K = 5"):
         pk.Committee(5, 2).restrict("grouped")
+    with pytest.raises(ValueError, match="for K = M use 'site_symmetric'"):
+        pk.Committee(3, 3).restrict("grouped")
     with pytest.raises(ValueError, match="equal teacher weights"):
         pk.Committee(4, 2, teacher_weights=[1.0, 2.0]).restrict("grouped")
     model = pk.Committee(4, 2, "erf", eta=0.5, noise=0.1)

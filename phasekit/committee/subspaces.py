@@ -450,7 +450,11 @@ class ReducedCommittee:
             raise ValueError(f"z: reduced state vectors must have length {self.n_state} ({', '.join(self.labels)}), "
                              f"got shape {z.shape}")
         batch = z.shape[:-1]
-        cov = z[..., list(self._ext_src)] if self._ext_src else z[..., :len(self._cov_labels)]
+        if self._ext_src:  # a class that is no coordinate (-1) enters no pattern: any value will do
+            src = np.array(self._ext_src)
+            cov = np.where(src >= 0, z[..., np.maximum(src, 0)], 0.0)
+        else:
+            cov = z[..., :len(self._cov_labels)]
         return np.concatenate([cov, np.broadcast_to([self.Td, self.To, 1.0], batch + (3,))], axis=-1)
 
     def basis(self) -> np.ndarray:
@@ -458,7 +462,8 @@ class ReducedCommittee:
         G = grouped_basis(self.M, self.g, self.train_second_layer)
         P = np.zeros((G.shape[0], self.n_state))
         for j, c in enumerate(self._ext_src):  # a coordinate is the sum of the classes it stands for
-            P[:, c] += G[:, j]
+            if c >= 0:
+                P[:, c] += G[:, j]
         if self.train_second_layer:
             P[:, -1] = G[:, -1]
         return P
@@ -736,7 +741,8 @@ class ReducedCommittee:
         counts = {0: 1, 1: self.K - self.g, 2: 1, 3: self.g - 1, 4: self.K - self.g}
         d = np.ones(len(self._cov_labels))
         for j, c in enumerate(self._ext_src):
-            d[c] = max(d[c], counts[j])
+            if c >= 0:
+                d[c] = max(d[c], counts[j])
         return d
 
     def linearise(self, z: Any, *, label: str = "", status: str = "ok", message: str = "",
@@ -920,8 +926,8 @@ class GroupedCommittee(ReducedCommittee):
     ``S = C2 = To``, with ``v = w / g`` (a fixed point when ``g v = w``, e.g.
     the ``"1/K"`` normalisation); the states of identical students in a group
     (``C1 = Q``, on the boundary of the cone) form an invariant subspace of
-    it.  With ``g = 1`` it is the site-symmetric subspace with ``C = C2``
-    (``C1`` then enters nowhere).
+    it.  Needs ``g >= 2`` (``g = 1`` is the site-symmetric subspace); with
+    one teacher unit (M = 1) the coordinates are ``(R, Q, C1[, v])``.
     """
 
     subspace = "grouped"
@@ -932,10 +938,24 @@ class GroupedCommittee(ReducedCommittee):
     _plateau_src = (0, 0, 1, 2, 2)
 
     def _group_size(self, K: int, M: int) -> int:
-        if K % M:
-            raise ValueError(f"K: the grouped subspace needs K = g M students (g per teacher unit), "
-                             f"a multiple of M = {M}, got K = {K}")
+        if K % M or K == M:
+            raise ValueError(f"K: the grouped subspace needs K = g M students (g >= 2 per teacher unit), "
+                             f"a multiple of M = {M} above it, got K = {K}"
+                             + (" (for K = M use 'site_symmetric')" if K == M else ""))
         return K // M
+
+    def _layout(self) -> tuple:
+        if self.M == 1:  # one teacher unit, one group: no S, no C2
+            self._cov_labels = ("R", "Q", "C1")
+            self._targets = (("y", 0, 0, 0), ("x", 0, 0, 0), ("x", 0, 0, 1))
+            self._ext_src = (0, -1, 1, 2, -1)
+            self._plateau_ties, self._plateau_src = (), ()
+        return super()._layout()
+
+    def symmetric_plateau(self, *args: Any, **kwargs: Any) -> FixedPoint:
+        if self.M == 1:
+            raise ValueError("model: with one teacher unit (M = 1) there is no symmetric plateau to break")
+        return super().symmetric_plateau(*args, **kwargs)
 
 
 class PairCommittee(ReducedCommittee):
