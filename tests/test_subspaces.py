@@ -41,14 +41,17 @@ def test_reduced_flow_equals_full_flow_on_the_subspace(act, K, second_order):
     assert abs(red.eg_vector(Z) - model.eg_vector(P @ Z)) <= 1e-12 * max(1.0, model.eg_vector(P @ Z))
 
 
-@pytest.mark.parametrize("kw", [
+GENERAL = [
     dict(train_second_layer=True, normalisation="1/K"),
     dict(weight_decay=0.05, normalisation="1/sqrt(K)"),
     dict(teacher_activation="relu"),
     dict(drift=0.1),
     dict(T=0.9 * np.eye(4) + 0.1 * np.ones((4, 4))),
     dict(student_weights=[0.5] * 4, teacher_weights=[1.5] * 4),
-])
+]
+
+
+@pytest.mark.parametrize("kw", GENERAL)
 @pytest.mark.parametrize("act", ["erf", "tanh"])
 def test_general_model(kw, act):
     if act == "tanh" and "T" in kw:
@@ -270,15 +273,10 @@ def test_grouped_flow_equals_full_flow_on_the_subspace(act, g, M, second_order):
     assert red.min_eigenvalue(z) == pytest.approx(model.min_eigenvalue(P @ z), abs=1e-14)
 
 
-@pytest.mark.parametrize("kw", [
-    dict(train_second_layer=True, normalisation="1/K"),
-    dict(weight_decay=0.05, normalisation="1/sqrt(K)"),
-    dict(teacher_activation="relu"),
-    dict(drift=0.1),
-    dict(T=0.9 * np.eye(2) + 0.1 * np.ones((2, 2))),
-    dict(student_weights=[0.5] * 6, teacher_weights=[1.5] * 2),
-])
+@pytest.mark.parametrize("kw", GENERAL)
 def test_grouped_general_model(kw):
+    sizes = {"T": 2, "student_weights": 6, "teacher_weights": 2}  # K = 6 students, M = 2 teacher units
+    kw = {k: (v if k not in sizes else v[:2, :2] if k == "T" else [v[0]] * sizes[k]) for k, v in kw.items()}
     model = pk.Committee(6, 2, "erf", eta=0.6, noise=0.2, **kw)
     red = model.restrict("grouped")
     z = np.r_[ZG, [0.6]] if model.train_second_layer else ZG
