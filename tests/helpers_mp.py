@@ -40,12 +40,17 @@ def _mp_erf_parts(red, dps=40):
         return (4 / ctx.pi ** 2) / sqrt(lam4) * asin(lam0 / sqrt(lam1 * lam2))
 
     def parts(z):
-        ext = np.array([ctx.mpf(x) for x in z] + [ctx.mpf(red.Td), ctx.mpf(red.To), ctx.mpf(1)], dtype=object)
+        # the model's own extended vector (its covariance classes, then Td, To, 1) and term tables
+        ext = red._ext(np.array([ctx.mpf(x) for x in z], dtype=object))
         cx, cy, v = -red.v_fixed, red.w, red.v_fixed
-        h = red._h(H2, ext, cx, cy)[0]
-        A = (ext[:4] * h + red._first(J2, ext, cx, cy)) * v
+        h = red._h(H2, ext, cx, cy)
+        A = (ext[red._term_pos] * h[red._term_cls] + red._first(J2, ext, cx, cy)) * v
+        first = [sum(f * A[t] for t, f in terms) for terms in red._coord_terms]
         s = red._second(I4, ext, cx, cy) * v * v
-        return [A[0], A[1], 2 * A[2], 2 * A[3]], [0, 0, s[0], s[1]]
+        second = [0] * len(first)
+        for j, pos in enumerate(np.flatnonzero(red._is_q)):
+            second[pos] = s[j]
+        return first, second
 
     return ctx, parts
 

@@ -474,7 +474,7 @@ def test_site_symmetric_relu_eta_opt_is_the_restricted_one():
     ({"measures": {"final_eg": {}}, "initial": {"X": 1e-3}}, "key 'measures.final_eg': a start in the site-symmetric"
                                                              " subspace needs equal student norms"),
     ({"measures": {"trajectory": {}}, "initial": {"Q0": 0.5, "kind": "uniform"}}, "initial.kind is not"),
-    ({"model": {"subspace": "symmetric"}}, "key 'model.subspace': must be one of site_symmetric, got 'symmetric'"),
+    ({"model": {"subspace": "symmetric"}}, "key 'model.subspace': must be one of site_symmetric, grouped, got 'symmetric'"),
     ({"model": {"subspace": "site_symmetric", "M": 3}}, "key 'model.subspace': the site-symmetric subspace needs "
                                                         "K == M"),
 ])
@@ -503,3 +503,21 @@ def test_stored_trajectories_are_refused_in_a_subspace():
     with pytest.raises(pk.StudyError, match="key 'report.trajectories': stored trajectories are drawn from the full"):
         parse_study(d)
     parse_study(dict(_SUBSPACE_STUDY, report={"trajectories": [{"K": 2}]}))  # the full space keeps them
+
+
+def test_grouped_study_follows_the_full_flow():
+    """K = 4 students in groups of 2 per teacher unit (M = 2), model.subspace = "grouped": the trajectory equals
+    the full flow's from the embedded start, C1 and C2 are reported, eta_c is critical_eta(subspace="grouped")."""
+    st = {"name": "gr", "model": {"K": 4, "M": 2, "activation": "erf", "eta": 0.5, "second_order": True,
+                                  "normalisation": "1/K", "subspace": "grouped"},
+          "initial": {"X": 1e-2, "Q0": 0.5}, "integration": {"alpha_max": 40.0, "n_points": 5},
+          "solver": {"rtol": 1e-10, "atol": 1e-12}, "measures": {"trajectory": {}, "eta_c": {}}}
+    red = pk.run_study(st, progress=False)
+    assert str(red["subspace"].values) == "grouped" and "Q_ik" not in red
+    model = pk.Committee(4, 2, "erf", eta=0.5, second_order=True, normalisation="1/K")
+    start = model.restrict("grouped").embed([1e-2, 0.0, 0.5, 0.0, 0.0])
+    full = pk.integrate(model, start, 40.0, n_points=5, solver={"rtol": 1e-10, "atol": 1e-12})
+    for mine, (var, i, k) in {"R_ii": ("R", 0, 0), "R_in": ("R", 0, 1), "Q_ii": ("Q", 0, 0),
+                              "Q_ik_in_group": ("Q", 0, 1), "Q_ik_across_groups": ("Q", 0, 2)}.items():
+        np.testing.assert_allclose(red[mine].values, full[var].values[:, i, k], rtol=1e-6, atol=1e-9, err_msg=mine)
+    assert float(red["eta_c"]) == pytest.approx(float(pk.critical_eta(model, subspace="grouped")), rel=1e-9)

@@ -327,3 +327,18 @@ def test_sgd_phase_diagram_regimes_follow_the_published_lines_away_from_them(tmp
     assert analytic_sgd_regime(-1.0, 0.75) == "noise dominated"
     assert float(ds["sgd_line_ode_delta_code"].sel(kappa=0.75)) == pytest.approx(-0.875)
     np.testing.assert_array_equal(ds["sgd_regime_agreement"].values, 1.0)   # every point in the figure's regime
+
+
+def test_grouped_students_scale_with_the_group_size(tmp_path_factory):
+    """Over-realisable students in groups (the cheap variant: erf, M = 2, g = 2, 4, in the grouped subspace):
+    at the perfect solution the group's students are identical, so eta_c and eta_opt grow like g and the
+    optimal decay rate is the site-symmetric K = M = 2 one (the model with weights g v at eta / g)."""
+    import phasekit as pk
+
+    gs, _ = run("grouped_students", tmp_path_factory)
+    assert str(gs["subspace"].values) == "grouped"
+    eta_c, eta_opt = gs.eta_c.sel(activation="erf").values, gs.eta_opt.sel(activation="erf").values
+    assert eta_c[1] == pytest.approx(2 * eta_c[0], rel=1e-9) and eta_opt[1] == pytest.approx(2 * eta_opt[0], rel=1e-7)
+    site = pk.Committee(2, 2, "erf", second_order=True, normalisation="1/K")
+    assert eta_c[0] == pytest.approx(2 * pk.critical_eta(site).value, rel=1e-9)
+    np.testing.assert_allclose(gs.rate_opt.values, pk.optimal_eta(site).rate, rtol=1e-7)

@@ -5,7 +5,8 @@ import pytest
 
 import phasekit as pk
 from helpers_mp import mp_erf_plateau, mp_erf_reference
-from phasekit.committee.subspaces import (SiteSymmetricCommittee, reduced_from_parameters, sector_projectors,
+from phasekit.committee.subspaces import (GroupedCommittee, SiteSymmetricCommittee, grouped_basis, reduced_from_parameters,
+                                          sector_projectors,
                                           site_symmetric_basis)
 
 Z = np.array([0.4, 0.1, 0.8, 0.2])
@@ -41,14 +42,17 @@ def test_reduced_flow_equals_full_flow_on_the_subspace(act, K, second_order):
     assert abs(red.eg_vector(Z) - model.eg_vector(P @ Z)) <= 1e-12 * max(1.0, model.eg_vector(P @ Z))
 
 
-@pytest.mark.parametrize("kw", [
+GENERAL = [
     dict(train_second_layer=True, normalisation="1/K"),
     dict(weight_decay=0.05, normalisation="1/sqrt(K)"),
     dict(teacher_activation="relu"),
     dict(drift=0.1),
     dict(T=0.9 * np.eye(4) + 0.1 * np.ones((4, 4))),
     dict(student_weights=[0.5] * 4, teacher_weights=[1.5] * 4),
-])
+]
+
+
+@pytest.mark.parametrize("kw", GENERAL)
 @pytest.mark.parametrize("act", ["erf", "tanh"])
 def test_general_model(kw, act):
     if act == "tanh" and "T" in kw:
@@ -302,3 +306,232 @@ def test_wide_plateau_escape_against_a_higher_precision_fixed_point():
     assert np.abs(plateau.vector - ref[0]).max() <= 1e-13
     # negative: at eta = eta_c / 5 the symmetric plateau is stable inside the subspace for K >~ 300
     assert plateau.extra["escape_eigenvalue"] == pytest.approx(ref[1], rel=1e-8) and ref[1] < 0
+
+
+# --- groups of students per teacher unit (over-realisable students) ------------------------------------
+
+ZG = np.array([0.4, 0.1, 0.8, 0.3, 0.15])  # (R, S, Q, C1, C2)
+
+
+def _grouped_entries(model, f):
+    """The full flow's entries R_{1,1}, R_{1,2}, Q_{1,1}, Q_{1,2}, Q_{1,g+1} (student 1 in teacher 1's group;
+    without S and C2 for M = 1)."""
+    K, M = model.K, model.M
+    g = K // M
+    at = {"R": 0, "S": 1, "Q": K * M, "C1": K * M + 1, "C2": K * M + g, "v": model.n_order}
+    labels = ["R", "S", "Q", "C1", "C2"] if M > 1 else ["R", "Q", "C1"]
+    return np.array([f[at[k]] for k in labels + (["v"] if model.train_second_layer else [])])
+
+
+GROUPED_CASES = [(act, g, M) for act in ("erf", "relu", "linear") for g, M in ((2, 2), (3, 2), (2, 3), (4, 1))] \
+    + [("tanh", 2, 2), ("tanh", 2, 1)]
+
+
+@pytest.mark.parametrize("act,g,M", GROUPED_CASES)
+@pytest.mark.parametrize("second_order", [False, True])
+def test_grouped_flow_equals_full_flow_on_the_subspace(act, g, M, second_order):
+    K = g * M
+    model = pk.Committee(K, M, act, eta=0.7, second_order=second_order, noise=0.3)
+    red = model.restrict("grouped")
+    assert isinstance(red, GroupedCommittee) and red.g == g
+    assert red.labels == (["R", "S", "Q", "C1", "C2"] if M > 1 else ["R", "Q", "C1"])
+    z = ZG if M > 1 else ZG[[0, 2, 3]]
+    P = red.basis()
+    if M > 1:
+        assert np.array_equal(P, grouped_basis(M, g))
+    f = model.rhs_vector(P @ z)
+    fr = red.rhs_vector(z)
+    scale = np.abs(f).max()
+    assert np.abs(fr - _grouped_entries(model, f)).max() <= 1e-12 * scale
+    if act != "tanh":  # closed forms: the full flow stays in the subspace, f = P z'
+        zf = np.linalg.lstsq(P, f, rcond=None)[0]
+        assert np.abs(P @ zf - f).max() <= 1e-12 * scale
+        assert np.abs(fr - zf).max() <= 1e-12 * scale
+    assert abs(red.eg_vector(z) - model.eg_vector(P @ z)) <= 1e-12 * max(1.0, model.eg_vector(P @ z))
+    assert red.min_eigenvalue(z) == pytest.approx(model.min_eigenvalue(P @ z), abs=1e-14)
+
+
+@pytest.mark.parametrize("kw", GENERAL)
+def test_grouped_general_model(kw):
+    sizes = {"T": 2, "student_weights": 6, "teacher_weights": 2}  # K = 6 students, M = 2 teacher units
+    kw = {k: (v if k not in sizes else v[:2, :2] if k == "T" else [v[0]] * sizes[k]) for k, v in kw.items()}
+    model = pk.Committee(6, 2, "erf", eta=0.6, noise=0.2, **kw)
+    red = model.restrict("grouped")
+    z = np.r_[ZG, [0.6]] if model.train_second_layer else ZG
+    P = grouped_basis(2, 3, model.train_second_layer)
+    f = model.rhs_vector(P @ z)
+    assert np.abs(red.rhs_vector(z) - _grouped_entries(model, f)).max() <= 1e-12 * np.abs(f).max()
+    assert abs(red.eg_vector(z) - model.eg_vector(P @ z)) <= 1e-13
+    assert np.abs(red.basis() - P).max() == 0 and red.state_vector(red.embed(z)) == pytest.approx(z, abs=1e-15)
+
+
+@pytest.mark.parametrize("act", ["erf", "relu"])
+@pytest.mark.parametrize("second_order", [False, True])
+def test_identical_students_in_a_group_stay_identical(act, second_order):
+    """On C1 = Q (the students of a group identical) the flow keeps C1 = Q, and is that of one student per
+    teacher unit with weight g v at learning rate eta / g (site-symmetric, C = C2): each student's gradient
+    carries its own weight v, the error the group's g v."""
+    g, M, eta, v = 3, 2, 0.6, 0.4
+    kw = dict(second_order=second_order, noise=0.2)
+    model = pk.Committee(g * M, M, act, eta=eta, student_weights=[v] * (g * M), **kw)
+    red = model.restrict("grouped")
+    one = pk.Committee(M, M, act, eta=eta / g, student_weights=[g * v] * M, **kw).restrict("site_symmetric")
+    for z in ([0.4, 0.1, 0.8, 0.8, 0.15], [0.05, 0.02, 0.5, 0.5, 0.01]):
+        z = np.array(z)
+        f = red.rhs_vector(z)
+        assert abs(f[3] - f[2]) <= 1e-14 * np.abs(f).max()
+        np.testing.assert_allclose(f[[0, 1, 2, 4]], one.rhs_vector(z[[0, 1, 2, 4]]), rtol=1e-12, atol=1e-15)
+        # off it, the difference Q - C1 moves (the check above can fail)
+        assert abs(np.subtract(*red.rhs_vector(z - [0, 0, 0, 1e-2, 0])[[2, 3]])) > 1e-5
+    if act == "relu" and second_order:
+        # ReLU's eta^2 term moves Q - C1 like sqrt(Q - C1) at the boundary C1 = Q of the cone: the identical
+        # students are a solution, but not the only one, and an integrator's rounding leaves it
+        return
+    ds = pk.integrate(red, [0.4, 0.1, 0.8, 0.8, 0.15], 20.0, n_points=5)
+    assert ds.attrs["status"] == "ok"
+    np.testing.assert_allclose(ds["C1"].values, ds["Q"].values, rtol=0, atol=1e-9)
+    assert abs(float(ds["Q"][-1]) - 0.8) > 1e-3  # it moved
+
+
+def test_grouped_refusals_and_datasets():
+    with pytest.raises(ValueError, match=r"K: the grouped subspace needs K = g M .* M = 2 above it, got K = 5"):
+        pk.Committee(5, 2).restrict("grouped")
+    with pytest.raises(ValueError, match="for K = M use 'site_symmetric'"):
+        pk.Committee(3, 3).restrict("grouped")
+    with pytest.raises(ValueError, match="equal teacher weights"):
+        pk.Committee(4, 2, teacher_weights=[1.0, 2.0]).restrict("grouped")
+    model = pk.Committee(4, 2, "erf", eta=0.5, noise=0.1)
+    red = model.restrict("grouped")
+    z0 = np.array([0.05, 0.01, 0.5, 0.1, 0.02])
+    ds = pk.integrate(red, z0, 30.0, n_points=5)
+    full = pk.integrate(model, red.embed(z0), 30.0, n_points=5)
+    assert ds.attrs["subspace"] == "grouped" and set(ds.data_vars) >= {"R", "S", "Q", "C1", "C2", "eg"}
+    for var, (name, i, k) in {"R": ("R", 0, 0), "S": ("R", 0, 1), "Q": ("Q", 0, 0), "C1": ("Q", 0, 1),
+                              "C2": ("Q", 0, 2)}.items():
+        np.testing.assert_allclose(ds[var].values, full[name].values[:, i, k], atol=1e-7, err_msg=var)
+    np.testing.assert_allclose(ds["eg"].values, full["eg"].values, atol=1e-7)
+    again = pk.model_from_dataset(ds)
+    assert isinstance(again, GroupedCommittee) and again.parameters() == red.parameters()
+    np.testing.assert_array_equal(pk.state_at(ds), ds[["R", "S", "Q", "C1", "C2"]].isel(alpha=-1).to_array().values)
+    assert red.replace(M=3).K == 6 and red.replace(K=8).M == 4
+
+
+@pytest.mark.parametrize("act", ["erf", "relu"])
+def test_grouped_stability_equals_projection_of_the_full_jacobian(act):
+    """K = 4, M = 2 with the 1/K normalisation (g v = w: the perfect solution is exact): the restricted eta_c
+    and eta_opt equal those of the full pencil projected onto the grouped subspace."""
+    model = pk.Committee(4, 2, act, second_order=True, normalisation="1/K")
+    red = model.restrict("grouped")
+    perfect = red.perfect_solution()
+    # erf's closed forms are analytic: complex-step Jacobians; ReLU's one-sided limit into the cone
+    assert perfect.residual <= 1e-14 and perfect.jacobian_scheme == ("complex-step" if act == "erf" else "cone")
+    np.testing.assert_allclose(perfect.vector, [1.0, 0.0, 1.0, 1.0, 0.0])
+    st = pk.eta_structure(model, red.embed(perfect.vector))  # the full pencil at the grouped perfect solution
+    from phasekit.committee.pencil import EtaStructure
+
+    P = grouped_basis(2, 2)
+    Pp = np.linalg.pinv(P)
+    proj = EtaStructure(A=Pp @ st.A @ P, B=Pp @ st.B @ P, error=st.error, state=st.state, scheme=st.scheme,
+                        residual=st.residual)
+    c_red = pk.critical_eta(model, subspace="grouped")
+    assert 0 < c_red.value < np.inf
+    assert c_red.value == pytest.approx(pk.critical_eta(model, structure=proj).value, rel=1e-8)
+    assert pk.critical_eta(red).value == c_red.value
+    o_red = pk.optimal_eta(model, subspace="grouped")
+    assert o_red.value == pytest.approx(pk.optimal_eta(model, structure=proj).value, rel=1e-6)
+    plateau = red.symmetric_plateau()
+    assert plateau.status == "converged"
+    R, S, Q, C1, C2 = plateau.vector
+    assert (R, C1) == pytest.approx((S, C2), abs=1e-12)
+
+
+# --- units 1 and 2 distinguished: the subspace that meets every sector -----------------------------------
+
+def _pair_state(red, rng):
+    z = 0.5 * red.perfect_vector() + 0.05 * rng.standard_normal(red.n_state)
+    z[:len(red._is_q)][red._same_unit & red._is_q] = 0.9
+    return z
+
+
+@pytest.mark.parametrize("act,K", [(a, K) for a in ("erf", "relu", "linear") for K in (2, 3, 4, 6)] + [("tanh", 3)])
+@pytest.mark.parametrize("second_order", [False, True])
+def test_pair_flow_equals_full_flow_on_the_subspace(act, K, second_order):
+    model = pk.Committee(K, K, act, eta=0.7, second_order=second_order, noise=0.3)
+    red = model.restrict("pair")
+    assert red.n_state == {2: 7, 3: 15}.get(K, 17)
+    P = red.basis()
+    z = _pair_state(red, np.random.default_rng(K))
+    f = model.rhs_vector(P @ z)
+    zf = np.linalg.lstsq(P, f, rcond=None)[0]
+    scale = np.abs(f).max()
+    assert np.abs(P @ zf - f).max() <= 1e-12 * scale  # the full flow stays in the subspace
+    assert np.abs(red.rhs_vector(z) - zf).max() <= 1e-12 * scale
+    assert abs(red.eg_vector(z) - model.eg_vector(P @ z)) <= 1e-13
+    assert red.min_eigenvalue(z) == pytest.approx(model.min_eigenvalue(P @ z), abs=1e-13)
+
+
+@pytest.mark.parametrize("K", [2, 3, 4, 5])
+def test_pair_sector_operators_are_the_full_ones(K):
+    """The class sum of transpositions and the swap (1 2), built on the reduced coordinates, are the full
+    permutation operators restricted (P C = Csum P), with a trained second layer too."""
+    from phasekit.committee.subspaces import transposition_class_sum
+    from phasekit.committee.symmetry import _coordinate_permutation
+
+    model = pk.Committee(K, K, "erf", eta=0.7, noise=0.3, train_second_layer=True, normalisation="1/K")
+    red = model.restrict("pair")
+    P = red.basis()
+    z = _pair_state(red, np.random.default_rng(0))
+    f = model.rhs_vector(P @ z)
+    assert np.abs(red.rhs_vector(z) - np.linalg.lstsq(P, f, rcond=None)[0]).max() <= 1e-12 * np.abs(f).max()
+    C, swap = red.sector_operators()
+    assert np.abs(transposition_class_sum(K, True) @ P - P @ C).max() == 0
+    sigma = [1, 0] + list(range(2, K))
+    pi = _coordinate_permutation(K, K, sigma, sigma, True)
+    Pm = np.zeros((len(pi), len(pi)))
+    Pm[pi, np.arange(len(pi))] = 1.0
+    assert np.abs(Pm @ P - P @ swap).max() == 0
+
+
+@pytest.mark.parametrize("act,K", [("erf", 4), ("relu", 3)])
+def test_sector_stability_from_the_pair_subspace_equals_the_full_one(act, K):
+    """Every sector's eta_c and eta_opt, and the full space's, from the 17-coordinate pair flow equal those of
+    the full Jacobian projected onto the isotypic components (within their error estimates, ~1e-9 here)."""
+    from phasekit.committee.stability import sector_stability
+
+    model = pk.Committee(K, K, act, second_order=True)
+    full = sector_stability(model, method="full")
+    pair = sector_stability(model, method="pair")
+    assert pair.method == "pair" and full.method == "full"
+    assert pair.dimensions == full.dimensions and pair.limiting == full.limiting
+    assert pair.full_critical.value == pytest.approx(full.full_critical.value, rel=1e-9)
+    assert pair.full_optimal.value == pytest.approx(full.full_optimal.value, rel=1e-9)
+    for name, c in full.critical.items():
+        if np.isfinite(c.value):
+            assert pair.critical[name].value == pytest.approx(c.value, rel=1e-9, abs=3 * c.error), name
+            o = full.optimal[name]
+            assert pair.optimal[name].value == pytest.approx(o.value, rel=1e-9, abs=3 * o.error), name
+        else:
+            assert not np.isfinite(pair.critical[name].value)
+
+
+def test_sector_stability_at_large_K():
+    """K = 1000 (the full Jacobian would have 1.5e6 rows): the trivial sector is the site-symmetric subspace's
+    eta_c, the full space's is the smallest over the sectors, K eta_c near pi sqrt 3 (its large-K limit)."""
+    from phasekit.committee.stability import sector_stability
+
+    model = pk.Committee(1000, 1000, "erf", second_order=True)
+    sec = sector_stability(model)
+    assert sec.method == "pair" and set(sec.critical) == {"trivial", "standard", "(K-2,2)", "(K-2,1,1)"}
+    assert sec.dimensions["standard"] == 5 * 999 and sec.dimensions["(K-2,1,1)"] == 999 * 998 // 2
+    # at K = 1e3 the finite-difference Jacobians carry errors ~1e-9 K^2 (relative): compare within the estimates
+    triv, ss = sec.critical["trivial"], pk.critical_eta(model, subspace="site_symmetric")
+    assert triv.value == pytest.approx(ss.value, abs=3 * (triv.error + ss.error))
+    assert triv.error < 1e-4 * triv.value and sec.full_critical.error < 1e-3 * sec.full_critical.value
+    assert sec.full_critical.value == pytest.approx(min(c.value for c in sec.critical.values()),
+                                                    abs=3 * sec.full_critical.error)
+    assert 1000 * sec.full_critical.value == pytest.approx(np.pi * np.sqrt(3), rel=1e-3)
+    opt = sec.full_optimal
+    assert 0 < opt.value < sec.full_critical.value
+    # the whole space decays at the slowest sector's rate (within the rate's error estimate, large at K = 1e3)
+    rates = [o.structure.decay_rate(opt.value) for o in sec.optimal.values() if o.structure is not None]
+    assert abs(opt.rate - min(rates)) <= 3 * opt.rate_error

@@ -18,7 +18,7 @@ module                  concept
 ``search``              every fixed point: ``fixed_points``
 ``pencil``              ``EtaStructure``: the Jacobian as ``eta A + eta^2 B``
 ``stability``           ``critical_eta``, ``optimal_eta`` (full space or a subspace), ``sector_stability``
-``subspaces``           invariant subspaces: the site-symmetric reduced flow (``Committee.restrict``)
+``subspaces``           invariant subspaces: site-symmetric and grouped reduced flows (``Committee.restrict``)
 ``branches``            ``continuation`` in the learning rate
 ``starts``              initial states
 ``plateaus``            plateau lengths and convergence times (``PlateauTimes``, ``Crossing``)
@@ -45,7 +45,7 @@ from .schedules import SCHEDULE_KINDS, Schedule, schedule_from_spec
 from .search import fixed_points
 from .simulation import align_teachers, simulate
 from .stability import CriticalEta, OptimalEta, SectorStability, critical_eta, optimal_eta, sector_stability
-from .subspaces import SUBSPACES, SiteSymmetricCommittee
+from .subspaces import SUBSPACES, GroupedCommittee, PairCommittee, ReducedCommittee, SiteSymmetricCommittee
 from .steady import SteadyEta, optimal_steady_eta, steady_state
 from .starts import INITIAL_KINDS, initial_state
 from .sgd_phases import SGD_REGIMES, SgdRegime, analytic_sgd_regime, classify_sgd_regime
@@ -59,6 +59,6 @@ __all__ = [
     "plateau_length", "plateau_times", "fixed_points", "align_teachers", "simulate", "CriticalEta", "OptimalEta",
     "critical_eta", "optimal_eta", "INITIAL_KINDS", "initial_state", "SteadyEta", "optimal_steady_eta",
     "steady_state", "AnnealingAsymptote", "annealing_asymptote", "SectorStability", "sector_stability",
-    "SUBSPACES", "SiteSymmetricCommittee",
+    "SUBSPACES", "SiteSymmetricCommittee", "GroupedCommittee", "PairCommittee", "ReducedCommittee",
     "SGD_REGIMES", "SgdRegime", "analytic_sgd_regime", "classify_sgd_regime",
 ]

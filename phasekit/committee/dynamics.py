@@ -11,7 +11,7 @@ from ..core.datasets import coordinate, model_attrs, provenance_attrs, variable
 from ..core.ode import Event, FlowRun, blow_up, cone_exit, crossing, solve_flow
 from ..core.options import SolverOptions, coerce_options
 from .model import PSD_TOL, Committee, State, committee_from_parameters
-from .subspaces import SiteSymmetricCommittee, reduced_from_parameters
+from .subspaces import ReducedCommittee, reduced_from_parameters
 
 __all__ = ['integrate', 'model_from_dataset', 'run_flow', 'state_at', 'trajectory_dataset']
 
@@ -57,7 +57,7 @@ def integrate(
 
     Parameters
     ----------
-    model : Committee or SiteSymmetricCommittee
+    model : Committee or ReducedCommittee
         A full model, or a reduced one (:meth:`Committee.restrict`): then the
         state is ``(R, S, Q, C[, v])`` and the dataset has variables ``R``,
         ``S``, ``Q``, ``C`` (and ``v``), ``eg`` along alpha and the attribute
@@ -119,7 +119,7 @@ def integrate(
         attributes) so that re-integrations (:mod:`phasekit.committee.plateaus`)
         use the same ones.
     """
-    reduced = isinstance(model, SiteSymmetricCommittee)
+    reduced = isinstance(model, ReducedCommittee)
     if not isinstance(model, Committee) and not reduced:
         raise ValueError(f"model: expected a phasekit.Committee or a reduced model (Committee.restrict), "
                          f"got {type(model).__name__}")
@@ -205,7 +205,7 @@ def trajectory_dataset(
 
     Shared by :func:`integrate` and the simulations (``extra_dims=("run",)``).
     ``n_state`` is the model's (second-layer weights last when trained).  For a
-    reduced model: variables ``R``, ``S``, ``Q``, ``C`` (and ``v``) along alpha
+    reduced model: its coordinates (``R``, ``S``, ``Q``, ``C``, ...; and ``v``) along alpha
     and the attribute ``subspace``.
     ``eg``: eps_g of ``Y`` (shape ``Y.shape[:-1]``) when the caller has it, else computed here.
     """
@@ -213,7 +213,7 @@ def trajectory_dataset(
     eg = model.eg_vector(Y) if eg is None else np.asarray(eg, dtype=float)
     dims = extra_dims + ("alpha",)
     alpha = np.asarray(alpha, float)
-    reduced = isinstance(model, SiteSymmetricCommittee)
+    reduced = isinstance(model, ReducedCommittee)
     if reduced:
         data, coords = _reduced_variables(model, Y, dims), {}
     else:
@@ -250,11 +250,16 @@ def trajectory_dataset(
     return ds
 
 
-def _reduced_variables(model: SiteSymmetricCommittee, Y: np.ndarray, dims: tuple[str, ...]) -> dict[str, Any]:
-    """``R``, ``S``, ``Q``, ``C`` (and ``v``) of reduced trajectories ``Y`` (catalogued as R, Q, v)."""
+def _reduced_variables(model: ReducedCommittee, Y: np.ndarray, dims: tuple[str, ...]) -> dict[str, Any]:
+    """The reduced coordinates (``R``, ``S``, ``Q``, ``C`` or ``C1``, ``C2``; and ``v``) of reduced trajectories
+    ``Y`` (catalogued as R, Q, v)."""
     names = {"R": "R_ii", "S": "R_in (i != n)", "Q": "Q_ii", "C": "Q_ik (i != k)", "v": "v_i"}
-    catalog = {"R": "R", "S": "R", "Q": "Q", "C": "Q", "v": "v"}
-    return {key: variable(catalog[key], dims, Y[..., j], long_name=f"site-symmetric {names[key]}")
+    if model.subspace == "grouped":
+        names.update(R="R_in (i in group n)", S="R_in (i not in group n)", C1="Q_ik (i != k in one group)",
+                     C2="Q_ik (i, k in different groups)")
+    catalog = {"R": "R", "S": "R", "Q": "Q", "C": "Q", "C1": "Q", "C2": "Q", "v": "v"}
+    what = model.subspace.replace("_", "-")
+    return {key: variable(catalog.get(key, key[0]), dims, Y[..., j], long_name=f"{what} {names.get(key, key)}")
             for j, key in enumerate(model.labels)}
 
 
@@ -271,7 +276,7 @@ def _trajectory_solver(ds: xr.Dataset) -> SolverOptions:
         raise ValueError(f"traj: stored solver settings are invalid ({exc})") from None
 
 
-def model_from_dataset(ds: xr.Dataset) -> Committee | SiteSymmetricCommittee:
+def model_from_dataset(ds: xr.Dataset) -> Committee | ReducedCommittee:
     """The :class:`Committee` (or reduced model, for a dataset with a ``subspace``) a trajectory dataset was computed with."""
     if "model" not in ds.attrs:
         raise ValueError("ds: dataset has no 'model' attribute (not written by phasekit.integrate?)")
@@ -283,10 +288,11 @@ def model_from_dataset(ds: xr.Dataset) -> Committee | SiteSymmetricCommittee:
 def state_at(ds: xr.Dataset, index: int = -1) -> State | np.ndarray:
     """The :class:`State` at sample ``index`` of a trajectory dataset (with ``v`` when the dataset has it).
 
-    For a reduced dataset (attribute ``subspace``): the reduced state vector ``(R, S, Q, C[, v])``.
+    For a reduced dataset (attribute ``subspace``): the reduced state vector (``(R, S, Q, C[, v])``;
+    grouped: ``(R, S, Q, C1, C2[, v])``).
     """
     if "subspace" in ds.attrs:
-        names = ["R", "S", "Q", "C"] + (["v"] if "v" in ds else [])
+        names = model_from_dataset(ds).labels
         return np.array([float(ds[k].isel(alpha=index)) for k in names])
     v = ds["v"].isel(alpha=index).values if "v" in ds else None
     return State(ds["R"].isel(alpha=index).values, ds["Q"].isel(alpha=index).values, v)

@@ -302,7 +302,13 @@ class Committee(CommitteeFlow):
         ``"site_symmetric"`` (K = M, ``T = Td I + To (11^T - I)``, equal
         weights): ``R_ii = R``, ``R_in = S``, ``Q_ii = Q``, ``Q_ik = C`` (and a
         common ``v``), see :class:`phasekit.committee.subspaces.SiteSymmetricCommittee`;
-        its cost does not grow with K.
+        ``"grouped"`` (K = g M students, ``g`` per teacher unit: ``R_in = R`` or
+        ``S`` as ``i`` is in unit ``n``'s group or not, ``Q_ii = Q``, ``Q_ik = C1``
+        in one group, ``C2`` across groups), see
+        :class:`phasekit.committee.subspaces.GroupedCommittee`; ``"pair"`` (K = M,
+        the states invariant under permuting units 3 ... K: 17 coordinates),
+        see :class:`phasekit.committee.subspaces.PairCommittee`.  Their cost
+        does not grow with K or M.
         """
         if subspace not in SUBSPACE_MODELS:
             raise ValueError(f"subspace: must be one of {', '.join(repr(s) for s in SUBSPACE_MODELS)}, "

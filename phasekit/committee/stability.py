@@ -24,7 +24,7 @@ from ..core.spectrum import leading_pair_discriminant
 from .model import Committee, State, vector_labels
 from .pencil import (EtaStructure, MarginalMode, _lead_piece, _marginal_summary, _null_modes, _structure_for,
                      eta_structure)
-from .subspaces import SUBSPACES, SiteSymmetricCommittee, sector_projectors
+from .subspaces import SUBSPACES, ReducedCommittee, _contents, sector_projectors
 
 __all__ = ['CriticalEta', 'OptimalEta', 'SectorStability', 'critical_eta', 'optimal_eta', 'sector_stability']
 
@@ -149,7 +149,7 @@ def _check_xtol(xtol: float) -> float:
 def _setup(model: Any, state: Any, structure: EtaStructure | None, subspace: str | None
            ) -> tuple[EtaStructure, list[str]]:
     """The eta structure (full, or restricted to ``subspace``) and the names of its coordinates."""
-    reduced = isinstance(model, SiteSymmetricCommittee)
+    reduced = isinstance(model, ReducedCommittee)
     if not isinstance(model, Committee) and not reduced:
         raise ValueError(f"model: expected a phasekit.Committee or a reduced model, got {type(model).__name__}")
     if subspace is not None and subspace not in SUBSPACES:
@@ -202,14 +202,15 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
         Relative tolerance of the root, in ``(0, 1)``.
     structure : EtaStructure, optional
         A precomputed structure at ``state`` (saves the Jacobian).
-    subspace : {None, "site_symmetric"}
+    subspace : {None, "site_symmetric", "grouped", "pair"}
         ``None``: the full space.  ``"site_symmetric"``: the learning rate at
         which the fixed point loses stability *inside* the subspace, from
         the reduced flow (:meth:`Committee.restrict`; cost independent of K);
         ``state`` is then reduced ``(R, S, Q, C[, v])``.  A reduced model
         gives the restricted value without ``subspace``.  The full-space value
         is the smaller of it and those of the modes that leave the subspace
-        (:func:`sector_stability` names them).
+        (:func:`sector_stability` names them; for K > 8 it computes them, and
+        the full-space eta_c and optimal eta, from a reduced flow, for any K).
 
     Returns
     -------
@@ -222,9 +223,9 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
     ValueError
         For bad parameters, output noise, or a state that is not fixed for every eta.
     """
-    if isinstance(model, (Committee, SiteSymmetricCommittee)) and model.noise > 0 and model.second_order:
+    if isinstance(model, (Committee, ReducedCommittee)) and model.noise > 0 and model.second_order:
         raise ValueError("model: with output noise the perfect solution moves with eta; use continuation()")
-    restricted = subspace is not None or isinstance(model, SiteSymmetricCommittee)
+    restricted = subspace is not None or isinstance(model, ReducedCommittee)
     if not (eta_max > (0.0 if restricted else 1e-3)):
         raise ValueError(f"eta_max: must be > {'0' if restricted else '1e-3'}, got {eta_max!r}")
     xtol = _check_xtol(xtol)
@@ -238,7 +239,7 @@ def critical_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | N
 def _eta_min(st: EtaStructure, model: Any, subspace: str | None) -> float:
     """Start of the search: ``1e-3`` in the full space; in a subspace (wide models, eta_c ~ 1/K)
     also below ``1e-2 |A| / |B|``, where the eta^2 term is still small."""
-    if subspace is None and not isinstance(model, SiteSymmetricCommittee):
+    if subspace is None and not isinstance(model, ReducedCommittee):
         return 1e-3
     a, b = float(np.abs(st.A).max(initial=0.0)), float(np.abs(st.B).max(initial=0.0))
     return min(1e-3, 1e-2 * a / b) if a > 0 and b > 0 else 1e-3
@@ -359,7 +360,7 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
         critical learning rate bounding the search; the kinks are solved to rounding.
     structure : EtaStructure, optional
         A precomputed structure at ``state``.
-    subspace : {None, "site_symmetric"}
+    subspace : {None, "site_symmetric", "grouped", "pair"}
         As for :func:`critical_eta`: the optimum of the decay rate of the
         modes inside the subspace (published values were often computed
         there); the full space can be slower because of modes that break the
@@ -382,9 +383,10 @@ def optimal_eta(model: Committee, *, state: State | FixedPoint | np.ndarray | No
     return _optimal(st, labels, xtol, _eta_min(st, model, subspace))
 
 
-def _optimal(st: EtaStructure, labels: Sequence[str], xtol: float, eta_min: float = 1e-3) -> OptimalEta:
-    """Body of :func:`optimal_eta` on a given structure."""
-    crit = _critical(st, labels, 1e3, xtol, eta_min)
+def _optimal(st: EtaStructure, labels: Sequence[str], xtol: float, eta_min: float = 1e-3,
+             crit: CriticalEta | None = None) -> OptimalEta:
+    """Body of :func:`optimal_eta` on a given structure (``crit``: its critical learning rate, if known)."""
+    crit = _critical(st, labels, 1e3, xtol, eta_min) if crit is None else crit
     eta_c = crit.value
     if not crit.success or not (np.isfinite(eta_c) and eta_c > 0):
         status = "failed" if crit.status == "failed" else "not_reached"
@@ -581,6 +583,9 @@ class SectorStability:
         ``"(K-2,1,1)"``: the modes that leave it).
     dimensions : dict of str to int
         Dimension of each component (its eigenvalues repeat ``dim(irrep)`` times).
+    method : str
+        ``"full"`` (the full Jacobian projected) or ``"pair"`` (the reduced flow
+        of :class:`~phasekit.committee.subspaces.PairCommittee`).
     full_critical, full_optimal : CriticalEta, OptimalEta
         Of the whole space (the smallest eta_c over the sectors).
     limiting : str
@@ -593,9 +598,50 @@ class SectorStability:
     full_critical: CriticalEta
     full_optimal: OptimalEta
     limiting: str
+    method: str = "full"
 
 
-def sector_stability(model: Committee, *, xtol: float = 1e-10) -> SectorStability:
+#: Largest K at which ``sector_stability(method="auto")`` forms the full Jacobian.
+_FULL_SECTORS_MAX_K = 8
+
+
+def _irrep_dimension(name: str, K: int) -> int:
+    return {"trivial": 1, "standard": K - 1, "(K-2,2)": K * (K - 3) // 2, "(K-2,1,1)": (K - 1) * (K - 2) // 2}[name]
+
+
+def _pair_sectors(model: Committee) -> tuple[EtaStructure, dict[str, np.ndarray], float, Any]:
+    """The pair subspace's pencil at the perfect solution and a basis of each sector's block in it.
+
+    The class sum of transpositions is ``c_lambda`` on sector lambda; its
+    eigenspace in the subspace is the sector's multiplicity space times the
+    S_(K-2)-invariants of the irrep (one dimension, two for the standard
+    sector, whose copies the swap (1 2) separates: its ``-1`` eigenspace).
+    """
+    red = model.restrict("pair")
+    st = red.eta_structure()
+    C, swap = red.sector_operators()
+    d = red._balance()  # the structure is in balanced coordinates
+    C = C * d[:, None] / d[None, :]
+    swap = swap * d[:, None] / d[None, :]
+    n = len(C)
+    eye = np.eye(n)
+    contents = _contents(model.K)
+    names = ["trivial", "standard"] if model.K == 2 else list(contents)
+    bases = {}
+    for name in names:
+        rows = [(C - contents[name] * eye) / max(1.0, float(np.abs(C).max()))]
+        if name == "standard":
+            rows.append(swap + eye)
+        u, sv, vt = np.linalg.svd(np.vstack(rows))
+        null = vt[sv.size:].T if sv.size < n else np.zeros((n, 0))
+        small = vt[:sv.size][sv <= 1e-9].T
+        V = np.hstack([small, null])
+        if V.shape[1]:
+            bases[name] = V
+    return st, bases, _eta_min(st, red, "pair"), red
+
+
+def sector_stability(model: Committee, *, xtol: float = 1e-10, method: str = "auto") -> SectorStability:
     """Stability of the perfect solution sector by sector of the simultaneous permutations S_K (K = M).
 
     At the perfect solution the Jacobian ``eta A + eta^2 B`` commutes with the
@@ -604,8 +650,16 @@ def sector_stability(model: Committee, *, xtol: float = 1e-10) -> SectorStabilit
     class sum of transpositions, :func:`phasekit.committee.subspaces.sector_projectors`):
     the trivial component is the site-symmetric subspace, the others are the
     modes that leave it.  Each block's eta_c and optimal eta are computed as
-    by :func:`critical_eta` on ``B_s^T A B_s``, ``B_s^T B B_s``.  Forms the
-    full Jacobian: for small K.
+    by :func:`critical_eta` on ``B_s^T A B_s``, ``B_s^T B B_s``.
+
+    ``method``: ``"full"`` forms the full Jacobian (small K); ``"pair"`` the
+    Jacobian of the 17-coordinate flow on the states invariant under the
+    permutations of units 3 ... K
+    (:class:`~phasekit.committee.subspaces.PairCommittee`), which every
+    sector meets, split by the class sum of transpositions and the swap
+    (1 2): each sector's eigenvalues once, for any K (K = 1e4 in about a
+    second).  ``"auto"``: ``"full"`` up to K = 8, else ``"pair"``.  The two
+    agree to ~1e-9 (tested for K = 2 ... 8).
     """
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
@@ -614,6 +668,10 @@ def sector_stability(model: Committee, *, xtol: float = 1e-10) -> SectorStabilit
     if model.noise > 0 and model.second_order:
         raise ValueError("model: with output noise the perfect solution moves with eta; use continuation()")
     xtol = _check_xtol(xtol)
+    if method not in ("auto", "full", "pair"):
+        raise ValueError(f"method: must be 'auto', 'full' or 'pair', got {method!r}")
+    if method == "pair" or (method == "auto" and model.K > _FULL_SECTORS_MAX_K):
+        return _sector_stability_pair(model, xtol)
     st = _structure_for(model, None, eta_structure(model))
     labels = vector_labels(model.K, model.M, model.train_second_layer)
     crit, opt, dims = {}, {}, {}
@@ -630,3 +688,31 @@ def sector_stability(model: Committee, *, xtol: float = 1e-10) -> SectorStabilit
     limiting = min(finite, key=finite.get) if finite else ""
     return SectorStability(critical=crit, optimal=opt, dimensions=dims, full_critical=full_c, full_optimal=full_o,
                            limiting=limiting)
+
+
+def _sector_stability_pair(model: Committee, xtol: float) -> SectorStability:
+    """:func:`sector_stability` from the pair subspace's reduced flow (any K)."""
+    st, bases, eta_min, red = _pair_sectors(model)
+    crit, opt, dims, blocks = {}, {}, {}, []
+    for name, V in bases.items():
+        Vp = np.linalg.pinv(V)
+        sub = EtaStructure(A=Vp @ st.A @ V, B=Vp @ st.B @ V, error=st.error, state=st.state, scheme=st.scheme,
+                           residual=st.residual)
+        names = [f"{name}[{j}]" for j in range(V.shape[1])]
+        crit[name] = _critical(sub, names, 1e3, xtol, eta_min)
+        opt[name] = _optimal(sub, names, xtol, eta_min)
+        dims[name] = V.shape[1] * _irrep_dimension(name, model.K)
+        blocks.append((sub, names))
+    # the whole space: the sectors' blocks side by side (each eigenvalue once)
+    A = linalg.block_diag(*[b.A for b, _ in blocks])
+    B = linalg.block_diag(*[b.B for b, _ in blocks])
+    whole = EtaStructure(A=A, B=B, error=st.error, state=st.state, scheme=st.scheme, residual=st.residual)
+    labels = [n for _, names in blocks for n in names]
+    finite = {k: float(c.value) for k, c in crit.items() if np.isfinite(c.value)}
+    limiting = min(finite, key=finite.get) if finite else ""
+    # the blocks are uncoupled: the whole space's eta_c is the limiting sector's (searched on the whole,
+    # the error band, growing with the dimension, can hide a root that the sector resolves)
+    full_c = crit[limiting] if limiting else _critical(whole, labels, 1e3, xtol, eta_min)
+    full_o = _optimal(whole, labels, xtol, eta_min, crit=full_c)
+    return SectorStability(critical=crit, optimal=opt, dimensions=dims, full_critical=full_c, full_optimal=full_o,
+                           limiting=limiting, method="pair")

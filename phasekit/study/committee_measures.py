@@ -33,7 +33,7 @@ from ..committee import (
 )
 from ..committee.model import Committee, vector_labels
 from ..committee.plateaus import _band_times
-from ..committee.subspaces import SiteSymmetricCommittee
+from ..committee.subspaces import ReducedCommittee
 from .measures import Outcome, Output, PointContext, register_measure
 from .systems import Parameter
 
@@ -72,7 +72,7 @@ def _model_key(model: Committee, newton: Any = None) -> tuple:
             None if newton is None else tuple(sorted(newton.to_dict().items())))
 
 
-def _build(params: dict, eta: float, second_order: bool | None = None) -> Committee | SiteSymmetricCommittee:
+def _build(params: dict, eta: float, second_order: bool | None = None) -> Committee | ReducedCommittee:
     """The point's model; restricted to ``model.subspace`` when that is set (a reduced model)."""
     model = Committee(K=params["K"], M=params["M"], activation=params["activation"], eta=eta,
                       second_order=params["second_order"] if second_order is None else second_order,
@@ -87,13 +87,13 @@ def _stability(params: dict, eta_max: float) -> tuple[Any, Any]:
 
     def compute() -> tuple[Any, Any]:
         # a reduced model: the structure and eta_c inside its subspace (critical_eta restricts)
-        st = model.eta_structure() if isinstance(model, SiteSymmetricCommittee) else eta_structure(model)
+        st = model.eta_structure() if isinstance(model, ReducedCommittee) else eta_structure(model)
         return st, critical_eta(model, eta_max=eta_max, structure=st)
 
     return _memo(("eta_c", eta_max) + _model_key(model), compute)
 
 
-def point_model(ctx: PointContext) -> Committee | SiteSymmetricCommittee:
+def point_model(ctx: PointContext) -> Committee | ReducedCommittee:
     """The point's :class:`Committee` (``eta`` from ``eta_over_eta_c`` when that is set).
 
     With ``model.subspace`` set, the reduced model ``Committee.restrict(subspace)``
@@ -125,7 +125,7 @@ def plateau_of(model: Committee, newton: Any = None) -> Any:
     """
     def compute() -> Any:
         guess = None
-        reduced = isinstance(model, SiteSymmetricCommittee)
+        reduced = isinstance(model, ReducedCommittee)
         identity = (model.Td, model.To) == (1.0, 0.0) if reduced else np.array_equal(model.T, np.eye(model.M))
         if model.activation.name == "erf" and not model.second_order and model.K == model.M \
                 and model.noise == 0 and identity:
@@ -143,7 +143,7 @@ def point_start(ctx: PointContext) -> State:
     def build() -> State | np.ndarray:
         p = ctx.params
         model = point_model(ctx)
-        if isinstance(model, SiteSymmetricCommittee):
+        if isinstance(model, ReducedCommittee):
             return _reduced_start(model, p)
         if p["R0"] is not None:
             R0 = np.asarray(p["R0"], dtype=float)
@@ -164,17 +164,16 @@ def point_start(ctx: PointContext) -> State:
     return ctx.shared("start", build)
 
 
-def _reduced_start(model: SiteSymmetricCommittee, p: dict) -> np.ndarray:
-    """The reduced start ``(R, S, Q, C[, v])``: ``R0`` (and a whole ``Q0``) in the subspace, else
-    ``R = X, S = 0, Q = Q0, C = 0`` (the diagonal start with equal norms; checked by :func:`_start_check`)."""
+def _reduced_start(model: ReducedCommittee, p: dict) -> np.ndarray:
+    """The reduced start: ``R0`` (and a whole ``Q0``) in the subspace, else ``R = X``, ``Q = Q0`` and the other
+    overlaps 0 (the diagonal start with equal norms; checked by :func:`_start_check`)."""
     if p["R0"] is not None:
         R0 = np.asarray(p["R0"], dtype=float)
         q0 = p["Q0"]
         Q = np.asarray(q0, dtype=float) if isinstance(q0, list) and isinstance(q0[0], list) else \
             np.diag(np.broadcast_to(np.asarray(q0, dtype=float), (model.K,)))
         return model.state_vector(State(R0, Q), "initial.R0")
-    tail = [model.v_fixed] if model.train_second_layer else []
-    return np.array([p["X"], 0.0, float(p["Q0"]), 0.0] + tail)
+    return model.start_vector(p["X"], float(p["Q0"]))
 
 
 def horizon(ctx: PointContext) -> float:
@@ -272,9 +271,15 @@ TRAJECTORY_OUTPUTS = {
     "Q_ii": Output("student norm Q = Q_ii (site-symmetric)", "1", ("sample",)),
     "Q_ik": Output("student-student overlap C = Q_ik, i != k (site-symmetric)", "1", ("sample",)),
     "v_common": Output("common student second-layer weight v (site-symmetric, trained)", "1", ("sample",)),
+    # grouped students (model.subspace = "grouped"): R_ii, R_in are R_in for i in / not in group n
+    "Q_ik_in_group": Output("student-student overlap C1 = Q_ik, i != k in one group (grouped)", "1", ("sample",)),
+    "Q_ik_across_groups": Output("student-student overlap C2 = Q_ik, i, k in different groups (grouped)", "1",
+                                 ("sample",)),
 }
 _FULL_TRAJECTORY = ("R", "Q", "v")
-_REDUCED_TRAJECTORY = {"R_ii": "R", "R_in": "S", "Q_ii": "Q", "Q_ik": "C", "v_common": "v"}
+_REDUCED_TRAJECTORY = {"R_ii": "R", "R_in": "S", "Q_ii": "Q", "Q_ik": "C", "v_common": "v", "Q_ik_in_group": "C1",
+                       "Q_ik_across_groups": "C2"}
+_GROUPED_ONLY = ("Q_ik_in_group", "Q_ik_across_groups")
 
 
 def _subspaces(study: Any) -> list[Any]:
@@ -324,7 +329,9 @@ def _trajectory_outputs(study: Any) -> list[str]:
     """Every trajectory output; ``v`` only when some point trains the second layer."""
     trained = [study.params.get("train_second_layer")] + [a["train_second_layer"] for ax in study.axes
                                                           for a in ax.assigns if "train_second_layer" in a]
-    drop = set(_REDUCED_TRAJECTORY) if _restricted(study) is None else set(_FULL_TRAJECTORY)
+    sub = _restricted(study)
+    drop = set(_REDUCED_TRAJECTORY) if sub is None else set(_FULL_TRAJECTORY)
+    drop |= {"Q_ik"} if sub == "grouped" else set(_GROUPED_ONLY)
     drop |= set() if any(trained) else {"v", "v_common"}
     return [k for k in TRAJECTORY_OUTPUTS if k not in drop]
 
@@ -418,7 +425,7 @@ def measure_plateau_length(ctx: PointContext, settings: dict) -> Outcome:
 
 def _plateau_numbers(model: Any, fp: Any) -> dict[str, float]:
     """eps_g, escape eigenvalue and its multiplicity, R, Q, C of a symmetric plateau (full or reduced)."""
-    if isinstance(model, SiteSymmetricCommittee):  # FixedPoint in (R, S, Q, C[, v]), escape inside the subspace
+    if isinstance(model, ReducedCommittee):  # FixedPoint in (R, S, Q, C[, v]), escape inside the subspace
         lam = fp.extra.get("escape_eigenvalue")
         ev = np.asarray(fp.eigenvalues)
         mult = int(np.sum(np.abs(ev - lam) <= max(fp.eig_tol, 1e-9 * abs(lam)))) if lam is not None else 0
@@ -453,7 +460,7 @@ _PLATEAU_OUTPUTS = {
 def _saad_solla_escape(model: Committee) -> float:
     """``2K / (pi sqrt(2K - 1) (2K + 1)^(3/2))`` per unit eta alpha: erf, K = M, T = I, first order."""
     K = model.K
-    identity = (model.Td, model.To) == (1.0, 0.0) if isinstance(model, SiteSymmetricCommittee) else \
+    identity = (model.Td, model.To) == (1.0, 0.0) if isinstance(model, ReducedCommittee) else \
         np.array_equal(model.T, np.eye(model.M))
     if model.activation.name != "erf" or model.second_order or model.K != model.M or model.noise != 0 \
             or not identity or K < 2:
@@ -684,10 +691,11 @@ def _subspace_start_problem(study: Any) -> str | None:
     """Why the study's starts do not lie in the subspace its models are restricted to, or None."""
     values = lambda k: [study.params.get(k)] + [a[k] for ax in study.axes for a in ax.assigns if k in a]  # noqa: E731
     if any(kind != "diagonal" for kind in values("kind")) and not any(r is not None for r in values("R0")):
-        return ("a start in the site-symmetric subspace is R = X, S = 0, Q = Q0, C = 0 (initial.kind = "
-                "\"diagonal\") or an R0, Q0 in it; initial.kind is not \"diagonal\" at some grid point")
+        return (f"a start in the {_restricted(study).replace('_', '-')} subspace is R = X, Q = Q0, the other overlaps 0 "
+                "(initial.kind = \"diagonal\") or an R0, Q0 in it; initial.kind is not \"diagonal\" at some grid point")
     if any(q is None or (isinstance(q, list) and not isinstance(q[0], list)) for q in values("Q0")):
-        return ("a start in the site-symmetric subspace needs equal student norms: give initial.Q0 as one number "
+        return (f"a start in the {_restricted(study).replace('_', '-')} subspace needs equal student norms: give "
+                "initial.Q0 as one number "
                 "(or a whole matrix with R0)")
     return None
 

@@ -262,7 +262,7 @@ _COMMITTEE = _system(
         _p("drift", "number", 0.0, "teacher drift strength delta", "1", low=0.0),
         _p("eta_schedule", "schedule", None, "learning-rate schedule eta(alpha) / eta"),
         _p("subspace", "choice", None, "invariant subspace the flow is restricted to (unset: the full space)",
-           choices=("site_symmetric",)),
+           choices=("site_symmetric", "grouped")),
         _p("X", "number", 1e-3, "initial overlap X", "1", table="initial", low=0.0),
         _p("Q0", "numbers", None, "initial student norms Q_ii (or the whole Q)", "1", table="initial", low=0.0,
            low_open=True, scalar_ok=True, matrix_ok=True),
