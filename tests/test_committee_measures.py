@@ -498,8 +498,32 @@ def test_plateau_length_in_the_subspace_equals_the_full_one():
     assert np.isfinite(float(red["plateau_length"]))
 
 
-def test_stored_trajectories_are_refused_in_a_subspace():
-    d = dict(_restricted_study(), report={"trajectories": [{"K": 2}]})
-    with pytest.raises(pk.StudyError, match="key 'report.trajectories': stored trajectories are drawn from the full"):
-        parse_study(d)
-    parse_study(dict(_SUBSPACE_STUDY, report={"trajectories": [{"K": 2}]}))  # the full space keeps them
+def test_stored_trajectories_in_a_subspace_are_the_reduced_order_parameters_and_are_drawn():
+    """``[report] trajectories`` in a subspace study: stored as R_ii, R_in, Q_ii, Q_ik, equal to the full
+    study's entries (erf K = M = 2, 3 from R = X I, Q = Q0 I), and every trajectory figure draws them."""
+    from phasekit.plotting import draw, layout_problems, trajectories
+
+    d = dict(_SUBSPACE_STUDY, measures={"final_eg": {}}, report={"trajectories": [{"K": 2}, {"K": 3}]})
+    full = pk.run_study(d, progress=False)
+    red = pk.run_study(dict(d, model=dict(d["model"], subspace="site_symmetric")), progress=False)
+    assert "trajectory_R" not in red and "trajectory_R_in" in red
+    pairs = list(zip(trajectories(full), trajectories(red)))
+    assert len(pairs) == 2
+    for (_, f), (_, r) in pairs:
+        assert r.attrs["subspace"] == "site_symmetric" and list(r.data_vars) == ["R", "S", "Q", "C", "eg"]
+        for mine, (var, i, k) in {"R": ("R", 0, 0), "S": ("R", 0, 1), "Q": ("Q", 0, 0), "C": ("Q", 0, 1)}.items():
+            np.testing.assert_allclose(r[mine].values, f[var].values[:, i, k], rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(r["eg"].values, f["eg"].values, rtol=1e-5, atol=1e-9)
+    stored_C = red["trajectory_Q_ik"].values
+    last_C = {float(row[np.isfinite(row)][-1]) for row in stored_C}
+    # (the figure "trajectories" draws order_parameters: studies/site_symmetric_trajectories.toml draws it)
+    for kind in ("order_parameters", "stacked_order_parameters", "learning_curves"):
+        for name, _, fig in draw(red, {"kind": kind}):
+            if kind != "stacked_order_parameters":  # that one: in studies/site_symmetric_trajectories.toml
+                assert layout_problems(fig) == [], name
+            labels = {ln.get_label() for ax in fig.axes for ln in ax.lines}
+            assert {"R = R_ii", "S = R_in, i != n", "Q = Q_ii", "C = Q_ik, i != k"} <= labels, name
+            # the curves drawn are the stored reduced values
+            drawn = {float(ln.get_ydata()[-1]) for ax in fig.axes for ln in ax.lines
+                     if ln.get_label() == "C = Q_ik, i != k"}
+            assert drawn and drawn <= last_C, name

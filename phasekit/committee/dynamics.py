@@ -254,7 +254,8 @@ def _reduced_variables(model: SiteSymmetricCommittee, Y: np.ndarray, dims: tuple
     """``R``, ``S``, ``Q``, ``C`` (and ``v``) of reduced trajectories ``Y`` (catalogued as R, Q, v)."""
     names = {"R": "R_ii", "S": "R_in (i != n)", "Q": "Q_ii", "C": "Q_ik (i != k)", "v": "v_i"}
     catalog = {"R": "R", "S": "R", "Q": "Q", "C": "Q", "v": "v"}
-    return {key: variable(catalog[key], dims, Y[..., j], long_name=f"site-symmetric {names[key]}")
+    return {key: variable(catalog[key], dims, Y[..., j], long_name=f"site-symmetric {names[key]}",
+                          definition=names[key], block=catalog[key])
             for j, key in enumerate(model.labels)}
 
 
