@@ -470,7 +470,7 @@ def test_site_symmetric_relu_eta_opt_is_the_restricted_one():
 
 @pytest.mark.parametrize("change, words", [
     ({"measures": {"simulation": {}}}, "key 'measures.simulation': needs the full model, but model.subspace"),
-    ({"measures": {"asymptotic_eg": {}}}, "key 'measures.asymptotic_eg': needs the full model"),
+    ({"measures": {"steady_eg": {}}}, "key 'measures.steady_eg': needs the full model"),
     ({"measures": {"final_eg": {}}, "initial": {"X": 1e-3}}, "key 'measures.final_eg': a start in the site-symmetric"
                                                              " subspace needs equal student norms"),
     ({"measures": {"trajectory": {}}, "initial": {"Q0": 0.5, "kind": "uniform"}}, "initial.kind is not"),
@@ -527,3 +527,15 @@ def test_stored_trajectories_in_a_subspace_are_the_reduced_order_parameters_and_
             drawn = {float(ln.get_ydata()[-1]) for ax in fig.axes for ln in ax.lines
                      if ln.get_label() == "C = Q_ik, i != k"}
             assert drawn and drawn <= last_C, name
+
+
+def test_asymptotic_eg_in_a_subspace_study_equals_the_full_study():
+    """erf K = M = 2, second order with noise 0.3 from R = X I, Q = Q0 I: the end of the reduced flow is the
+    full flow's noise floor (the measure was refused in a subspace)."""
+    d = {"name": "ae", "model": {"M": "K", "activation": "erf", "eta": 0.5, "second_order": True, "noise": 0.3},
+         "grid": {"K": [2]}, "initial": {"X": 1e-2, "Q0": 0.5}, "measures": {"asymptotic_eg": {}}}
+    full = pk.run_study(d, progress=False)
+    red = pk.run_study(dict(d, model=dict(d["model"], subspace="site_symmetric")), progress=False)
+    assert status_names(red["status"].values).tolist() == status_names(full["status"].values).tolist()
+    mine, theirs = red["asymptotic_eg"].values.item(), full["asymptotic_eg"].values.item()
+    assert mine == pytest.approx(theirs, rel=1e-9) and mine > 1e-3

@@ -490,7 +490,8 @@ def measure_asymptotic_eg(ctx: PointContext, settings: dict) -> Outcome:
     """eps_g of the fixed point the flow ends at (:func:`phasekit.committee.asymptotics.asymptotic_eg`).
 
     A run that has not stopped by its horizon keeps its last eps_g (status
-    ``not_reached``); a diverged run gives NaN.
+    ``not_reached``); a diverged run gives NaN.  In a subspace (``model.subspace``)
+    the reduced flow's end point.
     """
     kw = {"speed_tol": settings["speed_tol"]} if settings["speed_tol"] is not None else {}
     res = asymptotic_eg(point_model(ctx), point_start(ctx), solver=ctx.solver, newton=ctx.newton, **kw)
@@ -673,11 +674,11 @@ def measure_plateau_second_layer(ctx: PointContext, settings: dict) -> Outcome:
 # --- a reduced model (model.subspace): which measures serve it ---------------------------------------
 
 # Measures of the whole state (K x K overlaps, microscopic runs) or of fixed points the reduced model
-# does not have (the flow's end point, steady states, noise floors): refused in a subspace.
-_FULL_SPACE_ONLY = ("asymptotic_eg", "steady_eg", "simulation", "spread", "noise_floor", "plateau_second_layer",
+# does not have (steady states, noise floors): refused in a subspace.
+_FULL_SPACE_ONLY = ("steady_eg", "simulation", "spread", "noise_floor", "plateau_second_layer",
                     "steady_eta", "annealing_asymptote")
 # Measures that integrate from the point's start: in a subspace it must lie in it.
-_FROM_START = ("trajectory", "final_eg", "convergence_time", "plateau_length")
+_FROM_START = ("trajectory", "final_eg", "convergence_time", "plateau_length", "asymptotic_eg")
 
 
 def _subspace_start_problem(study: Any) -> str | None:
@@ -722,4 +723,5 @@ def wrap_subspace_checks() -> None:
             MEASURES[name] = replace(spec, check=_in_subspace(name, spec.check))
 
 
-_SUBSPACE_MEASURES = ("trajectory", "final_eg", "convergence_time", "plateau_length", "plateau", "eta_c", "eta_opt")
+_SUBSPACE_MEASURES = ("trajectory", "final_eg", "convergence_time", "plateau_length", "plateau", "asymptotic_eg",
+                      "eta_c", "eta_opt")
