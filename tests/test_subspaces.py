@@ -224,3 +224,29 @@ def test_reduced_flow_parts_combine_to_the_reduced_flow():
     parts = red.flow_parts(z)
     np.testing.assert_allclose(parts.combine(), red.rhs_vector(z), rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(parts.combine(eta=0.8) - red.replace(eta=0.8).rhs_vector(z), 0.0, atol=1e-14)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, ds: pk.continuation(m, "perfect", [0.5, 1.0]),
+    lambda m, ds: pk.fixed_points(m),
+    lambda m, ds: pk.sector_stability(m),
+    lambda m, ds: pk.annealing_asymptote(m),
+    lambda m, ds: pk.simulate(m, [1e-3, 0.0, 0.5, 0.0], 50, 10.0),
+    lambda m, ds: pk.initial_state(m, 1e-3),
+], ids=["continuation", "fixed_points", "sector_stability", "annealing_asymptote", "simulate", "initial_state"])
+def test_what_needs_the_full_model_refuses_a_reduced_one_and_says_how_to_get_it(call):
+    red = pk.Committee(2, 2, "erf", eta=0.5).restrict("site_symmetric")
+    with pytest.raises(ValueError, match=r"needs the full model, but this one is restricted to the 'site_symmetric' "
+                                         r"subspace; pass model\.parent"):
+        call(red, None)
+
+
+def test_reduced_datasets_and_batches_are_refused_where_they_do_not_apply():
+    from phasekit.committee.batch import CommitteeBatch
+
+    red = pk.Committee(2, 2, "erf", eta=0.5).restrict("site_symmetric")
+    with pytest.raises(ValueError, match="not batched"):
+        CommitteeBatch([red])
+    ds = pk.integrate(red, [1e-3, 0.0, 0.5, 0.0], 1.0, n_points=3)
+    with pytest.raises(ValueError, match="no teacher units to relabel"):
+        pk.align_teachers(ds)

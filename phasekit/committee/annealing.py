@@ -40,7 +40,7 @@ import numpy as np
 from ..core.results import ScalarResult
 from .jacobians import jacobian
 from .landmarks import _perfect_vector
-from .model import Committee
+from .model import Committee, full_model_only
 
 __all__ = ["AnnealingAsymptote", "annealing_asymptote"]
 
@@ -127,8 +127,7 @@ def annealing_asymptote(model: Committee) -> AnnealingAsymptote:
     AnnealingAsymptote
         See the module docstring for the law and its derivation.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    full_model_only(model, "annealing_asymptote (the annealed approach to the perfect solution)")
     sched = model.eta_schedule
     if sched is None or getattr(sched, "kind", None) != "power_law" or float(sched.p) != 1.0:
         raise ValueError(f"model: needs eta_schedule power_law with p = 1 (eta0 (1 + alpha/alpha0)^-1), got "

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..core.options import NewtonOptions, SolverOptions, coerce_options
 from ..core.results import ScalarResult
-from .model import Committee, State
-from .plateaus import _check_model, _run_until
+from .model import Committee, State, full_model_only
+from .plateaus import _run_until
 
 __all__ = ['AsymptoticError', 'asymptotic_eg']
 
@@ -109,7 +109,7 @@ def asymptotic_eg(
 
     reduced = _reduced(model)
     if not reduced:
-        _check_model(model)
+        full_model_only(model, "asymptotic_eg")
     model.validate_state(state0, "state0")
     speed_tol = float(speed_tol)
     if not (np.isfinite(speed_tol) and speed_tol > 0):

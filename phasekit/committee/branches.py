@@ -24,7 +24,7 @@ from .cone import _pull_inside
 from .jacobians import _as_vector
 from .landmarks import perfect_solution, symmetric_plateau
 from .linearisation import CommitteeFixedPoint, linearise
-from .model import Committee, State
+from .model import Committee, State, full_model_only
 from .newton import _newton
 
 __all__ = ['CROSSING_LOCATIONS', 'continuation']
@@ -93,8 +93,7 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
         ``crossing_n_before``/``crossing_n_after`` (unstable directions on
         either side).  The branch stops (remaining entries nan) where Newton fails.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    full_model_only(model, "continuation (it follows the fixed point's full R, Q)")
     etas = _check_values(values, parameter)
     model.require_autonomous("continuation")
     opts = coerce_options(newton, NewtonOptions, "newton")

@@ -21,7 +21,7 @@ from ..core.parallel import Progress
 from .cone import _margin
 from .landmarks import _check_symmetric_teacher, _perfect_vector, symmetric_plateau
 from .linearisation import CommitteeFixedPoint, linearise
-from .model import Committee, State
+from .model import Committee, State, full_model_only
 from .newton import _newton
 from .symmetry import _symmetric_basis
 
@@ -139,8 +139,8 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
         generalisation error; the perfect solution and the symmetric plateau
         carry their ``label``.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    full_model_only(model, "fixed_points (a multi-start search of the whole state space; a reduced model's "
+                           "fixed points: find_fixed_point, perfect_solution, symmetric_plateau)")
     if int(n_starts) < 1:
         raise ValueError(f"n_starts: must be >= 1, got {n_starts!r}")
     if not (np.isfinite(alpha_flow) and alpha_flow > 0):

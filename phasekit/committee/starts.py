@@ -6,8 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .model import PSD_TOL, Committee, State
-from .plateaus import _check_model, _escape, _plateau_object
+from .model import PSD_TOL, Committee, State, full_model_only
+from .plateaus import _escape, _plateau_object
 
 __all__ = ['initial_state']
 
@@ -98,7 +98,8 @@ def initial_state(
         ``X`` negative or not finite, ``Q0`` not positive, unknown ``kind``,
         or the resulting covariance not positive semidefinite.
     """
-    _check_model(model)
+    full_model_only(model, "initial_state (its starts are full States; a reduced model's start is its reduced "
+                    "vector, e.g. (R, S, Q, C) = (X, 0, Q0, 0) in the site-symmetric subspace)")
     try:
         X = float(X)
     except (TypeError, ValueError):
