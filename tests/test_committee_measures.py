@@ -470,7 +470,7 @@ def test_site_symmetric_relu_eta_opt_is_the_restricted_one():
 
 @pytest.mark.parametrize("change, words", [
     ({"measures": {"simulation": {}}}, "key 'measures.simulation': needs the full model, but model.subspace"),
-    ({"measures": {"steady_eg": {}}}, "key 'measures.steady_eg': needs the full model"),
+    ({"measures": {"noise_floor": {}}}, "key 'measures.noise_floor': needs the full model"),
     ({"measures": {"final_eg": {}}, "initial": {"X": 1e-3}}, "key 'measures.final_eg': a start in the site-symmetric"
                                                              " subspace needs equal student norms"),
     ({"measures": {"trajectory": {}}, "initial": {"Q0": 0.5, "kind": "uniform"}}, "initial.kind is not"),
@@ -539,3 +539,28 @@ def test_asymptotic_eg_in_a_subspace_study_equals_the_full_study():
     assert status_names(red["status"].values).tolist() == status_names(full["status"].values).tolist()
     mine, theirs = red["asymptotic_eg"].values.item(), full["asymptotic_eg"].values.item()
     assert mine == pytest.approx(theirs, rel=1e-9) and mine > 1e-3
+
+
+def test_a_subspace_study_with_the_trajectory_measure_gets_the_trajectory_figure_by_default():
+    from phasekit.plotting import default_figures, draw
+
+    d = _restricted_study()
+    red = pk.run_study(dict(d, grid={"K": [2]}, measures={"trajectory": {}}, integration={"alpha_max": 20.0,
+                                                                                           "n_points": 11}),
+                       progress=False)
+    spec = next(s for s in default_figures(red) if s["kind"] == "trajectories")
+    (_, _, fig), = draw(red, spec)
+    assert {"R = R_ii", "S = R_in, i != n"} <= {ln.get_label() for ln in fig.axes[0].lines}
+
+
+def test_steady_state_measures_in_a_subspace_study_equal_the_full_study():
+    """erf K = M = 2 under drift 0.01: steady_eg (eps_g, R_ii, Q_ii) and steady_eta inside the subspace equal
+    the full space's (they were refused in a subspace)."""
+    d = {"name": "st", "model": {"K": 2, "M": 2, "activation": "erf", "eta": 0.5, "drift": 0.01},
+         "measures": {"steady_eg": {}, "steady_eta": {"eta_low": 0.05, "eta_high": 2.0}}}
+    full = pk.run_study(d, progress=False)
+    red = pk.run_study(dict(d, model=dict(d["model"], subspace="site_symmetric")), progress=False)
+    for v, rel in (("steady_eg", 1e-9), ("steady_R", 1e-9), ("steady_Q", 1e-9), ("steady_eta", 1e-6),
+                   ("steady_eta_eg", 1e-9)):
+        assert red[v].values.item() == pytest.approx(full[v].values.item(), rel=rel), v
+    assert red["steady_n_unstable"].values.item() == 0

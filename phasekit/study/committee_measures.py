@@ -567,11 +567,17 @@ def measure_steady_eg(ctx: PointContext, settings: dict) -> Outcome:
 
     :func:`phasekit.committee.steady.steady_state` with the ``[newton]``
     settings, independent of the start; status ``failed`` where it was not found.
+    In a subspace (``model.subspace``) the reduced flow's steady state (``R``, ``Q``
+    of its order parameters).
     """
     model = point_model(ctx)
     fp = _memo(("steady",) + _model_key(model, ctx.newton), lambda: steady_state(model, newton=ctx.newton))
     values = {"steady_eg": math.nan, "steady_R": math.nan, "steady_Q": math.nan, "steady_n_unstable": math.nan}
-    if fp.success:
+    if fp.success and getattr(model, "subspace", None) is not None:
+        z = dict(zip(model.labels, fp.vector))
+        values.update(steady_eg=float(model.eg_vector(fp.vector)), steady_R=float(z["R"]), steady_Q=float(z["Q"]),
+                      steady_n_unstable=int(fp.n_unstable))
+    elif fp.success:
         values.update(steady_eg=float(fp.eg), steady_R=float(np.mean(np.diag(fp.state.R))),
                       steady_Q=float(np.mean(np.diag(fp.state.Q))), steady_n_unstable=int(fp.n_unstable))
     return Outcome(values, fp.status, fp.message)
@@ -674,9 +680,8 @@ def measure_plateau_second_layer(ctx: PointContext, settings: dict) -> Outcome:
 # --- a reduced model (model.subspace): which measures serve it ---------------------------------------
 
 # Measures of the whole state (K x K overlaps, microscopic runs) or of fixed points the reduced model
-# does not have (steady states, noise floors): refused in a subspace.
-_FULL_SPACE_ONLY = ("steady_eg", "simulation", "spread", "noise_floor", "plateau_second_layer",
-                    "steady_eta", "annealing_asymptote")
+# does not have (noise floors from a guess of the full state, the annealed approach): refused in a subspace.
+_FULL_SPACE_ONLY = ("simulation", "spread", "noise_floor", "plateau_second_layer", "annealing_asymptote")
 # Measures that integrate from the point's start: in a subspace it must lie in it.
 _FROM_START = ("trajectory", "final_eg", "convergence_time", "plateau_length", "asymptotic_eg")
 
@@ -724,4 +729,4 @@ def wrap_subspace_checks() -> None:
 
 
 _SUBSPACE_MEASURES = ("trajectory", "final_eg", "convergence_time", "plateau_length", "plateau", "asymptotic_eg",
-                      "eta_c", "eta_opt")
+                      "eta_c", "eta_opt", "steady_eg", "steady_eta")
