@@ -564,3 +564,13 @@ def test_steady_state_measures_in_a_subspace_study_equal_the_full_study():
                    ("steady_eta_eg", 1e-9)):
         assert red[v].values.item() == pytest.approx(full[v].values.item(), rel=rel), v
     assert red["steady_n_unstable"].values.item() == 0
+
+
+def test_annealing_asymptote_in_a_subspace_study_equals_the_full_study():
+    d = {"name": "an", "model": {"K": 2, "M": 2, "activation": "erf", "eta": 1.0, "noise": 0.5, "second_order": True,
+                                 "eta_schedule": {"kind": "power_law", "alpha0": 50.0, "p": 1.0}},
+         "measures": {"annealing_asymptote": {}}}
+    full = pk.run_study(d, progress=False)
+    red = pk.run_study(dict(d, model=dict(d["model"], subspace="site_symmetric")), progress=False)
+    assert red["annealing_C"].values.item() == pytest.approx(full["annealing_C"].values.item(), rel=1e-6)
+    assert red["annealing_rate"].values.item() == pytest.approx(full["annealing_rate"].values.item(), rel=1e-8)

@@ -228,9 +228,8 @@ def test_reduced_flow_parts_combine_to_the_reduced_flow():
 
 @pytest.mark.parametrize("call", [
     lambda m, ds: pk.sector_stability(m),
-    lambda m, ds: pk.annealing_asymptote(m),
     lambda m, ds: pk.simulate(m, [1e-3, 0.0, 0.5, 0.0], 50, 10.0),
-], ids=["sector_stability", "annealing_asymptote", "simulate"])
+], ids=["sector_stability", "simulate"])
 def test_what_needs_the_full_model_refuses_a_reduced_one_and_says_how_to_get_it(call):
     red = pk.Committee(2, 2, "erf", eta=0.5).restrict("site_symmetric")
     with pytest.raises(ValueError, match=r"needs the full model, but this one is restricted to the 'site_symmetric' "

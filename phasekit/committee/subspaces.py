@@ -204,11 +204,12 @@ class SiteSymmetricCommittee:
     :func:`~phasekit.committee.branches.continuation`,
     :func:`~phasekit.committee.steady.steady_state` /
     :func:`~phasekit.committee.steady.optimal_steady_eta`, ``jacobian``,
-    ``linearise``, ``eta_structure``, ``initial_state`` (its diagonal start;
+    ``linearise``, ``eta_structure``, ``annealing_asymptote``,
+    ``initial_state`` (its diagonal start;
     all in its coordinates), and has its
     own :meth:`perfect_solution`, :meth:`symmetric_plateau`,
     :meth:`find_fixed_point` and :meth:`jacobian`.  What needs the whole state
-    (``simulate``, ``sector_stability``, ``annealing_asymptote``) refuses it and points to :attr:`parent`.
+    (``simulate``, ``sector_stability``) refuses it and points to :attr:`parent`.
 
     Attributes
     ----------

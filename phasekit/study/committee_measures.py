@@ -680,8 +680,8 @@ def measure_plateau_second_layer(ctx: PointContext, settings: dict) -> Outcome:
 # --- a reduced model (model.subspace): which measures serve it ---------------------------------------
 
 # Measures of the whole state (K x K overlaps, microscopic runs) or of fixed points the reduced model
-# does not have (noise floors from a guess of the full state, the annealed approach): refused in a subspace.
-_FULL_SPACE_ONLY = ("simulation", "spread", "noise_floor", "plateau_second_layer", "annealing_asymptote")
+# does not have (noise floors from a guess of the full state): refused in a subspace.
+_FULL_SPACE_ONLY = ("simulation", "spread", "noise_floor", "plateau_second_layer")
 # Measures that integrate from the point's start: in a subspace it must lie in it.
 _FROM_START = ("trajectory", "final_eg", "convergence_time", "plateau_length", "asymptotic_eg")
 
@@ -729,4 +729,4 @@ def wrap_subspace_checks() -> None:
 
 
 _SUBSPACE_MEASURES = ("trajectory", "final_eg", "convergence_time", "plateau_length", "plateau", "asymptotic_eg",
-                      "eta_c", "eta_opt", "steady_eg", "steady_eta")
+                      "eta_c", "eta_opt", "steady_eg", "steady_eta", "annealing_asymptote")
