@@ -197,7 +197,7 @@ def _reduced_search(model: Any, n_starts: int, seed: int, opts: NewtonOptions, a
                         max(1, int(4 * alpha_flow)), valid=valid)
         candidates += [(v, "") for v in np.concatenate([run.y, V0])]
     bar.add(len(candidates) - bar.total)
-    roots: list[tuple[np.ndarray, str]] = []
+    roots: list[tuple[Any, str]] = []  # (converged FixedPoint, label)
 
     def seen(a: np.ndarray, b: np.ndarray) -> bool:
         return float(np.abs(a - b).max()) <= _DEDUP_TOL * max(1.0, float(np.abs(a).max()), float(np.abs(b).max()))
