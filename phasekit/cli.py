@@ -44,13 +44,16 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=float, default=0.1, help="learning rate")
     p.add_argument("--first-order", action="store_true", help="drop the eta^2 term (small-eta limit)")
     p.add_argument("--noise", type=float, default=0.0, help="output-noise standard deviation")
+    p.add_argument("--subspace", default=None,
+                   help="restrict the flow to an invariant subspace, e.g. site_symmetric (K = M; cost independent of K)")
 
 
 def _model(args: argparse.Namespace):
     from .committee.model import Committee
 
-    return Committee(args.K, args.M if args.M is not None else args.K, activation=args.activation,
-                     eta=args.eta, second_order=not args.first_order, noise=args.noise)
+    model = Committee(args.K, args.M if args.M is not None else args.K, activation=args.activation,
+                      eta=args.eta, second_order=not args.first_order, noise=args.noise)
+    return model if args.subspace is None else model.restrict(args.subspace)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,12 +297,17 @@ def _cmd_fixed_points(args: argparse.Namespace) -> int:
         lam = np.asarray(fp.eigenvalues)
         lead = ", ".join(f"{complex(x).real:+.4g}" + (f"{complex(x).imag:+.2g}j" if abs(complex(x).imag) > 1e-9
                                                      else "") for x in lam[:4])
-        R = np.array2string(np.asarray(fp.state.R), precision=4, separator=",").replace("\n", "")
-        Q = np.array2string(np.asarray(fp.state.Q), precision=4, separator=",").replace("\n", "")
-        kind = fp.label or fp.kind
-        print(f"{j:>3} {kind:>17} {fp.eg:>10.5g} {('yes' if fp.stable else 'no'):>6} {fp.n_unstable:>8d} "
-              f"{fp.residual:>9.2g}  [{lead}]; R = {R}, Q = {Q}")
-        if fp.escape_eigenvalue is not None:
+        if args.subspace is not None:  # a reduced model's fixed point: its order parameters
+            where = ", ".join(f"{name} = {x:.4g}" for name, x in zip(fp.labels, fp.vector))
+            kind = fp.message if fp.message in ("perfect", "symmetric_plateau") else fp.kind
+            eg = float(model.eg_vector(fp.vector))
+        else:
+            R = np.array2string(np.asarray(fp.state.R), precision=4, separator=",").replace("\n", "")
+            Q = np.array2string(np.asarray(fp.state.Q), precision=4, separator=",").replace("\n", "")
+            where, kind, eg = f"R = {R}, Q = {Q}", fp.label or fp.kind, fp.eg
+        print(f"{j:>3} {kind:>17} {eg:>10.5g} {('yes' if fp.stable else 'no'):>6} {fp.n_unstable:>8d} "
+              f"{fp.residual:>9.2g}  [{lead}]; {where}")
+        if getattr(fp, "escape_eigenvalue", None) is not None:
             print(f"    symmetric plateau: escape eigenvalue {float(np.real(fp.escape_eigenvalue)):.5g}")
     if args.out is not None:
         import xarray as xr
@@ -320,7 +328,13 @@ def _cmd_integrate(args: argparse.Namespace) -> int:
 
     _check_no_quick(args, "a shorter --eta-alpha-max or fewer --n-points make the run cheaper")
     model = _model(args)
-    state0 = initial_state(model, args.X, Q0=args.Q0)
+    if args.subspace is not None:  # the reduced start R = X, S = 0, Q = Q0, C = 0 (and v = the fixed weight)
+        q0 = 0.5 if args.Q0 is None else args.Q0[0]
+        if args.Q0 is not None and len(set(args.Q0)) > 1:
+            raise ValueError(f"--Q0: a start in the {args.subspace} subspace needs one student norm, got {args.Q0}")
+        state0 = model.state_vector([args.X, 0.0, q0, 0.0] + ([1.0] if model.train_second_layer else []))
+    else:
+        state0 = initial_state(model, args.X, Q0=args.Q0)
     if args.alpha_max is not None:
         alpha_max = args.alpha_max
     else:

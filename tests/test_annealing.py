@@ -78,3 +78,14 @@ def test_bad_models_are_refused():
                                             eta_schedule={"kind": "power_law", "alpha0": 10.0}))
     with pytest.raises(ValueError, match=r"model: expected a phasekit.Committee, got str"):
         pk.annealing_asymptote("erf")
+
+
+def test_the_coefficient_of_a_reduced_model_is_the_full_models():
+    """erf K = M = 2, c = 50: inside the site-symmetric subspace the same C (the noise drives the perfect solution
+    along the subspace), and the same slowest rate and threshold (those modes lie in the subspace here)."""
+    model = _annealed(2, "erf", 1.0, 50.0)
+    full, red = pk.annealing_asymptote(model), pk.annealing_asymptote(model.restrict("site_symmetric"))
+    assert red.status == full.status == "ok" and red.A.shape == (4, 4)
+    assert float(red) == pytest.approx(float(full), rel=1e-6)
+    assert red.lambda_min == pytest.approx(full.lambda_min, rel=1e-8)
+    assert red.c_critical == pytest.approx(full.c_critical, rel=1e-8)

@@ -60,3 +60,37 @@ def test_asymptotic_error_with_a_trained_second_layer_reaches_v_equal_w():
     res = asymptotic_eg(model, start)
     assert res.success and res.eg < 1e-12
     assert np.allclose(res.state.v, w, atol=1e-8) and np.allclose(res.state.R, np.eye(2), atol=1e-8)
+
+
+@pytest.mark.parametrize("act, K, second_order, noise", [("erf", 3, True, 0.3), ("relu", 2, True, 0.2),
+                                                       ("erf", 3, False, 0.0)])
+def test_asymptotic_eg_of_a_reduced_model_equals_the_full_models(act, K, second_order, noise):
+    """K = M from the site-symmetric start R = 0.01 I, Q = 0.5 I: the reduced flow ends where the full one
+    does (its noise floor with the eta^2 term and noise, the perfect solution without)."""
+    full = pk.Committee(K, K, act, eta=0.5, second_order=second_order, noise=noise)
+    red = full.restrict("site_symmetric")
+    z0 = np.array([1e-2, 0.0, 0.5, 0.0])
+    mine, theirs = asymptotic_eg(red, z0), asymptotic_eg(full, red.embed(z0))
+    assert mine.status == theirs.status == "converged"
+    assert mine.eg == pytest.approx(theirs.eg, rel=1e-9, abs=1e-12)
+    np.testing.assert_allclose(mine.state, red.state_vector(theirs.state), rtol=0, atol=1e-9)
+    assert mine.fixed_point.extra["subspace"] == "site_symmetric" and mine.fixed_point.n_unstable == 0
+    if noise:
+        assert mine.eg > 1e-3  # a noise floor, not the perfect solution
+
+
+def test_asymptotic_eg_of_a_wide_reduced_model():
+    """K = M = 1000 (erf, second order, noise 0.1, eta = 1 / K): the reduced flow's end point, at a cost
+    independent of K, is a stable fixed point near the perfect solution (R = Q = 1, S = C = 0) whose eps_g
+    (summed over the units) hardly depends on K at fixed eta K: the K = 100 value to 1e-3."""
+    def floor(K):
+        red = pk.Committee(K, K, "erf", eta=1.0 / K, second_order=True, noise=0.1).restrict("site_symmetric")
+        # the reduced flow is stiff at large K (its rates span K^2): LSODA
+        return red, asymptotic_eg(red, [0.9, 0.0, 0.9, 0.0], solver={"method": "LSODA"})
+
+    red, res = floor(1000)
+    assert res.status == "converged", res.message
+    assert np.abs(red.rhs_vector(res.state)).max() < 1e-12 and res.fixed_point.n_unstable == 0
+    np.testing.assert_allclose(res.state, [1.0, 0.0, 1.0, 0.0], atol=1e-3)
+    assert res.eg == pytest.approx(float(red.eg_vector(res.state)), rel=1e-12)
+    assert res.eg == pytest.approx(floor(100)[1].eg, rel=1e-3) and res.eg > 1e-3

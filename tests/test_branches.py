@@ -111,3 +111,22 @@ def test_continuation_reports_progress_after_a_threshold_and_can_be_quiet(capsys
     monkeypatch.setattr(parallel, "PROGRESS_DELAY", 3.0)  # the default: a short branch says nothing
     pc.continuation(model, "perfect", etas)
     assert capsys.readouterr().err == ""
+
+
+def test_continuation_of_a_reduced_model_equals_the_full_one():
+    """erf K = M = 2, second order: the perfect solution's branch inside the site-symmetric subspace loses
+    stability where the full one does (eta_c = 2.30683, also critical_eta's restricted value); with noise 0.2
+    the reduced branch (R, S, Q, C, eps_g) is the full one's."""
+    full = pk.Committee(2, 2, "erf", eta=1.0, second_order=True)
+    red = full.restrict("site_symmetric")
+    a = pk.continuation(red, "perfect", [1.5, 2.5], progress=False)
+    b = pk.continuation(full, "perfect", [1.5, 2.5], progress=False)
+    assert a.attrs["subspace"] == "site_symmetric" and "i" not in a.dims and list(a["n_unstable"].values) == [0, 1]
+    assert float(a["crossing_eta"][0]) == pytest.approx(float(b["crossing_eta"][0]), rel=1e-8)
+    assert float(a["crossing_eta"][0]) == pytest.approx(float(pk.critical_eta(red)), rel=1e-8)
+    noisy = pk.Committee(2, 2, "erf", eta=1.0, second_order=True, noise=0.2)
+    a = pk.continuation(noisy.restrict("site_symmetric"), "perfect", [0.5, 1.0, 1.5], progress=False)
+    b = pk.continuation(noisy, "perfect", [0.5, 1.0, 1.5], progress=False)
+    np.testing.assert_allclose(a["eg"].values, b["eg"].values, rtol=1e-9)
+    np.testing.assert_allclose(a["S"].values, b["R"].values[:, 0, 1], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(a["C"].values, b["Q"].values[:, 0, 1], rtol=0, atol=1e-10)

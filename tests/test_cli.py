@@ -97,6 +97,26 @@ def test_integrate_writes_trajectory_and_figure(tmp_path, capsys):
     assert "figure:" in capsys.readouterr().out
 
 
+def test_integrate_and_fixed_points_in_the_site_symmetric_subspace(tmp_path, capsys):
+    """--subspace site_symmetric: the reduced trajectory (R, S, Q, C) from R = X, S = 0, Q = Q0, C = 0 equals
+    integrate of the reduced model, its figure is drawn; the fixed-point table lists the reduced points."""
+    out = tmp_path / "wide.nc"
+    assert main(["integrate", "--K", "50", "--activation", "erf", "--eta", "0.02", "--X", "0.001", "--Q0", "0.5",
+                 "--eta-alpha-max", "20", "--n-points", "11", "--subspace", "site_symmetric", "--out", str(out)]) == 0
+    ds = xr.load_dataset(out, engine="scipy")
+    assert ds.attrs["subspace"] == "site_symmetric" and list(ds["S"].dims) == ["alpha"]
+    red = pk.Committee(50, 50, "erf", eta=0.02).restrict("site_symmetric")
+    ref = pk.integrate(red, [1e-3, 0.0, 0.5, 0.0], 1000.0, n_points=11)
+    np.testing.assert_allclose(ds["C"].values, ref["C"].values, rtol=1e-12)
+    assert out.with_suffix(".png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["fixed-points", "--K", "3", "--activation", "erf", "--eta", "0.5", "--n-starts", "2",
+                 "--subspace", "site_symmetric", "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "perfect" in table and "R = 1, S = 0, Q = 1, C = 0" in table
+    assert main(["integrate", "--K", "2", "--M", "3", "--subspace", "site_symmetric", "--out", str(out)]) == 2
+
+
 def test_bad_model_argument_is_one_line_error(capsys, tmp_path):
     assert main(["integrate", "--K", "0", "--out", str(tmp_path / "x.nc")]) == 2
     err = capsys.readouterr().err.strip()

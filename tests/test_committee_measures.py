@@ -470,7 +470,7 @@ def test_site_symmetric_relu_eta_opt_is_the_restricted_one():
 
 @pytest.mark.parametrize("change, words", [
     ({"measures": {"simulation": {}}}, "key 'measures.simulation': needs the full model, but model.subspace"),
-    ({"measures": {"asymptotic_eg": {}}}, "key 'measures.asymptotic_eg': needs the full model"),
+    ({"measures": {"noise_floor": {}}}, "key 'measures.noise_floor': needs the full model"),
     ({"measures": {"final_eg": {}}, "initial": {"X": 1e-3}}, "key 'measures.final_eg': a start in the site-symmetric"
                                                              " subspace needs equal student norms"),
     ({"measures": {"trajectory": {}}, "initial": {"Q0": 0.5, "kind": "uniform"}}, "initial.kind is not"),
@@ -498,13 +498,6 @@ def test_plateau_length_in_the_subspace_equals_the_full_one():
     assert np.isfinite(float(red["plateau_length"]))
 
 
-def test_stored_trajectories_are_refused_in_a_subspace():
-    d = dict(_restricted_study(), report={"trajectories": [{"K": 2}]})
-    with pytest.raises(pk.StudyError, match="key 'report.trajectories': stored trajectories are drawn from the full"):
-        parse_study(d)
-    parse_study(dict(_SUBSPACE_STUDY, report={"trajectories": [{"K": 2}]}))  # the full space keeps them
-
-
 def test_grouped_study_follows_the_full_flow():
     """K = 4 students in groups of 2 per teacher unit (M = 2), model.subspace = "grouped": the trajectory equals
     the full flow's from the embedded start, C1 and C2 are reported, eta_c is critical_eta(subspace="grouped")."""
@@ -521,3 +514,81 @@ def test_grouped_study_follows_the_full_flow():
                               "Q_ik_in_group": ("Q", 0, 1), "Q_ik_across_groups": ("Q", 0, 2)}.items():
         np.testing.assert_allclose(red[mine].values, full[var].values[:, i, k], rtol=1e-6, atol=1e-9, err_msg=mine)
     assert float(red["eta_c"]) == pytest.approx(float(pk.critical_eta(model, subspace="grouped")), rel=1e-9)
+
+
+def test_stored_trajectories_in_a_subspace_are_the_reduced_order_parameters_and_are_drawn():
+    """``[report] trajectories`` in a subspace study: stored as R_ii, R_in, Q_ii, Q_ik, equal to the full
+    study's entries (erf K = M = 2, 3 from R = X I, Q = Q0 I), and every trajectory figure draws them."""
+    from phasekit.plotting import draw, layout_problems, trajectories
+
+    d = dict(_SUBSPACE_STUDY, measures={"final_eg": {}}, report={"trajectories": [{"K": 2}, {"K": 3}]})
+    full = pk.run_study(d, progress=False)
+    red = pk.run_study(dict(d, model=dict(d["model"], subspace="site_symmetric")), progress=False)
+    assert "trajectory_R" not in red and "trajectory_R_in" in red
+    pairs = list(zip(trajectories(full), trajectories(red)))
+    assert len(pairs) == 2
+    for (_, f), (_, r) in pairs:
+        assert r.attrs["subspace"] == "site_symmetric" and list(r.data_vars) == ["R", "S", "Q", "C", "eg"]
+        for mine, (var, i, k) in {"R": ("R", 0, 0), "S": ("R", 0, 1), "Q": ("Q", 0, 0), "C": ("Q", 0, 1)}.items():
+            np.testing.assert_allclose(r[mine].values, f[var].values[:, i, k], rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(r["eg"].values, f["eg"].values, rtol=1e-5, atol=1e-9)
+    stored_C = red["trajectory_Q_ik"].values
+    last_C = {float(row[np.isfinite(row)][-1]) for row in stored_C}
+    # (the figure "trajectories" draws order_parameters: studies/site_symmetric_trajectories.toml draws it)
+    for kind in ("order_parameters", "stacked_order_parameters", "learning_curves"):
+        for name, _, fig in draw(red, {"kind": kind}):
+            if kind != "stacked_order_parameters":  # that one: in studies/site_symmetric_trajectories.toml
+                assert layout_problems(fig) == [], name
+            labels = {ln.get_label() for ax in fig.axes for ln in ax.lines}
+            assert {"R = R_ii", "S = R_in, i != n", "Q = Q_ii", "C = Q_ik, i != k"} <= labels, name
+            # the curves drawn are the stored reduced values
+            drawn = {float(ln.get_ydata()[-1]) for ax in fig.axes for ln in ax.lines
+                     if ln.get_label() == "C = Q_ik, i != k"}
+            assert drawn and drawn <= last_C, name
+
+
+def test_asymptotic_eg_in_a_subspace_study_equals_the_full_study():
+    """erf K = M = 2, second order with noise 0.3 from R = X I, Q = Q0 I: the end of the reduced flow is the
+    full flow's noise floor (the measure was refused in a subspace)."""
+    d = {"name": "ae", "model": {"M": "K", "activation": "erf", "eta": 0.5, "second_order": True, "noise": 0.3},
+         "grid": {"K": [2]}, "initial": {"X": 1e-2, "Q0": 0.5}, "measures": {"asymptotic_eg": {}}}
+    full = pk.run_study(d, progress=False)
+    red = pk.run_study(dict(d, model=dict(d["model"], subspace="site_symmetric")), progress=False)
+    assert status_names(red["status"].values).tolist() == status_names(full["status"].values).tolist()
+    mine, theirs = red["asymptotic_eg"].values.item(), full["asymptotic_eg"].values.item()
+    assert mine == pytest.approx(theirs, rel=1e-9) and mine > 1e-3
+
+
+def test_a_subspace_study_with_the_trajectory_measure_gets_the_trajectory_figure_by_default():
+    from phasekit.plotting import default_figures, draw
+
+    d = _restricted_study()
+    red = pk.run_study(dict(d, grid={"K": [2]}, measures={"trajectory": {}}, integration={"alpha_max": 20.0,
+                                                                                           "n_points": 11}),
+                       progress=False)
+    spec = next(s for s in default_figures(red) if s["kind"] == "trajectories")
+    (_, _, fig), = draw(red, spec)
+    assert {"R = R_ii", "S = R_in, i != n"} <= {ln.get_label() for ln in fig.axes[0].lines}
+
+
+def test_steady_state_measures_in_a_subspace_study_equal_the_full_study():
+    """erf K = M = 2 under drift 0.01: steady_eg (eps_g, R_ii, Q_ii) and steady_eta inside the subspace equal
+    the full space's (they were refused in a subspace)."""
+    d = {"name": "st", "model": {"K": 2, "M": 2, "activation": "erf", "eta": 0.5, "drift": 0.01},
+         "measures": {"steady_eg": {}, "steady_eta": {"eta_low": 0.05, "eta_high": 2.0}}}
+    full = pk.run_study(d, progress=False)
+    red = pk.run_study(dict(d, model=dict(d["model"], subspace="site_symmetric")), progress=False)
+    for v, rel in (("steady_eg", 1e-9), ("steady_R", 1e-9), ("steady_Q", 1e-9), ("steady_eta", 1e-6),
+                   ("steady_eta_eg", 1e-9)):
+        assert red[v].values.item() == pytest.approx(full[v].values.item(), rel=rel), v
+    assert red["steady_n_unstable"].values.item() == 0
+
+
+def test_annealing_asymptote_in_a_subspace_study_equals_the_full_study():
+    d = {"name": "an", "model": {"K": 2, "M": 2, "activation": "erf", "eta": 1.0, "noise": 0.5, "second_order": True,
+                                 "eta_schedule": {"kind": "power_law", "alpha0": 50.0, "p": 1.0}},
+         "measures": {"annealing_asymptote": {}}}
+    full = pk.run_study(d, progress=False)
+    red = pk.run_study(dict(d, model=dict(d["model"], subspace="site_symmetric")), progress=False)
+    assert red["annealing_C"].values.item() == pytest.approx(full["annealing_C"].values.item(), rel=1e-6)
+    assert red["annealing_rate"].values.item() == pytest.approx(full["annealing_rate"].values.item(), rel=1e-8)

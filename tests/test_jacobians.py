@@ -111,3 +111,23 @@ def test_cone_jacobian_with_trained_weights_uses_the_symmetry_exactly():
     e[-1] = h
     col = (model.rhs_vector(inside + e) - model.rhs_vector(inside - e)) / (2 * h)
     assert np.allclose(J.matrix[:, -1], col, atol=1e-7)
+
+
+def test_jacobian_linearise_and_eta_structure_of_a_reduced_model_are_the_projected_full_ones():
+    """erf K = M = 3 at an interior site-symmetric state: the reduced Jacobian is pinv(P) J P of the full one;
+    linearise and eta_structure take the reduced model too (the reduced flow's spectrum, pencil)."""
+    from phasekit.committee.subspaces import site_symmetric_basis
+
+    full = pk.Committee(3, 3, "erf", eta=0.5, second_order=True)
+    red = full.restrict("site_symmetric")
+    z = np.array([0.3, 0.2, 0.5, 0.1])
+    P = site_symmetric_basis(3)
+    jac = pc.jacobian(red, z)
+    assert jac.status == "ok" and jac.shape == (4, 4)
+    projected = np.linalg.pinv(P) @ pc.jacobian(full, red.embed(z)).matrix @ P
+    np.testing.assert_allclose(jac.matrix, projected, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(jac.rhs, red.rhs_vector(z), rtol=0, atol=1e-15)
+    fp = pc.linearise(red, red.perfect_vector(), label="perfect")
+    assert fp.stable and fp.extra["subspace"] == "site_symmetric"
+    st = pc.eta_structure(red)
+    np.testing.assert_allclose(st.A, red.eta_structure().A, rtol=0, atol=1e-14)

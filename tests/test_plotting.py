@@ -247,3 +247,19 @@ def test_eg_curves_on_a_log_time_axis_leave_out_the_start():
     (line,) = [ln for ln in ax.lines if len(ln.get_xdata())]
     assert np.all(line.get_xdata() > 0) and len(line.get_xdata()) == 10
     assert pc.eg_curves([traj], labels=["annealed"]).axes[0].get_xscale() == "linear"
+
+
+def test_order_parameters_of_a_reduced_trajectory_draw_R_S_Q_C_with_their_definitions():
+    """integrate of a reduced model (K = M = 1000, site-symmetric): the panels draw R, S and Q, C (the stored
+    values), labelled with what each is, and nothing is clipped."""
+    import phasekit as pk
+    from phasekit.plotting.committee import order_parameters
+
+    red = pk.Committee(1000, 1000, "erf", eta=1e-3, second_order=True).restrict("site_symmetric")
+    traj = pk.integrate(red, [1e-3, 0.0, 0.5, 0.0], 100.0, n_points=21)
+    fig = order_parameters(traj)
+    lines = {ln.get_label(): ln for ax in fig.axes for ln in ax.lines}
+    assert {"R = R_ii", "S = R_in (i != n)", "Q = Q_ii", "C = Q_ik (i != k)"} <= set(lines)
+    np.testing.assert_array_equal(lines["C = Q_ik (i != k)"].get_ydata(), traj["C"].values)
+    assert "student-teacher overlaps R, S" in fig.axes[0].get_ylabel() and "subspace" in fig._suptitle.get_text()
+    assert layout_problems(fig) == []

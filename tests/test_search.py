@@ -73,3 +73,24 @@ def test_fixed_points_reports_progress_after_a_threshold_and_can_be_quiet(capsys
     # 2 landmarks + 3 candidates per start, then one linearisation per distinct root found
     assert done == total and int(total) >= 2 + 3 * 4 + len(quiet)
     assert [fp.label for fp in shown] == [fp.label for fp in quiet]
+
+
+def test_fixed_points_of_a_reduced_model_are_fixed_points_of_the_full_flow():
+    """erf K = M = 3, second order, in the site-symmetric subspace: the search finds the perfect solution and the
+    symmetric plateau, each found point embedded is a fixed point of the full
+    flow, and the full search's points inside the subspace are among them (same eps_g)."""
+    from phasekit.committee.subspaces import site_symmetric_basis
+
+    full = pc.Committee(3, 3, "erf", eta=0.5, second_order=True)
+    red = full.restrict("site_symmetric")
+    found = pc.fixed_points(red, n_starts=4, progress=False)
+    messages = [fp.message for fp in found]
+    assert messages.count("perfect") == 1 and messages.count("symmetric_plateau") == 1
+    egs = [float(red.eg_vector(fp.vector)) for fp in found]
+    assert egs == sorted(egs) and egs[0] == 0.0
+    for fp in found:
+        assert float(np.abs(full.rhs_vector(red.embed(fp.vector).to_vector())).max()) < 1e-10
+    P = site_symmetric_basis(3)
+    inside = [fp.eg for fp in pc.fixed_points(full, n_starts=4, progress=False)
+              if np.abs(P @ np.linalg.lstsq(P, fp.vector, rcond=None)[0] - fp.vector).max() < 1e-7]
+    assert inside and all(min(abs(e - g) for g in egs) < 1e-9 for e in inside)

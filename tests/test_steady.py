@@ -132,3 +132,24 @@ def test_steady_state_with_k_not_m_is_where_the_flow_ends(K, M, params):
     assert ds.eg.values[-1] == pytest.approx(fp.eg, rel=1e-6)
     if K < M:
         assert np.allclose(pk.state_at(ds).to_vector(), fp.vector, atol=1e-6)
+
+
+@pytest.mark.parametrize("act, kw", [("erf", {"noise": 0.3, "second_order": True}), ("relu", {"drift": 0.01}),
+                                     ("erf", {"weight_decay": 0.01, "second_order": True, "noise": 0.1})])
+def test_steady_state_of_a_reduced_model_is_the_full_models(act, kw):
+    """K = M = 2: the reduced flow's steady state, embedded, is the full flow's (stable, same eps_g)."""
+    full = pk.Committee(2, 2, act, eta=0.5, **kw)
+    red = full.restrict("site_symmetric")
+    mine, theirs = pk.steady_state(red), pk.steady_state(full)
+    assert mine.success and theirs.success and mine.n_unstable == 0 == theirs.n_unstable
+    np.testing.assert_allclose(red.embed(mine.vector).to_vector(), theirs.vector, rtol=0, atol=1e-10)
+    assert float(red.eg_vector(mine.vector)) == pytest.approx(theirs.eg, rel=1e-9)
+
+
+def test_optimal_steady_eta_of_a_reduced_model_is_the_full_models():
+    """erf K = M = 2 under drift 0.01: the best eta and its steady-state eps_g inside the subspace and in full."""
+    full = pk.Committee(2, 2, "erf", eta=0.5, drift=0.01)
+    mine = pk.optimal_steady_eta(full.restrict("site_symmetric"), (0.05, 2.0))
+    theirs = pk.optimal_steady_eta(full, (0.05, 2.0))
+    assert mine.status == theirs.status == "ok"
+    assert mine.value == pytest.approx(theirs.value, rel=1e-6) and mine.eg == pytest.approx(theirs.eg, rel=1e-9)

@@ -535,3 +535,38 @@ def test_sector_stability_at_large_K():
     # the whole space decays at the slowest sector's rate (within the rate's error estimate, large at K = 1e3)
     rates = [o.structure.decay_rate(opt.value) for o in sec.optimal.values() if o.structure is not None]
     assert abs(opt.rate - min(rates)) <= 3 * opt.rate_error
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, ds: pk.sector_stability(m),
+    lambda m, ds: pk.simulate(m, [1e-3, 0.0, 0.5, 0.0], 50, 10.0),
+], ids=["sector_stability", "simulate"])
+def test_what_needs_the_full_model_refuses_a_reduced_one_and_says_how_to_get_it(call):
+    red = pk.Committee(2, 2, "erf", eta=0.5).restrict("site_symmetric")
+    with pytest.raises(ValueError, match=r"needs the full model, but this one is restricted to the 'site_symmetric' "
+                                         r"subspace; pass model\.parent"):
+        call(red, None)
+
+
+def test_reduced_datasets_and_batches_are_refused_where_they_do_not_apply():
+    from phasekit.committee.batch import CommitteeBatch
+
+    red = pk.Committee(2, 2, "erf", eta=0.5).restrict("site_symmetric")
+    with pytest.raises(ValueError, match="not batched"):
+        CommitteeBatch([red])
+    ds = pk.integrate(red, [1e-3, 0.0, 0.5, 0.0], 1.0, n_points=3)
+    with pytest.raises(ValueError, match="no teacher units to relabel"):
+        pk.align_teachers(ds)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_initial_state_of_a_reduced_model_is_the_full_diagonal_start_in_its_coordinates(train):
+    full = pk.Committee(3, 3, "erf", eta=0.5, train_second_layer=train, student_weights=[0.7] * 3)
+    red = full.restrict("site_symmetric")
+    z = pk.initial_state(red, 1e-3, Q0=0.5)
+    np.testing.assert_allclose(z, red.state_vector(pk.initial_state(full, 1e-3, Q0=0.5)), rtol=1e-12, atol=1e-15)
+    assert z[0] == 1e-3 and (not train or z[4] == 0.7)
+    with pytest.raises(ValueError, match="needs one student norm"):
+        pk.initial_state(red, 1e-3, Q0=[0.2, 0.3, 0.4])
+    with pytest.raises(ValueError, match="diagonal start only"):
+        pk.initial_state(red, 1e-3, kind="uniform")

@@ -40,7 +40,7 @@ import numpy as np
 from ..core.results import ScalarResult
 from .jacobians import jacobian
 from .landmarks import _perfect_vector
-from .model import Committee
+from .model import Committee, full_model_only, is_reduced
 
 __all__ = ["AnnealingAsymptote", "annealing_asymptote"]
 
@@ -99,7 +99,10 @@ def _eg_gradient(model: Committee, v: np.ndarray) -> np.ndarray:
     """
     n = v.size
     d = np.zeros(n)
-    d[model.K * model.M + np.array([model.K * i - i * (i - 1) // 2 for i in range(model.K)])] = 1.0
+    if is_reduced(model):  # its student norm Q
+        d[list(model.labels).index("Q")] = 1.0
+    else:
+        d[model.K * model.M + np.array([model.K * i - i * (i - 1) // 2 for i in range(model.K)])] = 1.0
     h, s = 1e-7, 1e-4
 
     def grad(shift: float) -> np.ndarray:
@@ -125,10 +128,15 @@ def annealing_asymptote(model: Committee) -> AnnealingAsymptote:
     Returns
     -------
     AnnealingAsymptote
-        See the module docstring for the law and its derivation.
+        See the module docstring for the law and its derivation.  For a
+        reduced model (:meth:`Committee.restrict`) the law inside its subspace
+        (``A``, ``b``, ``g`` in its coordinates): the coefficient is the full
+        model's (the noise drives the perfect solution along the subspace), but
+        ``c_critical`` and ``lambda_min`` count only the modes inside it.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    reduced = is_reduced(model)
+    if not reduced:
+        full_model_only(model, "annealing_asymptote")
     sched = model.eta_schedule
     if sched is None or getattr(sched, "kind", None) != "power_law" or float(sched.p) != 1.0:
         raise ValueError(f"model: needs eta_schedule power_law with p = 1 (eta0 (1 + alpha/alpha0)^-1), got "
@@ -143,7 +151,7 @@ def annealing_asymptote(model: Committee) -> AnnealingAsymptote:
                          f"train_second_layer={model.train_second_layer!r}")
     c = float(model.eta) * float(sched.alpha0)
     frozen = model.replace(eta_schedule=None, eta=1.0)
-    v = _perfect_vector(frozen)
+    v = frozen.perfect_vector() if reduced else _perfect_vector(frozen)
     first = frozen.replace(second_order=False, noise=0.0)
     A = np.asarray(jacobian(first, v).matrix, dtype=float)
     # the first-order flow and the noiseless eta^2 term vanish at the perfect solution: what is left is sigma^2 b

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..core.options import NewtonOptions, SolverOptions, coerce_options
 from ..core.results import ScalarResult
-from .model import Committee, State
-from .plateaus import _check_model, _run_until
+from .model import Committee, State, full_model_only
+from .plateaus import _run_until
 
 __all__ = ['AsymptoticError', 'asymptotic_eg']
 
@@ -26,10 +26,13 @@ class AsymptoticError(ScalarResult):
         eps_g at the fixed point (``converged``), at the last state
         (``not_reached``, or ``failed`` when the end point could not be refined)
         or ``nan`` (``diverged``, or ``failed`` when the solver failed).
-    state : State
-        The fixed point, or the last valid state.
-    fixed_point : CommitteeFixedPoint or None
-        Refined fixed point with its linearisation (``None`` unless converged).
+    state : State or ndarray
+        The fixed point, or the last valid state (for a reduced model its
+        reduced vector, e.g. ``(R, S, Q, C[, v])``).
+    fixed_point : CommitteeFixedPoint, FixedPoint or None
+        Refined fixed point with its linearisation (``None`` unless converged;
+        for a reduced model a :class:`~phasekit.core.results.FixedPoint` in
+        reduced coordinates, linearised inside the subspace).
         A start on the stable manifold of a saddle (e.g. an exactly symmetric
         start) converges to that saddle: check ``fixed_point.stable``.
     alpha : float
@@ -65,7 +68,11 @@ def asymptotic_eg(
 
     Parameters
     ----------
-    model : Committee
+    model : Committee or a reduced model
+        A full model, or one restricted to an invariant subspace
+        (:meth:`Committee.restrict`): then the flow, the stop and the fixed
+        point are the reduced ones (and ``state0`` a reduced state, e.g.
+        ``(R, S, Q, C[, v])``), at a cost independent of K.
     state0 : State
     speed_tol : float
         The flow counts as stopped when ``max |d state / d alpha| <= speed_tol * eta``
@@ -98,9 +105,11 @@ def asymptotic_eg(
     direction, even one of rounding size, to grow to order one -- and the run
     counts as converged to the saddle only if it is still within ``1e-3`` of it.
     """
-    from .landmarks import find_fixed_point
+    from .landmarks import _reduced, find_fixed_point
 
-    _check_model(model)
+    reduced = _reduced(model)
+    if not reduced:
+        full_model_only(model, "asymptotic_eg")
     model.validate_state(state0, "state0")
     speed_tol = float(speed_tol)
     if not (np.isfinite(speed_tol) and speed_tol > 0):
@@ -120,10 +129,13 @@ def asymptotic_eg(
 
     def result(status: str, message: str, fp: Any = None, v_end: np.ndarray | None = None) -> AsymptoticError:
         if fp is not None:
-            return AsymptoticError(eg=float(fp.eg), state=fp.state, fixed_point=fp, alpha=alpha,
+            # a reduced model's fixed point is its vector (the full one's eps_g is the same function of it)
+            eg, state = (float(model.eg_vector(fp.vector)), fp.vector) if reduced else (float(fp.eg), fp.state)
+            return AsymptoticError(eg=eg, state=state, fixed_point=fp, alpha=alpha,
                                    saddles_passed=saddles, status=status, message=message)
         eg = math.nan if v_end is None else float(model.eg_vector(v_end))
-        state = State.from_vector(v if v_end is None else v_end, K, M)
+        last = v if v_end is None else v_end
+        state = np.array(last, dtype=float) if reduced else State.from_vector(last, K, M)
         return AsymptoticError(eg=eg, state=state, fixed_point=None, alpha=alpha, saddles_passed=saddles,
                                status=status, message=message)
 

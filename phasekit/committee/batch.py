@@ -69,6 +69,9 @@ class CommitteeBatch:
 
     def __init__(self, models: Sequence[Committee]) -> None:
         models = list(models)
+        if any(getattr(m, "subspace", None) is not None for m in models):
+            raise ValueError("models: a reduced model (Committee.restrict) is not batched; integrate it with "
+                             "integrate (its flow costs the same for every K), or batch the full models (model.parent)")
         if not models or not all(isinstance(m, Committee) for m in models):
             raise ValueError("models: need a non-empty sequence of phasekit.Committee")
         key = batch_key(models[0])

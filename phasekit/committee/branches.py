@@ -22,9 +22,10 @@ from ..core.parallel import Progress
 from ..core.results import FixedPoint, status_attrs, status_codes
 from .cone import _pull_inside
 from .jacobians import _as_vector
+from .dynamics import _reduced_variables
 from .landmarks import perfect_solution, symmetric_plateau
 from .linearisation import CommitteeFixedPoint, linearise
-from .model import Committee, State
+from .model import Committee, State, full_model_only, is_reduced
 from .newton import _newton
 
 __all__ = ['CROSSING_LOCATIONS', 'continuation']
@@ -57,8 +58,13 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
 
     Parameters
     ----------
-    model : Committee
-        Everything but ``parameter`` is taken from here.
+    model : Committee or a reduced model
+        Everything but ``parameter`` is taken from here.  A reduced model
+        (:meth:`Committee.restrict`) follows the fixed point of its reduced
+        flow (``start`` a reduced state or a landmark name), linearised inside
+        the subspace; the dataset then has its order parameters (``R``,
+        ``S``, ``Q``, ``C`` [, ``v``]) along the parameter instead of ``R``,
+        ``Q`` (no unit dims) and the attribute ``subspace``.
     start : CommitteeFixedPoint, State, ndarray or {"perfect", "symmetric_plateau"}
         Starting guess at ``values[0]``.
     values : sequence of float
@@ -93,8 +99,9 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
         ``crossing_n_before``/``crossing_n_after`` (unstable directions on
         either side).  The branch stops (remaining entries nan) where Newton fails.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    reduced = is_reduced(model)
+    if not reduced:
+        full_model_only(model, "continuation")
     etas = _check_values(values, parameter)
     model.require_autonomous("continuation")
     opts = coerce_options(newton, NewtonOptions, "newton")
@@ -112,32 +119,46 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
         else:
             raise ValueError(f"start: unknown landmark {start!r}; use 'perfect' or 'symmetric_plateau'")
     else:
-        v = _as_vector(model, start, "start")
+        v = model.state_vector(start, "start") if reduced else _as_vector(model, start, "start")
     K, M, n = model.K, model.M, model.n_state
+
+    def solve(m: Any, guess: np.ndarray) -> tuple[bool, np.ndarray, int]:
+        """Newton for the fixed point of ``m`` from ``guess``: (converged, vector, iterations)."""
+        if reduced:
+            fp = m.find_fixed_point(guess, tol=tol, max_iter=opts.max_iter)
+            return fp.success, fp.vector, fp.iterations
+        res = _newton(m, guess, tol=tol, max_iter=opts.max_iter)
+        return res.converged, res.v, res.iterations
+
     points: list[CommitteeFixedPoint | None] = []
     prev_fp: CommitteeFixedPoint | None = None
     prev_eta = None
+    prev_m = model
     bar = Progress(len(etas), enabled=progress, what=f"continuation in {parameter} (K = {K}, M = {M})", unit="values")
     for eta in etas:
         m = model.replace(**{parameter: float(eta)})
         guess = v
         if prev_fp is not None and prev_fp.success:
             # tangent predictor: J dv/dp = -df/dp
-            dfde = prev_fp.model.flow_parts(prev_fp.vector).derivative(parameter)
+            dfde = prev_m.flow_parts(prev_fp.vector).derivative(parameter)
             try:
                 tangent = np.linalg.solve(prev_fp.jacobian, -dfde)
-                guess = _pull_inside(m, prev_fp.vector + (eta - prev_eta) * tangent)
+                guess = prev_fp.vector + (eta - prev_eta) * tangent
+                if reduced:  # a predictor outside the cone falls back to the last point
+                    guess = guess if m.min_eigenvalue(guess) >= 0 else prev_fp.vector
+                else:
+                    guess = _pull_inside(m, guess)
             except np.linalg.LinAlgError:
                 guess = prev_fp.vector
-        res = _newton(m, guess, tol=tol, max_iter=opts.max_iter)
-        if not res.converged and prev_fp is not None:
-            res = _newton(m, prev_fp.vector, tol=tol, max_iter=opts.max_iter)
-        if not res.converged:
+        ok, vec, iters = solve(m, guess)
+        if not ok and prev_fp is not None:
+            ok, vec, iters = solve(m, prev_fp.vector)
+        if not ok:
             points.append(None)
             break
-        fp = linearise(m, res.v, status="converged", iterations=res.iterations)
+        fp = linearise(m, vec, status="converged", iterations=iters)
         points.append(fp)
-        v, prev_fp, prev_eta = res.v, fp, eta
+        v, prev_fp, prev_eta, prev_m = vec, fp, eta, m
         bar.update()
     n_done = len(points)
     bar.close()
@@ -165,10 +186,10 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
             mid = 0.5 * (lo + hi)
             mm = model.replace(**{parameter: mid})
             w_lo = (mid - lo) / (hi - lo)
-            res = _newton(mm, (1 - w_lo) * fp_lo.vector + w_lo * fp_hi.vector, tol=tol, max_iter=opts.max_iter)
-            if not res.converged:
+            ok, vec, iters = solve(mm, (1 - w_lo) * fp_lo.vector + w_lo * fp_hi.vector)
+            if not ok:
                 break
-            fm = linearise(mm, res.v, status="converged", iterations=res.iterations)
+            fm = linearise(mm, vec, status="converged", iterations=iters)
             if (crossing_value(fm) > 0) == side_lo:
                 lo, fp_lo = mid, fm
             else:
@@ -179,9 +200,10 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
 
     nan = np.nan
     p = parameter
-    R = np.full((len(etas), K, M), nan)
-    vw = np.full((len(etas), K), nan)
-    Qm = np.full((len(etas), K, K), nan)
+    R = np.full((len(etas), K, M), nan) if not reduced else None
+    vw = np.full((len(etas), K), nan) if not reduced else None
+    Qm = np.full((len(etas), K, K), nan) if not reduced else None
+    Z = np.full((len(etas), n), nan)  # the state vectors (a reduced model's order parameters)
     eg = np.full(len(etas), nan)
     resid = np.full(len(etas), nan)
     status = np.array(["missing"] * len(etas), dtype=object)
@@ -193,10 +215,15 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
         if fp is None:
             status[j] = "failed"
             continue
-        R[j], Qm[j] = fp.state.R, fp.state.Q
-        if fp.state.v is not None:
-            vw[j] = fp.state.v
-        eg[j], resid[j], status[j], nun[j] = fp.eg, fp.residual, fp.status, fp.n_unstable
+        Z[j] = fp.vector
+        if reduced:
+            eg[j] = float(model.eg_vector(fp.vector))
+        else:
+            R[j], Qm[j] = fp.state.R, fp.state.Q
+            if fp.state.v is not None:
+                vw[j] = fp.state.v
+            eg[j] = fp.eg
+        resid[j], status[j], nun[j] = fp.residual, fp.status, fp.n_unstable
         w = np.asarray(fp.eigenvalues, dtype=complex)
         ev_re[j], ev_im[j] = w.real, w.imag
         mx[j] = w.real.max()
@@ -205,8 +232,8 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
     what = {"eta": "learning rate", "weight_decay": "weight decay", "drift": "drift strength",
             "noise": "output noise"}[p]
     data = {
-            "R": variable("R", (p, "i", "n"), R),
-            "Q": variable("Q", (p, "i", "k"), Qm),
+            **(_reduced_variables(model, Z, (p,)) if reduced else
+               {"R": variable("R", (p, "i", "n"), R), "Q": variable("Q", (p, "i", "k"), Qm)}),
             "eg": variable("eg", p, eg),
             "residual": (p, resid, {"long_name": "max |d state / d alpha|", **rate}),
             "status": (p, status_codes(status), status_attrs("fixed-point status along the branch")),
@@ -229,16 +256,16 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
             "crossing_n_after": ("crossing", cr[:, 5].astype(int),
                                  {"long_name": f"unstable directions at the higher-{p} side", **one}),
     }
-    if model.train_second_layer:
+    if model.train_second_layer and not reduced:
         data["v"] = variable("v", (p, "i"), vw)
+    units = {} if reduced else {"i": coordinate("i", np.arange(1, K + 1)), "k": coordinate("k", np.arange(1, K + 1)),
+                                "n": coordinate("n", np.arange(1, M + 1))}
     ds = xr.Dataset(
         data,
         coords={
             p: coordinate(p, etas),
             "mode": coordinate("mode", np.arange(n), long_name="eigenmode (0 = largest real part)"),
-            "i": coordinate("i", np.arange(1, K + 1)),
-            "k": coordinate("k", np.arange(1, K + 1)),
-            "n": coordinate("n", np.arange(1, M + 1)),
+            **units,
             "crossing": ("crossing", np.arange(len(cr)), {"long_name": "zero crossing index", **one}),
         },
     )
@@ -247,4 +274,6 @@ def continuation(model: Committee, start: FixedPoint | State | np.ndarray | str,
                                       "newton": opts.to_dict(), "xtol": float(xtol), "max_bisect": int(max_bisect)}))
     ds.attrs.update(model_attrs(params, exclude=(p,)), parameter=p,
                     n_points=int(n_done), complete=int(n_done == len(etas) and points[-1] is not None))
+    if reduced:
+        ds.attrs["subspace"] = model.subspace
     return ds

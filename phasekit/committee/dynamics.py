@@ -259,7 +259,8 @@ def _reduced_variables(model: ReducedCommittee, Y: np.ndarray, dims: tuple[str, 
                      C2="Q_ik (i, k in different groups)")
     catalog = {"R": "R", "S": "R", "Q": "Q", "C": "Q", "C1": "Q", "C2": "Q", "v": "v"}
     what = model.subspace.replace("_", "-")
-    return {key: variable(catalog.get(key, key[0]), dims, Y[..., j], long_name=f"{what} {names.get(key, key)}")
+    return {key: variable(catalog.get(key, key[0]), dims, Y[..., j], long_name=f"{what} {names.get(key, key)}",
+                          definition=names.get(key, key), block=catalog.get(key, key[0]))
             for j, key in enumerate(model.labels)}
 
 

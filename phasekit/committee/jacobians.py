@@ -35,7 +35,7 @@ import numpy as np
 
 from ..core.results import FixedPoint, Result
 from .cone import _inward_direction, _margin, _scale
-from .model import PSD_TOL, Committee, State
+from .model import PSD_TOL, Committee, State, full_model_only, is_reduced
 from .symmetry import _state_symmetry, _Symmetry
 
 __all__ = ['Jacobian', 'jacobian']
@@ -290,7 +290,17 @@ def jacobian(model: Committee, state: State | np.ndarray, *, scheme: str = "auto
         ``matrix[a, b] = d f_a / d v_b`` in the state order of
         :func:`phasekit.committee.model.vector_labels` (units 1/alpha), with
         its error estimate, the scheme used, the cost and the flow at ``state``.
+        For a reduced model (:meth:`Committee.restrict`) the Jacobian of the
+        reduced flow in its coordinates (its own scheme: central inside the
+        cone, one-sided on its boundary; ``scheme`` is not used).
     """
+    if is_reduced(model):
+        z = model.state_vector(state, "state")
+        J, err, used = model.jacobian(z)
+        f = model.rhs_vector(z)
+        ok = bool(np.all(np.isfinite(J)))
+        return Jacobian(matrix=J, error=err, scheme=used, margin=float(model.min_eigenvalue(z)), rhs=f,
+                        status="ok" if ok else "failed", message=f"{used} scheme ({model.subspace} subspace)")
     v = _as_vector(model, state, "state")
     return _jacobian_of(model, model.rhs_vector, v, scheme=scheme)
 
@@ -327,8 +337,7 @@ def _jacobian_of(model: Committee, fun: Callable[[np.ndarray], np.ndarray], v: n
 
 
 def _as_vector(model: Committee, state: State | np.ndarray, name: str) -> np.ndarray:
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    full_model_only(model, "the full-space fixed-point analysis")
     if isinstance(state, FixedPoint):  # a fixed-point result stands for its state
         state = state.vector
     model.require_autonomous("fixed-point analysis (Jacobians, fixed points, stability)")

@@ -22,7 +22,7 @@ from ..core.results import FixedPoint, classify
 from ..core.spectrum import eigen_decomposition
 from .cone import _pull_inside
 from .jacobians import _as_vector, _jacobian_of
-from .model import Committee, State, vector_labels
+from .model import Committee, State, is_reduced, vector_labels
 from .newton import _NewtonResult
 from .symmetry import _symmetric_basis
 
@@ -162,7 +162,12 @@ def linearise(model: Committee, state: State | np.ndarray, *, status: str = "ok"
     Returns
     -------
     CommitteeFixedPoint
+        For a reduced model (:meth:`Committee.restrict`): a
+        :class:`~phasekit.core.results.FixedPoint` in its coordinates,
+        linearised inside the subspace (``scheme`` unused).
     """
+    if is_reduced(model):
+        return model.linearise(state, label=label, status=status, message=message, iterations=iterations)
     v = _as_vector(model, state, "state")
     jac = _jacobian_of(model, model.rhs_vector, v, scheme=scheme)
     J, f0 = jac.matrix, np.asarray(jac.rhs)

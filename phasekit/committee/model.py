@@ -32,6 +32,28 @@ NORMALISATIONS = ("none", "1/K", "1/sqrt(K)")
 SUBSPACE_MODELS: dict[str, Any] = {}
 
 
+def is_reduced(model: Any) -> bool:
+    """Whether ``model`` is a reduced model (:meth:`Committee.restrict`): it has a ``subspace`` and a ``parent``."""
+    return not isinstance(model, Committee) and getattr(model, "subspace", None) is not None \
+        and hasattr(model, "parent")
+
+
+def full_model_only(model: Any, what: str) -> "Committee":
+    """``model`` if it is a full :class:`Committee`, else a ValueError that says what to pass instead.
+
+    A reduced model (:meth:`Committee.restrict`) is refused by the functions
+    that need the whole state (``what`` names them) with the way back to the
+    full model: ``model.parent``, and ``model.embed(z)`` for its states.
+    """
+    if isinstance(model, Committee):
+        return model
+    if is_reduced(model):
+        raise ValueError(f"model: {what} needs the full model, but this one is restricted to the {model.subspace!r} subspace; "
+                         "pass model.parent (the full Committee it was restricted from; model.embed(z) is a "
+                         "reduced state z as a full State)")
+    raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+
+
 def _weights(value: Any, n: int, name: str, default: float) -> np.ndarray:
     """Second-layer weights as a read-only float vector of length ``n`` (``default`` everywhere for None)."""
     if value is None:

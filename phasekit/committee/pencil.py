@@ -24,7 +24,7 @@ from scipy import linalg
 from ..core.spectrum import PencilSplit, eigenvalues_only, split_pencil
 from .jacobians import _as_vector, _jacobian_of
 from .landmarks import _perfect_vector
-from .model import Committee, State
+from .model import Committee, State, is_reduced
 
 __all__ = ['EtaStructure', 'MarginalMode', 'eta_structure']
 
@@ -135,7 +135,14 @@ def eta_structure(model: Committee, state: State | np.ndarray | None = None, *, 
         Default: the perfect solution ``R = Q = T`` (K = M; ``v = w`` when the second layer is trained).
     scheme : {"auto", "central", "cone"}
         Jacobian scheme, see :func:`phasekit.committee.jacobians.jacobian`.
+
+    Notes
+    -----
+    A reduced model (:meth:`Committee.restrict`) gives the structure of its
+    reduced flow (default state: its perfect solution; ``scheme`` unused).
     """
+    if is_reduced(model):
+        return model.eta_structure(state)
     if not isinstance(model, Committee):
         raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
     if state is None:

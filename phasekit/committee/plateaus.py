@@ -35,12 +35,6 @@ from .model import Committee
 __all__ = ['Crossing', 'PlateauTimes', 'convergence_time', 'plateau_length', 'plateau_times']
 
 
-def _check_model(model: Any) -> Committee:
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
-    return model
-
-
 def _symmetric_plateau(model: Committee) -> Any:
     from .landmarks import symmetric_plateau
 

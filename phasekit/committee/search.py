@@ -21,7 +21,7 @@ from ..core.parallel import Progress
 from .cone import _margin
 from .landmarks import _check_symmetric_teacher, _perfect_vector, symmetric_plateau
 from .linearisation import CommitteeFixedPoint, linearise
-from .model import Committee, State
+from .model import Committee, State, full_model_only, is_reduced
 from .newton import _newton
 from .symmetry import _symmetric_basis
 
@@ -117,7 +117,13 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
 
     Parameters
     ----------
-    model : Committee
+    model : Committee or a reduced model
+        A reduced model (:meth:`Committee.restrict`): the search runs in its
+        coordinates (random starts inside the cone around its perfect solution,
+        ``S``-like coordinates of size ``1/K``), fixed points deduplicated by
+        distance, linearised inside the subspace
+        (:class:`~phasekit.core.results.FixedPoint`, sorted by eps_g; the
+        landmarks' ``message`` is ``"perfect"`` / ``"symmetric_plateau"``).
     n_starts : int
         Random starting states, ``>= 1``.
     seed : int
@@ -139,8 +145,8 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
         generalisation error; the perfect solution and the symmetric plateau
         carry their ``label``.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    if not is_reduced(model):
+        full_model_only(model, "fixed_points")
     if int(n_starts) < 1:
         raise ValueError(f"n_starts: must be >= 1, got {n_starts!r}")
     if not (np.isfinite(alpha_flow) and alpha_flow > 0):
@@ -149,7 +155,73 @@ def fixed_points(model: Committee, n_starts: int = 64, seed: int = 0, *,
     opts = coerce_options(newton, NewtonOptions, "newton")
     with Progress(3 * int(n_starts), enabled=progress, what=f"fixed_points (K = {model.K}, M = {model.M})",
                   unit="solves", tick=1.0) as bar:
+        if is_reduced(model):
+            return _reduced_search(model, int(n_starts), seed, opts, alpha_flow, include_landmarks, bar)
         return _search(model, int(n_starts), seed, opts, alpha_flow, include_landmarks, bar)
+
+
+def _reduced_search(model: Any, n_starts: int, seed: int, opts: NewtonOptions, alpha_flow: float,
+                    include_landmarks: bool, bar: Progress) -> list[Any]:
+    """:func:`fixed_points` of a reduced model, in its own coordinates (written against its interface only:
+    ``perfect_vector``, ``validate_state``, ``min_eigenvalue``, ``rhs_vector``, ``find_fixed_point``, ...)."""
+    rng = np.random.default_rng(seed)
+    top = model.perfect_vector()
+    n = top.size
+    starts: list[np.ndarray] = []
+    for _ in range(200 * n_starts):  # rejection: the cone of a wide model is thin in the off-diagonal directions
+        if len(starts) == n_starts:
+            break
+        z = top * rng.uniform(0.05, 1.2, n) + rng.normal(scale=0.3 / max(1, model.K - 1), size=n)
+        try:
+            starts.append(model.validate_state(z))
+        except ValueError:
+            pass
+    V0 = np.array(starts).reshape(-1, n)
+    candidates: list[tuple[np.ndarray, str]] = []
+    landmarks: dict[str, np.ndarray] = {}
+    if include_landmarks:
+        for lab, find in (("perfect", model.perfect_solution), ("symmetric_plateau", model.symmetric_plateau)):
+            try:
+                fp = find()
+            except ValueError:  # e.g. no plateau for K = 1
+                continue
+            if fp.success:
+                landmarks[lab] = fp.vector
+                candidates.append((fp.vector, lab))
+    if len(V0):
+        def valid(Vn: np.ndarray, V: np.ndarray) -> np.ndarray:
+            ok = np.all(np.isfinite(Vn), axis=1) & (np.abs(Vn).max(axis=1) < 1e3)
+            return ok & np.array([bool(o) and model.min_eigenvalue(x) >= 0 for o, x in zip(ok, Vn)])
+
+        run = rk4_batch(lambda _a, V: model.rhs_vector(V), V0, (0.0, alpha_flow / model.eta),
+                        max(1, int(4 * alpha_flow)), valid=valid)
+        candidates += [(v, "") for v in np.concatenate([run.y, V0])]
+    bar.add(len(candidates) - bar.total)
+    roots: list[tuple[Any, str]] = []  # (converged FixedPoint, label)
+
+    def seen(a: np.ndarray, b: np.ndarray) -> bool:
+        return float(np.abs(a - b).max()) <= _DEDUP_TOL * max(1.0, float(np.abs(a).max()), float(np.abs(b).max()))
+
+    for z0, lab in _counted(candidates, bar):
+        if not np.all(np.isfinite(z0)):
+            continue
+        fp = model.find_fixed_point(z0, tol=opts.tol, max_iter=opts.max_iter, label=lab)
+        if fp.success and not any(seen(fp.vector, r.vector) for r, _ in roots):
+            lab = lab or next((name for name, z in landmarks.items() if seen(fp.vector, z)), "")
+            roots.append((fp, lab))
+    out: list[tuple[float, Any]] = []
+    for fp, lab in roots:
+        lin = model.linearise(fp.vector, label=lab, status="converged", message=lab or "converged")
+        eg = float(model.eg_vector(lin.vector))
+        # one representative of a family of non-isolated roots with one eps_g (as _merge_families)
+        twin = next((j for j, (e, o) in enumerate(out) if abs(e - eg) <= 1e-9 * max(abs(e), abs(eg), 1e-12)
+                     and not (_is_isolated(o) and _is_isolated(lin))), None)
+        if twin is None:
+            out.append((eg, lin))
+        elif lab and out[twin][1].message not in landmarks:
+            out[twin] = (eg, lin)
+    out.sort(key=lambda item: (item[0], item[1].n_unstable))
+    return [fp for _, fp in out]
 
 
 def _counted(items: list, bar: Progress) -> Any:

@@ -102,7 +102,7 @@ from scipy.optimize import linear_sum_assignment
 from ..core.options import SolverOptions
 from ..core.parallel import Progress, choose_backend, parallel_map
 from .dynamics import trajectory_dataset
-from .model import Committee, State
+from .model import Committee, State, full_model_only
 
 __all__ = ['align_teachers', 'block_size', 'simulate']
 
@@ -617,8 +617,7 @@ def simulate(
         ``|.| < 1e6``; the reduced chain fills such a run with NaN from then on)
         and ``n_diverged``.
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    full_model_only(model, "simulate (a microscopic network has K x N weights, not a subspace's order parameters)")
     model.validate_state(state0, "state0")
     if level not in LEVELS:
         raise ValueError(f"level: must be one of {LEVELS}, got {level!r}")
@@ -695,6 +694,9 @@ def align_teachers(ds: xr.Dataset, index: int = -1) -> xr.Dataset:
     index : int
         The sample of ``alpha`` whose ``R`` decides the labels.
     """
+    if "subspace" in ds.attrs:
+        raise ValueError(f"ds: a reduced dataset ({ds.attrs['subspace']} subspace) has no teacher units to relabel "
+                         "(its order parameters are invariant under permutations); align_teachers takes simulate's")
     R = ds["R"].values
     if R.shape[-1] != R.shape[-2]:
         raise ValueError(f"ds: teacher relabelling needs K == M, got K={R.shape[-2]}, M={R.shape[-1]}")

@@ -21,7 +21,7 @@ from scipy import linalg, optimize
 
 from ..core.results import FixedPoint, ScalarResult
 from ..core.spectrum import leading_pair_discriminant
-from .model import Committee, State, vector_labels
+from .model import Committee, State, full_model_only, vector_labels
 from .pencil import (EtaStructure, MarginalMode, _lead_piece, _marginal_summary, _null_modes, _structure_for,
                      eta_structure)
 from .subspaces import SUBSPACES, ReducedCommittee, _contents, sector_projectors
@@ -661,8 +661,8 @@ def sector_stability(model: Committee, *, xtol: float = 1e-10, method: str = "au
     second).  ``"auto"``: ``"full"`` up to K = 8, else ``"pair"``.  The two
     agree to ~1e-9 (tested for K = 2 ... 8).
     """
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    full_model_only(model, "sector_stability (it forms the full Jacobian and splits it into the symmetry sectors, "
+                           "the subspace being the trivial one)")
     if model.K != model.M:
         raise ValueError(f"model: the sectors of S_K need K == M, got K={model.K}, M={model.M}")
     if model.noise > 0 and model.second_order:

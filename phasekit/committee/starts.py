@@ -6,8 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .model import PSD_TOL, Committee, State
-from .plateaus import _check_model, _escape, _plateau_object
+from .model import PSD_TOL, Committee, State, full_model_only, is_reduced
+from .plateaus import _escape, _plateau_object
 
 __all__ = ['initial_state']
 
@@ -53,6 +53,18 @@ def _into_cone(model: Committee, v: np.ndarray) -> State:
     return State(s.R, 0.5 * (Q + Q.T), s.v)
 
 
+def _reduced_start(model: Any, X: float, Q0: Any, kind: str) -> np.ndarray:
+    """The diagonal start of a reduced model in its coordinates (see :func:`initial_state`)."""
+    if kind != "diagonal":
+        raise ValueError(f"kind: a reduced model ({model.subspace} subspace) starts from the diagonal start only "
+                         f"(R = X, Q = Q0, the others 0), got {kind!r}; use model.parent for the others")
+    q0 = np.unique(np.atleast_1d(np.asarray(0.25 if Q0 is None else Q0, dtype=float)))
+    if q0.size != 1 or not (np.isfinite(q0[0]) and q0[0] > 0):
+        raise ValueError(f"Q0: a start in the {model.subspace} subspace needs one student norm > 0, got {Q0!r}")
+    common = {"R": X, "Q": float(q0[0]), "v": float(model.parent.student_weights[0])}
+    return model.validate_state(np.array([common.get(name, 0.0) for name in model.labels]), "initial state")
+
+
 def initial_state(
     model: Committee,
     X: float,
@@ -91,6 +103,10 @@ def initial_state(
     Returns
     -------
     State
+        For a reduced model (:meth:`Committee.restrict`) its reduced vector:
+        the diagonal start only (``R = X``, ``Q = Q0`` one norm, default 0.25,
+        the common ``v`` the model's student weight, the other order
+        parameters 0; e.g. ``(R, S, Q, C) = (X, 0, Q0, 0)``).
 
     Raises
     ------
@@ -98,7 +114,8 @@ def initial_state(
         ``X`` negative or not finite, ``Q0`` not positive, unknown ``kind``,
         or the resulting covariance not positive semidefinite.
     """
-    _check_model(model)
+    if not is_reduced(model):
+        full_model_only(model, "initial_state")
     try:
         X = float(X)
     except (TypeError, ValueError):
@@ -107,6 +124,8 @@ def initial_state(
         raise ValueError(f"X: symmetry-breaking amplitude must be finite and >= 0, got {X!r}")
     if kind not in INITIAL_KINDS:
         raise ValueError(f"kind: must be one of {INITIAL_KINDS}, got {kind!r}")
+    if is_reduced(model):
+        return _reduced_start(model, X, Q0, kind)
     K, M = model.K, model.M
     if kind == "plateau":
         if Q0 is not None:

@@ -26,7 +26,7 @@ from ..core.results import ScalarResult
 from .cone import _pull_inside
 from .landmarks import _perfect_vector, find_fixed_point
 from .linearisation import CommitteeFixedPoint
-from .model import Committee, State
+from .model import Committee, State, full_model_only, is_reduced
 
 __all__ = ["SteadyEta", "optimal_steady_eta", "steady_state"]
 
@@ -40,9 +40,14 @@ _SPARE_NORM = 1e-2
 
 
 def _check(model: Any) -> None:
-    if not isinstance(model, Committee):
-        raise ValueError(f"model: expected a phasekit.Committee, got {type(model).__name__}")
+    if not is_reduced(model):  # a reduced model: its own flow's steady state, inside the subspace
+        full_model_only(model, "the steady state")
     model.require_autonomous("the steady state")
+
+
+def _eg(model: Any, fp: Any) -> float:
+    """eps_g of a fixed point (a reduced model's ``FixedPoint`` is its reduced vector)."""
+    return float(model.eg_vector(fp.vector)) if is_reduced(model) else float(fp.eg)
 
 
 def _matched_vector(model: Committee) -> np.ndarray:
@@ -50,8 +55,11 @@ def _matched_vector(model: Committee) -> np.ndarray:
 
     ``R = Q = T`` (``v = w``) for K = M.  For K > M the spare students have
     ``R = 0``, ``Q_jj = 0.01`` (``v_j = 0`` when trained); for K < M the
-    students take the first K teacher units.
+    students take the first K teacher units.  A reduced model: its perfect
+    solution in its coordinates.
     """
+    if is_reduced(model):
+        return model.perfect_vector()
     if model.K == model.M:
         return _perfect_vector(model)
     K, M = model.K, model.M
@@ -72,12 +80,14 @@ def _from_flow(model: Committee, start: np.ndarray, opts: NewtonOptions,
     """Newton from where the flow from ``start`` stops (``None`` if it does not stop at a fixed point)."""
     from .asymptotics import asymptotic_eg
 
-    v0 = _pull_inside(model, start)
-    res = asymptotic_eg(model, State.from_vector(v0, model.K, model.M), newton=opts, alpha_max=alpha_max)
+    reduced = is_reduced(model)
+    v0 = start if reduced else _pull_inside(model, start)
+    res = asymptotic_eg(model, v0 if reduced else State.from_vector(v0, model.K, model.M), newton=opts,
+                        alpha_max=alpha_max)
     if res.status != "converged" or res.fixed_point is None:
         return None
     fp = res.fixed_point
-    return replace(fp, label="perfect",
+    return replace(fp, **({} if reduced else {"label": "perfect"}),
                    message=f"{fp.message}; Newton from where the flow from the matched start stops "
                            f"(alpha = {res.alpha:.6g})")
 
@@ -99,8 +109,11 @@ def steady_state(model: Committee, *, newton: NewtonOptions | Mapping[str, Any] 
 
     Parameters
     ----------
-    model : Committee
-        Autonomous (no schedule); any K, M.
+    model : Committee or a reduced model
+        Autonomous (no schedule); any K, M.  A reduced model
+        (:meth:`Committee.restrict`): the steady state of its reduced flow
+        (a :class:`~phasekit.core.results.FixedPoint` in its coordinates,
+        linearised inside the subspace; ``guess`` a reduced vector).
     newton : NewtonOptions, mapping or None
     guess : ndarray, shape (n_state,), optional
     flow_alpha_max : float, optional
@@ -214,7 +227,7 @@ def optimal_steady_eta(model: Committee, eta_range: tuple[float, float] = (1e-3,
 
     def objective(log_eta: float) -> float:
         fp = solve(log_eta)
-        return fp.eg if fp.success and fp.stable else np.inf
+        return _eg(model, fp) if fp.success and fp.stable else np.inf
 
     # a coarse scan picks the basin (the objective is infinite where no stable steady state exists)
     grid = np.linspace(np.log(lo), np.log(hi), 17)
@@ -225,7 +238,7 @@ def optimal_steady_eta(model: Committee, eta_range: tuple[float, float] = (1e-3,
     j = int(np.nanargmin(np.where(np.isfinite(vals), vals, np.nan)))
     if j in (0, len(grid) - 1):
         fp = solve(grid[j])
-        return SteadyEta(value=float(np.exp(grid[j])), eg=fp.eg, fixed_point=fp, bracket=(lo, hi),
+        return SteadyEta(value=float(np.exp(grid[j])), eg=_eg(model, fp), fixed_point=fp, bracket=(lo, hi),
                          precision=0.0, n_evaluations=len(seen), status="not_reached",
                          message=f"the steady-state error is smallest at the end eta = {np.exp(grid[j]):g} "
                                  "of eta_range")
@@ -234,8 +247,9 @@ def optimal_steady_eta(model: Committee, eta_range: tuple[float, float] = (1e-3,
                                    options={"xatol": 0.5 * xtol, "maxiter": 200})
     eta = float(np.exp(res.x))
     fp = solve(res.x)
-    ok = bool(res.success) and fp.success and np.isfinite(fp.eg)
-    return SteadyEta(value=eta if ok else math.nan, eg=fp.eg, fixed_point=fp, bracket=(lo, hi),
+    eg = _eg(model, fp)
+    ok = bool(res.success) and fp.success and np.isfinite(eg)
+    return SteadyEta(value=eta if ok else math.nan, eg=eg, fixed_point=fp, bracket=(lo, hi),
                      precision=xtol * eta, n_evaluations=len(seen), status="ok" if ok else "failed",
-                     message=(f"smallest steady-state eps_g {fp.eg:.6g} at eta = {eta:.6g}" if ok
+                     message=(f"smallest steady-state eps_g {eg:.6g} at eta = {eta:.6g}" if ok
                               else f"the minimisation failed: {res.message}"))

@@ -300,9 +300,18 @@ class ReducedCommittee:
     :func:`~phasekit.committee.dynamics.integrate`,
     :func:`~phasekit.committee.stability.critical_eta` /
     :func:`~phasekit.committee.stability.optimal_eta` (restricted values),
-    the fixed-point functions, plateaus and studies; has its own
-    :meth:`perfect_solution`, :meth:`symmetric_plateau`,
-    :meth:`find_fixed_point` and :meth:`jacobian`.
+    the plateau and convergence times of its trajectories,
+    :func:`~phasekit.committee.asymptotics.asymptotic_eg`,
+    :func:`~phasekit.committee.search.fixed_points`,
+    :func:`~phasekit.committee.branches.continuation`,
+    :func:`~phasekit.committee.steady.steady_state` /
+    :func:`~phasekit.committee.steady.optimal_steady_eta`, ``jacobian``,
+    ``linearise``, ``eta_structure``, ``annealing_asymptote``,
+    ``initial_state`` (its diagonal start;
+    all in its coordinates), and has its
+    own :meth:`perfect_solution`, :meth:`symmetric_plateau`,
+    :meth:`find_fixed_point` and :meth:`jacobian`.  What needs the whole state
+    (``simulate``, ``sector_stability``) refuses it and points to :attr:`parent`.
 
     Attributes
     ----------

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import ScaledTranslation
 
-from .common import label, new_figure, register_figure, trajectories
+from .common import label, new_figure, _order_block, register_figure, trajectories
 
 __all__ = ["order_parameters", "eg_curves", "learning_curves", "stacked_order_parameters", "stored_trajectories"]
 
@@ -28,16 +28,40 @@ def _time(ds: xr.Dataset, time: str | None) -> tuple[np.ndarray, str]:
 
 def _model_text(ds: xr.Dataset) -> str:
     order = "first order" if not int(ds.attrs.get("second_order", 1)) else "with eta^2 term"
+    where = f", {str(ds.attrs['subspace']).replace('_', '-')} subspace" if "subspace" in ds.attrs else ""
     return (f"{ds.attrs.get('activation', '')}, K = {ds.attrs.get('K')}, M = {ds.attrs.get('M')}, "
-            f"eta = {float(ds.attrs.get('eta', np.nan)):.3g}, {order}")
+            f"eta = {float(ds.attrs.get('eta', np.nan)):.3g}, {order}{where}")
+
+
+def _reduced_block(ds: xr.Dataset, block: str) -> list[str]:
+    """The reduced order parameters of a reduced trajectory (attribute ``subspace``) in ``block`` ("R", "Q", "v")."""
+    return [str(v) for v in ds.data_vars if ds[v].dims == ("alpha",) and v not in ("eg", "learning_rate")
+            and ds[v].attrs.get("block", _order_block(str(v))) == block]
 
 
 def _panel_lines(ax: Axes, t: np.ndarray, ds: xr.Dataset, var: str) -> None:
+    """The overlaps ``var`` ("R" or "Q"): every entry of a full trajectory, every reduced order parameter of
+    that block (R, S or Q, C, ...: solid the first, dashed the others) of a reduced one."""
+    if "subspace" in ds.attrs:
+        for j, name in enumerate(_reduced_block(ds, var)):
+            defined = ds[name].attrs.get("definition", "")
+            ax.plot(t, ds[name].values, ls="-" if j == 0 else "--", label=f"{name} = {defined}" if defined else name)
+        return
     vals = ds[var].values
     K, J = vals.shape[-2:]
     for a in range(K):
         for b in range(a if var == "Q" else 0, J):
             ax.plot(t, vals[:, a, b], ls="-" if a == b else "--", label=f"{var}{a + 1}{b + 1}")
+
+
+def _overlap_label(ds: xr.Dataset, var: str) -> str:
+    """The axis label of the overlaps ``var`` ("R", "Q"; of a reduced trajectory: its order parameters of that block)."""
+    if "subspace" not in ds.attrs:
+        return label(ds[var])
+    names = _reduced_block(ds, var)
+    what = {"R": "student-teacher overlaps", "Q": "student-student overlaps"}[var]
+    units = ds[names[0]].attrs.get("units", "1") if names else "1"
+    return label(xr.DataArray(0.0, attrs={"long_name": f"{what} {', '.join(names)}", "units": units}))
 
 
 def _mark_stop(ax: Axes, t: np.ndarray, eg: np.ndarray, top: float | None = None, *, ms: float = 9,
@@ -69,7 +93,10 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
     Parameters
     ----------
     ds : xarray.Dataset
-        A trajectory (``R(alpha, i, n)``, ``Q(alpha, i, k)``, ``eg(alpha)``).
+        A trajectory (``R(alpha, i, n)``, ``Q(alpha, i, k)``, ``eg(alpha)``), or
+        a reduced one (attribute ``subspace``: ``R``, ``S``, ``Q``, ``C``
+        along alpha, from ``integrate`` of a reduced model), whose panels
+        draw its order parameters with what each is (``S = R_in, i != n``).
     time : {"alpha", "eta_alpha"}, optional
         Horizontal axis; default ``eta_alpha`` for first-order runs, else ``alpha``.
     title : str, optional
@@ -90,8 +117,9 @@ def order_parameters(ds: xr.Dataset, *, time: str | None = None, title: str | No
     if ds.attrs.get("status") == "diverged":
         _mark_stop(axes[2], t, eg, ms=8)
         axes[2].plot([], [], "x", color="crimson", ms=8, mew=2, label="diverged: run stopped here")
-    for ax, var in zip(axes, ("R", "Q", "eg")):
-        ax.set_ylabel(label(ds[var]))
+    for ax, var in zip(axes, ("R", "Q")):
+        ax.set_ylabel(_overlap_label(ds, var))
+    axes[2].set_ylabel(label(ds["eg"]))
     if log_eg and np.any(eg > 0):
         floor = max(np.nanmax(eg) * 1e-8, 1e-12)
         axes[2].set_yscale("log")
@@ -156,9 +184,10 @@ def stored_trajectories(ds: xr.Dataset, time: str | None = None,
     found = trajectories(ds)
     out = []
     for j, (lab, traj) in enumerate(found):
+        where = f", {str(traj.attrs['subspace']).replace('_', '-')} subspace" if "subspace" in traj.attrs else ""
         out.append((f"point{j}", f"Trajectory at {lab}",
                     order_parameters(traj, time=time, title=f"Order parameters at {lab} ({traj.attrs.get('activation')}, "
-                                                            f"{traj.attrs.get('status')})")))
+                                                            f"{traj.attrs.get('status')}{where})")))
     if len(found) > 1:
         out.append(("eg", "eps_g of the stored trajectories",
                     eg_curves([t for _, t in found], labels=[lab for lab, _ in found], time=time, logx=logx,
@@ -251,7 +280,7 @@ def stacked_order_parameters(ds: xr.Dataset, time: str = "eta_alpha", title: str
                                          ("eg", "generalisation error"))):
             ax = axes[r, c]
             ax.set_xlabel(label(run[time]))
-            ax.set_ylabel(label(run[var]))
+            ax.set_ylabel(_overlap_label(run, var) if var != "eg" else label(run[var]))
             ax.set_title(f"{name} ({lab})", fontsize=10)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1,

@@ -242,14 +242,73 @@ def _trajectory(alpha: np.ndarray, R: np.ndarray, Q: np.ndarray, eg: np.ndarray,
         attrs={**attrs, "K": K, "M": M})
 
 
+# The reduced order parameters of a study's trajectories in a subspace, by output name: the symbol
+# integrate's reduced datasets use.  Other outputs along ``sample`` keep their name as their symbol.
+_REDUCED_SYMBOLS = {"R_ii": "R", "R_in": "S", "Q_ii": "Q", "Q_ik": "C", "v_common": "v", "Q_ik_in_group": "C1",
+                    "Q_ik_across_groups": "C2"}
+
+
+def _order_block(symbol: str) -> str:
+    """Which overlaps a reduced order parameter belongs to, from its symbol's first letter.
+
+    ``"R"`` (student-teacher: R, S, ...), ``"Q"`` (student-student: Q, C,
+    C1, ...), ``"v"`` (second-layer weights), ``""`` otherwise.
+    """
+    return {"R": "R", "S": "R", "Q": "Q", "C": "Q", "v": "v"}.get(symbol[:1], "")
+
+
+def _reduced_trajectory(alpha: np.ndarray, order: Mapping[str, tuple[np.ndarray, Mapping]], eg: np.ndarray,
+                        attrs: dict) -> xr.Dataset:
+    """A reduced trajectory in the layout of ``integrate``: one variable per order parameter along alpha.
+
+    ``order`` maps a study output name to its values and attributes; each
+    variable gets its symbol as name and the attributes ``definition`` (what
+    it is in the full overlaps, e.g. ``R_in, i != n``) and ``block``.
+    """
+    n = int(np.sum(np.isfinite(alpha)))
+    eta = float(attrs.get("eta", 1.0))
+    data = {}
+    for name, (vals, vattrs) in order.items():
+        sym = _REDUCED_SYMBOLS.get(name, name)
+        long_name = str(vattrs.get("long_name", sym))
+        defined = long_name.split(" = ", 1)[1].split(" (")[0] if " = " in long_name else long_name
+        data[sym] = ("alpha", np.asarray(vals)[:n], {"long_name": long_name, "units": vattrs.get("units", "1"),
+                                                     "definition": defined, "block": _order_block(sym)})
+    data["eg"] = ("alpha", eg[:n], {"long_name": "generalisation error eps_g", "units": "1"})
+    a = alpha[:n]
+    return xr.Dataset(data, coords={
+        "alpha": ("alpha", a, {"long_name": "examples per input dimension alpha", "units": "1"}),
+        "eta_alpha": ("alpha", eta * a, {"long_name": "scaled time eta alpha", "units": "1"})},
+        attrs={"subspace": "reduced", **attrs})
+
+
+def _reduced_names(ds: xr.Dataset, prefix: str, along: str) -> list[str]:
+    """The reduced order parameters a study stores along ``along`` (``sample``): every such output but alpha, eg."""
+    return [str(v) for v in ds.data_vars if str(v).startswith(prefix) and along in ds[v].dims
+            and str(v)[len(prefix):] not in ("alpha", "eg")]
+
+
 def trajectories(ds: xr.Dataset) -> list[tuple[str, xr.Dataset]]:
     """The committee trajectories a dataset stores, as ``(label, trajectory)`` in the layout of ``integrate``.
 
     Either the ``[report] trajectories`` points (``trajectory_*`` variables
     along ``trajectory``) or, with the ``trajectory`` measure, every grid point.
+    A study in a subspace (``model.subspace``) stores reduced order
+    parameters (``R_ii``, ``R_in``, ...): its trajectories are reduced ones
+    (variables ``R``, ``S``, ``Q``, ``C`` [, ``v``] along alpha, attribute
+    ``subspace``), as ``integrate`` gives for a reduced model.
     """
     out = []
     dims = grid_dims(ds)
+
+    def build(sub: xr.Dataset, prefix: str, attrs: dict) -> xr.Dataset:
+        alpha, eg = sub[f"{prefix}alpha"].values, sub[f"{prefix}eg"].values
+        if f"{prefix}R" in sub:
+            return _trajectory(alpha, sub[f"{prefix}R"].values, sub[f"{prefix}Q"].values, eg, attrs)
+        order = {name[len(prefix):]: (sub[name].values, sub[name].attrs)
+                 for name in _reduced_names(sub, prefix, "sample")}
+        return _reduced_trajectory(alpha, order, eg, attrs)
+
     if "trajectory" in ds.dims:
         status = status_names_of(ds["trajectory_status"])
         for t in range(ds.sizes["trajectory"]):
@@ -257,11 +316,9 @@ def trajectories(ds: xr.Dataset) -> list[tuple[str, xr.Dataset]]:
             attrs = {**point_values(ds, j), "status": str(status[t]),
                      "message": str(ds["trajectory_message"].values[t]),
                      "alpha_end": float(ds["trajectory_alpha_end"].values[t])}
-            sub = ds.isel(trajectory=t)
-            out.append((str(ds["trajectory"].values[t]), _trajectory(
-                sub["trajectory_alpha"].values, sub["trajectory_R"].values, sub["trajectory_Q"].values,
-                sub["trajectory_eg"].values, attrs)))
-    elif "R" in ds and "sample" in ds["R"].dims:
+            out.append((str(ds["trajectory"].values[t]), build(ds.isel(trajectory=t), "trajectory_", attrs)))
+    elif ("R" in ds and "sample" in ds["R"].dims) or ("eg" in ds and "sample" in ds["eg"].dims
+                                                      and _reduced_names(ds, "", "sample")):
         status = status_names_of(ds["status"]).ravel()
         shape = [ds.sizes[d] for d in dims]
         for j in range(int(np.prod(shape, dtype=int))):
@@ -269,8 +326,7 @@ def trajectories(ds: xr.Dataset) -> list[tuple[str, xr.Dataset]]:
             sub = ds.isel({d: int(v) for d, v in pos.items()})
             attrs = {**point_values(ds, j), "status": str(status[j]), "alpha_end": float(sub["alpha_end"])}
             lab = ", ".join(f"{d} = {fmt(sub[d].values.item())}" for d in dims if d in sub.coords)
-            out.append((lab, _trajectory(sub["alpha"].values, sub["R"].values, sub["Q"].values, sub["eg"].values,
-                                         attrs)))
+            out.append((lab, build(sub, "", attrs)))
     return out
 
 

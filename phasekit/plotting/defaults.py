@@ -48,7 +48,8 @@ def default_figures(ds: xr.Dataset) -> list[dict]:
         for var in ("plateau_length", "escape_eigenvalue", "asymptotic_eg"):
             if var in have and not (var == "plateau_length" and "X" in dims):
                 specs.append({"kind": "lines", "name": f"{var}_vs_eta", "var": var, "x": "eta", "hue": hue})
-    if "trajectory" in ds.dims or ("R" in have and "sample" in ds.dims):
+    # the trajectory measure's: full R, Q, or a subspace's reduced order parameters (eps_g along the run both)
+    if "trajectory" in ds.dims or ("eg" in have and "sample" in ds["eg"].dims):
         specs.append({"kind": "trajectories", "name": "trajectory",
                       "caption": "Overlaps and eps_g along the run, sampled as the study asks, up to where it "
                                  "stopped."})

@@ -497,7 +497,8 @@ def measure_asymptotic_eg(ctx: PointContext, settings: dict) -> Outcome:
     """eps_g of the fixed point the flow ends at (:func:`phasekit.committee.asymptotics.asymptotic_eg`).
 
     A run that has not stopped by its horizon keeps its last eps_g (status
-    ``not_reached``); a diverged run gives NaN.
+    ``not_reached``); a diverged run gives NaN.  In a subspace (``model.subspace``)
+    the reduced flow's end point.
     """
     kw = {"speed_tol": settings["speed_tol"]} if settings["speed_tol"] is not None else {}
     res = asymptotic_eg(point_model(ctx), point_start(ctx), solver=ctx.solver, newton=ctx.newton, **kw)
@@ -573,11 +574,17 @@ def measure_steady_eg(ctx: PointContext, settings: dict) -> Outcome:
 
     :func:`phasekit.committee.steady.steady_state` with the ``[newton]``
     settings, independent of the start; status ``failed`` where it was not found.
+    In a subspace (``model.subspace``) the reduced flow's steady state (``R``, ``Q``
+    of its order parameters).
     """
     model = point_model(ctx)
     fp = _memo(("steady",) + _model_key(model, ctx.newton), lambda: steady_state(model, newton=ctx.newton))
     values = {"steady_eg": math.nan, "steady_R": math.nan, "steady_Q": math.nan, "steady_n_unstable": math.nan}
-    if fp.success:
+    if fp.success and getattr(model, "subspace", None) is not None:
+        z = dict(zip(model.labels, fp.vector))
+        values.update(steady_eg=float(model.eg_vector(fp.vector)), steady_R=float(z["R"]), steady_Q=float(z["Q"]),
+                      steady_n_unstable=int(fp.n_unstable))
+    elif fp.success:
         values.update(steady_eg=float(fp.eg), steady_R=float(np.mean(np.diag(fp.state.R))),
                       steady_Q=float(np.mean(np.diag(fp.state.Q))), steady_n_unstable=int(fp.n_unstable))
     return Outcome(values, fp.status, fp.message)
@@ -680,11 +687,10 @@ def measure_plateau_second_layer(ctx: PointContext, settings: dict) -> Outcome:
 # --- a reduced model (model.subspace): which measures serve it ---------------------------------------
 
 # Measures of the whole state (K x K overlaps, microscopic runs) or of fixed points the reduced model
-# does not have (the flow's end point, steady states, noise floors): refused in a subspace.
-_FULL_SPACE_ONLY = ("asymptotic_eg", "steady_eg", "simulation", "spread", "noise_floor", "plateau_second_layer",
-                    "steady_eta", "annealing_asymptote")
+# does not have (noise floors from a guess of the full state): refused in a subspace.
+_FULL_SPACE_ONLY = ("simulation", "spread", "noise_floor", "plateau_second_layer")
 # Measures that integrate from the point's start: in a subspace it must lie in it.
-_FROM_START = ("trajectory", "final_eg", "convergence_time", "plateau_length")
+_FROM_START = ("trajectory", "final_eg", "convergence_time", "plateau_length", "asymptotic_eg")
 
 
 def _subspace_start_problem(study: Any) -> str | None:
@@ -730,4 +736,5 @@ def wrap_subspace_checks() -> None:
             MEASURES[name] = replace(spec, check=_in_subspace(name, spec.check))
 
 
-_SUBSPACE_MEASURES = ("trajectory", "final_eg", "convergence_time", "plateau_length", "plateau", "eta_c", "eta_opt")
+_SUBSPACE_MEASURES = ("trajectory", "final_eg", "convergence_time", "plateau_length", "plateau", "asymptotic_eg",
+                      "eta_c", "eta_opt", "steady_eg", "steady_eta", "annealing_asymptote")

@@ -333,9 +333,6 @@ def _check_report(chk: _Checker, data: Mapping, axes: list[Axis], system: System
     if "trajectories" in rep_in:
         if system.name != "committee":
             raise chk.fail("report.trajectories", "stored trajectories are a committee study's; use a measure")
-        if isinstance(data.get("model"), Mapping) and data["model"].get("subspace") is not None:
-            raise chk.fail("report.trajectories", "stored trajectories are drawn from the full R and Q, but "
-                           "model.subspace restricts the flow to a subspace; use the trajectory measure")
         trajs = rep_in["trajectories"]
         if not isinstance(trajs, list):
             raise chk.fail("report.trajectories", f"must be a list of tables, got {type(trajs).__name__}")
