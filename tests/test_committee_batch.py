@@ -91,3 +91,16 @@ def test_points_without_stored_samples_skip_the_second_pass(monkeypatch):
         np.testing.assert_array_equal(bare[v].values, sampled[v].values)
     # (eps_g of the samples is computed for a batch at once: equal to its last bits)
     np.testing.assert_allclose(bare["final_eg"].values, sampled["final_eg"].values, rtol=1e-13)
+
+
+def test_stored_trajectories_stay_per_point_unless_every_point_is_sampled():
+    """A [report] trajectory point is integrated by `integrate` (one pass samples it), whatever is pending."""
+    report = {"trajectories": [{"eta": 1.5, "K": 2}]}
+    st = small_study(report=report)
+    j = st.trajectory_points()[0]
+    tasks = [(i, True, i == j) for i in range(st.n_points)]
+    pf = committee_batch.Prefetch(st, tasks)
+    assert pf._point(j) is None and pf._point((j + 1) % st.n_points) is not None
+    assert committee_batch.Prefetch(st, [(j, False, True)])._point(j) is None  # resumed: still per point
+    every = small_study(report=report, measures={"final_eg": {}, "trajectory": {}})
+    assert committee_batch.Prefetch(every, tasks)._point(j) is not None

@@ -76,11 +76,18 @@ class Prefetch:
         # others' measures read only where and how the run ended, so their batch is integrated
         # without the second pass that samples early stops (the same steps, the same end).
         self.sampled = {int(j) for j, rec, traj in tasks if traj or (rec and "trajectory" in study.measures)}
+        # Without the "trajectory" measure, the points of [report] trajectories are left to the
+        # per-point path: alone in their batch they would cost two passes (to the stop, then
+        # sampled up to it), where `integrate` samples its dense output in one.  Chosen by the
+        # study alone, so a point's numbers never depend on which points are still to compute.
+        self.per_point = set() if "trajectory" in study.measures else {int(j) for j in study.trajectory_points()}
         self._ready: dict[int, dict] = {}
         self._done_blocks: set[int] = set()
 
     def _point(self, j: int) -> Any:
         """``(key, model, start, horizon, sampling, thresholds)`` of point ``j``, or None (per-point path)."""
+        if j in self.per_point:
+            return None
         try:
             ctx = PointContext(self.study, j)
             model = point_model(ctx)
