@@ -112,6 +112,7 @@ def write_report(ds: xr.Dataset | str | Path, outdir: str | Path | None = None, 
 
 
 _TO_SAVE: list = []  # the figures a forked child saves (inherited, never pickled)
+_SAVE_PROCESSES: int | None = None  # processes that save figures: None one per core, 1 this process
 
 
 def _child_signals() -> None:
@@ -131,7 +132,8 @@ def _save_figures(drawn: list) -> None:
     import multiprocessing
     import threading
 
-    n = min(len(drawn), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = min(len(drawn), cores if _SAVE_PROCESSES is None else _SAVE_PROCESSES)
     if n < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
         for fig, path in drawn:
             save_figure(fig, path)
