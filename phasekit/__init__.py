@@ -25,7 +25,6 @@ numerical core              ``core`` (activations, closed_forms, kernels,
 The public API is re-exported here.
 """
 
-from . import deep_linear, lazy_training, propagation
 from ._version import __version__
 from .committee import (
     INITIAL_KINDS,
@@ -74,21 +73,17 @@ from .committee.model import Committee, State
 from .core import Activation, activation, available_activations, register_activation
 from .core.options import NewtonOptions, ParallelOptions, SolverOptions
 from .core.results import STATUS, FixedPoint, Result
-from .study import (
-    MEASURES,
-    Study,
-    StudyError,
-    convergence_time_vs_eta,
-    lazy_sweep,
-    load_study,
-    parse_study,
-    phase_diagram,
-    plateau_scaling,
-    register_measure,
-    run_study,
-    stability_boundary,
-    sweep,
-)
+
+# Loaded on first use (the module's __getattr__), so that ``import phasekit`` costs what the
+# committee's numerics need: the study layer, the three smaller systems and the views
+# (report, plotting: matplotlib).  ``phasekit.X`` and ``from phasekit import X`` work as before.
+_LAZY = {
+    **dict.fromkeys(("MEASURES", "Study", "StudyError", "convergence_time_vs_eta", "lazy_sweep", "load_study",
+                     "parse_study", "phase_diagram", "plateau_scaling", "register_measure", "run_study",
+                     "stability_boundary", "sweep"), "study"),
+    "write_report": "report",
+}
+_SUBPACKAGES = ("cli", "deep_linear", "lazy_training", "plotting", "propagation", "report", "study")
 
 __all__ = [
     "__version__",
@@ -110,13 +105,16 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # The views (report, plotting) load matplotlib: import them on first use only,
-    # so that ``import phasekit`` costs what the numerics need.
     import importlib
 
-    if name == "write_report":
-        return importlib.import_module(".report", __name__).write_report
-    if name in ("report", "plotting", "cli"):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBPACKAGES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_SUBPACKAGES))

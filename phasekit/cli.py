@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: outputs/<study name>, outputs/<study name>-quick with --quick)")
     p.add_argument("--scheduler", default=None, help="address of a running dask scheduler to use")
     p.add_argument("--workers", type=int, default=None,
-                   help="local worker processes (default: one per core; 0 or 1: in this process); at most "
+                   help="local worker processes (default: the study's [run] n_workers, else one per core; 0 or 1: in "
+                        "this process); at most "
                         "4 per core unless the environment variable PHASEKIT_MAX_WORKERS allows more")
     p.add_argument("--batch-size", type=int, default=None, help="grid points per task (>= 1)")
     p.add_argument("--batch-points", type=int, default=None,
@@ -219,6 +220,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_figures(study)
     outdir = args.outdir or Path("outputs") / (f"{study.name}-quick" if args.quick else study.name)
     extra = {} if args.batch_points is None else {"batch_points": args.batch_points}
+    if args.workers is None and study.run.get("n_workers") is not None:
+        workers = study.run["n_workers"]  # the study's [run] n_workers
     parallel = ParallelOptions(n_workers=workers, scheduler=args.scheduler, batch_size=args.batch_size,
                                worker_timeout=args.worker_timeout, **extra)
     ds = run_study(study, outdir=outdir, parallel=parallel, fresh=args.fresh, repair=args.repair,

@@ -95,17 +95,62 @@ def write_report(ds: xr.Dataset | str | Path, outdir: str | Path | None = None, 
     outdir = Path(outdir)
     _check_writable(outdir)
     figures = []  # (title, path, caption)
+    drawn = []  # (Figure, path)
     specs = study.report.get("figures") or default_figures(ds)
     for spec in specs:
         if spec["kind"] == "trajectories" and not trajectories:
             continue
         for name, title, fig in draw(ds, spec):
-            figures.append((title or spec.get("title") or name.replace("_", " "),
-                            save_figure(fig, outdir / "figures" / f"{name}.png"), spec.get("caption", "")))
+            drawn.append((fig, outdir / "figures" / f"{name}.png"))
+            figures.append((title or spec.get("title") or name.replace("_", " "), drawn[-1][1],
+                            spec.get("caption", "")))
+    _save_figures(drawn)
     lines = _markdown(ds, study, figures, outdir, dataset_path)
     path = outdir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+_TO_SAVE: list = []  # the figures a forked child saves (inherited, never pickled)
+_SAVE_PROCESSES: int | None = None  # processes that save figures: None one per core, 1 this process
+
+
+def _child_signals() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command line's handlers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends the pool
+
+
+def _save_one(j: int) -> None:
+    save_figure(*_TO_SAVE[j])
+
+
+def _save_figures(drawn: list) -> None:
+    """Write the figures as PNG; rendering costs most of a report, so two or more go to forked
+    processes, one per core, when this process runs no other thread (a fork copies no thread)."""
+    import multiprocessing
+    import threading
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = min(len(drawn), cores if _SAVE_PROCESSES is None else _SAVE_PROCESSES)
+    if n < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for fig, path in drawn:
+            save_figure(fig, path)
+        return
+    for _, path in drawn:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _TO_SAVE[:] = drawn
+    pool = multiprocessing.get_context("fork").Pool(n, initializer=_child_signals)
+    try:
+        pool.map(_save_one, range(len(drawn)), chunksize=1)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+        _TO_SAVE.clear()
 
 
 def _settings(study: Study) -> list[str]:

@@ -47,12 +47,60 @@ def test_a_study_batched_equals_it_point_by_point(tmp_path, monkeypatch):
 
 
 def test_only_models_rounded_alone_are_batched():
-    """relu at second order (its I4 factorises covariances, rounded with the batch) stays per point."""
-    st = small_study(grid={"eta": [0.5, 1.5]}, model={"K": 2, "M": "K", "activation": "relu", "second_order": True})
+    """A quadrature activation (its expectations rounded with the batch) stays per point; relu is batched."""
+    st = small_study(grid={"eta": [0.5, 1.5]}, model={"K": 2, "M": "K", "activation": "tanh", "second_order": True})
     pf = committee_batch.Prefetch(st, [(0, True, False), (1, True, False)])
     assert pf.enabled and pf._point(0) is None and pf.take(0) is None
+    relu2 = small_study(grid={"eta": [0.5, 1.5]}, model={"K": 2, "M": "K", "activation": "relu",
+                                                          "second_order": True})
+    assert committee_batch.Prefetch(relu2, [(0, True, False)])._point(0) is not None
     first = small_study(grid={"eta": [0.5, 1.5]}, model={"K": 2, "M": "K", "activation": "relu",
                                                           "second_order": False})
     assert committee_batch.Prefetch(first, [(0, True, False)])._point(0) is not None
     lsoda = small_study(solver={"method": "LSODA"})
     assert not committee_batch.Prefetch(lsoda, [(0, True, False)]).enabled
+
+
+def test_points_without_stored_samples_skip_the_second_pass(monkeypatch):
+    """Only a point whose samples are read is sampled up to its stop (a second pass); the others are
+    integrated to their end alone, with the very same end, crossing and eps_g; relu second order batched."""
+    grid = {"eta": [0.5, 1.5], "activation": ["erf", "relu"]}
+    kw = dict(grid=grid, model={"K": 2, "M": "K", "second_order": True},
+              integration={"eta_alpha_max": 60.0, "n_points": 41, "stop_eg": 1e-2})
+    calls = []
+    real = committee_batch.integrate_batch
+
+    def spy(models, *args, **kwargs):
+        calls.append(("alpha_eval" in kwargs, len(models)))
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(committee_batch, "integrate_batch", spy)
+    ends = small_study(measures={"convergence_time": {"threshold": 3e-2}, "final_eg": {}}, **kw)
+    per = run_study(ends, progress=False)
+    bare = run_study(ends, progress=False, parallel={"batch_points": 64})
+    assert sorted(calls) == [(True, 2), (True, 2)]  # erf and relu, start and end only
+    calls.clear()
+    sampled = run_study(small_study(measures={"convergence_time": {"threshold": 3e-2}, "final_eg": {},
+                                              "trajectory": {}}, **kw), progress=False,
+                        parallel={"batch_points": 64})
+    assert sorted(calls) == [(False, 2), (False, 2)]
+    assert (bare["status"].values == per["status"].values).all()
+    for v in ("convergence_time", "final_eg", "alpha_end"):
+        np.testing.assert_allclose(bare[v].values, per[v].values, rtol=1e-6, atol=1e-12)
+    for v in ("convergence_time", "alpha_end"):
+        np.testing.assert_array_equal(bare[v].values, sampled[v].values)
+    # (eps_g of the samples is computed for a batch at once: equal to its last bits)
+    np.testing.assert_allclose(bare["final_eg"].values, sampled["final_eg"].values, rtol=1e-13)
+
+
+def test_stored_trajectories_stay_per_point_unless_every_point_is_sampled():
+    """A [report] trajectory point is integrated by `integrate` (one pass samples it), whatever is pending."""
+    report = {"trajectories": [{"eta": 1.5, "K": 2}]}
+    st = small_study(report=report)
+    j = st.trajectory_points()[0]
+    tasks = [(i, True, i == j) for i in range(st.n_points)]
+    pf = committee_batch.Prefetch(st, tasks)
+    assert pf._point(j) is None and pf._point((j + 1) % st.n_points) is not None
+    assert committee_batch.Prefetch(st, [(j, False, True)])._point(j) is None  # resumed: still per point
+    every = small_study(report=report, measures={"final_eg": {}, "trajectory": {}})
+    assert committee_batch.Prefetch(every, tasks)._point(j) is not None

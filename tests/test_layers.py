@@ -183,3 +183,19 @@ def test_import_loads_no_plotting_or_cluster_library():
             "assert 'matplotlib' in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_import_defers_the_study_layer_and_the_smaller_systems():
+    # They load on first use of one of their names; every public name still resolves.
+    code = ("import sys, phasekit\n"
+            "lazy = ('phasekit.study', 'phasekit.deep_linear', 'phasekit.lazy_training', 'phasekit.propagation')\n"
+            "early = [m for m in lazy if m in sys.modules]\n"
+            "assert not early, early\n"
+            "from phasekit import sweep\n"
+            "assert 'phasekit.study' in sys.modules and sweep is phasekit.study.sweep\n"
+            "missing = [n for n in phasekit.__all__ if not hasattr(phasekit, n)]\n"
+            "assert not missing, missing\n"
+            "assert phasekit.propagation is sys.modules['phasekit.propagation']\n"
+            "assert set(phasekit.__all__) <= set(dir(phasekit))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

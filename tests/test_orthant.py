@@ -757,3 +757,20 @@ def test_round_off_indefiniteness_is_tolerated():
     assert np.linalg.eigvalsh(bumped)[0] < 0
     assert abs(relu_I4(bumped) - relu_I4(C)) < 1e-9
     assert abs(orthant4(bumped) - orthant4(C)) < 1e-9
+
+
+def test_relu_I4_of_a_matrix_does_not_depend_on_the_others_in_the_call():
+    """Each matrix is rounded alone (fixed-order sums, no BLAS product over the stack): bitwise equal
+    whether it is evaluated by itself or among 1..300 others, well-conditioned or near-singular."""
+    rng = np.random.default_rng(7)
+    A = rng.normal(size=(300, 4, 6))
+    C = A @ np.swapaxes(A, -1, -2) / 6
+    C[::3, 3] = C[::3, 2] * (1 + 1e-9)  # near-collinear c, d: other quadrature levels in the same call
+    C[::3, :, 3] = C[::3, 3, :]
+    C[::3, 3, 3] = C[::3, 2, 2] * (1 + 2e-9)
+    whole = relu_I4(C)
+    for n in (1, 2, 3, 5, 17, 64, 299):
+        part = relu_I4(C[-n:])
+        np.testing.assert_array_equal(part, whole[-n:])
+    alone = np.array([relu_I4(c) for c in C[:40]])
+    np.testing.assert_array_equal(alone, whole[:40])

@@ -167,3 +167,31 @@ def test_report_computes_nothing(tmp_path, monkeypatch):
     assert "figures/trajectory_point0.png" in text and "figures/trajectory_eg.png" in text
     assert (tmp_path / "rep" / "figures" / "trajectory_point1.png").stat().st_size > 5000
     assert "eta_opt" in text and f"{float(ds['eta_opt'].values[1]):.4g}" in text
+
+
+def test_figures_saved_in_forked_processes_equal_those_saved_here(tmp_path, monkeypatch):
+    """Two or more figures are written by forked processes: byte for byte the files this process writes."""
+    import multiprocessing
+    import threading
+
+    import phasekit.report as report
+
+    _, ds = synthetic(GRID_STUDY, _values(convergence_time=np.linspace(10, 120, 12), final_eg=np.full(12, 1e-3),
+                                          eta_c=np.repeat([4.0, 2.3, 2.0, 1.3], 3)))
+    pools = []
+    real_pool = multiprocessing.context.ForkContext.Pool
+
+    def spy(self, *args, **kwargs):
+        pools.append(args)
+        return real_pool(self, *args, **kwargs)
+
+    monkeypatch.setattr(multiprocessing.context.ForkContext, "Pool", spy)
+    forked = write_report(ds, tmp_path / "forked", trajectories=False)
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # another thread: saved here
+    here = write_report(ds, tmp_path / "here", trajectories=False)
+    assert len(pools) == (1 if len(report.os.sched_getaffinity(0)) > 1 else 0)
+    files = sorted(p.name for p in (tmp_path / "here" / "figures").glob("*.png"))
+    assert len(files) >= 3 and files == sorted(p.name for p in (tmp_path / "forked" / "figures").glob("*.png"))
+    for name in files:
+        assert (tmp_path / "forked" / "figures" / name).read_bytes() == (tmp_path / "here" / "figures" / name).read_bytes()
+    assert forked.read_text().replace("forked", "here") == here.read_text()

@@ -53,7 +53,8 @@ def run(name, tmp_path_factory):
             seen[Path(path).name] = layout_problems(fig) + units
             return save_figure(fig, path, *args, **kwargs)
 
-        with mock.patch("phasekit.report.save_figure", save_and_check):
+        # (saved in this process: the check records what it sees here)
+        with mock.patch("phasekit.report.save_figure", save_and_check), mock.patch("phasekit.report._SAVE_PROCESSES", 1):
             report = write_report(out / f"{name}.nc")
         _RUNS[name] = (ds, report)
     return _RUNS[name]

@@ -28,8 +28,8 @@ from .plateaus import Crossing
 __all__ = ["BatchTrajectories", "CommitteeBatch", "PER_POINT", "batch_key", "integrate_batch"]
 
 
-# Activations whose closed forms (I4 included) are elementwise: see CommitteeBatch.exact_rows.
-_ROWWISE = ("erf", "linear")
+# Activations whose closed forms (I4 included) are rounded matrix by matrix: see CommitteeBatch.exact_rows.
+_ROWWISE = ("erf", "linear", "relu")
 
 # Parameters that may differ between the models of one batch.
 PER_POINT = ("eta", "noise", "weight_decay", "drift", "eta_second_layer")
@@ -105,15 +105,15 @@ class CommitteeBatch:
         may round an entry differently with the batch's size), so where every
         expectation of the flow and of eps_g is an elementwise closed form,
         a model's trajectory does not depend on which models it is
-        integrated with: erf and linear, and relu at first order.  Relu's
-        I4 (a factorisation of each block's covariance) and quadrature routes
-        may differ in the last bits, and a trajectory by as much as the
-        solver's tolerance allows.
+        integrated with: erf, linear and relu (whose I4 factorises each
+        block's covariance on its own and sums its nodes in a fixed order,
+        :mod:`phasekit.core.orthant`).  Quadrature routes may differ in the
+        last bits, and a trajectory by as much as the solver's tolerance allows.
         """
         m = self.model
         if m.mixed or not (m._closed2 and m._closed_I2):
             return False
-        return m.activation.name in _ROWWISE or (m.activation.name == "relu" and not m.second_order)
+        return m.activation.name in _ROWWISE
 
     def rhs(self, V: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """``d state / d alpha`` of models ``rows`` at their states ``V``.

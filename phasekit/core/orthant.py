@@ -411,6 +411,36 @@ def _stein_terms() -> tuple[Array, ...]:
 _STEIN_W, _STEIN_YM, _STEIN_YK, _STEIN_KM, _STEIN_SCATTER, _GAMMA_W, _GAMMA_SCATTER = _stein_terms()
 
 
+def _gather_index(scatter: Array) -> Array:
+    """Per column of a 0/1 ``scatter`` (n_terms, 6): its terms' indices, padded with ``n_terms`` (a zero)."""
+    cols = [np.flatnonzero(scatter[:, p]) for p in range(scatter.shape[1])]
+    width = max(len(c) for c in cols)
+    return np.array([list(c) + [scatter.shape[0]] * (width - len(c)) for c in cols])
+
+
+_STEIN_GATHER, _GAMMA_GATHER = _gather_index(_STEIN_SCATTER), _gather_index(_GAMMA_SCATTER)
+
+
+def _scatter_sum(terms: Array, gather: Array) -> Array:
+    """``terms @ scatter`` (N, 6) as additions in a fixed order, entry by entry.
+
+    A BLAS product may round an entry differently with the number of rows it
+    is computed with; these sums do not, so a matrix's ``relu_I4`` does not
+    depend on the other matrices of the call (the batched committee flow
+    relies on it).
+    """
+    g = np.concatenate([terms, np.zeros((terms.shape[0], 1))], axis=1)[:, gather]   # (N, 6, width)
+    out = g[..., 0]
+    for c in range(1, g.shape[-1]):
+        out = out + g[..., c]
+    return out
+
+
+def _node_sum(values: Array, weights: Array) -> Array:
+    """``values @ weights`` (N, n) @ (n,) summed in node order for every row alike (see :func:`_scatter_sum`)."""
+    return np.add.accumulate(values * weights, axis=-1)[..., -1]
+
+
 def _pair_coefficients(R: Array) -> dict[str, Array]:
     """Per-matrix constants of the path integrands (independent of ``t``).
 
@@ -423,9 +453,9 @@ def _pair_coefficients(R: Array) -> dict[str, Array]:
     # The terms of _stein_terms, each added onto its pair by a 0/1 matrix.
     w = r[:, _STEIN_W]
     yk_km = r[:, _STEIN_YK] * r[:, _STEIN_KM]
-    alpha = (w * (r[:, _STEIN_YM] - yk_km)) @ _STEIN_SCATTER
-    beta = (w * yk_km) @ _STEIN_SCATTER
-    gamma = r[:, _GAMMA_W] @ _GAMMA_SCATTER
+    alpha = _scatter_sum(w * (r[:, _STEIN_YM] - yk_km), _STEIN_GATHER)
+    beta = _scatter_sum(w * yk_km, _STEIN_GATHER)
+    gamma = _scatter_sum(r[:, _GAMMA_W], _GAMMA_GATHER)
     # 1 - |r| is an eigenvalue of the pair's 2x2 block; like eigenvalues of R,
     # values below _LAM_EXACT are round-off of a collinear pair.
     gap = 1.0 - absr
@@ -541,9 +571,9 @@ def _path_values(R: Array, with_relu: bool) -> tuple[Array, Array | None]:
                 sel = members[start:start + step]
                 h, F = _path_integrand(lam[sel], V[sel], {k: v[sel] for k, v in coef.items()},
                                        s, with_relu)
-                P4[sel] = 1.0 / 16.0 + h @ weights
+                P4[sel] = 1.0 / 16.0 + _node_sum(h, weights)
                 if with_relu:
-                    I4[sel] = 1.0 / (8.0 * np.pi) + r_cd[sel] / 16.0 + F @ weights
+                    I4[sel] = 1.0 / (8.0 * np.pi) + r_cd[sel] / 16.0 + _node_sum(F, weights)
     return P4, I4
 
 

@@ -72,11 +72,22 @@ class Prefetch:
         self.uses = any(m in study.measures for m in TRAJECTORY_MEASURES)
         self.enabled = study.system == "committee" and study.solver.method == "DOP853" and self.batch_size > 1
         self.wanted = {int(j) for j, rec, traj in tasks if (rec and self.uses) or traj}
+        # Points whose samples someone reads (a stored trajectory, the "trajectory" measure); the
+        # others' measures read only where and how the run ended, so their batch is integrated
+        # without the second pass that samples early stops (the same steps, the same end).
+        self.sampled = {int(j) for j, rec, traj in tasks if traj or (rec and "trajectory" in study.measures)}
+        # Without the "trajectory" measure, the points of [report] trajectories are left to the
+        # per-point path: alone in their batch they would cost two passes (to the stop, then
+        # sampled up to it), where `integrate` samples its dense output in one.  Chosen by the
+        # study alone, so a point's numbers never depend on which points are still to compute.
+        self.per_point = set() if "trajectory" in study.measures else {int(j) for j in study.trajectory_points()}
         self._ready: dict[int, dict] = {}
         self._done_blocks: set[int] = set()
 
     def _point(self, j: int) -> Any:
         """``(key, model, start, horizon, sampling, thresholds)`` of point ``j``, or None (per-point path)."""
+        if j in self.per_point:
+            return None
         try:
             ctx = PointContext(self.study, j)
             model = point_model(ctx)
@@ -89,8 +100,8 @@ class Prefetch:
             if "convergence_time" in self.study.measures:
                 thr = ctx.settings("convergence_time")["threshold"] or stop or 1e-3
                 thresholds = () if thr == stop else (float(thr),)
-            sampling = _sample_kwargs(ctx)
-            return (key, stop, sampling["spacing"]), model, point_start(ctx), amax, sampling, thresholds
+            sampling = _sample_kwargs(ctx) if j in self.sampled else {"alpha_eval": np.array([0.0, amax])}
+            return (key, stop, sampling.get("spacing")), model, point_start(ctx), amax, sampling, thresholds
         except Exception:  # the per-point path reports it
             return None
 
@@ -116,7 +127,10 @@ class Prefetch:
                   for k in range(0, len(g), self.batch_size)]
         for stop, group in chunks:
             pts = [pt for _, pt in group]
-            sampling = {"n_points": np.array([pt[4]["n_points"] for pt in pts]), "spacing": pts[0][4]["spacing"]}
+            if "alpha_eval" in pts[0][4]:  # the start and the end only
+                sampling = {"alpha_eval": [pt[4]["alpha_eval"] for pt in pts]}
+            else:
+                sampling = {"n_points": np.array([pt[4]["n_points"] for pt in pts]), "spacing": pts[0][4]["spacing"]}
             thresholds = sorted({t for pt in pts for t in pt[5]})
             t0 = time.perf_counter()
             try:
