@@ -77,9 +77,9 @@ class Prefetch:
         # without the second pass that samples early stops (the same steps, the same end).
         self.sampled = {int(j) for j, rec, traj in tasks if traj or (rec and "trajectory" in study.measures)}
         # Without the "trajectory" measure, the points of [report] trajectories are left to the
-        # per-point path: alone in their batch they would cost two passes (to the stop, then
-        # sampled up to it), where `integrate` samples its dense output in one.  Chosen by the
-        # study alone, so a point's numbers never depend on which points are still to compute.
+        # per-point path (a few points, each sampled densely by `integrate`), and the batches hold
+        # only points that need no samples.  Chosen by the study alone, so a point's numbers never
+        # depend on which points are still to compute.
         self.per_point = set() if "trajectory" in study.measures else {int(j) for j in study.trajectory_points()}
         self._ready: dict[int, dict] = {}
         self._done_blocks: set[int] = set()
