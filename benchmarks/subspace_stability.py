@@ -52,7 +52,7 @@ def main() -> None:
             model = pk.Committee(K, K, act, second_order=True)
             c_sub = pk.critical_eta(model, subspace="site_symmetric")
             o_sub = pk.optimal_eta(model, subspace="site_symmetric")
-            sec = pk.sector_stability(model)
+            sec = pk.sector_stability(model, method="full")  # the full Jacobian: its projection is checked
             c_proj = pk.critical_eta(model, structure=projected(model, sec.full_critical.structure))
             sectors = ", ".join(f"{k} {float(c.value):.6g}" for k, c in sec.critical.items())
             print(f"{act:5} {K:3d} | {c_sub.value:12.9f} {c_proj.value:12.9f} {o_sub.value:12.9f} {o_sub.rate:8.5f} | "
