@@ -180,14 +180,16 @@ def _eg_matched(S: np.ndarray, pi: np.ndarray, T: np.ndarray, K: int,
     si, sj = np.triu_indices(K, 1 if kink else 0)
     pair_w = np.where(si == sj, 1.0, 2.0)
     s, ws = _gauss_legendre01(n_nodes)
-    s2, t2 = (x.ravel() for x in np.meshgrid(s, s, indexing="ij"))
+    # s on the last but one axis, t on the last: what depends on one of them only is
+    # formed on n nodes and broadcast (the same operations per node pair as on the grid).
+    s2, t2 = s[:, None], s[None, :]
     w2 = np.outer(ws, ws).ravel()
     parts = []
     if len(si):
         # Per-pair inputs (B, pairs, 1): T_aa, T_bb, T_ab, Cov(z_i, y_a), Cov(z_j, y_b),
         # Var z_i, Var z_j, Cov(z_i, y_b), Cov(z_j, y_a), Cov(z_i, z_j).
         pair_in = np.stack([Td[:, si], Td[:, sj], Tpp[:, si, sj], dRd[:, si], dRd[:, sj],
-                            V[:, si], V[:, sj], dR[:, si, sj], dR[:, sj, si], c[:, si, sj]])[..., None]
+                            V[:, si], V[:, sj], dR[:, si, sj], dR[:, sj, si], c[:, si, sj]])[..., None, None]
         Iij = np.empty((B, len(si)))
         step = max(1, _EG_CHUNK // (len(si) * len(w2)))
         for lo in range(0, B, step):
@@ -196,10 +198,10 @@ def _eg_matched(S: np.ndarray, pi: np.ndarray, T: np.ndarray, K: int,
             aw, bu = rij + t2 * cij, rji + s2 * cij  # Cov(z_i, w), Cov(z_j, u)
             Cuu = Ta + s2 * (ra + au)
             Cww = Tb + t2 * (rb + bw)
-            Cuw = Tab + s2 * rij + t2 * (rji + s2 * cij)
+            Cuw = (Tab + s2 * rij) + t2 * bu
             j2, j2uw, j2uu, j2ww = forms["J2grad"](Cuu, Cww, Cuw)
-            F = cij * j2 + (au * bw + aw * bu) * j2uw + au * bu * j2uu + aw * bw * j2ww
-            Iij[lo:lo + step] = F @ w2
+            F = cij * j2 + (au * bw + aw * bu) * j2uw + (au * bu) * j2uu + (aw * bw) * j2ww
+            Iij[lo:lo + step] = F.reshape(F.shape[:2] + (-1,)) @ w2
         parts.append(pair_w * Iij if v is None else pair_w * Iij * (v[:, si] * v[:, sj]))
     if kink:
         d2 = forms["D2"](Td, dQ[:, ar, ar], dRd)
