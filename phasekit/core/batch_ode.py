@@ -609,14 +609,14 @@ def solve_batch(
             st_out.append("failed")
             msg_out.append(f"stopped at {time_name} = {t[r]:.6g}: the batch reached max_iterations")
             ev_out.append(None)
-        if te.shape[1]:
-            # Samples within (t0, t_end] of each row, from its steps' interpolants.
-            live = [np.flatnonzero(~at0[r, :n_eval[r]] & (te[r, :n_eval[r]] <= t[r])) for r in range(Bn)]
-            got = history.sample(rows_all, [te[r, k] for r, k in enumerate(live)])
-            for r, k in enumerate(live):
-                samples[r, k] = got[r]
-            n_calls += history.calls
-            history.calls = 0
+    if te.shape[1]:
+        # Samples within (t0, t_end] of each row, from its steps' interpolants (once, for all rows).
+        live = [np.flatnonzero(~at0[r, :n_eval[r]] & (te[r, :n_eval[r]] <= t[r])) for r in range(Bn)]
+        got = history.sample(rows_all, [te[r, k] for r, k in enumerate(live)])
+        for r, k in enumerate(live):
+            samples[r, k] = got[r]
+        n_calls += history.calls
+        history.calls = 0
     samples[te > t[:, None]] = np.nan
     return BatchFlowRun(
         status=st_out, message=msg_out, t_end=t, y_end=y, samples=samples, nfev=nfev, n_steps=n_steps,
