@@ -150,8 +150,15 @@ def _rms(x: Array) -> Array:
 
 
 def _combine(K: Array, coef: Array) -> Array:
-    """``sum_s coef_s K[s]`` for stage values ``K`` ``(s, m, n)`` (an ordered sum, see :func:`_sum`)."""
-    return _sum(coef[:, None, None] * K, axis=0)
+    """``sum_s coef_s K[s]`` for stage values ``K`` ``(s, m, n)`` (an ordered sum, see :func:`_sum`).
+
+    Added stage by stage: the same sums as an accumulation over the first axis, at half its cost.
+    """
+    P = coef[:, None, None] * K
+    out = P[0].copy()
+    for s in range(1, len(coef)):
+        out += P[s]
+    return out
 
 
 def _stages(f, t: Array, y: Array, h: Array, t_new: Array, rows: Array,
