@@ -205,8 +205,14 @@ def _dense_coefficients(f, t_old, y_old, y_new, f_old, f_new, K, h, rows):
     F[0] = dy
     F[1] = hc * f_old - dy
     F[2] = 2 * dy - hc * (f_new + f_old)
-    F[3:] = h[None, :, None] * _sum(_D[:, :, None, None] * Kx[None], axis=1)
+    acc = _D[:, 0, None, None] * Kx[0]  # sum_s D_js Kx[s] in stage order (zero columns left out)
+    for s in _D_NONZERO:
+        acc += _D[:, s, None, None] * Kx[s]
+    F[3:] = h[None, :, None] * acc
     return F
+
+
+_D_NONZERO = [s for s in range(1, _D.shape[1]) if np.any(_D[:, s] != 0)]
 
 
 class _StepHistory:
