@@ -31,8 +31,9 @@ _EG_CANCEL = 2e-2
 _EG_RULES = (6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 
 
-# (batch x pairs x nodes) elements per chunk of the difference form.
-_EG_CHUNK = 1 << 18
+# (batch x pairs x nodes) elements per chunk of the difference form: a few hundred kB per
+# array, which stay in cache (1 << 18 ran a third slower; below 1 << 14 the per-call cost shows).
+_EG_CHUNK = 1 << 15
 
 
 @lru_cache(maxsize=None)
