@@ -41,6 +41,26 @@ def test_linear_flows_match_their_closed_forms_row_by_row():
         np.testing.assert_allclose(run.y_end[r], expm(A[r] * t_max[r]) @ y0[r], atol=1e-10)
 
 
+def test_samples_at_t_eval_are_taken_once_for_the_whole_batch():
+    """With ``t_eval`` a row's evaluations and the calls are those of its run alone plus its samples' interpolants."""
+    B = 5
+    A = _matrices(B, seed=4)
+    y0 = np.array([[1.0, 0.2]] * B)
+    t_eval = np.linspace(0.0, 4.0, 9)
+    fun = lambda _t, Y, rows: np.einsum("rij,rj->ri", A[rows], Y)  # noqa: E731
+    run = solve_batch(fun, y0, 4.0, t_eval=t_eval, rtol=1e-9, atol=1e-12)
+    alone = [solve_batch(lambda _t, Y, _rows, r=r: fun(_t, Y, np.full(len(Y), r)), y0[r:r + 1], 4.0,
+                         t_eval=t_eval, rtol=1e-9, atol=1e-12) for r in range(B)]
+    plain = [solve_batch(lambda _t, Y, _rows, r=r: fun(_t, Y, np.full(len(Y), r)), y0[r:r + 1], 4.0,
+                         rtol=1e-9, atol=1e-12) for r in range(B)]
+    for r in range(B):
+        assert run.nfev[r] == alone[r].nfev[0]
+        assert alone[r].nfev[0] - plain[r].nfev[0] == 3 * np.count_nonzero(t_eval > 0)  # 3 stages per sampled step
+        np.testing.assert_array_equal(run.samples[r], alone[r].samples[0])
+    # the interpolation of every row's sampled steps: 3 calls in all, not 3 per row
+    assert run.n_calls == max(p.n_calls for p in plain) + 3
+
+
 def test_dense_output_after_the_run_equals_scipys_interpolant(monkeypatch):
     """``sample`` after the run: any times, rows in any order, the interpolant scipy's dense output gives.
 

@@ -135,6 +135,37 @@ def test_eg_is_batched_and_exact_at_the_perfect_solution():
         assert batch.shape == (2, 3)
         assert np.allclose(batch.ravel(), [model.eg(s) for s in states], rtol=1e-15, atol=0)
 
+def test_eg_difference_form_of_a_smooth_activation_converges_with_the_nodes_it_takes():
+    """erf: the node rule of the difference form (two nodes fewer than with a kink) reaches rounding.
+
+    States from near the perfect solution out to ``|z_i|^2 / T_aa ~ 6``, where 6 nodes err by
+    1e-9 to 1e-6.  Reference: the plain sum at 50 digits.
+    """
+    from phasekit.committee import eg as eg_module
+
+    rng = np.random.default_rng(11)
+    for K in (2, 3):
+        model = pk.Committee(K, K, "erf")
+        forms = model.activation.closed_forms
+        used = set()
+        for dev in (0.05, 0.3, 0.6, 1.0, 1.5, 2.5):
+            # students off their teachers (T = I) by dev in norm, partly outside the teachers' span
+            D = rng.standard_normal((K, K + 3))
+            W = np.eye(K, K + 3) + dev * D / np.linalg.norm(D, axis=1, keepdims=True)
+            state = pk.State(W[:, :K].copy(), W @ W.T)
+            S = model._sigma(model.state_vector(state)[None])
+            assert np.linalg.eigvalsh(S[0])[0] > 1e-6
+            pi = np.arange(K)[None]  # student i paired with teacher i (an identity for any pairing)
+            n = int(eg_module._eg_nodes(S, pi, model.T, K, 1.0, smooth=True)[0])
+            used.add(n)
+            got, fewest = (0.5 * eg_module._eg_matched(S, pi, model.T, K, forms, m)[0] for m in (n, 6))
+            ref = mp_eg("erf", state, model.T)
+            assert float(abs(got - ref) / ref) <= 1e-14, (K, dev, n, float(abs(got - ref) / ref))
+            if dev >= 1.0:  # far states: the smallest rule errs by orders of magnitude
+                assert float(abs(fewest - ref) / ref) > 1e-10
+        assert len(used) >= 5  # the states span the rules from 6 to 20 nodes
+
+
 def test_eg_with_students_sharing_a_teacher_uses_the_plain_sum():
     """K = 2 students splitting one relu teacher (g positively homogeneous): eps_g = 0 exactly there."""
     model = pk.Committee(2, 1, "relu")

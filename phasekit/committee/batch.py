@@ -239,8 +239,14 @@ class _LeanPlan:
         K = self.K
         H, J = self.h2j2(d[:K, None], d[None, :], S[:K])  # (K, L, m)
         c = self.c
-        hc = np.add.accumulate(H * c, axis=1)[:, -1]  # (K, m), an ordered sum (see _ordered_sum)
-        JS = np.add.accumulate((J * c)[:, :, None, :] * S[None, :, :, :], axis=1)[:, -1]  # (K, L, m)
+        Hc = H * c
+        hc = Hc[:, 0] + Hc[:, 1]  # (K, m): an ordered sum (see _ordered_sum), field by field
+        for j in range(2, self.L):
+            hc += Hc[:, j]
+        Jc = J * c
+        JS = Jc[:, 0, None, :] * S[0]  # (K, L, m): sum_j Jc_kj S_jl in index order, as an accumulation
+        for j in range(1, self.L):
+            JS += Jc[:, j, None, :] * S[j]
         A = S[:K] * hc[:, None, :] + JS
         if self.vs is not None:
             A = A * self.vs

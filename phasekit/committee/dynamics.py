@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -238,7 +239,7 @@ def trajectory_dataset(
         eta_alpha = variable("eta_alpha", "alpha", np.asarray(model.scaled_time(alpha)),
                              long_name="scaled time int_0^alpha eta(a) da")
         data["learning_rate"] = variable("learning_rate", "alpha", np.asarray(model.eta_at(alpha)))
-    ds = xr.Dataset(data, coords={"alpha": coordinate("alpha", alpha), "eta_alpha": eta_alpha, **coords})
+    ds = xr.Dataset(data, coords=_indexed({"alpha": coordinate("alpha", alpha), "eta_alpha": eta_alpha, **coords}))
     params = model.parameters()
     attrs = provenance_attrs({"model": params, "solver": settings or {}})
     attrs.update(model_attrs(params))
@@ -248,6 +249,25 @@ def trajectory_dataset(
         attrs[key] = "none" if val is None else val
     ds.attrs.update(attrs)
     return ds
+
+
+def _indexed(coords: dict[str, Any]) -> xr.Coordinates:
+    """``coords`` with their indexes built directly: each dimension coordinate a ``PandasIndex``.
+
+    The indexes xarray would build by default (the same dataset), without its
+    generic inference, which costs more than the rest of a short trajectory's dataset.
+    """
+    coords = {k: xr.Variable(*v) for k, v in coords.items()}
+    labels = {k for k, v in coords.items() if k in ("i", "k", "n") and np.array_equal(v.values, np.arange(1, v.size + 1))}
+    indexes = {k: _label_index(k, v.size) if k in labels else xr.indexes.PandasIndex(v.values, k)
+               for k, v in coords.items() if v.dims == (k,)}
+    return xr.Coordinates(coords, indexes=indexes)
+
+
+@lru_cache(maxsize=64)
+def _label_index(name: str, n: int) -> xr.indexes.PandasIndex:
+    """The index of the unit labels ``1 ... n`` (immutable: shared by every dataset)."""
+    return xr.indexes.PandasIndex(np.arange(1, n + 1), name)
 
 
 def _reduced_variables(model: ReducedCommittee, Y: np.ndarray, dims: tuple[str, ...]) -> dict[str, Any]:

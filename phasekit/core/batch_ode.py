@@ -150,8 +150,28 @@ def _rms(x: Array) -> Array:
 
 
 def _combine(K: Array, coef: Array) -> Array:
-    """``sum_s coef_s K[s]`` for stage values ``K`` ``(s, m, n)`` (an ordered sum, see :func:`_sum`)."""
-    return _sum(coef[:, None, None] * K, axis=0)
+    """``sum_s coef_s K[s]`` for stage values ``K`` ``(s, m, n)`` (an ordered sum, see :func:`_sum`).
+
+    Added stage by stage: the same sums as an accumulation over the first axis, at half its cost;
+    the stages of coefficient 0 (a third of DOP853's) add an exact zero and are left out.
+    """
+    P = coef[:, None, None] * K
+    out = P[0].copy()
+    for s in _nonzero(coef):
+        out += P[s]
+    return out
+
+
+def _nonzero(coef: Array) -> list[int]:
+    """The stages after the first with a nonzero coefficient (DOP853's tables, keyed by their values)."""
+    key = coef.tobytes()
+    nz = _NONZERO.get(key)
+    if nz is None:
+        nz = _NONZERO[key] = [s for s in range(1, len(coef)) if coef[s] != 0]
+    return nz
+
+
+_NONZERO: dict[bytes, list[int]] = {}
 
 
 def _stages(f, t: Array, y: Array, h: Array, t_new: Array, rows: Array,
@@ -185,8 +205,14 @@ def _dense_coefficients(f, t_old, y_old, y_new, f_old, f_new, K, h, rows):
     F[0] = dy
     F[1] = hc * f_old - dy
     F[2] = 2 * dy - hc * (f_new + f_old)
-    F[3:] = h[None, :, None] * _sum(_D[:, :, None, None] * Kx[None], axis=1)
+    acc = _D[:, 0, None, None] * Kx[0]  # sum_s D_js Kx[s] in stage order (zero columns left out)
+    for s in _D_NONZERO:
+        acc += _D[:, s, None, None] * Kx[s]
+    F[3:] = h[None, :, None] * acc
     return F
+
+
+_D_NONZERO = [s for s in range(1, _D.shape[1]) if np.any(_D[:, s] != 0)]
 
 
 class _StepHistory:
@@ -609,14 +635,14 @@ def solve_batch(
             st_out.append("failed")
             msg_out.append(f"stopped at {time_name} = {t[r]:.6g}: the batch reached max_iterations")
             ev_out.append(None)
-        if te.shape[1]:
-            # Samples within (t0, t_end] of each row, from its steps' interpolants.
-            live = [np.flatnonzero(~at0[r, :n_eval[r]] & (te[r, :n_eval[r]] <= t[r])) for r in range(Bn)]
-            got = history.sample(rows_all, [te[r, k] for r, k in enumerate(live)])
-            for r, k in enumerate(live):
-                samples[r, k] = got[r]
-            n_calls += history.calls
-            history.calls = 0
+    if te.shape[1]:
+        # Samples within (t0, t_end] of each row, from its steps' interpolants (once, for all rows).
+        live = [np.flatnonzero(~at0[r, :n_eval[r]] & (te[r, :n_eval[r]] <= t[r])) for r in range(Bn)]
+        got = history.sample(rows_all, [te[r, k] for r, k in enumerate(live)])
+        for r, k in enumerate(live):
+            samples[r, k] = got[r]
+        n_calls += history.calls
+        history.calls = 0
     samples[te > t[:, None]] = np.nan
     return BatchFlowRun(
         status=st_out, message=msg_out, t_end=t, y_end=y, samples=samples, nfev=nfev, n_steps=n_steps,

@@ -28,6 +28,11 @@ __all__ = ['VARIABLES', 'attrs_for', 'coordinate', 'format_repr', 'format_value'
 
 def to_jsonable(value: Any) -> Any:
     """Convert numpy scalars/arrays, tuples and nested mappings into JSON-ready objects."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # the common leaves, without ABC checks
+        return value
+    if kind is float:
+        return value if np.isfinite(value) else str(value)
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
