@@ -170,28 +170,37 @@ def test_report_computes_nothing(tmp_path, monkeypatch):
 
 
 def test_figures_saved_in_forked_processes_equal_those_saved_here(tmp_path, monkeypatch):
-    """Two or more figures are written by forked processes: byte for byte the files this process writes."""
-    import multiprocessing
+    """Two or more figures are written by forked processes: byte for byte the files this process writes.
+
+    The forked half runs in a fresh interpreter: a process that runs other threads (earlier tests' clusters)
+    rightly saves in itself, and forking it would test nothing."""
+    import subprocess
+    import sys
     import threading
 
     import phasekit.report as report
 
     _, ds = synthetic(GRID_STUDY, _values(convergence_time=np.linspace(10, 120, 12), final_eg=np.full(12, 1e-3),
                                           eta_c=np.repeat([4.0, 2.3, 2.0, 1.3], 3)))
-    pools = []
-    real_pool = multiprocessing.context.ForkContext.Pool
-
-    def spy(self, *args, **kwargs):
-        pools.append(args)
-        return real_pool(self, *args, **kwargs)
-
-    monkeypatch.setattr(multiprocessing.context.ForkContext, "Pool", spy)
-    forked = write_report(ds, tmp_path / "forked", trajectories=False)
+    path = tmp_path / "study.nc"
+    ds.to_netcdf(path)
+    code = ("import multiprocessing\n"
+            "from phasekit.report import write_report\n"
+            "pools, real = [], multiprocessing.context.ForkContext.Pool\n"
+            "def spy(self, *args, **kwargs):\n"
+            "    pools.append(args)\n"
+            "    return real(self, *args, **kwargs)\n"
+            "multiprocessing.context.ForkContext.Pool = spy\n"
+            f"write_report({str(path)!r}, {str(tmp_path / 'fork_out')!r}, trajectories=False)\n"
+            "print(len(pools))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.split()[-1]) == (1 if len(report.os.sched_getaffinity(0)) > 1 else 0)
+    forked = tmp_path / "fork_out" / "report.md"
     monkeypatch.setattr(threading, "active_count", lambda: 2)  # another thread: saved here
-    here = write_report(ds, tmp_path / "here", trajectories=False)
-    assert len(pools) == (1 if len(report.os.sched_getaffinity(0)) > 1 else 0)
-    files = sorted(p.name for p in (tmp_path / "here" / "figures").glob("*.png"))
-    assert len(files) >= 3 and files == sorted(p.name for p in (tmp_path / "forked" / "figures").glob("*.png"))
+    here = write_report(path, tmp_path / "here_out", trajectories=False)
+    files = sorted(p.name for p in (tmp_path / "here_out" / "figures").glob("*.png"))
+    assert len(files) >= 3 and files == sorted(p.name for p in (tmp_path / "fork_out" / "figures").glob("*.png"))
     for name in files:
-        assert (tmp_path / "forked" / "figures" / name).read_bytes() == (tmp_path / "here" / "figures" / name).read_bytes()
-    assert forked.read_text().replace("forked", "here") == here.read_text()
+        assert (tmp_path / "fork_out" / "figures" / name).read_bytes() == (tmp_path / "here_out" / "figures" / name).read_bytes()
+    assert forked.read_text().replace("fork_out", "here_out") == here.read_text()
