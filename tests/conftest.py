@@ -8,3 +8,10 @@ import signal
 # default in every child, as in a terminal.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# Reports save their figures in this process: forking a test process (large, often with threads
+# of earlier tests' clusters) costs more than it saves here; tests/test_report.py checks the
+# forked path in a fresh interpreter.
+import phasekit.report  # noqa: E402
+
+phasekit.report._SAVE_PROCESSES = 1

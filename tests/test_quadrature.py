@@ -121,7 +121,7 @@ SCALAR = {
 }
 
 
-@pytest.mark.parametrize("name", ["tanh", "elu", "sigmoid"])
+@pytest.mark.parametrize("name", [pytest.param("tanh", marks=pytest.mark.slow), "elu", "sigmoid"])
 def test_registry_2d_expectations_at_large_variance(name):
     """I2, J2, H2, I3 to 1e-10 (relative to max(1, |value|)) for variances up to 10."""
     act = pk.activation(name)

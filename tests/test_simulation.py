@@ -288,6 +288,7 @@ def _mean_vs_ode(level, N, eta_alphas, runs, seed, align=False, n_workers=1):
     return sims, _ode_state(RELU22, START22, alphas)
 
 
+@pytest.mark.slow  # cheap variants: test_microscopic_mean_matches_ode_small and the exact-chain tests
 def test_plateau_matches_ode_reduced_n1e4():
     """Acceptance (plateau): N = 1e4, 8 runs, eta*alpha = 5, exact chain."""
     sims, ode = _mean_vs_ode("reduced", 10_000, [5.0], 8, seed=30)

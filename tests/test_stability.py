@@ -217,7 +217,7 @@ def test_erf_perceptron_eta_c_and_eta_opt_against_mpmath():
     assert crit.status == "ok" and crit.marginal_modes == ()
 
 
-@pytest.mark.parametrize("K", [2, 3])
+@pytest.mark.parametrize("K", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_erf_committee_eta_opt_at_a_crossing_against_mpmath(K):
     """Erf K = M: the optimum is where a K-fold eta-independent eigenvalue (a common
     eigenvector of A and B) meets a moving branch in a Jordan block.  In mpmath (A, B
