@@ -181,6 +181,10 @@ def test_import_loads_no_plotting_or_cluster_library():
             "assert not heavy, heavy\n"
             "phasekit.write_report\n"
             "assert 'matplotlib' in sys.modules\n")
+    _runs_in_a_fresh_interpreter(code)
+
+
+def _runs_in_a_fresh_interpreter(code: str) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -197,5 +201,4 @@ def test_import_defers_the_study_layer_and_the_smaller_systems():
             "assert not missing, missing\n"
             "assert phasekit.propagation is sys.modules['phasekit.propagation']\n"
             "assert set(phasekit.__all__) <= set(dir(phasekit))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    _runs_in_a_fresh_interpreter(code)

@@ -16,6 +16,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from ..study.committee_measures import REDUCED_TRAJECTORY as _REDUCED_SYMBOLS
+
 __all__ = ["FIGURES", "draw", "figure_problem", "fixed_elsewhere", "fmt", "label", "layout_problems", "new_figure",
            "point_values", "register_figure", "save_figure", "status_names_of", "trajectories"]
 
@@ -243,9 +245,8 @@ def _trajectory(alpha: np.ndarray, R: np.ndarray, Q: np.ndarray, eg: np.ndarray,
 
 
 # The reduced order parameters of a study's trajectories in a subspace, by output name: the symbol
-# integrate's reduced datasets use.  Other outputs along ``sample`` keep their name as their symbol.
-_REDUCED_SYMBOLS = {"R_ii": "R", "R_in": "S", "Q_ii": "Q", "Q_ik": "C", "v_common": "v", "Q_ik_in_group": "C1",
-                    "Q_ik_across_groups": "C2"}
+# integrate's reduced datasets use (_REDUCED_SYMBOLS, the study's own table).  Other outputs along
+# ``sample`` keep their name as their symbol.
 
 
 def _order_block(symbol: str) -> str:

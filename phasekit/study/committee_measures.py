@@ -277,7 +277,9 @@ TRAJECTORY_OUTPUTS = {
                                  ("sample",)),
 }
 _FULL_TRAJECTORY = ("R", "Q", "v")
-_REDUCED_TRAJECTORY = {"R_ii": "R", "R_in": "S", "Q_ii": "Q", "Q_ik": "C", "v_common": "v", "Q_ik_in_group": "C1",
+# The reduced order parameters a study stores, by output name: their symbols in a reduced trajectory
+# (the layout of integrate for a reduced model; the figures read it too).
+REDUCED_TRAJECTORY = {"R_ii": "R", "R_in": "S", "Q_ii": "Q", "Q_ik": "C", "v_common": "v", "Q_ik_in_group": "C1",
                        "Q_ik_across_groups": "C2"}
 _GROUPED_ONLY = ("Q_ik_in_group", "Q_ik_across_groups")
 
@@ -320,7 +322,7 @@ def trajectory_values(traj: xr.Dataset) -> Outcome:
     """A trajectory dataset as the outputs of :data:`TRAJECTORY_OUTPUTS`, with its status."""
     values = {"alpha": traj["alpha"].values, "eg": traj["eg"].values,
               "alpha_end": float(traj.attrs["alpha_end"]), "eg_end": float(traj["eg"].values[-1])}
-    names = {k: k for k in _FULL_TRAJECTORY} if "subspace" not in traj.attrs else _REDUCED_TRAJECTORY
+    names = {k: k for k in _FULL_TRAJECTORY} if "subspace" not in traj.attrs else REDUCED_TRAJECTORY
     values.update({out: traj[var].values for out, var in names.items() if var in traj})  # v: a trained second layer
     return Outcome(values, traj.attrs["status"], str(traj.attrs["message"]))
 
@@ -330,7 +332,7 @@ def _trajectory_outputs(study: Any) -> list[str]:
     trained = [study.params.get("train_second_layer")] + [a["train_second_layer"] for ax in study.axes
                                                           for a in ax.assigns if "train_second_layer" in a]
     sub = _restricted(study)
-    drop = set(_REDUCED_TRAJECTORY) if sub is None else set(_FULL_TRAJECTORY)
+    drop = set(REDUCED_TRAJECTORY) if sub is None else set(_FULL_TRAJECTORY)
     drop |= {"Q_ik"} if sub == "grouped" else set(_GROUPED_ONLY)
     drop |= set() if any(trained) else {"v", "v_common"}
     return [k for k in TRAJECTORY_OUTPUTS if k not in drop]
