@@ -15,3 +15,17 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 import phasekit.report  # noqa: E402
 
 phasekit.report._SAVE_PROCESSES = 1
+
+
+def pytest_collection_finish(session):
+    # Long subprocess checks (the Sphinx build, the README tour) start now and run on another
+    # core while the other tests run (tests/background.py).
+    import background
+
+    background.start_jobs_of({item.module for item in session.items if getattr(item, "module", None)})
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import background
+
+    background.stop_all()

@@ -4,12 +4,12 @@ import importlib
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import background
 import phasekit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,15 +35,20 @@ sys.exit(rc)
 """
 
 
-@pytest.fixture(scope="module")
-def build(tmp_path_factory):
-    out = tmp_path_factory.mktemp("html")
+def _docs_build(out: Path) -> dict:
     # A GUI backend asked for by the environment: the docs configuration must override it.
     env = {**os.environ, "MPLBACKEND": "TkAgg", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", _BUILD, "-W", "--keep-going", "-q", "-b", "html",
-                           str(ROOT / "docs"), str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    return proc, out
+    return dict(args=[sys.executable, "-c", _BUILD, "-W", "--keep-going", "-q", "-b", "html", str(ROOT / "docs"),
+                      str(out)], cwd=ROOT, env=env)
+
+
+DOCS_BUILD = background.Job("docs", _docs_build, timeout=300)
+BACKGROUND_JOBS = (DOCS_BUILD,)
+
+
+@pytest.fixture(scope="module")
+def build():
+    return DOCS_BUILD.result(), DOCS_BUILD.workdir
 
 
 def _html(out: Path, page: str) -> str:

@@ -40,6 +40,8 @@ def test_maps_match_monte_carlo(name):
     # q map
     qp = prop.q_map(name, q1, sw, sb)
     assert abs(qp - (sb + sw * gu2.mean())) <= 5 * sw * gu2.std() / np.sqrt(n)
+    qp2 = prop.q_map(name, q2, sw, sb)
+    assert abs(qp2 - (sb + sw * gv2.mean())) <= 5 * sw * gv2.std() / np.sqrt(n)
     # correlation map: c' = (sb + sw E[g(u) g(v)]) / sqrt(q1' q2'); compare the numerator
     cp = prop.c_map(name, c, sw, sb, q1=q1, q2=q2)
     num = cp * np.sqrt(prop.q_map(name, q1, sw, sb) * prop.q_map(name, q2, sw, sb))

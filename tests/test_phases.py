@@ -1,5 +1,7 @@
 """The edge of chaos and the phase at a point (phasekit.propagation.phases)."""
 
+import functools
+
 import numpy as np
 import pytest
 from scipy import integrate, optimize
@@ -79,9 +81,15 @@ def _tanh_B_quad(q):
     return q - V / D, 1 / D
 
 
+@functools.lru_cache(maxsize=None)
+def _hermite_rule(n):
+    # hermgauss(300) costs 0.2 s; the root search below calls the route dozens of times.
+    return np.polynomial.hermite.hermgauss(n)
+
+
 def _tanh_B_hermite(q, n=300):
     """Same with a 300-node Gauss-Hermite rule in the substitution z = sqrt(2) y."""
-    y, w = np.polynomial.hermite.hermgauss(n)
+    y, w = _hermite_rule(n)
     x = np.sqrt(2 * q) * y
     V = w @ np.tanh(x) ** 2 / np.sqrt(np.pi)
     D = w @ (1 - np.tanh(x) ** 2) ** 2 / np.sqrt(np.pi)
