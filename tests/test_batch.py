@@ -7,7 +7,7 @@ import pytest
 from helpers_committee import interior_vector
 
 import phasekit as pk
-from phasekit.committee.batch import CommitteeBatch, _sum0, batch_key, integrate_batch
+from phasekit.committee.batch import CommitteeBatch, batch_key, integrate_batch
 from phasekit.committee.plateaus import convergence_time
 
 
@@ -49,17 +49,6 @@ def test_batched_rhs_equals_each_models_rhs(kind):
     np.testing.assert_array_equal(np.concatenate([batch.rhs(V[j:j + 1], np.array([j])) for j in range(B)]), got)
     # the per-row smallest eigenvalue is each model's own
     np.testing.assert_allclose(batch.min_eigenvalue(V), [m0.min_eigenvalue(v) for v in V], rtol=1e-12)
-
-
-def test_ordered_sum_over_the_first_axis_is_sequential():
-    """``_sum0`` adds in index order for every entry whatever the shape (numpy's pairwise sum would not)."""
-    rng = np.random.default_rng(1)
-    for shape in [(100, 1, 1), (300, 1), (37, 2, 1), (10, 3, 1), (10, 3, 64), (36, 10, 7), (5, 1, 4)]:
-        x = rng.standard_normal(shape) * 10.0 ** rng.uniform(-8, 8, shape)
-        seq = x[0].copy()
-        for j in range(1, shape[0]):
-            seq += x[j]
-        np.testing.assert_array_equal(_sum0(x), seq)
 
 
 def test_only_models_of_one_shape_batch():

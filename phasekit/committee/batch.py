@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.batch_ode import BatchEvent, solve_batch
+from ..core.batch_ode import BatchEvent, _sum0, solve_batch
 from ..core.closed_forms import erf_H2J2, erf_I4_blocks
 from ..core.options import SolverOptions, coerce_options
 from .dynamics import _samples, trajectory_dataset
@@ -395,16 +395,6 @@ class _LeanPlan:
         np.arcsin(x, out=x)
         x *= self.wp0
         return _sum0(x) * ((4.0 / np.pi**2) / np.sqrt(lam4))
-
-
-def _sum0(x: np.ndarray) -> np.ndarray:
-    """Sum over the first axis in index order, for every entry alike (see :func:`~phasekit.committee.flow._ordered_sum`).
-
-    Over an outer axis numpy's reduction adds whole slices in index order
-    while there is more than one entry per slice; with one entry per slice
-    it would add a pairwise sum, so that case accumulates.
-    """
-    return np.add.reduce(x, axis=0) if x[0].size > 1 else np.add.accumulate(x, axis=0)[-1]
 
 
 @dataclass(frozen=True)

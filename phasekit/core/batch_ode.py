@@ -149,29 +149,41 @@ def _rms(x: Array) -> Array:
     return np.sqrt(_sum(x * x) / x.shape[-1])
 
 
-def _combine(K: Array, coef: Array) -> Array:
-    """``sum_s coef_s K[s]`` for stage values ``K`` ``(s, m, n)`` (an ordered sum, see :func:`_sum`).
+def _sum0(x: Array) -> Array:
+    """Sum over the first axis in index order, for every entry alike (see :func:`_sum`).
 
-    Added stage by stage: the same sums as an accumulation over the first axis, at half its cost;
-    the stages of coefficient 0 (a third of DOP853's) add an exact zero and are left out.
+    Over an outer axis numpy's reduction adds whole slices in index order
+    while a slice holds more than one entry; with one entry per slice it
+    would add a pairwise sum, so that case accumulates.
     """
-    P = coef[:, None, None] * K
-    out = P[0].copy()
-    for s in _nonzero(coef):
-        out += P[s]
-    return out
+    return np.add.reduce(x, axis=0) if x[0].size > 1 else np.add.accumulate(x, axis=0)[-1]
 
 
-def _nonzero(coef: Array) -> list[int]:
-    """The stages after the first with a nonzero coefficient (DOP853's tables, keyed by their values)."""
+def _combine(K: Array, coef: Array) -> Array:
+    """``sum_s coef_s K[s]`` for stage values ``K`` ``(s, m, n)`` (an ordered sum, see :func:`_sum0`).
+
+    The stages of coefficient 0 after the first (a third of DOP853's) would add
+    an exact zero and are left out.
+    """
+    sel, c = _nonzero(coef)
+    return _sum0(c * K[sel])
+
+
+def _nonzero(coef: Array) -> tuple[Any, Array]:
+    """The first stage and those after it with a nonzero coefficient, and their coefficients ``(k, 1, 1)``.
+
+    DOP853's tables, keyed by their values; the stages as a slice where they are consecutive.
+    """
     key = coef.tobytes()
-    nz = _NONZERO.get(key)
-    if nz is None:
-        nz = _NONZERO[key] = [s for s in range(1, len(coef)) if coef[s] != 0]
-    return nz
+    got = _NONZERO.get(key)
+    if got is None:
+        idx = [0] + [s for s in range(1, len(coef)) if coef[s] != 0]
+        sel = slice(0, len(idx)) if idx == list(range(len(idx))) else np.array(idx)
+        got = _NONZERO[key] = (sel, coef[idx][:, None, None])
+    return got
 
 
-_NONZERO: dict[bytes, list[int]] = {}
+_NONZERO: dict[bytes, tuple[Any, Array]] = {}
 
 
 def _stages(f, t: Array, y: Array, h: Array, t_new: Array, rows: Array,
