@@ -181,7 +181,10 @@ class _LeanPlan:
     block that depend only on its students ``(i, k)`` or only on its fields
     ``(u, w)`` broadcast against each other (erf: ``closed_forms["I4_blocks"]``).
     The numbers are those of the general route; a batch of 64 erf states at
-    K = M = 2 costs about half as much, at K = M = 4 about a third.
+    K = M = 2 costs about half as much, at K = M = 4 about a third.  erf's soft
+    committee takes a leaner route still (:meth:`_erf_rhs`), into buffers the
+    plan keeps (one plan per :class:`CommitteeBatch`: not for concurrent calls
+    from several threads).
     """
 
     def __init__(self, model: Committee) -> None:
@@ -305,10 +308,14 @@ class _LeanPlan:
         return out.T
 
     def _buffers_for(self, m: int) -> tuple:
-        """Per batch size ``m``: the gather's source (``T`` filled in once), the gather and its views."""
+        """Per batch size ``m``: the gather's source (``T`` filled in once), the gather and its views.
+
+        Kept for up to 32 sizes of at most 128 rows (the calls along a run, where
+        the allocation is a visible part of a call); larger ones are allocated per call.
+        """
         got = self._buffers.get(m)
         if got is None:
-            if len(self._buffers) > 64:
+            if len(self._buffers) >= 32:
                 self._buffers.clear()
             E = np.empty((self.n + self.T_col.shape[0], m))
             E[self.n:] = self.T_col
@@ -316,7 +323,9 @@ class _LeanPlan:
             Gx = np.empty((ng + self.extra, m))
             views = [Gx[lo:hi].reshape(shape + (m,)) for lo, hi, shape in self.views]
             Z = Gx[self.views[-1][0]:].reshape(5, self.L, -1, m) if self.extra else None
-            got = self._buffers[m] = (E, Gx[:ng], views, Z)
+            got = (E, Gx[:ng], views, Z)
+            if m <= 128:
+                self._buffers[m] = got
         return got
 
     def _erf_rhs(self, V: np.ndarray, eta: np.ndarray, noise: np.ndarray | None, lam: np.ndarray | None,
