@@ -11,7 +11,9 @@ its dense output are those of :class:`scipy.integrate.DOP853` (the
 coefficients are scipy's), row by row: a row takes the steps
 :func:`~phasekit.core.ode.solve_flow` would take for it alone, up to
 rounding.  Events are located on the dense output (regula falsi with the
-Anderson-Bjorck modification, to a few ulps of ``t``), and a row's status is
+Anderson-Bjorck modification, to a few ulps of ``t``), once the run has ended,
+all crossings of an event together (a row with a terminal crossing stops at
+the end of that step and is set back to the crossing), and a row's status is
 decoded as :func:`~phasekit.core.ode.solve_flow` decodes it:
 
 =============  =============================================================
