@@ -11,7 +11,8 @@ from phasekit.committee.batch import CommitteeBatch, batch_key, integrate_batch
 from phasekit.committee.plateaus import convergence_time
 
 
-@pytest.mark.parametrize("kind", ["erf2", "relu32", "weights", "trained", "erf32_second"])
+@pytest.mark.parametrize("kind", ["erf2", "relu32", "weights", "trained", "erf32_second", "erf32_soft_second",
+                                  "erf12_soft_second"])
 def test_batched_rhs_equals_each_models_rhs(kind):
     rng = np.random.default_rng(3)
     B = 5
@@ -24,6 +25,9 @@ def test_batched_rhs_equals_each_models_rhs(kind):
     elif kind == "weights":
         models = [pk.Committee(2, 3, "erf", eta=e, student_weights=[0.5, 1.5], teacher_weights=[1, 0.7, 0.2],
                                noise=0.2 * j) for j, e in enumerate(etas)]
+    elif kind in ("erf32_soft_second", "erf12_soft_second"):  # erf's own lean route (CommitteeBatch of soft erf)
+        models = [pk.Committee(3 if kind[3] == "3" else 1, 2, "erf", eta=e, second_order=True, noise=0.3 * (j % 2),
+                               weight_decay=0.1 * (j % 3 == 1), drift=0.05 * (j == 4)) for j, e in enumerate(etas)]
     elif kind == "erf32_second":
         models = [pk.Committee(3, 2, "erf", eta=e, second_order=True, student_weights=[0.5, 1.5, 1.0],
                                teacher_weights=[1, 0.7], noise=0.2 * (j % 2), weight_decay=0.1 * (j % 3 == 1),
@@ -41,6 +45,8 @@ def test_batched_rhs_equals_each_models_rhs(kind):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-14 * np.abs(want).max())
     rows = np.array([3, 1])  # a subset of the models, in any order
     np.testing.assert_allclose(batch.rhs(V[rows], rows), want[rows], rtol=0, atol=1e-14 * np.abs(want).max())
+    # one row alone is rounded as in the batch
+    np.testing.assert_array_equal(np.concatenate([batch.rhs(V[j:j + 1], np.array([j])) for j in range(B)]), got)
     # the per-row smallest eigenvalue is each model's own
     np.testing.assert_allclose(batch.min_eigenvalue(V), [m0.min_eigenvalue(v) for v in V], rtol=1e-12)
 

@@ -24,6 +24,20 @@ def _matrices(B, seed=0):
     return A
 
 
+def test_ordered_sum_over_the_first_axis_is_sequential():
+    """``_sum0`` (stage sums, the batched flow's contractions) adds in index order whatever the shape.
+
+    numpy's pairwise sum, which a reduction over one entry per slice would take, does not.
+    """
+    rng = np.random.default_rng(1)
+    for shape in [(100, 1, 1), (300, 1), (37, 2, 1), (10, 3, 1), (10, 3, 64), (36, 10, 7), (5, 1, 4)]:
+        x = rng.standard_normal(shape) * 10.0 ** rng.uniform(-8, 8, shape)
+        seq = x[0].copy()
+        for j in range(1, shape[0]):
+            seq += x[j]
+        np.testing.assert_array_equal(batch_ode._sum0(x), seq)
+
+
 def test_linear_flows_match_their_closed_forms_row_by_row():
     B = 6
     A = _matrices(B)

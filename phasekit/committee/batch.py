@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.batch_ode import BatchEvent, solve_batch
+from ..core.batch_ode import BatchEvent, _sum0, solve_batch
+from ..core.closed_forms import erf_H2J2, erf_I4_blocks
 from ..core.options import SolverOptions, coerce_options
 from .dynamics import _samples, trajectory_dataset
 from .flow import _ordered_sum
@@ -180,7 +181,10 @@ class _LeanPlan:
     block that depend only on its students ``(i, k)`` or only on its fields
     ``(u, w)`` broadcast against each other (erf: ``closed_forms["I4_blocks"]``).
     The numbers are those of the general route; a batch of 64 erf states at
-    K = M = 2 costs about half as much, at K = M = 4 about a third.
+    K = M = 2 costs about half as much, at K = M = 4 about a third.  erf's soft
+    committee takes a leaner route still (:meth:`_erf_rhs`), into buffers the
+    plan keeps (one plan per :class:`CommitteeBatch`: not for concurrent calls
+    from several threads).
     """
 
     def __init__(self, model: Committee) -> None:
@@ -216,6 +220,31 @@ class _LeanPlan:
         self.gather = np.concatenate([idx.ravel() for _, idx in self.pieces])
         bounds = np.cumsum([0] + [idx.size for _, idx in self.pieces])
         self.views = [(bounds[j], bounds[j + 1], idx.shape) for j, (_, idx) in enumerate(self.pieces)]
+        # erf's soft committee has a leaner route still (see _erf_rhs), with its own gather.
+        self.erf = (model._soft and forms.get("H2J2") is erf_H2J2
+                    and (not model.second_order or self.i4_blocks is erf_I4_blocks))
+        self._buffers: dict[int, tuple] = {}
+        self.extra = 0
+        if self.erf:
+            self.sgn2pi = ((2.0 / np.pi) * model._signs)[None, :, None]
+            self.diag_K = np.arange(K) * (L + 1)  # JS[k, k] in JS.reshape(K * L, m)
+            self.pieces = self.pieces[:2]
+            if model.second_order:
+                si, sk, pu, pw = self.si, self.sk, self.pu, self.pw
+                b = len(si)
+                # Student-pair entries, field pairs, then the per-field tables (L, b) last: the
+                # rows after them hold p, q, r (see _erf_i4_sums), so that [c1, c2, p, q, r] is one table.
+                self.pieces += [("iikk", np.stack([src[si, si], src[sk, sk]])), ("ik", src[si, sk]),
+                                ("uw", src[pu, pw]), ("c12", np.stack([src[si].T, src[sk].T]))]
+                self.extra = 3 * L * b
+                bi = np.arange(b)[None, :]
+                flat = lambda t, f: (t * L + f[:, None]) * b + bi  # noqa: E731
+                self.lr = np.stack([flat(2, pu), flat(3, pu), flat(4, pu), flat(0, pw), flat(1, pw),
+                                    flat(4, pw)])  # (6, P, b): [p, q, r] at u, [c1, c2, r] at w
+                self.wp0 = model._w_pairs[:, None, None]
+            self.gather = np.concatenate([idx.ravel() for _, idx in self.pieces])
+            bounds = np.cumsum([0] + [idx.size for _, idx in self.pieces])
+            self.views = [(bounds[j], bounds[j + 1], idx.shape) for j, (_, idx) in enumerate(self.pieces)]
 
     @classmethod
     def of(cls, model: Committee) -> "_LeanPlan | None":
@@ -230,6 +259,8 @@ class _LeanPlan:
     def rhs(self, V: np.ndarray, eta: np.ndarray, noise: np.ndarray | None, lam: np.ndarray | None,
             delta: np.ndarray | None) -> np.ndarray:
         """``d state / d alpha`` ``(m, n_state)``; ``noise``, ``lam``, ``delta`` (m,) or None where all are 0."""
+        if self.erf:
+            return self._erf_rhs(V, eta, noise, lam, delta).T
         m = V.shape[0]
         E = np.empty((self.n + self.T_col.shape[0], m))
         E[:self.n] = V.T
@@ -275,6 +306,104 @@ class _LeanPlan:
         if delta is not None:
             out[:KM] -= delta * E[:KM]
         return out.T
+
+    def _buffers_for(self, m: int) -> tuple:
+        """Per batch size ``m``: the gather's source (``T`` filled in once), the gather and its views.
+
+        Kept for up to 32 sizes of at most 128 rows (the calls along a run, where
+        the allocation is a visible part of a call); larger ones are allocated per call.
+        """
+        got = self._buffers.get(m)
+        if got is None:
+            if len(self._buffers) >= 32:
+                self._buffers.clear()
+            E = np.empty((self.n + self.T_col.shape[0], m))
+            E[self.n:] = self.T_col
+            ng = self.gather.size
+            Gx = np.empty((ng + self.extra, m))
+            views = [Gx[lo:hi].reshape(shape + (m,)) for lo, hi, shape in self.views]
+            Z = Gx[self.views[-1][0]:].reshape(5, self.L, -1, m) if self.extra else None
+            got = (E, Gx[:ng], views, Z)
+            if m <= 128:
+                self._buffers[m] = got
+        return got
+
+    def _erf_rhs(self, V: np.ndarray, eta: np.ndarray, noise: np.ndarray | None, lam: np.ndarray | None,
+                 delta: np.ndarray | None) -> np.ndarray:
+        """The flow of erf's soft committee, ``(n_order, m)`` (arguments as for :meth:`rhs`).
+
+        With ``J_kj = (2/pi) / sqrt((1 + S_kk)(1 + S_jj) - S_kj^2)`` erf has
+        ``H_kj = -S_kj J_kj / (1 + S_kk)``, so with ``W_kj = s_j J_kj`` and
+        ``(JS)_kl = sum_j W_kj S_jl`` (an ordered sum) the first-order table is
+        ``A_kl = (JS)_kl - S_kl (JS)_kk / (1 + S_kk)``: the sum over fields of
+        ``H`` is a diagonal entry of ``JS``.  The same terms as the general
+        route, rounded differently (to a few ulps).
+        """
+        m = V.shape[0]
+        E, G, views, Z = self._buffers_for(m)
+        E[:self.n] = V.T
+        np.take(E, self.gather, axis=0, out=G, mode="clip")
+        S, d = views[0], views[1]
+        K, L = self.K, self.L
+        ap = 1.0 + d  # (L, m)
+        SK = S[:K]
+        X = ap[:K, None] * ap[None]
+        X -= SK * SK
+        np.sqrt(X, out=X)
+        W = self.sgn2pi / X  # (K, L, m)
+        JS = _sum0(W.transpose(1, 0, 2)[:, :, None, :] * S[:, None])  # (K, L, m): sum over j first
+        A = JS - SK * (JS.reshape(K * L, m)[self.diag_K] / ap[:K])[:, None]
+        Af = A.reshape(K * L, m)
+        out = Af[self.out_a] + Af[self.out_b] * self.qmask  # (n_order, m)
+        KM = self.KM
+        if Z is not None:
+            i4 = self._erf_i4_sums(views, Z, ap)
+            if noise is not None:
+                i4 = i4 - (noise * noise) * W.reshape(K * L, m)[self.si * L + self.sk]  # J2 = -W (s = -1)
+            out[KM:] += eta * i4
+        out *= eta
+        if lam is not None:
+            el = eta * lam
+            out[:KM] -= el * E[:KM]
+            out[KM:self.n0] -= (2.0 * el) * E[KM:self.n0]
+        if delta is not None:
+            out[:KM] -= delta * E[:KM]
+        return out
+
+    def _erf_i4_sums(self, views: list, Z: np.ndarray, ap: np.ndarray) -> np.ndarray:
+        """``sum_{u <= w} wp_uw I4(x_i, x_k, u, w)`` for the student pairs ``i <= k``, ``(b, m)``.
+
+        For the block ``(x_i, x_k, u, w)`` with ``a = 1 + S_ii``, ``c = 1 + S_kk``,
+        ``e = S_ik`` and ``lam4 = a c - e^2``, erf's I4 is
+        ``(4 / pi^2) lam4^(-1/2) asin(lam0 / sqrt(lam1(u) lam1(w)))``; ``lam0`` is
+        bilinear in the fields' covariances with the pair, ``lam0 = lam4 S_uw
+        - (p_u S_iw + q_u S_kw)`` with ``p_u = c S_iu - e S_ku`` and ``q_u = a S_ku
+        - e S_iu``, and ``lam1(u) = lam4 (1 + S_uu) - p_u S_iu - q_u S_ku``: per
+        field ``p, q`` and ``r = lam1^(-1/2)``, per field pair two products, and
+        the block's factor after the sum over field pairs (the same terms as
+        ``closed_forms["I4"]``, rounded differently).  ``Z`` ``(5, L, b, m)``:
+        ``S_iu``, ``S_ku`` (gathered), then ``p, q, r`` are written.
+        """
+        a, c = 1.0 + views[2]  # (b, m) each
+        e, uw = views[3], views[4]
+        c1, c2, p, q, r = Z  # (L, b, m) each
+        lam4 = a * c - e * e
+        np.multiply(c, c1, out=p)
+        p -= e * c2
+        np.multiply(a, c2, out=q)
+        q -= e * c1
+        lam1 = lam4 * ap[:, None] - (p * c1 + q * c2)
+        np.sqrt(lam1, out=r)
+        np.divide(1.0, r, out=r)
+        pu, qu, ru, c1w, c2w, rw = Z.reshape(-1, Z.shape[-1])[self.lr]  # (P, b, m) each
+        x = lam4 * uw[:, None] - (pu * c1w + qu * c2w)  # lam0
+        x *= ru
+        x *= rw
+        np.maximum(x, -1.0, out=x)
+        np.minimum(x, 1.0, out=x)
+        np.arcsin(x, out=x)
+        x *= self.wp0
+        return _sum0(x) * ((4.0 / np.pi**2) / np.sqrt(lam4))
 
 
 @dataclass(frozen=True)

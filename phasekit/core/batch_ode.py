@@ -11,7 +11,9 @@ its dense output are those of :class:`scipy.integrate.DOP853` (the
 coefficients are scipy's), row by row: a row takes the steps
 :func:`~phasekit.core.ode.solve_flow` would take for it alone, up to
 rounding.  Events are located on the dense output (regula falsi with the
-Anderson-Bjorck modification, to a few ulps of ``t``), and a row's status is
+Anderson-Bjorck modification, to a few ulps of ``t``), once the run has ended,
+all crossings of an event together (a row with a terminal crossing stops at
+the end of that step and is set back to the crossing), and a row's status is
 decoded as :func:`~phasekit.core.ode.solve_flow` decodes it:
 
 =============  =============================================================
@@ -149,29 +151,41 @@ def _rms(x: Array) -> Array:
     return np.sqrt(_sum(x * x) / x.shape[-1])
 
 
-def _combine(K: Array, coef: Array) -> Array:
-    """``sum_s coef_s K[s]`` for stage values ``K`` ``(s, m, n)`` (an ordered sum, see :func:`_sum`).
+def _sum0(x: Array) -> Array:
+    """Sum over the first axis in index order, for every entry alike (see :func:`_sum`).
 
-    Added stage by stage: the same sums as an accumulation over the first axis, at half its cost;
-    the stages of coefficient 0 (a third of DOP853's) add an exact zero and are left out.
+    Over an outer axis numpy's reduction adds whole slices in index order
+    while a slice holds more than one entry; with one entry per slice it
+    would add a pairwise sum, so that case accumulates.
     """
-    P = coef[:, None, None] * K
-    out = P[0].copy()
-    for s in _nonzero(coef):
-        out += P[s]
-    return out
+    return np.add.reduce(x, axis=0) if x[0].size > 1 else np.add.accumulate(x, axis=0)[-1]
 
 
-def _nonzero(coef: Array) -> list[int]:
-    """The stages after the first with a nonzero coefficient (DOP853's tables, keyed by their values)."""
+def _combine(K: Array, coef: Array) -> Array:
+    """``sum_s coef_s K[s]`` for stage values ``K`` ``(s, m, n)`` (an ordered sum, see :func:`_sum0`).
+
+    The stages of coefficient 0 after the first (a third of DOP853's) would add
+    an exact zero and are left out.
+    """
+    sel, c = _nonzero(coef)
+    return _sum0(c * K[sel])
+
+
+def _nonzero(coef: Array) -> tuple[Any, Array]:
+    """The first stage and those after it with a nonzero coefficient, and their coefficients ``(k, 1, 1)``.
+
+    DOP853's tables, keyed by their values; the stages as a slice where they are consecutive.
+    """
     key = coef.tobytes()
-    nz = _NONZERO.get(key)
-    if nz is None:
-        nz = _NONZERO[key] = [s for s in range(1, len(coef)) if coef[s] != 0]
-    return nz
+    got = _NONZERO.get(key)
+    if got is None:
+        idx = [0] + [s for s in range(1, len(coef)) if coef[s] != 0]
+        sel = slice(0, len(idx)) if idx == list(range(len(idx))) else np.array(idx)
+        got = _NONZERO[key] = (sel, coef[idx][:, None, None])
+    return got
 
 
-_NONZERO: dict[bytes, list[int]] = {}
+_NONZERO: dict[bytes, tuple[Any, Array]] = {}
 
 
 def _stages(f, t: Array, y: Array, h: Array, t_new: Array, rows: Array,
@@ -355,6 +369,66 @@ def _locate(g, lo_g, hi_g, h, t_old):
     return x
 
 
+class _Pending:
+    """The steps that hold event crossings, noted along a run and located after it (:func:`_locate_pending`).
+
+    ``steps``: per step with crossings, its rows' ``(rows, t_old, y_old, y_new,
+    f_old, f_new, K, h)``; ``crossings[j]``: per such step, event ``j``'s
+    crossings as positions among all noted rows and the event's values at the
+    step's two ends.
+    """
+
+    def __init__(self, events: Sequence[BatchEvent]) -> None:
+        self.steps: list = []
+        self.crossings: list[list] = [[] for _ in events]
+        self.size = 0
+
+
+def _locate_pending(pending: _Pending, events: Sequence[BatchEvent], f, t: Array, y: Array, fired: Array,
+                    t_ev: dict, d_ev: dict) -> None:
+    """Locate every noted crossing; stop the rows with a terminal one at the first.
+
+    The interpolants of all noted steps are built together (three calls of
+    ``f``) and each event's crossings located in one regula falsi: the same
+    arithmetic row by row as locating them step by step.  Sets ``t``, ``y``
+    and ``fired`` of the stopped rows and fills ``t_ev``, ``d_ev`` (in time
+    order per row).
+    """
+    rows, t_old, y_old, y_new, f_old, f_new, K, h = (np.concatenate(parts, axis=1 if j == 6 else 0)
+                                                     for j, parts in enumerate(zip(*pending.steps)))
+    F = _dense_coefficients(f, t_old, y_old, y_new, f_old, f_new, K, h, rows)
+    stop_t = np.full(rows.size, np.inf)
+    stop_ev = np.full(rows.size, -1)
+    found = []
+    for j, e in enumerate(events):
+        if not pending.crossings[j]:
+            continue
+        pos, g0, g1 = (np.concatenate(parts) for parts in zip(*pending.crossings[j]))
+        Fd, yo, to, hk = F[:, pos], y_old[pos], t_old[pos], h[pos]
+
+        def g(x: Array, idx: Array, e=e, Fd=Fd, yo=yo, to=to, hk=hk, pos=pos) -> Array:
+            return np.asarray(e.function(to[idx] + x * hk[idx], _dense_eval(Fd[:, idx], yo[idx], x),
+                                         rows[pos[idx]]), dtype=float)
+
+        te = to + _locate(g, g0, g1, hk, to) * hk
+        found.append((e.name, pos, te, np.where(g1 > g0, 1, -1)))
+        if e.terminal:
+            better = te < stop_t[pos]
+            stop_t[pos] = np.where(better, te, stop_t[pos])
+            stop_ev[pos] = np.where(better, j, stop_ev[pos])
+    for name, pos, te, sign in found:
+        for p, tt, sg in zip(pos, te, sign):
+            if tt <= stop_t[p]:  # crossings after the terminal one are not reached
+                t_ev[name][rows[p]].append(float(tt))
+                d_ev[name][rows[p]].append(int(sg))
+    k = np.flatnonzero(stop_ev >= 0)
+    if k.size:
+        r = rows[k]
+        y[r] = _dense_eval(F[:, k], y_old[k], (stop_t[k] - t_old[k]) / h[k])
+        t[r] = stop_t[k]
+        fired[r] = stop_ev[k]
+
+
 def solve_batch(
     fun: Callable[[Array, Array, Array], Array],
     y0: Array,
@@ -451,8 +525,15 @@ def solve_batch(
         history.calls += 1
         return fun(tt, Y, rows)
 
+    def f_events(tt: Array, Y: Array, rows: Array) -> Array:
+        nonlocal n_calls
+        np.add.at(nfev, rows, 1)  # interpolants of the steps holding crossings: a row may have several
+        n_calls += 1
+        return fun(tt, Y, rows)
+
     want_dense = dense or te.shape[1] > 0
     history = _StepHistory(f_dense, Bn, n)
+    pending = _Pending(events)
 
     y = y0.copy()
     status = np.full(Bn, _RUNNING)
@@ -544,22 +625,11 @@ def solve_batch(
             n_steps[acc] += 1
             if want_dense:
                 history.add(acc, t_old, tn, hh, y_old, Ks)
-            F_all = np.empty((7, acc.size, n))
-            have = np.zeros(acc.size, dtype=bool)
-
-            def coefficients(k: Array) -> Array:
-                """Interpolants of the accepted rows ``k`` (positions in ``acc``), built once per step."""
-                missing = k[~have[k]]
-                if missing.size:
-                    F_all[:, missing] = _dense_coefficients(f, t_old[missing], y_old[missing], yn[missing],
-                                                            f_old[missing], fn[missing], Ks[:, missing],
-                                                            hh[missing], acc[missing])
-                    have[missing] = True
-                return F_all[:, k]
-
-            stop_t = np.full(acc.size, np.inf)
-            stop_ev = np.full(acc.size, -1)
-            found = []
+            # Crossings are noted here and located after the run (_locate_pending), all of
+            # an event's at once: a row with a terminal crossing stops at the end of this step,
+            # its time and state set to the located ones afterwards.
+            stop = np.zeros(acc.size, dtype=bool)
+            hits = []
             for j, e in enumerate(events):
                 g0 = g_old[j][acc]
                 g1 = np.asarray(e.function(tn, yn, acc), dtype=float)
@@ -569,38 +639,24 @@ def solve_batch(
                 cross = up if e.direction > 0 else down if e.direction < 0 else (up | down)
                 cross &= ~((g0 == 0) & (g1 == 0))
                 cr = np.flatnonzero(cross)
-                if cr.size == 0:
-                    continue
-                Fd = coefficients(cr)
-                yo, to, hk = y_old[cr], t_old[cr], hh[cr]
-
-                def g(x: Array, idx: Array, e=e, Fd=Fd, yo=yo, to=to, hk=hk, cr=cr) -> Array:
-                    return np.asarray(e.function(to[idx] + x * hk[idx], _dense_eval(Fd[:, idx], yo[idx], x),
-                                                 acc[cr[idx]]), dtype=float)
-
-                x = _locate(g, g0[cr], g1[cr], hk, to)
-                te_j = to + x * hk
-                found.append((j, cr, te_j, np.where(g1[cr] > g0[cr], 1, -1)))
-                if e.terminal:
-                    better = te_j < stop_t[cr]
-                    stop_t[cr] = np.where(better, te_j, stop_t[cr])
-                    stop_ev[cr] = np.where(better, j, stop_ev[cr])
-            for j, cr, te_j, sign in found:
-                name = events[j].name
-                for r, tt, sg in zip(cr, te_j, sign):
-                    if tt <= stop_t[r]:  # crossings after the terminal one are not reached
-                        t_ev[name][acc[r]].append(float(tt))
-                        d_ev[name][acc[r]].append(int(sg))
-            stopped = stop_ev >= 0
-            if stopped.any():
-                k = np.flatnonzero(stopped)
-                y[acc[k]] = _dense_eval(coefficients(k), y_old[k], (stop_t[k] - t_old[k]) / hh[k])
-                t[acc[k]] = stop_t[k]
-                status[acc[k]] = _EVENT
-                fired[acc[k]] = stop_ev[k]
-            go = ~stopped
+                if cr.size:
+                    hits.append((j, cr, g0[cr], g1[cr]))
+                    if e.terminal:
+                        stop[cr] = True
+            if hits:
+                k = np.unique(np.concatenate([c[1] for c in hits]))
+                pending.steps.append((acc[k], t_old[k], y_old[k], yn[k], f_old[k], fn[k], Ks[:, k], hh[k]))
+                for j, cr, a0, a1 in hits:
+                    pending.crossings[j].append((pending.size + np.searchsorted(k, cr), a0, a1))
+                pending.size += k.size
+            if stop.any():
+                status[acc[stop]] = _EVENT
+            go = ~stop
             t[acc[go]], y[acc[go]], fy[acc[go]] = tn[go], yn[go], fn[go]
             status[acc[go & (tn >= t_max[acc])]] = _OK
+
+        if pending.size:
+            _locate_pending(pending, events, f_events, t, y, fired, t_ev, d_ev)
 
         # Decode.
         bad_rows = np.flatnonzero((status == _NONFINITE) | (status == _TOO_SMALL))
