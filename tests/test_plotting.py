@@ -263,3 +263,21 @@ def test_order_parameters_of_a_reduced_trajectory_draw_R_S_Q_C_with_their_defini
     np.testing.assert_array_equal(lines["C = Q_ik (i != k)"].get_ydata(), traj["C"].values)
     assert "student-teacher overlaps R, S" in fig.axes[0].get_ylabel() and "subspace" in fig._suptitle.get_text()
     assert layout_problems(fig) == []
+
+
+def test_figures_of_one_integrate_run_draw_its_trajectory():
+    """draw() on an integrate() dataset: its one trajectory (full or reduced), the stored values;
+    a dataset without one is refused by name."""
+    import phasekit as pk
+
+    model = pk.Committee(2, 2, "erf", eta=0.5)
+    full = pk.integrate(model, pk.initial_state(model, 1e-3), 20.0, n_points=21)
+    red = pk.integrate(model.restrict("site_symmetric"), [1e-3, 0.0, 0.5, 0.0], 20.0, n_points=21)
+    for ds in (full, red):
+        (name, _, fig), = draw(ds, {"kind": "order_parameters"})
+        eg = [ln for ax in fig.axes for ln in ax.lines if ln.get_label() == "eps_g"]
+        assert name == "order_parameters" and len(eg) == 1
+        np.testing.assert_array_equal(eg[0].get_ydata(), ds["eg"].values)
+        assert "activation = erf" in draw(ds, {"kind": "trajectories"})[0][1]
+    with pytest.raises(ValueError, match="ds: no committee trajectory"):
+        draw(xr.Dataset({"x": ("eta", [1.0])}), {"kind": "order_parameters"})

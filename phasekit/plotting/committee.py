@@ -199,7 +199,11 @@ def stored_trajectories(ds: xr.Dataset, time: str | None = None,
 def order_parameters_figure(ds: xr.Dataset, time: str | None = None, reference: str | None = None,
                             title: str | None = None) -> Figure:
     """Order parameters of the dataset's (first) trajectory; ``reference``: a variable drawn as a dashed eps_g."""
-    lab, traj = trajectories(ds)[0]
+    found = trajectories(ds)
+    if not found:
+        raise ValueError("ds: no committee trajectory in the dataset (an integrate() result, or a study's "
+                         "trajectory measure or [report] trajectories)")
+    lab, traj = found[0]
     ref = float(np.ravel(ds[reference].values)[0]) if reference else None
     return order_parameters(traj, time=time, reference_eg=ref, title=title)
 

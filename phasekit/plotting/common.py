@@ -297,8 +297,12 @@ def trajectories(ds: xr.Dataset) -> list[tuple[str, xr.Dataset]]:
     A study in a subspace (``model.subspace``) stores reduced order
     parameters (``R_ii``, ``R_in``, ...): its trajectories are reduced ones
     (variables ``R``, ``S``, ``Q``, ``C`` [, ``v``] along alpha, attribute
-    ``subspace``), as ``integrate`` gives for a reduced model.
+    ``subspace``), as ``integrate`` gives for a reduced model.  A dataset of
+    :func:`~phasekit.committee.dynamics.integrate` itself is its one trajectory.
     """
+    if "alpha" in ds.dims and "eg" in ds and ds["eg"].dims == ("alpha",):
+        lab = ", ".join(f"{key} = {fmt(ds.attrs[key])}" for key in ("activation", "K", "M", "eta") if key in ds.attrs)
+        return [(lab, ds)]
     out = []
     dims = grid_dims(ds)
 
