@@ -263,3 +263,23 @@ def test_order_parameters_of_a_reduced_trajectory_draw_R_S_Q_C_with_their_defini
     np.testing.assert_array_equal(lines["C = Q_ik (i != k)"].get_ydata(), traj["C"].values)
     assert "student-teacher overlaps R, S" in fig.axes[0].get_ylabel() and "subspace" in fig._suptitle.get_text()
     assert layout_problems(fig) == []
+
+
+def test_save_figure_writes_the_default_pixels(tmp_path):
+    """The cheaper PNG compression of save_figure changes the file, not one pixel of the image."""
+    from PIL import Image
+
+    from phasekit.plotting import save_figure
+
+    fig = Figure(figsize=(3.0, 2.0), layout="constrained")
+    ax = fig.subplots()
+    ax.semilogy(np.arange(1, 50), np.exp(-np.arange(1, 50) / 7.0), "o-", label="eps_g")
+    ax.legend()
+    ax.set_title("a title")
+    fig.canvas.draw()  # the layout settled, so both saves lay out the same state
+    ours = save_figure(fig, tmp_path / "ours.png")
+    fig.savefig(tmp_path / "default.png", dpi=120)
+    a, b = np.asarray(Image.open(ours)), np.asarray(Image.open(tmp_path / "default.png"))
+    assert a.shape == b.shape == (240, 360, 4)
+    np.testing.assert_array_equal(a, b)
+    assert ours.read_bytes() != (tmp_path / "default.png").read_bytes()  # compressed otherwise
