@@ -1,9 +1,11 @@
 """Committee grid points integrated as one batch by the runner (phasekit.study.committee_batch)."""
 
+import json
+
 import numpy as np
 from helpers_study import small_study
 
-from phasekit.study import committee_batch
+from phasekit.study import committee_batch, runner
 from phasekit.study.runner import run_study
 
 
@@ -104,3 +106,28 @@ def test_stored_trajectories_stay_per_point_unless_every_point_is_sampled():
     assert committee_batch.Prefetch(st, [(j, False, True)])._point(j) is None  # resumed: still per point
     every = small_study(report=report, measures={"final_eg": {}, "trajectory": {}})
     assert committee_batch.Prefetch(every, tasks)._point(j) is not None
+
+
+def test_worker_tasks_hold_one_shape_each_the_largest_first(monkeypatch):
+    """Two workers get tasks of one shape each (K = 2 before K = 1), and their results are the serial ones."""
+    grid = {"K": [1, 2], "eta": [0.5, 1.5, 40.0]}
+    st = small_study(grid=grid, integration={"eta_alpha_max": 60.0, "n_points": 41, "stop_eg": 1e-2},
+                     run={"batch_points": 64})
+    tasks = [(j, True, False) for j in range(st.n_points)]
+    K = [json.loads(st.point_key(j))["K"] for j in range(st.n_points)]
+    groups = committee_batch.Prefetch(st, tasks).worker_tasks(tasks, 2)
+    assert [[K[t[0]] for t in g] for g in groups] == [[2, 2], [2], [1, 1], [1]]
+    assert sorted(t for g in groups for t in g) == tasks
+    serial = run_study(st, progress=False)
+    sent = []
+    real = runner.imap_unordered
+
+    def spy(func, batches, *args, **kwargs):
+        sent.extend(batches)
+        return real(func, batches, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "imap_unordered", spy)
+    two = run_study(st, progress=False, parallel={"n_workers": 2, "batch_size": 3})
+    assert [[K[t[0]] for t in g] for g in sent] == [[2, 2, 2], [1, 1, 1]]
+    for v in ("status", "convergence_time", "final_eg", "alpha_end"):
+        np.testing.assert_array_equal(two[v].values, serial[v].values)

@@ -281,3 +281,23 @@ def test_figures_of_one_integrate_run_draw_its_trajectory():
         assert "activation = erf" in draw(ds, {"kind": "trajectories"})[0][1]
     with pytest.raises(ValueError, match="ds: no committee trajectory"):
         draw(xr.Dataset({"x": ("eta", [1.0])}), {"kind": "order_parameters"})
+
+
+def test_save_figure_writes_the_default_pixels(tmp_path):
+    """The cheaper PNG compression of save_figure changes the file, not one pixel of the image."""
+    from PIL import Image
+
+    from phasekit.plotting import save_figure
+
+    fig = Figure(figsize=(3.0, 2.0), layout="constrained")
+    ax = fig.subplots()
+    ax.semilogy(np.arange(1, 50), np.exp(-np.arange(1, 50) / 7.0), "o-", label="eps_g")
+    ax.legend()
+    ax.set_title("a title")
+    fig.canvas.draw()  # the layout settled, so both saves lay out the same state
+    ours = save_figure(fig, tmp_path / "ours.png")
+    fig.savefig(tmp_path / "default.png", dpi=120)
+    a, b = np.asarray(Image.open(ours)), np.asarray(Image.open(tmp_path / "default.png"))
+    assert a.shape == b.shape == (240, 360, 4)
+    np.testing.assert_array_equal(a, b)
+    assert ours.read_bytes() != (tmp_path / "default.png").read_bytes()  # compressed otherwise

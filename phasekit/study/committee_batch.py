@@ -105,6 +105,29 @@ class Prefetch:
         except Exception:  # the per-point path reports it
             return None
 
+    def worker_tasks(self, tasks: list, size: int) -> list[list]:
+        """``tasks`` cut into worker tasks of at most ``size`` points that share their shape.
+
+        A worker batches only the points of its own task, so a task holds
+        points of one model shape (the per-point ones among them too: they
+        share the shape's memoised eta_c).  The shapes with the most
+        field pairs ``K * M`` (the costliest per point) go first, so that the
+        run does not end waiting on one large task; among equals the grid order.
+        """
+        groups: dict[Any, list] = {}
+        cost: dict[Any, int] = {}
+        for task in tasks:
+            key, pairs = None, 0
+            try:
+                model = point_model(PointContext(self.study, int(task[0])))
+                key, pairs = batch_key(model), model.K * model.M
+            except Exception:  # the per-point path reports it
+                pass
+            groups.setdefault(key, []).append(task)
+            cost[key] = max(cost.get(key, 0), pairs)
+        return [g[k:k + size] for key in sorted(groups, key=lambda key: -cost[key])
+                for g in [groups[key]] for k in range(0, len(g), size)]
+
     def take(self, index: int) -> dict | None:
         """What to put in point ``index``'s context (its trajectory, crossings, seconds), or None."""
         index = int(index)

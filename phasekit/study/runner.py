@@ -10,7 +10,10 @@ Execution.  Points are grouped into batches (about eight tasks per worker, so
 that scheduling overhead stays small) and run through
 :mod:`phasekit.core.parallel`: in this process, in local worker processes
 (``n_workers >= 2``; ``phasekit run`` uses one per core) or on a dask cluster
-(a client, a scheduler address, or the active dask client).  Without
+(a client, a scheduler address, or the active dask client).  Points whose
+trajectories are batched (``batch_points > 1``) go to workers in tasks of one
+model shape, the costliest shapes first, so that each worker batches its
+task's points.  Without
 ``outdir`` everything stays in memory.  With ``outdir`` each finished batch
 is written at once to ``<outdir>/checkpoints/batch-<invocation>-<n>.nc``
 (written to a temporary name and renamed, so a killed run never leaves a
@@ -559,11 +562,15 @@ def _compute(study: Study, ckdir: Path | None, tasks: list, opts: ParallelOption
         if opts.scheduler is not None:
             client = stack.enter_context(connect(opts.scheduler))
         backend = choose_backend(client, opts.n_workers)
-        batches = _batches(tasks, backend.n_workers, opts.batch_size or (1 if backend.kind == "serial" else None))
-        seq = 0
         # In this process the batched trajectories span the whole run (each point still
-        # checkpointed alone); workers batch the points of each task.
-        prefetch = make_prefetch(study, tasks, opts.batch_points) if backend.kind == "serial" else None
+        # checkpointed alone); workers batch the points of each task, so their tasks hold points of one shape.
+        prefetch = make_prefetch(study, tasks, opts.batch_points)
+        if prefetch is not None and backend.kind != "serial":
+            size = opts.batch_size or min(opts.batch_points, -(-len(tasks) // (2 * max(1, backend.n_workers))))
+            batches, prefetch = prefetch.worker_tasks(tasks, max(1, size)), None
+        else:
+            batches = _batches(tasks, backend.n_workers, opts.batch_size or (1 if backend.kind == "serial" else None))
+        seq = 0
         try:
             results = imap_unordered(functools.partial(_run_batch, study.to_json(), batch_points=opts.batch_points,
                                                        prefetch=prefetch), batches, backend,
