@@ -298,14 +298,7 @@ class _LeanPlan:
             if noise is not None:
                 i4 = i4 + (noise * noise) * j2
             out[KM:] += eta * i4
-        out *= eta
-        if lam is not None:
-            el = eta * lam
-            out[:KM] -= el * E[:KM]
-            out[KM:self.n0] -= (2.0 * el) * E[KM:self.n0]
-        if delta is not None:
-            out[:KM] -= delta * E[:KM]
-        return out.T
+        return self._finish(out, E, eta, lam, delta).T
 
     def _buffers_for(self, m: int) -> tuple:
         """Per batch size ``m``: the gather's source (``T`` filled in once), the gather and its views.
@@ -361,6 +354,12 @@ class _LeanPlan:
             if noise is not None:
                 i4 = i4 - (noise * noise) * W.reshape(K * L, m)[self.si * L + self.sk]  # J2 = -W (s = -1)
             out[KM:] += eta * i4
+        return self._finish(out, E, eta, lam, delta)
+
+    def _finish(self, out: np.ndarray, E: np.ndarray, eta: np.ndarray, lam: np.ndarray | None,
+                delta: np.ndarray | None) -> np.ndarray:
+        """``out`` (the gradient terms, ``(n_order, m)``) times eta, with weight decay and drift; in place."""
+        KM = self.KM
         out *= eta
         if lam is not None:
             el = eta * lam
