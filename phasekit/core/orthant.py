@@ -183,15 +183,24 @@ _GRADE_RATIO = 8.0
 _GRADE_KAPPA = 1.0
 
 
+# Nodes of the graded panels: _N_PANEL on [q^-2, q^-1], one fewer on each
+# deeper panel (its share of the integral is about its width, so it needs
+# less relative accuracy), _N_TOP on [q^-1, 1].
 _N_PANEL = 16
 
 
-_N_TOP = 24
+_N_TOP = 18
 
 
 # (matrices x nodes) evaluated at once.  The temporaries (a few dozen of up to
 # 10x this many doubles) then stay in cache, which is faster than one big pass.
 _CHUNK_ELEMENTS = 1 << 12
+
+
+# Plain levels (thresholds of the smallest eigenvalue, _PLAIN order) that
+# well-conditioned matrices take without an eigen-decomposition; the last is
+# the smallest eigenvalue for which the closed-form adjugate of R_t is used.
+_ADJUGATE_LEVELS = tuple(lam for lam, _ in _PLAIN[:3])
 
 
 # Index pairs (i, j), i < j, of a 4x4 matrix.  The complementary pair of
@@ -313,8 +322,9 @@ def _rule(level: int) -> tuple[Array, Array]:
 
     Levels ``0 .. len(_PLAIN) - 1`` are plain Gauss-Legendre on [0, 1]; a
     higher level uses, with ``L = level - len(_PLAIN) + 1``, the ``L + 1`` panels
-    ``[0, q^-L], [q^-L, q^-(L-1)], ..., [q^-1, 1]`` (``_N_PANEL`` nodes each,
-    ``_N_TOP`` on the last) that resolve a boundary layer at ``s ~ q^-L``.
+    ``[0, q^-L], [q^-L, q^-(L-1)], ..., [q^-1, 1]`` (``_N_PANEL - j + 1``
+    nodes on ``[q^-(j+1), q^-j]``, ``_N_TOP`` on the last) that resolve a
+    boundary layer at ``s ~ q^-L``.
     """
     if level < len(_PLAIN):
         s, w = gauss_legendre_interval(0.0, 1.0, _PLAIN[level][1])
@@ -322,7 +332,8 @@ def _rule(level: int) -> tuple[Array, Array]:
         q = _GRADE_RATIO
         depth = level - len(_PLAIN) + 1
         edges = [0.0] + [q ** -j for j in range(depth, 0, -1)]
-        parts = [gauss_legendre_interval(lo, hi, _N_PANEL) for lo, hi in zip(edges[:-1], edges[1:])]
+        parts = [gauss_legendre_interval(lo, hi, _N_PANEL + 1 - j)
+                 for j, lo, hi in zip(range(depth, 0, -1), edges[:-1], edges[1:])]
         parts.append(gauss_legendre_interval(1.0 / q, 1.0, _N_TOP))
         s = np.concatenate([p[0] for p in parts])
         w = np.concatenate([p[1] for p in parts])
@@ -436,9 +447,9 @@ def _scatter_sum(terms: Array, gather: Array) -> Array:
     return out
 
 
-def _node_sum(values: Array, weights: Array) -> Array:
-    """``values @ weights`` (N, n) @ (n,) summed in node order for every row alike (see :func:`_scatter_sum`)."""
-    return np.add.accumulate(values * weights, axis=-1)[..., -1]
+def _node_sum(values: Array, weights: Array, axis: int = -1) -> Array:
+    """``sum_n values * weights`` along the node ``axis``, in node order for every matrix alike (see :func:`_scatter_sum`)."""
+    return np.take(np.add.accumulate(values * weights, axis=axis), -1, axis=axis)
 
 
 def _pair_coefficients(R: Array) -> dict[str, Array]:
@@ -466,7 +477,7 @@ def _pair_coefficients(R: Array) -> dict[str, Array]:
 
 def _path_integrand(lam: Array, V: Array, coef: dict[str, Array], s: Array,
                     with_relu: bool) -> tuple[Array, Array | None]:
-    """Integrands of ``orthant4`` and ``relu_I4`` at nodes ``s`` (``t = 1 - s^2``).
+    """Integrands of ``orthant4`` and ``relu_I4`` at nodes ``s`` (``t = 1 - s^2``), from the eigen-decomposition.
 
     Parameters
     ----------
@@ -485,44 +496,222 @@ def _path_integrand(lam: Array, V: Array, coef: dict[str, Array], s: Array,
     h, F : ndarray, shape (N, n)
         ``dP4/dt`` and ``dI4/dt`` at ``R_t`` (``F`` is None unless ``with_relu``).
     """
-    s2 = s * s
+    return _eigen_integrand(lam, V, coef, s, with_relu, _NODES_INNER)
+
+
+class _Layout:
+    """Axis order of the integrands' arrays: (quantity, matrix, node) or (quantity, node, matrix).
+
+    The innermost axis is the longer one (the nodes of a graded rule, the
+    matrices of a plain one), so that every elementwise pass runs over long
+    rows.  ``node`` shapes a vector over nodes, ``mat`` an array whose last
+    axis runs over matrices; ``axis`` is the node axis of a result.
+    """
+
+    def __init__(self, nodes_inner: bool):
+        self.nodes_inner = nodes_inner
+        self.axis = -1 if nodes_inner else 0
+
+    def node(self, x: Array) -> Array:
+        return x if self.nodes_inner else x[:, None]
+
+    def mat(self, x: Array) -> Array:
+        return x[..., None] if self.nodes_inner else x[..., None, :]
+
+    def contract(self, w: Array, x: Array) -> Array:
+        """``sum_q w[:, k, q] x[q]`` for per-matrix weights ``w`` (N, k, m) and ``x`` (m, ...): shape (k, ...).
+
+        A stacked product per matrix (the nodes inner) or sums in a fixed
+        order (the matrices inner): either way a matrix's result does not
+        depend on the other matrices (see :func:`_scatter_sum`).
+        """
+        if self.nodes_inner:
+            return np.matmul(w, x.transpose(1, 0, 2)).transpose(1, 0, 2)
+        out = []
+        for k in range(w.shape[1]):
+            terms = w[:, k, :].T[:, None, :] * x
+            acc = terms[0] + terms[1]
+            for q in range(2, terms.shape[0]):
+                acc += terms[q]
+            out.append(acc)
+        return np.stack(out)
+
+
+_NODES_INNER, _MATRICES_INNER = _Layout(True), _Layout(False)
+
+
+def _eigen_integrand(lam: Array, V: Array, coef: dict[str, Array], s: Array,
+                     with_relu: bool, lay: _Layout) -> tuple[Array, Array | None]:
+    """:func:`_path_integrand` with results in the axis order ``lay``."""
+    s2 = lay.node(s * s)
     t = 1.0 - s2
     # Eigenvalues of R_t = (1 - t) I + t R, written as s^2 + t lam so that the
     # small ones keep full relative accuracy near t = 1.
-    lam_t = s2 + t * lam[:, :, None]                                # (N, 4, n)
-    VV = V[:, _ROWS, :] * V[:, _COLS, :]                            # (N, 10, 4)
+    lam_t = t * lay.mat(lam.T)
+    lam_t += s2                                                     # (4, n, N)
+    inv = np.divide(1.0, lam_t)
     # Entries of the precision matrix R_t^{-1} = V diag(1 / lam_t) V^T: no
     # cancellation between large terms even when R_t is nearly singular.
-    prec = np.matmul(VV, 1.0 / lam_t)                               # (N, 10, n)
-    inv_sd = 1.0 / np.sqrt(prec[:, :4, :])
-    # Partial correlation of the complementary pair (u, w) of each pair (k, m)
-    # given x_k = x_m = 0: -P_uw / sqrt(P_uu P_ww).
-    rho = -prec[:, 4 + _COMPLEMENT, :] * inv_sd[:, _COMP_U, :] * inv_sd[:, _COMP_W, :]
-    Q = 0.25 + np.arcsin(np.clip(rho, -1.0, 1.0)) / _TWO_PI         # (N, 6, n)
+    prec = lay.contract(V[:, _ROWS, :] * V[:, _COLS, :], inv)       # (10, ...)
+    det = lam_t[0] * lam_t[1]
+    det *= lam_t[2]
+    det *= lam_t[3]
+    return _integrand(prec, det, -prec[4 + _PAIR_INDEX[2, 3]] * det, coef, s2, t, with_relu, lay)
+
+
+def _minor_tables() -> tuple[Array, Array]:
+    """Pair indices of the adjugate entries: per variable ``i`` the pairs ``(jk, jl, kl)`` of the other three
+    (shape (3, 4)); per pair ``(i, j)`` with ``k, l`` the other two, ``(ik, jk, il, jl)`` (shape (4, 6))."""
+    diag = [[_PAIR_INDEX[j, k], _PAIR_INDEX[j, l], _PAIR_INDEX[k, l]]
+            for j, k, l in ([x for x in range(4) if x != i] for i in range(4))]
+    off = [[_PAIR_INDEX[i, k], _PAIR_INDEX[j, k], _PAIR_INDEX[i, l], _PAIR_INDEX[j, l]]
+           for (i, j), (k, l) in zip(_PAIRS, _PAIRS[::-1])]
+    return np.array(diag).T, np.array(off).T
+
+
+_DIAG_MINOR, _OFF_MINOR = _minor_tables()
+
+
+def _adjugate_polynomials(r: Array) -> tuple[Array, Array, Array]:
+    """Coefficients in ``t`` of ``adj(R_t)`` and ``det(R_t)`` for ``R_t = I + t (R - I)``.
+
+    ``r`` (6, N): the correlations in :data:`_PAIRS` order.  Returns the
+    coefficients of ``t^2, t^3`` of the diagonal entries (``adj_ii = 1 + c2 t^2
+    + c3 t^3``, shape (2, 4, N)), of ``t, t^2, t^3`` of the off-diagonal ones
+    (``_PAIRS`` order, (3, 6, N)) and of ``t^2, t^3, t^4`` of the determinant
+    (``1 + d2 t^2 + d3 t^3 + d4 t^4``, (3, N)).  ``adj_ii`` is the principal
+    minor of the other three variables; for ``i != j`` with ``k, l`` the other
+    two, ``adj_ij = -t r_ij + t^2 (r_ik r_jk + r_il r_jl)
+    + t^3 r_kl (r_ij r_kl - r_ik r_jl - r_il r_jk)``.
+    """
+    sq = r * r
+    jk, jl, kl = _DIAG_MINOR
+    diag = np.stack([-(sq[jk] + sq[jl] + sq[kl]), 2.0 * r[jk] * r[jl] * r[kl]])
+    ik, jk, il, jl = (r[x] for x in _OFF_MINOR)
+    comp = r[::-1]
+    off = np.stack([-r, ik * jk + il * jl, comp * (r * comp - ik * jl - il * jk)])
+    x, y, z = r[0] * r[5], r[1] * r[4], r[2] * r[3]
+    d4 = x * x + y * y + z * z - 2.0 * (x * y + x * z + y * z)
+    # diag[1] sums to twice the sum over the four triangles.
+    return diag, off, np.stack([-sq.sum(axis=0), diag[1].sum(axis=0), d4])
+
+
+def _exceeds(poly: tuple[Array, Array, Array], r01: Array, c: Array) -> Array:
+    """Whether the smallest eigenvalue of each correlation matrix exceeds ``c``.
+
+    ``poly`` from :func:`_adjugate_polynomials`, ``r01`` (N,) the first
+    correlation, ``c`` (m, 1): (m, N) booleans from Sylvester's criterion on
+    ``R - c I``: its leading principal minors, the 3x3 one and the last one
+    (the characteristic polynomial ``det(R - c I)``) in the sums of principal
+    minors of ``R`` that ``poly`` holds.
+    """
+    diag, _, (d2, d3, d4) = poly
+    d = 1.0 - c
+    m2 = d * d - r01 * r01
+    m3 = d * (d * d + diag[0, 3]) + diag[1, 3]
+    m4 = c * c * (c * c - 4.0 * c + 6.0 + d2) - c * (4.0 + 2.0 * d2 + d3) + (1.0 + d2 + d3 + d4)
+    return (m2 > 0.0) & (m3 > 0.0) & (m4 > 0.0)
+
+
+def _adjugate_integrand(poly: tuple[Array, Array, Array], coef: dict[str, Array], s: Array,
+                        with_relu: bool, lay: _Layout) -> tuple[Array, Array | None]:
+    """:func:`_eigen_integrand` from the adjugate of ``R_t`` in closed form (well-conditioned ``R``).
+
+    ``poly``: the output of :func:`_adjugate_polynomials`.  The partial
+    correlations are ratios of entries of ``adj(R_t) = det(R_t) R_t^{-1}``,
+    and ``S_cd det2_ab = -adj_cd``; with the smallest eigenvalue of ``R``
+    above ``_ADJUGATE_LEVELS[-1]`` neither has cancellation beyond a few
+    units of rounding.
+    """
+    diag, off, dp = poly
+    s2 = lay.node(s * s)
+    t = 1.0 - s2
+    t2 = t * t
+    N = diag.shape[-1]
+    adj = np.empty((10, N, s.size) if lay.nodes_inner else (10, s.size, N))
+    a = adj[:4]
+    np.multiply(lay.mat(diag[1]), t, out=a)
+    a += lay.mat(diag[0])
+    a *= t2
+    a += 1.0
+    b = adj[4:]
+    np.multiply(lay.mat(off[2]), t, out=b)
+    b += lay.mat(off[1])
+    b *= t
+    b += lay.mat(off[0])
+    b *= t
+    det = lay.mat(dp[2]) * t
+    det += lay.mat(dp[1])
+    det *= t
+    det += lay.mat(dp[0])
+    det *= t2
+    det += 1.0
+    return _integrand(adj, det, -adj[4 + _PAIR_INDEX[2, 3]], coef, s2, t, with_relu, lay)
+
+
+def _integrand(P: Array, det: Array, s_cd_det2: Array, coef: dict[str, Array], s2: Array, t: Array,
+               with_relu: bool, lay: _Layout) -> tuple[Array, Array | None]:
+    """The integrands from ``P`` (10, n, N), a positive multiple per node of the entries of ``R_t^{-1}``.
+
+    ``det`` (n, N) is ``det R_t`` and ``s_cd_det2`` (n, N) the conditional
+    covariance ``S_cd`` of ``(c, d)`` given ``a = b = 0`` times ``det2_ab``
+    (``-det R_t (R_t^{-1})_cd``); ``s2``, ``t`` over nodes.  The shapes are
+    those of the layout ``lay`` ((10, N, n) etc. with the nodes inner).  Pair quantities are
+    formed in the order of the complementary pairs (``q = 5 - p``), in which
+    the partial correlation of pair ``p``'s complement comes from ``P[4 + q]``.
+    """
+    d = P[:4]
+    # P_uu P_ww of each pair (u, w) in _PAIRS order.
+    norm = np.empty((6,) + P.shape[1:])
+    np.multiply(d[0], d[1:4], out=norm[0:3])
+    np.multiply(d[1], d[2:4], out=norm[3:5])
+    np.multiply(d[2], d[3], out=norm[5])
+    np.sqrt(norm, out=norm)
+    # Q of pair 5 - q: 1/4 + asin(rho) / (2 pi), rho = -P_uw / sqrt(P_uu P_ww) of pair q.
+    x = np.divide(P[4:], norm, out=norm)
+    np.minimum(x, 1.0, out=x)
+    np.maximum(x, -1.0, out=x)
+    Q = np.arcsin(x, out=x)
+    Q *= -1.0 / _TWO_PI
+    Q += 0.25
+
+    def rev(name: str) -> Array:
+        return lay.mat(np.ascontiguousarray(coef[name][:, ::-1].T))   # complementary order
+
     # 2x2 determinants 1 - t^2 r^2 = (s^2 + t (1 - |r|)) (1 + t |r|): the first
     # factor is an eigenvalue of the pair's block, kept accurate for |r| -> 1.
-    det2 = ((s2 + t * coef["gap"][:, :, None]) * (1.0 + t * coef["absr"][:, :, None]))
-    sqrt_det2 = np.sqrt(det2)
-    phiQ = Q / (_TWO_PI * sqrt_det2)                                # phi2_km Q_km
-    h = np.matmul(coef["r"][:, None, :], phiQ)[:, 0, :]
+    det2 = rev("gap") * t
+    det2 += s2
+    other = rev("absr") * t
+    other += 1.0
+    det2 *= other
+    sqrt_det2 = np.sqrt(det2, out=other)
+    phi = np.divide(1.0 / _TWO_PI, sqrt_det2)                       # phi2 of each pair
+    phiQ = np.multiply(phi, Q, out=det2)
+    r = coef["r"][:, ::-1]
     if not with_relu:
-        return h, None
+        return lay.contract(r[:, None, :], phiQ)[0], None
 
-    ab, cd = _PAIR_INDEX[0, 1], _PAIR_INDEX[2, 3]
+    ab = 5 - _PAIR_INDEX[0, 1]
     # E_t[delta(a) delta(b) relu(c) relu(d)] = phi2_ab E[relu(c) relu(d) | a = b = 0]
     # = phi2_ab (S_cd Q_ab + sqrt(det S) / (2 pi)), S = cov(c, d | a, b) with
-    # det S = det R_t / det2_ab and S_cd = -P_cd det S (inverse of a 2x2 block).
-    det_S = np.prod(lam_t, axis=1) / det2[:, ab, :]
-    s_cd = -prec[:, 4 + cd, :] * det_S
-    G_ab = (s_cd * Q[:, ab, :] + np.sqrt(det_S) / _TWO_PI) / (_TWO_PI * sqrt_det2[:, ab, :])
-    weights = np.stack([coef["alpha"], coef["beta"], coef["r"]], axis=1)   # (N, 3, 6)
-    sums = np.matmul(weights, phiQ)                                 # (N, 3, n)
-    sd_part = np.matmul(coef["gamma"][:, None, :], sqrt_det2 * Q)[:, 0, :] / _TWO_PI
-    F = (coef["r"][:, ab, None] * G_ab
-         + t * sums[:, 0, :] + (t * s2) * sums[:, 1, :] + sd_part
-         # d_c d_d term: r_cd P4(R_t); the double integral over P4's own path
-         # becomes int (1 - t) dP4/dt dt = int s^2 h dt.
-         + coef["r"][:, cd, None] * s2 * sums[:, 2, :])
+    # det S = det R_t / det2_ab; with phi2_ab = 1 / (2 pi sqrt(det2_ab)) that is
+    # phi2_ab^2 (4 pi^2 S_cd det2_ab phi2_ab Q_ab + sqrt(det R_t)).
+    G_ab = s_cd_det2 * phiQ[ab]
+    G_ab *= _TWO_PI * _TWO_PI
+    G_ab += np.sqrt(det)
+    G_ab *= phi[ab] * phi[ab]
+    sqrt_det2 *= Q
+    sums = lay.contract(np.stack([coef["alpha"][:, ::-1], coef["beta"][:, ::-1], r], axis=1), phiQ)
+    h = sums[2]
+    r_ab, r_cd = lay.mat(coef["r"][:, 0]), lay.mat(coef["r"][:, 5])
+    F = r_ab * G_ab
+    F += t * sums[0]
+    F += (t * s2) * sums[1]
+    F += lay.contract(coef["gamma"][:, None, ::-1], sqrt_det2)[0] / _TWO_PI
+    # d_c d_d term: r_cd P4(R_t); the double integral over P4's own path
+    # becomes int (1 - t) dP4/dt dt = int s^2 h dt.
+    F += (r_cd * s2) * h
     return h, F
 
 
@@ -551,29 +740,52 @@ def _path_values(R: Array, with_relu: bool) -> tuple[Array, Array | None]:
     N = R.shape[0]
     P4 = np.empty(N)
     I4 = np.empty(N) if with_relu else None
-    if N:
-        lam, V = np.linalg.eigh(R)
+    if not N:
+        return P4, I4
+    coef = _pair_coefficients(R)
+    # Well-conditioned matrices (smallest eigenvalue above _ADJUGATE_LEVELS[-1],
+    # by Sylvester's criterion) take the adjugate of R_t in closed form and
+    # their plain rule from the same test; the others the eigen-decomposition.
+    poly = _adjugate_polynomials(np.ascontiguousarray(coef["r"].T))
+    exceeds = _exceeds(poly, coef["r"][:, 0], np.array(_ADJUGATE_LEVELS)[:, None])
+    well = exceeds[-1]
+    level = np.empty(N, dtype=int)
+    level[well] = len(_ADJUGATE_LEVELS) - exceeds[:, well].sum(axis=0)
+    # Row of each matrix in its route's arrays.
+    pos = np.empty(N, dtype=int)
+    pos[well] = np.flatnonzero(well)
+    rest = np.flatnonzero(~well)
+    pos[rest] = np.arange(rest.size)
+    if rest.size:
+        lam, V = np.linalg.eigh(R[rest])
         if np.any(lam[:, 0] < -_PSD_TOL):
             raise ValueError("C: not positive semidefinite (correlation-matrix eigenvalue "
                              f"{lam[:, 0].min():.3g} < -{_PSD_TOL:g})")
         # Round-off zeros (and clipped tiny negatives) become exact zeros.
         lam = np.where(lam < _LAM_EXACT, 0.0, lam)
-        coef = _pair_coefficients(R)
-        level = _levels(R, lam, coef["gap"])
-        r_cd = R[:, 2, 3]
-        # One vectorised evaluation per distinct quadrature level (a handful),
-        # in chunks sized for the CPU cache.
-        for L in np.unique(level):
-            s, weights = _rule(int(L))
-            members = np.flatnonzero(level == L)
-            step = max(1, _CHUNK_ELEMENTS // s.size)
-            for start in range(0, members.size, step):
-                sel = members[start:start + step]
-                h, F = _path_integrand(lam[sel], V[sel], {k: v[sel] for k, v in coef.items()},
-                                       s, with_relu)
-                P4[sel] = 1.0 / 16.0 + _node_sum(h, weights)
-                if with_relu:
-                    I4[sel] = 1.0 / (8.0 * np.pi) + r_cd[sel] / 16.0 + _node_sum(F, weights)
+        level[rest] = _levels(R[rest], lam, coef["gap"][rest])
+    r_cd = R[:, 2, 3]
+    # One vectorised evaluation per route and distinct quadrature level (a
+    # handful), in chunks sized for the CPU cache.
+    key = np.where(well, 2 * level, 2 * level + 1)
+    for k in np.unique(key):
+        s, weights = _rule(int(k) // 2)
+        lay = _NODES_INNER if s.size > _PLAIN[-1][1] else _MATRICES_INNER
+        w = lay.node(weights)
+        members = np.flatnonzero(key == k)
+        step = max(1, _CHUNK_ELEMENTS // s.size)
+        for start in range(0, members.size, step):
+            sel = members[start:start + step]
+            c = {name: v[sel] for name, v in coef.items()}
+            p = pos[sel]
+            if k % 2 == 0:
+                h, F = _adjugate_integrand(tuple(x[..., p] for x in poly), c, s, with_relu, lay)
+            else:
+                h, F = _eigen_integrand(lam[p], V[p], c, s, with_relu, lay)
+            # Node sums in node order for every matrix alike (see _scatter_sum).
+            P4[sel] = 1.0 / 16.0 + _node_sum(h, w, lay.axis)
+            if with_relu:
+                I4[sel] = 1.0 / (8.0 * np.pi) + r_cd[sel] / 16.0 + _node_sum(F, w, lay.axis)
     return P4, I4
 
 
