@@ -527,14 +527,11 @@ class _Layout:
         """
         if self.nodes_inner:
             return np.matmul(w, x.transpose(1, 0, 2)).transpose(1, 0, 2)
-        out = []
-        for k in range(w.shape[1]):
-            terms = w[:, k, :].T[:, None, :] * x
-            acc = terms[0] + terms[1]
-            for q in range(2, terms.shape[0]):
-                acc += terms[q]
-            out.append(acc)
-        return np.stack(out)
+        terms = w.transpose(2, 1, 0)[:, :, None, :] * x[:, None]   # (m, k, n, N)
+        out = terms[0] + terms[1]
+        for q in range(2, terms.shape[0]):
+            out += terms[q]
+        return out
 
 
 _NODES_INNER, _MATRICES_INNER = _Layout(True), _Layout(False)
@@ -833,21 +830,29 @@ _COINCIDING = ((2, 3), (0, 1), (0, 2), (1, 2), (0, 3), (1, 3))
 _REDUCED_PAIRS = np.array([(0, 1, 3), (3, 4, 5), (3, 4, 5), (1, 2, 5), (3, 4, 5), (1, 2, 5)])
 
 
+def _coincidence_tables() -> tuple[Array, ...]:
+    """Per pair ``(i, j)`` of :data:`_COINCIDING`: ``i``, ``j``, the pair's index and those of ``(i, k), (j, k),
+    (i, m), (j, m)`` with ``k, m`` the other two variables."""
+    rows = []
+    for i, j in _COINCIDING:
+        k, m = (x for x in range(4) if x not in (i, j))
+        rows.append([i, j, _PAIR_INDEX[i, j], _PAIR_INDEX[i, k], _PAIR_INDEX[j, k],
+                     _PAIR_INDEX[i, m], _PAIR_INDEX[j, m]])
+    return tuple(np.array(col) for col in zip(*rows))
+
+
+_CO_I, _CO_J, _CO_IJ, _CO_IK, _CO_JK, _CO_IM, _CO_JM = _coincidence_tables()
+
+
 def _coinciding(var: Array, off: Array) -> Array:
     """Per matrix, the first pair of :data:`_COINCIDING` that coincides exactly, else -1.
 
     ``var`` (N, 4) are the variances, ``off`` (N, 6) the covariances in :data:`_PAIRS` order.
     """
-    which = np.full(var.shape[0], -1)
-    for n in range(len(_COINCIDING) - 1, -1, -1):
-        i, j = _COINCIDING[n]
-        k, m = (x for x in range(4) if x not in (i, j))
-        cov = off[:, _PAIR_INDEX[i, j]]
-        same = ((var[:, i] == var[:, j]) & (var[:, i] == cov)
-                & (off[:, _PAIR_INDEX[i, k]] == off[:, _PAIR_INDEX[j, k]])
-                & (off[:, _PAIR_INDEX[i, m]] == off[:, _PAIR_INDEX[j, m]]))
-        which = np.where(same, n, which)
-    return which
+    vi = var[:, _CO_I]
+    same = ((vi == var[:, _CO_J]) & (vi == off[:, _CO_IJ])
+            & (off[:, _CO_IK] == off[:, _CO_JK]) & (off[:, _CO_IM] == off[:, _CO_JM]))   # (N, 6)
+    return np.where(same.any(axis=-1), same.argmax(axis=-1), -1)
 
 
 def _reduced_relu_I4(r3: Array, c_equals_d: Array) -> Array:
