@@ -183,10 +183,10 @@ _GRADE_RATIO = 8.0
 _GRADE_KAPPA = 1.0
 
 
-# Nodes of the graded panels: _N_PANEL on [q^-2, q^-1], one fewer on each
-# deeper panel (its share of the integral is about its width, so it needs
-# less relative accuracy), _N_TOP on [q^-1, 1].
-_N_PANEL = 16
+# Graded rules (see _rule): on [0, 1/q] the substitution s = b sinh(u),
+# b = q^-depth, with ceil(_SINH_NODES[0] + _SINH_NODES[1] U) Gauss-Legendre
+# nodes in u on [0, U], U = asinh(1 / (q b)); _N_TOP nodes on [1/q, 1].
+_SINH_NODES = (8.0, 3.0)
 
 
 _N_TOP = 18
@@ -321,22 +321,24 @@ def _rule(level: int) -> tuple[Array, Array]:
     """Nodes ``s`` and weights ``2 s w`` (the Jacobian of ``t = 1 - s^2`` folded in).
 
     Levels ``0 .. len(_PLAIN) - 1`` are plain Gauss-Legendre on [0, 1]; a
-    higher level uses, with ``L = level - len(_PLAIN) + 1``, the ``L + 1`` panels
-    ``[0, q^-L], [q^-L, q^-(L-1)], ..., [q^-1, 1]`` (``_N_PANEL - j + 1``
-    nodes on ``[q^-(j+1), q^-j]``, ``_N_TOP`` on the last) that resolve a
-    boundary layer at ``s ~ q^-L``.
+    higher level, with ``L = level - len(_PLAIN) + 1``, resolves a boundary
+    layer of width ``b = q^-L``: the branch points of the integrand sit at
+    ``s = +-i b_k`` with ``b_k >= b``, and ``s = b sinh(u)`` maps all of them
+    onto the lines ``Im u = +-pi/2``, so Gauss-Legendre in ``u`` on
+    ``[0, asinh(1 / (q b))]`` (the part ``s <= 1/q``) converges at a rate set
+    by the length of that interval, ``~ L ln q``; ``[1/q, 1]`` takes
+    ``_N_TOP`` plain nodes.
     """
     if level < len(_PLAIN):
         s, w = gauss_legendre_interval(0.0, 1.0, _PLAIN[level][1])
     else:
         q = _GRADE_RATIO
-        depth = level - len(_PLAIN) + 1
-        edges = [0.0] + [q ** -j for j in range(depth, 0, -1)]
-        parts = [gauss_legendre_interval(lo, hi, _N_PANEL + 1 - j)
-                 for j, lo, hi in zip(range(depth, 0, -1), edges[:-1], edges[1:])]
-        parts.append(gauss_legendre_interval(1.0 / q, 1.0, _N_TOP))
-        s = np.concatenate([p[0] for p in parts])
-        w = np.concatenate([p[1] for p in parts])
+        b = q ** -(level - len(_PLAIN) + 1)
+        U = float(np.arcsinh(1.0 / (q * b)))
+        u, wu = gauss_legendre_interval(0.0, U, int(np.ceil(_SINH_NODES[0] + _SINH_NODES[1] * U)))
+        top = gauss_legendre_interval(1.0 / q, 1.0, _N_TOP)
+        s = np.concatenate([b * np.sinh(u), top[0]])
+        w = np.concatenate([wu * b * np.cosh(u), top[1]])
     weights = 2.0 * s * w
     s.setflags(write=False)
     weights.setflags(write=False)
