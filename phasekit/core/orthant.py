@@ -916,11 +916,15 @@ def _check_reduced(r3: Array) -> None:
 
     ``r3`` (N, 3) are the three correlations of the distinct variables; a 3x3
     correlation matrix (``|r| <= 1``) is positive semidefinite when its
-    determinant is, and the few with a negative determinant (round-off
-    included) get the eigenvalue test.
+    determinant is.  A negative determinant means one negative eigenvalue
+    ``l1 = det / (l2 l3)``, and ``l2 l3 = e2 - l1 (l2 + l3) >= e2``
+    (``e2 = 3 - sum r^2``, the sum of the 2x2 principal minors), so
+    ``det >= -_PSD_TOL e2`` is round-off (``l1 >= -_PSD_TOL``); only the others
+    get the eigenvalue test.
     """
     r1, r2, r3 = r3.T
-    bad = 1.0 - r1 * r1 - r2 * r2 - r3 * r3 + 2.0 * r1 * r2 * r3 < 0.0
+    sq = r1 * r1 + r2 * r2 + r3 * r3
+    bad = 1.0 - sq + 2.0 * r1 * r2 * r3 < -_PSD_TOL * (3.0 - sq)
     if bad.any():
         R3 = np.empty((int(bad.sum()), 3, 3))
         R3[:, [0, 1, 2], [0, 1, 2]] = 1.0
