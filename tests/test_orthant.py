@@ -780,7 +780,7 @@ def test_adjugate_route_equals_eigen_route_and_picks_the_same_rule():
     # Well-conditioned matrices take the closed-form adjugate of R_t and a rule
     # from Sylvester's criterion; against the eigen-decomposition route on the
     # same nodes and the levels from the eigenvalues, on matrices whose smallest
-    # eigenvalue straddles each threshold (0.5, 0.3, 0.1) by 1e-6 .. 1e-2.
+    # eigenvalue straddles each plain rule's threshold (0.5 .. 0.01) by 1e-6 .. 1e-2.
     import phasekit.core.orthant as mod
 
     rng = np.random.default_rng(61)
@@ -790,7 +790,8 @@ def test_adjugate_route_equals_eigen_route_and_picks_the_same_rule():
     R = R / (sd[:, :, None] * sd[:, None, :])
     # Unit diagonal kept: (R - m I) / (1 - m) has smallest eigenvalue 0, and c I + (1 - c) of it exactly c.
     m = np.linalg.eigvalsh(R)[:, :1, None]
-    target = np.repeat([0.5, 0.3, 0.1], 200) * (1.0 + rng.choice([-1, 1], 600) * 10.0 ** rng.uniform(-6, -2, 600))
+    thresholds = np.array([lam for lam, _ in mod._PLAIN])
+    target = np.repeat(thresholds, 100) * (1.0 + rng.choice([-1, 1], 600) * 10.0 ** rng.uniform(-6, -2, 600))
     c = target[:, None, None]
     R = c * np.eye(4) + (1.0 - c) * (R - m * np.eye(4)) / (1.0 - m)
     R = 0.5 * (R + np.swapaxes(R, -1, -2))
@@ -798,14 +799,14 @@ def test_adjugate_route_equals_eigen_route_and_picks_the_same_rule():
     lam, V = np.linalg.eigh(R)
     coef = mod._pair_coefficients(R)
     poly = mod._adjugate_polynomials(np.ascontiguousarray(coef["r"].T))
-    exceeds = mod._exceeds(poly, coef["r"][:, 0], np.array([0.5, 0.3, 0.1])[:, None])
-    np.testing.assert_array_equal(exceeds, lam[:, 0] > np.array([[0.5], [0.3], [0.1]]))
-    for thr, row in zip((0.5, 0.3, 0.1), exceeds):  # both sides of every threshold, some very close
+    exceeds = mod._exceeds(poly, coef["r"][:, 0], thresholds[:, None])
+    np.testing.assert_array_equal(exceeds, lam[:, 0] > thresholds[:, None])
+    for thr, row in zip(thresholds, exceeds):  # both sides of every threshold, some very close
         assert 20 < row.sum() < 590 and np.abs(lam[:, 0] - thr).min() < 1e-5
     well = exceeds[-1]
-    np.testing.assert_array_equal(3 - exceeds[:, well].sum(axis=0),
+    np.testing.assert_array_equal(len(thresholds) - exceeds[:, well].sum(axis=0),
                                   mod._levels(R[well], lam[well], coef["gap"][well]))
-    s, _ = mod._rule(2)
+    s, _ = mod._rule(len(thresholds) - 1)
     c = {k: v[well] for k, v in coef.items()}
     h, F = mod._adjugate_integrand(tuple(x[..., well] for x in poly), c, s, True, mod._MATRICES_INNER)
     h_e, F_e = mod._path_integrand(lam[well], V[well], c, s, True)

@@ -81,11 +81,13 @@ conditioning pair, all enter only through their limits.  The partial
 correlations are computed from the eigen-decomposition ``R = V diag(lam) V^T``
 as ``R_t^{-1} = V diag(1 / (t lam + 1 - t)) V^T``, which stays accurate when
 ``R_t`` is nearly singular (no cancellation of large terms).  Well-conditioned
-``R`` (smallest eigenvalue above 0.1, decided by Sylvester's criterion on
-``R - 0.1 I``, no eigen-decomposition) use the adjugate instead: its entries
-and ``det R_t`` are polynomials of degree 3 and 4 in ``t`` with coefficients
-in the correlations, partial correlations are ratios of its entries, and with
-every minor of ``R_t`` at least ``0.1^3`` they lose no accuracy.
+``R`` (smallest eigenvalue above 0.01, the plain rules' range, decided with
+the rule by Sylvester's criterion on ``R - mu I``, no eigen-decomposition) use
+the adjugate instead: its entries and ``det R_t`` are polynomials of degree 3
+and 4 in ``t`` with coefficients in the correlations, and partial
+correlations are ratios of its entries; every minor of ``R_t`` is then at
+least ``0.01^3``, and the integrals agree with the eigen route to ``2e-15``
+(clustered small eigenvalues included).
 
 Quadrature
 ----------
@@ -211,7 +213,7 @@ _CHUNK_ELEMENTS = 1 << 12
 # Plain levels (thresholds of the smallest eigenvalue, _PLAIN order) that
 # well-conditioned matrices take without an eigen-decomposition; the last is
 # the smallest eigenvalue for which the closed-form adjugate of R_t is used.
-_ADJUGATE_LEVELS = tuple(lam for lam, _ in _PLAIN[:3])
+_ADJUGATE_LEVELS = tuple(lam for lam, _ in _PLAIN)
 
 
 # Index pairs (i, j), i < j, of a 4x4 matrix.  The complementary pair of
