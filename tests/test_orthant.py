@@ -668,11 +668,61 @@ def test_committee_flow_with_and_without_the_closed_forms(monkeypatch):
     monkeypatch.setattr(mod, "_path_values", counted)
     fast = model.rhs_vector(v)
     monkeypatch.setattr(mod, "_coinciding", lambda var, off: np.full(var.shape[0], -1))
-    slow = model.rhs_vector(v)
+    # The flow finds its blocks' coincidences once, when its tables are built: a new model.
+    slow = model.replace().rhs_vector(v)
     # 6 student pairs x 15 field pairs; only i < k, u < w, u, w not in {i, k} are left
     # to the path integral: 3 x 3 blocks (the third student with the two teachers and each other)
     assert sizes == [9, 90]
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("K, M", [(3, 2), (8, 8)])  # all blocks in one gather; in chunks
+def test_committee_flow_finds_coinciding_arguments_once(K, M):
+    # The flow labels its blocks' coincidences by the positions of their entries, once per
+    # model; the values then equal those of detecting them from the entries at each call, bit
+    # for bit, also where fields coincide by value (the perfect solution, two equal students;
+    # there a block with both kinds may take another of the closed forms: equal to rounding).
+    import phasekit.core.orthant as mod
+
+    rng = np.random.default_rng(71)
+    model = pk.Committee(K, M, "relu", eta=0.7, second_order=True)
+    W = rng.normal(size=(K, K + M)) / 2.0
+    W2 = W.copy()
+    W2[1] = W2[0]
+    B = np.eye(M, K + M)
+    states = [pk.State(X @ B.T, X @ X.T) for X in (W, W2)] + [pk.State(np.eye(K, M), np.eye(K))]
+    plans = [model._i4_entries[2]] if model._i4_entries is not None else model._i4_chunk_which
+    assert (model._i4_entries is None) == (K == 8)
+    tables = model._i4_entries, model._i4_chunk_which
+    for state in states:
+        S = model._sigma(model.state_vector(state))
+        once = model._i4_sum(S)
+        model._i4_entries, model._i4_chunk_which = None, None
+        each = model._i4_sum(S)
+        model._i4_entries, model._i4_chunk_which = tables
+        if state is states[1]:
+            np.testing.assert_allclose(once, each, rtol=4e-16, atol=0)
+        else:
+            np.testing.assert_array_equal(once, each)
+    # Left to the path integral: i < k, u < w, neither u nor w one of the students i, k.
+    n_path = sum(p.path.size for p in plans)
+    assert n_path == K * (K - 1) // 2 * (K + M - 2) * (K + M - 3) // 2
+    S = model._sigma(model.state_vector(states[0]))
+    assert n_path == sum(np.sum(mod._coinciding(
+        S.reshape(-1)[var_at].reshape(-1, 4), S.reshape(-1)[off_at].reshape(-1, 6)) < 0)
+        for var_at, off_at in _entry_positions(model))
+
+
+def _entry_positions(model):
+    """Positions in Sigma of the flow's I4 blocks' variances and covariances, per gather."""
+    if model._i4_entries is not None:
+        return [model._i4_entries[:2]]
+    uw = model._uw_flat[:, None, :]
+    out = []
+    for _, _, ik, cross in model._i4_chunks:
+        e = np.broadcast_arrays(ik[0][:, None], ik[1][:, None], uw[0], uw[1], ik[2][:, None], *cross, uw[2])
+        out.append((np.stack(e[:4], -1), np.stack(e[4:], -1)))
+    return out
 
 
 # --- API ---------------------------------------------------------------------------

@@ -938,13 +938,41 @@ def _check_reduced(r3: Array) -> None:
                              f"{lam.min():.3g} < -{_PSD_TOL:g})")
 
 
-def _relu_I4_entries(var: Array, off: Array) -> Array:
+class _CoincidencePlan:
+    """The exactly coinciding arguments of a fixed table of blocks, found once from its entries' positions.
+
+    ``var_at`` (n, 4) and ``off_at`` (n, 6) label the entries of ``n`` blocks
+    (:data:`_PAIRS` order) such that equal labels are equal entries (the
+    committee flow's positions in its covariance).  :func:`_coinciding` of the
+    labels gives the structural coincidences (``i = k``, ``u = w``, a student
+    field among ``u, w``); :func:`_relu_I4_entries` then skips their detection,
+    gathers the three correlations of the reduced blocks by precomputed
+    positions, and looks for accidental coincidences (two equal fields) among
+    the other blocks only.  (A block with both kinds, e.g. ``u = w`` where two
+    students are equal, may then take another of the two closed forms than
+    detection would: the same value to rounding.)
+    """
+
+    def __init__(self, var_at: Array, off_at: Array) -> None:
+        which = _coinciding(np.asarray(var_at).reshape(-1, 4), np.asarray(off_at).reshape(-1, 6))
+        self.n = which.size
+        self.reduced = np.flatnonzero(which >= 0)
+        self.path = np.flatnonzero(which < 0)
+        # Positions of the reduced blocks' three correlations in the flat (n, 6) table.
+        self.r3_at = self.reduced[:, None] * 6 + _REDUCED_PAIRS[which[self.reduced]]
+        self.c_equals_d = which[self.reduced] == 0
+
+
+def _relu_I4_entries(var: Array, off: Array, plan: _CoincidencePlan | None = None) -> Array:
     """``relu_I4`` from the variances ``var`` (..., 4) and covariances ``off`` (..., 6) in :data:`_PAIRS` order.
 
     The driver of :func:`relu_I4` and of the committee flow's closed form
     (which gathers the entries of many blocks from one covariance).  Matrices
     with exactly coinciding arguments take the closed forms of
-    :func:`_reduced_relu_I4`, the others the path integral.
+    :func:`_reduced_relu_I4`, the others the path integral.  ``plan``: the
+    structural coincidences of the last axis's blocks (``var.shape[-2] ==
+    plan.n``), found once by the caller (see :class:`_CoincidencePlan`); else
+    every block's are detected from its values.
     """
     if not (np.all(np.isfinite(var)) and np.all(np.isfinite(off))):
         raise ValueError("C: entries must be finite")
@@ -957,16 +985,27 @@ def _relu_I4_entries(var: Array, off: Array) -> Array:
     # Correlations, with rounding overshoots of |r| > 1 clipped (as _correlations does).
     r = np.clip(off / (sd[:, _ROWS[4:]] * sd[:, _COLS[4:]]), -1.0, 1.0)
     r[zero] = 0.0
-    which = _coinciding(var, off)
-    reduced = which >= 0
     out = np.empty(var.shape[0])
-    if reduced.any():
-        r3 = np.take_along_axis(r[reduced], _REDUCED_PAIRS[which[reduced]], axis=1)
+    if plan is None:
+        path = np.arange(var.shape[0])
+    else:
+        n_sets = var.shape[0] // plan.n
+        shift = plan.n * np.arange(n_sets)[:, None]
+        if plan.reduced.size:
+            r3 = r.reshape(-1)[(6 * shift[:, :, None] + plan.r3_at).reshape(-1, 3)]
+            _check_reduced(r3)
+            out[(shift + plan.reduced).reshape(-1)] = _reduced_relu_I4(r3, np.tile(plan.c_equals_d, n_sets))
+        path = (shift + plan.path).reshape(-1)
+    # (With a plan: fields that are equal by value, not by position.)
+    which = _coinciding(var[path], off[path])
+    if np.any(which >= 0):
+        more, kind = path[which >= 0], which[which >= 0]
+        r3 = np.take_along_axis(r[more], _REDUCED_PAIRS[kind], axis=1)
         _check_reduced(r3)
-        out[reduced] = _reduced_relu_I4(r3, which[reduced] == 0)
-    path = ~reduced
-    if path.any():
-        R = np.empty((int(path.sum()), 4, 4))
+        out[more] = _reduced_relu_I4(r3, kind == 0)
+        path = path[which < 0]
+    if path.size:
+        R = np.empty((path.size, 4, 4))
         R[:, _ROWS[4:], _COLS[4:]] = R[:, _COLS[4:], _ROWS[4:]] = r[path]
         R[:, _ROWS[:4], _COLS[:4]] = 1.0
         out[path] = _path_values(R, True)[1]
