@@ -9,9 +9,14 @@
    standard start, erf and ReLU one after the other; prints wall and CPU
    times, evaluations, the CPU time per evaluation and the ratios ReLU / erf,
    and the CPU cost of one ReLU right-hand side and of its I4 term.
+3. With ``--steps``: where along the part-2 runs the evaluations fall: per
+   window of alpha the evaluations of each run (the same solver through
+   ``core.ode.solve_flow``, the right-hand side recording its alpha; no
+   dense output, which costs DOP853 three evaluations per step, so the
+   totals are below part 2's) and eps_g at the window's end.
 
 Timings depend on the load of the machine (CPU time less than wall time);
-the ratios are measured in the same run.  Usage: ``python benchmarks/relu.py [--K 5] [--alpha 300]``
+the ratios are measured in the same run.  Usage: ``python benchmarks/relu.py [--K 5] [--alpha 300] [--steps]``
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import time
 import numpy as np
 
 import phasekit as pk
+from phasekit.core.ode import solve_flow
 
 
 def run(activation: str, K: int, second_order: bool, alpha_max: float, **solver):
@@ -42,10 +48,23 @@ def best_cpu_time(func, reps: int = 5) -> float:
     return best
 
 
+def evaluation_alphas(model, start, alpha_max: float) -> np.ndarray:
+    """The alpha of every right-hand-side evaluation of a default-solver run."""
+    alphas = []
+
+    def flow(a, v):
+        alphas.append(a)
+        return model.rhs_vector(v)
+
+    solve_flow(flow, model.state_vector(start), (0.0, alpha_max))
+    return np.array(alphas)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--K", type=int, default=5)
     ap.add_argument("--alpha", type=float, default=300.0)
+    ap.add_argument("--steps", action="store_true", help="also part 3: evaluations per window of alpha")
     args = ap.parse_args()
 
     print("1. K = M = 2, eta = 0.5, alpha = 400, standard start: right-hand-side evaluations")
@@ -61,10 +80,11 @@ def main() -> None:
     K = args.K
     print(f"\n2. K = M = {K}, second order, eta = 0.5, alpha = {args.alpha:g}, standard start: wall time")
     print(f"{'activation':10} {'wall':>9} {'CPU':>9} {'evals':>7} {'CPU ms/eval':>12} {'eg(end)':>10}")
-    times = {}
+    times, runs = {}, {}
     for act in ("erf", "relu"):
         ds, (wall, cpu), model, start = run(act, K, True, args.alpha)
         times[act] = wall, cpu
+        runs[act] = ds, model, start
         print(f"{act:10} {wall:8.2f}s {cpu:8.2f}s {ds.attrs['n_rhs']:7d} {1e3 * cpu / ds.attrs['n_rhs']:12.2f} "
               f"{float(ds.eg[-1]):10.3e}")
         if act == "relu":
@@ -75,6 +95,18 @@ def main() -> None:
     print(f"relu / erf trajectory time: {times['relu'][0] / times['erf'][0]:.1f}x wall, "
           f"{times['relu'][1] / times['erf'][1]:.1f}x CPU")
     print(f"one relu right-hand side at the start: {1e3 * t_rhs:.2f} ms CPU, of which I4 {1e3 * t_i4:.2f} ms")
+    if not args.steps:
+        return
+    edges = np.linspace(0.0, args.alpha, 11)
+    print(f"\n3. K = M = {K}: right-hand-side evaluations and eps_g per window of alpha")
+    print(f"{'alpha':>13} {'erf evals':>10} {'relu evals':>11} {'erf eg(end)':>12} {'relu eg(end)':>13}")
+    counts, egs = {}, {}
+    for act, (ds, model, start) in runs.items():
+        counts[act] = np.histogram(evaluation_alphas(model, start, args.alpha), edges)[0]
+        egs[act] = ds.eg.interp(alpha=edges[1:]).values
+    for j in range(len(edges) - 1):
+        print(f"{edges[j]:6.0f}-{edges[j + 1]:<6.0f} {counts['erf'][j]:10d} {counts['relu'][j]:11d} "
+              f"{egs['erf'][j]:12.3e} {egs['relu'][j]:13.3e}")
 
 
 if __name__ == "__main__":

@@ -668,11 +668,61 @@ def test_committee_flow_with_and_without_the_closed_forms(monkeypatch):
     monkeypatch.setattr(mod, "_path_values", counted)
     fast = model.rhs_vector(v)
     monkeypatch.setattr(mod, "_coinciding", lambda var, off: np.full(var.shape[0], -1))
-    slow = model.rhs_vector(v)
+    # The flow finds its blocks' coincidences once, when its tables are built: a new model.
+    slow = model.replace().rhs_vector(v)
     # 6 student pairs x 15 field pairs; only i < k, u < w, u, w not in {i, k} are left
     # to the path integral: 3 x 3 blocks (the third student with the two teachers and each other)
     assert sizes == [9, 90]
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("K, M", [(3, 2), (8, 8)])  # all blocks in one gather; in chunks
+def test_committee_flow_finds_coinciding_arguments_once(K, M):
+    # The flow labels its blocks' coincidences by the positions of their entries, once per
+    # model; the values then equal those of detecting them from the entries at each call, bit
+    # for bit, also where fields coincide by value (the perfect solution, two equal students;
+    # there a block with both kinds may take another of the closed forms: equal to rounding).
+    import phasekit.core.orthant as mod
+
+    rng = np.random.default_rng(71)
+    model = pk.Committee(K, M, "relu", eta=0.7, second_order=True)
+    W = rng.normal(size=(K, K + M)) / 2.0
+    W2 = W.copy()
+    W2[1] = W2[0]
+    B = np.eye(M, K + M)
+    states = [pk.State(X @ B.T, X @ X.T) for X in (W, W2)] + [pk.State(np.eye(K, M), np.eye(K))]
+    plans = [model._i4_entries[2]] if model._i4_entries is not None else model._i4_chunk_which
+    assert (model._i4_entries is None) == (K == 8)
+    tables = model._i4_entries, model._i4_chunk_which
+    for state in states:
+        S = model._sigma(model.state_vector(state))
+        once = model._i4_sum(S)
+        model._i4_entries, model._i4_chunk_which = None, None
+        each = model._i4_sum(S)
+        model._i4_entries, model._i4_chunk_which = tables
+        if state is states[1]:
+            np.testing.assert_allclose(once, each, rtol=4e-16, atol=0)
+        else:
+            np.testing.assert_array_equal(once, each)
+    # Left to the path integral: i < k, u < w, neither u nor w one of the students i, k.
+    n_path = sum(p.path.size for p in plans)
+    assert n_path == K * (K - 1) // 2 * (K + M - 2) * (K + M - 3) // 2
+    S = model._sigma(model.state_vector(states[0]))
+    assert n_path == sum(np.sum(mod._coinciding(
+        S.reshape(-1)[var_at].reshape(-1, 4), S.reshape(-1)[off_at].reshape(-1, 6)) < 0)
+        for var_at, off_at in _entry_positions(model))
+
+
+def _entry_positions(model):
+    """Positions in Sigma of the flow's I4 blocks' variances and covariances, per gather."""
+    if model._i4_entries is not None:
+        return [model._i4_entries[:2]]
+    uw = model._uw_flat[:, None, :]
+    out = []
+    for _, _, ik, cross in model._i4_chunks:
+        e = np.broadcast_arrays(ik[0][:, None], ik[1][:, None], uw[0], uw[1], ik[2][:, None], *cross, uw[2])
+        out.append((np.stack(e[:4], -1), np.stack(e[4:], -1)))
+    return out
 
 
 # --- API ---------------------------------------------------------------------------
@@ -774,3 +824,41 @@ def test_relu_I4_of_a_matrix_does_not_depend_on_the_others_in_the_call():
         np.testing.assert_array_equal(part, whole[-n:])
     alone = np.array([relu_I4(c) for c in C[:40]])
     np.testing.assert_array_equal(alone, whole[:40])
+
+
+def test_adjugate_route_equals_eigen_route_and_picks_the_same_rule():
+    # Well-conditioned matrices take the closed-form adjugate of R_t and a rule
+    # from Sylvester's criterion; against the eigen-decomposition route on the
+    # same nodes and the levels from the eigenvalues, on matrices whose smallest
+    # eigenvalue straddles each plain rule's threshold (0.5 .. 0.01) by 1e-6 .. 1e-2.
+    import phasekit.core.orthant as mod
+
+    rng = np.random.default_rng(61)
+    A = rng.normal(size=(600, 4, 6))
+    R = A @ np.swapaxes(A, -1, -2)
+    sd = np.sqrt(np.diagonal(R, axis1=-2, axis2=-1))
+    R = R / (sd[:, :, None] * sd[:, None, :])
+    # Unit diagonal kept: (R - m I) / (1 - m) has smallest eigenvalue 0, and c I + (1 - c) of it exactly c.
+    m = np.linalg.eigvalsh(R)[:, :1, None]
+    thresholds = np.array([lam for lam, _ in mod._PLAIN])
+    target = np.repeat(thresholds, 100) * (1.0 + rng.choice([-1, 1], 600) * 10.0 ** rng.uniform(-6, -2, 600))
+    c = target[:, None, None]
+    R = c * np.eye(4) + (1.0 - c) * (R - m * np.eye(4)) / (1.0 - m)
+    R = 0.5 * (R + np.swapaxes(R, -1, -2))
+    R[:, range(4), range(4)] = 1.0
+    lam, V = np.linalg.eigh(R)
+    coef = mod._pair_coefficients(R)
+    poly = mod._adjugate_polynomials(np.ascontiguousarray(coef["r"].T))
+    exceeds = mod._exceeds(poly, coef["r"][:, 0], thresholds[:, None])
+    np.testing.assert_array_equal(exceeds, lam[:, 0] > thresholds[:, None])
+    for thr, row in zip(thresholds, exceeds):  # both sides of every threshold, some very close
+        assert 20 < row.sum() < 590 and np.abs(lam[:, 0] - thr).min() < 1e-5
+    well = exceeds[-1]
+    np.testing.assert_array_equal(len(thresholds) - exceeds[:, well].sum(axis=0),
+                                  mod._levels(R[well], lam[well], coef["gap"][well]))
+    s, _ = mod._rule(len(thresholds) - 1)
+    c = {k: v[well] for k, v in coef.items()}
+    h, F = mod._adjugate_integrand(tuple(x[..., well] for x in poly), c, s, True, mod._MATRICES_INNER)
+    h_e, F_e = mod._path_integrand(lam[well], V[well], c, s, True)
+    assert np.abs(h.T - h_e).max() < 1e-14 and np.abs(F.T - F_e).max() < 1e-14
+    assert np.abs(F_e).max() > 0.1

@@ -50,6 +50,7 @@ _TABLES = frozenset({
     "_signs", "_iu_K", "_idx2", "_pairs_all", "_w_pairs", "_pairs_s", "_sigma_src", "_out_a", "_out_b",
     "_out_qmask", "_uw_flat", "_i4_chunks", "_i4_full", "_pair_type", "_closed2", "_closed4", "_closed_I2",
     "_eg_route", "_teacher_sine", "_soft", "_pair_double", "_vv_pairs", "_coef", "_i2_student", "_extras",
+    "_i4_entries", "_i4_chunk_which",
 })
 
 
@@ -166,6 +167,30 @@ class CommitteeFlow:
         self._closed2 = not self.mixed and "H2" in forms and "J2" in forms
         self._closed4 = not self.mixed and "I4" in forms
         self._closed_I2 = not self.mixed and "I2" in forms
+        # A closed form from entries (relu) is told the blocks' exactly coinciding
+        # arguments (i = k, u = w, a student field among u, w): equal positions in
+        # Sigma are equal entries, so the positions give them, once per model.
+        self._i4_entries, self._i4_chunk_which = None, None
+        if self.second_order and self._closed4 and "I4_entries" in forms:
+            coinciding = forms["I4_coinciding"]
+            # Labels of Sigma's entries: its source in the state vector, and for T the
+            # entry of the upper triangle where T is exactly symmetric.
+            key = self._sigma_src.reshape(L, L).copy()
+            tk = key[K:, K:]
+            upper = np.triu(np.ones((self.M, self.M), dtype=bool))
+            tk[...] = np.where(~upper & (self.T == self.T.T), tk.T, tk)
+            key = key.ravel()
+            if self._i4_full is not None:
+                var_at = np.ascontiguousarray(self._i4_full[:4].T)
+                off_at = np.ascontiguousarray(self._i4_full[4:].T)
+                self._i4_entries = (var_at, off_at, coinciding(key[var_at], key[off_at]))
+            else:
+                uw = self._uw_flat[:, None, :]
+                self._i4_chunk_which = []
+                for _, _, ik, cross in self._i4_chunks:
+                    e = np.broadcast_arrays(ik[0][:, None], ik[1][:, None], uw[0], uw[1], ik[2][:, None],
+                                            *cross, uw[2])
+                    self._i4_chunk_which.append(coinciding(key[np.stack(e[:4], -1)], key[np.stack(e[4:], -1)]))
         # eps_g route (see eg_vector): exact quadratic form, difference form near the
         # perfect solution, or the plain sum over field pairs.
         if not self.mixed and self.activation is _LINEAR:
@@ -240,6 +265,10 @@ class CommitteeFlow:
         L = self.L
         P_s = len(self._pairs_s)
         Sflat = S.reshape(batch + (L * L,))
+        if self._i4_entries is not None:
+            var_at, off_at, which = self._i4_entries
+            vals = self.activation.closed_forms["I4_entries"](Sflat[..., var_at], Sflat[..., off_at], which)
+            return _contract(vals.reshape(batch + (P_s, -1)), wp, rowwise)
         if self._closed4 and self._i4_full is not None:
             e = Sflat[..., self._i4_full]  # (..., 10, blocks)
             vals = self.activation.closed_forms["I4"](*(e if e.ndim == 2 else np.moveaxis(e, -2, 0)))
@@ -251,8 +280,15 @@ class CommitteeFlow:
             i4 = self.activation.closed_forms["I4"]
             uw = Sflat[..., self._uw_flat][..., None, :]  # (..., 3, 1, P_a)
         sa, ta = self.activation, self.teacher_activation
-        for start, stop, ik, cross in self._i4_chunks:
-            if self._closed4:
+        for n, (start, stop, ik, cross) in enumerate(self._i4_chunks):
+            if self._i4_chunk_which is not None:
+                e = Sflat[..., ik][..., None]  # (..., 3, rows, 1)
+                c = Sflat[..., cross]  # (..., 4, rows, P_a)
+                e = np.broadcast_arrays(e[..., 0, :, :], e[..., 1, :, :], uw[..., 0, :, :], uw[..., 1, :, :],
+                                        e[..., 2, :, :], *(c[..., j, :, :] for j in range(4)), uw[..., 2, :, :])
+                vals = self.activation.closed_forms["I4_entries"](np.stack(e[:4], -1), np.stack(e[4:], -1),
+                                                                   self._i4_chunk_which[n])
+            elif self._closed4:
                 e = Sflat[..., ik][..., None]  # (..., 3, rows, 1)
                 c = Sflat[..., cross]  # (..., 4, rows, P_a)
                 vals = i4(e[..., 0, :, :], e[..., 1, :, :], uw[..., 0, :, :], uw[..., 1, :, :],

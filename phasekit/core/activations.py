@@ -75,7 +75,7 @@ Array = np.ndarray
 Func = Callable[[Array], Array]
 
 
-_COMMITTEE_KEYS = ("I2", "J2", "H2", "I4", "H2J2", "I4_blocks", "J2grad", "D2")
+_COMMITTEE_KEYS = ("I2", "J2", "H2", "I4", "H2J2", "I4_blocks", "I4_entries", "I4_coinciding", "J2grad", "D2")
 
 
 _PROPAGATION_KEYS = ("variance_map", "variance_map_slope", "slope_moment", "curvature_moment",
@@ -112,7 +112,12 @@ class Activation:
           the ODE right-hand side); ``"I4_blocks"``, ``f(ii, kk, ik, uu, iu, ku, uw,
           pu, pw)``, ``I4`` of many blocks at once from per-field tables (see
           :func:`phasekit.core.closed_forms.erf_I4_blocks`; used by the batched
-          flow).  Two keys make :meth:`phasekit.Committee.eg`
+          flow); ``"I4_entries"``, ``f(var, off, plan=None)``, ``I4`` of blocks
+          from their variances ``(..., n, 4)`` and covariances ``(..., n, 6)`` (pair
+          order ``12, 13, 14, 23, 24, 34``), with ``plan`` what ``"I4_coinciding"``,
+          ``f(var_at, off_at)``, finds in labels of the entries (equal labels, equal
+          entries; the flow applies it once to the positions of its blocks' entries).
+          Two keys make :meth:`phasekit.Committee.eg`
           accurate to a few ulps near the perfect solution (where its sum over
           field pairs cancels): ``"J2grad"``, ``f(c11, c22, c12) -> (< g'(a) g'(b) >,
           < g''(a) g''(b) >, < g'''(a) g'(b) >, < g'(a) g'''(b) >)`` (``J2`` and, by

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from .orthant import _CoincidencePlan as relu_I4_coinciding
 from .orthant import _relu_I4_entries as relu_I4_entries
 from .rules import logistic_scale_rule
 
@@ -285,6 +286,7 @@ def _constant(value: float):
 
 RELU_FORMS = {
     "I2": relu_I2, "J2": relu_J2, "H2": relu_H2, "I4": relu_I4, "J2grad": relu_J2grad, "D2": relu_D2,
+    "I4_entries": relu_I4_entries, "I4_coinciding": relu_I4_coinciding,
     "relu_moments": _relu_moments,
     "variance_map": lambda q: 0.5 * np.asarray(q, dtype=float),
     "variance_map_slope": _constant(0.5),

@@ -80,7 +80,14 @@ partial correlation of two variables that are both determined by the
 conditioning pair, all enter only through their limits.  The partial
 correlations are computed from the eigen-decomposition ``R = V diag(lam) V^T``
 as ``R_t^{-1} = V diag(1 / (t lam + 1 - t)) V^T``, which stays accurate when
-``R_t`` is nearly singular (no cancellation of large terms).
+``R_t`` is nearly singular (no cancellation of large terms).  Well-conditioned
+``R`` (smallest eigenvalue above 0.01, the plain rules' range, decided with
+the rule by Sylvester's criterion on ``R - mu I``, no eigen-decomposition) use
+the adjugate instead: its entries and ``det R_t`` are polynomials of degree 3
+and 4 in ``t`` with coefficients in the correlations, and partial
+correlations are ratios of its entries; every minor of ``R_t`` is then at
+least ``0.01^3``, and the integrals agree with the eigen route to ``2e-15``
+(clustered small eigenvalues included).
 
 Quadrature
 ----------
@@ -93,9 +100,14 @@ distance ``~sqrt(mu)`` from ``s = 0``, i.e. a boundary layer of that width.
 The smallest such ``mu`` over all principal blocks (for non-singular ``R``
 simply its smallest eigenvalue) selects the rule: 12, 14, 16, 20, 24 or 32
 plain nodes for ``mu >= 0.5, 0.3, 0.1, 5e-2, 3e-2, 1e-2`` (at least 24 for an
-exactly singular matrix), otherwise geometrically graded panels (ratio 8,
-16 nodes each, 24 on ``[1/8, 1]``) down to ``s ~ sqrt(mu)``, at most 152
-nodes.  Matrices are grouped by rule, so each group is one vectorised pass.
+exactly singular matrix).  Below that a boundary layer of width
+``b = 8^-L <= sqrt(mu)`` (``L = 2 .. 8``) gets the substitution
+``s = b sinh(u)`` on ``[0, 1/8]``: every branch point ``s = +-i b_k`` with
+``b_k >= b`` lands on ``Im u = +-pi/2``, so Gauss-Legendre in ``u`` on
+``[0, asinh(1 / (8 b))]`` converges geometrically at a rate set by that
+interval's length (``8 + 3 asinh(8^(L-1))`` nodes, 17 to 54), plus 18 plain
+nodes on ``[1/8, 1]``: 35 to 72 nodes.  Matrices are grouped by route and
+rule, so each group is one vectorised pass.
 
 Coinciding arguments
 --------------------
@@ -128,10 +140,11 @@ closed forms, nested adaptive quadrature and Monte Carlo (``tests``):
   ``1/2 - sqrt(2 (1 - rho)) / (2 pi) + ...``, and ``relu_I4`` at a pair
   correlation ``1 - eta`` differs from its value at ``1`` by ``~sqrt(eta)``).
 
-Cost: about 50 ms of CPU time for ``relu_I4`` on 10^4 random blocks (one
-thread; less for well-conditioned ones, which take fewer nodes), a few times
-more when most blocks are nearly singular; blocks with coinciding arguments
-cost a few closed-form pair terms.
+Cost: about 35 ms of CPU time for ``relu_I4`` on 10^4 random blocks (one
+thread; less for well-conditioned ones, which take fewer nodes and no
+eigen-decomposition), about twice that when most blocks are nearly singular
+(smallest eigenvalue ~1e-6); blocks with coinciding arguments cost a few
+closed-form pair terms.
 """
 
 from __future__ import annotations
@@ -183,15 +196,24 @@ _GRADE_RATIO = 8.0
 _GRADE_KAPPA = 1.0
 
 
-_N_PANEL = 16
+# Graded rules (see _rule): on [0, 1/q] the substitution s = b sinh(u),
+# b = q^-depth, with ceil(_SINH_NODES[0] + _SINH_NODES[1] U) Gauss-Legendre
+# nodes in u on [0, U], U = asinh(1 / (q b)); _N_TOP nodes on [1/q, 1].
+_SINH_NODES = (8.0, 3.0)
 
 
-_N_TOP = 24
+_N_TOP = 18
 
 
 # (matrices x nodes) evaluated at once.  The temporaries (a few dozen of up to
 # 10x this many doubles) then stay in cache, which is faster than one big pass.
 _CHUNK_ELEMENTS = 1 << 12
+
+
+# Plain levels (thresholds of the smallest eigenvalue, _PLAIN order) that
+# well-conditioned matrices take without an eigen-decomposition; the last is
+# the smallest eigenvalue for which the closed-form adjugate of R_t is used.
+_ADJUGATE_LEVELS = tuple(lam for lam, _ in _PLAIN)
 
 
 # Index pairs (i, j), i < j, of a 4x4 matrix.  The complementary pair of
@@ -312,20 +334,24 @@ def _rule(level: int) -> tuple[Array, Array]:
     """Nodes ``s`` and weights ``2 s w`` (the Jacobian of ``t = 1 - s^2`` folded in).
 
     Levels ``0 .. len(_PLAIN) - 1`` are plain Gauss-Legendre on [0, 1]; a
-    higher level uses, with ``L = level - len(_PLAIN) + 1``, the ``L + 1`` panels
-    ``[0, q^-L], [q^-L, q^-(L-1)], ..., [q^-1, 1]`` (``_N_PANEL`` nodes each,
-    ``_N_TOP`` on the last) that resolve a boundary layer at ``s ~ q^-L``.
+    higher level, with ``L = level - len(_PLAIN) + 1``, resolves a boundary
+    layer of width ``b = q^-L``: the branch points of the integrand sit at
+    ``s = +-i b_k`` with ``b_k >= b``, and ``s = b sinh(u)`` maps all of them
+    onto the lines ``Im u = +-pi/2``, so Gauss-Legendre in ``u`` on
+    ``[0, asinh(1 / (q b))]`` (the part ``s <= 1/q``) converges at a rate set
+    by the length of that interval, ``~ L ln q``; ``[1/q, 1]`` takes
+    ``_N_TOP`` plain nodes.
     """
     if level < len(_PLAIN):
         s, w = gauss_legendre_interval(0.0, 1.0, _PLAIN[level][1])
     else:
         q = _GRADE_RATIO
-        depth = level - len(_PLAIN) + 1
-        edges = [0.0] + [q ** -j for j in range(depth, 0, -1)]
-        parts = [gauss_legendre_interval(lo, hi, _N_PANEL) for lo, hi in zip(edges[:-1], edges[1:])]
-        parts.append(gauss_legendre_interval(1.0 / q, 1.0, _N_TOP))
-        s = np.concatenate([p[0] for p in parts])
-        w = np.concatenate([p[1] for p in parts])
+        b = q ** -(level - len(_PLAIN) + 1)
+        U = float(np.arcsinh(1.0 / (q * b)))
+        u, wu = gauss_legendre_interval(0.0, U, int(np.ceil(_SINH_NODES[0] + _SINH_NODES[1] * U)))
+        top = gauss_legendre_interval(1.0 / q, 1.0, _N_TOP)
+        s = np.concatenate([b * np.sinh(u), top[0]])
+        w = np.concatenate([wu * b * np.cosh(u), top[1]])
     weights = 2.0 * s * w
     s.setflags(write=False)
     weights.setflags(write=False)
@@ -436,9 +462,9 @@ def _scatter_sum(terms: Array, gather: Array) -> Array:
     return out
 
 
-def _node_sum(values: Array, weights: Array) -> Array:
-    """``values @ weights`` (N, n) @ (n,) summed in node order for every row alike (see :func:`_scatter_sum`)."""
-    return np.add.accumulate(values * weights, axis=-1)[..., -1]
+def _node_sum(values: Array, weights: Array, axis: int = -1) -> Array:
+    """``sum_n values * weights`` along the node ``axis``, in node order for every matrix alike (see :func:`_scatter_sum`)."""
+    return np.take(np.add.accumulate(values * weights, axis=axis), -1, axis=axis)
 
 
 def _pair_coefficients(R: Array) -> dict[str, Array]:
@@ -466,7 +492,7 @@ def _pair_coefficients(R: Array) -> dict[str, Array]:
 
 def _path_integrand(lam: Array, V: Array, coef: dict[str, Array], s: Array,
                     with_relu: bool) -> tuple[Array, Array | None]:
-    """Integrands of ``orthant4`` and ``relu_I4`` at nodes ``s`` (``t = 1 - s^2``).
+    """Integrands of ``orthant4`` and ``relu_I4`` at nodes ``s`` (``t = 1 - s^2``), from the eigen-decomposition.
 
     Parameters
     ----------
@@ -485,44 +511,220 @@ def _path_integrand(lam: Array, V: Array, coef: dict[str, Array], s: Array,
     h, F : ndarray, shape (N, n)
         ``dP4/dt`` and ``dI4/dt`` at ``R_t`` (``F`` is None unless ``with_relu``).
     """
-    s2 = s * s
+    return _eigen_integrand(lam, V, coef, s, with_relu, _NODES_INNER)
+
+
+class _Layout:
+    """Axis order of the integrands' arrays: (quantity, matrix, node) or (quantity, node, matrix).
+
+    Elementwise passes run faster over long inner rows: the matrices of the
+    well-conditioned (adjugate) route, which are many and take short rules,
+    go inner; the eigen route keeps the nodes inner for its stacked products.
+    ``node`` shapes a vector over nodes, ``mat`` an array whose last axis runs
+    over matrices; ``axis`` is the node axis of a result.
+    """
+
+    def __init__(self, nodes_inner: bool):
+        self.nodes_inner = nodes_inner
+        self.axis = -1 if nodes_inner else 0
+
+    def node(self, x: Array) -> Array:
+        return x if self.nodes_inner else x[:, None]
+
+    def mat(self, x: Array) -> Array:
+        return x[..., None] if self.nodes_inner else x[..., None, :]
+
+    def contract(self, w: Array, x: Array) -> Array:
+        """``sum_q w[:, k, q] x[q]`` for per-matrix weights ``w`` (N, k, m) and ``x`` (m, ...): shape (k, ...).
+
+        A stacked product per matrix (the nodes inner) or sums in a fixed
+        order (the matrices inner): either way a matrix's result does not
+        depend on the other matrices (see :func:`_scatter_sum`).
+        """
+        if self.nodes_inner:
+            return np.matmul(w, x.transpose(1, 0, 2)).transpose(1, 0, 2)
+        terms = np.ascontiguousarray(w.transpose(2, 1, 0))[:, :, None, :] * x[:, None]   # (m, k, n, N)
+        out = terms[0] + terms[1]
+        for q in range(2, terms.shape[0]):
+            out += terms[q]
+        return out
+
+
+_NODES_INNER, _MATRICES_INNER = _Layout(True), _Layout(False)
+
+
+def _eigen_integrand(lam: Array, V: Array, coef: dict[str, Array], s: Array,
+                     with_relu: bool, lay: _Layout) -> tuple[Array, Array | None]:
+    """:func:`_path_integrand` with results in the axis order ``lay``."""
+    s2 = lay.node(s * s)
     t = 1.0 - s2
     # Eigenvalues of R_t = (1 - t) I + t R, written as s^2 + t lam so that the
     # small ones keep full relative accuracy near t = 1.
-    lam_t = s2 + t * lam[:, :, None]                                # (N, 4, n)
-    VV = V[:, _ROWS, :] * V[:, _COLS, :]                            # (N, 10, 4)
+    lam_t = t * lay.mat(lam.T)
+    lam_t += s2                                                     # (4, n, N)
+    inv = np.divide(1.0, lam_t)
     # Entries of the precision matrix R_t^{-1} = V diag(1 / lam_t) V^T: no
     # cancellation between large terms even when R_t is nearly singular.
-    prec = np.matmul(VV, 1.0 / lam_t)                               # (N, 10, n)
-    inv_sd = 1.0 / np.sqrt(prec[:, :4, :])
-    # Partial correlation of the complementary pair (u, w) of each pair (k, m)
-    # given x_k = x_m = 0: -P_uw / sqrt(P_uu P_ww).
-    rho = -prec[:, 4 + _COMPLEMENT, :] * inv_sd[:, _COMP_U, :] * inv_sd[:, _COMP_W, :]
-    Q = 0.25 + np.arcsin(np.clip(rho, -1.0, 1.0)) / _TWO_PI         # (N, 6, n)
+    prec = lay.contract(V[:, _ROWS, :] * V[:, _COLS, :], inv)       # (10, ...)
+    det = lam_t[0] * lam_t[1]
+    det *= lam_t[2]
+    det *= lam_t[3]
+    return _integrand(prec, det, -prec[4 + _PAIR_INDEX[2, 3]] * det, coef, s2, t, with_relu, lay)
+
+
+def _minor_tables() -> tuple[Array, Array]:
+    """Pair indices of the adjugate entries: per variable ``i`` the pairs ``(jk, jl, kl)`` of the other three
+    (shape (3, 4)); per pair ``(i, j)`` with ``k, l`` the other two, ``(ik, jk, il, jl)`` (shape (4, 6))."""
+    diag = [[_PAIR_INDEX[j, k], _PAIR_INDEX[j, l], _PAIR_INDEX[k, l]]
+            for j, k, l in ([x for x in range(4) if x != i] for i in range(4))]
+    off = [[_PAIR_INDEX[i, k], _PAIR_INDEX[j, k], _PAIR_INDEX[i, l], _PAIR_INDEX[j, l]]
+           for (i, j), (k, l) in zip(_PAIRS, _PAIRS[::-1])]
+    return np.array(diag).T, np.array(off).T
+
+
+_DIAG_MINOR, _OFF_MINOR = _minor_tables()
+
+
+def _adjugate_polynomials(r: Array) -> tuple[Array, Array, Array]:
+    """Coefficients in ``t`` of ``adj(R_t)`` and ``det(R_t)`` for ``R_t = I + t (R - I)``.
+
+    ``r`` (6, N): the correlations in :data:`_PAIRS` order.  Returns the
+    coefficients of ``t^2, t^3`` of the diagonal entries (``adj_ii = 1 + c2 t^2
+    + c3 t^3``, shape (2, 4, N)), of ``t, t^2, t^3`` of the off-diagonal ones
+    (``_PAIRS`` order, (3, 6, N)) and of ``t^2, t^3, t^4`` of the determinant
+    (``1 + d2 t^2 + d3 t^3 + d4 t^4``, (3, N)).  ``adj_ii`` is the principal
+    minor of the other three variables; for ``i != j`` with ``k, l`` the other
+    two, ``adj_ij = -t r_ij + t^2 (r_ik r_jk + r_il r_jl)
+    + t^3 r_kl (r_ij r_kl - r_ik r_jl - r_il r_jk)``.
+    """
+    sq = r * r
+    jk, jl, kl = _DIAG_MINOR
+    diag = np.stack([-(sq[jk] + sq[jl] + sq[kl]), 2.0 * r[jk] * r[jl] * r[kl]])
+    ik, jk, il, jl = (r[x] for x in _OFF_MINOR)
+    comp = r[::-1]
+    off = np.stack([-r, ik * jk + il * jl, comp * (r * comp - ik * jl - il * jk)])
+    x, y, z = r[0] * r[5], r[1] * r[4], r[2] * r[3]
+    d4 = x * x + y * y + z * z - 2.0 * (x * y + x * z + y * z)
+    # diag[1] sums to twice the sum over the four triangles.
+    return diag, off, np.stack([-sq.sum(axis=0), diag[1].sum(axis=0), d4])
+
+
+def _exceeds(poly: tuple[Array, Array, Array], r01: Array, c: Array) -> Array:
+    """Whether the smallest eigenvalue of each correlation matrix exceeds ``c``.
+
+    ``poly`` from :func:`_adjugate_polynomials`, ``r01`` (N,) the first
+    correlation, ``c`` (m, 1): (m, N) booleans from Sylvester's criterion on
+    ``R - c I``: its leading principal minors, the 3x3 one and the last one
+    (the characteristic polynomial ``det(R - c I)``) in the sums of principal
+    minors of ``R`` that ``poly`` holds.
+    """
+    diag, _, (d2, d3, d4) = poly
+    d = 1.0 - c
+    m2 = d * d - r01 * r01
+    m3 = d * (d * d + diag[0, 3]) + diag[1, 3]
+    m4 = c * c * (c * c - 4.0 * c + 6.0 + d2) - c * (4.0 + 2.0 * d2 + d3) + (1.0 + d2 + d3 + d4)
+    return (m2 > 0.0) & (m3 > 0.0) & (m4 > 0.0)
+
+
+def _adjugate_integrand(poly: tuple[Array, Array, Array], coef: dict[str, Array], s: Array,
+                        with_relu: bool, lay: _Layout) -> tuple[Array, Array | None]:
+    """:func:`_eigen_integrand` from the adjugate of ``R_t`` in closed form (well-conditioned ``R``).
+
+    ``poly``: the output of :func:`_adjugate_polynomials`.  The partial
+    correlations are ratios of entries of ``adj(R_t) = det(R_t) R_t^{-1}``,
+    and ``S_cd det2_ab = -adj_cd``; with the smallest eigenvalue of ``R``
+    above ``_ADJUGATE_LEVELS[-1]`` neither has cancellation beyond a few
+    units of rounding.
+    """
+    diag, off, dp = poly
+    s2 = lay.node(s * s)
+    t = 1.0 - s2
+    t2 = t * t
+    N = diag.shape[-1]
+    adj = np.empty((10, N, s.size) if lay.nodes_inner else (10, s.size, N))
+    a = adj[:4]
+    np.multiply(lay.mat(diag[1]), t, out=a)
+    a += lay.mat(diag[0])
+    a *= t2
+    a += 1.0
+    b = adj[4:]
+    np.multiply(lay.mat(off[2]), t, out=b)
+    b += lay.mat(off[1])
+    b *= t
+    b += lay.mat(off[0])
+    b *= t
+    det = lay.mat(dp[2]) * t
+    det += lay.mat(dp[1])
+    det *= t
+    det += lay.mat(dp[0])
+    det *= t2
+    det += 1.0
+    return _integrand(adj, det, -adj[4 + _PAIR_INDEX[2, 3]], coef, s2, t, with_relu, lay)
+
+
+def _integrand(P: Array, det: Array, s_cd_det2: Array, coef: dict[str, Array], s2: Array, t: Array,
+               with_relu: bool, lay: _Layout) -> tuple[Array, Array | None]:
+    """The integrands from ``P`` (10, n, N), a positive multiple per node of the entries of ``R_t^{-1}``.
+
+    ``det`` (n, N) is ``det R_t`` and ``s_cd_det2`` (n, N) the conditional
+    covariance ``S_cd`` of ``(c, d)`` given ``a = b = 0`` times ``det2_ab``
+    (``-det R_t (R_t^{-1})_cd``); ``s2``, ``t`` over nodes.  The shapes are
+    those of the layout ``lay`` ((10, N, n) etc. with the nodes inner).  Pair quantities are
+    formed in the order of the complementary pairs (``q = 5 - p``), in which
+    the partial correlation of pair ``p``'s complement comes from ``P[4 + q]``.
+    """
+    d = P[:4]
+    # P_uu P_ww of each pair (u, w) in _PAIRS order.
+    norm = np.empty((6,) + P.shape[1:])
+    np.multiply(d[0], d[1:4], out=norm[0:3])
+    np.multiply(d[1], d[2:4], out=norm[3:5])
+    np.multiply(d[2], d[3], out=norm[5])
+    np.sqrt(norm, out=norm)
+    # Q of pair 5 - q: 1/4 + asin(rho) / (2 pi), rho = -P_uw / sqrt(P_uu P_ww) of pair q.
+    x = np.divide(P[4:], norm, out=norm)
+    np.minimum(x, 1.0, out=x)
+    np.maximum(x, -1.0, out=x)
+    Q = np.arcsin(x, out=x)
+    Q *= -1.0 / _TWO_PI
+    Q += 0.25
+
+    def rev(name: str) -> Array:
+        return lay.mat(np.ascontiguousarray(coef[name][:, ::-1].T))   # complementary order
+
     # 2x2 determinants 1 - t^2 r^2 = (s^2 + t (1 - |r|)) (1 + t |r|): the first
     # factor is an eigenvalue of the pair's block, kept accurate for |r| -> 1.
-    det2 = ((s2 + t * coef["gap"][:, :, None]) * (1.0 + t * coef["absr"][:, :, None]))
-    sqrt_det2 = np.sqrt(det2)
-    phiQ = Q / (_TWO_PI * sqrt_det2)                                # phi2_km Q_km
-    h = np.matmul(coef["r"][:, None, :], phiQ)[:, 0, :]
+    det2 = rev("gap") * t
+    det2 += s2
+    other = rev("absr") * t
+    other += 1.0
+    det2 *= other
+    sqrt_det2 = np.sqrt(det2, out=other)
+    phi = np.divide(1.0 / _TWO_PI, sqrt_det2)                       # phi2 of each pair
+    phiQ = np.multiply(phi, Q, out=det2)
+    r = coef["r"][:, ::-1]
     if not with_relu:
-        return h, None
+        return lay.contract(r[:, None, :], phiQ)[0], None
 
-    ab, cd = _PAIR_INDEX[0, 1], _PAIR_INDEX[2, 3]
+    ab = 5 - _PAIR_INDEX[0, 1]
     # E_t[delta(a) delta(b) relu(c) relu(d)] = phi2_ab E[relu(c) relu(d) | a = b = 0]
     # = phi2_ab (S_cd Q_ab + sqrt(det S) / (2 pi)), S = cov(c, d | a, b) with
-    # det S = det R_t / det2_ab and S_cd = -P_cd det S (inverse of a 2x2 block).
-    det_S = np.prod(lam_t, axis=1) / det2[:, ab, :]
-    s_cd = -prec[:, 4 + cd, :] * det_S
-    G_ab = (s_cd * Q[:, ab, :] + np.sqrt(det_S) / _TWO_PI) / (_TWO_PI * sqrt_det2[:, ab, :])
-    weights = np.stack([coef["alpha"], coef["beta"], coef["r"]], axis=1)   # (N, 3, 6)
-    sums = np.matmul(weights, phiQ)                                 # (N, 3, n)
-    sd_part = np.matmul(coef["gamma"][:, None, :], sqrt_det2 * Q)[:, 0, :] / _TWO_PI
-    F = (coef["r"][:, ab, None] * G_ab
-         + t * sums[:, 0, :] + (t * s2) * sums[:, 1, :] + sd_part
-         # d_c d_d term: r_cd P4(R_t); the double integral over P4's own path
-         # becomes int (1 - t) dP4/dt dt = int s^2 h dt.
-         + coef["r"][:, cd, None] * s2 * sums[:, 2, :])
+    # det S = det R_t / det2_ab; with phi2_ab = 1 / (2 pi sqrt(det2_ab)) that is
+    # phi2_ab^2 (4 pi^2 S_cd det2_ab phi2_ab Q_ab + sqrt(det R_t)).
+    G_ab = s_cd_det2 * phiQ[ab]
+    G_ab *= _TWO_PI * _TWO_PI
+    G_ab += np.sqrt(det)
+    G_ab *= phi[ab] * phi[ab]
+    sqrt_det2 *= Q
+    sums = lay.contract(np.stack([coef["alpha"][:, ::-1], coef["beta"][:, ::-1], r], axis=1), phiQ)
+    h = sums[2]
+    r_ab, r_cd = lay.mat(coef["r"][:, 0]), lay.mat(coef["r"][:, 5])
+    F = r_ab * G_ab
+    F += t * sums[0]
+    F += (t * s2) * sums[1]
+    F += lay.contract(coef["gamma"][:, None, ::-1], sqrt_det2)[0] / _TWO_PI
+    # d_c d_d term: r_cd P4(R_t); the double integral over P4's own path
+    # becomes int (1 - t) dP4/dt dt = int s^2 h dt.
+    F += (r_cd * s2) * h
     return h, F
 
 
@@ -551,29 +753,54 @@ def _path_values(R: Array, with_relu: bool) -> tuple[Array, Array | None]:
     N = R.shape[0]
     P4 = np.empty(N)
     I4 = np.empty(N) if with_relu else None
-    if N:
-        lam, V = np.linalg.eigh(R)
+    if not N:
+        return P4, I4
+    coef = _pair_coefficients(R)
+    # Well-conditioned matrices (smallest eigenvalue above _ADJUGATE_LEVELS[-1],
+    # by Sylvester's criterion) take the adjugate of R_t in closed form and
+    # their plain rule from the same test; the others the eigen-decomposition.
+    poly = _adjugate_polynomials(np.ascontiguousarray(coef["r"].T))
+    exceeds = _exceeds(poly, coef["r"][:, 0], np.array(_ADJUGATE_LEVELS)[:, None])
+    well = exceeds[-1]
+    level = np.empty(N, dtype=int)
+    level[well] = len(_ADJUGATE_LEVELS) - exceeds[:, well].sum(axis=0)
+    # Row of each matrix in its route's arrays.
+    pos = np.empty(N, dtype=int)
+    pos[well] = np.flatnonzero(well)
+    rest = np.flatnonzero(~well)
+    pos[rest] = np.arange(rest.size)
+    if rest.size:
+        lam, V = np.linalg.eigh(R[rest])
         if np.any(lam[:, 0] < -_PSD_TOL):
             raise ValueError("C: not positive semidefinite (correlation-matrix eigenvalue "
                              f"{lam[:, 0].min():.3g} < -{_PSD_TOL:g})")
         # Round-off zeros (and clipped tiny negatives) become exact zeros.
         lam = np.where(lam < _LAM_EXACT, 0.0, lam)
-        coef = _pair_coefficients(R)
-        level = _levels(R, lam, coef["gap"])
-        r_cd = R[:, 2, 3]
-        # One vectorised evaluation per distinct quadrature level (a handful),
-        # in chunks sized for the CPU cache.
-        for L in np.unique(level):
-            s, weights = _rule(int(L))
-            members = np.flatnonzero(level == L)
-            step = max(1, _CHUNK_ELEMENTS // s.size)
-            for start in range(0, members.size, step):
-                sel = members[start:start + step]
-                h, F = _path_integrand(lam[sel], V[sel], {k: v[sel] for k, v in coef.items()},
-                                       s, with_relu)
-                P4[sel] = 1.0 / 16.0 + _node_sum(h, weights)
-                if with_relu:
-                    I4[sel] = 1.0 / (8.0 * np.pi) + r_cd[sel] / 16.0 + _node_sum(F, weights)
+        level[rest] = _levels(R[rest], lam, coef["gap"][rest])
+    r_cd = R[:, 2, 3]
+    # One vectorised evaluation per route and distinct quadrature level (a
+    # handful), in chunks sized for the CPU cache.
+    key = np.where(well, 2 * level, 2 * level + 1)
+    for k in np.unique(key):
+        s, weights = _rule(int(k) // 2)
+        # The adjugate route's matrices are many and its rules short; the eigen
+        # route's stacked products want the nodes inner.
+        lay = _MATRICES_INNER if k % 2 == 0 else _NODES_INNER
+        w = lay.node(weights)
+        members = np.flatnonzero(key == k)
+        step = max(1, _CHUNK_ELEMENTS // s.size)
+        for start in range(0, members.size, step):
+            sel = members[start:start + step]
+            c = {name: v[sel] for name, v in coef.items()}
+            p = pos[sel]
+            if k % 2 == 0:
+                h, F = _adjugate_integrand(tuple(x[..., p] for x in poly), c, s, with_relu, lay)
+            else:
+                h, F = _eigen_integrand(lam[p], V[p], c, s, with_relu, lay)
+            # Node sums in node order for every matrix alike (see _scatter_sum).
+            P4[sel] = 1.0 / 16.0 + _node_sum(h, w, lay.axis)
+            if with_relu:
+                I4[sel] = 1.0 / (8.0 * np.pi) + r_cd[sel] / 16.0 + _node_sum(F, w, lay.axis)
     return P4, I4
 
 
@@ -621,21 +848,29 @@ _COINCIDING = ((2, 3), (0, 1), (0, 2), (1, 2), (0, 3), (1, 3))
 _REDUCED_PAIRS = np.array([(0, 1, 3), (3, 4, 5), (3, 4, 5), (1, 2, 5), (3, 4, 5), (1, 2, 5)])
 
 
+def _coincidence_tables() -> tuple[Array, ...]:
+    """Per pair ``(i, j)`` of :data:`_COINCIDING`: ``i``, ``j``, the pair's index and those of ``(i, k), (j, k),
+    (i, m), (j, m)`` with ``k, m`` the other two variables."""
+    rows = []
+    for i, j in _COINCIDING:
+        k, m = (x for x in range(4) if x not in (i, j))
+        rows.append([i, j, _PAIR_INDEX[i, j], _PAIR_INDEX[i, k], _PAIR_INDEX[j, k],
+                     _PAIR_INDEX[i, m], _PAIR_INDEX[j, m]])
+    return tuple(np.array(col) for col in zip(*rows))
+
+
+_CO_I, _CO_J, _CO_IJ, _CO_IK, _CO_JK, _CO_IM, _CO_JM = _coincidence_tables()
+
+
 def _coinciding(var: Array, off: Array) -> Array:
     """Per matrix, the first pair of :data:`_COINCIDING` that coincides exactly, else -1.
 
     ``var`` (N, 4) are the variances, ``off`` (N, 6) the covariances in :data:`_PAIRS` order.
     """
-    which = np.full(var.shape[0], -1)
-    for n in range(len(_COINCIDING) - 1, -1, -1):
-        i, j = _COINCIDING[n]
-        k, m = (x for x in range(4) if x not in (i, j))
-        cov = off[:, _PAIR_INDEX[i, j]]
-        same = ((var[:, i] == var[:, j]) & (var[:, i] == cov)
-                & (off[:, _PAIR_INDEX[i, k]] == off[:, _PAIR_INDEX[j, k]])
-                & (off[:, _PAIR_INDEX[i, m]] == off[:, _PAIR_INDEX[j, m]]))
-        which = np.where(same, n, which)
-    return which
+    vi = var[:, _CO_I]
+    same = ((vi == var[:, _CO_J]) & (vi == off[:, _CO_IJ])
+            & (off[:, _CO_IK] == off[:, _CO_JK]) & (off[:, _CO_IM] == off[:, _CO_JM]))   # (N, 6)
+    return np.where(same.any(axis=-1), same.argmax(axis=-1), -1)
 
 
 def _reduced_relu_I4(r3: Array, c_equals_d: Array) -> Array:
@@ -683,11 +918,15 @@ def _check_reduced(r3: Array) -> None:
 
     ``r3`` (N, 3) are the three correlations of the distinct variables; a 3x3
     correlation matrix (``|r| <= 1``) is positive semidefinite when its
-    determinant is, and the few with a negative determinant (round-off
-    included) get the eigenvalue test.
+    determinant is.  A negative determinant means one negative eigenvalue
+    ``l1 = det / (l2 l3)``, and ``l2 l3 = e2 - l1 (l2 + l3) >= e2``
+    (``e2 = 3 - sum r^2``, the sum of the 2x2 principal minors), so
+    ``det >= -_PSD_TOL e2`` is round-off (``l1 >= -_PSD_TOL``); only the others
+    get the eigenvalue test.
     """
     r1, r2, r3 = r3.T
-    bad = 1.0 - r1 * r1 - r2 * r2 - r3 * r3 + 2.0 * r1 * r2 * r3 < 0.0
+    sq = r1 * r1 + r2 * r2 + r3 * r3
+    bad = 1.0 - sq + 2.0 * r1 * r2 * r3 < -_PSD_TOL * (3.0 - sq)
     if bad.any():
         R3 = np.empty((int(bad.sum()), 3, 3))
         R3[:, [0, 1, 2], [0, 1, 2]] = 1.0
@@ -699,13 +938,41 @@ def _check_reduced(r3: Array) -> None:
                              f"{lam.min():.3g} < -{_PSD_TOL:g})")
 
 
-def _relu_I4_entries(var: Array, off: Array) -> Array:
+class _CoincidencePlan:
+    """The exactly coinciding arguments of a fixed table of blocks, found once from its entries' positions.
+
+    ``var_at`` (n, 4) and ``off_at`` (n, 6) label the entries of ``n`` blocks
+    (:data:`_PAIRS` order) such that equal labels are equal entries (the
+    committee flow's positions in its covariance).  :func:`_coinciding` of the
+    labels gives the structural coincidences (``i = k``, ``u = w``, a student
+    field among ``u, w``); :func:`_relu_I4_entries` then skips their detection,
+    gathers the three correlations of the reduced blocks by precomputed
+    positions, and looks for accidental coincidences (two equal fields) among
+    the other blocks only.  (A block with both kinds, e.g. ``u = w`` where two
+    students are equal, may then take another of the two closed forms than
+    detection would: the same value to rounding.)
+    """
+
+    def __init__(self, var_at: Array, off_at: Array) -> None:
+        which = _coinciding(np.asarray(var_at).reshape(-1, 4), np.asarray(off_at).reshape(-1, 6))
+        self.n = which.size
+        self.reduced = np.flatnonzero(which >= 0)
+        self.path = np.flatnonzero(which < 0)
+        # Positions of the reduced blocks' three correlations in the flat (n, 6) table.
+        self.r3_at = self.reduced[:, None] * 6 + _REDUCED_PAIRS[which[self.reduced]]
+        self.c_equals_d = which[self.reduced] == 0
+
+
+def _relu_I4_entries(var: Array, off: Array, plan: _CoincidencePlan | None = None) -> Array:
     """``relu_I4`` from the variances ``var`` (..., 4) and covariances ``off`` (..., 6) in :data:`_PAIRS` order.
 
     The driver of :func:`relu_I4` and of the committee flow's closed form
     (which gathers the entries of many blocks from one covariance).  Matrices
     with exactly coinciding arguments take the closed forms of
-    :func:`_reduced_relu_I4`, the others the path integral.
+    :func:`_reduced_relu_I4`, the others the path integral.  ``plan``: the
+    structural coincidences of the last axis's blocks (``var.shape[-2] ==
+    plan.n``), found once by the caller (see :class:`_CoincidencePlan`); else
+    every block's are detected from its values.
     """
     if not (np.all(np.isfinite(var)) and np.all(np.isfinite(off))):
         raise ValueError("C: entries must be finite")
@@ -718,16 +985,27 @@ def _relu_I4_entries(var: Array, off: Array) -> Array:
     # Correlations, with rounding overshoots of |r| > 1 clipped (as _correlations does).
     r = np.clip(off / (sd[:, _ROWS[4:]] * sd[:, _COLS[4:]]), -1.0, 1.0)
     r[zero] = 0.0
-    which = _coinciding(var, off)
-    reduced = which >= 0
     out = np.empty(var.shape[0])
-    if reduced.any():
-        r3 = np.take_along_axis(r[reduced], _REDUCED_PAIRS[which[reduced]], axis=1)
+    if plan is None:
+        path = np.arange(var.shape[0])
+    else:
+        n_sets = var.shape[0] // plan.n
+        shift = plan.n * np.arange(n_sets)[:, None]
+        if plan.reduced.size:
+            r3 = r.reshape(-1)[(6 * shift[:, :, None] + plan.r3_at).reshape(-1, 3)]
+            _check_reduced(r3)
+            out[(shift + plan.reduced).reshape(-1)] = _reduced_relu_I4(r3, np.tile(plan.c_equals_d, n_sets))
+        path = (shift + plan.path).reshape(-1)
+    # (With a plan: fields that are equal by value, not by position.)
+    which = _coinciding(var[path], off[path])
+    if np.any(which >= 0):
+        more, kind = path[which >= 0], which[which >= 0]
+        r3 = np.take_along_axis(r[more], _REDUCED_PAIRS[kind], axis=1)
         _check_reduced(r3)
-        out[reduced] = _reduced_relu_I4(r3, which[reduced] == 0)
-    path = ~reduced
-    if path.any():
-        R = np.empty((int(path.sum()), 4, 4))
+        out[more] = _reduced_relu_I4(r3, kind == 0)
+        path = path[which < 0]
+    if path.size:
+        R = np.empty((path.size, 4, 4))
         R[:, _ROWS[4:], _COLS[4:]] = R[:, _COLS[4:], _ROWS[4:]] = r[path]
         R[:, _ROWS[:4], _COLS[:4]] = 1.0
         out[path] = _path_values(R, True)[1]
