@@ -63,9 +63,9 @@ def test_only_models_rounded_alone_are_batched():
     assert not committee_batch.Prefetch(lsoda, [(0, True, False)]).enabled
 
 
-def test_points_without_stored_samples_skip_the_second_pass(monkeypatch):
-    """Only a point whose samples are read is sampled up to its stop (a second pass); the others are
-    integrated to their end alone, with the very same end, crossing and eps_g; relu second order batched."""
+def test_points_without_stored_samples_take_two_samples(monkeypatch):
+    """Only a point whose samples are read is sampled densely; the others keep their start and their
+    end, with the very same end, crossing and eps_g; relu second order batched."""
     grid = {"eta": [0.5, 1.5], "activation": ["erf", "relu"]}
     kw = dict(grid=grid, model={"K": 2, "M": "K", "second_order": True},
               integration={"eta_alpha_max": 60.0, "n_points": 41, "stop_eg": 1e-2})
@@ -73,19 +73,19 @@ def test_points_without_stored_samples_skip_the_second_pass(monkeypatch):
     real = committee_batch.integrate_batch
 
     def spy(models, *args, **kwargs):
-        calls.append(("alpha_eval" in kwargs, len(models)))
+        calls.append((tuple(np.asarray(kwargs["n_points"]).tolist()), len(models)))
         return real(models, *args, **kwargs)
 
     monkeypatch.setattr(committee_batch, "integrate_batch", spy)
     ends = small_study(measures={"convergence_time": {"threshold": 3e-2}, "final_eg": {}}, **kw)
     per = run_study(ends, progress=False)
     bare = run_study(ends, progress=False, parallel={"batch_points": 64})
-    assert sorted(calls) == [(True, 2), (True, 2)]  # erf and relu, start and end only
+    assert sorted(calls) == [((2, 2), 2), ((2, 2), 2)]  # erf and relu, start and end only
     calls.clear()
     sampled = run_study(small_study(measures={"convergence_time": {"threshold": 3e-2}, "final_eg": {},
                                               "trajectory": {}}, **kw), progress=False,
                         parallel={"batch_points": 64})
-    assert sorted(calls) == [(False, 2), (False, 2)]
+    assert sorted(calls) == [((41, 41), 2), ((41, 41), 2)]
     assert (bare["status"].values == per["status"].values).all()
     for v in ("convergence_time", "final_eg", "alpha_end"):
         np.testing.assert_allclose(bare[v].values, per[v].values, rtol=1e-6, atol=1e-12)
@@ -95,17 +95,32 @@ def test_points_without_stored_samples_skip_the_second_pass(monkeypatch):
     np.testing.assert_allclose(bare["final_eg"].values, sampled["final_eg"].values, rtol=1e-13)
 
 
-def test_stored_trajectories_stay_per_point_unless_every_point_is_sampled():
-    """A [report] trajectory point is integrated by `integrate` (one pass samples it), whatever is pending."""
+def test_stored_trajectories_are_batched_with_their_shape(monkeypatch):
+    """A [report] trajectory point shares its shape's batch (sampled densely, its mates at their start
+    and end); its stored trajectory is the one `integrate` gives, and its mates' numbers are unchanged."""
     report = {"trajectories": [{"eta": 1.5, "K": 2}]}
-    st = small_study(report=report)
+    kw = dict(grid={"eta": [0.5, 1.5], "K": [2]}, integration={"eta_alpha_max": 100.0, "n_points": 61})
+    st = small_study(report=report, **kw)
     j = st.trajectory_points()[0]
-    tasks = [(i, True, i == j) for i in range(st.n_points)]
-    pf = committee_batch.Prefetch(st, tasks)
-    assert pf._point(j) is None and pf._point((j + 1) % st.n_points) is not None
-    assert committee_batch.Prefetch(st, [(j, False, True)])._point(j) is None  # resumed: still per point
-    every = small_study(report=report, measures={"final_eg": {}, "trajectory": {}})
-    assert committee_batch.Prefetch(every, tasks)._point(j) is not None
+    calls = []
+    real = committee_batch.integrate_batch
+
+    def spy(models, *args, **kwargs):
+        calls.append(tuple(np.asarray(kwargs["n_points"]).tolist()))
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(committee_batch, "integrate_batch", spy)
+    bat = run_study(st, progress=False, parallel={"batch_points": 64})
+    assert calls == [tuple(61 if i == j else 2 for i in range(st.n_points))]
+    per = run_study(st, progress=False)  # every point alone: the stored trajectory by `integrate`
+    np.testing.assert_array_equal(bat["trajectory_status"].values, per["trajectory_status"].values)
+    for v in ("alpha", "eg", "R", "Q"):
+        np.testing.assert_allclose(bat[f"trajectory_{v}"].values, per[f"trajectory_{v}"].values, rtol=1e-6,
+                                   atol=1e-12)
+    plain = run_study(small_study(**kw), progress=False, parallel={"batch_points": 64})
+    for v in ("status", "convergence_time", "alpha_end"):
+        np.testing.assert_array_equal(bat[v].values, plain[v].values)
+    np.testing.assert_allclose(bat["final_eg"].values, plain["final_eg"].values, rtol=1e-13)
 
 
 def test_worker_tasks_hold_one_shape_each_the_largest_first(monkeypatch):

@@ -51,3 +51,27 @@ def test_formatting_and_provenance():
     attrs = provenance_attrs({"x": np.arange(3), "y": float("inf")}, kind="test")
     assert json.loads(attrs["parameters"]) == {"x": [0, 1, 2], "y": "inf"} and attrs["kind"] == "test"
     assert to_jsonable((np.float64(1.5), {"a": np.bool_(True)})) == [1.5, {"a": True}]
+
+
+def test_a_study_run_with_files_never_imports_dask_yet_dask_arrays_stay_dask_arrays(tmp_path):
+    # xarray imports dask (0.5-1 s per process) when it writes netCDF or builds a variable; a run
+    # that uses no dask must not pay it, and once dask is imported xarray must still see its arrays.
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, xarray as xr\n"
+            "from phasekit.study.runner import run_study\n"
+            "study = {'name': 't', 'model': {'K': 1, 'M': 1, 'activation': 'erf'}, 'grid': {'eta': [0.5, 1.0]},\n"
+            "         'integration': {'eta_alpha_max': 20.0, 'n_points': 11}, 'measures': {'final_eg': {}}}\n"
+            f"ds = run_study(study, outdir={str(tmp_path)!r}, progress=False)\n"
+            f"back = xr.load_dataset({str(tmp_path / 't.nc')!r}, engine='scipy')\n"
+            "assert np.array_equal(back['final_eg'].values, ds['final_eg'].values)\n"
+            "loaded = [m for m in ('dask', 'distributed') if m in sys.modules]\n"
+            "assert not loaded, loaded\n"
+            "import dask.array as da\n"
+            "lazy = xr.DataArray(da.ones(4, chunks=2), dims='x', name='y')\n"
+            "assert lazy.chunks == ((2, 2),), lazy.chunks\n"
+            f"lazy.to_netcdf({str(tmp_path / 'y.nc')!r}, engine='scipy')\n"
+            f"assert xr.load_dataarray({str(tmp_path / 'y.nc')!r}, engine='scipy').values.tolist() == [1.0] * 4\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

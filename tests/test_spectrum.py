@@ -168,6 +168,8 @@ def test_split_pencil_finds_the_null_and_linear_branches(noise):
         full = np.linalg.eigvals(A + eta * B)
         full = np.sort_complex(full[np.abs(full) > 1e-6])
         assert np.abs(np.sort_complex(split.eigenvalues(eta)) - full).max() <= 1e-8
+        assert split.max_real(eta) == split.eigenvalues(eta).real.max()  # unsorted, the same maximum
+        assert abs(split.max_real(eta) - full.real.max()) <= 1e-8
 
 
 def test_split_pencil_left_side_and_transpose():

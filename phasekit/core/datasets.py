@@ -232,3 +232,73 @@ def format_repr(value: Any, width: int = 60) -> str:
     """``repr(value)`` cut to ``width`` characters (``...`` at the end), for one-line error messages."""
     text = repr(value)
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+class _LazyDaskModule:
+    """xarray's record of the dask module, looked up only once ``dask.array`` is imported.
+
+    xarray asks for dask's array type whenever it builds a variable, and thereby
+    imports dask (0.5-1 s).  No object is a dask array before ``dask.array`` is
+    imported, so until then the type tuple is empty; afterwards (and for
+    anything else asked) the real record is built and takes this one's place.
+    """
+
+    def __init__(self, cache: dict, make: Any) -> None:
+        self._cache, self._make = cache, make
+
+    def _real(self) -> Any:
+        real = self._make("dask")
+        self._cache["dask"] = real
+        return real
+
+    @property
+    def type(self) -> tuple:
+        import sys
+
+        return self._real().type if "dask.array" in sys.modules else ()
+
+    def __getattr__(self, name: str) -> Any:  # module, version, available
+        return getattr(self._real(), name)
+
+
+def _if_dask_loaded(original: Any, default: Any) -> Any:
+    """``original`` (an xarray query about dask), answering ``default`` while dask is not imported."""
+    import sys
+
+    def query(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **kwargs) if "dask" in sys.modules else default
+
+    query._phasekit_lazy = True  # type: ignore[attr-defined]
+    return query
+
+
+def _lazy_dask_in_xarray() -> None:
+    """Let xarray import dask only when dask is in use (idempotent; a no-op on other xarray layouts).
+
+    Writing a netCDF file asks which dask scheduler is active, and building or
+    reading a variable asks whether it is a dask collection and for dask's
+    array type; each imports dask (and ``distributed``) even when nothing uses
+    it.  Before dask is imported no dask scheduler is active and no object is
+    a dask collection, so the answers stay the same.
+    """
+    import sys
+
+    if "dask" in sys.modules:
+        return
+    try:
+        from xarray.backends import locks
+        from xarray.namedarray import pycompat, utils
+    except ImportError:
+        return
+    cache = getattr(pycompat, "_cached_duck_array_modules", None)
+    make = getattr(pycompat, "DuckArrayModule", None)
+    if isinstance(cache, dict) and make is not None and "dask" not in cache:
+        cache["dask"] = _LazyDaskModule(cache, make)
+    for home, name, default in ((locks, "get_dask_scheduler", None), (utils, "is_dask_collection", False)):
+        original = getattr(home, name, None)
+        if original is None or getattr(original, "_phasekit_lazy", False):
+            continue
+        lazy = _if_dask_loaded(original, default)
+        for module in [m for k, m in sys.modules.items() if k.startswith("xarray.")]:
+            if getattr(module, name, None) is original:
+                setattr(module, name, lazy)

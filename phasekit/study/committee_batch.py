@@ -76,18 +76,11 @@ class Prefetch:
         # others' measures read only where and how the run ended, so their batch is integrated
         # without the second pass that samples early stops (the same steps, the same end).
         self.sampled = {int(j) for j, rec, traj in tasks if traj or (rec and "trajectory" in study.measures)}
-        # Without the "trajectory" measure, the points of [report] trajectories are left to the
-        # per-point path (a few points, each sampled densely by `integrate`), and the batches hold
-        # only points that need no samples.  Chosen by the study alone, so a point's numbers never
-        # depend on which points are still to compute.
-        self.per_point = set() if "trajectory" in study.measures else {int(j) for j in study.trajectory_points()}
         self._ready: dict[int, dict] = {}
         self._done_blocks: set[int] = set()
 
     def _point(self, j: int) -> Any:
         """``(key, model, start, horizon, sampling, thresholds)`` of point ``j``, or None (per-point path)."""
-        if j in self.per_point:
-            return None
         try:
             ctx = PointContext(self.study, j)
             model = point_model(ctx)
@@ -100,8 +93,10 @@ class Prefetch:
             if "convergence_time" in self.study.measures:
                 thr = ctx.settings("convergence_time")["threshold"] or stop or 1e-3
                 thresholds = () if thr == stop else (float(thr),)
-            sampling = _sample_kwargs(ctx) if j in self.sampled else {"alpha_eval": np.array([0.0, amax])}
-            return (key, stop, sampling.get("spacing")), model, point_start(ctx), amax, sampling, thresholds
+            # Two samples (the start and where the run ends) for a point whose samples nobody reads:
+            # sampled or not, a point's steps, end and crossings are the same, so both share a batch.
+            sampling = _sample_kwargs(ctx) if j in self.sampled else {"n_points": 2, "spacing": ctx.params["spacing"]}
+            return (key, stop, sampling["spacing"]), model, point_start(ctx), amax, sampling, thresholds
         except Exception:  # the per-point path reports it
             return None
 
@@ -109,8 +104,7 @@ class Prefetch:
         """``tasks`` cut into worker tasks of at most ``size`` points that share their shape.
 
         A worker batches only the points of its own task, so a task holds
-        points of one model shape (the per-point ones among them too: they
-        share the shape's memoised eta_c).  The shapes with the most
+        points of one model shape.  The shapes with the most
         field pairs ``K * M`` (the costliest per point) go first, so that the
         run does not end waiting on one large task; among equals the grid order.
         """
@@ -150,10 +144,7 @@ class Prefetch:
                   for k in range(0, len(g), self.batch_size)]
         for stop, group in chunks:
             pts = [pt for _, pt in group]
-            if "alpha_eval" in pts[0][4]:  # the start and the end only
-                sampling = {"alpha_eval": [pt[4]["alpha_eval"] for pt in pts]}
-            else:
-                sampling = {"n_points": np.array([pt[4]["n_points"] for pt in pts]), "spacing": pts[0][4]["spacing"]}
+            sampling = {"n_points": np.array([pt[4]["n_points"] for pt in pts]), "spacing": pts[0][4]["spacing"]}
             thresholds = sorted({t for pt in pts for t in pt[5]})
             t0 = time.perf_counter()
             try:

@@ -56,6 +56,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
+from ..core.datasets import _lazy_dask_in_xarray
 from ..core.options import ParallelOptions, coerce_options
 from ..core.parallel import ParallelError, Progress, Terminated, choose_backend, connect, imap_unordered
 from .assembly import assemble, read_dataset, record_dataset, run_analyses, trajectory_outputs
@@ -455,6 +456,7 @@ def run_study(
     study = as_study(study)
     opts = _parallel(study, parallel)
     started = _now()
+    _lazy_dask_in_xarray()  # nothing here uses dask unless a dask client is given (then it is loaded already)
     if outdir is None:
         tasks = _tasks(study, set(), set())
         parts, lost = _compute(study, None, tasks, opts, progress)
