@@ -216,10 +216,6 @@ class _LeanPlan:
                                 ("ku", src[sk]), ("uw", src[pu, pw])]
             self.wp = model._w_pairs[None, :, None]
             self.vv = None if model._soft else model._vv_pairs[:, None]
-        # Every covariance entry a call reads, as one gather; each piece a view of it.
-        self.gather = np.concatenate([idx.ravel() for _, idx in self.pieces])
-        bounds = np.cumsum([0] + [idx.size for _, idx in self.pieces])
-        self.views = [(bounds[j], bounds[j + 1], idx.shape) for j, (_, idx) in enumerate(self.pieces)]
         # erf's soft committee has a leaner route still (see _erf_rhs), with its own gather.
         self.erf = (model._soft and forms.get("H2J2") is erf_H2J2
                     and (not model.second_order or self.i4_blocks is erf_I4_blocks))
@@ -242,9 +238,13 @@ class _LeanPlan:
                 self.lr = np.stack([flat(2, pu), flat(3, pu), flat(4, pu), flat(0, pw), flat(1, pw),
                                     flat(4, pw)])  # (6, P, b): [p, q, r] at u, [c1, c2, r] at w
                 self.wp0 = model._w_pairs[:, None, None]
-            self.gather = np.concatenate([idx.ravel() for _, idx in self.pieces])
-            bounds = np.cumsum([0] + [idx.size for _, idx in self.pieces])
-            self.views = [(bounds[j], bounds[j + 1], idx.shape) for j, (_, idx) in enumerate(self.pieces)]
+        self._lay_out_gather()
+
+    def _lay_out_gather(self) -> None:
+        """Every covariance entry a call reads (:attr:`pieces`), as one gather; each piece a view of it."""
+        self.gather = np.concatenate([idx.ravel() for _, idx in self.pieces])
+        bounds = np.cumsum([0] + [idx.size for _, idx in self.pieces])
+        self.views = [(bounds[j], bounds[j + 1], idx.shape) for j, (_, idx) in enumerate(self.pieces)]
 
     @classmethod
     def of(cls, model: Committee) -> "_LeanPlan | None":
