@@ -717,12 +717,9 @@ def _entry_positions(model):
     """Positions in Sigma of the flow's I4 blocks' variances and covariances, per gather."""
     if model._i4_entries is not None:
         return [model._i4_entries[:2]]
-    uw = model._uw_flat[:, None, :]
-    out = []
-    for _, _, ik, cross in model._i4_chunks:
-        e = np.broadcast_arrays(ik[0][:, None], ik[1][:, None], uw[0], uw[1], ik[2][:, None], *cross, uw[2])
-        out.append((np.stack(e[:4], -1), np.stack(e[4:], -1)))
-    return out
+    from phasekit.committee.flow import _block_entries
+
+    return [_block_entries(ik[..., None], cross, model._uw_flat[:, None, :]) for _, _, ik, cross in model._i4_chunks]
 
 
 # --- API ---------------------------------------------------------------------------

@@ -67,6 +67,19 @@ def _ordered_sum(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.take(np.add.accumulate(x, axis=axis), -1, axis=axis)
 
 
+def _block_entries(ik: np.ndarray, cross: np.ndarray, uw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Variances ``(..., rows, P_a, 4)`` and covariances ``(..., rows, P_a, 6)`` of the I4 blocks of one chunk.
+
+    ``ik`` ``(..., 3, rows, 1)`` holds ``S_ii, S_kk, S_ik`` of the student pairs, ``cross``
+    ``(..., 4, rows, P_a)`` ``S_iu, S_iw, S_ku, S_kw`` and ``uw`` ``(..., 3, 1, P_a)`` ``S_uu, S_ww,
+    S_uw`` (entries, or their positions in Sigma); covariances in the pair order
+    ``12, 13, 14, 23, 24, 34`` of ``(x_i, x_k, u, w)``.
+    """
+    e = np.broadcast_arrays(ik[..., 0, :, :], ik[..., 1, :, :], uw[..., 0, :, :], uw[..., 1, :, :],
+                            ik[..., 2, :, :], *(cross[..., j, :, :] for j in range(4)), uw[..., 2, :, :])
+    return np.stack(e[:4], -1), np.stack(e[4:], -1)
+
+
 def _contract(vals: np.ndarray, w: np.ndarray, rowwise: bool = False) -> np.ndarray:
     """``vals @ w`` over the last axis (also a matrix times a vector), ``w`` constant ``(P,)`` or per state ``(..., P)``.
 
@@ -185,12 +198,9 @@ class CommitteeFlow:
                 off_at = np.ascontiguousarray(self._i4_full[4:].T)
                 self._i4_entries = (var_at, off_at, coinciding(key[var_at], key[off_at]))
             else:
-                uw = self._uw_flat[:, None, :]
-                self._i4_chunk_which = []
-                for _, _, ik, cross in self._i4_chunks:
-                    e = np.broadcast_arrays(ik[0][:, None], ik[1][:, None], uw[0], uw[1], ik[2][:, None],
-                                            *cross, uw[2])
-                    self._i4_chunk_which.append(coinciding(key[np.stack(e[:4], -1)], key[np.stack(e[4:], -1)]))
+                self._i4_chunk_which = [coinciding(*(key[at] for at in _block_entries(ik[..., None], cross,
+                                                                                      self._uw_flat[:, None, :])))
+                                        for _, _, ik, cross in self._i4_chunks]
         # eps_g route (see eg_vector): exact quadratic form, difference form near the
         # perfect solution, or the plain sum over field pairs.
         if not self.mixed and self.activation is _LINEAR:
@@ -282,12 +292,8 @@ class CommitteeFlow:
         sa, ta = self.activation, self.teacher_activation
         for n, (start, stop, ik, cross) in enumerate(self._i4_chunks):
             if self._i4_chunk_which is not None:
-                e = Sflat[..., ik][..., None]  # (..., 3, rows, 1)
-                c = Sflat[..., cross]  # (..., 4, rows, P_a)
-                e = np.broadcast_arrays(e[..., 0, :, :], e[..., 1, :, :], uw[..., 0, :, :], uw[..., 1, :, :],
-                                        e[..., 2, :, :], *(c[..., j, :, :] for j in range(4)), uw[..., 2, :, :])
-                vals = self.activation.closed_forms["I4_entries"](np.stack(e[:4], -1), np.stack(e[4:], -1),
-                                                                   self._i4_chunk_which[n])
+                var, off = _block_entries(Sflat[..., ik][..., None], Sflat[..., cross], uw)
+                vals = self.activation.closed_forms["I4_entries"](var, off, self._i4_chunk_which[n])
             elif self._closed4:
                 e = Sflat[..., ik][..., None]  # (..., 3, rows, 1)
                 c = Sflat[..., cross]  # (..., 4, rows, P_a)
