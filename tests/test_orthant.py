@@ -28,6 +28,7 @@ from scipy import integrate
 from scipy.special import ndtr, owens_t
 
 import phasekit as pk
+from phasekit.core import orthant
 from phasekit.core.orthant import orthant2, orthant3, orthant4, relu_I4
 from phasekit.core.rules import gauss_legendre_interval
 
@@ -821,6 +822,42 @@ def test_relu_I4_of_a_matrix_does_not_depend_on_the_others_in_the_call():
         np.testing.assert_array_equal(part, whole[-n:])
     alone = np.array([relu_I4(c) for c in C[:40]])
     np.testing.assert_array_equal(alone, whole[:40])
+
+
+def test_levels_sharing_a_pass_keep_each_matrix_s_own_rule(monkeypatch):
+    """Levels merged into one pass (rules padded by zero-weight nodes) give what separate passes give:
+    bitwise on the adjugate route, to rounding on the eigen route (padded to a fixed node count)."""
+    rng = np.random.default_rng(11)
+    A = rng.normal(size=(60, 4, 6))
+    C = A @ np.swapaxes(A, -1, -2) / 6
+    C[::2, 3] = C[::2, 2] * (1 + 10.0 ** -rng.integers(3, 12, 30))[:, None]  # near-collinear: many eigen levels
+    C[::2, :, 3] = C[::2, 3, :]
+    C[::2, 3, 3] = C[::2, 2, 2]
+    R = orthant._correlations(C)[0]
+    well = np.linalg.eigvalsh(R)[:, 0] > 0.01
+    assert 5 < well.sum() < 55
+
+    def values(**settings):
+        for name, value in settings.items():
+            monkeypatch.setattr(orthant, name, value)
+        return np.stack(orthant._path_values(R, True))
+
+    eigen_nodes = orthant._EIGEN_NODES
+    merged = values(_PASS_ELEMENTS=10 ** 9)
+    np.testing.assert_array_equal(values(_PASS_ELEMENTS=0), merged)
+    alone = values(_EIGEN_NODES=())
+    monkeypatch.setattr(orthant, "_EIGEN_NODES", eigen_nodes)
+    np.testing.assert_array_equal(alone[:, well], merged[:, well])
+    np.testing.assert_allclose(alone[:, ~well], merged[:, ~well], rtol=0, atol=1e-15)
+    # Four adjugate levels (even keys): four passes, or one; eigen levels 6, 7 and 13 (29, 35, 72 nodes)
+    # pad to 32, 41, 72.
+    key = np.array([0, 0, 2, 2, 4, 6, 6, 13, 15, 27])
+    for elements, n_adjugate in ((0, 4), (10 ** 9, 1)):
+        monkeypatch.setattr(orthant, "_PASS_ELEMENTS", elements)
+        passes = orthant._passes(key)
+        assert sum(k % 2 == 0 for k, *_ in passes) == n_adjugate
+        assert sorted(s.shape[-1] for k, _, s, _ in passes if k % 2) == [32, 41, 72]
+        assert sorted(np.concatenate([m for _, m, *_ in passes])) == list(range(key.size))
 
 
 def test_adjugate_route_equals_eigen_route_and_picks_the_same_rule():

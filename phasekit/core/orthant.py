@@ -210,6 +210,25 @@ _N_TOP = 18
 _CHUNK_ELEMENTS = 1 << 12
 
 
+# A pass of the integrand costs a fixed overhead of about this many (matrix,
+# node) elements' worth of arithmetic (its ~60 NumPy calls), so the adjugate
+# route's levels share one pass, each matrix with its own rule padded by
+# zero-weight nodes, while the padding costs less than the passes it saves.
+_PASS_ELEMENTS = 600
+
+
+# Node counts to which the eigen route pads its rules (zero-weight nodes), so
+# that matrices of nearby levels share a pass.  Its stacked products round a
+# node's value in a way that may depend on the number of nodes, so a level
+# always takes the same padded count, whatever else is in the call.
+_EIGEN_NODES = (32, 41, 54, 72)
+
+
+# Where padded nodes sit: an interior point, at which every R_t is positive
+# definite and the integrands finite.
+_PAD_NODE = 0.5
+
+
 # Plain levels (thresholds of the smallest eigenvalue, _PLAIN order) that
 # well-conditioned matrices take without an eigen-decomposition; the last is
 # the smallest eigenvalue for which the closed-form adjugate of R_t is used.
@@ -529,6 +548,9 @@ class _Layout:
         self.axis = -1 if nodes_inner else 0
 
     def node(self, x: Array) -> Array:
+        """A vector over nodes (n,), or per-matrix nodes (N, n), in this layout's order."""
+        if x.ndim == 2:
+            return x if self.nodes_inner else x.T
         return x if self.nodes_inner else x[:, None]
 
     def mat(self, x: Array) -> Array:
@@ -640,8 +662,8 @@ def _adjugate_integrand(poly: tuple[Array, Array, Array], coef: dict[str, Array]
     s2 = lay.node(s * s)
     t = 1.0 - s2
     t2 = t * t
-    N = diag.shape[-1]
-    adj = np.empty((10, N, s.size) if lay.nodes_inner else (10, s.size, N))
+    N, n = diag.shape[-1], s.shape[-1]
+    adj = np.empty((10, N, n) if lay.nodes_inner else (10, n, N))
     a = adj[:4]
     np.multiply(lay.mat(diag[1]), t, out=a)
     a += lay.mat(diag[0])
@@ -748,6 +770,61 @@ def _correlations(Cf: Array) -> tuple[Array, Array, Array]:
     return np.clip(R, -1.0, 1.0), zero, sd
 
 
+@lru_cache(maxsize=None)
+def _padded_rule(level: int, n: int) -> tuple[Array, Array]:
+    """:func:`_rule` of ``level`` padded to ``n`` nodes by zero-weight nodes at ``_PAD_NODE``."""
+    s, w = _rule(level)
+    pad = n - s.size
+    return np.r_[s, np.full(pad, _PAD_NODE)], np.r_[w, np.zeros(pad)]
+
+
+def _eigen_nodes(level: int) -> int:
+    """The padded node count of an eigen-route ``level`` (see ``_EIGEN_NODES``)."""
+    n = _rule(level)[0].size
+    return next((m for m in _EIGEN_NODES if m >= n), n)
+
+
+def _per_matrix(keys: Array, key: Array, n: int) -> tuple[Array, Array]:
+    """Nodes and weights (len(key), n) of matrices with route-and-level ``key``, rules padded to ``n``."""
+    table = [_padded_rule(int(k) // 2, n) for k in keys]
+    which = np.searchsorted(keys, key)
+    return np.stack([t[0] for t in table])[which], np.stack([t[1] for t in table])[which]
+
+
+def _passes(key: Array) -> list[tuple[int, Array, Array, Array]]:
+    """The integrand passes of :func:`_path_values` for route-and-level keys ``key`` (N,) (even: adjugate route).
+
+    Returns ``(k, members, s, weights)`` per pass: a key of the pass (its
+    route's parity), the matrices, and the rule's nodes and weights, shape
+    (n,), or per matrix (len(members), n) where several levels share the
+    pass.  The adjugate route's levels share one pass, padded to its longest
+    rule, where the padding costs less than the passes it saves
+    (``_PASS_ELEMENTS``); the eigen route's levels share a pass per padded
+    node count (``_EIGEN_NODES``).  Padded nodes (zero weights, summed after
+    a matrix's own nodes) leave every matrix's value what its own rule gives,
+    bit for bit whatever the other matrices of the call.
+    """
+    keys = np.unique(key)
+    out = []
+    adj = keys[keys % 2 == 0]
+    if adj.size:
+        sizes = np.array([_rule(int(k) // 2)[0].size for k in adj])
+        n = int(sizes.max())
+        if adj.size > 1 and np.dot([np.count_nonzero(key == k) for k in adj], n - sizes) \
+                <= _PASS_ELEMENTS * (adj.size - 1):
+            members = np.flatnonzero(key % 2 == 0)
+            out.append((int(adj[-1]), members, *_per_matrix(adj, key[members], n)))
+        else:
+            out += [(int(k), np.flatnonzero(key == k), *_rule(int(k) // 2)) for k in adj]
+    eig = keys[keys % 2 == 1]
+    counts = np.array([_eigen_nodes(int(k) // 2) for k in eig])
+    for n in np.unique(counts):
+        group = eig[counts == n]
+        members = np.flatnonzero(np.isin(key, group))
+        out.append((int(group[-1]), members, *_per_matrix(group, key[members], int(n))))
+    return out
+
+
 def _path_values(R: Array, with_relu: bool) -> tuple[Array, Array | None]:
     """``P4`` and (``with_relu``) ``I4`` in correlation units by the path integral, for ``R`` (N, 4, 4)."""
     N = R.shape[0]
@@ -778,26 +855,28 @@ def _path_values(R: Array, with_relu: bool) -> tuple[Array, Array | None]:
         lam = np.where(lam < _LAM_EXACT, 0.0, lam)
         level[rest] = _levels(R[rest], lam, coef["gap"][rest])
     r_cd = R[:, 2, 3]
-    # One vectorised evaluation per route and distinct quadrature level (a
-    # handful), in chunks sized for the CPU cache.
+    # One vectorised evaluation per route and group of quadrature levels (a
+    # handful; see _passes), in chunks sized for the CPU cache.
     key = np.where(well, 2 * level, 2 * level + 1)
-    for k in np.unique(key):
-        s, weights = _rule(int(k) // 2)
+    for k, members, s, weights in _passes(key):
         # The adjugate route's matrices are many and its rules short; the eigen
         # route's stacked products want the nodes inner.
         lay = _MATRICES_INNER if k % 2 == 0 else _NODES_INNER
-        w = lay.node(weights)
-        members = np.flatnonzero(key == k)
-        step = max(1, _CHUNK_ELEMENTS // s.size)
+        step = max(1, _CHUNK_ELEMENTS // s.shape[-1])
         for start in range(0, members.size, step):
             sel = members[start:start + step]
+            if s.ndim == 2:  # per-matrix rules (matrices, nodes)
+                s_sel, w = s[start:start + step], lay.node(np.ascontiguousarray(weights[start:start + step]))
+            else:
+                s_sel, w = s, lay.node(weights)
             c = {name: v[sel] for name, v in coef.items()}
             p = pos[sel]
             if k % 2 == 0:
-                h, F = _adjugate_integrand(tuple(x[..., p] for x in poly), c, s, with_relu, lay)
+                h, F = _adjugate_integrand(tuple(x[..., p] for x in poly), c, s_sel, with_relu, lay)
             else:
-                h, F = _eigen_integrand(lam[p], V[p], c, s, with_relu, lay)
-            # Node sums in node order for every matrix alike (see _scatter_sum).
+                h, F = _eigen_integrand(lam[p], V[p], c, s_sel, with_relu, lay)
+            # Node sums in node order for every matrix alike (see _scatter_sum);
+            # padded nodes add exact zeros after a matrix's own nodes.
             P4[sel] = 1.0 / 16.0 + _node_sum(h, w, lay.axis)
             if with_relu:
                 I4[sel] = 1.0 / (8.0 * np.pi) + r_cd[sel] / 16.0 + _node_sum(F, w, lay.axis)
