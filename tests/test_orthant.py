@@ -857,6 +857,12 @@ def test_levels_sharing_a_pass_keep_each_matrix_s_own_rule(monkeypatch):
         passes = orthant._passes(key)
         assert sum(k % 2 == 0 for k, *_ in passes) == n_adjugate
         assert sorted(s.shape[-1] for k, _, s, _ in passes if k % 2) == [32, 41, 72]
+        for k, members, s, w in passes:  # each matrix's own rule, then zero weights
+            for j, sj, wj in zip(members, np.broadcast_to(s, (members.size, s.shape[-1])),
+                                 np.broadcast_to(w, (members.size, w.shape[-1]))):
+                own = orthant._rule(int(key[j]) // 2)
+                np.testing.assert_array_equal(sj[:own[0].size], own[0])
+                np.testing.assert_array_equal(wj, np.r_[own[1], np.zeros(sj.size - own[0].size)])
         assert sorted(np.concatenate([m for _, m, *_ in passes])) == list(range(key.size))
 
 

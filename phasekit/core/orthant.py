@@ -150,6 +150,7 @@ closed-form pair terms.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
@@ -770,25 +771,36 @@ def _correlations(Cf: Array) -> tuple[Array, Array, Array]:
     return np.clip(R, -1.0, 1.0), zero, sd
 
 
+# Levels _path_values can pick: the plain ones and boundary layers down to the
+# width sqrt(_LAM_EXACT) (smaller eigenvalues are exact zeros).
+_N_LEVELS = len(_PLAIN) + int(np.ceil(np.log(_GRADE_KAPPA / np.sqrt(_LAM_EXACT)) / np.log(_GRADE_RATIO)))
+
+
 @lru_cache(maxsize=None)
-def _padded_rule(level: int, n: int) -> tuple[Array, Array]:
-    """:func:`_rule` of ``level`` padded to ``n`` nodes by zero-weight nodes at ``_PAD_NODE``."""
-    s, w = _rule(level)
-    pad = n - s.size
-    return np.r_[s, np.full(pad, _PAD_NODE)], np.r_[w, np.zeros(pad)]
+def _node_counts(rule: Callable, eigen_nodes: tuple[int, ...]) -> tuple[Array, Array]:
+    """Per level: the node count of ``rule(level)``, and the eigen route's padded count (the first of
+    ``eigen_nodes`` not below it)."""
+    n = np.array([rule(level)[0].size for level in range(_N_LEVELS)])
+    pad = np.array([next((m for m in eigen_nodes if m >= k), k) for k in n])
+    return n, pad
 
 
-def _eigen_nodes(level: int) -> int:
-    """The padded node count of an eigen-route ``level`` (see ``_EIGEN_NODES``)."""
-    n = _rule(level)[0].size
-    return next((m for m in _EIGEN_NODES if m >= n), n)
+@lru_cache(maxsize=None)
+def _padded_rules(rule: Callable, n: int) -> tuple[Array, Array]:
+    """Nodes and weights of every level's ``rule`` padded to ``n`` nodes, shape (_N_LEVELS, n).
 
-
-def _per_matrix(keys: Array, key: Array, n: int) -> tuple[Array, Array]:
-    """Nodes and weights (len(key), n) of matrices with route-and-level ``key``, rules padded to ``n``."""
-    table = [_padded_rule(int(k) // 2, n) for k in keys]
-    which = np.searchsorted(keys, key)
-    return np.stack([t[0] for t in table])[which], np.stack([t[1] for t in table])[which]
+    Padded nodes sit at ``_PAD_NODE`` with weight 0; levels with more than
+    ``n`` nodes get rows of NaN (never used).
+    """
+    s, w = np.full((_N_LEVELS, n), np.nan), np.full((_N_LEVELS, n), np.nan)
+    for level in range(_N_LEVELS):
+        rs, rw = rule(level)
+        if rs.size <= n:
+            s[level], w[level] = _PAD_NODE, 0.0
+            s[level, :rs.size], w[level, :rs.size] = rs, rw
+    s.setflags(write=False)
+    w.setflags(write=False)
+    return s, w
 
 
 def _passes(key: Array) -> list[tuple[int, Array, Array, Array]]:
@@ -804,24 +816,25 @@ def _passes(key: Array) -> list[tuple[int, Array, Array, Array]]:
     a matrix's own nodes) leave every matrix's value what its own rule gives,
     bit for bit whatever the other matrices of the call.
     """
-    keys = np.unique(key)
+    n_nodes, n_eigen = _node_counts(_rule, _EIGEN_NODES)
+    level, eigen = key // 2, key % 2 == 1
     out = []
-    adj = keys[keys % 2 == 0]
-    if adj.size:
-        sizes = np.array([_rule(int(k) // 2)[0].size for k in adj])
-        n = int(sizes.max())
-        if adj.size > 1 and np.dot([np.count_nonzero(key == k) for k in adj], n - sizes) \
-                <= _PASS_ELEMENTS * (adj.size - 1):
-            members = np.flatnonzero(key % 2 == 0)
-            out.append((int(adj[-1]), members, *_per_matrix(adj, key[members], n)))
+    if not eigen.all():
+        adj = np.flatnonzero(~eigen)
+        counts = np.bincount(level[adj], minlength=_N_LEVELS)
+        used = np.flatnonzero(counts)
+        n = int(n_nodes[used].max())
+        if used.size > 1 and np.dot(counts[used], n - n_nodes[used]) <= _PASS_ELEMENTS * (used.size - 1):
+            s, w = _padded_rules(_rule, n)
+            out.append((0, adj, s[level[adj]], w[level[adj]]))
         else:
-            out += [(int(k), np.flatnonzero(key == k), *_rule(int(k) // 2)) for k in adj]
-    eig = keys[keys % 2 == 1]
-    counts = np.array([_eigen_nodes(int(k) // 2) for k in eig])
-    for n in np.unique(counts):
-        group = eig[counts == n]
-        members = np.flatnonzero(np.isin(key, group))
-        out.append((int(group[-1]), members, *_per_matrix(group, key[members], int(n))))
+            out += [(0, np.flatnonzero(key == 2 * lv), *_rule(int(lv))) for lv in used]
+    if eigen.any():
+        pad = np.where(eigen, n_eigen[level], 0)
+        for n in np.unique(pad[eigen]):
+            members = np.flatnonzero(pad == n)
+            s, w = _padded_rules(_rule, int(n))
+            out.append((1, members, s[level[members]], w[level[members]]))
     return out
 
 
