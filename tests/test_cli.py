@@ -117,6 +117,21 @@ def test_integrate_and_fixed_points_in_the_site_symmetric_subspace(tmp_path, cap
     assert main(["integrate", "--K", "2", "--M", "3", "--subspace", "site_symmetric", "--out", str(out)]) == 2
 
 
+def test_console_freezes_the_heap_only_in_a_process_of_its_own(capsys):
+    # main() (what tests and notebooks call) leaves the collector alone ...
+    import gc
+
+    before = gc.get_freeze_count()
+    assert main(["studies", "--folder", str(REPO / "studies")]) == 0
+    assert gc.get_freeze_count() == before
+    # ... the command (console) freezes what it loaded, and returns main's status.
+    code = ("import gc, sys; from phasekit.cli import console; "
+            f"rc = console(['studies', '--folder', {str(REPO / 'studies')!r}]); "
+            "print('STATUS', rc, gc.get_freeze_count() > 0, file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "STATUS 0 True" in out.stderr, out.stderr
+
+
 def test_bad_model_argument_is_one_line_error(capsys, tmp_path):
     assert main(["integrate", "--K", "0", "--out", str(tmp_path / "x.nc")]) == 2
     err = capsys.readouterr().err.strip()
