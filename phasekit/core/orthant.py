@@ -566,10 +566,11 @@ class _Layout:
         """
         if self.nodes_inner:
             return np.matmul(w, x.transpose(1, 0, 2)).transpose(1, 0, 2)
-        terms = np.ascontiguousarray(w.transpose(2, 1, 0))[:, :, None, :] * x[:, None]   # (m, k, n, N)
-        out = terms[0] + terms[1]
-        for q in range(2, terms.shape[0]):
-            out += terms[q]
+        wq = np.ascontiguousarray(w.transpose(2, 1, 0))[:, :, None, :]   # (m, k, 1, N)
+        out = np.multiply(wq[0], x[0])
+        term = np.empty_like(out)
+        for q in range(1, wq.shape[0]):
+            out += np.multiply(wq[q], x[q], out=term)
         return out
 
 
