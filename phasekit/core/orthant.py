@@ -107,7 +107,11 @@ exactly singular matrix).  Below that a boundary layer of width
 ``[0, asinh(1 / (8 b))]`` converges geometrically at a rate set by that
 interval's length (``8 + 3 asinh(8^(L-1))`` nodes, 17 to 54), plus 18 plain
 nodes on ``[1/8, 1]``: 35 to 72 nodes.  Matrices are grouped by route and
-rule, so each group is one vectorised pass.
+rule, each group one vectorised pass; nearby rules share a pass, every
+matrix on its own nodes padded with zero-weight ones (the adjugate route's
+rules to its longest where that pays, the eigen route's to fixed counts of
+32, 41, 54 or 72), which leaves each matrix's value independent of the
+other matrices in the call.
 
 Coinciding arguments
 --------------------
