@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .core.datasets import _lazy_dask_in_xarray
 from .plotting import default_figures, draw, save_figure
 from .plotting.common import fmt, status_names_of
 from .study.schema import Study, parse_study
@@ -86,6 +87,7 @@ def write_report(ds: xr.Dataset | str | Path, outdir: str | Path | None = None, 
     pathlib.Path
         The report file.
     """
+    _lazy_dask_in_xarray()  # a report uses no dask: loading and drawing need not import it
     if not isinstance(ds, xr.Dataset):
         dataset_path = Path(ds)
         ds = xr.load_dataset(dataset_path, engine="scipy")
