@@ -170,7 +170,9 @@ class _Saver:
         self.running = [r for r in self.running if r[0].sentinel not in ended]
         for proc, fig, path in done:
             proc.join()
-            if proc.exitcode != 0:
+            failed = proc.exitcode != 0
+            proc.close()
+            if failed:
                 save_figure(fig, path)
 
     def __enter__(self) -> "_Saver":
@@ -185,6 +187,7 @@ class _Saver:
             proc.terminate()
         for proc, _, _ in self.running:
             proc.join()
+            proc.close()
         self.running = []
 
 
