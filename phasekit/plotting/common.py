@@ -119,7 +119,8 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] =
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     """Write ``fig`` as PNG (creating folders): the pixels of ``fig.savefig(path, dpi=dpi)``, at less cost.
 
-    ``savefig`` lays a figure out in a drawing pass of its own before the
+    (With matplotlib's default ``savefig.*`` settings: no tight bounding box,
+    the figure's own face colour, not transparent.)  ``savefig`` lays a figure out in a drawing pass of its own before the
     one that renders; here the layout and the render are one pass.  Titles
     of axes with nothing above them (no top ticks or label, no twins) stay
     where matplotlib's automatic placement leaves them when nothing is in
