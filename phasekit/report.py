@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import xarray as xr
@@ -97,98 +97,71 @@ def write_report(ds: xr.Dataset | str | Path, outdir: str | Path | None = None, 
     outdir = Path(outdir)
     _check_writable(outdir)
     figures = []  # (title, path, caption)
+    drawn = []  # (Figure, path)
     specs = study.report.get("figures") or default_figures(ds)
-    with _Saver() as saver:
-        for spec in specs:
-            if spec["kind"] == "trajectories" and not trajectories:
-                continue
-            for name, title, fig in draw(ds, spec):
-                figures.append((title or spec.get("title") or name.replace("_", " "), outdir / "figures" / f"{name}.png",
-                                spec.get("caption", "")))
-                saver.save(fig, figures[-1][1])
-        lines = _markdown(ds, study, figures, outdir, dataset_path)
+    for spec in specs:
+        if spec["kind"] == "trajectories" and not trajectories:
+            continue
+        for name, title, fig in draw(ds, spec):
+            drawn.append((fig, outdir / "figures" / f"{name}.png"))
+            figures.append((title or spec.get("title") or name.replace("_", " "), drawn[-1][1],
+                            spec.get("caption", "")))
+    lines = _save_figures(drawn, lambda: _markdown(ds, study, figures, outdir, dataset_path))
     path = outdir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-_SAVE_PROCESSES: int | None = None  # processes that save figures at once: None one per core, 1 this process
+_TO_SAVE: list = []  # the figures a forked child saves (inherited, never pickled)
+_SAVE_PROCESSES: int | None = None  # processes that save figures: None one per core, 1 this process
 
 
 def _child_signals() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command line's handlers
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends the children
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends the pool
 
 
-def _save_in_child(fig: Any, path: Path) -> None:
-    """A forked child's task: save one figure; a failure is only its exit code (the parent saves it again)."""
-    _child_signals()
-    try:
-        save_figure(fig, path)
-    except BaseException:
-        raise SystemExit(1)
+def _save_one(j: int) -> None:
+    save_figure(*_TO_SAVE[j])
 
 
-class _Saver:
-    """Writes figures as PNG while this process draws the next ones: rendering costs most of a report,
-    so each figure goes to a forked process as soon as it is drawn, at most one per core at a time,
-    when this process runs no other thread (a fork copies no thread); else it is saved here.
+def _save_figures(drawn: list, meanwhile: Callable[[], Any]) -> Any:
+    """Write the figures as PNG and return ``meanwhile()``, called while they are written.
 
-    A child sees the figure as it was when forked (figures are never pickled).  A figure whose child
-    failed is saved again in this process, which raises the error.
+    Rendering costs most of a report, so two or more figures go to forked
+    processes, one per core, when this process runs no other thread (a fork
+    copies no thread).  All are drawn before the fork, so that this process
+    does not write to memory it shares with the children while they render
+    (handing each figure to a process of its own as soon as it was drawn was
+    measured no faster, and costlier in CPU time).
     """
+    import multiprocessing
+    import threading
 
-    def __init__(self) -> None:
-        import multiprocessing
-        import threading
-
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.n = cores if _SAVE_PROCESSES is None else _SAVE_PROCESSES
-        if threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
-            self.n = 1
-        self.ctx = multiprocessing.get_context("fork") if self.n > 1 else None
-        self.running: list = []  # (process, figure, path)
-
-    def save(self, fig: Any, path: Path) -> None:
-        if self.ctx is None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = min(len(drawn), cores if _SAVE_PROCESSES is None else _SAVE_PROCESSES)
+    if n < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for fig, path in drawn:
             save_figure(fig, path)
-            return
-        while len(self.running) >= self.n:
-            self._reap()
-        proc = self.ctx.Process(target=_save_in_child, args=(fig, path), daemon=True)
-        proc.start()
-        self.running.append((proc, fig, path))
-
-    def _reap(self) -> None:
-        """Wait until a child ends; save its figure here if it failed."""
-        from multiprocessing.connection import wait
-
-        ended = set(wait([p.sentinel for p, _, _ in self.running]))
-        done = [r for r in self.running if r[0].sentinel in ended]
-        self.running = [r for r in self.running if r[0].sentinel not in ended]
-        for proc, fig, path in done:
-            proc.join()
-            failed = proc.exitcode != 0
-            proc.close()
-            if failed:
-                save_figure(fig, path)
-
-    def __enter__(self) -> "_Saver":
-        return self
-
-    def __exit__(self, kind: Any, *_: Any) -> None:
-        if kind is None:
-            while self.running:
-                self._reap()
-            return
-        for proc, _, _ in self.running:  # an error here (or Ctrl-C): the children are not needed
-            proc.terminate()
-        for proc, _, _ in self.running:
-            proc.join()
-            proc.close()
-        self.running = []
+        return meanwhile()
+    for _, path in drawn:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _TO_SAVE[:] = drawn
+    pool = multiprocessing.get_context("fork").Pool(n, initializer=_child_signals)
+    try:
+        saved = pool.map_async(_save_one, range(len(drawn)), chunksize=1)
+        result = meanwhile()
+        saved.get()
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+        _TO_SAVE.clear()
+    return result
 
 
 def _settings(study: Study) -> list[str]:
