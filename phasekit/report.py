@@ -13,11 +13,12 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import xarray as xr
 
+from .core.datasets import _lazy_dask_in_xarray
 from .plotting import default_figures, draw, save_figure
 from .plotting.common import fmt, status_names_of
 from .study.schema import Study, parse_study
@@ -86,6 +87,7 @@ def write_report(ds: xr.Dataset | str | Path, outdir: str | Path | None = None, 
     pathlib.Path
         The report file.
     """
+    _lazy_dask_in_xarray()  # a report uses no dask: loading and drawing need not import it
     if not isinstance(ds, xr.Dataset):
         dataset_path = Path(ds)
         ds = xr.load_dataset(dataset_path, engine="scipy")
@@ -104,8 +106,7 @@ def write_report(ds: xr.Dataset | str | Path, outdir: str | Path | None = None, 
             drawn.append((fig, outdir / "figures" / f"{name}.png"))
             figures.append((title or spec.get("title") or name.replace("_", " "), drawn[-1][1],
                             spec.get("caption", "")))
-    _save_figures(drawn)
-    lines = _markdown(ds, study, figures, outdir, dataset_path)
+    lines = _save_figures(drawn, lambda: _markdown(ds, study, figures, outdir, dataset_path))
     path = outdir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -126,9 +127,16 @@ def _save_one(j: int) -> None:
     save_figure(*_TO_SAVE[j])
 
 
-def _save_figures(drawn: list) -> None:
-    """Write the figures as PNG; rendering costs most of a report, so two or more go to forked
-    processes, one per core, when this process runs no other thread (a fork copies no thread)."""
+def _save_figures(drawn: list, meanwhile: Callable[[], Any]) -> Any:
+    """Write the figures as PNG and return ``meanwhile()``, called while they are written.
+
+    Rendering costs most of a report, so two or more figures go to forked
+    processes, one per core, when this process runs no other thread (a fork
+    copies no thread).  All are drawn before the fork, so that this process
+    does not write to memory it shares with the children while they render
+    (handing each figure to a process of its own as soon as it was drawn was
+    measured no faster, and costlier in CPU time).
+    """
     import multiprocessing
     import threading
 
@@ -137,13 +145,15 @@ def _save_figures(drawn: list) -> None:
     if n < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
         for fig, path in drawn:
             save_figure(fig, path)
-        return
+        return meanwhile()
     for _, path in drawn:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     _TO_SAVE[:] = drawn
     pool = multiprocessing.get_context("fork").Pool(n, initializer=_child_signals)
     try:
-        pool.map(_save_one, range(len(drawn)), chunksize=1)
+        saved = pool.map_async(_save_one, range(len(drawn)), chunksize=1)
+        result = meanwhile()
+        saved.get()
         pool.close()
     except BaseException:
         pool.terminate()
@@ -151,6 +161,7 @@ def _save_figures(drawn: list) -> None:
     finally:
         pool.join()
         _TO_SAVE.clear()
+    return result
 
 
 def _settings(study: Study) -> list[str]:

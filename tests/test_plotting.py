@@ -301,3 +301,25 @@ def test_save_figure_writes_the_default_pixels(tmp_path):
     assert a.shape == b.shape == (240, 360, 4)
     np.testing.assert_array_equal(a, b)
     assert ours.read_bytes() != (tmp_path / "default.png").read_bytes()  # compressed otherwise
+
+
+def test_save_figure_draws_in_one_pass_what_savefig_draws(tmp_path):
+    """Layout and render in one pass, titles fixed where nothing is above them: savefig's pixels on a figure
+    never drawn, also where the y offset text (1e8) moves a left title up (the fixed title would overlap it)."""
+    from PIL import Image
+
+    from phasekit.plotting import save_figure
+
+    def figure(loc):
+        fig = Figure(figsize=(3.0, 2.0), layout="constrained")
+        ax = fig.subplots()
+        ax.plot(np.arange(5), 3e7 * np.arange(5), "o-")
+        ax.set_title("a title over the offset text", loc=loc, fontsize=9)
+        return fig
+
+    for loc in ("left", "center"):
+        fig = figure(loc)
+        ours = save_figure(fig, tmp_path / f"ours_{loc}.png")
+        figure(loc).savefig(tmp_path / f"default_{loc}.png", dpi=120)
+        np.testing.assert_array_equal(np.asarray(Image.open(ours)), np.asarray(Image.open(tmp_path / f"default_{loc}.png")))
+        assert fig.dpi == Figure().dpi and fig.axes[0]._autotitlepos is True  # the figure left as it was
