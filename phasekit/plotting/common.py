@@ -166,7 +166,10 @@ def _fix_titles(fig: Figure) -> list:
             continue  # placed by hand already, or beside axes whose decorations may reach above it
         if ax.xaxis.get_ticks_position() in ("top", "unknown") or ax.xaxis.get_label_position() == "top":
             continue
-        titles = (ax.title, ax._left_title, ax._right_title)
+        titles = (ax.title, getattr(ax, "_left_title", None), getattr(ax, "_right_title", None))
+        if None in titles:  # another matplotlib layout: every title to its automatic placement
+            _free_titles(fixed)
+            return []
         if any(t.get_text() for t in titles):
             for t in titles:
                 t.set_y(1.0)
@@ -183,7 +186,7 @@ def _titles_in_the_way(axes: list, renderer) -> bool:
         top = ax.spines.get("outline", ax).get_window_extent().ymax
         off = ax.yaxis.offsetText
         off_box = off.get_tightbbox(renderer) if off.get_visible() and off.get_text() else None
-        for t in (ax.title, ax._left_title, ax._right_title):
+        for t in (ax.title, ax._left_title, ax._right_title):  # present: _fix_titles checked
             if not t.get_text():
                 continue
             box = t.get_window_extent(renderer)
