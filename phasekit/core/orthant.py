@@ -107,11 +107,10 @@ exactly singular matrix).  Below that a boundary layer of width
 ``[0, asinh(1 / (8 b))]`` converges geometrically at a rate set by that
 interval's length (``8 + 3 asinh(8^(L-1))`` nodes, 17 to 54), plus 18 plain
 nodes on ``[1/8, 1]``: 35 to 72 nodes.  Matrices are grouped by route and
-rule, each group one vectorised pass; nearby rules share a pass, every
-matrix on its own nodes padded with zero-weight ones (the adjugate route's
-rules to its longest where that pays, the eigen route's to fixed counts of
-32, 41, 54 or 72), which leaves each matrix's value independent of the
-other matrices in the call.
+rule, each group one vectorised pass; the adjugate route's rules share a
+pass where that pays, every matrix on its own nodes padded with zero-weight
+ones to the longest rule, which leaves each matrix's value bit for bit what
+its own pass gives.
 
 Coinciding arguments
 --------------------
@@ -220,13 +219,6 @@ _CHUNK_ELEMENTS = 1 << 12
 # route's levels share one pass, each matrix with its own rule padded by
 # zero-weight nodes, while the padding costs less than the passes it saves.
 _PASS_ELEMENTS = 600
-
-
-# Node counts to which the eigen route pads its rules (zero-weight nodes), so
-# that matrices of nearby levels share a pass.  Its stacked products round a
-# node's value in a way that may depend on the number of nodes, so a level
-# always takes the same padded count, whatever else is in the call.
-_EIGEN_NODES = (32, 41, 54, 72)
 
 
 # Where padded nodes sit: an interior point, at which every R_t is positive
@@ -782,12 +774,9 @@ _N_LEVELS = len(_PLAIN) + int(np.ceil(np.log(_GRADE_KAPPA / np.sqrt(_LAM_EXACT))
 
 
 @lru_cache(maxsize=None)
-def _node_counts(rule: Callable, eigen_nodes: tuple[int, ...]) -> tuple[Array, Array]:
-    """Per level: the node count of ``rule(level)``, and the eigen route's padded count (the first of
-    ``eigen_nodes`` not below it)."""
-    n = np.array([rule(level)[0].size for level in range(_N_LEVELS)])
-    pad = np.array([next((m for m in eigen_nodes if m >= k), k) for k in n])
-    return n, pad
+def _node_counts(rule: Callable) -> Array:
+    """The node count of ``rule(level)`` per level, shape (_N_LEVELS,)."""
+    return np.array([rule(level)[0].size for level in range(_N_LEVELS)])
 
 
 @lru_cache(maxsize=None)
@@ -816,12 +805,13 @@ def _passes(key: Array) -> list[tuple[int, Array, Array, Array]]:
     (n,), or per matrix (len(members), n) where several levels share the
     pass.  The adjugate route's levels share one pass, padded to its longest
     rule, where the padding costs less than the passes it saves
-    (``_PASS_ELEMENTS``); the eigen route's levels share a pass per padded
-    node count (``_EIGEN_NODES``).  Padded nodes (zero weights, summed after
-    a matrix's own nodes) leave every matrix's value what its own rule gives,
-    bit for bit whatever the other matrices of the call.
+    (``_PASS_ELEMENTS``); padded nodes (zero weights, summed after a
+    matrix's own nodes) leave every matrix's value what its own rule gives,
+    bit for bit.  The eigen route takes a pass per level: its stacked
+    products may round a node's value differently with the number of nodes,
+    and padding them measured no cheaper.
     """
-    n_nodes, n_eigen = _node_counts(_rule, _EIGEN_NODES)
+    n_nodes = _node_counts(_rule)
     level, eigen = key // 2, key % 2 == 1
     out = []
     if not eigen.all():
@@ -835,11 +825,7 @@ def _passes(key: Array) -> list[tuple[int, Array, Array, Array]]:
         else:
             out += [(0, np.flatnonzero(key == 2 * lv), *_rule(int(lv))) for lv in used]
     if eigen.any():
-        pad = np.where(eigen, n_eigen[level], 0)
-        for n in np.unique(pad[eigen]):
-            members = np.flatnonzero(pad == n)
-            s, w = _padded_rules(_rule, int(n))
-            out.append((1, members, s[level[members]], w[level[members]]))
+        out += [(1, np.flatnonzero(key == 2 * lv + 1), *_rule(int(lv))) for lv in np.unique(level[eigen])]
     return out
 
 
