@@ -870,7 +870,7 @@ def _path_values(R: Array, with_relu: bool) -> tuple[Array, Array | None]:
         for start in range(0, members.size, step):
             sel = members[start:start + step]
             if s.ndim == 2:  # per-matrix rules (matrices, nodes)
-                s_sel, w = s[start:start + step], lay.node(np.ascontiguousarray(weights[start:start + step]))
+                s_sel, w = s[start:start + step], lay.node(weights[start:start + step])
             else:
                 s_sel, w = s, lay.node(weights)
             c = {name: v[sel] for name, v in coef.items()}

@@ -303,11 +303,14 @@ class PencilSplit:
         """Dimension of the full pencil."""
         return self.n_null + sum(br.multiplicity for br in self.branches) + len(self.A)
 
-    def rest_eigenvalues(self, eta: float) -> np.ndarray:
-        """Eigenvalues of ``A_rest + eta B_rest`` (sorted by decreasing real part)."""
+    def _rest_unsorted(self, eta: float) -> np.ndarray:
         if len(self.A) == 0:
             return np.zeros(0, dtype=complex)
-        w = eigenvalues_only(self.A + eta * self.B)
+        return eigenvalues_only(self.A + eta * self.B)
+
+    def rest_eigenvalues(self, eta: float) -> np.ndarray:
+        """Eigenvalues of ``A_rest + eta B_rest`` (sorted by decreasing real part)."""
+        w = self._rest_unsorted(eta)
         return w[eigenvalue_order(w)]
 
     def eigenvalues(self, eta: float) -> np.ndarray:
@@ -319,10 +322,8 @@ class PencilSplit:
     def max_real(self, eta: float) -> float:
         """Largest real part over the non-null spectrum (``-inf`` if everything is null)."""
         # the maximum of :meth:`eigenvalues` without sorting them (a root search asks hundreds of times)
-        parts = [np.array([br.value(eta) for br in self.branches], dtype=complex).real]
-        if len(self.A):
-            parts.append(eigenvalues_only(self.A + eta * self.B).real)
-        re = np.concatenate(parts)
+        re = np.concatenate([np.array([br.value(eta) for br in self.branches], dtype=complex).real,
+                             self._rest_unsorted(eta).real])
         return float(re.max()) if len(re) else float("-inf")
 
 
